@@ -1,0 +1,193 @@
+"""The `mathreport` command: thin; each subcommand parses flags and calls the package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mathreport import artifacts, models
+
+
+class CommandError(Exception):
+    """An error the user can act on; printed as one line, exit status 2."""
+
+
+# Errors that carry a complete, user-facing message: printed as one line instead of a traceback.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mathreport import data, train
+
+    return (CommandError, artifacts.ArtifactError, data.DataError, models.ModelUnavailableError,
+            train.RunExistsError, FileNotFoundError)
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help=f"preset ({', '.join(models.PRESETS)}) or HF id / local path")
+    p.add_argument("--train_path", type=Path, default=Path("data/augmented_train.csv"))
+    p.add_argument("--val_path", type=Path, default=Path("data/val_split.csv"))
+    p.add_argument("--test_path", type=Path, default=Path("data/test_split.csv"))
+    p.add_argument("--num_epochs", type=int, default=3)
+    p.add_argument("--learning_rate", type=float, default=None, help="default: the preset's")
+    p.add_argument("--batch_size", type=int, default=None, help="default: the preset's")
+    p.add_argument("--max_length", type=int, default=None, help="tokens; default: the preset's")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max_train_samples", type=int, default=None, help="train on a seeded sample of this size")
+    p.add_argument("--model_path", default=None, help="local folder with the model's weights")
+    p.add_argument("--load_in_4bit", action=argparse.BooleanOptionalAction, default=None,
+                   help="4-bit NF4 QLoRA (CUDA only); default: on for qwen/mistral on CUDA")
+    p.add_argument("--allow_leakage", action="store_true", help="train even if a question is in two splits")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--text_col", default="Question")
+    p.add_argument("--label_col", default="label")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from mathreport.train import TrainConfig, train
+
+    output_dir = args.output_dir or Path("results") / Path(args.model).name
+    cfg = TrainConfig(
+        model=args.model, train_path=args.train_path, val_path=args.val_path, test_path=args.test_path,
+        output_dir=output_dir, num_epochs=args.num_epochs, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, resume=args.resume,
+        force=args.force, model_path=args.model_path, load_in_4bit=args.load_in_4bit,
+        allow_leakage=args.allow_leakage, max_train_samples=args.max_train_samples, device=args.device,
+        bench=not args.no_bench, text_col=args.text_col, label_col=args.label_col,
+    )
+    run_dir = train(cfg)
+    metrics = artifacts.read_metrics(run_dir)
+    print(f"{run_dir}: Accuracy {metrics['Accuracy']:.3f}, F1_macro {metrics['F1_macro']:.3f} "
+          f"on {metrics.get('n_test', '?')} test questions")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from mathreport.train import evaluate_run
+
+    result = evaluate_run(args.run_dir)
+    print(f"{args.run_dir}: wrote {artifacts.METRICS} and {artifacts.CLASS_REPORT} "
+          f"(Accuracy {result['Accuracy']:.3f})")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from mathreport import data
+
+    if args.kaggle:
+        raw_dir = args.out_dir / "kaggle"
+        source = data.download_kaggle(args.competition, raw_dir)
+    elif args.input is None:
+        raise CommandError("prepare needs --input RAW.csv (or --kaggle to download the competition files)")
+    else:
+        source = args.input
+    report = data.prepare(
+        source, args.out_dir, text_col=args.text_col, label_col=args.label_col, val_size=args.val_size,
+        test_size=args.test_size, seed=args.seed, augment=args.augment,
+    )
+    print(data.format_class_table(report))
+    print(f"wrote {args.out_dir}/augmented_train.csv, val_split.csv, test_split.csv, prepare_report.json")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from mathreport import demo
+
+    report = demo.write_demo_corpus(args.out_dir, seed=args.seed)
+    from mathreport import data
+
+    print(data.format_class_table(report))
+    print(f"wrote the offline demo corpus to {args.out_dir}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from mathreport import report
+
+    paths = report.run_report(
+        model=args.model, compare=args.compare, results_dir=args.results_dir, output_dir=args.output_dir,
+        figures_dir=args.figures_dir, lang=args.lang, pdf=args.pdf,
+    )
+    for path in paths.values():
+        print(f"wrote {path}")
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from mathreport import report
+
+    paths = report.run_pipeline(
+        models=args.models, data_dir=args.data_dir, results_dir=args.results_dir, kernel=args.kernel,
+        force=args.force, num_epochs=args.num_epochs, report_model=args.report_model, pdf=args.pdf,
+        lang=args.lang,
+    )
+    for path in paths.values():
+        print(f"wrote {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `mathreport` command."""
+    parser = argparse.ArgumentParser(prog="mathreport", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune and evaluate one model; writes results/<model>/")
+    _add_train_flags(p)
+    p.add_argument("--output_dir", type=Path, default=None, help="default: results/<model>")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="replace existing results in --output_dir")
+    p.add_argument("--no_bench", action="store_true", help="skip the latency benchmark")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="recompute metrics.json and class_report.json from preds_test.csv")
+    p.add_argument("--run_dir", type=Path, required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("prepare", help="clean a raw CSV and write leakage-free stratified splits")
+    p.add_argument("--input", type=Path, default=None)
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", type=Path, default=Path("data"))
+    p.add_argument("--text-col", "--text_col", dest="text_col", default="Question")
+    p.add_argument("--label-col", "--label_col", dest="label_col", default="label")
+    p.add_argument("--val-size", "--val_size", dest="val_size", type=float, default=0.1)
+    p.add_argument("--test-size", "--test_size", dest="test_size", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--augment", choices=["none", "oversample"], default="none")
+    p.add_argument("--kaggle", action="store_true", help="download the competition files with the kaggle package")
+    p.add_argument("--competition", default="classification-of-math-problems-by-kasut-academy")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("demo-data", help="write the offline demo corpus (splits) to --out-dir")
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", type=Path, default=Path("data"))
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("report", help="execute notebooks/final_report.ipynb and export it (HTML, PDF)")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--compare", nargs="*", default=None, help="other runs (default: every run found)")
+    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
+    p.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("results"))
+    p.add_argument("--figures-dir", "--figures_dir", dest="figures_dir", type=Path, default=Path("figures"))
+    p.add_argument("--lang", choices=["tr", "en"], default="tr")
+    p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("pipeline", help="train each model that lacks results (train_model.ipynb), then report")
+    p.add_argument("--models", nargs="+", default=["tfidf", "minilm"])
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", type=Path, default=Path("data"))
+    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
+    p.add_argument("--kernel", default=None, help="Jupyter kernel for the training notebooks (e.g. a GPU kernel)")
+    p.add_argument("--force", action="store_true", help="retrain models whose results exist")
+    p.add_argument("--num_epochs", type=int, default=3)
+    p.add_argument("--report-model", "--report_model", dest="report_model", default=None,
+                   help="the model the report is about (default: the last of --models)")
+    p.add_argument("--lang", choices=["tr", "en"], default="tr")
+    p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=cmd_pipeline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mathreport` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except _user_errors() as exc:
+        print(f"mathreport {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

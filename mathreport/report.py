@@ -1,0 +1,148 @@
+"""Running the notebooks with papermill and exporting the report with nbconvert."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mathreport import artifacts
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO_ROOT / "notebooks"
+REPORT_NOTEBOOK = NOTEBOOKS / "final_report.ipynb"
+TRAIN_NOTEBOOK = NOTEBOOKS / "train_model.ipynb"
+DATA_FILES = ("augmented_train.csv", "val_split.csv", "test_split.csv")
+
+
+def _notebook(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the notebooks live in the repository's notebooks/ folder; run mathreport from a "
+            "checkout of the repository"
+        )
+    return path
+
+
+def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None = None) -> Path:
+    """Execute a notebook with papermill into `output` (written atomically: a failed run leaves no file)."""
+    import papermill
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".ipynb")
+    os.close(fd)
+    try:
+        papermill.execute_notebook(
+            str(_notebook(notebook)), tmp, parameters=parameters, kernel_name=kernel, cwd=os.getcwd(),
+            progress_bar=True,
+        )
+        os.replace(tmp, output)
+    except BaseException:
+        # Keep the executed notebook of a failed run for the traceback, beside the output, not over it.
+        failed = output.with_name(output.stem + ".failed.ipynb")
+        if Path(tmp).exists():
+            os.replace(tmp, failed)
+        raise
+    return output
+
+
+def export_html(executed: Path, html_path: Path) -> Path:
+    """Export an executed notebook to a self-contained HTML file (figures embedded, code hidden)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
+    artifacts._atomic_write(Path(html_path), lambda fh: fh.write(body))
+    return Path(html_path)
+
+
+def run_report(
+    model: str = "minilm",
+    compare: list[str] | None = None,
+    results_dir: Path = Path("results"),
+    output_dir: Path = Path("results"),
+    figures_dir: Path = Path("figures"),
+    lang: str = "tr",
+    pdf: bool = False,
+) -> dict[str, Path]:
+    """Execute `final_report.ipynb` for `model` and export it; returns the written paths."""
+    output_dir = Path(output_dir)
+    suffix = "" if lang == "tr" else f"_{lang}"
+    executed = execute(
+        REPORT_NOTEBOOK,
+        output_dir / f"final_report{suffix}.ipynb",
+        {"model": model, "compare": compare, "results_dir": str(results_dir), "figures_dir": str(figures_dir),
+         "lang": lang},
+    )
+    paths = {"notebook": executed, "html": export_html(executed, output_dir / f"final_report{suffix}.html")}
+    if pdf:
+        paths["pdf"] = export_pdf(executed, output_dir / f"final_report{suffix}.pdf")
+    return paths
+
+
+def export_pdf(executed: Path, pdf_path: Path) -> Path:
+    """Export an executed notebook to PDF (nbconvert's webpdf through a local Chromium)."""
+    raise NotImplementedError("PDF export is not available yet; use the HTML report")
+
+
+def ensure_data(data_dir: Path) -> str:
+    """Use the split files in `data_dir`, or write the offline demo corpus there when it has none."""
+    data_dir = Path(data_dir)
+    present = [name for name in DATA_FILES if (data_dir / name).is_file()]
+    if len(present) == len(DATA_FILES):
+        print(f"using the split files in {data_dir}/ as they are")
+        return "existing"
+    if present:
+        missing = sorted(set(DATA_FILES) - set(present))
+        raise FileNotFoundError(
+            f"{data_dir}/ has {', '.join(present)} but not {', '.join(missing)}; refusing to mix them with demo "
+            f"data. Make all three with `mathreport prepare --input RAW.csv --out-dir {data_dir}`, or move them away."
+        )
+    from mathreport import demo
+
+    print(f"{data_dir}/ has no split files: writing the offline demo corpus there (not the real Kaggle data)")
+    demo.write_demo_corpus(data_dir)
+    return "demo"
+
+
+def run_pipeline(
+    models: list[str],
+    data_dir: Path = Path("data"),
+    results_dir: Path = Path("results"),
+    kernel: str | None = None,
+    force: bool = False,
+    num_epochs: int = 3,
+    report_model: str | None = None,
+    pdf: bool = False,
+    lang: str = "tr",
+) -> dict[str, Path]:
+    """Train (through `train_model.ipynb`) each model whose results are missing or incomplete, then report."""
+    ensure_data(data_dir)
+    results_dir = Path(results_dir)
+    for name in models:
+        run_dir = results_dir / name
+        if artifacts.is_complete(run_dir) and not force:
+            print(f"{run_dir}: complete results found, not retraining (use --force to retrain)")
+            continue
+        resume = any((run_dir / "checkpoints").glob("checkpoint-*"))
+        # An incomplete run directory is the pipeline's own unfinished output: continue or redo it.
+        redo = force or (run_dir.is_dir() and not resume)
+        print(f"{run_dir}: training {name} via notebooks/train_model.ipynb"
+              + (" (resuming)" if resume else ""))
+        if run_dir.is_dir() and redo:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        execute(
+            TRAIN_NOTEBOOK,
+            run_dir / "train_model.ipynb",
+            {"model": name, "num_epochs": num_epochs, "learning_rate": None,
+             "train_path": str(Path(data_dir) / DATA_FILES[0]), "val_path": str(Path(data_dir) / DATA_FILES[1]),
+             "test_path": str(Path(data_dir) / DATA_FILES[2]), "output_dir": str(run_dir),
+             "resume": resume, "force": redo},
+            kernel=kernel,
+        )
+    return run_report(model=report_model or models[-1], results_dir=results_dir, output_dir=results_dir,
+                      lang=lang, pdf=pdf)

@@ -1,0 +1,540 @@
+"""What the report says: loading the runs it is about, its tables, and prose generated from the numbers.
+
+The notebook `notebooks/final_report.ipynb` calls these functions and displays what they return; every
+number in the report passes through here from a run's files, never from the notebook's own text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mathreport import artifacts
+
+TEXT = {
+    "tr": {
+        "title": "Matematik Analiz Motoru — Model Değerlendirme Raporu",
+        "data": "Veri",
+        "summary": "Özet Metrikler Tablosu",
+        "overview": "Özet",
+        "training": "Eğitim Dinamikleri",
+        "roc": "ROC Eğrisi Analizi",
+        "pr": "Kesinlik-Duyarlılık Eğrileri",
+        "confusion": "Karışıklık Matrisi",
+        "per_class": "Konu Bazında Analiz",
+        "classic": "Klasik Performans Metrikleri",
+        "f1": "F1 Skorları",
+        "latency": "Gecikme Analizi",
+        "latency_vs_acc": "Performans ve Gecikme Karşılaştırması",
+        "calibration": "Kalibrasyon",
+        "errors": "Hata Analizi",
+        "conclusion": "Sonuç ve Değerlendirme",
+        "setup": "Kurulum ve Kütüphaneler",
+        "runs": "Model Eğitimleri",
+        "lr": "Hiperparametre Araması",
+        "model": "Model",
+        "demo": "**Not:** Bu rapor, gerçek yarışma verisi yerine paketin ürettiği çevrimdışı *demo derlemi* ile "
+                "eğitilen modellerden üretilmiştir; sayılar demo verisi içindir.",
+    },
+    "en": {
+        "title": "Math Analysis Engine — Model Evaluation Report",
+        "data": "Data",
+        "summary": "Summary Metrics Table",
+        "overview": "Overview",
+        "training": "Training Dynamics",
+        "roc": "ROC Curve Analysis",
+        "pr": "Precision-Recall Curves",
+        "confusion": "Confusion Matrix",
+        "per_class": "Per-Topic Analysis",
+        "classic": "Classic Performance Metrics",
+        "f1": "F1 Scores",
+        "latency": "Latency Analysis",
+        "latency_vs_acc": "Performance vs Latency",
+        "calibration": "Calibration",
+        "errors": "Error Analysis",
+        "conclusion": "Conclusion",
+        "setup": "Setup and Libraries",
+        "runs": "Model Training Runs",
+        "lr": "Hyperparameter Search",
+        "model": "Model",
+        "demo": "**Note:** this report was made from models trained on the package's offline *demo corpus*, "
+                "not the real competition data; its numbers describe the demo data.",
+    },
+}
+
+SUMMARY_COLUMNS = ["Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F1_macro", "F1_weighted",
+                   "AUC_macro"]
+
+
+def text(key: str, lang: str = "tr") -> str:
+    """A fixed piece of report text (a heading or note) in the report's language."""
+    return TEXT[lang][key]
+
+
+class MissingResultsError(artifacts.ArtifactError):
+    """The report was asked about a model that has no (complete) results."""
+
+
+@dataclass
+class Run:
+    """Everything a report reads of one run directory."""
+
+    name: str
+    path: Path
+    metrics: dict
+    class_report: dict
+    predictions: pd.DataFrame
+    history: pd.DataFrame
+    latency: dict | None
+    manifest: dict | None
+
+
+def load_run(results_dir: Path, name: str) -> Run:
+    """Read and validate one run; a missing run or file raises MissingResultsError saying what to do."""
+    run_dir = Path(results_dir) / name
+    if not run_dir.is_dir():
+        raise MissingResultsError(
+            f"no results for model {name!r}: {run_dir}/ does not exist. Train it with "
+            f"`mathreport train --model {name} --output_dir {run_dir}` (qwen and mistral need a GPU machine "
+            f"with their weights), or copy its results/{name}/ folder from the machine that trained it."
+        )
+    missing = artifacts.missing_files(run_dir)
+    if missing:
+        raise MissingResultsError(
+            f"results for model {name!r} are incomplete: {run_dir}/ lacks {', '.join(missing)}. "
+            f"Make them with: {artifacts.make_command(run_dir)}"
+        )
+    optional = {}
+    for key, reader, filename in (("latency", artifacts.read_latency, artifacts.LATENCY),
+                                  ("manifest", artifacts.read_manifest, artifacts.MANIFEST)):
+        optional[key] = reader(run_dir) if (run_dir / filename).is_file() else None
+    return Run(
+        name=name,
+        path=run_dir,
+        metrics=artifacts.read_metrics(run_dir),
+        class_report=artifacts.read_class_report(run_dir),
+        predictions=artifacts.read_predictions(run_dir),
+        history=artifacts.read_history(run_dir),
+        **optional,
+    )
+
+
+def load_runs(results_dir: Path, model: str, compare: list[str] | None = None) -> dict[str, Run]:
+    """The report's runs, the main model first; `compare=None` means every complete run found."""
+    main = load_run(results_dir, model)
+    others = compare if compare is not None else [n for n in artifacts.find_runs(results_dir) if n != model]
+    runs = {model: main}
+    for name in others:
+        if name != model:
+            runs[name] = load_run(results_dir, name)
+    return runs
+
+
+def summary_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
+    """One row per model: the headline metrics, test size and batch-1 latency."""
+    rows = []
+    for name, run in runs.items():
+        row = {text("model", lang): name}
+        for col in SUMMARY_COLUMNS:
+            row[col] = run.metrics.get(col)
+        row["n_test"] = len(run.predictions)
+        row["p50_ms (bs=1)"] = latency_p50(run)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(text("model", lang))
+
+
+def latency_p50(run: Run, batch_size: int = 1) -> float | None:
+    """Per-item p50 latency at a batch size, or None when the run has no such measurement."""
+    if not run.latency:
+        return None
+    for entry in run.latency["results"]:
+        if entry["batch_size"] == batch_size:
+            return float(entry["p50_ms"])
+    return None
+
+
+def format_table(frame: pd.DataFrame, digits: int = 3):
+    """A pandas Styler showing numbers with `digits` decimals and missing values as a dash."""
+    return frame.style.format(precision=digits, na_rep="—")
+
+
+def uses_demo_data(runs: dict[str, Run]) -> bool:
+    """Whether any run was trained on the offline demo corpus (per the prepare report beside its data)."""
+    import json
+
+    for run in runs.values():
+        train = ((run.manifest or {}).get("data") or {}).get("train", {}).get("path")
+        if not train:
+            continue
+        report = Path(train).parent / "prepare_report.json"
+        if report.is_file() and json.loads(report.read_text(encoding="utf-8")).get("source") == "demo":
+            return True
+    return False
+
+
+# --- prose and tables generated from the numbers ---------------------------------------------------
+
+HEADLINE = ("Accuracy", "F1_macro", "F1_weighted", "AUC_macro")
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _ranked(runs: dict[str, Run], metric: str) -> list[tuple[str, float]]:
+    values = [(n, r.metrics.get(metric)) for n, r in runs.items()]
+    return sorted([(n, float(v)) for n, v in values if isinstance(v, (int, float))], key=lambda x: -x[1])
+
+
+def winner(runs: dict[str, Run]) -> str:
+    """The best model: highest F1_macro, ties broken by Accuracy (the order the conclusion uses)."""
+    return max(runs, key=lambda n: (runs[n].metrics["F1_macro"], runs[n].metrics["Accuracy"]))
+
+
+def leaders(runs: dict[str, Run], lang: str = "tr") -> list[str]:
+    """One sentence per headline metric: which model leads and by how much over the next."""
+    out = []
+    for metric in HEADLINE:
+        ranked = _ranked(runs, metric)
+        if not ranked:
+            continue
+        (best, value), rest = ranked[0], ranked[1:]
+        if not rest:
+            out.append(f"{metric}: **{best}** {_f(value)}")
+            continue
+        second, value2 = rest[0]
+        gap = value - value2
+        if lang == "tr":
+            out.append(f"{metric}: **{best}** {_f(value)} ile önde; {second} {_f(value2)} "
+                       f"(fark {_f(gap)}, {gap * 100:.1f} puan).")
+        else:
+            out.append(f"{metric}: **{best}** leads with {_f(value)}; {second} {_f(value2)} "
+                       f"(gap {_f(gap)}, {gap * 100:.1f} points).")
+    return out
+
+
+def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
+    """The report's opening paragraph: what was compared, on how many test questions, who leads."""
+    names = ", ".join(f"**{n}**" for n in runs)
+    n_test = len(runs[model].predictions)
+    best = winner(runs)
+    if lang == "tr":
+        head = (f"Bu rapor **{model}** modelini ele alır ve {len(runs)} modeli karşılaştırır: {names}. "
+                f"Tüm sayılar `results/` altındaki çalıştırma dosyalarından hesaplanmıştır "
+                f"({model} için {n_test} test sorusu). ")
+        head += (f"Makro F1'e göre en iyi model **{best}** "
+                 f"(F1_macro {_f(runs[best].metrics['F1_macro'])}, Accuracy {_f(runs[best].metrics['Accuracy'])}).")
+    else:
+        head = (f"This report is about **{model}** and compares {len(runs)} model(s): {names}. "
+                f"Every number is computed from the run files under `results/` ({n_test} test questions "
+                f"for {model}). ")
+        head += (f"By macro F1 the best model is **{best}** "
+                 f"(F1_macro {_f(runs[best].metrics['F1_macro'])}, Accuracy {_f(runs[best].metrics['Accuracy'])}).")
+    return head
+
+
+def _prepare_report(run: Run) -> dict | None:
+    import json
+
+    train = ((run.manifest or {}).get("data") or {}).get("train", {}).get("path")
+    if not train:
+        return None
+    path = Path(train).parent / "prepare_report.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
+    """Where the data came from, split sizes and cleaning counts, from run.json and prepare_report.json."""
+    lines = []
+    for name, run in runs.items():
+        data = (run.manifest or {}).get("data")
+        if not data:
+            n = len(run.predictions)
+            lines.append(f"- **{name}**: " + (f"run.json yok; test kümesi {n} soru (preds_test.csv)." if lang == "tr"
+                                              else f"no run.json; test set of {n} questions (preds_test.csv)."))
+            continue
+        sizes = ", ".join(f"{split} {info['rows']}" for split, info in data.items())
+        files = ", ".join(f"`{info['path']}` (sha256 {info['sha256'][:12]})" for info in data.values())
+        lines.append(f"- **{name}**: {sizes} — {files}")
+    prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
+    if prep:
+        source = prep.get("source", prep.get("input", "?"))
+        lines.append(("- Veri kaynağı: " if lang == "tr" else "- Data source: ") + f"`{source}`")
+        cleaning = prep.get("cleaning") or prep.get("steps")
+        if cleaning:
+            lines.append(("- Temizleme adımları: " if lang == "tr" else "- Cleaning steps: ")
+                         + f"`{cleaning}`")
+    return "\n".join(lines)
+
+
+def class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
+    """Test-set class counts of each run (from preds_test.csv), one column per run."""
+    table = {}
+    for name, run in runs.items():
+        counts = run.predictions["y_true"].value_counts()
+        table[name] = [int(counts.get(i, 0)) for i in range(labels_count())]
+    frame = pd.DataFrame(table, index=_class_names(lang))
+    frame.index.name = "Konu (test)" if lang == "tr" else "Topic (test)"
+    return frame
+
+
+def labels_count() -> int:
+    from mathreport.labels import NUM_CLASSES
+
+    return NUM_CLASSES
+
+
+def _class_names(lang: str) -> list[str]:
+    from mathreport.labels import names
+
+    return names(lang)
+
+
+def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
+    """Package versions and hardware of each run (from run.json)."""
+    rows = {}
+    for name, run in runs.items():
+        manifest = run.manifest or {}
+        row = dict(manifest.get("versions") or {})
+        hw = manifest.get("hardware") or {}
+        row["cpu"] = hw.get("cpu")
+        row["cuda"] = hw.get("cuda")
+        row["device"] = manifest.get("device", "cpu" if manifest else None)
+        rows[name] = row
+    return pd.DataFrame(rows).fillna("—")
+
+
+def lr_searches(runs: dict[str, Run]) -> dict[str, pd.DataFrame]:
+    """The learning-rate searches found beside each run (`<run>/lr_search.csv`)."""
+    from mathreport.artifacts import LR_SEARCH
+
+    return {n: pd.read_csv(r.path / LR_SEARCH) for n, r in runs.items() if (r.path / LR_SEARCH).is_file()}
+
+
+def no_lr_search(runs: dict[str, Run], lang: str = "tr") -> str:
+    """Says plainly that no search was run, and how to run one."""
+    if lang == "tr":
+        return ("Bu çalıştırmalar için öğrenme oranı araması yapılmamış (`lr_search.csv` yok); "
+                "rapor uydurma bir arama eğrisi göstermez. Çalıştırmak için: "
+                "`mathreport search --model MODEL --lrs 1e-5 1e-4 2e-4 --output_dir results/MODEL`.")
+    return ("No learning-rate search was run for these runs (no `lr_search.csv`); the report shows no "
+            "invented curve. To run one: `mathreport search --model MODEL --lrs 1e-5 1e-4 2e-4 "
+            "--output_dir results/MODEL`.")
+
+
+def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
+    """The exact command and settings of each run (from run.json)."""
+    lines = []
+    for name, run in runs.items():
+        manifest = run.manifest or {}
+        if not manifest:
+            lines.append(f"- **{name}**: " + ("run.json yok (ekibin sonuç klasörü)." if lang == "tr"
+                                              else "no run.json (the team's results folder)."))
+            continue
+        hyper = ", ".join(f"{k}={v}" for k, v in (manifest.get("hyperparameters") or {}).items() if v is not None)
+        training = manifest.get("training") or {}
+        speed = training.get("train_samples_per_second")
+        seconds = training.get("train_seconds")
+        lines.append(f"- **{name}** — `{manifest.get('command', '')}`  \n  {manifest.get('description', '')}; "
+                     f"{hyper}"
+                     + (f"; {seconds:.0f} s, {speed:.1f} " + ("örnek/s" if lang == "tr" else "samples/s")
+                        if speed and seconds else "")
+                     + (f"; LoRA {manifest['lora']}" if manifest.get("lora") else ""))
+    return "\n".join(lines)
+
+
+def auc_sentence(run: Run, lang: str = "tr") -> str:
+    """Macro/micro AUC over all 8 classes and the weakest class by AUC."""
+    per_class = run.class_report["per_class"]
+    aucs = [(int(k.split("_")[1]), v.get("auc")) for k, v in per_class.items() if v.get("auc") is not None]
+    m = run.metrics
+    if not aucs:
+        return ""
+    worst = min(aucs, key=lambda x: x[1])
+    undefined = [int(k.split("_")[1]) for k, v in per_class.items() if v.get("auc") is None]
+    names = _class_names(lang)
+    if lang == "tr":
+        out = (f"{run.name}: 8 sınıfın tümü için bire-karşı-hepsi AUC hesaplandı; makro AUC "
+               f"{_f(m.get('AUC_macro'))}, mikro AUC {_f(m.get('AUC_micro'))}. En düşük AUC: "
+               f"{names[worst[0]]} ({_f(worst[1])}).")
+        if undefined:
+            out += " Tanımsız AUC (test kümesinde yok): " + ", ".join(names[i] for i in undefined) + "."
+    else:
+        out = (f"{run.name}: one-vs-rest AUC over all 8 classes; macro AUC {_f(m.get('AUC_macro'))}, "
+               f"micro AUC {_f(m.get('AUC_micro'))}. Lowest AUC: {names[worst[0]]} ({_f(worst[1])}).")
+        if undefined:
+            out += " AUC undefined (absent from the test set): " + ", ".join(names[i] for i in undefined) + "."
+    return out
+
+
+def per_class_table(run: Run, lang: str = "tr") -> pd.DataFrame:
+    """Per-class precision, recall, F1, AUC and support of one run."""
+    rows = []
+    names = _class_names(lang)
+    for i in range(labels_count()):
+        entry = run.class_report["per_class"][f"class_{i}"]
+        rows.append({"precision": entry["precision"], "recall": entry["recall"], "f1_score": entry["f1_score"],
+                     "auc": entry.get("auc"), "support": int(entry["support"])})
+    frame = pd.DataFrame(rows, index=names)
+    frame.index.name = "Konu" if lang == "tr" else "Topic"
+    return frame
+
+
+def per_class_sentence(run: Run, lang: str = "tr") -> str:
+    """The strongest and weakest topics by F1."""
+    table = per_class_table(run, lang)
+    table = table[table["support"] > 0]
+    best, worst = table["f1_score"].idxmax(), table["f1_score"].idxmin()
+    if lang == "tr":
+        return (f"{run.name}: en iyi konu **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), en zayıf konu "
+                f"**{worst}** (F1 {_f(table.loc[worst, 'f1_score'])}, {int(table.loc[worst, 'support'])} test "
+                "sorusu).")
+    return (f"{run.name}: best topic **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), weakest **{worst}** "
+            f"(F1 {_f(table.loc[worst, 'f1_score'])}, {int(table.loc[worst, 'support'])} test questions).")
+
+
+def latency_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
+    """One row per (model, batch size): per-item p50/p95/p99 and throughput, with the device."""
+    rows = []
+    for name, run in runs.items():
+        if not run.latency:
+            continue
+        for entry in run.latency["results"]:
+            rows.append({text("model", lang): name, "batch_size": entry["batch_size"], "p50_ms": entry["p50_ms"],
+                         "p95_ms": entry["p95_ms"], "p99_ms": entry.get("p99_ms"),
+                         "items_per_s": entry["items_per_s"], "device": run.latency["device"],
+                         "dtype": run.latency.get("dtype")})
+    return pd.DataFrame(rows)
+
+
+def no_latency(lang: str = "tr") -> str:
+    """Says that no run has a latency measurement."""
+    return ("Gecikme ölçümü yok (`latency.json` bulunamadı): `mathreport bench --run_dir results/MODEL`."
+            if lang == "tr" else
+            "No latency measurement (no `latency.json`): `mathreport bench --run_dir results/MODEL`.")
+
+
+def latency_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
+    """Which model answers fastest at batch size 1, on what hardware, and the accuracy it costs or gains."""
+    measured = {n: (latency_p50(r), r.latency["device"]) for n, r in runs.items() if latency_p50(r) is not None}
+    if not measured:
+        return no_latency(lang)
+    fastest = min(measured, key=lambda n: measured[n][0])
+    devices = {d for _, d in measured.values()}
+    parts = []
+    for name, (p50, device) in measured.items():
+        parts.append(f"{name} {p50:.2f} ms ({device})")
+    same = len(devices) == 1
+    if lang == "tr":
+        out = f"Parti boyutu 1'de madde başına medyan gecikme: {'; '.join(parts)}. En hızlı model **{fastest}**."
+        if not same:
+            out += (" **Dikkat:** bu gecikmeler farklı donanımlarda ölçüldü; doğrudan karşılaştırılamaz.")
+        else:
+            out += f" Tüm ölçümler aynı donanımda yapıldı: {devices.pop()}."
+    else:
+        out = f"Median per-item latency at batch size 1: {'; '.join(parts)}. Fastest model: **{fastest}**."
+        if not same:
+            out += " **Caution:** these latencies were measured on different hardware and are not directly comparable."
+        else:
+            out += f" All measured on the same hardware: {devices.pop()}."
+    return out
+
+
+def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
+    """ECE and log-loss of each run."""
+    parts = [f"{n}: ECE {_f(r.metrics.get('ECE'))}, LogLoss {_f(r.metrics.get('LogLoss'))}" for n, r in runs.items()
+             if r.metrics.get("ECE") is not None]
+    if not parts:
+        return ""
+    head = ("Beklenen kalibrasyon hatası (15 kutu; düşük daha iyi): " if lang == "tr"
+            else "Expected calibration error (15 bins; lower is better): ")
+    return head + "; ".join(parts) + "."
+
+
+def error_analysis(run: Run, lang: str = "tr", k: int = 5) -> str:
+    """The most frequent confusions with up to 3 example questions each, as markdown."""
+    from mathreport import metrics
+
+    frame = run.predictions
+    texts = frame["text"].astype(str).tolist() if "text" in frame.columns else None
+    confusions = metrics.top_confusions(frame["y_true"], frame["y_pred"], texts, k=k)
+    if not confusions:
+        return "Test kümesinde hiç hata yok." if lang == "tr" else "No errors on the test set."
+    lines = [f"**{run.name}** — " + ("en sık karışıklıklar (gerçek → tahmin):" if lang == "tr"
+                                    else "most frequent confusions (true → predicted):")]
+    for c in confusions:
+        lines.append(f"- {c[f'true_name_{lang}']} → {c[f'pred_name_{lang}']}: {c['count']} "
+                     + ("soru" if lang == "tr" else "questions")
+                     + f" ({c['share_of_true'] * 100:.1f}%)")
+        for example in c["examples"]:
+            short = example if len(example) <= 160 else example[:157] + "..."
+            lines.append(f"    - _{short.replace('_', chr(92) + '_')}_")
+    return "\n".join(lines)
+
+
+def significance(runs: dict[str, Run], a: str, b: str) -> dict | None:
+    """McNemar's exact test and CI overlap between two runs, or None when their test items differ."""
+    from mathreport import metrics
+
+    pa, pb = runs[a].predictions, runs[b].predictions
+    if len(pa) != len(pb) or not (pa["y_true"].to_numpy() == pb["y_true"].to_numpy()).all():
+        return None
+    cis = {n: runs[n].metrics for n in (a, b) if "ci95" in runs[n].metrics}
+    return metrics.compare_runs(
+        {a: (pa["y_true"], pa["y_pred"]), b: (pb["y_true"], pb["y_pred"])},
+        {n: runs[n].metrics for n in (a, b)} if len(cis) == 2 else None,
+    )[0]
+
+
+def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
+    """The conclusion, generated from the numbers: leader per metric, significance, latency trade-off."""
+    best = winner(runs)
+    lines = leaders(runs, lang)
+    others = [n for n in runs if n != best]
+    if others:
+        ranked = sorted(others, key=lambda n: (runs[n].metrics["F1_macro"], runs[n].metrics["Accuracy"]),
+                        reverse=True)
+        second = ranked[0]
+        test = significance(runs, best, second)
+        if test is None:
+            lines.append(f"{best} ve {second} farklı test kümelerinde değerlendirildi; eşli test yapılamaz."
+                         if lang == "tr" else
+                         f"{best} and {second} were evaluated on different test sets; no paired test is possible.")
+        else:
+            sig = test["p_value"] < 0.05
+            overlap = test.get("ci_overlap", {})
+            if lang == "tr":
+                lines.append(
+                    f"McNemar kesin testi ({best} vs {second}, {test['n']} soru; yalnız {best} doğru: {test['b']}, "
+                    f"yalnız {second} doğru: {test['c']}): p = {test['p_value']:.4f} — fark "
+                    + ("**istatistiksel olarak anlamlı** (p < 0.05)." if sig else "**anlamlı değil** (p ≥ 0.05).")
+                    + (f" Accuracy %95 güven aralıkları {'örtüşüyor' if overlap.get('Accuracy') else 'örtüşmüyor'}."
+                       if overlap else ""))
+            else:
+                lines.append(
+                    f"McNemar's exact test ({best} vs {second}, {test['n']} questions; only {best} right: "
+                    f"{test['b']}, only {second} right: {test['c']}): p = {test['p_value']:.4f} — the difference is "
+                    + ("**statistically significant** (p < 0.05)." if sig else "**not significant** (p ≥ 0.05).")
+                    + (f" The 95% CIs of Accuracy {'overlap' if overlap.get('Accuracy') else 'do not overlap'}."
+                       if overlap else ""))
+    p50_best = latency_p50(runs[best])
+    measured = {n: latency_p50(r) for n, r in runs.items() if latency_p50(r) is not None}
+    if p50_best is not None and len(measured) > 1:
+        fastest = min(measured, key=measured.get)
+        if fastest != best:
+            ratio = p50_best / measured[fastest]
+            lines.append(
+                f"Gecikme ödünleşimi: {best}, {fastest} modelinden {ratio:.1f} kat yavaş "
+                f"({p50_best:.2f} ms vs {measured[fastest]:.2f} ms, parti boyutu 1)." if lang == "tr" else
+                f"Latency trade-off: {best} is {ratio:.1f}x slower than {fastest} "
+                f"({p50_best:.2f} ms vs {measured[fastest]:.2f} ms at batch size 1).")
+        else:
+            lines.append(f"{best} aynı zamanda en hızlı model." if lang == "tr"
+                         else f"{best} is also the fastest model.")
+    verdict = (f"**Sonuç:** makro F1'e göre en iyi model **{best}**." if lang == "tr"
+               else f"**Conclusion:** by macro F1 the best model is **{best}**.")
+    return "\n".join(["- " + line for line in lines] + ["", verdict])

@@ -1,0 +1,355 @@
+"""Fine-tuning: transformers `Trainer` + peft LoRA for transformer models, scikit-learn for `tfidf`.
+
+`train(TrainConfig(...))` reads the three split files, trains, evaluates on the test split and writes
+every file of the run directory (see `artifacts`). The loop, checkpoints, resume, mixed precision and
+distribution are Trainer's; this module only wires them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mathreport import artifacts, data, models, predict
+from mathreport.labels import NUM_CLASSES
+
+
+@dataclass
+class TrainConfig:
+    """One training run; the field names are the command-line flags."""
+
+    model: str
+    train_path: Path
+    val_path: Path
+    test_path: Path
+    output_dir: Path
+    num_epochs: int = 3
+    learning_rate: float | None = None  # None: the preset's
+    batch_size: int | None = None
+    max_length: int | None = None
+    seed: int = 42
+    resume: bool = False
+    force: bool = False
+    model_path: str | None = None
+    load_in_4bit: bool | None = None  # None: on for decoders on CUDA, off elsewhere
+    allow_leakage: bool = False
+    max_train_samples: int | None = None
+    train_eval_samples: int = 512
+    device: str | None = None
+    bench: bool = True
+    bench_max_items: int = 200
+    text_col: str = "Question"
+    label_col: str = "label"
+    extra: dict = field(default_factory=dict)
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds finished results."""
+
+
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("mathreport", "torch", "transformers", "peft", "accelerate", "scikit-learn", "numpy", "pandas",
+                "bitsandbytes"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _check_output_dir(cfg: TrainConfig) -> Path:
+    run_dir = Path(cfg.output_dir)
+    if cfg.resume:
+        return run_dir
+    if (run_dir / artifacts.METRICS).exists() and not cfg.force:
+        raise RunExistsError(
+            f"{run_dir} already holds results ({artifacts.METRICS}); refusing to overwrite them. "
+            "Pass --force to replace them, or choose another --output_dir."
+        )
+    if (run_dir / "checkpoints").is_dir() and not cfg.force:
+        raise RunExistsError(
+            f"{run_dir}/checkpoints holds an unfinished run; continue it with --resume or replace it with --force."
+        )
+    if cfg.force and (run_dir / "checkpoints").is_dir():
+        shutil.rmtree(run_dir / "checkpoints")
+    return run_dir
+
+
+def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
+    """Read and validate the three split files, refusing leaking splits unless allowed."""
+    splits = {
+        name: data.read_split(path, text_col=cfg.text_col, label_col=cfg.label_col)
+        for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
+    }
+    data.assert_no_leakage(
+        {str(p): splits[n] for n, p in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))},
+        allow=cfg.allow_leakage,
+    )
+    if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
+        splits["train"] = splits["train"].sample(n=cfg.max_train_samples, random_state=cfg.seed)
+    return splits
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, evaluate on the test split and write the run directory. Returns its path."""
+    preset = models.get_preset(cfg.model)
+    run_dir = _check_output_dir(cfg)
+    splits = load_splits(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hyper = {
+        "num_epochs": cfg.num_epochs,
+        "learning_rate": cfg.learning_rate if cfg.learning_rate is not None else preset.learning_rate,
+        "batch_size": cfg.batch_size or preset.batch_size,
+        "max_length": cfg.max_length or preset.max_length,
+        "seed": cfg.seed,
+        "max_train_samples": cfg.max_train_samples,
+    }
+    manifest = {
+        "model": preset.key,
+        "kind": preset.kind,
+        "hf_id": preset.hf_id,
+        "description": preset.description,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "hyperparameters": hyper,
+        "data": {
+            name: {"path": str(path), "sha256": artifacts.file_sha256(path), "rows": len(splits[name])}
+            for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
+        },
+        "versions": _versions(),
+        "hardware": predict.hardware(),
+        "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "running",
+    }
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+
+    if preset.kind == "tfidf":
+        classifier, history, stats = _train_tfidf(splits, hyper, run_dir)
+        device, dtype = "cpu", "float64"
+    else:
+        classifier, history, stats, extra = _train_transformer(preset, splits, hyper, run_dir, cfg)
+        manifest.update(extra)
+        device, dtype = classifier.device, extra.get("dtype", "float32")
+    manifest["training"] = stats
+
+    artifacts.write_csv(run_dir / artifacts.HISTORY, history)
+    test = splits["test"]
+    probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64)
+    artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
+    evaluate_run(run_dir)
+    if cfg.bench:
+        latency = predict.benchmark_latency(
+            classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items
+        )
+        artifacts.write_json(run_dir / artifacts.LATENCY, latency)
+    manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest["status"] = "complete"
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    return run_dir
+
+
+def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
+    """Compute `metrics.json` and `class_report.json` from the run's `preds_test.csv` and write them."""
+    from mathreport import metrics
+
+    frame = artifacts.read_predictions(run_dir)
+    probs = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
+    y_true = frame["y_true"].to_numpy()
+    result = metrics.compute_metrics(y_true, probs, n_bootstrap=n_bootstrap)
+    artifacts.write_json(Path(run_dir) / artifacts.METRICS, result)
+    artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs))
+    return result
+
+
+# --- scikit-learn baseline -------------------------------------------------------------------------
+
+
+def _train_tfidf(splits, hyper, run_dir):
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, log_loss
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+
+    features = FeatureUnion([
+        ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+    ])
+    pipeline = make_pipeline(
+        features, LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=hyper["seed"])
+    )
+    start = time.perf_counter()
+    train, val = splits["train"], splits["val"]
+    pipeline.fit(train["Question"].tolist(), train["label"].to_numpy())
+    seconds = time.perf_counter() - start
+    classifier = predict.SklearnClassifier(pipeline)
+    labels = list(range(NUM_CLASSES))
+
+    def score(frame):
+        probs = _full_probs(pipeline, classifier.predict_proba(frame["Question"].tolist()))
+        return log_loss(frame["label"], probs, labels=labels), accuracy_score(frame["label"], probs.argmax(1))
+
+    train_loss, train_acc = score(train)
+    val_loss, val_acc = score(val)
+    history = pd.DataFrame([{"epoch": 1, "train_loss": train_loss, "val_loss": val_loss,
+                             "train_accuracy": train_acc, "val_accuracy": val_acc}])
+    (run_dir / "model").mkdir(exist_ok=True)
+    joblib.dump(pipeline, run_dir / "model" / "pipeline.joblib")
+    if len(pipeline.classes_) != NUM_CLASSES:
+        raise data.DataError(
+            f"the training split has only classes {list(pipeline.classes_)}; all {NUM_CLASSES} are needed"
+        )
+    stats = {"train_seconds": seconds, "train_samples_per_second": len(train) / seconds}
+    return classifier, history, stats
+
+
+def _full_probs(pipeline, probs: np.ndarray) -> np.ndarray:
+    if probs.shape[1] == NUM_CLASSES:
+        return probs
+    full = np.zeros((len(probs), NUM_CLASSES))
+    full[:, pipeline.classes_] = probs
+    return full
+
+
+# --- transformers + peft ---------------------------------------------------------------------------
+
+
+class _EncodedDataset:
+    """Pre-tokenised rows for Trainer; DataCollatorWithPadding pads each batch to its own longest row."""
+
+    def __init__(self, tokenizer, frame: pd.DataFrame, max_length: int):
+        enc = tokenizer(frame["Question"].tolist(), truncation=True, max_length=max_length)
+        self.rows = [
+            {"input_ids": ids, "attention_mask": mask, "labels": int(label)}
+            for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], frame["label"], strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+def _accuracy(eval_pred) -> dict:
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": float((np.asarray(logits).argmax(-1) == labels).mean())}
+
+
+def history_from_log(log_history: list[dict]) -> pd.DataFrame:
+    """One row per epoch from Trainer's log: train loss, and loss/accuracy on val and a train sample."""
+    rows: dict[int, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        epoch = int(round(entry["epoch"]))
+        row = rows.setdefault(epoch, {"epoch": epoch})
+        if "loss" in entry:
+            row["train_loss"] = entry["loss"]
+        for src, dst in (("eval_val_loss", "val_loss"), ("eval_val_accuracy", "val_accuracy"),
+                         ("eval_train_accuracy", "train_accuracy"), ("eval_train_loss", "train_eval_loss")):
+            if src in entry:
+                row[dst] = entry[src]
+    frame = pd.DataFrame([rows[e] for e in sorted(rows) if e > 0])
+    for col in artifacts.HISTORY_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = np.nan
+    return frame[[*artifacts.HISTORY_COLUMNS, *[c for c in frame.columns if c not in artifacts.HISTORY_COLUMNS]]]
+
+
+def _train_transformer(preset, splits, hyper, run_dir: Path, cfg: TrainConfig):
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    set_seed(hyper["seed"])
+    device = models.pick_device(cfg.device)
+    weights = models.resolve_weights(preset, cfg.model_path)
+    load_in_4bit = cfg.load_in_4bit if cfg.load_in_4bit is not None else (preset.decoder and device == "cuda")
+    tokenizer = models.load_tokenizer(weights)
+    model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
+    if load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    lora = models.lora_config(preset, model)
+    model = get_peft_model(model, lora)
+    trainable, total = model.get_nb_trainable_parameters()
+
+    max_length = hyper["max_length"]
+    train_ds = _EncodedDataset(tokenizer, splits["train"], max_length)
+    val_ds = _EncodedDataset(tokenizer, splits["val"], max_length)
+    sample = splits["train"].sample(n=min(cfg.train_eval_samples, len(splits["train"])), random_state=hyper["seed"])
+    train_eval_ds = _EncodedDataset(tokenizer, sample, max_length)
+    on_cuda = device.startswith("cuda")
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=hyper["num_epochs"],
+        learning_rate=hyper["learning_rate"],
+        per_device_train_batch_size=hyper["batch_size"],
+        per_device_eval_batch_size=max(hyper["batch_size"], 32),
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="val_accuracy",
+        warmup_steps=0.06,
+        weight_decay=0.01,
+        seed=hyper["seed"],
+        report_to=[],
+        train_sampling_strategy="group_by_length",
+        bf16=on_cuda,
+        gradient_checkpointing=load_in_4bit,
+        use_cpu=not on_cuda,
+        dataloader_num_workers=0,
+        save_only_model=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=train_ds,
+        eval_dataset={"val": val_ds, "train": train_eval_ds},
+        processing_class=tokenizer,
+        compute_metrics=_accuracy,
+    )
+    resume = cfg.resume and any((run_dir / "checkpoints").glob("checkpoint-*"))
+    if cfg.resume and not resume:
+        print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
+    output = trainer.train(resume_from_checkpoint=True if resume else None)
+    history = history_from_log(trainer.state.log_history)
+    trainer.save_model(str(run_dir / "model"))
+    tokenizer.save_pretrained(str(run_dir / "model"))
+    # Checkpoints exist to resume an interrupted run; a finished run keeps only its final adapter.
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    stats = {
+        "train_seconds": output.metrics.get("train_runtime"),
+        "train_samples_per_second": output.metrics.get("train_samples_per_second"),
+        "train_loss": output.metrics.get("train_loss"),
+        "best_checkpoint_metric": "val_accuracy",
+        "train_accuracy_sample": len(sample),
+        "trainable_parameters": int(trainable),
+        "total_parameters": int(total),
+        "resumed": bool(resume),
+    }
+    extra = {
+        "weights": weights,
+        "device": device,
+        "load_in_4bit": bool(load_in_4bit),
+        "dtype": "nf4+bf16" if load_in_4bit else ("bfloat16" if on_cuda else "float32"),
+        "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
+                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save")},
+    }
+    # Merging LoRA into full-precision weights removes the adapter's extra matmuls at inference; a 4-bit base
+    # cannot take the merge without dequantising, so it keeps the adapter.
+    final = trainer.model if load_in_4bit else trainer.model.merge_and_unload()
+    final.eval()
+    return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra
