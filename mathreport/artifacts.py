@@ -192,7 +192,7 @@ def read_predictions(run_dir: Path, atol: float = 1e-3) -> pd.DataFrame:
             row = int(out.idxmax())
             raise ArtifactError(
                 f"{path}: line {row + 2}, column {col!r}: expected a class id 0..{NUM_CLASSES - 1}, "
-                f"found {frame[col][row]!r}"
+                f"found {frame[col][row]}"
             )
         frame[col] = frame[col].astype(int)
     probs = frame[PROB_COLUMNS].to_numpy(dtype=float)

@@ -81,7 +81,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         source, args.out_dir, text_col=args.text_col, label_col=args.label_col, val_size=args.val_size,
         test_size=args.test_size, seed=args.seed, augment=args.augment,
     )
-    print(data.format_class_table(report))
+    print(data.class_counts_table(report))
     print(f"wrote {args.out_dir}/augmented_train.csv, val_split.csv, test_split.csv, prepare_report.json")
 
 
@@ -91,7 +91,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     report = demo.write_demo_corpus(args.out_dir, seed=args.seed)
     from mathreport import data
 
-    print(data.format_class_table(report))
+    print(data.class_counts_table(report))
     print(f"wrote the offline demo corpus to {args.out_dir}")
 
 
@@ -186,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"mathreport {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # A notebook that failed inside papermill: its own error is the message, the cell traceback is noise.
+        if type(exc).__name__ == "PapermillExecutionError":
+            print(f"mathreport {args.command}: error in a notebook cell: {exc.ename}: {exc.evalue}", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 

@@ -72,9 +72,7 @@ def _read_records(path: Path, text_col: str, label_col: str) -> tuple[list[str],
     """Header, data records and the 1-based file line each record starts on (header is line 1)."""
     raw = path.read_bytes()
     if not raw.strip():
-        raise DataError(
-            f"{path}: the file is empty (expected a CSV with a header row '{text_col},{label_col}')"
-        )
+        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{text_col},{label_col}')")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -330,9 +328,7 @@ def split_stratified(
     rest = frame[~frame[LABEL_COL].isin(rare)]
     rare_rows = frame[frame[LABEL_COL].isin(rare)]
     try:
-        train_val, test = train_test_split(
-            rest, test_size=test_size, stratify=rest[LABEL_COL], random_state=seed
-        )
+        train_val, test = train_test_split(rest, test_size=test_size, stratify=rest[LABEL_COL], random_state=seed)
         train, val = train_test_split(
             train_val,
             test_size=val_size / (1.0 - test_size),
@@ -341,8 +337,7 @@ def split_stratified(
         )
     except ValueError as err:
         raise DataError(
-            f"cannot make stratified splits of {len(frame)} rows with val_size={val_size}, "
-            f"test_size={test_size}: {err}"
+            f"cannot make stratified splits of {len(frame)} rows with val_size={val_size}, test_size={test_size}: {err}"
         ) from None
     train = pd.concat([train, rare_rows]).sample(frac=1.0, random_state=seed)
     return (*(part.reset_index(drop=True) for part in (train, val, test)), warnings)
@@ -415,10 +410,7 @@ def check_leakage(paths_or_frames: Mapping[str, pd.DataFrame | str | Path]) -> d
     `{"splits": [a, b], "overlap": number of distinct shared questions, "example": one shared question}`.
     """
     splits = _leakage_inputs(paths_or_frames)
-    keyed = {
-        name: dict(zip(texts.map(normalize_question), texts, strict=True))
-        for name, (_, texts) in splits.items()
-    }
+    keyed = {name: dict(zip(texts.map(normalize_question), texts, strict=True)) for name, (_, texts) in splits.items()}
     result = {}
     for a, b in itertools.combinations(splits, 2):
         shared = sorted(keyed[a].keys() & keyed[b].keys())
@@ -447,9 +439,7 @@ def assert_no_leakage(
     if allow:
         log.warning("leakage allowed by %s: %s", LEAKAGE_FLAG, message)
         return result
-    raise LeakageError(
-        f"{message}; re-make the splits with `{PREPARE_COMMAND}` or pass {LEAKAGE_FLAG} to go on"
-    )
+    raise LeakageError(f"{message}; re-make the splits with `{PREPARE_COMMAND}` or pass {LEAKAGE_FLAG} to go on")
 
 
 # ------------------------------------------------------------------------------------------------ prepare
@@ -459,8 +449,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_all_atomic(files: dict[Path, str]) -> None:
-    """Write each file to a temporary file beside it, then move them all into place."""
+def write_files_atomic(files: Mapping[Path, str]) -> None:
+    """Write each text file (UTF-8) to a temporary file beside it, then move them all into place."""
     temps: dict[Path, Path] = {}
     try:
         for path, content in files.items():
@@ -483,9 +473,7 @@ def _to_csv(frame: pd.DataFrame) -> str:
 
 def _check_params(val_size: float, test_size: float, augment: str) -> None:
     if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
-        raise ValueError(
-            f"val_size and test_size must be in (0, 1) with a sum below 1, got {val_size} and {test_size}"
-        )
+        raise ValueError(f"val_size and test_size must be in (0, 1) with a sum below 1, got {val_size} and {test_size}")
     if augment not in AUGMENT_METHODS:
         raise ValueError(f"augment must be one of {AUGMENT_METHODS}, got {augment!r}")
 
@@ -503,11 +491,13 @@ def prepare(
     conflict_policy: str = "majority",
     oversample_target: str | float = "median",
     source: str = "file",
+    source_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate, clean and split a raw CSV into the three split files and `prepare_report.json` in `out_dir`.
 
     Labels may be ids 0-7 or class names. Everything is checked before anything is written; on bad input a
-    DataError names the file and line and `out_dir` is left untouched. Returns the report.
+    DataError names the file and line and `out_dir` is left untouched. `source` ("file", "kaggle", "demo")
+    and `source_info` are recorded in the report so it can say where the data came from. Returns the report.
     """
     _check_params(val_size, test_size, augment)
     if conflict_policy not in CONFLICT_POLICIES:
@@ -534,6 +524,7 @@ def prepare(
     rows_split = {"train": len(train) - augmentation["rows_added"], "val": len(val), "test": len(test)}
     report = {
         "source": source,
+        "source_info": dict(source_info or {}),
         "input": {
             "path": str(input_path),
             "sha256": _sha256(input_path),
@@ -550,8 +541,7 @@ def prepare(
         },
         "rows_in": cleaning["rows_in"],
         "rows_kept": cleaning["rows_kept"],
-        "rows_changed": cleaning["rows_changed"],
-        "rows_dropped": cleaning["rows_dropped"],
+        "cleaning": {"rows_changed": cleaning["rows_changed"], "rows_dropped": cleaning["rows_dropped"]},
         "accounting": (
             f"rows_in {cleaning['rows_in']} = rows_kept {cleaning['rows_kept']} "
             f"+ rows_dropped {sum(cleaning['rows_dropped'].values())}; "
@@ -572,7 +562,7 @@ def prepare(
     assert sum(rows_split.values()) == report["rows_kept"]
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_all_atomic(
+    write_files_atomic(
         {
             out_dir / TRAIN_FILE: _to_csv(train),
             out_dir / VAL_FILE: _to_csv(val),

@@ -39,9 +39,7 @@ def check_class_ids(values: ArrayLike, what: str = "y_true") -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{what} must be 1-D of shape (n_samples,); found shape {arr.shape}")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
-        raise ValueError(
-            f"{what} must contain integer class ids 0..{labels.NUM_CLASSES - 1}; found dtype {arr.dtype}"
-        )
+        raise ValueError(f"{what} must contain integer class ids 0..{labels.NUM_CLASSES - 1}; found dtype {arr.dtype}")
     if arr.dtype.kind == "f":
         # Label columns read back from CSV can arrive as float; accept them only if exactly integral.
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
@@ -53,18 +51,14 @@ def check_class_ids(values: ArrayLike, what: str = "y_true") -> np.ndarray:
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         found = sorted({int(v) for v in arr[outside]})
-        raise ValueError(
-            f"{what} contains class ids outside 0..{labels.NUM_CLASSES - 1}: {found} (first at row {row})"
-        )
+        raise ValueError(f"{what} contains class ids outside 0..{labels.NUM_CLASSES - 1}: {found} (first at row {row})")
     return arr
 
 
 def _check_same_length(**arrays: np.ndarray) -> None:
     lengths = [len(a) for a in arrays.values()]
     if len(set(lengths)) > 1:
-        raise ValueError(
-            f"Found input variables with inconsistent numbers of samples: {lengths} ({', '.join(arrays)})"
-        )
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: {lengths} ({', '.join(arrays)})")
     if lengths[0] < 1:
         raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
 
@@ -91,9 +85,7 @@ def validate_predictions(
     finite = np.isfinite(p)
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"probs contains NaN or infinity; found {p[row, col].item()} at row {row}, column {col}"
-        )
+        raise ValueError(f"probs contains NaN or infinity; found {p[row, col].item()} at row {row}, column {col}")
     outside = (p < 0) | (p > 1)
     if outside.any():
         row, col = (int(i) for i in np.argwhere(outside)[0])
@@ -166,9 +158,7 @@ def average_precision_micro(y_true: ArrayLike, probs: ArrayLike) -> float:
     return float(average_precision_score(label_binarize(y_true, classes=LABELS), probs, average="micro"))
 
 
-def average_precision_per_class(
-    y_true: ArrayLike, probs: ArrayLike
-) -> tuple[list[float | None], dict[int, str]]:
+def average_precision_per_class(y_true: ArrayLike, probs: ArrayLike) -> tuple[list[float | None], dict[int, str]]:
     """One-vs-rest average precision of each class (None where it has no positives) and why."""
     y_true, probs, _ = validate_predictions(y_true, probs)
     present = set(np.unique(y_true).tolist())
@@ -179,9 +169,7 @@ def average_precision_per_class(
             aps.append(float(average_precision_score(y_true == k, probs[:, k])))
         else:
             aps.append(None)
-            reasons[k] = (
-                f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, so recall is undefined"
-            )
+            reasons[k] = f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, so recall is undefined"
     return aps, reasons
 
 
@@ -272,9 +260,7 @@ def bootstrap_replicates(
     _check_same_length(y_true=y_true, y_pred=y_pred)
     if int(n_bootstrap) != n_bootstrap or n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be a positive integer; found {n_bootstrap!r}")
-    parts = [
-        _count_metrics(y_true, y_pred, idx) for idx in _bootstrap_batches(len(y_true), n_bootstrap, seed)
-    ]
+    parts = [_count_metrics(y_true, y_pred, idx) for idx in _bootstrap_batches(len(y_true), n_bootstrap, seed)]
     return {name: np.concatenate([part[name] for part in parts]) for name in BOOTSTRAP_METRICS}
 
 
@@ -291,9 +277,7 @@ def bootstrap_ci(
         raise ValueError(f"confidence must be in (0, 1); found {confidence!r}")
     reps = bootstrap_replicates(y_true, y_pred, n_bootstrap=n_bootstrap, seed=seed)
     tail = 100 * (1 - confidence) / 2
-    return {
-        name: [float(v) for v in np.percentile(values, [tail, 100 - tail])] for name, values in reps.items()
-    }
+    return {name: [float(v) for v in np.percentile(values, [tail, 100 - tail])] for name, values in reps.items()}
 
 
 # ---------------------------------------------------------------------------------------------- reports

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mathreport import labels, summary
+from mathreport import summary
 from mathreport.artifacts import PROB_COLUMNS
 from mathreport.summary import Run, text
 

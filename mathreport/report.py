@@ -70,6 +70,10 @@ def run_report(
     pdf: bool = False,
 ) -> dict[str, Path]:
     """Execute `final_report.ipynb` for `model` and export it; returns the written paths."""
+    from mathreport import summary
+
+    # Fail before starting a kernel when a run is missing; the notebook makes the same check itself.
+    summary.load_runs(Path(results_dir), model, compare)
     output_dir = Path(output_dir)
     suffix = "" if lang == "tr" else f"_{lang}"
     executed = execute(

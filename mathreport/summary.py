@@ -355,19 +355,20 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
     if not aucs:
         return ""
     worst = min(aucs, key=lambda x: x[1])
-    undefined = [int(k.split("_")[1]) for k, v in per_class.items() if v.get("auc") is None]
+    undefined = [(int(k.split("_")[1]), v.get("auc_undefined_reason", "")) for k, v in per_class.items()
+                 if v.get("auc") is None]
     names = _class_names(lang)
     if lang == "tr":
         out = (f"{run.name}: 8 sınıfın tümü için bire-karşı-hepsi AUC hesaplandı; makro AUC "
                f"{_f(m.get('AUC_macro'))}, mikro AUC {_f(m.get('AUC_micro'))}. En düşük AUC: "
                f"{names[worst[0]]} ({_f(worst[1])}).")
         if undefined:
-            out += " Tanımsız AUC (test kümesinde yok): " + ", ".join(names[i] for i in undefined) + "."
+            out += " Tanımsız AUC: " + "; ".join(f"{names[i]} ({why})" for i, why in undefined) + "."
     else:
         out = (f"{run.name}: one-vs-rest AUC over all 8 classes; macro AUC {_f(m.get('AUC_macro'))}, "
                f"micro AUC {_f(m.get('AUC_micro'))}. Lowest AUC: {names[worst[0]]} ({_f(worst[1])}).")
         if undefined:
-            out += " AUC undefined (absent from the test set): " + ", ".join(names[i] for i in undefined) + "."
+            out += " AUC undefined: " + "; ".join(f"{names[i]} ({why})" for i, why in undefined) + "."
     return out
 
 

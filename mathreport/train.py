@@ -11,7 +11,7 @@ import importlib.metadata as md
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,7 +48,7 @@ class TrainConfig:
     bench_max_items: int = 200
     text_col: str = "Question"
     label_col: str = "label"
-    extra: dict = field(default_factory=dict)
+    callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
 
 
 class RunExistsError(FileExistsError):
@@ -91,7 +91,7 @@ def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
         for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
     }
     data.assert_no_leakage(
-        {str(p): splits[n] for n, p in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))},
+        {f"{n} ({p})": splits[n] for n, p in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))},
         allow=cfg.allow_leakage,
     )
     if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
@@ -102,6 +102,8 @@ def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
 def train(cfg: TrainConfig) -> Path:
     """Train, evaluate on the test split and write the run directory. Returns its path."""
     preset = models.get_preset(cfg.model)
+    # Weights that cannot be had fail here, before anything is read or written.
+    weights = models.resolve_weights(preset, cfg.model_path) if preset.kind == "transformer" else None
     run_dir = _check_output_dir(cfg)
     splits = load_splits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,8 @@ def train(cfg: TrainConfig) -> Path:
         "hf_id": preset.hf_id,
         "description": preset.description,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "config": {f.name: str(v) if isinstance(v := getattr(cfg, f.name), Path) else v
+                   for f in fields(cfg) if f.name != "callbacks"},
         "hyperparameters": hyper,
         "data": {
             name: {"path": str(path), "sha256": artifacts.file_sha256(path), "rows": len(splits[name])}
@@ -136,7 +139,7 @@ def train(cfg: TrainConfig) -> Path:
         classifier, history, stats = _train_tfidf(splits, hyper, run_dir)
         device, dtype = "cpu", "float64"
     else:
-        classifier, history, stats, extra = _train_transformer(preset, splits, hyper, run_dir, cfg)
+        classifier, history, stats, extra = _train_transformer(preset, weights, splits, hyper, run_dir, cfg)
         manifest.update(extra)
         device, dtype = classifier.device, extra.get("dtype", "float32")
     manifest["training"] = stats
@@ -164,9 +167,10 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
     frame = artifacts.read_predictions(run_dir)
     probs = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
     y_true = frame["y_true"].to_numpy()
-    result = metrics.compute_metrics(y_true, probs, n_bootstrap=n_bootstrap)
+    y_pred = frame["y_pred"].to_numpy()
+    result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
     artifacts.write_json(Path(run_dir) / artifacts.METRICS, result)
-    artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs))
+    artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
     return result
 
 
@@ -267,13 +271,12 @@ def history_from_log(log_history: list[dict]) -> pd.DataFrame:
     return frame[[*artifacts.HISTORY_COLUMNS, *[c for c in frame.columns if c not in artifacts.HISTORY_COLUMNS]]]
 
 
-def _train_transformer(preset, splits, hyper, run_dir: Path, cfg: TrainConfig):
+def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: TrainConfig):
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     set_seed(hyper["seed"])
     device = models.pick_device(cfg.device)
-    weights = models.resolve_weights(preset, cfg.model_path)
     load_in_4bit = cfg.load_in_4bit if cfg.load_in_4bit is not None else (preset.decoder and device == "cuda")
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
@@ -307,10 +310,10 @@ def _train_transformer(preset, splits, hyper, run_dir: Path, cfg: TrainConfig):
         report_to=[],
         train_sampling_strategy="group_by_length",
         bf16=on_cuda,
-        gradient_checkpointing=load_in_4bit,
         use_cpu=not on_cuda,
         dataloader_num_workers=0,
         save_only_model=False,
+        **({"gradient_checkpointing": True} if load_in_4bit else {}),
     )
     trainer = Trainer(
         model=model,
@@ -320,6 +323,7 @@ def _train_transformer(preset, splits, hyper, run_dir: Path, cfg: TrainConfig):
         eval_dataset={"val": val_ds, "train": train_eval_ds},
         processing_class=tokenizer,
         compute_metrics=_accuracy,
+        callbacks=list(cfg.callbacks),
     )
     resume = cfg.resume and any((run_dir / "checkpoints").glob("checkpoint-*"))
     if cfg.resume and not resume:

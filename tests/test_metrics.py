@@ -114,9 +114,7 @@ def test_bootstrap_replicates_equal_sklearn_on_the_same_resamples(seed: int) -> 
         yt, yp = y[idx[b]], pred[idx[b]]
         assert reps["Accuracy"][b] == pytest.approx(accuracy_score(yt, yp))
         for avg in ("macro", "weighted"):
-            assert reps[f"F1_{avg}"][b] == pytest.approx(
-                f1_score(yt, yp, labels=LABELS, average=avg, zero_division=0)
-            )
+            assert reps[f"F1_{avg}"][b] == pytest.approx(f1_score(yt, yp, labels=LABELS, average=avg, zero_division=0))
         assert reps["Precision_macro"][b] == pytest.approx(
             precision_score(yt, yp, labels=LABELS, average="macro", zero_division=0)
         )
@@ -170,9 +168,7 @@ def test_single_class_test_split() -> None:
     assert len(m["AUC_macro_excluded"]) == K
     assert "only class" in m["AUC_macro_excluded"]["class_2"]
     # Micro-AUC pools (item, class) pairs and stays defined.
-    assert m["AUC_micro"] == pytest.approx(
-        roc_auc_score(label_binarize(y, classes=LABELS), p, average="micro")
-    )
+    assert m["AUC_micro"] == pytest.approx(roc_auc_score(label_binarize(y, classes=LABELS), p, average="micro"))
     assert m["Accuracy"] == pytest.approx(accuracy_score(y, p.argmax(axis=1)))
     report = metrics.per_class_report(y, p)["per_class"]
     assert all(report[f"class_{k}"]["auc"] is None for k in LABELS)

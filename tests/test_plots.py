@@ -1,0 +1,291 @@
+"""plots: each figure draws what it should (lines, bars, labels, legend), numbers computed here with sklearn."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from mathreport import labels, metrics, plots
+
+K = labels.NUM_CLASSES
+LABELS = list(range(K))
+
+
+def random_run(seed: int, n: int = 300, classes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from `classes` and per-row Dirichlet probabilities leaning towards the true class."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(classes if classes is not None else LABELS, size=n)
+    alpha = np.ones((n, K))
+    alpha[np.arange(n), y] += 2.0
+    gamma = rng.gamma(alpha)
+    return y, gamma / gamma.sum(axis=1, keepdims=True)
+
+
+def legend_texts(ax) -> list[str]:
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def figure_legend_texts(fig: Figure) -> list[str]:
+    (legend,) = fig.legends
+    return [text.get_text() for text in legend.get_texts()]
+
+
+def tick_texts(labels_: list) -> list[str]:
+    return [label.get_text() for label in labels_]
+
+
+# --------------------------------------------------------------------------------------------- training
+def test_lr_search_marks_the_best_rate() -> None:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "learning_rate": [1e-3, 1e-5, 2e-4, 5e-5, 1e-4],
+            "val_accuracy": rng.uniform(0.5, 0.9, 5),
+            "val_macro_f1": rng.uniform(0.5, 0.9, 5),
+        }
+    )
+    fig = plots.plot_lr_search(df)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 3
+    assert ax.get_xscale() == "log"
+    assert ax.get_title() == "Öğrenme oranı taraması"
+    assert ax.get_xlabel() == "Öğrenme oranı (log ölçek)" and ax.get_ylabel() == "Doğrulama skoru"
+    accuracy_line = ax.lines[0]
+    np.testing.assert_array_equal(accuracy_line.get_xdata(), np.sort(df["learning_rate"]))
+    best = df.loc[df["val_macro_f1"].idxmax()]
+    marker = ax.lines[2]
+    assert marker.get_xdata()[0] == best["learning_rate"] and marker.get_ydata()[0] == best["val_macro_f1"]
+    texts = legend_texts(ax)
+    assert len(texts) == 3 and f"{best['learning_rate']:.1e}" in texts[2]
+
+    en = plots.plot_lr_search(df, select_by="val_accuracy", lang="en").axes[0]
+    assert en.get_title() == "Learning-rate search"
+    assert en.lines[2].get_xdata()[0] == df.loc[df["val_accuracy"].idxmax(), "learning_rate"]
+    with pytest.raises(ValueError, match=r"lacks columns \['val_macro_f1'\]"):
+        plots.plot_lr_search(df.drop(columns="val_macro_f1"))
+
+
+def test_training_curves_skip_missing_train_accuracy() -> None:
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [1.5, 0.9, 0.6],
+            "val_loss": [1.4, 1.0, 0.8],
+            "train_accuracy": [np.nan] * 3,
+            "val_accuracy": [0.5, 0.6, 0.7],
+        }
+    )
+    fig = plots.plot_training_curves(history)
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.lines) == 2 and len(acc_ax.lines) == 1
+    assert legend_texts(loss_ax) == ["Eğitim", "Doğrulama"] and legend_texts(acc_ax) == ["Doğrulama"]
+    assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == "Epok"
+    assert (loss_ax.get_ylabel(), acc_ax.get_ylabel()) == ("Kayıp", "Doğruluk")
+    assert fig.get_suptitle() == "Eğitim eğrileri"
+    np.testing.assert_array_equal(acc_ax.lines[0].get_ydata(), history["val_accuracy"])
+
+    history["train_accuracy"] = [0.4, np.nan, 0.8]
+    acc_ax = plots.plot_training_curves(history, lang="en").axes[1]
+    assert legend_texts(acc_ax) == ["Training", "Validation"]
+    np.testing.assert_array_equal(acc_ax.lines[0].get_xdata(), [1, 3])
+
+
+# ---------------------------------------------------------------------------------------- probabilities
+def test_roc_all_classes_present() -> None:
+    y, p = random_run(0)
+    ax = plots.plot_roc(y, p).axes[0]
+    assert len(ax.lines) == K + 3  # classes, micro, macro, chance diagonal
+    texts = legend_texts(ax)
+    assert len(texts) == K + 3
+    for k in LABELS:
+        assert texts[k] == f"{labels.name(k)} (AUC = {roc_auc_score(y == k, p[:, k]):.3f})"
+    micro = roc_auc_score(y, p, multi_class="ovr", average="micro", labels=LABELS)
+    macro = roc_auc_score(y, p, multi_class="ovr", average="macro", labels=LABELS)
+    assert texts[K] == f"Mikro ortalama (AUC = {micro:.3f})"
+    assert texts[K + 1] == f"Makro ortalama (AUC = {macro:.3f})"
+    assert ax.get_xlabel() == "Yanlış pozitif oranı" and ax.get_ylabel() == "Doğru pozitif oranı"
+    assert ax.get_title() == "ROC eğrileri (bire karşı hepsi)"
+
+
+def test_roc_absent_class_is_listed_not_drawn() -> None:
+    y, p = random_run(1, classes=[k for k in LABELS if k != 5])
+    ax = plots.plot_roc(y, p, lang="en").axes[0]
+    assert len(ax.lines) == (K - 1) + 3
+    texts = legend_texts(ax)
+    assert len(texts) == K + 3
+    assert texts[-1] == f"{labels.name(5, 'en')}: AUC undefined (no test samples)"
+    assert not any("nan" in text.lower() for text in texts)
+
+
+def test_roc_single_class_draws_micro_only() -> None:
+    y, p = random_run(2, n=30, classes=[4])
+    ax = plots.plot_roc(y, p).axes[0]
+    assert len(ax.lines) == 2  # micro and chance
+    texts = legend_texts(ax)
+    assert len(texts) == 2 + K
+    assert f"{labels.name(4)}: AUC tanımsız (testteki tek sınıf)" in texts
+
+
+def test_precision_recall_curves() -> None:
+    y, p = random_run(3, classes=[k for k in LABELS if k != 0])
+    ax = plots.plot_precision_recall(y, p).axes[0]
+    assert len(ax.lines) == (K - 1) + 1
+    texts = legend_texts(ax)
+    assert len(texts) == K + 1
+    for i, k in enumerate(range(1, K)):
+        assert texts[i] == f"{labels.name(k)} (AP = {average_precision_score(y == k, p[:, k]):.3f})"
+    onehot = np.eye(K)[y]
+    assert texts[K - 1] == f"Mikro ortalama (AP = {average_precision_score(onehot, p, average='micro'):.3f})"
+    assert texts[K] == f"{labels.name(0)}: AP tanımsız (testte örnek yok)"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Duyarlılık", "Kesinlik")
+
+
+def test_reliability_diagram() -> None:
+    y, p = random_run(4)
+    fig = plots.plot_reliability(y, p, n_bins=10)
+    ax, ax_count = fig.axes
+    conf, pred = p.max(axis=1), p.argmax(axis=1)
+    edges = np.linspace(0, 1, 11)
+    # Right-closed bins, as the module documents, computed here by masks.
+    in_bin = [(conf > lo) & (conf <= hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    non_empty = [m for m in in_bin if m.any()]
+    ece = sum(m.mean() * abs((pred[m] == y[m]).mean() - conf[m].mean()) for m in non_empty)
+    assert len(ax.patches) == len(ax_count.patches) == len(non_empty)
+    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], [(pred[m] == y[m]).mean() for m in non_empty])
+    assert [bar.get_height() for bar in ax_count.patches] == [m.sum() for m in non_empty]
+    assert ax.get_title() == f"Güvenilirlik diyagramı (ECE = {ece:.3f})"
+    assert len(ax.lines) == 1  # the diagonal
+    assert sorted(legend_texts(ax)) == ["Doğruluk", "Mükemmel kalibrasyon"]
+    assert ax_count.get_xlabel() == "Güven (tahmin edilen sınıfın olasılığı)"
+
+
+# ------------------------------------------------------------------------------------------- confusion
+def test_confusion_matrix_row_normalised() -> None:
+    y, p = random_run(5, classes=[k for k in LABELS if k != 6])
+    pred = p.argmax(axis=1)
+    ax = plots.plot_confusion_matrix(y, pred).axes[0]
+    assert len(ax.images) == 1
+    shown = ax.images[0].get_array()
+    expected = confusion_matrix(y, pred, labels=LABELS, normalize="true")
+    present = [k for k in LABELS if k != 6]
+    np.testing.assert_allclose(shown[present], expected[present])
+    assert shown.mask[6].all() and not shown.mask[present].any()
+    assert len(ax.texts) == K * K
+    assert [t.get_text() for t in ax.texts[6 * K : 7 * K]] == ["–"] * K
+    assert ax.texts[0].get_text() == f"{expected[0, 0]:.2f}"
+    assert ax.get_xlabel() == "Tahmin edilen sınıf" and ax.get_ylabel() == "Gerçek sınıf"
+    assert tick_texts(ax.get_xticklabels()) == labels.names("tr")
+    assert tick_texts(ax.get_yticklabels()) == labels.names("tr")
+    assert ax.get_title() == "Karışıklık matrisi (satıra göre normalize)"
+
+    counts_ax = plots.plot_confusion_matrix(y, pred, normalize=False, lang="en").axes[0]
+    np.testing.assert_array_equal(counts_ax.images[0].get_array(), confusion_matrix(y, pred, labels=LABELS))
+    assert tick_texts(counts_ax.get_xticklabels()) == labels.names("en")
+    assert counts_ax.get_xlabel() == "Predicted class"
+
+
+# ---------------------------------------------------------------------------------------- model tables
+def two_models() -> dict[str, dict]:
+    out = {}
+    for seed, model in enumerate(["qwen", "tfidf"]):
+        y, p = random_run(seed)
+        out[model] = metrics.compute_metrics(y, p, n_bootstrap=10)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("plot", "keys", "title"),
+    [
+        (plots.plot_metric_bars, ["Accuracy", "Precision_macro", "Recall_macro"], "Doğruluk, kesinlik ve duyarlılık"),
+        (plots.plot_f1_bars, ["F1_micro", "F1_macro", "F1_weighted"], "F1 skorları"),
+    ],
+)
+def test_metric_bars(plot, keys: list[str], title: str) -> None:
+    by_model = two_models()
+    fig = plot(by_model)
+    ax = fig.axes[0]
+    assert len(ax.patches) == len(keys) * len(by_model)
+    heights = [bar.get_height() for bar in ax.patches]
+    expected = [by_model[m][k] for m in by_model for k in keys]  # bars are added model by model
+    assert heights == expected
+    assert [t.get_text() for t in ax.texts] == [f"{v:.3f}" for v in expected]
+    assert figure_legend_texts(fig) == list(by_model)
+    assert tick_texts(ax.get_xticklabels()) == [plots.METRIC_NAMES[k]["tr"] for k in keys]
+    assert ax.get_title() == title and ax.get_ylabel() == "Skor"
+    del by_model["tfidf"][keys[1]]
+    with pytest.raises(ValueError, match=rf"'tfidf' lack \['{keys[1]}'\]"):
+        plot(by_model)
+
+
+def test_per_class_f1_bars() -> None:
+    reports = {}
+    for seed, model in enumerate(["qwen", "mistral", "tfidf"]):
+        y, p = random_run(seed, classes=[k for k in LABELS if k != 2])
+        reports[model] = metrics.per_class_report(y, p)
+        f1 = precision_recall_fscore_support(y, p.argmax(axis=1), labels=LABELS, zero_division=0)[2]
+        assert [reports[model]["per_class"][f"class_{k}"]["f1_score"] for k in LABELS] == pytest.approx(f1)
+    fig = plots.plot_per_class_f1(reports)
+    ax = fig.axes[0]
+    assert len(ax.patches) == K * len(reports)
+    expected = [reports[m]["per_class"][f"class_{k}"]["f1_score"] for m in reports for k in LABELS]
+    assert [bar.get_height() for bar in ax.patches] == expected
+    assert figure_legend_texts(fig) == list(reports)
+    assert tick_texts(ax.get_xticklabels()) == labels.names("tr")
+    assert ax.get_ylabel() == "F1 skoru" and ax.get_title() == "Sınıf bazında F1 skoru"
+    # The inner per_class dict is accepted too.
+    inner = {m: r["per_class"] for m, r in reports.items()}
+    assert [b.get_height() for b in plots.plot_per_class_f1(inner).axes[0].patches] == expected
+
+
+def test_latency_vs_accuracy() -> None:
+    latency = {"qwen": 180.0, "minilm": 6.5, "tfidf": 0.04}
+    accuracy = {"tfidf": 0.71, "qwen": 0.93, "minilm": 0.82}
+    fig = plots.plot_latency_vs_accuracy(latency, accuracy)
+    ax, ax_acc = fig.axes
+    assert [bar.get_height() for bar in ax.patches] == list(latency.values())
+    assert tick_texts(ax.get_xticklabels()) == list(latency)
+    assert len(ax_acc.lines) == 1
+    assert list(ax_acc.lines[0].get_ydata()) == [accuracy[m] for m in latency]
+    assert ax.get_ylabel() == "Gecikme (ms)" and ax_acc.get_ylabel() == "Doğruluk"
+    assert ax.get_yscale() == "log"  # latencies span over two orders of magnitude
+    assert figure_legend_texts(fig) == ["Gecikme (ms)", "Doğruluk"]
+    assert ax.get_title() == "Gecikme ve doğruluk"
+    close = plots.plot_latency_vs_accuracy({"a": 10.0, "b": 20.0}, {"a": 0.5, "b": 0.6}, lang="en")
+    assert close.axes[0].get_yscale() == "linear" and close.axes[0].get_ylabel() == "Latency (ms)"
+    with pytest.raises(ValueError, match="same models"):
+        plots.plot_latency_vs_accuracy({"a": 1.0}, {"b": 0.5})
+
+
+# ----------------------------------------------------------------------------------------------- saving
+def test_save_figure_writes_png_at_200_dpi(tmp_path) -> None:
+    y, p = random_run(0, n=50)
+    fig = plots.plot_confusion_matrix(y, p.argmax(axis=1))
+    width, height = fig.get_size_inches()
+    out = plots.save_figure(fig, tmp_path / "figs" / "cm.png")
+    assert out == tmp_path / "figs" / "cm.png"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[:2] == (round(height * plots.DPI), round(width * plots.DPI))
+    assert [f.name for f in out.parent.iterdir()] == ["cm.png"]  # no temp file left behind
+    with pytest.raises(ValueError, match="must end in .png"):
+        plots.save_figure(plots.plot_confusion_matrix(y, y), tmp_path / "cm.pdf")
+
+
+def test_unknown_language_is_rejected() -> None:
+    y, p = random_run(0, n=20)
+    with pytest.raises(ValueError, match="lang must be"):
+        plots.plot_roc(y, p, lang="de")
