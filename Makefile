@@ -8,9 +8,18 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: env test test-all report lint clean-results
+.PHONY: env pdf-tools test report lint clean-results
 
-env: $(STAMP)
+env: $(STAMP) pdf-tools
+
+# The PDF report is printed by headless Chromium; the tests read it back with pdftotext (poppler-utils).
+pdf-tools:
+	@if command -v chromium >/dev/null && command -v pdftotext >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and poppler-utils (apt) for the PDF report"; \
+		apt-get install -y -q chromium poppler-utils >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q chromium poppler-utils >/dev/null; }; \
+	else echo "note: install chromium and poppler-utils for the PDF report (PDF tests are skipped without them)"; fi
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +29,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: env
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: env
 	$(BIN)/ruff check mathreport tests tools
 
-report: $(STAMP)
+report: env
 	$(BIN)/mathreport pipeline --models tfidf minilm --report-model minilm
 
 clean-results:

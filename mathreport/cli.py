@@ -73,13 +73,15 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     if args.kaggle:
         raw_dir = args.out_dir / "kaggle"
         source = data.download_kaggle(args.competition, raw_dir)
+        origin = {"source": "kaggle", "source_info": {"competition": args.competition}}
     elif args.input is None:
         raise CommandError("prepare needs --input RAW.csv (or --kaggle to download the competition files)")
     else:
         source = args.input
+        origin = {"source": "file"}
     report = data.prepare(
         source, args.out_dir, text_col=args.text_col, label_col=args.label_col, val_size=args.val_size,
-        test_size=args.test_size, seed=args.seed, augment=args.augment,
+        test_size=args.test_size, seed=args.seed, augment=args.augment, **origin,
     )
     print(data.class_counts_table(report))
     print(f"wrote {args.out_dir}/augmented_train.csv, val_split.csv, test_split.csv, prepare_report.json")

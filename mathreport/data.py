@@ -101,7 +101,8 @@ def _read_records(path: Path, text_col: str, label_col: str) -> tuple[list[str],
             starts.append(start)
     except csv.Error as err:
         raise DataError(f"{path}: line {reader.line_num} ({_LINE_NOTE}): malformed CSV ({err})") from None
-    assert header is not None  # the file is not blank, so some record held a non-blank field
+    if header is None:  # only separators and blanks, e.g. ",,,"
+        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{text_col},{label_col}')")
     return header, records, starts
 
 
@@ -471,11 +472,13 @@ def _to_csv(frame: pd.DataFrame) -> str:
     return frame[[TEXT_COL, LABEL_COL]].to_csv(index=False, lineterminator="\n")
 
 
-def _check_params(val_size: float, test_size: float, augment: str) -> None:
+def _check_params(val_size: float, test_size: float, augment: str, conflict_policy: str) -> None:
     if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
         raise ValueError(f"val_size and test_size must be in (0, 1) with a sum below 1, got {val_size} and {test_size}")
     if augment not in AUGMENT_METHODS:
         raise ValueError(f"augment must be one of {AUGMENT_METHODS}, got {augment!r}")
+    if conflict_policy not in CONFLICT_POLICIES:
+        raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
 
 
 def prepare(
@@ -499,9 +502,7 @@ def prepare(
     DataError names the file and line and `out_dir` is left untouched. `source` ("file", "kaggle", "demo")
     and `source_info` are recorded in the report so it can say where the data came from. Returns the report.
     """
-    _check_params(val_size, test_size, augment)
-    if conflict_policy not in CONFLICT_POLICIES:
-        raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
+    _check_params(val_size, test_size, augment, conflict_policy)
     input_path, out_dir = Path(input_path), Path(out_dir)
     table = _read_table(input_path, text_col, label_col, "give the raw CSV (e.g. Kaggle's train.csv)")
     kept, cleaning = clean_questions(table, conflict_policy)
@@ -514,11 +515,9 @@ def prepare(
     counts = {"train": class_counts(train), "val": class_counts(val), "test": class_counts(test)}
     augmentation: dict[str, Any] = {"method": "none", "rows_added": 0}
     if augment == "oversample":
-        original = train
         train, augmentation = oversample_minority(train, seed, oversample_target)
         counts = {"train_before_augmentation": counts["train"], **counts, "train": class_counts(train)}
-        # Copies come from train only, so this cannot fire; it guards against a future change that breaks it.
-        assert_no_leakage({"train": original, "val": val, "test": test})
+    # De-duplication before splitting makes leakage impossible; checked anyway, as on the files `train` reads.
     leakage = assert_no_leakage({"train": train, "val": val, "test": test})
 
     rows_split = {"train": len(train) - augmentation["rows_added"], "val": len(val), "test": len(test)}
@@ -550,7 +549,7 @@ def prepare(
         "unique_questions_in": cleaning["unique_questions_in"],
         "label_conflicts": cleaning["label_conflicts"],
         "dropped_examples": cleaning["dropped_examples"],
-        "files": {name: SPLIT_FILES[name] for name in ("train", "val", "test")},
+        "files": dict(SPLIT_FILES),
         "rows_per_split": rows_split,
         "rows_per_file": {TRAIN_FILE: len(train), VAL_FILE: len(val), TEST_FILE: len(test)},
         "class_names": labels.names("tr"),

@@ -512,8 +512,8 @@ def _add_defects(problems: pd.DataFrame, rng: random.Random) -> tuple[pd.DataFra
     extra = [(texts[i], ids[i]) for i in exact]
     for j, i in enumerate(variants):
         text = texts[i]
-        text = (text.upper(), f"  {text}  ", text.replace(" ", "\n", 1), text.replace(" ", "   ", 2))[j % 4]
-        extra.append((text, ids[i]))
+        variant = (text.upper(), f"  {text}  ", text.replace(" ", "\n", 1), text.replace(" ", "   ", 2))[j % 4]
+        extra.append((variant if variant != text else f" {text}\n", ids[i]))
     for i in majority:  # seen twice with its label, once with another: the majority keeps it
         extra += [(texts[i], ids[i]), (texts[i], _CONFUSED_WITH[ids[i]])]
     for i in ties:  # seen once with each of two labels: dropped

@@ -82,9 +82,8 @@ class ReportContext:
 
     def data_section(self) -> None:
         _markdown(summary.data_description(self.runs, self.lang))
-        counts = summary.class_counts(self.runs, self.lang)
-        if counts is not None:
-            self.table(counts, 0)
+        counts = summary.split_class_counts(self.runs, self.lang)
+        self.table(counts if counts is not None else summary.class_counts(self.runs, self.lang), 0)
 
     def setup_section(self) -> None:
         self.table(summary.setup_table(self.runs, self.lang), 0)

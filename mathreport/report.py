@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,8 +26,11 @@ def _notebook(path: Path) -> Path:
     return path
 
 
-def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None = None) -> Path:
-    """Execute a notebook with papermill into `output` (written atomically: a failed run leaves no file)."""
+def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None = None, stream: bool = False) -> Path:
+    """Execute a notebook with papermill into `output` (written atomically: a failed run leaves no file).
+
+    stream: pass the kernel's stdout/stderr through (training progress bars) instead of only keeping them.
+    """
     import papermill
 
     output = Path(output)
@@ -36,7 +40,8 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     try:
         papermill.execute_notebook(
             str(_notebook(notebook)), tmp, parameters=parameters, kernel_name=kernel, cwd=os.getcwd(),
-            progress_bar=True,
+            progress_bar=not stream, stdout_file=sys.stdout if stream else None,
+            stderr_file=sys.stderr if stream else None,
         )
         os.replace(tmp, output)
     except BaseException:
@@ -48,6 +53,25 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     return output
 
 
+# Print rules: A4 pages, figures and tables shrink to the page instead of being cut at its edge.
+PRINT_CSS = """
+<style>
+@page { size: A4; margin: 14mm 12mm; }
+img { max-width: 100%; height: auto; }
+.jp-RenderedHTMLCommon table { font-size: 11px; }
+@media print {
+  body { font-size: 11px; }
+  .jp-OutputArea-output, .jp-RenderedHTMLCommon, .jp-Cell, .jp-OutputArea { overflow: visible !important; }
+  .jp-RenderedHTMLCommon table { width: 100%; table-layout: fixed; font-size: 8.5px; }
+  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { overflow-wrap: anywhere; word-break: break-word;
+    white-space: normal; padding: 2px 3px; }
+  .jp-RenderedImage, img, table, h2 { break-inside: avoid; }
+  h2 { break-after: avoid; }
+}
+</style>
+"""
+
+
 def export_html(executed: Path, html_path: Path) -> Path:
     """Export an executed notebook to a self-contained HTML file (figures embedded, code hidden)."""
     import nbformat
@@ -56,8 +80,21 @@ def export_html(executed: Path, html_path: Path) -> Path:
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
+    body = body.replace("</head>", PRINT_CSS + "</head>", 1)
     artifacts._atomic_write(Path(html_path), lambda fh: fh.write(body))
     return Path(html_path)
+
+
+def find_chromium() -> str:
+    """The path of a Chromium/Chrome executable, or an error saying how to install one."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise FileNotFoundError(
+        "PDF export needs Chromium (headless): `apt-get install chromium` (Debian/Ubuntu; `make report` does "
+        "this when run as root), or pass --no-pdf to write only the HTML report"
+    )
 
 
 def run_report(
@@ -84,13 +121,34 @@ def run_report(
     )
     paths = {"notebook": executed, "html": export_html(executed, output_dir / f"final_report{suffix}.html")}
     if pdf:
-        paths["pdf"] = export_pdf(executed, output_dir / f"final_report{suffix}.pdf")
+        paths["pdf"] = export_pdf(paths["html"], output_dir / f"final_report{suffix}.pdf")
     return paths
 
 
-def export_pdf(executed: Path, pdf_path: Path) -> Path:
-    """Export an executed notebook to PDF (nbconvert's webpdf through a local Chromium)."""
-    raise NotImplementedError("PDF export is not available yet; use the HTML report")
+def export_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
+    """Print the exported HTML report to PDF with headless Chromium (what nbconvert's webpdf does).
+
+    nbconvert's webpdf drives Chromium through playwright, which only finds a browser it downloaded itself;
+    offline machines have Debian's chromium, so it is called directly with the same print settings.
+    """
+    import subprocess
+
+    chromium = find_chromium()
+    pdf_path = Path(pdf_path)
+    pdf_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        tmp = Path(profile) / "report.pdf"
+        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}/user", "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
+               f"--print-to-pdf={tmp}", Path(html_path).resolve().as_uri()]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+            raise RuntimeError(f"Chromium could not print {html_path} to PDF (exit {result.returncode}): "
+                               f"{result.stderr.strip()[-500:]}")
+        shutil.move(str(tmp), pdf_path.with_name(f".{pdf_path.name}.tmp"))
+        os.replace(pdf_path.with_name(f".{pdf_path.name}.tmp"), pdf_path)
+    return pdf_path
 
 
 def ensure_data(data_dir: Path) -> str:
@@ -147,6 +205,7 @@ def run_pipeline(
              "test_path": str(Path(data_dir) / DATA_FILES[2]), "output_dir": str(run_dir),
              "resume": resume, "force": redo},
             kernel=kernel,
+            stream=True,
         )
     return run_report(model=report_model or models[-1], results_dir=results_dir, output_dir=results_dir,
                       lang=lang, pdf=pdf)

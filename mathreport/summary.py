@@ -262,13 +262,63 @@ def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
         lines.append(f"- **{name}**: {sizes} — {files}")
     prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
     if prep:
-        source = prep.get("source", prep.get("input", "?"))
-        lines.append(("- Veri kaynağı: " if lang == "tr" else "- Data source: ") + f"`{source}`")
-        cleaning = prep.get("cleaning") or prep.get("steps")
-        if cleaning:
-            lines.append(("- Temizleme adımları: " if lang == "tr" else "- Cleaning steps: ")
-                         + f"`{cleaning}`")
+        lines.extend(cleaning_lines(prep, lang))
     return "\n".join(lines)
+
+
+SOURCE_NAMES = {
+    "tr": {"demo": "çevrimdışı demo derlemi (gerçek veri değil)", "kaggle": "Kaggle yarışma dosyaları",
+           "file": "kullanıcının CSV dosyası"},
+    "en": {"demo": "offline demo corpus (not real data)", "kaggle": "the Kaggle competition files",
+           "file": "the user's CSV file"},
+}
+DROP_NAMES = {
+    "tr": {"empty_after_cleaning": "temizlikten sonra boş", "label_conflict_minority": "etiket çakışması (azınlık)",
+           "label_conflict_unresolved": "etiket çakışması (çözülemedi)", "duplicate_exact": "birebir tekrar",
+           "duplicate_normalized": "boşluk/harf farkıyla tekrar"},
+    "en": {"empty_after_cleaning": "empty after cleaning", "label_conflict_minority": "label conflict (minority)",
+           "label_conflict_unresolved": "label conflict (unresolved)", "duplicate_exact": "exact duplicate",
+           "duplicate_normalized": "whitespace/case duplicate"},
+}
+
+
+def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
+    """Source, rows in/kept, each cleaning step's count and augmentation, from prepare_report.json."""
+    source = prep.get("source", "file")
+    label = SOURCE_NAMES[lang].get(source, source)
+    path = (prep.get("input") or {}).get("path", "")
+    cleaning = prep.get("cleaning") or {}
+    dropped = cleaning.get("rows_dropped") or {}
+    changed = cleaning.get("rows_changed") or {}
+    drops = ", ".join(f"{DROP_NAMES[lang].get(k, k)}: {v}" for k, v in dropped.items())
+    changes = ", ".join(f"{k}: {v}" for k, v in changed.items())
+    aug = prep.get("augmentation") or {}
+    if lang == "tr":
+        out = [f"- Veri kaynağı: **{label}** (`{path}`)",
+               f"- Girdi satırı {prep.get('rows_in')}, tutulan {prep.get('rows_kept')}; atılanlar — {drops}",
+               f"- Değiştirilen satırlar — {changes}",
+               f"- Bölümler: {prep.get('rows_per_split')}; artırma: {aug.get('method', 'none')} "
+               f"(+{aug.get('rows_added', 0)} satır, yalnız eğitim kümesine)"]
+    else:
+        out = [f"- Data source: **{label}** (`{path}`)",
+               f"- Rows in {prep.get('rows_in')}, kept {prep.get('rows_kept')}; dropped — {drops}",
+               f"- Rows changed — {changes}",
+               f"- Splits: {prep.get('rows_per_split')}; augmentation: {aug.get('method', 'none')} "
+               f"(+{aug.get('rows_added', 0)} rows, train split only)"]
+    return out
+
+
+def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
+    """Class counts per split from prepare_report.json, with Turkish/English class names."""
+    prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
+    if not prep or not prep.get("class_counts"):
+        return None
+    names = _class_names(lang)
+    frame = pd.DataFrame({split: [int(counts.get(str(i), counts.get(i, 0)) if isinstance(counts, dict) else 0)
+                                  for i in range(labels_count())]
+                          for split, counts in prep["class_counts"].items()}, index=names)
+    frame.index.name = "Konu" if lang == "tr" else "Topic"
+    return frame
 
 
 def class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:

@@ -86,14 +86,11 @@ def _check_output_dir(cfg: TrainConfig) -> Path:
 
 def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
     """Read and validate the three split files, refusing leaking splits unless allowed."""
-    splits = {
-        name: data.read_split(path, text_col=cfg.text_col, label_col=cfg.label_col)
-        for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
-    }
-    data.assert_no_leakage(
-        {f"{n} ({p})": splits[n] for n, p in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))},
-        allow=cfg.allow_leakage,
-    )
+    paths = {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
+    splits = {name: data.read_split(path, text_col=cfg.text_col, label_col=cfg.label_col)
+              for name, path in paths.items()}
+    data.assert_no_leakage({f"{name} ({paths[name]})": frame for name, frame in splits.items()},
+                           allow=cfg.allow_leakage)
     if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
         splits["train"] = splits["train"].sample(n=cfg.max_train_samples, random_state=cfg.seed)
     return splits

@@ -325,9 +325,10 @@ def test_refuses_non_utf8_bytes(tmp_path):
     assert "byte offset 33" in message and "line 3" in message and "0xe9" in message
 
 
-def test_refuses_empty_file(tmp_path):
-    message = _refused(tmp_path, "")
-    assert "is empty" in message
+@pytest.mark.parametrize("content", ["", "\n \n", ",,\n,\n"])
+def test_refuses_empty_file(tmp_path, content):
+    message = _refused(tmp_path, content)
+    assert "is empty" in message and "'Question,label'" in message
 
 
 def test_refuses_header_only_file(tmp_path):
@@ -367,6 +368,15 @@ def test_bad_parameters_are_refused(tmp_path):
     with pytest.raises(ValueError, match="conflict_policy"):
         data.prepare(FIXTURE, tmp_path, conflict_policy="first")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_class_too_small_to_stratify_goes_to_train_with_a_warning():
+    frame = _table([(f"q{c}-{i}", c) for c in range(7) for i in range(20)] + [("r1", 7), ("r2", 7)])
+    train, val, test, warnings = data.split_stratified(frame, seed=0)
+    assert set(train.loc[train["label"] == 7, "Question"]) == {"r1", "r2"}
+    assert 7 not in set(val["label"]) | set(test["label"])
+    assert len(warnings) == 1 and "Abstract Algebra" in warnings[0]
+    assert len(train) + len(val) + len(test) == len(frame)
 
 
 def test_too_few_rows_to_stratify_is_a_data_error(tmp_path):

@@ -1,0 +1,127 @@
+"""Tiny Qwen2 / Mistral models with random weights and a locally trained tokenizer, for tests and dry runs.
+
+They have the architecture of the 7B decoders (grouped-query attention, RMSNorm, SwiGLU, rotary positions) at
+a size that trains in seconds on a CPU, so the decoder code path (pad token, last-token pooling, LoRA on the
+attention projections, the `score` head saved with the adapter) is tested without downloading anything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ARCHS = ("qwen2", "mistral")
+TINY_SHAPE = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "max_position_embeddings": 512,
+}
+VOCAB_SIZE = 512
+BOS, EOS = "<s>", "</s>"
+
+# A few lines of the corpus's vocabulary so the BPE learns some merges; byte-level BPE encodes any text anyway.
+_TOKENIZER_TEXTS = (
+    "Solve for x: 3x + 5 = 20. Find all real roots of the polynomial x^2 - 5x + 6.",
+    "In triangle ABC, AB = 5 and AC = 12. Find the area of the circle inscribed in the square.",
+    "Find the derivative of sin(2x) and evaluate the integral of x^3 from 0 to 1. Compute the limit.",
+    "How many ways can 5 books be arranged on a shelf? What is the probability that two dice sum to 7?",
+    "Find the remainder when 7^100 is divided by 13. Is 221 a prime number? Compute gcd(84, 36).",
+    "Find the eigenvalues of the matrix [[2, 1], [1, 2]]. Compute the determinant and the rank of A.",
+    "Let G be a group of order 12. Show that the ring Z_6 has zero divisors; find the order of the element.",
+    "A train travels 120 km in 2 hours. What is its average speed? Ali buys 3 apples for 12 lira.",
+    "Cebir Geometri Kalkülüs İstatistik ve Olasılık Sayı Teorisi Kombinatorik Lineer Cebir Soyut Cebir",
+    "Algebra Geometry and Trigonometry Calculus and Analysis Probability and Statistics Number Theory",
+    "Combinatorics and Discrete Math Linear Algebra Abstract Algebra and Topology $\\frac{a}{b}$ \\sqrt{2}",
+)
+
+
+def build_tokenizer(arch: str):
+    """A byte-level BPE tokenizer with BOS/EOS and no pad token (like the 7B decoders' tokenizers)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    _check_arch(arch)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=[BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TOKENIZER_TEXTS * 4, trainer)
+    if arch == "mistral":
+        # Mistral's tokenizer prepends BOS and Qwen2's adds nothing; keep that difference in the tiny ones.
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS)
+
+
+def tiny_config(arch: str, vocab_size: int, bos_token_id: int, eos_token_id: int, **overrides):
+    """The config of a tiny causal LM of `arch`; overrides change any field (e.g. the shape)."""
+    from transformers import MistralConfig, Qwen2Config
+
+    _check_arch(arch)
+    cls = Qwen2Config if arch == "qwen2" else MistralConfig
+    # No pad_token_id: like the real checkpoints, so models.load_base_model has to set it.
+    fields = {**TINY_SHAPE, "vocab_size": vocab_size, "bos_token_id": bos_token_id, "eos_token_id": eos_token_id,
+              "tie_word_embeddings": False, **overrides}
+    return cls(**fields)
+
+
+def build_tiny_model(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Save a tiny `arch` ("qwen2" or "mistral") causal LM (random weights) + tokenizer to `out_dir`.
+
+    Saved as a causal LM, like the hub checkpoints: loading it for sequence classification initialises a
+    fresh `score` head, exactly as for Qwen2.5-Math-7B, so only a head saved with the adapter survives a reload.
+    The same seed gives the same weights.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(arch)
+    config = tiny_config(arch, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def cache_dir() -> Path:
+    """Where the `tiny-*` presets are built: $MATHREPORT_CACHE, else ~/.cache/mathreport."""
+    return Path(os.environ.get("MATHREPORT_CACHE") or Path.home() / ".cache" / "mathreport")
+
+
+def ensure_tiny_model(arch: str) -> Path:
+    """The folder of the `tiny-<arch>` preset, built on first use (atomically, so parallel runs don't clash)."""
+    _check_arch(arch)
+    target = cache_dir() / f"tiny-{arch}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tiny-{arch}."))
+    try:
+        build_tiny_model(arch, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        # Another process renamed its copy into place first; theirs is identical (same seed).
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
