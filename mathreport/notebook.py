@@ -44,7 +44,7 @@ class ReportContext:
         if lang not in summary.TEXT:
             raise ValueError(f"lang must be one of {sorted(summary.TEXT)}, got {lang!r}")
         runs = summary.load_runs(Path(results_dir), model, compare)
-        return cls(runs, model, Path(figures_dir), lang)
+        return cls(runs, next(iter(runs)), Path(figures_dir), lang)
 
     # --- display helpers ---------------------------------------------------------------------------
 
@@ -142,6 +142,12 @@ class ReportContext:
         from mathreport import plots
 
         for name, run in self.runs.items():
+            if len(run.history) < 2:
+                # A single fit (tfidf) has no curve to draw; its one row is shown as a table instead.
+                _markdown(f"**{name}**: " + ("tek adımda eğitildi (epoch eğrisi yok)." if self.lang == "tr"
+                                              else "fitted in one step (no epoch curve)."))
+                self.table(run.history.set_index("epoch"))
+                continue
             _markdown(f"**{name}**")
             self.show(plots.plot_training_curves(run.history, lang=self.lang), f"training_{name}")
 

@@ -57,16 +57,15 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
 PRINT_CSS = """
 <style>
 @page { size: A4; margin: 14mm 12mm; }
-img { max-width: 100%; height: auto; }
-.jp-RenderedHTMLCommon table { font-size: 11px; }
+img { max-width: 100% !important; height: auto !important; }
 @media print {
   body { font-size: 11px; }
-  .jp-OutputArea-output, .jp-RenderedHTMLCommon, .jp-Cell, .jp-OutputArea { overflow: visible !important; }
-  .jp-RenderedHTMLCommon table { width: 100%; table-layout: fixed; font-size: 8.5px; }
-  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { overflow-wrap: anywhere; word-break: break-word;
-    white-space: normal; padding: 2px 3px; }
-  .jp-RenderedImage, img, table, h2 { break-inside: avoid; }
-  h2 { break-after: avoid; }
+  .jp-OutputArea-output, .jp-OutputArea-output *, .jp-Cell, .jp-OutputArea { overflow: visible !important; }
+  .jp-OutputArea-output table { width: 100% !important; table-layout: fixed !important; font-size: 8px !important; }
+  .jp-OutputArea-output td, .jp-OutputArea-output th {
+    overflow-wrap: anywhere !important; white-space: normal !important; padding: 2px 3px !important; }
+  .jp-Cell { break-inside: avoid; }
+  h1, h2 { break-after: avoid; }
 }
 </style>
 """

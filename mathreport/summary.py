@@ -110,8 +110,9 @@ def load_run(results_dir: Path, name: str) -> Run:
     for key, reader, filename in (("latency", artifacts.read_latency, artifacts.LATENCY),
                                   ("manifest", artifacts.read_manifest, artifacts.MANIFEST)):
         optional[key] = reader(run_dir) if (run_dir / filename).is_file() else None
+    # The team's folders are named after their models; run.json may give a display name of its own.
     return Run(
-        name=name,
+        name=(optional["manifest"] or {}).get("display_name") or name,
         path=run_dir,
         metrics=artifacts.read_metrics(run_dir),
         class_report=artifacts.read_class_report(run_dir),
@@ -122,13 +123,20 @@ def load_run(results_dir: Path, name: str) -> Run:
 
 
 def load_runs(results_dir: Path, model: str, compare: list[str] | None = None) -> dict[str, Run]:
-    """The report's runs, the main model first; `compare=None` means every complete run found."""
-    main = load_run(results_dir, model)
+    """The report's runs keyed by display name, the main model first; `compare=None`: every complete run found.
+
+    Runs are named after their directories unless their run.json gives a `display_name`.
+    """
     others = compare if compare is not None else [n for n in artifacts.find_runs(results_dir) if n != model]
-    runs = {model: main}
-    for name in others:
-        if name != model:
-            runs[name] = load_run(results_dir, name)
+    runs: dict[str, Run] = {}
+    for directory in [model, *[n for n in others if n != model]]:
+        run = load_run(results_dir, directory)
+        if run.name in runs:
+            raise artifacts.ArtifactError(
+                f"two runs are both named {run.name!r} ({runs[run.name].path} and {run.path}); "
+                "give one of them another display_name in its run.json"
+            )
+        runs[run.name] = run
     return runs
 
 

@@ -22,7 +22,9 @@ TINY_SHAPE = {
     "max_position_embeddings": 512,
 }
 VOCAB_SIZE = 512
-BOS, EOS = "<s>", "</s>"
+# The special tokens of the real tokenizers: Qwen2.5 has one, <|endoftext|>, as EOS and pad (transformers' Qwen2
+# tokenizer sets it by default); Mistral has BOS <s> and EOS </s> and no pad, so loading it sets pad = EOS.
+SPECIAL_TOKENS = {"qwen2": {"eos_token": "<|endoftext|>"}, "mistral": {"bos_token": "<s>", "eos_token": "</s>"}}
 
 # A few lines of the corpus's vocabulary so the BPE learns some merges; byte-level BPE encodes any text anyway.
 _TOKENIZER_TEXTS = (
@@ -41,38 +43,37 @@ _TOKENIZER_TEXTS = (
 
 
 def build_tokenizer(arch: str):
-    """A byte-level BPE tokenizer with BOS/EOS and no pad token (like the 7B decoders' tokenizers)."""
+    """A byte-level BPE tokenizer with the special tokens of the real `arch` tokenizer and no pad token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     _check_arch(arch)
+    special = SPECIAL_TOKENS[arch]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=[BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        vocab_size=VOCAB_SIZE, special_tokens=list(special.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(_TOKENIZER_TEXTS * 4, trainer)
     if arch == "mistral":
         # Mistral's tokenizer prepends BOS and Qwen2's adds nothing; keep that difference in the tiny ones.
+        bos = special["bos_token"]
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
         )
-    else:
-        tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **special)
 
 
-def tiny_config(arch: str, vocab_size: int, bos_token_id: int, eos_token_id: int, **overrides):
-    """The config of a tiny causal LM of `arch`; overrides change any field (e.g. the shape)."""
+def tiny_config(arch: str, **overrides):
+    """The config of a tiny causal LM of `arch`; overrides change any field (vocab, special tokens, the shape)."""
     from transformers import MistralConfig, Qwen2Config
 
     _check_arch(arch)
     cls = Qwen2Config if arch == "qwen2" else MistralConfig
     # No pad_token_id: like the real checkpoints, so models.load_base_model has to set it.
-    fields = {**TINY_SHAPE, "vocab_size": vocab_size, "bos_token_id": bos_token_id, "eos_token_id": eos_token_id,
-              "tie_word_embeddings": False, **overrides}
+    fields = {**TINY_SHAPE, "vocab_size": VOCAB_SIZE, "tie_word_embeddings": False, **overrides}
     return cls(**fields)
 
 
@@ -88,7 +89,8 @@ def build_tiny_model(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
 
     out_dir = Path(out_dir)
     tokenizer = build_tokenizer(arch)
-    config = tiny_config(arch, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    config = tiny_config(arch, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ class TrainConfig:
     force: bool = False
     model_path: str | None = None
     load_in_4bit: bool | None = None  # None: on for decoders on CUDA, off elsewhere
+    lora_mlp: bool = False  # LoRA on the decoder MLP projections too, not only attention
     allow_leakage: bool = False
     max_train_samples: int | None = None
     train_eval_samples: int = 512
@@ -49,6 +50,20 @@ class TrainConfig:
     text_col: str = "Question"
     label_col: str = "label"
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
+
+
+def cli_command(cfg: TrainConfig) -> str:
+    """The `mathreport train` command line that reproduces a run, whether it came from the CLI or a notebook."""
+    parts = ["mathreport train", f"--model {cfg.model}", f"--train_path {cfg.train_path}",
+             f"--val_path {cfg.val_path}", f"--test_path {cfg.test_path}", f"--num_epochs {cfg.num_epochs}"]
+    for flag in ("learning_rate", "batch_size", "max_length", "max_train_samples", "model_path"):
+        value = getattr(cfg, flag)
+        if value is not None:
+            parts.append(f"--{flag} {value}")
+    if cfg.load_in_4bit is not None:
+        parts.append("--load_in_4bit" if cfg.load_in_4bit else "--no-load_in_4bit")
+    parts += [f"--seed {cfg.seed}", f"--output_dir {cfg.output_dir}"]
+    return " ".join(parts)
 
 
 class RunExistsError(FileExistsError):
@@ -101,6 +116,8 @@ def train(cfg: TrainConfig) -> Path:
     preset = models.get_preset(cfg.model)
     # Weights that cannot be had fail here, before anything is read or written.
     weights = models.resolve_weights(preset, cfg.model_path) if preset.kind == "transformer" else None
+    if preset.kind == "transformer":  # so does 4-bit where it cannot work (no CUDA, no bitsandbytes)
+        models.resolve_load_in_4bit(preset, models.pick_device(cfg.device), cfg.load_in_4bit)
     run_dir = _check_output_dir(cfg)
     splits = load_splits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +134,8 @@ def train(cfg: TrainConfig) -> Path:
         "kind": preset.kind,
         "hf_id": preset.hf_id,
         "description": preset.description,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "command": cli_command(cfg),
+        "argv": list(sys.argv),
         "config": {f.name: str(v) if isinstance(v := getattr(cfg, f.name), Path) else v
                    for f in fields(cfg) if f.name != "callbacks"},
         "hyperparameters": hyper,
@@ -269,18 +287,14 @@ def history_from_log(log_history: list[dict]) -> pd.DataFrame:
 
 
 def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: TrainConfig):
-    from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     set_seed(hyper["seed"])
     device = models.pick_device(cfg.device)
-    load_in_4bit = cfg.load_in_4bit if cfg.load_in_4bit is not None else (preset.decoder and device == "cuda")
+    load_in_4bit = models.resolve_load_in_4bit(preset, device, cfg.load_in_4bit)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
-    if load_in_4bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    lora = models.lora_config(preset, model)
-    model = get_peft_model(model, lora)
+    model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
     trainable, total = model.get_nb_trainable_parameters()
 
     max_length = hyper["max_length"]
@@ -310,7 +324,8 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         use_cpu=not on_cuda,
         dataloader_num_workers=0,
         save_only_model=False,
-        **({"gradient_checkpointing": True} if load_in_4bit else {}),
+        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+           if load_in_4bit else {}),
     )
     trainer = Trainer(
         model=model,

@@ -69,3 +69,62 @@ def test_incomplete_run_is_named_with_missing_file(trained_results, tmp_path):
     (tmp_path / "tfidf" / artifacts.HISTORY).unlink()
     with pytest.raises(summary.MissingResultsError, match="lacks history.csv"):
         summary.load_runs(tmp_path, "tfidf")
+
+
+FIXTURE = __import__("pathlib").Path(__file__).parent / "fixtures" / "team_results"
+
+
+def test_team_results_layout_renders_unchanged(tmp_path):
+    """The team's own folders (no run.json, no latency.json, 7 metric keys) load and render as they are."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    paths = report.run_report(model="qwen_math", results_dir=results, output_dir=tmp_path / "out",
+                              figures_dir=tmp_path / "figures", pdf=False)
+    html = paths["html"].read_text(encoding="utf-8")
+    for name in ("qwen_math", "mistral"):
+        accuracy = json.loads((results / name / "metrics.json").read_text())["Accuracy"]
+        assert f"{accuracy:.3f}" in html
+    assert "McNemar" in html  # same test items: a paired test is made
+    assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before  # nothing rewritten
+
+
+def test_english_rendering_from_the_same_notebook(trained_results, tmp_path):
+    paths = report.run_report(model="minilm", results_dir=trained_results, output_dir=tmp_path,
+                              figures_dir=tmp_path / "figures", lang="en", pdf=False)
+    assert paths["html"].name == "final_report_en.html"
+    html = paths["html"].read_text(encoding="utf-8")
+    for title in ("Summary Metrics Table", "Confusion Matrix", "Latency Analysis", "Conclusion"):
+        assert title in html
+    for title in ("Karışıklık Matrisi", "Gecikme Analizi", "Sonuç ve Değerlendirme"):
+        assert title not in html
+
+
+def _has_pdf_tools() -> bool:
+    import shutil
+
+    return all(shutil.which(t) for t in ("pdftotext", "pdfimages")) and any(
+        shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome"))
+
+
+@pytest.mark.skipif(not _has_pdf_tools(), reason="needs chromium and poppler-utils (make env installs them)")
+def test_pdf_keeps_turkish_text_figures_and_page_width(rendered):
+    import subprocess
+
+    paths, out = rendered
+    pdf = report.export_pdf(paths["html"], out / "final_report.pdf")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    for word in ("Karışıklık Matrisi", "Sayı Teorisi", "Olasılık", "Özet Metrikler Tablosu", "Gecikme Analizi",
+                 "Sonuç ve Değerlendirme", "Eğitim Dinamikleri", "Kalibrasyon"):
+        assert word in text, word
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert len([line for line in images.splitlines()[2:] if " image " in line]) >= 6
+    # No word may run past the right edge of its page (a table cut off at the page edge would).
+    bbox = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pages = re.findall(r'<page width="([\d.]+)" height="[\d.]+">(.*?)</page>', bbox, flags=re.S)
+    assert pages
+    for width, body in pages:
+        right = [float(x) for x in re.findall(r'xMax="([\d.]+)"', body)]
+        assert max(right, default=0) <= float(width), "text beyond the page edge"

@@ -31,10 +31,9 @@ def section(key, body):
 
 
 REPORT = notebook([
-    new_markdown_cell("# Matematik Analiz Motoru — rapor defteri\n\n"
-                      "Run with papermill: `papermill notebooks/final_report.ipynb out.ipynb -p model minilm`.\n"
-                      "Every number below is read from `results/<model>/`; nothing is typed in."),
-    params('model = "minilm"  # the model the report is about\n'
+    params('# Run with papermill: papermill notebooks/final_report.ipynb out.ipynb -p model minilm\n'
+           '# Every number in the report is read from results_dir/<model>/; nothing is typed in.\n'
+           'model = "minilm"  # the model the report is about\n'
            'compare = None  # other runs to compare with; None: every run found in results_dir\n'
            'results_dir = "results"\n'
            'figures_dir = "figures"\n'
