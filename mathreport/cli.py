@@ -97,6 +97,20 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     print(f"wrote the offline demo corpus to {args.out_dir}")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from mathreport import summary
+
+    names = args.runs or artifacts.find_runs(args.results_dir)
+    if len(names) < 2:
+        raise CommandError(f"compare needs at least 2 complete runs in {args.results_dir}/; found {names}")
+    from mathreport import report
+
+    out = report.write_comparisons(args.results_dir, names)
+    runs = summary.load_runs(args.results_dir, names[0], names[1:])
+    print(summary.comparisons_table(runs, "en").to_string(index=False))
+    print(f"wrote {out}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from mathreport import report
 
@@ -172,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", "--out_dir", dest="out_dir", type=Path, default=Path("data"))
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("compare", help="McNemar's exact test and CI overlap for each pair of runs")
+    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
+    p.add_argument("--runs", nargs="*", default=None, help="run folders (default: every complete run)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="execute notebooks/final_report.ipynb and export it (HTML, PDF)")
     p.add_argument("--model", default="minilm")

@@ -181,6 +181,8 @@ class ReportContext:
         _markdown(summary.error_analysis(self.main, self.lang))
 
     def conclusion_section(self) -> None:
+        if len(self.runs) > 1:
+            self.table(summary.comparisons_table(self.runs, self.lang), 4)
         _markdown(summary.conclusion(self.runs, self.model, self.lang))
 
     # --- data access -------------------------------------------------------------------------------

@@ -206,5 +206,16 @@ def run_pipeline(
             kernel=kernel,
             stream=True,
         )
-    return run_report(model=report_model or models[-1], results_dir=results_dir, output_dir=results_dir,
-                      lang=lang, pdf=pdf)
+    paths = run_report(model=report_model or models[-1], results_dir=results_dir, output_dir=results_dir,
+                       lang=lang, pdf=pdf)
+    if len(models) > 1:
+        paths["comparisons"] = write_comparisons(results_dir, models)
+    return paths
+
+
+def write_comparisons(results_dir: Path, names: list[str]) -> Path:
+    """Write `results_dir/comparisons.json`: McNemar's exact test and CI overlap for each pair of runs."""
+    from mathreport import summary
+
+    runs = summary.load_runs(Path(results_dir), names[0], names[1:])
+    return artifacts.write_json(Path(results_dir) / "comparisons.json", {"pairs": summary.comparisons(runs)})

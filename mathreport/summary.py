@@ -542,11 +542,11 @@ def significance(runs: dict[str, Run], a: str, b: str) -> dict | None:
     pa, pb = runs[a].predictions, runs[b].predictions
     if len(pa) != len(pb) or not (pa["y_true"].to_numpy() == pb["y_true"].to_numpy()).all():
         return None
-    cis = {n: runs[n].metrics for n in (a, b) if "ci95" in runs[n].metrics}
-    return metrics.compare_runs(
-        {a: (pa["y_true"], pa["y_pred"]), b: (pb["y_true"], pb["y_pred"])},
-        {n: runs[n].metrics for n in (a, b)} if len(cis) == 2 else None,
-    )[0]
+    # The team's metrics.json has no intervals: bootstrap them from the predictions, as metrics.json would.
+    cis = {n: runs[n].metrics.get("ci95") or metrics.bootstrap_ci(runs[n].predictions["y_true"],
+                                                                   runs[n].predictions["y_pred"])
+           for n in (a, b)}
+    return metrics.compare_runs({a: (pa["y_true"], pa["y_pred"]), b: (pb["y_true"], pb["y_pred"])}, cis)[0]
 
 
 def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
@@ -597,3 +597,38 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     verdict = (f"**Sonuç:** makro F1'e göre en iyi model **{best}**." if lang == "tr"
                else f"**Conclusion:** by macro F1 the best model is **{best}**.")
     return "\n".join(["- " + line for line in lines] + ["", verdict])
+
+
+def comparisons(runs: dict[str, Run]) -> list[dict]:
+    """McNemar's exact test and 95% CI overlap for every pair of runs evaluated on the same test items.
+
+    Pairs whose test items differ are listed with `comparable: false` and the reason, not tested.
+    """
+    from itertools import combinations
+
+    rows = []
+    for a, b in combinations(runs, 2):
+        test = significance(runs, a, b)
+        if test is None:
+            rows.append({"run_a": a, "run_b": b, "comparable": False,
+                         "reason": "different test items (sizes or y_true differ)"})
+        else:
+            rows.append({"comparable": True, **test})
+    return rows
+
+
+def comparisons_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
+    """The pairwise comparisons as a table for the report."""
+    rows = []
+    for c in comparisons(runs):
+        overlap = c.get("ci_overlap") or {}
+        rows.append({
+            "A": c["run_a"], "B": c["run_b"],
+            "Accuracy A": c.get("accuracy_a"), "Accuracy B": c.get("accuracy_b"),
+            ("yalnız A doğru" if lang == "tr" else "only A right"): c.get("b"),
+            ("yalnız B doğru" if lang == "tr" else "only B right"): c.get("c"),
+            "McNemar p": c.get("p_value"),
+            ("GA örtüşür (Acc)" if lang == "tr" else "CI overlap (Acc)"): overlap.get("Accuracy"),
+            ("GA örtüşür (F1)" if lang == "tr" else "CI overlap (F1)"): overlap.get("F1_macro"),
+        })
+    return pd.DataFrame(rows)

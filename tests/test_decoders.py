@@ -18,6 +18,17 @@ KEYWORDS = ["equation", "triangle", "derivative", "dice", "prime", "arrangements
 FILLER = "find the value of x in this short problem about numbers and their sum or product please".split()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a shared CPU: one thread avoids OpenMP spin-waiting against other processes (2x faster)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
     """Build the tiny-* presets into a temporary cache instead of ~/.cache."""
@@ -46,7 +57,8 @@ def keyword_splits(tmp_path_factory):
 
 def _config(data, out, model: str, **kw) -> TrainConfig:
     return TrainConfig(model=model, train_path=data / "train.csv", val_path=data / "val.csv",
-                       test_path=data / "test.csv", output_dir=out, device="cpu", bench=False, **kw)
+                       test_path=data / "test.csv", output_dir=out, device="cpu", bench=False, train_eval_samples=32,
+                       **kw)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -120,6 +132,16 @@ def test_4bit_needs_cuda():
     assert models.quantization_config(False, "cpu") is None
 
 
+def test_qlora_recipe(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(models, "check_4bit_possible", lambda device: None)  # as if on a GPU with bitsandbytes
+    quant = models.quantization_config(True, "cuda")
+    assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+    assert quant.bnb_4bit_compute_dtype == torch.bfloat16
+    assert "score" in quant.llm_int8_skip_modules  # the head stays in full precision and trainable
+
+
 def test_decoders_default_to_full_precision_on_cpu_and_4bit_on_cuda(monkeypatch):
     for key in ("qwen", "mistral", "tiny-qwen2", "tiny-mistral"):
         assert models.resolve_load_in_4bit(models.PRESETS[key], "cpu") is False
@@ -166,11 +188,12 @@ def test_gpu_bench_fails_at_once_without_cuda(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "GPU.md").exists()
 
 
-def test_gpu_bench_tiny_dry_run_qwen2_mistral(tmp_path):
+def test_gpu_bench_tiny_dry_run_qwen2_mistral(keyword_splits, tmp_path):
     cfg = gpu_bench.BenchConfig(tiny=True, warmup_steps=1, train_steps=2, latency_batches={1: 3, 32: 2},
-                                latency_warmup=1, questions=None)
+                                latency_warmup=1, questions=keyword_splits / "test.csv")
     results = gpu_bench.run_benchmark(cfg)
     assert {"device", "date", "versions", "lengths", "runs", "peak_bf16_tflops"} <= results.keys()
+    assert results["lengths"].startswith(str(keyword_splits / "test.csv"))
     measured = [r for r in results["runs"] if "skipped" not in r]
     assert {(r["model"], r["precision"]) for r in measured} >= {("qwen", "bf16"), ("mistral", "bf16")}
     for run in measured:
