@@ -15,10 +15,10 @@ class CommandError(Exception):
 
 # Errors that carry a complete, user-facing message: printed as one line instead of a traceback.
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from mathreport import data, train
+    from mathreport import data, search, train
 
     return (CommandError, artifacts.ArtifactError, data.DataError, models.ModelUnavailableError,
-            train.RunExistsError, FileNotFoundError)
+            train.RunExistsError, FileNotFoundError, search.SearchError)
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -35,6 +35,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_path", default=None, help="local folder with the model's weights")
     p.add_argument("--load_in_4bit", action=argparse.BooleanOptionalAction, default=None,
                    help="4-bit NF4 QLoRA (CUDA only); default: on for qwen/mistral on CUDA")
+    p.add_argument("--lora_mlp", action="store_true", help="LoRA on the MLP projections too (decoders)")
     p.add_argument("--allow_leakage", action="store_true", help="train even if a question is in two splits")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--text_col", default="Question")
@@ -51,6 +52,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, resume=args.resume,
         force=args.force, model_path=args.model_path, load_in_4bit=args.load_in_4bit,
         allow_leakage=args.allow_leakage, max_train_samples=args.max_train_samples, device=args.device,
+        lora_mlp=args.lora_mlp,
+        bf16=args.bf16,
         bench=not args.no_bench, text_col=args.text_col, label_col=args.label_col,
     )
     run_dir = train(cfg)
@@ -152,6 +155,137 @@ def cmd_gpu_bench(args: argparse.Namespace) -> None:
         print(f"wrote {gpu_bench.write_results(results, output)}")
 
 
+def cmd_search(args: argparse.Namespace) -> None:
+    from mathreport import search
+
+    output_dir = args.output_dir or Path("results") / Path(args.model).name
+    cfg = search.SearchConfig(
+        model=args.model, learning_rates=args.lrs, train_path=args.train_path, val_path=args.val_path,
+        output_dir=output_dir, num_epochs=args.num_epochs, max_train_samples=args.max_train_samples,
+        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, bf16=args.bf16,
+        model_path=args.model_path, device=args.device, allow_leakage=args.allow_leakage,
+        text_col=args.text_col, label_col=args.label_col,
+    )
+    table = search.search(cfg)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    best = table.loc[table["best"]].iloc[0]
+    print(f"best learning rate {best['learning_rate']:g} (validation macro F1 {best['val_macro_f1']:.3f}); "
+          f"wrote {output_dir / artifacts.LR_SEARCH}")
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from mathreport import predict
+
+    latency = predict.bench_run(
+        args.run_dir, dtype=_DTYPES[args.dtype], threads=args.threads, batch_sizes=tuple(args.batch_sizes),
+        max_items=args.max_items, repeats=args.repeats, device=args.device,
+    )
+    print(f"{latency['device']}, {latency['dtype']}, {latency['inputs']}, {latency['repeats']} repeat(s):")
+    for r in latency["results"]:
+        print(f"  batch {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
+              f"p99 {r['p99_ms']:.2f} ms per item, {r['items_per_s']:.1f} items/s, {r['threads']} thread(s)")
+    print(f"wrote {Path(args.run_dir) / artifacts.LATENCY}")
+
+
+def _read_questions(args: argparse.Namespace) -> list[str]:
+    import pandas as pd
+
+    if args.input is None:
+        texts = list(args.texts)
+    elif not args.input.is_file():
+        raise CommandError(f"--input {args.input}: no such file")
+    else:
+        frame = pd.read_csv(args.input)
+        if args.text_col not in frame.columns:
+            raise CommandError(f"--input {args.input}: no column {args.text_col!r} (found {list(frame.columns)}); "
+                               "name the question column with --text_col")
+        texts = frame[args.text_col].fillna("").astype(str).tolist()
+    if not texts:
+        raise CommandError('give a question (mathreport predict --run_dir DIR "text") or --input FILE.csv')
+    return texts
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    import numpy as np
+
+    from mathreport import labels, predict
+
+    texts = _read_questions(args)
+    if not Path(args.run_dir).is_dir():
+        raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
+                           f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
+    classifier = predict.load_classifier(args.run_dir, device=args.device)
+    probs = classifier.predict_proba(texts, batch_size=args.batch_size)
+    names = labels.names(args.lang)
+    if args.output is not None:
+        out = artifacts.predictions_frame([0] * len(texts), probs, texts).drop(columns="y_true")
+        out.insert(1, "topic", [names[i] for i in out["y_pred"]])
+        artifacts.write_csv(args.output, out)
+    for text, row in zip(texts, probs, strict=True):
+        best = int(row.argmax())
+        if args.json:
+            print(json.dumps({"text": text, "class_id": best, "topic": names[best],
+                              "probabilities": {names[i]: float(p) for i, p in enumerate(row)}}, ensure_ascii=False))
+        elif len(texts) == 1:
+            print(f"{names[best]} ({row[best]:.4f})")
+            for i in np.argsort(-row, kind="stable"):
+                print(f"  {names[i]:<16} {row[i]:.4f}")
+        else:
+            print(f"{names[best]}\t{row[best]:.4f}\t{text[:80]}")
+    if args.output is not None:
+        print(f"wrote {args.output}", file=sys.stderr)
+
+
+def _add_engine_commands(sub) -> None:
+    """The `search`, `bench` and `predict` subcommands."""
+    p = sub.add_parser("search", help="learning-rate search on the validation split; writes DIR/lr_search.csv")
+    p.add_argument("--model", required=True, help="a transformer preset (minilm, qwen, mistral) or HF id / path")
+    p.add_argument("--lrs", type=float, nargs="+", required=True, help="learning rates, e.g. 1e-5 1e-4 2e-4")
+    p.add_argument("--train_path", type=Path, default=Path("data/augmented_train.csv"))
+    p.add_argument("--val_path", type=Path, default=Path("data/val_split.csv"))
+    p.add_argument("--output_dir", type=Path, default=None, help="default: results/<model> (where the report looks)")
+    p.add_argument("--num_epochs", type=int, default=1)
+    p.add_argument("--max_train_samples", type=int, default=None, help="train on a seeded sample of this size")
+    p.add_argument("--batch_size", type=int, default=None, help="default: the preset's")
+    p.add_argument("--max_length", type=int, default=None, help="tokens; default: the preset's")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bf16", action="store_true", help="CPU: bfloat16 autocast in training")
+    p.add_argument("--model_path", default=None, help="local folder with the model's weights")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--allow_leakage", action="store_true", help="search even if a question is in both splits")
+    p.add_argument("--text_col", default="Question")
+    p.add_argument("--label_col", default="label")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("bench", help="measure a run's inference latency on its test questions; writes latency.json")
+    p.add_argument("--run_dir", type=Path, required=True)
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="weights of a transformer model")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: measure 1 and all cores, keep the faster per batch size)")
+    p.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--max_items", type=int, default=200, help="the first N test questions")
+    p.add_argument("--repeats", type=int, default=3, help="passes over the questions, after warm-up")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("predict", help="the topic of questions, with class probabilities, from a run's model")
+    p.add_argument("texts", nargs="*", help="question text(s)")
+    p.add_argument("--run_dir", type=Path, required=True)
+    p.add_argument("--input", type=Path, default=None, help="CSV of questions (column --text_col)")
+    p.add_argument("--text_col", default="Question")
+    p.add_argument("--output", type=Path, default=None, help="write topic and probabilities to this CSV")
+    p.add_argument("--lang", choices=["tr", "en"], default="tr", help="class names in Turkish or English")
+    p.add_argument("--json", action="store_true", help="one JSON object per question")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `mathreport` command."""
     parser = argparse.ArgumentParser(prog="mathreport", description=__doc__)
@@ -163,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--force", action="store_true", help="replace existing results in --output_dir")
     p.add_argument("--no_bench", action="store_true", help="skip the latency benchmark")
+    p.add_argument("--bf16", action="store_true",
+                   help="CPU: bfloat16 autocast in training (faster where the CPU has bf16 instructions)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute metrics.json and class_report.json from preds_test.csv")
@@ -214,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=["tr", "en"], default="tr")
     p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=cmd_pipeline)
+
+    _add_engine_commands(sub)
 
     p = sub.add_parser("gpu-bench", help="LoRA training and inference speed of the 7B decoders on a CUDA GPU")
     p.add_argument("--models", nargs="+", choices=["qwen", "mistral"], default=["qwen", "mistral"])

@@ -149,7 +149,8 @@ def _build_random(config, device: str, dtype):
 def _batches(rng: np.random.Generator, lengths: np.ndarray, batch_size: int, n: int, vocab: int, grouped: bool):
     """`n` batches of random token ids with real lengths, right-padded with PAD_ID to the longest in the batch.
 
-    `grouped` mimics Trainer's group_by_length sampler (sorted within mega-batches of 50 batches).
+    `grouped` mimics Trainer's group_by_length sampler, which sorts by length within mega-batches of 50 batches
+    (here all `n` batches form one), then shuffles the batches.
     """
     import torch
 

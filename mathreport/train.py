@@ -49,6 +49,7 @@ class TrainConfig:
     bench_max_items: int = 200
     text_col: str = "Question"
     label_col: str = "label"
+    bf16: bool = False  # CPU: bfloat16 autocast in Trainer (see docs/PERFORMANCE.md); CUDA always uses bf16
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
 
 
@@ -99,9 +100,22 @@ def _check_output_dir(cfg: TrainConfig) -> Path:
     return run_dir
 
 
+def hyperparameters(cfg: TrainConfig, preset: models.Preset) -> dict:
+    """The hyperparameters of a run: the flags given, the preset's values for the others."""
+    return {
+        "num_epochs": cfg.num_epochs,
+        "learning_rate": cfg.learning_rate if cfg.learning_rate is not None else preset.learning_rate,
+        "batch_size": cfg.batch_size or preset.batch_size,
+        "max_length": cfg.max_length or preset.max_length,
+        "seed": cfg.seed,
+        "max_train_samples": cfg.max_train_samples,
+    }
+
+
 def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
-    """Read and validate the three split files, refusing leaking splits unless allowed."""
+    """Read and validate the split files (test may be None), refusing leaking splits unless allowed."""
     paths = {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
+    paths = {name: path for name, path in paths.items() if path is not None}
     splits = {name: data.read_split(path, text_col=cfg.text_col, label_col=cfg.label_col)
               for name, path in paths.items()}
     data.assert_no_leakage({f"{name} ({paths[name]})": frame for name, frame in splits.items()},
@@ -121,14 +135,7 @@ def train(cfg: TrainConfig) -> Path:
     run_dir = _check_output_dir(cfg)
     splits = load_splits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    hyper = {
-        "num_epochs": cfg.num_epochs,
-        "learning_rate": cfg.learning_rate if cfg.learning_rate is not None else preset.learning_rate,
-        "batch_size": cfg.batch_size or preset.batch_size,
-        "max_length": cfg.max_length or preset.max_length,
-        "seed": cfg.seed,
-        "max_train_samples": cfg.max_train_samples,
-    }
+    hyper = hyperparameters(cfg, preset)
     manifest = {
         "model": preset.key,
         "kind": preset.kind,
@@ -166,13 +173,28 @@ def train(cfg: TrainConfig) -> Path:
     evaluate_run(run_dir)
     if cfg.bench:
         latency = predict.benchmark_latency(
-            classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items
+            classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
+            threads=predict.thread_candidates(),
         )
         artifacts.write_json(run_dir / artifacts.LATENCY, latency)
     manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["status"] = "complete"
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
     return run_dir
+
+
+def fit_transformer(cfg: TrainConfig, splits: dict[str, pd.DataFrame], work_dir: Path):
+    """Train a transformer on splits["train"] (checkpoints chosen on splits["val"]) into `work_dir`; no run files.
+
+    Returns (classifier, history, stats). The learning-rate search uses it; `train` adds the test evaluation
+    and the run files around the same steps.
+    """
+    preset = models.get_preset(cfg.model)
+    weights = models.resolve_weights(preset, cfg.model_path)
+    classifier, history, stats, _ = _train_transformer(
+        preset, weights, splits, hyperparameters(cfg, preset), Path(work_dir), cfg
+    )
+    return classifier, history, stats
 
 
 def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
@@ -320,10 +342,13 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         seed=hyper["seed"],
         report_to=[],
         train_sampling_strategy="group_by_length",
-        bf16=on_cuda,
+        bf16=on_cuda or cfg.bf16,
         use_cpu=not on_cuda,
         dataloader_num_workers=0,
         save_only_model=False,
+        # transformers' decoder classification heads accept **kwargs but drop num_items_in_batch, so with this
+        # on, Trainer would multiply their loss by the number of processes under torchrun (history x2 on 2 GPUs).
+        average_tokens_across_devices=False,
         **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
            if load_in_4bit else {}),
     )
@@ -361,6 +386,8 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         "device": device,
         "load_in_4bit": bool(load_in_4bit),
         "dtype": "nf4+bf16" if load_in_4bit else ("bfloat16" if on_cuda else "float32"),
+        # The weights stay float32 on CPU; --bf16 only runs the training matmuls under bfloat16 autocast.
+        "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) and not load_in_4bit else None,
         "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
                  if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save")},
     }

@@ -224,10 +224,19 @@ def test_gpu_bench_tiny_dry_run_qwen2_mistral(keyword_splits, tmp_path):
 def test_matmul_params_match_the_published_7b_sizes():
     # Published totals: Qwen2.5-7B 7.61B parameters with 0.54B input + 0.54B output embeddings and biases;
     # Mistral-7B 7.25B with 2 x 0.13B embeddings. Our count is the matmul weights only.
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
     qwen, _ = gpu_bench.matmul_params(gpu_bench.model_config("qwen", tiny_shape=False))
     mistral, _ = gpu_bench.matmul_params(gpu_bench.model_config("mistral", tiny_shape=False))
     assert 6.4e9 < qwen < 6.6e9
     assert 6.9e9 < mistral < 7.0e9
+    # The formula counts exactly the Linear weights of the real module tree (built on the meta device: no memory).
+    config = gpu_bench.model_config("mistral", tiny_shape=False)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    linear = {n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert (sum(linear.values()) - linear["score"], linear["score"]) == gpu_bench.matmul_params(config)
     assert gpu_bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert gpu_bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu_bench.peak_tflops("Tesla T4") is None

@@ -1,0 +1,207 @@
+"""Learning-rate search: one short LoRA training per rate, scored on the validation split.
+
+`search(SearchConfig(...))` trains once per learning rate with `train.fit_transformer` (the same Trainer + peft
+code as `train`), scores the chosen checkpoint on the validation split and appends one row to
+`<output_dir>/lr_search.csv` as soon as that rate is done (atomic rewrite), so an interrupted search goes on
+where it stopped: rates already in the file are not trained again. The best rate (highest validation macro F1,
+then accuracy, then lowest loss) is marked in the `best` column and in `lr_search.json`, beside the settings
+the search ran with; rows from a search with other settings are refused rather than mixed in.
+
+The test split is never read: choosing a rate on the test split would leak it into the reported result.
+`tfidf` has no learning rate (logistic regression is solved by L-BFGS to convergence) and is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mathreport import artifacts, models
+from mathreport.labels import NUM_CLASSES
+
+SEARCH_JSON = "lr_search.json"
+COLUMNS = ["learning_rate", "val_accuracy", "val_macro_f1", "val_loss", "seconds", "train_samples_per_second",
+           "best_epoch", "best"]
+# Settings that change what a row means; a resumed search must match them.
+SETTINGS = ("model", "num_epochs", "max_train_samples", "batch_size", "max_length", "seed", "bf16",
+            "train_sha256", "val_sha256")
+
+
+class SearchError(ValueError):
+    """A search that cannot run as asked (a model without a learning rate, settings that do not match)."""
+
+
+@dataclass
+class SearchConfig:
+    """One learning-rate search; the field names are the command-line flags."""
+
+    model: str
+    learning_rates: list[float]
+    train_path: Path
+    val_path: Path
+    output_dir: Path
+    num_epochs: int = 1
+    max_train_samples: int | None = None
+    batch_size: int | None = None
+    max_length: int | None = None
+    seed: int = 42
+    bf16: bool = False
+    model_path: str | None = None
+    device: str | None = None
+    allow_leakage: bool = False
+    train_eval_samples: int = 64  # history's train accuracy is not used here; keep its per-epoch cost small
+    text_col: str = "Question"
+    label_col: str = "label"
+
+
+def validation_scores(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro F1 (all 8 classes) and log-loss of validation probabilities."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+    labels = list(range(NUM_CLASSES))
+    y_pred = probs.argmax(axis=1)
+    return {
+        "val_accuracy": float(accuracy_score(y_true, y_pred)),
+        "val_macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "val_loss": float(log_loss(y_true, probs, labels=labels)),
+    }
+
+
+def mark_best(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table sorted by learning rate with `best` True on one row: highest macro F1, then accuracy, then loss."""
+    frame = frame.sort_values("learning_rate", kind="stable").reset_index(drop=True)
+    ranked = frame.sort_values(["val_macro_f1", "val_accuracy", "val_loss"], ascending=[False, False, True],
+                               kind="stable")
+    frame["best"] = False
+    if not frame.empty:
+        frame.loc[ranked.index[0], "best"] = True
+    return frame
+
+
+def read_search(output_dir: Path) -> pd.DataFrame:
+    """The rows of `<output_dir>/lr_search.csv` so far (empty when there is none)."""
+    path = Path(output_dir) / artifacts.LR_SEARCH
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    frame = pd.read_csv(path)
+    missing = [c for c in ("learning_rate", "val_accuracy", "val_macro_f1") if c not in frame.columns]
+    if missing:
+        raise artifacts.ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def _done(frame: pd.DataFrame, lr: float) -> bool:
+    return any(math.isclose(lr, float(v), rel_tol=1e-9) for v in frame["learning_rate"])
+
+
+def _settings(cfg: SearchConfig, preset: models.Preset) -> dict:
+    return {
+        "model": preset.key,
+        "num_epochs": cfg.num_epochs,
+        "max_train_samples": cfg.max_train_samples,
+        "batch_size": cfg.batch_size or preset.batch_size,
+        "max_length": cfg.max_length or preset.max_length,
+        "seed": cfg.seed,
+        "bf16": cfg.bf16,
+        "train_sha256": artifacts.file_sha256(cfg.train_path),
+        "val_sha256": artifacts.file_sha256(cfg.val_path),
+    }
+
+
+def _check_same_settings(output_dir: Path, settings: dict, have_rows: bool) -> None:
+    path = Path(output_dir) / SEARCH_JSON
+    if not have_rows:
+        return
+    if not path.is_file():
+        raise SearchError(f"{output_dir}/{artifacts.LR_SEARCH} exists without {SEARCH_JSON}, so its settings are "
+                          "unknown; move it away to start a new search")
+    previous = artifacts.read_json(path).get("settings", {})
+    differ = {k: (previous.get(k), settings[k]) for k in SETTINGS if previous.get(k) != settings[k]}
+    if differ:
+        shown = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differ.items())
+        raise SearchError(f"{output_dir}/{artifacts.LR_SEARCH} was made with other settings ({shown}); rows of "
+                          "different searches are not comparable. Use another --output_dir or the same settings.")
+
+
+def _write(output_dir: Path, frame: pd.DataFrame, settings: dict, cfg: SearchConfig) -> pd.DataFrame:
+    frame = mark_best(frame)[COLUMNS]
+    artifacts.write_csv(Path(output_dir) / artifacts.LR_SEARCH, frame)
+    best = frame.loc[frame["best"]].iloc[0]
+    artifacts.write_json(Path(output_dir) / SEARCH_JSON, {
+        "best_learning_rate": float(best["learning_rate"]),
+        "selected_by": "val_macro_f1, then val_accuracy, then lowest val_loss",
+        "scored_on": str(cfg.val_path),
+        "settings": settings,
+        "rows": frame.to_dict(orient="records"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    return frame
+
+
+def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
+    """Train once per learning rate not yet in `lr_search.csv`, appending each row when done. Returns the table."""
+    from mathreport import train
+
+    preset = models.get_preset(cfg.model)
+    if preset.kind != "transformer":
+        raise SearchError(f"model {preset.key!r} has no learning rate: its logistic regression is solved to "
+                          "convergence by L-BFGS. Search a transformer model (e.g. --model minilm).")
+    if not cfg.learning_rates:
+        raise SearchError("no learning rates given (--lrs 1e-5 1e-4 2e-4)")
+    bad = [lr for lr in cfg.learning_rates if not (math.isfinite(lr) and lr > 0)]
+    if bad:
+        raise SearchError(f"learning rates must be positive numbers, found {bad}")
+    models.resolve_weights(preset, cfg.model_path)  # fail before anything is written when weights are missing
+    output_dir = Path(cfg.output_dir)
+    settings = _settings(cfg, preset)
+    frame = read_search(output_dir)
+    _check_same_settings(output_dir, settings, have_rows=not frame.empty)
+    todo = [lr for lr in dict.fromkeys(cfg.learning_rates) if not _done(frame, lr)]
+    for lr in cfg.learning_rates:
+        if _done(frame, lr):
+            log(f"lr {lr:g}: already in {output_dir / artifacts.LR_SEARCH}; skipped")
+    if not todo:
+        return mark_best(frame)
+
+    base = train.TrainConfig(
+        model=cfg.model, train_path=cfg.train_path, val_path=cfg.val_path, test_path=None, output_dir=output_dir,
+        num_epochs=cfg.num_epochs, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
+        model_path=cfg.model_path, allow_leakage=cfg.allow_leakage, max_train_samples=cfg.max_train_samples,
+        train_eval_samples=cfg.train_eval_samples, device=cfg.device, bench=False, text_col=cfg.text_col,
+        label_col=cfg.label_col, bf16=cfg.bf16,
+    )
+    splits = train.load_splits(base)
+    val = splits["val"]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for lr in todo:
+        start = time.perf_counter()
+        # Checkpoints and the adapter go to a scratch folder: output_dir may hold a finished run (results/minilm).
+        work = Path(tempfile.mkdtemp(prefix=".lr_search-", dir=output_dir))
+        try:
+            cfg_lr = train.TrainConfig(**{**asdict(base), "learning_rate": lr, "output_dir": work})
+            classifier, history, stats = train.fit_transformer(cfg_lr, splits, work)
+            probs = classifier.predict_proba(val["Question"].tolist(), batch_size=max(base.batch_size or 32, 32))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        scores = validation_scores(val["label"].to_numpy(), probs)
+        best_epoch = history.loc[history["val_accuracy"].idxmax(), "epoch"] if history["val_accuracy"].notna().any() \
+            else None
+        row = {"learning_rate": lr, **scores, "seconds": time.perf_counter() - start,
+               "train_samples_per_second": stats.get("train_samples_per_second"),
+               "best_epoch": best_epoch}
+        added = pd.DataFrame([row])
+        frame = _write(output_dir, added if frame.empty else pd.concat([frame, added], ignore_index=True), settings,
+                       cfg)
+        log(f"lr {lr:g}: val accuracy {scores['val_accuracy']:.3f}, macro F1 {scores['val_macro_f1']:.3f}, "
+            f"loss {scores['val_loss']:.3f} ({row['seconds']:.0f} s)")
+    return frame

@@ -1,0 +1,416 @@
+"""Before/after measurements of each CPU speed-up, reproducible: `python -m mathreport.speed --run_dir ... `.
+
+Every comparison runs both variants in this one process, interleaved round by round (A B A B ...), so that
+load from other processes on a shared machine hits both; the median over rounds is reported with every
+round's value and how busy the machine's CPUs were. Nothing here is used to train or to report results.
+
+What is compared (see docs/PERFORMANCE.md for the numbers):
+- inference: torch threads 1 vs all cores, LoRA adapter kept vs merged into the weights, batches in input
+  order vs sorted by length, padding to max_length vs to the batch's longest, float32 vs bfloat16 weights;
+- training steps (forward, backward, AdamW on the LoRA model, as Trainer runs them): padding to max_length vs
+  dynamic padding, random batches vs length-grouped batches, torch threads 1 vs all cores;
+- Trainer end to end (`train.fit_transformer`, the code `mathreport train` runs): float32 vs `--bf16`
+  autocast, in samples per second and validation accuracy;
+- a 2048x2048 matmul in float32 vs bfloat16 (what the CPU's bf16 instructions give at best).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from transformers import TrainerCallback
+
+from mathreport import artifacts, predict
+
+
+def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[], float]], rounds: int,
+             better: str = "lower") -> dict:
+    """Run each variant once per round, interleaved; the median over rounds and every round's value."""
+    values: dict[str, list[float]] = {label: [] for label in variants}
+    with predict.CpuLoad() as load:
+        for _ in range(rounds):
+            for label, run in variants.items():
+                values[label].append(float(run()))
+    medians = {label: float(np.median(v)) for label, v in values.items()}
+    labels = list(variants)
+    before, after = medians[labels[0]], medians[labels[-1]]
+    speedup = before / after if better == "lower" else after / before
+    row = {"comparison": name, "metric": metric, "unit": unit, "better": better, "rounds": rounds,
+           "median": medians, "values": values, "speedup_last_vs_first": speedup}
+    if load.result:
+        row.update(load.result)
+    print(f"{name} [{metric}, {unit}]: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items())
+          + f" -> x{speedup:.2f}", flush=True)
+    return row
+
+
+def _p50_ms(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:
+    batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+    return float(np.median(predict._time_batches(classifier, batches, batch_size))) * 1000
+
+
+def _items_per_s(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        classifier.predict_proba(texts[i : i + batch_size], batch_size=batch_size)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def _with_threads(n: int, fn: Callable[[], float]) -> Callable[[], float]:
+    def run() -> float:
+        import torch
+
+        torch.set_num_threads(n)
+        return fn()
+
+    return run
+
+
+def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -> list[dict]:
+    """Inference comparisons on a transformer run's own test questions (real lengths)."""
+    import dataclasses
+
+    import torch
+
+    texts = predict.test_questions(run_dir)[:max_items]
+    merged = predict.load_classifier(run_dir)
+    rows = []
+    for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
+                                   (32, "throughput, batch 32", _items_per_s, "higher")):
+        unit = "ms" if better == "lower" else "items/s"
+        merged.predict_proba(texts[:8], batch_size=bs)  # warm-up
+        rows.append(_compare("torch threads", metric, unit, {
+            f"{n} thread{'s' if n > 1 else ''}": _with_threads(n, lambda b=bs, f=fn: f(merged, texts, b))
+            for n in predict.thread_candidates()}, rounds, better))
+    # The other comparisons run at the thread count that was fastest at batch size 1.
+    best = min(rows[0]["median"], key=rows[0]["median"].get)
+    threads = int(best.split()[0])
+    torch.set_num_threads(threads)
+
+    adapter = predict.load_classifier(run_dir, merge_lora=False)
+    bf16 = predict.load_classifier(run_dir, dtype="bfloat16")
+    unsorted = dataclasses.replace(merged, sort_by_length=False)
+    padded = dataclasses.replace(merged, padding="max_length")
+    for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
+                                   (32, "throughput, batch 32", _items_per_s, "higher")):
+        unit = "ms" if better == "lower" else "items/s"
+        for clf in (adapter, bf16):
+            clf.predict_proba(texts[:8], batch_size=bs)
+        rows.append(_compare("LoRA merged into the weights", metric, unit, {
+            "adapter kept": lambda c=adapter, b=bs, f=fn: f(c, texts, b),
+            "merged": lambda b=bs, f=fn: f(merged, texts, b)}, rounds, better))
+        rows.append(_compare("dynamic padding", metric, unit, {
+            f"padded to max_length={merged.max_length}": lambda b=bs, f=fn: f(padded, texts, b),
+            "padded to the batch's longest": lambda b=bs, f=fn: f(merged, texts, b)}, rounds, better))
+        rows.append(_compare("bfloat16 weights", metric, unit, {
+            "float32": lambda b=bs, f=fn: f(merged, texts, b),
+            "bfloat16": lambda b=bs, f=fn: f(bf16, texts, b)}, rounds, better))
+    # Sorting only matters when a batch holds several questions; a shuffled copy stands for arbitrary input order.
+    shuffled = list(pd.Series(texts).sample(frac=1.0, random_state=0))
+    rows.append(_compare("length-sorted batches", "throughput, batch 32, shuffled questions", "items/s", {
+        "input order": lambda: _items_per_s_sorted(unsorted, shuffled),
+        "sorted by length": lambda: _items_per_s_sorted(merged, shuffled)}, rounds, "higher"))
+    for row in rows:
+        row["threads"] = None if row["comparison"] == "torch threads" else threads
+    rows.append(_bf16_agreement(run_dir, merged, bf16, threads))
+    return rows
+
+
+def _items_per_s_sorted(classifier: predict.TransformerClassifier, texts: list[str]) -> float:
+    # One call with all questions: the classifier forms the batches of 32 itself (sorted or in input order).
+    start = time.perf_counter()
+    classifier.predict_proba(texts, batch_size=32)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def _bf16_agreement(run_dir: Path, fp32: predict.Classifier, bf16: predict.Classifier, threads: int) -> dict:
+    """Test accuracy with float32 and bfloat16 weights, and how often their answers agree."""
+    frame = artifacts.read_predictions(run_dir)
+    texts = predict.test_questions(run_dir)
+    y = frame["y_true"].to_numpy()[: len(texts)]
+    p32 = fp32.predict_proba(texts)
+    p16 = bf16.predict_proba(texts)
+    row = {"comparison": "bfloat16 weights", "metric": "test accuracy", "unit": "fraction", "rounds": 1,
+           "threads": threads, "n_test": len(texts),
+           "median": {"float32": float((p32.argmax(1) == y).mean()), "bfloat16": float((p16.argmax(1) == y).mean())},
+           "argmax_agreement": float((p32.argmax(1) == p16.argmax(1)).mean()),
+           "max_abs_prob_diff": float(np.abs(p32 - p16).max())}
+    print(f"bfloat16 weights [test accuracy]: {row['median']}, argmax agreement {row['argmax_agreement']:.4f}",
+          flush=True)
+    return row
+
+
+def measure_tfidf(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -> list[dict]:
+    """Batch-1 latency of the scikit-learn baseline (no variants: it is the reference point)."""
+    clf = predict.load_classifier(run_dir)
+    texts = predict.test_questions(run_dir)[:max_items]
+    clf.predict_proba(texts[:8])
+    return [_compare("tfidf", "p50 per item, batch 1", "ms", {"pipeline": lambda: _p50_ms(clf, texts, 1)},
+                     rounds)]
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+
+def _lora_model(seed: int = 0):
+    import torch
+    from peft import get_peft_model
+
+    from mathreport import models
+
+    torch.manual_seed(seed)
+    preset = models.get_preset("minilm")
+    weights = str(models.minilm_path())
+    tokenizer = models.load_tokenizer(weights)
+    model = models.load_base_model(weights, tokenizer, device="cpu")
+    model = get_peft_model(model, models.lora_config(preset, model))
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    return model, optimizer, tokenizer, preset
+
+
+def _step_rate(model, optimizer, batches: list[dict], bf16: bool = False) -> float:
+    """Samples per second of forward + backward + AdamW steps on ready batches (what Trainer times per step)."""
+    import torch
+
+    start = time.perf_counter()
+    n = 0
+    for batch in batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        n += len(batch["labels"])
+    return n / (time.perf_counter() - start)
+
+
+def measure_training_steps(train_path: Path, *, rounds: int = 3, n_batches: int = 8, batch_size: int = 32,
+                           max_length: int = 128) -> list[dict]:
+    """Training-step comparisons on real training questions: padding, batch grouping, threads, bf16."""
+    import torch
+
+    from mathreport import data
+
+    frame = data.read_split(train_path)
+    model, optimizer, tokenizer, _ = _lora_model()
+    enc = tokenizer(frame["Question"].tolist(), truncation=True, max_length=max_length)
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    rng = np.random.default_rng(0)
+
+    def collate(idx, padding):
+        batch = tokenizer.pad({"input_ids": [enc["input_ids"][i] for i in idx],
+                               "attention_mask": [enc["attention_mask"][i] for i in idx]},
+                              padding=padding, max_length=max_length, return_tensors="pt")
+        batch["labels"] = torch.tensor(frame["label"].to_numpy()[idx])
+        return batch
+
+    random_idx = [rng.permutation(len(frame))[:batch_size] for _ in range(n_batches)]
+    # Like Trainer's group_by_length: batches of similar lengths, a random choice of them.
+    order = np.argsort(lengths, kind="stable")
+    groups = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    grouped_idx = [groups[i] for i in rng.choice(len(groups), n_batches, replace=False)]
+    padded = [collate(i, "max_length") for i in random_idx]
+    dynamic = [collate(i, "longest") for i in random_idx]
+    grouped = [collate(i, "longest") for i in grouped_idx]
+    _step_rate(model, optimizer, grouped[:2])
+    _step_rate(model, optimizer, grouped[:2], bf16=True)
+    info = {"tokens_per_batch": {"padded": max_length,
+                                 "dynamic_random": float(np.mean([b["input_ids"].shape[1] for b in dynamic])),
+                                 "dynamic_grouped": float(np.mean([b["input_ids"].shape[1] for b in grouped]))},
+            "mean_question_tokens": float(lengths.mean()), "batch_size": batch_size, "n_batches": n_batches}
+    rows = []
+    cores = predict.thread_candidates()[-1]
+    rows.append(_compare("torch threads (training steps)", "samples/s", "samples/s", {
+        f"{n} thread{'s' if n > 1 else ''}": _with_threads(n, lambda: _step_rate(model, optimizer, grouped))
+        for n in predict.thread_candidates()}, rounds, "higher"))
+    torch.set_num_threads(cores)
+    rows.append(_compare("dynamic padding (training steps)", "samples/s", "samples/s", {
+        f"padded to max_length={max_length}": lambda: _step_rate(model, optimizer, padded),
+        "padded to the batch's longest": lambda: _step_rate(model, optimizer, dynamic)}, rounds, "higher"))
+    rows.append(_compare("length-grouped batches (training steps)", "samples/s", "samples/s", {
+        "random batches": lambda: _step_rate(model, optimizer, dynamic),
+        "grouped by length": lambda: _step_rate(model, optimizer, grouped)}, rounds, "higher"))
+    rows.append(_compare("bfloat16 autocast (training steps)", "samples/s", "samples/s", {
+        "float32": lambda: _step_rate(model, optimizer, grouped),
+        "bfloat16 autocast": lambda: _step_rate(model, optimizer, grouped, bf16=True)}, rounds, "higher"))
+    for row in rows:
+        row.update(info)
+        row["threads"] = None if row["comparison"].startswith("torch threads") else cores
+    return rows
+
+
+class StepTimer(TrainerCallback):
+    """A TrainerCallback timing the training steps of each epoch (data loading included, evaluation and saving
+    excluded), so that throughput can be told apart from the per-epoch evaluation Trainer also runs."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._epoch_start = None
+        self._last_step_end = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._epoch_start = time.perf_counter()
+        self._last_step_end = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._last_step_end = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self._epoch_start is not None and self._last_step_end is not None:
+            self.seconds += self._last_step_end - self._epoch_start
+
+
+def trainer_run(train_path: Path, val_path: Path, *, bf16: bool, num_epochs: int = 1,
+                max_train_samples: int | None = None, seed: int = 42, work_dir: Path | None = None) -> dict:
+    """One `train.fit_transformer` run of minilm: Trainer's samples/s, step-only samples/s, validation scores."""
+    import tempfile
+
+    from mathreport import search, train
+
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory(prefix="mathreport-speed-", dir=work_dir) as tmp:
+        cfg = train.TrainConfig(model="minilm", train_path=train_path, val_path=val_path, test_path=None,
+                                output_dir=Path(tmp), num_epochs=num_epochs, max_train_samples=max_train_samples,
+                                seed=seed, bench=False, bf16=bf16, callbacks=[timer])
+        splits = train.load_splits(cfg)
+        start = time.perf_counter()
+        classifier, history, stats = train.fit_transformer(cfg, splits, Path(tmp))
+        wall = time.perf_counter() - start
+        val = splits["val"]
+        scores = search.validation_scores(val["label"].to_numpy(), classifier.predict_proba(val["Question"].tolist()))
+    n = len(splits["train"]) * num_epochs
+    return {"bf16": bf16, "n_train": len(splits["train"]), "num_epochs": num_epochs,
+            "trainer_samples_per_second": stats["train_samples_per_second"],
+            "step_samples_per_second": n / timer.seconds if timer.seconds else None,
+            "fit_seconds": wall, **scores}
+
+
+def measure_trainer(train_path: Path, val_path: Path, *, rounds: int = 2, num_epochs: int = 1,
+                    max_train_samples: int | None = None) -> list[dict]:
+    """Trainer end to end, float32 vs --bf16 autocast, interleaved rounds."""
+    runs: list[dict] = []
+    with predict.CpuLoad() as load:
+        for _ in range(rounds):
+            for bf16 in (False, True):
+                run = trainer_run(train_path, val_path, bf16=bf16, num_epochs=num_epochs,
+                                  max_train_samples=max_train_samples)
+                print(f"Trainer {'bf16' if bf16 else 'fp32'}: {json.dumps(run)}", flush=True)
+                runs.append(run)
+    rows = []
+    for metric in ("step_samples_per_second", "trainer_samples_per_second", "val_accuracy", "val_macro_f1"):
+        values = {label: [r[metric] for r in runs if r["bf16"] == bf] for label, bf in
+                  (("float32", False), ("bfloat16 autocast", True))}
+        medians = {k: float(np.median(v)) for k, v in values.items()}
+        row = {"comparison": "bfloat16 autocast (Trainer, mathreport train)", "metric": metric,
+               "unit": "samples/s" if "samples" in metric else "fraction", "better": "higher", "rounds": rounds,
+               "median": medians, "values": values,
+               "speedup_last_vs_first": medians["bfloat16 autocast"] / medians["float32"],
+               "n_train": runs[0]["n_train"], "num_epochs": num_epochs}
+        if load.result:
+            row.update(load.result)
+        rows.append(row)
+    return rows
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> list[dict]:
+    """GFLOP/s of an n x n matmul in float32 and bfloat16 at each thread count."""
+    import torch
+
+    rows = []
+    for threads in predict.thread_candidates():
+        torch.set_num_threads(threads)
+        variants = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+
+            def run(a=a, b=b) -> float:
+                a @ b
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    a @ b
+                return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+            variants[str(dtype).replace("torch.", "")] = run
+        row = _compare(f"matmul {n}x{n}", f"GFLOP/s, {threads} thread{'s' if threads > 1 else ''}", "GFLOP/s",
+                       variants, 3, "higher")
+        row["threads"] = threads
+        rows.append(row)
+    return rows
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's bf16/AMX/AVX-512 flags from /proc/cpuinfo (what the matmul numbers depend on)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx512_vnni")))
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """The comparisons as a markdown table: each variant's median, and the speed-up of the last over the first."""
+    lines = ["| comparison | metric | variants (median over rounds) | last vs first | threads | other CPU load |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        variants = "; ".join(f"{k}: {v:.4g} {r['unit']}" for k, v in r["median"].items())
+        ratio = r.get("speedup_last_vs_first")
+        load = r.get("cpu_busy_other")
+        lines.append(f"| {r['comparison']} | {r['metric']} | {variants} | "
+                     f"{'' if ratio is None else f'x{ratio:.2f}'} | {r.get('threads') or ''} | "
+                     f"{'' if load is None else f'{load:.0%}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparisons asked for and write them as JSON and markdown."""
+    parser = argparse.ArgumentParser(prog="python -m mathreport.speed", description=__doc__.split("\n")[0])
+    parser.add_argument("--run_dir", type=Path, help="a minilm run (inference comparisons)")
+    parser.add_argument("--tfidf_run_dir", type=Path, help="a tfidf run (batch-1 latency)")
+    parser.add_argument("--train_path", type=Path, help="training split (training comparisons)")
+    parser.add_argument("--val_path", type=Path, help="validation split (Trainer comparison)")
+    parser.add_argument("--parts", nargs="+", default=["matmul", "inference", "tfidf", "steps", "trainer"],
+                        choices=["matmul", "inference", "tfidf", "steps", "trainer"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--trainer_rounds", type=int, default=2)
+    parser.add_argument("--trainer_epochs", type=int, default=1)
+    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("speed.json"))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    default_threads = torch.get_num_threads()
+    rows: list[dict] = []
+    for part in args.parts:
+        torch.set_num_threads(default_threads)
+        if part == "matmul":
+            rows += matmul_gflops()
+        elif part == "inference":
+            rows += measure_inference(args.run_dir, rounds=args.rounds)
+        elif part == "tfidf":
+            rows += measure_tfidf(args.tfidf_run_dir, rounds=args.rounds)
+        elif part == "steps":
+            rows += measure_training_steps(args.train_path, rounds=args.rounds)
+        elif part == "trainer":
+            rows += measure_trainer(args.train_path, args.val_path, rounds=args.trainer_rounds,
+                                    num_epochs=args.trainer_epochs, max_train_samples=args.max_train_samples)
+    result = {"command": " ".join(["python -m mathreport.speed", *(argv if argv is not None else sys.argv[1:])]),
+              "hardware": predict.hardware(), "cpu_flags": cpu_flags(), "rows": rows}
+    artifacts.write_json(args.out, result)
+    markdown = to_markdown(rows)
+    args.out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
