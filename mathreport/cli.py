@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         force=args.force, model_path=args.model_path, load_in_4bit=args.load_in_4bit,
         allow_leakage=args.allow_leakage, max_train_samples=args.max_train_samples, device=args.device,
         lora_mlp=args.lora_mlp,
-        bf16=args.bf16,
+        bf16=args.bf16, lora_dropout=args.lora_dropout,
         bench=not args.no_bench, text_col=args.text_col, label_col=args.label_col,
     )
     run_dir = train(cfg)
@@ -163,8 +163,8 @@ def cmd_search(args: argparse.Namespace) -> None:
         model=args.model, learning_rates=args.lrs, train_path=args.train_path, val_path=args.val_path,
         output_dir=output_dir, num_epochs=args.num_epochs, max_train_samples=args.max_train_samples,
         batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, bf16=args.bf16,
-        model_path=args.model_path, device=args.device, allow_leakage=args.allow_leakage,
-        text_col=args.text_col, label_col=args.label_col,
+        lora_dropout=args.lora_dropout, model_path=args.model_path, device=args.device,
+        allow_leakage=args.allow_leakage, text_col=args.text_col, label_col=args.label_col,
     )
     table = search.search(cfg)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -173,7 +173,7 @@ def cmd_search(args: argparse.Namespace) -> None:
           f"wrote {output_dir / artifacts.LR_SEARCH}")
 
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "int8": "int8"}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -219,7 +219,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not Path(args.run_dir).is_dir():
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
-    classifier = predict.load_classifier(args.run_dir, device=args.device)
+    classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=_DTYPES[args.dtype])
     probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     names = labels.names(args.lang)
     if args.output is not None:
@@ -255,6 +255,7 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--max_length", type=int, default=None, help="tokens; default: the preset's")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--bf16", action="store_true", help="CPU: bfloat16 autocast in training")
+    p.add_argument("--lora_dropout", type=float, default=None, help="default: the preset's")
     p.add_argument("--model_path", default=None, help="local folder with the model's weights")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--allow_leakage", action="store_true", help="search even if a question is in both splits")
@@ -282,6 +283,8 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--lang", choices=["tr", "en"], default="tr", help="class names in Turkish or English")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
     p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
+                   help="weights of a transformer model (bf16, int8: faster on CPU, see docs/PERFORMANCE.md)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=cmd_predict)
 
@@ -299,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_bench", action="store_true", help="skip the latency benchmark")
     p.add_argument("--bf16", action="store_true",
                    help="CPU: bfloat16 autocast in training (faster where the CPU has bf16 instructions)")
+    p.add_argument("--lora_dropout", type=float, default=None,
+                   help="dropout on the LoRA input (default: the preset's; 0 trains faster on CPU)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute metrics.json and class_report.json from preds_test.csv")

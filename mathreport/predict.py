@@ -25,9 +25,15 @@ class SklearnClassifier:
     """A fitted scikit-learn pipeline (the `tfidf` baseline)."""
 
     pipeline: object
+    # scikit-learn re-checks every intermediate array for NaN/inf and re-validates parameters on each call;
+    # the TF-IDF features it checks are its own output, and at batch size 1 the checks cost ~0.25 ms of ~1.5.
+    skip_checks: bool = True
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
+        import sklearn
+
+        with sklearn.config_context(assume_finite=self.skip_checks, skip_parameter_validation=self.skip_checks):
+            return np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
 
 
 @dataclass
@@ -76,7 +82,7 @@ def _autocast(device: str, dtype):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-INFERENCE_DTYPES = ("float32", "bfloat16")
+INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
 
 
 def load_classifier(
@@ -84,7 +90,8 @@ def load_classifier(
 ) -> Classifier:
     """Load the saved model of a run (LoRA adapter or scikit-learn pipeline) for inference.
 
-    dtype: `float32`, or `bfloat16` to cast a transformer's weights (measured in docs/PERFORMANCE.md).
+    dtype: `float32`; `bfloat16` casts a transformer's weights; `int8` quantizes its Linear layers (CPU only).
+    What each costs and buys is measured in docs/PERFORMANCE.md.
     """
     run_dir = Path(run_dir)
     if dtype not in INFERENCE_DTYPES:
@@ -125,8 +132,31 @@ def load_classifier(
         # Cast once here rather than autocast per call: autocast re-casts every weight on each forward,
         # which at batch size 1 costs more than the bf16 matmuls save.
         model = model.to(torch.bfloat16)
+    elif dtype == "int8":
+        model = quantize_int8(model, device)
     model.eval()
     return TransformerClassifier(model, tokenizer, int(manifest["hyperparameters"]["max_length"]), device)
+
+
+def quantize_int8(model, device: str = "cpu"):
+    """The model with its Linear layers in int8, activations quantized per call (dynamic quantization).
+
+    At batch size 1 the Linear layers are bound by reading their weights; int8 halves the bytes of bfloat16.
+    This uses torch.ao.quantization, which PyTorch deprecates in favour of torchao; where it is gone this fails.
+    """
+    import warnings
+
+    import torch
+
+    if not device.startswith("cpu"):
+        raise ValueError(f"int8 dynamic quantization runs on the CPU only; the model is on {device}")
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError as exc:
+        raise RuntimeError("dtype int8 needs torch.ao.quantization, which this torch lacks; use bfloat16") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 @contextlib.contextmanager
@@ -276,7 +306,7 @@ def _bench_batch_size(classifier: Classifier, texts: list[str], batch_size: int,
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
     measured = None
     if uses_torch and isinstance(threads, tuple) and len(threads) > 1:
-        probe = batches[: max(2, 16 // batch_size)]
+        probe = batches[: max(1, 16 // batch_size)]
         chosen, measured = choose_threads(classifier, probe, batch_size, threads)
         torch.set_num_threads(chosen)
     elif uses_torch and threads is not None:
@@ -286,15 +316,17 @@ def _bench_batch_size(classifier: Classifier, texts: list[str], batch_size: int,
     per_item_ms: list[float] = []
     items = 0
     total_s = 0.0
-    with CpuLoad() as load:
+    bar = tqdm(total=len(batches) * repeats, desc=f"latency bs={batch_size}", leave=False, unit="batch")
+    with CpuLoad() as load, bar:
         for _ in range(repeats):
-            for batch in tqdm(batches, desc=f"latency bs={batch_size}", leave=False, unit="batch"):
+            for batch in batches:
                 start = time.perf_counter()
                 classifier.predict_proba(batch, batch_size=batch_size)
                 elapsed = time.perf_counter() - start
                 per_item_ms.extend([elapsed * 1000 / len(batch)] * len(batch))
                 items += len(batch)
                 total_s += elapsed
+                bar.update(1)
     arr = np.asarray(per_item_ms)
     entry = {
         "batch_size": batch_size,

@@ -33,7 +33,7 @@ COLUMNS = ["learning_rate", "val_accuracy", "val_macro_f1", "val_loss", "seconds
            "best_epoch", "best"]
 # Settings that change what a row means; a resumed search must match them.
 SETTINGS = ("model", "num_epochs", "max_train_samples", "batch_size", "max_length", "seed", "bf16",
-            "train_sha256", "val_sha256")
+            "lora_dropout", "train_sha256", "val_sha256")
 
 
 class SearchError(ValueError):
@@ -55,6 +55,7 @@ class SearchConfig:
     max_length: int | None = None
     seed: int = 42
     bf16: bool = False
+    lora_dropout: float | None = None  # None: the preset's
     model_path: str | None = None
     device: str | None = None
     allow_leakage: bool = False
@@ -68,6 +69,8 @@ def validation_scores(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]
     from sklearn.metrics import accuracy_score, f1_score, log_loss
 
     labels = list(range(NUM_CLASSES))
+    probs = np.asarray(probs, dtype=float)
+    probs = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax sums can be off by 1e-7
     y_pred = probs.argmax(axis=1)
     return {
         "val_accuracy": float(accuracy_score(y_true, y_pred)),
@@ -112,6 +115,7 @@ def _settings(cfg: SearchConfig, preset: models.Preset) -> dict:
         "max_length": cfg.max_length or preset.max_length,
         "seed": cfg.seed,
         "bf16": cfg.bf16,
+        "lora_dropout": cfg.lora_dropout if cfg.lora_dropout is not None else preset.lora_dropout,
         "train_sha256": artifacts.file_sha256(cfg.train_path),
         "val_sha256": artifacts.file_sha256(cfg.val_path),
     }
@@ -141,7 +145,7 @@ def _write(output_dir: Path, frame: pd.DataFrame, settings: dict, cfg: SearchCon
         "selected_by": "val_macro_f1, then val_accuracy, then lowest val_loss",
         "scored_on": str(cfg.val_path),
         "settings": settings,
-        "rows": frame.to_dict(orient="records"),
+        "rows": frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
@@ -178,11 +182,14 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
         num_epochs=cfg.num_epochs, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
         model_path=cfg.model_path, allow_leakage=cfg.allow_leakage, max_train_samples=cfg.max_train_samples,
         train_eval_samples=cfg.train_eval_samples, device=cfg.device, bench=False, text_col=cfg.text_col,
-        label_col=cfg.label_col, bf16=cfg.bf16,
+        label_col=cfg.label_col, bf16=cfg.bf16, lora_dropout=cfg.lora_dropout,
     )
     splits = train.load_splits(base)
     val = splits["val"]
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.glob(".lr_search-*"):
+        # Scratch folder of a training that was killed (SIGTERM/SIGKILL skip the cleanup below).
+        shutil.rmtree(stale, ignore_errors=True)
     for lr in todo:
         start = time.perf_counter()
         # Checkpoints and the adapter go to a scratch folder: output_dir may hold a finished run (results/minilm).
@@ -194,8 +201,9 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         scores = validation_scores(val["label"].to_numpy(), probs)
-        best_epoch = history.loc[history["val_accuracy"].idxmax(), "epoch"] if history["val_accuracy"].notna().any() \
-            else None
+        # Trainer keeps the epoch with the best validation accuracy (load_best_model_at_end); say which it was.
+        accuracy = history["val_accuracy"]
+        best_epoch = int(history.loc[accuracy.idxmax(), "epoch"]) if accuracy.notna().any() else None
         row = {"learning_rate": lr, **scores, "seconds": time.perf_counter() - start,
                "train_samples_per_second": stats.get("train_samples_per_second"),
                "best_epoch": best_epoch}

@@ -6,11 +6,13 @@ round's value and how busy the machine's CPUs were. Nothing here is used to trai
 
 What is compared (see docs/PERFORMANCE.md for the numbers):
 - inference: torch threads 1 vs all cores, LoRA adapter kept vs merged into the weights, batches in input
-  order vs sorted by length, padding to max_length vs to the batch's longest, float32 vs bfloat16 weights;
+  order vs sorted by length, padding to max_length vs to the batch's longest, float32 vs bfloat16 vs int8
+  weights (and the test accuracy of each); tfidf with scikit-learn's per-call input checks on and off;
 - training steps (forward, backward, AdamW on the LoRA model, as Trainer runs them): padding to max_length vs
-  dynamic padding, random batches vs length-grouped batches, torch threads 1 vs all cores;
-- Trainer end to end (`train.fit_transformer`, the code `mathreport train` runs): float32 vs `--bf16`
-  autocast, in samples per second and validation accuracy;
+  dynamic padding, random vs length-grouped batches, torch threads 1 vs all cores, float32 vs bf16 autocast,
+  LoRA dropout 0.1 vs 0;
+- Trainer end to end (`train.fit_transformer`, the code `mathreport train` runs): float32, `--bf16`,
+  `--bf16 --lora_dropout 0`, in samples per second and validation accuracy;
 - a 2048x2048 matmul in float32 vs bfloat16 (what the CPU's bf16 instructions give at best).
 """
 
@@ -96,12 +98,13 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
 
     adapter = predict.load_classifier(run_dir, merge_lora=False)
     bf16 = predict.load_classifier(run_dir, dtype="bfloat16")
+    int8 = predict.load_classifier(run_dir, dtype="int8")
     unsorted = dataclasses.replace(merged, sort_by_length=False)
     padded = dataclasses.replace(merged, padding="max_length")
     for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
                                    (32, "throughput, batch 32", _items_per_s, "higher")):
         unit = "ms" if better == "lower" else "items/s"
-        for clf in (adapter, bf16):
+        for clf in (adapter, bf16, int8):
             clf.predict_proba(texts[:8], batch_size=bs)
         rows.append(_compare("LoRA merged into the weights", metric, unit, {
             "adapter kept": lambda c=adapter, b=bs, f=fn: f(c, texts, b),
@@ -109,9 +112,10 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
         rows.append(_compare("dynamic padding", metric, unit, {
             f"padded to max_length={merged.max_length}": lambda b=bs, f=fn: f(padded, texts, b),
             "padded to the batch's longest": lambda b=bs, f=fn: f(merged, texts, b)}, rounds, better))
-        rows.append(_compare("bfloat16 weights", metric, unit, {
+        rows.append(_compare("reduced-precision weights", metric, unit, {
             "float32": lambda b=bs, f=fn: f(merged, texts, b),
-            "bfloat16": lambda b=bs, f=fn: f(bf16, texts, b)}, rounds, better))
+            "bfloat16": lambda b=bs, f=fn: f(bf16, texts, b),
+            "int8 (dynamic quantization)": lambda b=bs, f=fn: f(int8, texts, b)}, rounds, better))
     # Sorting only matters when a batch holds several questions; a shuffled copy stands for arbitrary input order.
     shuffled = list(pd.Series(texts).sample(frac=1.0, random_state=0))
     rows.append(_compare("length-sorted batches", "throughput, batch 32, shuffled questions", "items/s", {
@@ -119,7 +123,8 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
         "sorted by length": lambda: _items_per_s_sorted(merged, shuffled)}, rounds, "higher"))
     for row in rows:
         row["threads"] = None if row["comparison"] == "torch threads" else threads
-    rows.append(_bf16_agreement(run_dir, merged, bf16, threads))
+    rows.append(_precision_agreement(run_dir, merged, bf16, threads))
+    rows.append(_precision_agreement(run_dir, merged, int8, threads, label="int8"))
     return rows
 
 
@@ -130,36 +135,44 @@ def _items_per_s_sorted(classifier: predict.TransformerClassifier, texts: list[s
     return len(texts) / (time.perf_counter() - start)
 
 
-def _bf16_agreement(run_dir: Path, fp32: predict.Classifier, bf16: predict.Classifier, threads: int) -> dict:
-    """Test accuracy with float32 and bfloat16 weights, and how often their answers agree."""
+def _precision_agreement(run_dir: Path, fp32: predict.Classifier, reduced: predict.Classifier, threads: int,
+                         label: str = "bfloat16") -> dict:
+    """Test accuracy with float32 and reduced-precision weights, and how often their answers agree."""
     frame = artifacts.read_predictions(run_dir)
     texts = predict.test_questions(run_dir)
     y = frame["y_true"].to_numpy()[: len(texts)]
     p32 = fp32.predict_proba(texts)
-    p16 = bf16.predict_proba(texts)
-    row = {"comparison": "bfloat16 weights", "metric": "test accuracy", "unit": "fraction", "rounds": 1,
+    p16 = reduced.predict_proba(texts)
+    row = {"comparison": f"{label} weights", "metric": "test accuracy", "unit": "fraction", "rounds": 1,
            "threads": threads, "n_test": len(texts),
-           "median": {"float32": float((p32.argmax(1) == y).mean()), "bfloat16": float((p16.argmax(1) == y).mean())},
+           "median": {"float32": float((p32.argmax(1) == y).mean()), label: float((p16.argmax(1) == y).mean())},
            "argmax_agreement": float((p32.argmax(1) == p16.argmax(1)).mean()),
            "max_abs_prob_diff": float(np.abs(p32 - p16).max())}
-    print(f"bfloat16 weights [test accuracy]: {row['median']}, argmax agreement {row['argmax_agreement']:.4f}",
+    print(f"{label} weights [test accuracy]: {row['median']}, argmax agreement {row['argmax_agreement']:.4f}",
           flush=True)
     return row
 
 
 def measure_tfidf(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -> list[dict]:
-    """Batch-1 latency of the scikit-learn baseline (no variants: it is the reference point)."""
+    """Batch-1 latency of the scikit-learn baseline, with scikit-learn's per-call input checks on and off."""
+    import dataclasses
+
     clf = predict.load_classifier(run_dir)
+    checked = dataclasses.replace(clf, skip_checks=False)
     texts = predict.test_questions(run_dir)[:max_items]
     clf.predict_proba(texts[:8])
-    return [_compare("tfidf", "p50 per item, batch 1", "ms", {"pipeline": lambda: _p50_ms(clf, texts, 1)},
-                     rounds)]
+    checked.predict_proba(texts[:8])
+    return [_compare("tfidf: scikit-learn input checks", "p50 per item, batch 1", "ms", {
+        "checks on (sklearn default)": lambda: _p50_ms(checked, texts, 1),
+        "assume_finite, skip_parameter_validation": lambda: _p50_ms(clf, texts, 1)}, rounds)]
 
 
 # --- training ------------------------------------------------------------------------------------------
 
 
-def _lora_model(seed: int = 0):
+def _lora_model(seed: int = 0, lora_dropout: float | None = None):
+    import dataclasses
+
     import torch
     from peft import get_peft_model
 
@@ -167,6 +180,8 @@ def _lora_model(seed: int = 0):
 
     torch.manual_seed(seed)
     preset = models.get_preset("minilm")
+    if lora_dropout is not None:
+        preset = dataclasses.replace(preset, lora_dropout=lora_dropout)
     weights = str(models.minilm_path())
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device="cpu")
@@ -200,7 +215,7 @@ def measure_training_steps(train_path: Path, *, rounds: int = 3, n_batches: int 
     from mathreport import data
 
     frame = data.read_split(train_path)
-    model, optimizer, tokenizer, _ = _lora_model()
+    model, optimizer, tokenizer, preset = _lora_model()
     enc = tokenizer(frame["Question"].tolist(), truncation=True, max_length=max_length)
     lengths = np.array([len(ids) for ids in enc["input_ids"]])
     rng = np.random.default_rng(0)
@@ -241,6 +256,12 @@ def measure_training_steps(train_path: Path, *, rounds: int = 3, n_batches: int 
     rows.append(_compare("bfloat16 autocast (training steps)", "samples/s", "samples/s", {
         "float32": lambda: _step_rate(model, optimizer, grouped),
         "bfloat16 autocast": lambda: _step_rate(model, optimizer, grouped, bf16=True)}, rounds, "higher"))
+    # CPU dropout draws a random mask per element; peft draws one per LoRA module (36 in minilm) on its input.
+    no_dropout, no_dropout_opt, _, _ = _lora_model(lora_dropout=0.0)
+    _step_rate(no_dropout, no_dropout_opt, grouped[:2], bf16=True)
+    rows.append(_compare("LoRA dropout (training steps, bf16 autocast)", "samples/s", "samples/s", {
+        f"lora_dropout={preset.lora_dropout}": lambda: _step_rate(model, optimizer, grouped, bf16=True),
+        "lora_dropout=0": lambda: _step_rate(no_dropout, no_dropout_opt, grouped, bf16=True)}, rounds, "higher"))
     for row in rows:
         row.update(info)
         row["threads"] = None if row["comparison"].startswith("torch threads") else cores
@@ -268,8 +289,9 @@ class StepTimer(TrainerCallback):
             self.seconds += self._last_step_end - self._epoch_start
 
 
-def trainer_run(train_path: Path, val_path: Path, *, bf16: bool, num_epochs: int = 1,
-                max_train_samples: int | None = None, seed: int = 42, work_dir: Path | None = None) -> dict:
+def trainer_run(train_path: Path, val_path: Path, *, bf16: bool, lora_dropout: float | None = None,
+                num_epochs: int = 1, max_train_samples: int | None = None, seed: int = 42,
+                work_dir: Path | None = None) -> dict:
     """One `train.fit_transformer` run of minilm: Trainer's samples/s, step-only samples/s, validation scores."""
     import tempfile
 
@@ -279,7 +301,7 @@ def trainer_run(train_path: Path, val_path: Path, *, bf16: bool, num_epochs: int
     with tempfile.TemporaryDirectory(prefix="mathreport-speed-", dir=work_dir) as tmp:
         cfg = train.TrainConfig(model="minilm", train_path=train_path, val_path=val_path, test_path=None,
                                 output_dir=Path(tmp), num_epochs=num_epochs, max_train_samples=max_train_samples,
-                                seed=seed, bench=False, bf16=bf16, callbacks=[timer])
+                                seed=seed, bench=False, bf16=bf16, lora_dropout=lora_dropout, callbacks=[timer])
         splits = train.load_splits(cfg)
         start = time.perf_counter()
         classifier, history, stats = train.fit_transformer(cfg, splits, Path(tmp))
@@ -287,33 +309,36 @@ def trainer_run(train_path: Path, val_path: Path, *, bf16: bool, num_epochs: int
         val = splits["val"]
         scores = search.validation_scores(val["label"].to_numpy(), classifier.predict_proba(val["Question"].tolist()))
     n = len(splits["train"]) * num_epochs
-    return {"bf16": bf16, "n_train": len(splits["train"]), "num_epochs": num_epochs,
+    return {"bf16": bf16, "lora_dropout": lora_dropout, "n_train": len(splits["train"]), "num_epochs": num_epochs,
             "trainer_samples_per_second": stats["train_samples_per_second"],
             "step_samples_per_second": n / timer.seconds if timer.seconds else None,
             "fit_seconds": wall, **scores}
 
 
+TRAINER_VARIANTS = {"float32": {"bf16": False}, "bfloat16 autocast": {"bf16": True},
+                    "bfloat16 autocast, lora_dropout=0": {"bf16": True, "lora_dropout": 0.0}}
+
+
 def measure_trainer(train_path: Path, val_path: Path, *, rounds: int = 2, num_epochs: int = 1,
                     max_train_samples: int | None = None) -> list[dict]:
-    """Trainer end to end, float32 vs --bf16 autocast, interleaved rounds."""
-    runs: list[dict] = []
+    """Trainer end to end (float32, --bf16, --bf16 --lora_dropout 0), interleaved rounds."""
+    runs: dict[str, list[dict]] = {label: [] for label in TRAINER_VARIANTS}
     with predict.CpuLoad() as load:
         for _ in range(rounds):
-            for bf16 in (False, True):
-                run = trainer_run(train_path, val_path, bf16=bf16, num_epochs=num_epochs,
-                                  max_train_samples=max_train_samples)
-                print(f"Trainer {'bf16' if bf16 else 'fp32'}: {json.dumps(run)}", flush=True)
-                runs.append(run)
+            for label, options in TRAINER_VARIANTS.items():
+                run = trainer_run(train_path, val_path, num_epochs=num_epochs, max_train_samples=max_train_samples,
+                                  **options)
+                print(f"Trainer {label}: {json.dumps(run)}", flush=True)
+                runs[label].append(run)
     rows = []
+    first, last = next(iter(TRAINER_VARIANTS)), list(TRAINER_VARIANTS)[-1]
     for metric in ("step_samples_per_second", "trainer_samples_per_second", "val_accuracy", "val_macro_f1"):
-        values = {label: [r[metric] for r in runs if r["bf16"] == bf] for label, bf in
-                  (("float32", False), ("bfloat16 autocast", True))}
+        values = {label: [r[metric] for r in rs] for label, rs in runs.items()}
         medians = {k: float(np.median(v)) for k, v in values.items()}
-        row = {"comparison": "bfloat16 autocast (Trainer, mathreport train)", "metric": metric,
+        row = {"comparison": "Trainer end to end (train.fit_transformer)", "metric": metric,
                "unit": "samples/s" if "samples" in metric else "fraction", "better": "higher", "rounds": rounds,
-               "median": medians, "values": values,
-               "speedup_last_vs_first": medians["bfloat16 autocast"] / medians["float32"],
-               "n_train": runs[0]["n_train"], "num_epochs": num_epochs}
+               "median": medians, "values": values, "speedup_last_vs_first": medians[last] / medians[first],
+               "n_train": runs[first][0]["n_train"], "num_epochs": num_epochs}
         if load.result:
             row.update(load.result)
         rows.append(row)

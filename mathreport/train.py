@@ -7,6 +7,7 @@ distribution are Trainer's; this module only wires them.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata as md
 import shutil
 import sys
@@ -50,6 +51,7 @@ class TrainConfig:
     text_col: str = "Question"
     label_col: str = "label"
     bf16: bool = False  # CPU: bfloat16 autocast in Trainer (see docs/PERFORMANCE.md); CUDA always uses bf16
+    lora_dropout: float | None = None  # None: the preset's
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
 
 
@@ -57,12 +59,14 @@ def cli_command(cfg: TrainConfig) -> str:
     """The `mathreport train` command line that reproduces a run, whether it came from the CLI or a notebook."""
     parts = ["mathreport train", f"--model {cfg.model}", f"--train_path {cfg.train_path}",
              f"--val_path {cfg.val_path}", f"--test_path {cfg.test_path}", f"--num_epochs {cfg.num_epochs}"]
-    for flag in ("learning_rate", "batch_size", "max_length", "max_train_samples", "model_path"):
+    for flag in ("learning_rate", "batch_size", "max_length", "max_train_samples", "model_path", "lora_dropout"):
         value = getattr(cfg, flag)
         if value is not None:
             parts.append(f"--{flag} {value}")
     if cfg.load_in_4bit is not None:
         parts.append("--load_in_4bit" if cfg.load_in_4bit else "--no-load_in_4bit")
+    if cfg.bf16:
+        parts.append("--bf16")
     parts += [f"--seed {cfg.seed}", f"--output_dir {cfg.output_dir}"]
     return " ".join(parts)
 
@@ -125,9 +129,17 @@ def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
     return splits
 
 
+def preset_for(cfg: TrainConfig) -> models.Preset:
+    """The model's preset with the LoRA settings the config overrides."""
+    preset = models.get_preset(cfg.model)
+    if cfg.lora_dropout is not None:
+        preset = dataclasses.replace(preset, lora_dropout=cfg.lora_dropout)
+    return preset
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train, evaluate on the test split and write the run directory. Returns its path."""
-    preset = models.get_preset(cfg.model)
+    preset = preset_for(cfg)
     # Weights that cannot be had fail here, before anything is read or written.
     weights = models.resolve_weights(preset, cfg.model_path) if preset.kind == "transformer" else None
     if preset.kind == "transformer":  # so does 4-bit where it cannot work (no CUDA, no bitsandbytes)
@@ -189,7 +201,7 @@ def fit_transformer(cfg: TrainConfig, splits: dict[str, pd.DataFrame], work_dir:
     Returns (classifier, history, stats). The learning-rate search uses it; `train` adds the test evaluation
     and the run files around the same steps.
     """
-    preset = models.get_preset(cfg.model)
+    preset = preset_for(cfg)
     weights = models.resolve_weights(preset, cfg.model_path)
     classifier, history, stats, _ = _train_transformer(
         preset, weights, splits, hyperparameters(cfg, preset), Path(work_dir), cfg

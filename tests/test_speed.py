@@ -1,0 +1,49 @@
+"""The before/after harness: comparisons interleaved, medians right, step timing without evaluation."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mathreport import speed
+
+
+def test_compare_interleaves_variants_and_takes_medians():
+    order = []
+    values = {"a": iter([3.0, 1.0, 2.0]), "b": iter([10.0, 30.0, 20.0])}
+
+    def variant(name):
+        return lambda: order.append(name) or next(values[name])
+
+    row = speed._compare("x", "m", "ms", {"a": variant("a"), "b": variant("b")}, rounds=3, better="higher")
+    assert order == ["a", "b"] * 3
+    assert row["median"] == {"a": 2.0, "b": 20.0}
+    assert row["values"]["b"] == [10.0, 30.0, 20.0]
+    assert row["speedup_last_vs_first"] == pytest.approx(10.0)
+    lower = speed._compare("x", "m", "ms", {"a": lambda: 4.0, "b": lambda: 2.0}, rounds=1, better="lower")
+    assert lower["speedup_last_vs_first"] == pytest.approx(2.0)
+    assert "| x | m | a: 4 ms; b: 2 ms | x2.00 |" in speed.to_markdown([lower])
+
+
+def test_step_timer_leaves_out_evaluation():
+    timer = speed.StepTimer()
+    for _ in range(2):
+        timer.on_epoch_begin(None, None, None)
+        time.sleep(0.02)
+        timer.on_step_end(None, None, None)
+        time.sleep(0.06)  # what Trainer spends evaluating and saving after the last step
+        timer.on_epoch_end(None, None, None)
+    assert 0.035 < timer.seconds < 0.1
+
+
+def test_tfidf_latency_part_writes_json_and_markdown(trained_results, tmp_path):
+    out = tmp_path / "speed.json"
+    assert speed.main(["--parts", "tfidf", "--tfidf_run_dir", str(trained_results / "tfidf"), "--rounds", "1",
+                       "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["comparison"].startswith("tfidf") and min(row["median"].values()) > 0
+    assert result["hardware"]["cpu_count"] >= 1
+    assert "tfidf" in out.with_suffix(".md").read_text()
