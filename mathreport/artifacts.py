@@ -54,11 +54,19 @@ def make_command(run_dir: Path) -> str:
 # --- writing ---------------------------------------------------------------------------------------
 
 
+def umask_mode() -> int:
+    """The mode a plainly created file gets (0666 less the umask): mkstemp's files are private (0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, write) -> Path:
     """Write through a temporary file in the same directory, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, umask_mode())
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             write(fh)

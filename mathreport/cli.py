@@ -170,7 +170,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best = table.loc[table["best"]].iloc[0]
     print(f"best learning rate {best['learning_rate']:g} (validation macro F1 {best['val_macro_f1']:.3f}); "
-          f"wrote {output_dir / artifacts.LR_SEARCH}")
+          f"table: {output_dir / artifacts.LR_SEARCH}")
 
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "int8": "int8"}

@@ -176,6 +176,9 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    from mathreport.artifacts import umask_mode
+
+    os.chmod(tmp, umask_mode())
     try:
         fig.savefig(tmp, dpi=dpi, format="png")
         os.replace(tmp, path)

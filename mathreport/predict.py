@@ -123,10 +123,13 @@ def load_classifier(
     weights = manifest["weights"]
     tokenizer = models.load_tokenizer(str(model_dir))
     with _quiet_loading():
-        base = models.load_base_model(weights, tokenizer, device=device)
+        # A run trained in 4-bit is reloaded in 4-bit, so its predictions match the ones it wrote.
+        load_in_4bit = bool(manifest.get("load_in_4bit")) and device.startswith("cuda")
+        base = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
         model = PeftModel.from_pretrained(base, str(model_dir))
-    if merge_lora:
-        # Folding the low-rank update into the weights removes the adapter's extra matmuls at inference.
+    if merge_lora and not load_in_4bit:
+        # Folding the low-rank update into the weights removes the adapter's extra matmuls at inference
+        # (a 4-bit base cannot take the merge without dequantising, so it keeps the adapter, as in train).
         model = model.merge_and_unload()
     if dtype == "bfloat16":
         # Cast once here rather than autocast per call: autocast re-casts every weight on each forward,
@@ -155,7 +158,9 @@ def quantize_int8(model, device: str = "cpu"):
     except ImportError as exc:
         raise RuntimeError("dtype int8 needs torch.ao.quantization, which this torch lacks; use bfloat16") from exc
     with warnings.catch_warnings():
+        # The deprecation is stated in the docstring and docs/PERFORMANCE.md; repeating it on each load is noise.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
@@ -228,7 +233,7 @@ def hardware() -> dict:
     return info
 
 
-def _time_batches(classifier: Classifier, batches: list[list[str]], batch_size: int) -> list[float]:
+def time_batches(classifier: Classifier, batches: list[list[str]], batch_size: int) -> list[float]:
     """Seconds per item of each batch, one call per batch."""
     out = []
     for batch in batches:
@@ -258,7 +263,7 @@ def choose_threads(
     for _ in range(rounds):
         for n in candidates:
             torch.set_num_threads(n)
-            times[n].extend(_time_batches(classifier, batches, batch_size))
+            times[n].extend(time_batches(classifier, batches, batch_size))
     medians = {n: float(np.median(t)) * 1000 for n, t in times.items()}
     return min(medians, key=medians.get), medians
 

@@ -37,6 +37,7 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".ipynb")
     os.close(fd)
+    os.chmod(tmp, artifacts.umask_mode())
     try:
         papermill.execute_notebook(
             str(_notebook(notebook)), tmp, parameters=parameters, kernel_name=kernel, cwd=os.getcwd(),
@@ -145,6 +146,7 @@ def export_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
         if result.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"Chromium could not print {html_path} to PDF (exit {result.returncode}): "
                                f"{result.stderr.strip()[-500:]}")
+        os.chmod(tmp, artifacts.umask_mode())
         shutil.move(str(tmp), pdf_path.with_name(f".{pdf_path.name}.tmp"))
         os.replace(pdf_path.with_name(f".{pdf_path.name}.tmp"), pdf_path)
     return pdf_path

@@ -55,7 +55,7 @@ def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[],
 
 def _p50_ms(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-    return float(np.median(predict._time_batches(classifier, batches, batch_size))) * 1000
+    return float(np.median(predict.time_batches(classifier, batches, batch_size))) * 1000
 
 
 def _items_per_s(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:

@@ -96,3 +96,11 @@ def test_find_runs_lists_only_complete_runs(tmp_path):
     for name in artifacts.REQUIRED:
         (full / name).write_text("x")
     assert artifacts.find_runs(tmp_path) == ["full"]
+
+
+def test_written_files_get_the_usual_mode_not_private(tmp_path):
+    import os
+    import stat
+
+    path = artifacts.write_json(tmp_path / "metrics.json", {"Accuracy": 0.5})
+    assert stat.S_IMODE(os.stat(path).st_mode) == artifacts.umask_mode()
