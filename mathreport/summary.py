@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from mathreport import artifacts
+from mathreport.labels import NUM_CLASSES, names
 
 TEXT = {
     "tr": {
@@ -170,16 +171,7 @@ def format_table(frame: pd.DataFrame, digits: int = 3):
 
 def uses_demo_data(runs: dict[str, Run]) -> bool:
     """Whether any run was trained on the offline demo corpus (per the prepare report beside its data)."""
-    import json
-
-    for run in runs.values():
-        train = ((run.manifest or {}).get("data") or {}).get("train", {}).get("path")
-        if not train:
-            continue
-        report = Path(train).parent / "prepare_report.json"
-        if report.is_file() and json.loads(report.read_text(encoding="utf-8")).get("source") == "demo":
-            return True
-    return False
+    return any((_prepare_report(run) or {}).get("source") == "demo" for run in runs.values())
 
 
 # --- prose and tables generated from the numbers ---------------------------------------------------
@@ -225,17 +217,17 @@ def leaders(runs: dict[str, Run], lang: str = "tr") -> list[str]:
 
 def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     """The report's opening paragraph: what was compared, on how many test questions, who leads."""
-    names = ", ".join(f"**{n}**" for n in runs)
+    listed = ", ".join(f"**{n}**" for n in runs)
     n_test = len(runs[model].predictions)
     best = winner(runs)
     if lang == "tr":
-        head = (f"Bu rapor **{model}** modelini ele alır ve {len(runs)} modeli karşılaştırır: {names}. "
+        head = (f"Bu rapor **{model}** modelini ele alır ve {len(runs)} modeli karşılaştırır: {listed}. "
                 f"Tüm sayılar `results/` altındaki çalıştırma dosyalarından hesaplanmıştır "
                 f"({model} için {n_test} test sorusu). ")
         head += (f"Makro F1'e göre en iyi model **{best}** "
                  f"(F1_macro {_f(runs[best].metrics['F1_macro'])}, Accuracy {_f(runs[best].metrics['Accuracy'])}).")
     else:
-        head = (f"This report is about **{model}** and compares {len(runs)} model(s): {names}. "
+        head = (f"This report is about **{model}** and compares {len(runs)} model(s): {listed}. "
                 f"Every number is computed from the run files under `results/` ({n_test} test questions "
                 f"for {model}). ")
         head += (f"By macro F1 the best model is **{best}** "
@@ -321,10 +313,10 @@ def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame |
     prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
     if not prep or not prep.get("class_counts"):
         return None
-    names = _class_names(lang)
+    class_names = names(lang)
     frame = pd.DataFrame({split: [int(counts.get(str(i), counts.get(i, 0)) if isinstance(counts, dict) else 0)
-                                  for i in range(labels_count())]
-                          for split, counts in prep["class_counts"].items()}, index=names)
+                                  for i in range(NUM_CLASSES)]
+                          for split, counts in prep["class_counts"].items()}, index=class_names)
     frame.index.name = "Konu" if lang == "tr" else "Topic"
     return frame
 
@@ -334,22 +326,10 @@ def class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     table = {}
     for name, run in runs.items():
         counts = run.predictions["y_true"].value_counts()
-        table[name] = [int(counts.get(i, 0)) for i in range(labels_count())]
-    frame = pd.DataFrame(table, index=_class_names(lang))
+        table[name] = [int(counts.get(i, 0)) for i in range(NUM_CLASSES)]
+    frame = pd.DataFrame(table, index=names(lang))
     frame.index.name = "Konu (test)" if lang == "tr" else "Topic (test)"
     return frame
-
-
-def labels_count() -> int:
-    from mathreport.labels import NUM_CLASSES
-
-    return NUM_CLASSES
-
-
-def _class_names(lang: str) -> list[str]:
-    from mathreport.labels import names
-
-    return names(lang)
 
 
 def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
@@ -415,30 +395,30 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
     worst = min(aucs, key=lambda x: x[1])
     undefined = [(int(k.split("_")[1]), v.get("auc_undefined_reason", "")) for k, v in per_class.items()
                  if v.get("auc") is None]
-    names = _class_names(lang)
+    class_names = names(lang)
     if lang == "tr":
         out = (f"{run.name}: 8 sınıfın tümü için bire-karşı-hepsi AUC hesaplandı; makro AUC "
                f"{_f(m.get('AUC_macro'))}, mikro AUC {_f(m.get('AUC_micro'))}. En düşük AUC: "
-               f"{names[worst[0]]} ({_f(worst[1])}).")
+               f"{class_names[worst[0]]} ({_f(worst[1])}).")
         if undefined:
-            out += " Tanımsız AUC: " + "; ".join(f"{names[i]} ({why})" for i, why in undefined) + "."
+            out += " Tanımsız AUC: " + "; ".join(f"{class_names[i]} ({why})" for i, why in undefined) + "."
     else:
         out = (f"{run.name}: one-vs-rest AUC over all 8 classes; macro AUC {_f(m.get('AUC_macro'))}, "
-               f"micro AUC {_f(m.get('AUC_micro'))}. Lowest AUC: {names[worst[0]]} ({_f(worst[1])}).")
+               f"micro AUC {_f(m.get('AUC_micro'))}. Lowest AUC: {class_names[worst[0]]} ({_f(worst[1])}).")
         if undefined:
-            out += " AUC undefined: " + "; ".join(f"{names[i]} ({why})" for i, why in undefined) + "."
+            out += " AUC undefined: " + "; ".join(f"{class_names[i]} ({why})" for i, why in undefined) + "."
     return out
 
 
 def per_class_table(run: Run, lang: str = "tr") -> pd.DataFrame:
     """Per-class precision, recall, F1, AUC and support of one run."""
     rows = []
-    names = _class_names(lang)
-    for i in range(labels_count()):
+    class_names = names(lang)
+    for i in range(NUM_CLASSES):
         entry = run.class_report["per_class"][f"class_{i}"]
         rows.append({"precision": entry["precision"], "recall": entry["recall"], "f1_score": entry["f1_score"],
                      "auc": entry.get("auc"), "support": int(entry["support"])})
-    frame = pd.DataFrame(rows, index=names)
+    frame = pd.DataFrame(rows, index=class_names)
     frame.index.name = "Konu" if lang == "tr" else "Topic"
     return frame
 
