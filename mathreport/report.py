@@ -38,6 +38,11 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".ipynb")
     os.close(fd)
     os.chmod(tmp, artifacts.umask_mode())
+    from mathreport.train import TEXT_PROGRESS_ENV
+
+    previous = os.environ.get(TEXT_PROGRESS_ENV)
+    if stream:
+        os.environ[TEXT_PROGRESS_ENV] = "1"  # the kernel inherits it: Trainer shows a text progress bar
     try:
         papermill.execute_notebook(
             str(_notebook(notebook)), tmp, parameters=parameters, kernel_name=kernel, cwd=os.getcwd(),
@@ -51,6 +56,12 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
         if Path(tmp).exists():
             os.replace(tmp, failed)
         raise
+    finally:
+        if stream:
+            if previous is None:
+                os.environ.pop(TEXT_PROGRESS_ENV, None)
+            else:
+                os.environ[TEXT_PROGRESS_ENV] = previous
     return output
 
 

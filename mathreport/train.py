@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata as md
+import os
 import shutil
 import sys
 import time
@@ -69,6 +70,9 @@ def cli_command(cfg: TrainConfig) -> str:
         parts.append("--bf16")
     parts += [f"--seed {cfg.seed}", f"--output_dir {cfg.output_dir}"]
     return " ".join(parts)
+
+
+TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
 
 
 class RunExistsError(FileExistsError):
@@ -374,6 +378,14 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         compute_metrics=_accuracy,
         callbacks=list(cfg.callbacks),
     )
+    if os.environ.get(TEXT_PROGRESS_ENV) == "1":
+        # Run by `mathreport pipeline` through papermill: Trainer's HTML notebook bar would only land in the kept
+        # notebook, so use its text bar, which papermill streams to the terminal.
+        from transformers import ProgressCallback
+        from transformers.utils.notebook import NotebookProgressCallback
+
+        trainer.remove_callback(NotebookProgressCallback)
+        trainer.add_callback(ProgressCallback)
     resume = cfg.resume and any((run_dir / "checkpoints").glob("checkpoint-*"))
     if cfg.resume and not resume:
         print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
