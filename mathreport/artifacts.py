@@ -7,6 +7,7 @@ makes it, so a report never shows a number that no computation produced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -61,22 +62,33 @@ def umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """Write through a temporary file in the same directory, then rename over `path`."""
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed.
+
+    The one way every run file, figure and report is written: a reader never sees a half-written file, and
+    a failed write leaves the previous file as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     os.chmod(tmp, umask_mode())
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write a UTF-8 text file atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
 
 
 def _jsonable(value: Any) -> Any:
@@ -96,12 +108,12 @@ def _jsonable(value: Any) -> Any:
 def write_json(path: Path, data: dict) -> Path:
     """Write a JSON file atomically (UTF-8, no NaN)."""
     text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return _atomic_write(Path(path), lambda fh: fh.write(text))
+    return write_text(path, text)
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     """Write a CSV file atomically."""
-    return _atomic_write(Path(path), lambda fh: frame.to_csv(fh, index=False))
+    return write_text(path, frame.to_csv(index=False))
 
 
 def predictions_frame(

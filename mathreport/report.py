@@ -92,7 +92,7 @@ def export_html(executed: Path, html_path: Path) -> Path:
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     body = body.replace("</head>", PRINT_CSS + "</head>", 1)
-    artifacts._atomic_write(Path(html_path), lambda fh: fh.write(body))
+    artifacts.write_text(html_path, body)
     return Path(html_path)
 
 
@@ -157,9 +157,8 @@ def export_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
         if result.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"Chromium could not print {html_path} to PDF (exit {result.returncode}): "
                                f"{result.stderr.strip()[-500:]}")
-        os.chmod(tmp, artifacts.umask_mode())
-        shutil.move(str(tmp), pdf_path.with_name(f".{pdf_path.name}.tmp"))
-        os.replace(pdf_path.with_name(f".{pdf_path.name}.tmp"), pdf_path)
+        with artifacts.atomic_path(pdf_path) as target:
+            shutil.copyfile(tmp, target)
     return pdf_path
 
 

@@ -247,12 +247,16 @@ def _train_tfidf(splits, hyper, run_dir):
     start = time.perf_counter()
     train, val = splits["train"], splits["val"]
     pipeline.fit(train["Question"].tolist(), train["label"].to_numpy())
+    if len(pipeline.classes_) != NUM_CLASSES:
+        raise data.DataError(
+            f"the training split has only classes {list(pipeline.classes_)}; all {NUM_CLASSES} are needed"
+        )
     seconds = time.perf_counter() - start
     classifier = predict.SklearnClassifier(pipeline)
     labels = list(range(NUM_CLASSES))
 
     def score(frame):
-        probs = _full_probs(pipeline, classifier.predict_proba(frame["Question"].tolist()))
+        probs = classifier.predict_proba(frame["Question"].tolist())
         return log_loss(frame["label"], probs, labels=labels), accuracy_score(frame["label"], probs.argmax(1))
 
     train_loss, train_acc = score(train)
@@ -261,20 +265,8 @@ def _train_tfidf(splits, hyper, run_dir):
                              "train_accuracy": train_acc, "val_accuracy": val_acc}])
     (run_dir / "model").mkdir(exist_ok=True)
     joblib.dump(pipeline, run_dir / "model" / "pipeline.joblib")
-    if len(pipeline.classes_) != NUM_CLASSES:
-        raise data.DataError(
-            f"the training split has only classes {list(pipeline.classes_)}; all {NUM_CLASSES} are needed"
-        )
     stats = {"train_seconds": seconds, "train_samples_per_second": len(train) / seconds}
     return classifier, history, stats
-
-
-def _full_probs(pipeline, probs: np.ndarray) -> np.ndarray:
-    if probs.shape[1] == NUM_CLASSES:
-        return probs
-    full = np.zeros((len(probs), NUM_CLASSES))
-    full[:, pipeline.classes_] = probs
-    return full
 
 
 # --- transformers + peft ---------------------------------------------------------------------------
