@@ -12,8 +12,11 @@ import hashlib
 import json
 import math
 import os
+import platform
+import sys
 import tempfile
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ HISTORY = "history.csv"
 LATENCY = "latency.json"
 MANIFEST = "run.json"
 LR_SEARCH = "lr_search.csv"
+CHECKPOINTS = "checkpoints"
+LOCK = ".lock"
 
 # The files a run must have before a report can be made of it (latency and the manifest are
 # optional so that the team's own result folders, which lack them, still load).
@@ -43,11 +48,24 @@ class ArtifactError(ValueError):
 
 
 def make_command(run_dir: Path) -> str:
-    """The command that (re)creates the files of a run directory, for error messages."""
+    """The command that (re)creates the files of a run directory, for error messages.
+
+    It is the command recorded in the run's run.json when there is one (the folder need not be named after its
+    model), with `--force` when the folder already holds results that `train` would otherwise refuse to replace.
+    """
     run_dir = Path(run_dir)
+    from mathreport.models import PRESETS
+
+    recorded = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        recorded = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("command")
+    flag = {"complete": " --force", "unfinished": " --resume"}.get(run_state(run_dir), "")
+    if isinstance(recorded, str) and recorded.startswith("mathreport train"):
+        return f"{recorded}{flag}"
+    model = run_dir.name if run_dir.name in PRESETS else "MODEL"
     return (
-        f"mathreport train --model {run_dir.name} --output_dir {run_dir} "
-        f"(or `mathreport pipeline --models {run_dir.name}`; for a 7B model train on a GPU machine "
+        f"mathreport train --model {model} --output_dir {run_dir}{flag} "
+        f"(or `mathreport pipeline --models {model}`; for a 7B model train on a GPU machine "
         f"and copy its {run_dir}/ here)"
     )
 
@@ -141,6 +159,135 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --- one writer per run directory ------------------------------------------------------------------
+
+# Locks this process holds: resolved run directory -> [open lock file descriptor, depth].
+_HELD: dict[str, list[int]] = {}
+
+
+class RunLockedError(ArtifactError):
+    """Another live process is writing into the run directory."""
+
+
+def _holder_text(info: dict) -> str:
+    if not info:
+        return "another process (it took the lock a moment ago)"
+    host = f" on {info['host']}" if info.get("host") and info.get("host") != platform.node() else ""
+    return (f"PID {info.get('pid', '?')}{host} ({info.get('command') or 'mathreport'}, "
+            f"started {info.get('started', '?')})")
+
+
+def _read_holder(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _alive(info: dict) -> bool:
+    """Whether the process a lock file names still runs (on this host; another host's is assumed alive)."""
+    if info.get("host") not in (None, platform.node()):
+        return True
+    try:
+        os.kill(int(info["pid"]), 0)
+    except (KeyError, TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def lock_holder(run_dir: Path) -> dict | None:
+    """Who is writing into a run directory right now ({"pid", "host", "command", "started"}), or None.
+
+    Reads the lock file without taking the lock, so a reader (report) never makes a writer fail.
+    """
+    path = Path(run_dir) / LOCK
+    if not path.is_file():
+        return None
+    info = _read_holder(path)
+    return info if info and _alive(info) else None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, command: str | None = None):
+    """Hold the one-writer lock of a run directory while the block writes into it.
+
+        with artifacts.run_lock(run_dir, "mathreport ensemble"):
+            ...  # write run files
+
+    The lock is an exclusive `flock` on `run_dir/.lock`, which records the holder (PID, host, command, start
+    time). A second process asking for it fails at once with RunLockedError naming the holder (the command line
+    turns it into exit status 2); within one process the lock is re-entrant, so `train` can call `evaluate_run`.
+    The kernel releases a flock when its process dies, so the lock of a killed process (kill -9) is taken over,
+    with a warning on stderr naming it. `run_dir` is created if needed, and removed again on exit if this call
+    created it and nothing was written into it. `command` is what the holder is doing, for the message.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir)
+    key = os.path.realpath(run_dir)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield run_dir
+        finally:
+            _HELD[key][1] -= 1
+        return
+    created = not run_dir.exists()
+    path = run_dir / LOCK
+    for _ in range(100):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the directory was removed by a holder releasing it; make it again
+            continue
+        except PermissionError:
+            raise ArtifactError(f"{run_dir}: cannot write into it (permission denied)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = _read_holder(path)
+            raise RunLockedError(
+                f"{run_dir} is being written by {_holder_text(holder)}; wait for it to finish, or write into "
+                "another directory (--output_dir / --run_dir)"
+            ) from None
+        # The file may have been unlinked by a holder releasing it between our open and flock: then we locked a
+        # file nobody else will see, so start again on the one at `path`.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:
+        raise RunLockedError(f"{run_dir}: could not take the lock {path} (it kept changing under this process)")
+    try:
+        stale = _read_holder(path)
+        if stale:  # released locks leave no file, so its holder died while holding it
+            print(f"warning: {run_dir}: taking over the lock of {_holder_text(stale)}, which is no longer running",
+                  file=sys.stderr)
+        info = {"pid": os.getpid(), "host": platform.node(), "command": command or " ".join(sys.argv[:2]),
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+        _HELD[key] = [fd, 1]
+        yield run_dir
+    finally:
+        _HELD.pop(key, None)
+        # Unlinked while still held: a process that opened the old file finds it unlinked and retries.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if empty: a run that wrote nothing leaves nothing
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -266,6 +413,63 @@ def read_manifest(run_dir: Path) -> dict:
     return read_json(Path(run_dir) / MANIFEST)
 
 
+def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, HISTORY)) -> dict:
+    """What run.json records of the files a run wrote ({name: {"sha256", "bytes"}}), for `check_consistency`."""
+    run_dir = Path(run_dir)
+    return {name: {"sha256": file_sha256(run_dir / name), "bytes": (run_dir / name).stat().st_size}
+            for name in names if (run_dir / name).is_file()}
+
+
+def check_consistency(run_dir: Path) -> None:
+    """Refuse a run directory whose files do not belong together, or that a process is writing right now.
+
+    Checked: no live process holds its lock; run.json (when present) says the run is complete; the files run.json
+    recorded (preds_test.csv, history.csv) are the ones on disk (SHA-256); the test rows it recorded equal the rows
+    of preds_test.csv; metrics.json and class_report.json count the same test rows, and metrics.json's accuracy is
+    the accuracy of preds_test.csv. Folders without run.json (made elsewhere) get the checks that need none.
+    """
+    run_dir = Path(run_dir)
+    holder = lock_holder(run_dir)
+    if holder:
+        raise RunLockedError(f"{run_dir} is being written by {_holder_text(holder)}; report it when that finishes")
+    preds = read_predictions(run_dir)
+    n = len(preds)
+    redo = f"retrain it with: {make_command(run_dir)}"
+    manifest = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else None
+    if manifest is not None:
+        status = manifest.get("status")
+        if status not in (None, "complete"):
+            raise ArtifactError(f"{run_dir / MANIFEST} says the run is {status!r}, not complete; {redo}")
+        for name, record in (manifest.get("outputs") or {}).items():
+            path = run_dir / name
+            if isinstance(record, dict) and path.is_file() and record.get("sha256") != file_sha256(path):
+                raise ArtifactError(
+                    f"{path} is not the file that the run of {run_dir / MANIFEST} wrote (SHA-256 differs): the "
+                    f"folder mixes files of two runs; {redo}"
+                )
+        rows = ((manifest.get("data") or {}).get("test") or {}).get("rows")
+        if isinstance(rows, int) and rows != n:
+            raise ArtifactError(
+                f"{run_dir}: {MANIFEST} records {rows} test rows but {PREDICTIONS} has {n}: the folder mixes files "
+                f"of two runs; {redo}"
+            )
+    metrics = read_metrics(run_dir)
+    if isinstance(metrics.get("n_test"), int) and metrics["n_test"] != n:
+        raise ArtifactError(f"{run_dir}: {METRICS} counts {metrics['n_test']} test rows but {PREDICTIONS} has {n}; "
+                            f"recompute it with: mathreport evaluate --run_dir {run_dir}")
+    accuracy = float((preds["y_true"] == preds["y_pred"]).mean())
+    if abs(metrics["Accuracy"] - accuracy) > 1e-9:
+        raise ArtifactError(
+            f"{run_dir}: {METRICS} says Accuracy {metrics['Accuracy']:.6f} but {PREDICTIONS} gives {accuracy:.6f}; "
+            f"recompute it with: mathreport evaluate --run_dir {run_dir}"
+        )
+    per_class = read_class_report(run_dir)["per_class"]
+    support = sum(per_class[f"class_{i}"]["support"] for i in range(NUM_CLASSES))
+    if support != n:
+        raise ArtifactError(f"{run_dir}: {CLASS_REPORT} counts {support:g} test rows but {PREDICTIONS} has {n}; "
+                            f"recompute it with: mathreport evaluate --run_dir {run_dir}")
+
+
 def missing_files(run_dir: Path, names: Iterable[str] = REQUIRED) -> list[str]:
     """Names of the required files a run directory lacks."""
     return [name for name in names if not (Path(run_dir) / name).is_file()]
@@ -274,6 +478,38 @@ def missing_files(run_dir: Path, names: Iterable[str] = REQUIRED) -> list[str]:
 def is_complete(run_dir: Path) -> bool:
     """Whether a run directory has every file a report needs (including latency and manifest)."""
     return not missing_files(run_dir, (*REQUIRED, LATENCY, MANIFEST))
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    """Whether a run directory holds a Trainer checkpoint that `train --resume` can continue from."""
+    return any((Path(run_dir) / CHECKPOINTS).glob("checkpoint-*"))
+
+
+def run_state(run_dir: Path) -> str:
+    """What a run directory holds, as `train` must treat it.
+
+    "absent": no directory. "complete": finished results (run.json says complete, or, for folders made without
+    run.json, metrics.json exists; an unreadable run.json counts too, so it is never replaced silently): only
+    `--force` replaces them. "unfinished": a run stopped after a checkpoint: `--resume` continues it.
+    "failed": a run.json of a run that stopped before finishing and left no checkpoint, and "empty": nothing of a
+    run; both are started over by the same command.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return "absent"
+    manifest_path = run_dir / MANIFEST
+    if manifest_path.is_file():
+        try:
+            status = json.loads(manifest_path.read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError):
+            return "complete"
+        if status == "complete":
+            return "complete"
+        if status is not None:  # "running" (killed), "failed", "interrupted"
+            return "unfinished" if has_checkpoints(run_dir) else "failed"
+    if (run_dir / METRICS).is_file():
+        return "complete"
+    return "unfinished" if has_checkpoints(run_dir) else "empty"
 
 
 def find_runs(results_dir: Path) -> list[str]:

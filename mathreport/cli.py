@@ -15,10 +15,21 @@ class CommandError(Exception):
 
 # Errors that carry a complete, user-facing message: printed as one line instead of a traceback.
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from mathreport import data, search, train
+    from mathreport import data, predict, search, train
 
     return (CommandError, artifacts.ArtifactError, data.DataError, models.ModelUnavailableError,
-            train.RunExistsError, FileNotFoundError, search.SearchError)
+            train.RunExistsError, FileNotFoundError, search.SearchError, train.ConfigError, predict.EmptyQuestionError)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (batch sizes, counts), refused in one line otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= 1")
+    return value
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -37,6 +48,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="4-bit NF4 QLoRA (CUDA only); default: on for qwen/mistral on CUDA")
     p.add_argument("--lora_mlp", action="store_true", help="LoRA on the MLP projections too (decoders)")
     p.add_argument("--allow_leakage", action="store_true", help="train even if a question is in two splits")
+    p.add_argument("--allow_missing_classes", action="store_true",
+                   help="train even if the train split lacks a class that val/test have (a warning, not an error)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--text_col", default="Question")
     p.add_argument("--label_col", default="label")
@@ -52,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, resume=args.resume,
         force=args.force, model_path=args.model_path, load_in_4bit=args.load_in_4bit,
         allow_leakage=args.allow_leakage, max_train_samples=args.max_train_samples, device=args.device,
-        lora_mlp=args.lora_mlp,
+        lora_mlp=args.lora_mlp, allow_missing_classes=args.allow_missing_classes,
         bf16=args.bf16, lora_dropout=args.lora_dropout,
         bench=not args.no_bench, text_col=args.text_col, label_col=args.label_col,
     )
@@ -84,17 +97,28 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         origin = {"source": "file"}
     report = data.prepare(
         source, args.out_dir, text_col=args.text_col, label_col=args.label_col, val_size=args.val_size,
-        test_size=args.test_size, seed=args.seed, augment=args.augment, **origin,
+        test_size=args.test_size, seed=args.seed, augment=args.augment, force=args.force, **origin,
     )
     print(data.class_counts_table(report))
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if report.get("replaced"):
+        print(f"kept the previous files in {report['replaced']}/", file=sys.stderr)
     print(f"wrote {args.out_dir}/augmented_train.csv, val_split.csv, test_split.csv, prepare_report.json")
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
-    from mathreport import demo
+    from mathreport import data, demo
 
+    existing = data.existing_split_files(args.out_dir)
+    if existing and not args.force:
+        raise CommandError(f"{args.out_dir} already holds {', '.join(existing)}; refusing to replace them with the "
+                           "demo corpus. Pass --force (the old ones are moved to a backup folder), or choose another "
+                           "--out-dir")
+    if existing:
+        backup = data.move_to_backup(args.out_dir, existing)
+        print(f"moved the previous files to {backup}/", file=sys.stderr)
     report = demo.write_demo_corpus(args.out_dir, seed=args.seed)
-    from mathreport import data
 
     print(data.class_counts_table(report))
     print(f"wrote the offline demo corpus to {args.out_dir}")
@@ -106,6 +130,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     names = args.runs or artifacts.find_runs(args.results_dir)
     if len(names) < 2:
         raise CommandError(f"compare needs at least 2 complete runs in {args.results_dir}/; found {names}")
+    for name in names:
+        artifacts.check_consistency(Path(args.results_dir) / name)
     from mathreport import report
 
     out = report.write_comparisons(args.results_dir, names)
@@ -166,7 +192,8 @@ def cmd_search(args: argparse.Namespace) -> None:
         lora_dropout=args.lora_dropout, model_path=args.model_path, device=args.device,
         allow_leakage=args.allow_leakage, text_col=args.text_col, label_col=args.label_col,
     )
-    table = search.search(cfg)
+    with artifacts.run_lock(output_dir, "mathreport search"):
+        table = search.search(cfg)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best = table.loc[table["best"]].iloc[0]
     print(f"best learning rate {best['learning_rate']:g} (validation macro F1 {best['val_macro_f1']:.3f}); "
@@ -179,10 +206,14 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf1
 def cmd_bench(args: argparse.Namespace) -> None:
     from mathreport import predict
 
-    latency = predict.bench_run(
-        args.run_dir, dtype=_DTYPES[args.dtype], threads=args.threads, batch_sizes=tuple(args.batch_sizes),
-        max_items=args.max_items, repeats=args.repeats, device=args.device,
-    )
+    if not Path(args.run_dir).is_dir():
+        raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
+                           f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
+    with artifacts.run_lock(args.run_dir, "mathreport bench"):
+        latency = predict.bench_run(
+            args.run_dir, dtype=_DTYPES[args.dtype], threads=args.threads, batch_sizes=tuple(args.batch_sizes),
+            max_items=args.max_items, repeats=args.repeats, device=args.device,
+        )
     print(f"{latency['device']}, {latency['dtype']}, {latency['inputs']}, {latency['repeats']} repeat(s):")
     for r in latency["results"]:
         print(f"  batch {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
@@ -191,21 +222,16 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _read_questions(args: argparse.Namespace) -> list[str]:
-    import pandas as pd
+    from mathreport import data, predict
 
-    if args.input is None:
-        texts = list(args.texts)
-    elif not args.input.is_file():
-        raise CommandError(f"--input {args.input}: no such file")
-    else:
-        frame = pd.read_csv(args.input)
-        if args.text_col not in frame.columns:
-            raise CommandError(f"--input {args.input}: no column {args.text_col!r} (found {list(frame.columns)}); "
-                               "name the question column with --text_col")
-        texts = frame[args.text_col].fillna("").astype(str).tolist()
-    if not texts:
+    if args.input is not None and args.texts:
+        raise CommandError("give questions either as arguments or with --input FILE.csv, not both")
+    if args.input is not None:
+        return data.read_questions(args.input, args.text_col)
+    if not args.texts:
         raise CommandError('give a question (mathreport predict --run_dir DIR "text") or --input FILE.csv')
-    return texts
+    predict.check_questions(args.texts)
+    return list(args.texts)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -266,11 +292,11 @@ def _add_engine_commands(sub) -> None:
     p = sub.add_parser("bench", help="measure a run's inference latency on its test questions; writes latency.json")
     p.add_argument("--run_dir", type=Path, required=True)
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="weights of a transformer model")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch threads (default: measure 1 and all cores, keep the faster per batch size)")
-    p.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--max_items", type=int, default=200, help="the first N test questions")
-    p.add_argument("--repeats", type=int, default=3, help="passes over the questions, after warm-up")
+    p.add_argument("--batch_sizes", type=_positive_int, nargs="+", default=[1, 32])
+    p.add_argument("--max_items", type=_positive_int, default=200, help="the first N test questions")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="passes over the questions, after warm-up")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=cmd_bench)
 
@@ -282,7 +308,7 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--output", type=Path, default=None, help="write topic and probabilities to this CSV")
     p.add_argument("--lang", choices=["tr", "en"], default="tr", help="class names in Turkish or English")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=_positive_int, default=32)
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
                    help="weights of a transformer model (bf16, int8: faster on CPU, see docs/PERFORMANCE.md)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -321,11 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", choices=["none", "oversample"], default="none")
     p.add_argument("--kaggle", action="store_true", help="download the competition files with the kaggle package")
     p.add_argument("--competition", default="classification-of-math-problems-by-kasut-academy")
+    p.add_argument("--force", action="store_true",
+                   help="replace the split files of an earlier prepare in --out-dir (kept in a backup folder)")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("demo-data", help="write the offline demo corpus (splits) to --out-dir")
     p.add_argument("--out-dir", "--out_dir", dest="out_dir", type=Path, default=Path("data"))
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--force", action="store_true", help="replace split files in --out-dir (moved to a backup folder)")
     p.set_defaults(func=cmd_demo_data)
 
     p = sub.add_parser("compare", help="McNemar's exact test and CI overlap for each pair of runs")

@@ -68,11 +68,76 @@ class LeakageError(DataError):
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def _read_records(path: Path, text_col: str, label_col: str) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, data records and the 1-based file line each record starts on (header is line 1)."""
-    raw = path.read_bytes()
+# What a file that is not a text CSV starts with, and what to tell its owner.
+_NOT_CSV = (
+    (b"\x1f\x8b", "is gzip-compressed, not a CSV: decompress it first (gunzip)"),
+    (b"BZh", "is bzip2-compressed, not a CSV: decompress it first (bunzip2)"),
+    (b"\xfd7zXZ\x00", "is xz-compressed, not a CSV: decompress it first (unxz)"),
+    (b"\xd0\xcf\x11\xe0", "is an old Excel (.xls) or other Office file, not a CSV: save it as 'CSV UTF-8'"),
+    (b"%PDF", "is a PDF, not a CSV"),
+    (b"PAR1", "is a Parquet file, not a CSV: convert it (pandas.read_parquet(...).to_csv(...))"),
+    (b"\xff\xfe", "is UTF-16 encoded: re-save it as UTF-8 ('CSV UTF-8' in Excel)"),
+    (b"\xfe\xff", "is UTF-16 encoded: re-save it as UTF-8 ('CSV UTF-8' in Excel)"),
+)
+
+
+def _not_csv_reason(path: Path, raw: bytes) -> str | None:
+    """Why the bytes of `path` are not a text CSV at all (compressed, a spreadsheet, UTF-16), or None."""
+    if raw.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = []
+        if any(name.startswith("xl/") for name in names):
+            return "is an Excel workbook (.xlsx), not a CSV: in Excel use Save As > 'CSV UTF-8'"
+        return "is a ZIP archive, not a CSV: extract the CSV from it first"
+    for magic, reason in _NOT_CSV:
+        if raw.startswith(magic):
+            return reason
+    head = raw[:4000]
+    if len(head) >= 4 and head.count(b"\x00") * 3 >= len(head):  # every other byte NUL: UTF-16 without a BOM
+        return "is UTF-16 encoded (every other byte is 0): re-save it as UTF-8"
+    return None
+
+
+def check_input_file(path: str | Path, missing_hint: str) -> Path:
+    """`path` if it is a readable regular file; else DataError saying in one line what it is instead."""
+    path = Path(path)
+    if path.is_dir():
+        csvs = sorted(p.name for p in path.glob("*.csv"))[:4]
+        inside = f" (it holds {', '.join(csvs)}: name one of them)" if csvs else ""
+        raise DataError(f"{path}: is a directory, not a CSV file{inside}")
+    if not path.exists():
+        raise DataError(f"{path}: file not found; {missing_hint}")
+    if not path.is_file():
+        raise DataError(f"{path}: is not a regular file (a device, pipe or socket); give a CSV file")
+    return path
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise DataError(f"{path}: cannot be read (permission denied); check its permissions (ls -l {path})") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def _read_records(
+    path: Path, text_col: str, label_col: str | None, keep_blank: bool = False
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data records and the 1-based file line each record starts on (header is line 1).
+
+    keep_blank: keep records whose fields are all blank (not empty lines), for the caller to refuse by line.
+    """
+    expected = ",".join(col for col in (text_col, label_col) if col)
+    raw = _read_bytes(path)
+    reason = _not_csv_reason(path, raw)
+    if reason:
+        raise DataError(f"{path}: {reason}")
     if not raw.strip():
-        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{text_col},{label_col}')")
+        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{expected}')")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -92,7 +157,7 @@ def _read_records(path: Path, text_col: str, label_col: str) -> tuple[list[str],
     try:
         for record in reader:
             start, next_start = next_start, reader.line_num + 1
-            if not any(field.strip() for field in record):
+            if not record or (not any(field.strip() for field in record) and not (keep_blank and header)):
                 continue
             if header is None:
                 header = [field.strip() for field in record]
@@ -102,13 +167,13 @@ def _read_records(path: Path, text_col: str, label_col: str) -> tuple[list[str],
     except csv.Error as err:
         raise DataError(f"{path}: line {reader.line_num} ({_LINE_NOTE}): malformed CSV ({err})") from None
     if header is None:  # only separators and blanks, e.g. ",,,"
-        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{text_col},{label_col}')")
+        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{expected}')")
     return header, records, starts
 
 
-def _check_columns(path: Path, header: list[str], text_col: str, label_col: str) -> None:
+def _check_columns(path: Path, header: list[str], text_col: str, label_col: str | None) -> None:
     """Raise DataError if the text or label column is missing, spotting files with another delimiter."""
-    missing = [col for col in (text_col, label_col) if col not in header]
+    missing = [col for col in (text_col, label_col) if col and col not in header]
     if not missing:
         return
     if len(header) == 1:
@@ -127,9 +192,7 @@ def _check_columns(path: Path, header: list[str], text_col: str, label_col: str)
 
 def _read_table(path: str | Path, text_col: str, label_col: str, missing_hint: str) -> pd.DataFrame:
     """Validated rows of a question CSV as columns `Question` (raw text), `label` (int) and `line`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; {missing_hint}")
+    path = check_input_file(path, missing_hint)
     header, records, starts = _read_records(path, text_col, label_col)
     _check_columns(path, header, text_col, label_col)
     if not records:
@@ -163,6 +226,24 @@ def _read_table(path: str | Path, text_col: str, label_col: str, missing_hint: s
     frame = pd.DataFrame({TEXT_COL: texts, LABEL_COL: ids, "line": starts})
     frame[LABEL_COL] = frame[LABEL_COL].astype("int64")
     return frame
+
+
+def read_questions(path: str | Path, text_col: str = TEXT_COL) -> list[str]:
+    """The questions of a CSV to classify (column `text_col`; others ignored), refusing an empty one by its line."""
+    path = check_input_file(path, "give a CSV with a question column")
+    header, records, starts = _read_records(path, text_col, None, keep_blank=True)
+    _check_columns(path, header, text_col, None)
+    if not records:
+        raise DataError(f"{path}: the file has a header ({', '.join(header)}) but no questions")
+    idx = header.index(text_col)
+    texts = []
+    for record, line in zip(records, starts, strict=True):
+        text = record[idx] if idx < len(record) else ""
+        if not text.strip():
+            raise DataError(f"{path}: line {line} ({_LINE_NOTE}): column {text_col!r} is empty; every row needs "
+                            "a question")
+        texts.append(text)
+    return texts
 
 
 def read_split(path: str | Path, text_col: str = TEXT_COL, label_col: str = LABEL_COL) -> pd.DataFrame:
@@ -344,6 +425,60 @@ def split_stratified(
     return (*(part.reset_index(drop=True) for part in (train, val, test)), warnings)
 
 
+# A class with fewer rows than this in a split gets a warning: its scores there rest on a handful of questions.
+MIN_ROWS_PER_SPLIT = 5
+MISSING_CLASSES_FLAG = "--allow_missing_classes"
+
+
+def class_list(ids) -> str:
+    """Class ids as the reader knows them: "3 (Olasılık), 5 (Kombinatorik)"."""
+    return ", ".join(f"{int(i)} ({labels.name(int(i))})" for i in sorted(ids))
+
+
+def coverage_warnings(counts: Mapping[str, Mapping[str, int]], min_rows: int = MIN_ROWS_PER_SPLIT) -> list[str]:
+    """One warning per class that has rows but fewer than `min_rows` in some split.
+
+    `counts` is {split: {class id (str): rows}} as in prepare_report.json's `class_counts`.
+    """
+    splits = [name for name in ("train", "val", "test") if name in counts]
+    out = []
+    for i in labels.CLASS_IDS:
+        per = {name: int(counts[name].get(str(i), 0)) for name in splits}
+        thin = [name for name in splits if per[name] < min_rows]
+        if sum(per.values()) and thin:
+            split = " / ".join(f"{name} {per[name]}" for name in splits)
+            out.append(f"class {class_list([i])}: {split} rows; fewer than {min_rows} in {', '.join(thin)}, so "
+                       "its scores there rest on too few questions (none at 0)")
+    return out
+
+
+def check_class_coverage(
+    splits: Mapping[str, pd.DataFrame], allow_missing: bool = False, where: Mapping[str, str] | None = None
+) -> list[str]:
+    """The class rule every model trains under; raises DataError, or with `allow_missing` returns warnings.
+
+    The train split needs at least two classes (always), and every class that the val or test split has
+    (unless `allow_missing`: then each such class is a warning, its scores will be those of a model that never saw
+    it). `where` names each split for messages (e.g. its file).
+    """
+    where = {name: where.get(name, name) if where else name for name in splits}
+    train_ids = set(int(i) for i in splits["train"][LABEL_COL].unique())
+    if len(train_ids) < 2:
+        raise DataError(f"{where['train']}: the train split has only class {class_list(train_ids)}; a classifier "
+                        "needs at least two classes")
+    problems = []
+    for name in ("val", "test"):
+        if name in splits and splits[name] is not None:
+            lacking = set(int(i) for i in splits[name][LABEL_COL].unique()) - train_ids
+            if lacking:
+                problems.append(f"{where['train']} has no question of class {class_list(lacking)}, which "
+                                f"{where[name]} has")
+    if problems and not allow_missing:
+        raise DataError("; ".join(problems) + ": no model can learn a class it never sees. Re-make the splits "
+                        f"with `{PREPARE_COMMAND}`, or pass {MISSING_CLASSES_FLAG} to train anyway")
+    return [p + f" ({MISSING_CLASSES_FLAG}: its scores will be those of a model that never saw it)" for p in problems]
+
+
 def oversample_minority(
     train: pd.DataFrame, seed: int = 42, target: str | float = "median"
 ) -> tuple[pd.DataFrame, dict]:
@@ -468,13 +603,53 @@ def write_files_atomic(files: Mapping[Path, str]) -> None:
                 os.unlink(tmp)
 
 
+BACKUP_PREFIX = "replaced-"
+
+
+def existing_split_files(out_dir: Path) -> list[str]:
+    """The files of an earlier prepare that `out_dir` holds."""
+    return [name for name in (*SPLIT_FILES.values(), REPORT_FILE) if (Path(out_dir) / name).exists()]
+
+
+def move_to_backup(out_dir: Path, names: list[str]) -> Path:
+    """Move files of `out_dir` into a new `replaced-<time>` folder of it (for writers that refuse existing files)."""
+    return _back_up(Path(out_dir), names, move=True)
+
+
+def _back_up(out_dir: Path, names: list[str], move: bool = False) -> Path:
+    """Hard-link (or copy; or with `move`, move) the earlier prepare's files into a new `replaced-<time>` folder."""
+    import shutil
+    from datetime import datetime
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    backup = out_dir / f"{BACKUP_PREFIX}{stamp}"
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = out_dir / f"{BACKUP_PREFIX}{stamp}-{n}"
+    backup.mkdir()
+    for name in names:
+        if move:
+            os.replace(out_dir / name, backup / name)
+            continue
+        try:
+            os.link(out_dir / name, backup / name)
+        except OSError:
+            shutil.copy2(out_dir / name, backup / name)
+    return backup
+
+
 def _to_csv(frame: pd.DataFrame) -> str:
     return frame[[TEXT_COL, LABEL_COL]].to_csv(index=False, lineterminator="\n")
 
 
 def _check_params(val_size: float, test_size: float, augment: str, conflict_policy: str) -> None:
-    if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
-        raise ValueError(f"val_size and test_size must be in (0, 1) with a sum below 1, got {val_size} and {test_size}")
+    for flag, value in (("--val-size", val_size), ("--test-size", test_size)):
+        if not (isinstance(value, (int, float)) and 0 < value < 1):
+            raise DataError(f"{flag} {value!r}: must be a fraction in (0, 1), e.g. 0.1")
+    if val_size + test_size >= 1:
+        raise DataError(f"--val-size {val_size} + --test-size {test_size} = {val_size + test_size:g}: "
+                        "val_size + test_size must be below 1, or nothing is left to train on")
     if augment not in AUGMENT_METHODS:
         raise ValueError(f"augment must be one of {AUGMENT_METHODS}, got {augment!r}")
     if conflict_policy not in CONFLICT_POLICIES:
@@ -495,19 +670,32 @@ def prepare(
     oversample_target: str | float = "median",
     source: str = "file",
     source_info: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Validate, clean and split a raw CSV into the three split files and `prepare_report.json` in `out_dir`.
 
     Labels may be ids 0-7 or class names. Everything is checked before anything is written; on bad input a
     DataError names the file and line and `out_dir` is left untouched. `source` ("file", "kaggle", "demo")
     and `source_info` are recorded in the report so it can say where the data came from. Returns the report.
+    An `out_dir` that already holds split files is refused unless `force`; then the old set is first moved to a
+    backup folder beside them (named in the report's `replaced`).
     """
     _check_params(val_size, test_size, augment, conflict_policy)
     input_path, out_dir = Path(input_path), Path(out_dir)
+    existing = existing_split_files(out_dir)
+    if existing and not force:
+        raise DataError(
+            f"{out_dir} already holds {', '.join(existing)} from an earlier prepare; refusing to replace them. "
+            f"Pass --force to replace them (the old ones are kept in {out_dir}/{BACKUP_PREFIX}<time>/), or choose "
+            "another --out-dir"
+        )
     table = _read_table(input_path, text_col, label_col, "give the raw CSV (e.g. Kaggle's train.csv)")
     kept, cleaning = clean_questions(table, conflict_policy)
     if kept.empty:
         raise DataError(f"{input_path}: no rows left after cleaning ({cleaning['rows_dropped']})")
+    if kept[LABEL_COL].nunique() < 2:
+        raise DataError(f"{input_path}: every question is of class {class_list(kept[LABEL_COL].unique())}; a "
+                        "classifier needs at least two classes")
     try:
         train, val, test, warnings = split_stratified(kept, val_size, test_size, seed)
     except DataError as err:
@@ -556,11 +744,13 @@ def prepare(
         "class_counts": counts,
         "augmentation": augmentation,
         "leakage": leakage,
-        "warnings": warnings,
+        "warnings": warnings + coverage_warnings({name: counts[name] for name in ("train", "val", "test")}),
     }
     assert sum(rows_split.values()) == report["rows_kept"]
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    if existing:
+        report["replaced"] = str(_back_up(out_dir, existing))
     write_files_atomic(
         {
             out_dir / TRAIN_FILE: _to_csv(train),

@@ -12,12 +12,25 @@ from typing import Protocol
 import numpy as np
 
 from mathreport import artifacts
+from mathreport.labels import NUM_CLASSES
 
 
 class Classifier(Protocol):
     """Anything that maps texts to an (n, 8) array of class probabilities."""
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray: ...
+
+
+def check_questions(texts: list[str]) -> None:
+    """Refuse empty or whitespace-only questions (ValueError naming which): a model would still answer a topic."""
+    empty = [i for i, text in enumerate(texts, 1) if not str(text).strip()]
+    if empty:
+        which = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise EmptyQuestionError(f"question {which} of {len(texts)} is empty; give the text of a math question")
+
+
+class EmptyQuestionError(ValueError):
+    """A question to classify has no text."""
 
 
 @dataclass
@@ -33,7 +46,12 @@ class SklearnClassifier:
         import sklearn
 
         with sklearn.config_context(assume_finite=self.skip_checks, skip_parameter_validation=self.skip_checks):
-            return np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
+            probs = np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
+        if probs.shape[1] < NUM_CLASSES:  # trained with --allow_missing_classes: 0 for the classes it never saw
+            full = np.zeros((len(probs), NUM_CLASSES))
+            full[:, np.asarray(self.pipeline.classes_, dtype=int)] = probs
+            return full
+        return probs
 
 
 @dataclass

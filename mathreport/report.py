@@ -121,7 +121,8 @@ def run_report(
     from mathreport import summary
 
     # Fail before starting a kernel when a run is missing; the notebook makes the same check itself.
-    summary.load_runs(Path(results_dir), model, compare)
+    for run in summary.load_runs(Path(results_dir), model, compare).values():
+        artifacts.check_consistency(run.path)  # nor a run whose files are of two runs, or still being written
     output_dir = Path(output_dir)
     suffix = "" if lang == "tr" else f"_{lang}"
     executed = execute(

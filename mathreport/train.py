@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata as md
+import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -44,6 +46,7 @@ class TrainConfig:
     load_in_4bit: bool | None = None  # None: on for decoders on CUDA, off elsewhere
     lora_mlp: bool = False  # LoRA on the decoder MLP projections too, not only attention
     allow_leakage: bool = False
+    allow_missing_classes: bool = False  # train even if the train split lacks a class that val/test have
     max_train_samples: int | None = None
     train_eval_samples: int = 512
     device: str | None = None
@@ -54,6 +57,73 @@ class TrainConfig:
     bf16: bool = False  # CPU: bfloat16 autocast in Trainer (see docs/PERFORMANCE.md); CUDA always uses bf16
     lora_dropout: float | None = None  # None: the preset's
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
+
+
+class ConfigError(ValueError):
+    """A training option is out of its range; the message names the flag, the value and the range."""
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+# The allowed values of each TrainConfig option that has a range: (check, what the message says is allowed).
+# Every numeric field must have a rule here (tests/test_train.py checks it), so a new option is validated too.
+OPTION_RULES: dict[str, tuple] = {
+    "num_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "learning_rate": (_optional(lambda v: _is_number(v) and v > 0), "a number > 0 (e.g. 2e-4)"),
+    "batch_size": (_optional(lambda v: _is_int(v) and v >= 1), "an integer >= 1"),
+    "max_length": (_optional(lambda v: _is_int(v) and v >= 2), "an integer >= 2 (tokens, special ones included)"),
+    "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32 - 1]"),
+    "max_train_samples": (_optional(lambda v: _is_int(v) and v >= NUM_CLASSES),
+                          f"an integer >= {NUM_CLASSES} (one question per class)"),
+    "train_eval_samples": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "bench_max_items": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "lora_dropout": (_optional(lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)"),
+    "device": (_optional(lambda v: isinstance(v, str) and re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None),
+               "cpu, cuda, cuda:N or mps"),
+    "model": (lambda v: isinstance(v, str) and v.strip() != "", "a preset name, HF id or local path"),
+    "text_col": (lambda v: isinstance(v, str) and v.strip() != "", "a column name"),
+    "label_col": (lambda v: isinstance(v, str) and v.strip() != "", "a column name"),
+}
+# Options that change nothing for the scikit-learn baseline; given anyway, they get a warning, not silence.
+TRANSFORMER_ONLY = ("learning_rate", "max_length", "lora_dropout", "load_in_4bit", "model_path")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Check every option against OPTION_RULES (and max_length against the tokenizer) before anything is written.
+
+    Raises ConfigError with one line: the flag, the value given and what is allowed.
+    """
+    for name, (check, allowed) in OPTION_RULES.items():
+        value = getattr(cfg, name, None)
+        if not check(value):
+            raise ConfigError(f"--{name} {value!r}: must be {allowed}")
+    output_dir = Path(cfg.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"--output_dir {output_dir}: is a file, not a directory")
+    preset = models.get_preset(cfg.model)
+    if preset.kind == "tfidf":
+        ignored = [f"--{name} {getattr(cfg, name)}" for name in TRANSFORMER_ONLY if getattr(cfg, name) is not None]
+        if ignored:
+            print(f"warning: {', '.join(ignored)}: not used by {preset.key} (TF-IDF reads whole questions, "
+                  "logistic regression has no learning rate); ignored", file=sys.stderr)
+    elif cfg.max_length is not None:
+        tokenizer = models.load_tokenizer(models.resolve_weights(preset, cfg.model_path))
+        least = tokenizer.num_special_tokens_to_add() + 1
+        if cfg.max_length < least:
+            raise ConfigError(
+                f"--max_length {cfg.max_length}: must be >= {least} for {preset.key} (its tokenizer adds "
+                f"{least - 1} special token(s), and at least one token of the question must remain)"
+            )
 
 
 def cli_command(cfg: TrainConfig) -> str:
@@ -68,6 +138,12 @@ def cli_command(cfg: TrainConfig) -> str:
         parts.append("--load_in_4bit" if cfg.load_in_4bit else "--no-load_in_4bit")
     if cfg.bf16:
         parts.append("--bf16")
+    # Flags without which the same command would fail or do something else.
+    parts += [f"--{flag}" for flag in ("lora_mlp", "allow_leakage", "allow_missing_classes") if getattr(cfg, flag)]
+    parts += [f"--{flag} {getattr(cfg, flag)}" for flag, default in (("text_col", "Question"), ("label_col", "label"),
+              ("device", None)) if getattr(cfg, flag) != default]
+    if not cfg.bench:
+        parts.append("--no_bench")
     parts += [f"--seed {cfg.seed}", f"--output_dir {cfg.output_dir}"]
     return " ".join(parts)
 
@@ -91,20 +167,26 @@ def _versions() -> dict:
 
 
 def _check_output_dir(cfg: TrainConfig) -> Path:
+    """Refuse to replace finished results or an unfinished run's checkpoints unless told; clear what a rerun redoes.
+
+    Called with the run directory's lock held. The hints are complete commands that work.
+    """
     run_dir = Path(cfg.output_dir)
-    if cfg.resume:
+    state = artifacts.run_state(run_dir)
+    if cfg.resume and state == "unfinished":
         return run_dir
-    if (run_dir / artifacts.METRICS).exists() and not cfg.force:
+    if state == "complete" and not cfg.force:
         raise RunExistsError(
-            f"{run_dir} already holds results ({artifacts.METRICS}); refusing to overwrite them. "
-            "Pass --force to replace them, or choose another --output_dir."
+            f"{run_dir} already holds a finished run ({artifacts.MANIFEST}/{artifacts.METRICS}); refusing to "
+            f"replace it. To train it again: {cli_command(cfg)} --force (or choose another --output_dir)"
         )
-    if (run_dir / "checkpoints").is_dir() and not cfg.force:
+    if state == "unfinished" and not cfg.force:
         raise RunExistsError(
-            f"{run_dir}/checkpoints holds an unfinished run; continue it with --resume or replace it with --force."
+            f"{run_dir}/{artifacts.CHECKPOINTS} holds an unfinished run; continue it with: {cli_command(cfg)} "
+            f"--resume (or start it over with --force)"
         )
-    if cfg.force and (run_dir / "checkpoints").is_dir():
-        shutil.rmtree(run_dir / "checkpoints")
+    if (run_dir / artifacts.CHECKPOINTS).is_dir():
+        shutil.rmtree(run_dir / artifacts.CHECKPOINTS)
     return run_dir
 
 
@@ -130,6 +212,11 @@ def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
                            allow=cfg.allow_leakage)
     if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
         splits["train"] = splits["train"].sample(n=cfg.max_train_samples, random_state=cfg.seed)
+    where = {name: f"the {name} split ({paths[name]})" for name in paths}
+    if cfg.max_train_samples:
+        where["train"] += f" sampled to --max_train_samples {cfg.max_train_samples}"
+    for warning in data.check_class_coverage(splits, allow_missing=cfg.allow_missing_classes, where=where):
+        print(f"warning: {warning}", file=sys.stderr)
     return splits
 
 
@@ -142,7 +229,49 @@ def preset_for(cfg: TrainConfig) -> models.Preset:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train, evaluate on the test split and write the run directory. Returns its path."""
+    """Train, evaluate on the test split and write the run directory. Returns its path.
+
+    Options are validated before anything is written; the run directory's lock is held throughout, so a second
+    process writing into it fails at once. `--resume` of a finished run does nothing (unless `force`). A run that
+    fails is marked "failed" in run.json and leaves no empty checkpoint folder, so the same command starts it over.
+    """
+    validate_config(cfg)
+    with artifacts.run_lock(cfg.output_dir, f"mathreport train --model {cfg.model}"):
+        if cfg.resume and not cfg.force and artifacts.run_state(cfg.output_dir) == "complete":
+            print(f"{cfg.output_dir} holds a finished run; --resume has nothing to continue, its files are "
+                  f"unchanged (to train it again: {cli_command(cfg)} --force)", file=sys.stderr)
+            return Path(cfg.output_dir)
+        try:
+            run_dir = _train_run(cfg)
+        except BaseException as exc:
+            _mark_failed(Path(cfg.output_dir), exc)
+            raise
+        manifest = artifacts.read_manifest(run_dir)
+        manifest["outputs"] = artifacts.outputs_record(run_dir)
+        artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+        return run_dir
+
+
+def _mark_failed(run_dir: Path, exc: BaseException) -> None:
+    """After a failure: say so in run.json (if this run wrote one) and drop a checkpoint folder with no checkpoint."""
+    checkpoints = run_dir / artifacts.CHECKPOINTS
+    if checkpoints.is_dir() and not artifacts.has_checkpoints(run_dir):
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    try:
+        manifest = artifacts.read_manifest(run_dir) if (run_dir / artifacts.MANIFEST).is_file() else None
+    except artifacts.ArtifactError:
+        return
+    # With the lock held, a "running" run.json is this run's (or one of a process that was killed).
+    if manifest is None or manifest.get("status") != "running":
+        return
+    manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    manifest["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+    manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+
+
+def _train_run(cfg: TrainConfig) -> Path:
+    """The steps of `train`, with the run directory's lock held."""
     preset = preset_for(cfg)
     # Weights that cannot be had fail here, before anything is read or written.
     weights = models.resolve_weights(preset, cfg.model_path) if preset.kind == "transformer" else None
@@ -217,13 +346,16 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
     """Compute `metrics.json` and `class_report.json` from the run's `preds_test.csv` and write them."""
     from mathreport import metrics
 
-    frame = artifacts.read_predictions(run_dir)
-    probs = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
-    y_true = frame["y_true"].to_numpy()
-    y_pred = frame["y_pred"].to_numpy()
-    result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
-    artifacts.write_json(Path(run_dir) / artifacts.METRICS, result)
-    artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
+    if not Path(run_dir).is_dir():
+        raise artifacts.ArtifactError(f"run directory {run_dir} does not exist")
+    with artifacts.run_lock(run_dir, "mathreport evaluate"):
+        frame = artifacts.read_predictions(run_dir)
+        probs = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
+        y_true = frame["y_true"].to_numpy()
+        y_pred = frame["y_pred"].to_numpy()
+        result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
+        artifacts.write_json(Path(run_dir) / artifacts.METRICS, result)
+        artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
     return result
 
 
@@ -246,11 +378,9 @@ def _train_tfidf(splits, hyper, run_dir):
     )
     start = time.perf_counter()
     train, val = splits["train"], splits["val"]
+    # Classes the train split lacks were refused (or allowed) by data.check_class_coverage in load_splits;
+    # SklearnClassifier gives them probability 0.
     pipeline.fit(train["Question"].tolist(), train["label"].to_numpy())
-    if len(pipeline.classes_) != NUM_CLASSES:
-        raise data.DataError(
-            f"the training split has only classes {list(pipeline.classes_)}; all {NUM_CLASSES} are needed"
-        )
     seconds = time.perf_counter() - start
     classifier = predict.SklearnClassifier(pipeline)
     labels = list(range(NUM_CLASSES))

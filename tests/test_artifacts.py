@@ -104,3 +104,131 @@ def test_written_files_get_the_usual_mode_not_private(tmp_path):
 
     path = artifacts.write_json(tmp_path / "metrics.json", {"Accuracy": 0.5})
     assert stat.S_IMODE(os.stat(path).st_mode) == artifacts.umask_mode()
+
+
+# --- one writer per run directory, and runs whose files disagree (issue 12) --------------------------------------
+
+_PROBE = """
+import sys
+from mathreport import artifacts
+try:
+    with artifacts.run_lock(sys.argv[1], "probe"):
+        print("locked", flush=True)
+        if len(sys.argv) > 2:  # die holding the lock, as kill -9 would
+            import os, signal
+            os.kill(os.getpid(), signal.SIGKILL)
+except artifacts.RunLockedError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def _probe(run_dir, *extra):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mathreport
+
+    env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-c", _PROBE, str(run_dir), *extra], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_second_writer_fails_at_once_naming_the_holder(tmp_path):
+    import os
+
+    run = tmp_path / "run"
+    with artifacts.run_lock(run, "mathreport train --model tfidf"):
+        with artifacts.run_lock(run):  # re-entrant within one process (train calls evaluate_run)
+            pass
+        other = _probe(run)
+        assert other.returncode == 3, other.stderr
+        assert f"PID {os.getpid()}" in other.stdout and "mathreport train --model tfidf" in other.stdout
+        assert "started 20" in other.stdout
+    assert not run.exists()  # created by the lock and nothing written: nothing left
+    assert _probe(run).returncode == 0  # released: the next writer gets it
+
+
+def test_lock_of_a_killed_process_is_taken_over_with_a_warning(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = _probe(run, "die")
+    assert dead.returncode == -9 and "locked" in dead.stdout
+    pid = json.loads((run / artifacts.LOCK).read_text())["pid"]
+    assert artifacts.lock_holder(run) is None  # a dead holder holds nothing
+    with artifacts.run_lock(run, "test"):
+        pass
+    err = capsys.readouterr().err
+    assert f"PID {pid}" in err and "no longer running" in err
+    assert not (run / artifacts.LOCK).exists()
+
+
+def _consistent_run(run, seed=0, n=40):
+    from mathreport import train
+
+    rng = np.random.default_rng(seed)
+    artifacts.write_predictions(run, rng.integers(0, 8, n), _probs(n, seed))
+    artifacts.write_csv(run / artifacts.HISTORY, pd.DataFrame([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
+                                                                "train_accuracy": 0.5, "val_accuracy": 0.5}]))
+    train.evaluate_run(run, n_bootstrap=10)
+    artifacts.write_json(run / artifacts.MANIFEST, {
+        "command": "mathreport train --model tfidf --output_dir x", "status": "complete",
+        "data": {"test": {"rows": n}}, "outputs": artifacts.outputs_record(run)})
+
+
+def test_consistency_check_refuses_a_folder_mixing_two_runs(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _consistent_run(a, seed=0)
+    _consistent_run(b, seed=1)
+    artifacts.check_consistency(a)
+    # run.json of one run, everything else of another: same row count, different files.
+    (a / artifacts.MANIFEST).write_bytes((b / artifacts.MANIFEST).read_bytes())
+    with pytest.raises(artifacts.ArtifactError, match="mixes files of two runs"):
+        artifacts.check_consistency(a)
+    # Without the files' hashes (older run.json), metrics of one run beside predictions of another.
+    manifest = json.loads((b / artifacts.MANIFEST).read_text())
+    del manifest["outputs"]
+    artifacts.write_json(a / artifacts.MANIFEST, manifest)
+    artifacts.check_consistency(a)
+    (a / artifacts.METRICS).write_bytes((b / artifacts.METRICS).read_bytes())
+    with pytest.raises(artifacts.ArtifactError, match=r"metrics.json says Accuracy .* preds_test.csv gives"):
+        artifacts.check_consistency(a)
+    manifest["data"]["test"]["rows"] = 41
+    artifacts.write_json(b / artifacts.MANIFEST, manifest)
+    with pytest.raises(artifacts.ArtifactError, match="records 41 test rows but preds_test.csv has 40"):
+        artifacts.check_consistency(b)
+
+
+def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path):
+    import os
+    import platform
+
+    run = tmp_path / "run"
+    _consistent_run(run)
+    manifest = json.loads((run / artifacts.MANIFEST).read_text())
+    artifacts.write_json(run / artifacts.MANIFEST, {**manifest, "status": "running"})
+    with pytest.raises(artifacts.ArtifactError, match="'running', not complete"):
+        artifacts.check_consistency(run)
+    artifacts.write_json(run / artifacts.MANIFEST, manifest)
+    (run / artifacts.LOCK).write_text(json.dumps({"pid": os.getpid(), "host": platform.node(), "command": "x",
+                                                  "started": "now"}))
+    with pytest.raises(artifacts.RunLockedError, match=f"PID {os.getpid()}"):
+        artifacts.check_consistency(run)
+
+
+def test_make_command_is_a_command_that_works(tmp_path):
+    run = tmp_path / "RUN"
+    run.mkdir()
+    assert "--model MODEL" in artifacts.make_command(run) and "--model RUN" not in artifacts.make_command(run)
+    artifacts.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
+                                                    "status": "complete"})
+    # A finished run is only replaced with --force; an unfinished one is continued with --resume.
+    assert artifacts.make_command(run) == "mathreport train --model tfidf --output_dir RUN --force"
+    artifacts.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
+                                                    "status": "running"})
+    (run / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    assert artifacts.make_command(run) == "mathreport train --model tfidf --output_dir RUN --resume"

@@ -79,3 +79,83 @@ def test_compare_writes_mcnemar_for_each_pair(tmp_path, capsys):
     right_a, right_b = a.y_true == a.y_pred, b.y_true == b.y_pred
     assert pair["b"] == int((right_a & ~right_b).sum()) and pair["c"] == int((~right_a & right_b).sum())
     assert 0 < pair["p_value"] <= 1 and set(pair["ci_overlap"]) == {"Accuracy", "F1_macro"}
+
+
+# --- empty questions, hints that work, refusing to mix runs (issue 12) --------------------------------------------
+
+
+def test_predict_refuses_empty_questions(tmp_path, capsys):
+    run = str(tmp_path / "no-run-needed")  # refused before any model is loaded
+    assert cli.main(["predict", "--run_dir", run, ""]) == 2
+    assert "question 1 of 1 is empty" in capsys.readouterr().err
+    assert cli.main(["predict", "--run_dir", run, "What is 2+2?", "  "]) == 2
+    assert "question 2 of 2 is empty" in capsys.readouterr().err
+    rows = tmp_path / "rows.csv"
+    rows.write_text("Question,id\nWhat is 2+2?,1\n   ,2\n", encoding="utf-8")
+    assert cli.main(["predict", "--run_dir", run, "--input", str(rows)]) == 2
+    err = capsys.readouterr().err
+    assert "rows.csv: line 3" in err and "'Question' is empty" in err and len(err.strip().splitlines()) == 1
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("Question\n", encoding="utf-8")
+    assert cli.main(["predict", "--run_dir", run, "--input", str(header_only)]) == 2
+    assert "header (Question) but no questions" in capsys.readouterr().err
+
+
+def _train_tfidf_argv(data_dir, out):
+    return ["train", "--model", "tfidf", "--train_path", str(data_dir / "augmented_train.csv"),
+            "--val_path", str(data_dir / "val_split.csv"), "--test_path", str(data_dir / "test_split.csv"),
+            "--output_dir", str(out), "--no_bench"]
+
+
+def _hint(err: str) -> list[str]:
+    import shlex
+
+    command = err.split("Make them with: ")[1].split(" (or `")[0].strip()
+    argv = shlex.split(command)
+    assert argv[:2] == ["mathreport", "train"], command
+    return argv[1:]
+
+
+def test_hint_for_a_missing_file_is_a_command_that_works(small_data, tmp_path, capsys):
+    results = tmp_path / "results"
+    run = results / "RUN"  # not named after its model
+    assert cli.main(_train_tfidf_argv(small_data, run)) == 0
+    (run / "preds_test.csv").unlink()
+    report = ["report", "--model", "RUN", "--results-dir", str(results), "--output-dir", str(tmp_path / "out"),
+              "--no-pdf"]
+    capsys.readouterr()
+    assert cli.main(report) == 2
+    argv = _hint(capsys.readouterr().err)
+    assert "--model tfidf" in " ".join(argv) and "--force" in argv
+    assert cli.main(argv) == 0
+    assert (run / "preds_test.csv").is_file()
+
+
+def test_report_and_compare_refuse_a_folder_mixing_two_runs(small_data, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert cli.main(_train_tfidf_argv(small_data, results / "a")) == 0
+    assert cli.main([*_train_tfidf_argv(small_data, results / "b"), "--max_train_samples", "120"]) == 0
+    (results / "a" / "run.json").write_bytes((results / "b" / "run.json").read_bytes())
+    capsys.readouterr()
+    assert cli.main(["compare", "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "mixes files of two runs" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["report", "--model", "a", "--results-dir", str(results), "--output-dir", str(tmp_path / "out"),
+                     "--no-pdf"]) == 2
+    assert "mixes files of two runs" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "final_report.html").exists()
+
+
+def test_prepare_prints_coverage_warnings_and_keeps_earlier_splits(tmp_path, capsys):
+    raw = tmp_path / "raw.csv"
+    rows = [(f"question {c} number {i}", c) for c in range(7) for i in range(60)] + [(f"rare {i}", 7) for i in range(3)]
+    raw.write_text("Question,label\n" + "".join(f"{q},{c}\n" for q, c in rows), encoding="utf-8")
+    out = tmp_path / "data"
+    assert cli.main(["prepare", "--input", str(raw), "--out-dir", str(out)]) == 0
+    assert "warning: class 7 (Soyut Cebir)" in capsys.readouterr().err
+    before = (out / "augmented_train.csv").read_bytes()
+    assert cli.main(["prepare", "--input", str(raw), "--out-dir", str(out), "--seed", "1"]) == 2
+    assert "--force" in capsys.readouterr().err and (out / "augmented_train.csv").read_bytes() == before
+    assert cli.main(["prepare", "--input", str(raw), "--out-dir", str(out), "--seed", "1", "--force"]) == 0
+    backups = list(out.glob("replaced-*"))
+    assert len(backups) == 1 and (backups[0] / "augmented_train.csv").read_bytes() == before

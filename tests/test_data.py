@@ -429,3 +429,86 @@ def test_download_kaggle_offline(monkeypatch, tmp_path):
         data.download_kaggle(dest=tmp_path / "kaggle")
     message = str(err.value)
     assert data.KAGGLE_COMPETITION in message and "ConnectionError" in message and "internet" in message
+
+
+# ------------------------------------------------------------------- earlier splits, class coverage, file kinds
+
+
+def test_prepare_refuses_an_out_dir_with_earlier_splits_and_force_keeps_them(tmp_path):
+    out = tmp_path / "out"
+    data.prepare(FIXTURE, out, seed=1)
+    before = {name: (out / name).read_bytes() for name in OUTPUTS}
+    with pytest.raises(data.DataError, match="already holds .*--force"):
+        data.prepare(FIXTURE, out, seed=2)
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
+    report = data.prepare(FIXTURE, out, seed=2, force=True)
+    backup = Path(report["replaced"])
+    assert backup.parent == out and {name: (backup / name).read_bytes() for name in OUTPUTS} == before
+    assert (out / data.TRAIN_FILE).read_bytes() != before[data.TRAIN_FILE]  # seed 2 split differently
+
+
+def test_prepare_refuses_one_class_input(tmp_path):
+    raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"question {i},3\n" for i in range(40)))
+    with pytest.raises(data.DataError, match=r"every question is of class 3 \(Olasılık\)"):
+        data.prepare(raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_warns_about_classes_too_thin_in_a_split(tmp_path):
+    rows = [(f"question {c} number {i}", c) for c in range(7) for i in range(60)] + [(f"rare {i}", 7) for i in range(3)]
+    raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"{q},{c}\n" for q, c in rows))
+    report = data.prepare(raw, tmp_path / "out")
+    thin = [w for w in report["warnings"] if "7 (Soyut Cebir)" in w]
+    counts = {name: report["class_counts"][name]["7"] for name in ("train", "val", "test")}
+    assert len(thin) == 1 and f"val {counts['val']}" in thin[0] and f"test {counts['test']}" in thin[0]
+    assert not any("(Cebir)" in w for w in report["warnings"])  # 60 rows: enough in every split
+
+
+def test_class_coverage_names_missing_classes_by_turkish_name_and_id():
+    train = pd.DataFrame({"Question": ["a", "b", "c"], "label": [0, 1, 1]})
+    test = pd.DataFrame({"Question": ["d", "e", "f"], "label": [0, 3, 5]})
+    with pytest.raises(data.DataError) as err:
+        data.check_class_coverage({"train": train, "val": train, "test": test})
+    message = str(err.value)
+    assert "3 (Olasılık), 5 (Kombinatorik)" in message and "--allow_missing_classes" in message
+    assert "np.int64" not in message
+    warnings = data.check_class_coverage({"train": train, "val": train, "test": test}, allow_missing=True)
+    assert len(warnings) == 1 and "3 (Olasılık)" in warnings[0]
+    with pytest.raises(data.DataError, match=r"only class 1 \(Geometri\)"):
+        data.check_class_coverage({"train": train[train.label == 1], "val": train})
+
+
+def _xlsx(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("xl/workbook.xml", "<workbook/>")
+    return path
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: p.mkdir() or p, "is a directory, not a CSV file"),
+    (lambda p: _write(p, __import__("gzip").compress(b"Question,label\nWhat?,0\n")), "is gzip-compressed"),
+    (_xlsx, r"is an Excel workbook \(.xlsx\)"),
+    (lambda p: _write(p, "Question,label\nWhat?,0\n".encode("utf-16")), "is UTF-16 encoded"),
+    (lambda p: _write(p, "Question,label\nWhat?,0\n".encode("utf-16-le")), "is UTF-16 encoded"),
+])
+def test_input_that_is_not_a_csv_says_what_it_is(tmp_path, make, expected):
+    path = make(tmp_path / "input.csv")
+    for read in (lambda: data.prepare(path, tmp_path / "out"), lambda: data.read_split(path)):
+        with pytest.raises(data.DataError, match=expected) as err:
+            read()
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_input_says_permission_denied(tmp_path, monkeypatch):
+    path = _write(tmp_path / "raw.csv", "Question,label\nWhat?,0\n")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # as root, chmod 000 would not stop the read
+    with pytest.raises(data.DataError, match=r"raw.csv: cannot be read \(permission denied\)"):
+        data.prepare(path, tmp_path / "out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from mathreport import artifacts, train
+from mathreport import artifacts, data, train
 from mathreport.labels import NUM_CLASSES
 
 MODELS = ("tfidf", "minilm")
@@ -127,3 +128,152 @@ def test_interrupted_run_resumes_from_checkpoint(small_data, tmp_path):
     history = artifacts.read_history(out)
     assert list(history["epoch"]) == [1, 2]  # the first epoch's log came back with the checkpoint
     assert np.isfinite(history["train_loss"]).all()
+
+
+# --- options, resume, failures, class coverage and one writer per run (issue 12) ----------------------------------
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("num_epochs", 0), ("batch_size", 0), ("learning_rate", -1.0), ("learning_rate", float("nan")),
+    ("max_length", 1), ("lora_dropout", 1.0), ("seed", -1), ("max_train_samples", 0), ("device", "gpu"),
+])
+def test_out_of_range_option_is_refused_before_anything_is_written(small_data, tmp_path, option, value):
+    out = tmp_path / "run"
+    with pytest.raises(train.ConfigError) as err:
+        train.train(_config(small_data, out, model="minilm", **{option: value}))
+    message = str(err.value)
+    assert message.startswith(f"--{option} {value!r}: must be") and "\n" not in message
+    assert not out.exists()
+
+
+def test_max_length_must_leave_room_after_the_special_tokens(small_data, tmp_path):
+    # MiniLM's tokenizer adds [CLS] and [SEP]: 2 tokens would hold no word of the question.
+    with pytest.raises(train.ConfigError, match=r"--max_length 2: must be >= 3 for minilm"):
+        train.train(_config(small_data, tmp_path / "run", model="minilm", max_length=2))
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_numeric_option_has_a_rule():
+    numeric = [f.name for f in dataclasses.fields(train.TrainConfig)
+               if any(t in str(f.type) for t in ("int", "float"))]
+    assert numeric and set(numeric) <= set(train.OPTION_RULES)
+
+
+def test_resume_of_a_finished_run_changes_nothing(small_data, tmp_path, capsys):
+    out = tmp_path / "tfidf"
+    train.train(_config(small_data, out))
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    train.train(_config(small_data, out, resume=True, seed=1))
+    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert "nothing to continue" in capsys.readouterr().err
+    train.train(_config(small_data, out, resume=True, force=True, seed=1))
+    assert artifacts.read_manifest(out)["config"]["seed"] == 1
+
+
+def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, monkeypatch):
+    def fail_in_training(preset, weights, splits, hyper, run_dir, cfg):
+        (run_dir / "checkpoints").mkdir()  # what Trainer has made when the optimiser refuses its settings
+        raise RuntimeError("optimiser refused")
+
+    out = tmp_path / "minilm"
+    monkeypatch.setattr(train, "_train_transformer", fail_in_training)
+    with pytest.raises(RuntimeError, match="optimiser refused"):
+        train.train(_config(small_data, out, model="minilm"))
+    manifest = artifacts.read_manifest(out)
+    assert manifest["status"] == "failed" and "optimiser refused" in manifest["error"]
+    assert not (out / "checkpoints").exists() and not (out / artifacts.LOCK).exists()
+
+    def reached(*args):
+        raise RuntimeError("reached training")
+
+    monkeypatch.setattr(train, "_train_transformer", reached)
+    with pytest.raises(RuntimeError, match="reached training"):  # not RunExistsError: no --force needed
+        train.train(_config(small_data, out, model="minilm"))
+
+
+def _without(frame_path, label, out_path):
+    frame = pd.read_csv(frame_path)
+    frame[frame["label"] != label].to_csv(out_path, index=False)
+    return out_path
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_train_split_lacking_a_class_is_refused_alike_for_every_model(small_data, tmp_path, model):
+    cfg = _config(small_data, tmp_path / "run", model=model)
+    cfg.train_path = _without(cfg.train_path, 3, tmp_path / "train.csv")
+    with pytest.raises(data.DataError, match=r"no question of class 3 \(Olasılık\).*--allow_missing_classes"):
+        train.train(cfg)
+    assert not (tmp_path / "run").exists()  # no stale run.json
+
+
+def test_allow_missing_classes_trains_with_a_warning(small_data, tmp_path, capsys):
+    cfg = _config(small_data, tmp_path / "run", allow_missing_classes=True)
+    cfg.train_path = _without(cfg.train_path, 3, tmp_path / "train.csv")
+    train.train(cfg)
+    assert "3 (Olasılık)" in capsys.readouterr().err
+    preds = artifacts.read_predictions(tmp_path / "run")
+    assert (preds["prob_class_3"] == 0).all() and (preds["y_true"] == 3).any()
+    assert "--allow_missing_classes" in artifacts.read_manifest(tmp_path / "run")["command"]
+
+
+def _train_argv(small_data, out, *extra):
+    return ["train", "--model", "tfidf", "--train_path", str(small_data / "augmented_train.csv"),
+            "--val_path", str(small_data / "val_split.csv"), "--test_path", str(small_data / "test_split.csv"),
+            "--output_dir", str(out), "--no_bench", *extra]
+
+
+def _start_cli(argv, go=None):
+    """`mathreport ARGV` in a new process (this checkout's code); with `go`, it waits for that file first."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mathreport
+
+    script = ("import sys, time, pathlib\nfrom mathreport import cli\n"
+              "go = sys.argv[1]\nwhile go and not pathlib.Path(go).exists(): time.sleep(0.01)\n"
+              "sys.exit(cli.main(sys.argv[2:]))")
+    env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-c", script, str(go or ""), *argv], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_two_trains_into_one_folder_one_fails_at_once(small_data, tmp_path):
+    out, go = tmp_path / "run", tmp_path / "go"
+    procs = {seed: _start_cli(_train_argv(small_data, out, "--seed", str(seed)), go) for seed in (1, 2)}
+    go.touch()
+    results = {seed: (p.wait(timeout=300), *p.communicate()) for seed, p in procs.items()}
+    codes = sorted(code for code, _, _ in results.values())
+    assert codes == [0, 2], results
+    (winner, (_, stdout, _)), = [(s, r) for s, r in results.items() if r[0] == 0]
+    (_, (_, _, stderr)), = [(s, r) for s, r in results.items() if r[0] == 2]
+    assert "is being written by PID" in stderr and len(stderr.strip().splitlines()) == 1
+    # The folder is the winner's alone, and what it printed is what it wrote.
+    assert artifacts.read_manifest(out)["config"]["seed"] == winner
+    artifacts.check_consistency(out)
+    assert f"Accuracy {artifacts.read_metrics(out)['Accuracy']:.3f}" in stdout
+
+
+def test_kill_9_during_training_then_resume(small_data, tmp_path, capsys):
+    import json
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = _start_cli(_train_argv(small_data, out))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # kill once it has started writing the run
+        manifest = out / artifacts.MANIFEST
+        if manifest.is_file() and json.loads(manifest.read_text() or "{}").get("status") == "running":
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert artifacts.read_manifest(out)["status"] == "running" and not (out / artifacts.METRICS).exists()
+    train.train(_config(small_data, out, resume=True))
+    err = capsys.readouterr().err
+    assert f"PID {proc.pid}" in err and "no longer running" in err  # its lock, taken over
+    assert artifacts.read_manifest(out)["status"] == "complete"
+    artifacts.check_consistency(out)
