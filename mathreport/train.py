@@ -347,7 +347,8 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
     from mathreport import metrics
 
     if not Path(run_dir).is_dir():
-        raise artifacts.ArtifactError(f"run directory {run_dir} does not exist")
+        raise artifacts.ArtifactError(f"run directory {run_dir} does not exist; make it with: "
+                                      f"{artifacts.make_command(run_dir)}")
     with artifacts.run_lock(run_dir, "mathreport evaluate"):
         frame = artifacts.read_predictions(run_dir)
         probs = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
