@@ -30,7 +30,8 @@ def _probs(y: np.ndarray, signal: float, seed: int) -> np.ndarray:
 
 def _data(val: str = "v" * 64, test: str = "t" * 64) -> dict:
     return {"train": {"path": "train.csv", "sha256": "0" * 64, "rows": 1000},
-            "val": {"path": "val.csv", "sha256": val, "rows": N}, "test": {"path": "test.csv", "sha256": test, "rows": N}}
+            "val": {"path": "val.csv", "sha256": val, "rows": N},
+            "test": {"path": "test.csv", "sha256": test, "rows": N}}
 
 
 def make_member(results, name, signal, seed, *, y_val=Y_VAL, y_test=Y_TEST, data=None, p50=1.0):
