@@ -25,7 +25,8 @@ def scores(run_dir: Path) -> dict:
     """Accuracy and macro F1 on validation and test, training seconds, batch-1 p50 latency of one run."""
     run_dir = Path(run_dir)
     out = {}
-    for split, frame in (("val", artifacts.read_val_predictions(run_dir)), ("test", artifacts.read_predictions(run_dir))):
+    frames = {"val": artifacts.read_val_predictions(run_dir), "test": artifacts.read_predictions(run_dir)}
+    for split, frame in frames.items():
         out[f"{split}_acc"] = accuracy_score(frame["y_true"], frame["y_pred"])
         out[f"{split}_f1"] = f1_score(frame["y_true"], frame["y_pred"], labels=LABELS, average="macro", zero_division=0)
         if split == "test":
@@ -57,7 +58,8 @@ def models_table(run_dirs: list[str]) -> str:
     for run in run_dirs:
         s = scores(Path(run))
         lines.append(f"| `{run}` | {_fmt(s['test_acc'])} | {_fmt(s['test_f1'])} | {_fmt(s['val_acc'])} | "
-                     f"{_fmt(s['val_f1'])} | {_fmt(s['f1_rare'], 3)} | {_fmt(s['train_s'], 0)} | {_fmt(s['p50_ms'], 2)} |")
+                     f"{_fmt(s['val_f1'])} | {_fmt(s['f1_rare'], 3)} | {_fmt(s['train_s'], 0)} | "
+                     f"{_fmt(s['p50_ms'], 2)} |")
     return "\n".join(lines)
 
 

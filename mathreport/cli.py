@@ -191,7 +191,11 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf1
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from mathreport import predict
+    from mathreport import ensemble, predict
+
+    if ensemble.is_ensemble(args.run_dir):
+        raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
+                           "member, then rebuild it with `mathreport ensemble --force`")
 
     latency = predict.bench_run(
         args.run_dir, dtype=_DTYPES[args.dtype], threads=args.threads, batch_sizes=tuple(args.batch_sizes),
@@ -233,7 +237,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not Path(args.run_dir).is_dir():
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
-    classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=_DTYPES[args.dtype])
+    from mathreport import ensemble
+
+    loader = ensemble.load_classifier if ensemble.is_ensemble(args.run_dir) else predict.load_classifier
+    classifier = loader(args.run_dir, device=args.device, dtype=_DTYPES[args.dtype])
     probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     names = labels.names(args.lang)
     if args.output is not None:

@@ -275,3 +275,32 @@ def summary_line(run_dir: Path) -> str:
     return (f"{run_dir}: weights {weights}; Accuracy {m['Accuracy']:.4f}, F1_macro {m['F1_macro']:.4f} "
             f"(best member {vs['member']}: Accuracy {vs['accuracy_member']:.4f}; McNemar exact p = "
             f"{vs['p_value']:.4g}, {vs['b']} vs {vs['c']} discordant)")
+
+
+def is_ensemble(run_dir: Path) -> bool:
+    """Whether a run directory holds an ensemble (its run.json says kind "ensemble")."""
+    path = Path(run_dir) / artifacts.MANIFEST
+    return path.is_file() and artifacts.read_manifest(Path(run_dir)).get("kind") == "ensemble"
+
+
+@dataclass
+class EnsembleClassifier:
+    """The members' classifiers and the fitted weights: probabilities for new questions."""
+
+    members: list
+    weights: np.ndarray
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        return combine([m.predict_proba(texts, batch_size=batch_size) for m in self.members], self.weights)
+
+
+def load_classifier(run_dir: Path, device: str | None = None, dtype: str = "float32") -> EnsembleClassifier:
+    """Load every member's saved model (predict.load_classifier) with the ensemble's weights."""
+    from mathreport import predict
+
+    manifest = artifacts.read_manifest(Path(run_dir))
+    members = manifest.get("members") or []
+    if not members:
+        raise EnsembleError(f"{Path(run_dir) / artifacts.MANIFEST}: an ensemble without 'members'")
+    return EnsembleClassifier([predict.load_classifier(m["path"], device=device, dtype=dtype) for m in members],
+                              np.array([m["weight"] for m in members], dtype=float))

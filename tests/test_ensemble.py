@@ -189,3 +189,24 @@ def test_pipeline_builds_the_ensemble_after_its_members(members, tmp_path, monke
     assert not ensemble.is_current(results / "ensemble")
     report.run_pipeline(["strong", "weak", "ensemble"], data_dir=data_dir, results_dir=results)
     assert ensemble.is_current(results / "ensemble")
+
+
+def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data, tmp_path, capsys):
+    """`mathreport predict` on an ensemble reloads each member's model and applies the fitted weights."""
+    import json
+
+    from mathreport import predict
+
+    common = dict(train_path=small_data / "augmented_train.csv", val_path=small_data / "val_split.csv",
+                  test_path=small_data / "test_split.csv", bench=False)
+    runs = [train.train(train.TrainConfig(model="tfidf", output_dir=tmp_path / name, imbalance=imb, **common))
+            for name, imb in (("a", "none"), ("b", "oversample"))]
+    out = ensemble.build_ensemble(runs, tmp_path / "ens")
+    weights = np.array(list(artifacts.read_manifest(out)["weights"].values()))
+    text = "Find the eigenvalues of the matrix [[2, 1], [1, 2]]."
+    expected = ensemble.combine([predict.load_classifier(r).predict_proba([text]) for r in runs], weights)
+    assert cli.main(["predict", "--run_dir", str(out), "--json", "--lang", "en", text]) == 0
+    probs = json.loads(capsys.readouterr().out)["probabilities"]
+    np.testing.assert_allclose(list(probs.values()), expected[0], atol=1e-12)
+    assert cli.main(["bench", "--run_dir", str(out)]) == 2
+    assert "sum of its members'" in capsys.readouterr().err
