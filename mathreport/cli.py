@@ -147,7 +147,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     from mathreport import ensemble
 
     runs = [ensemble.resolve_run(name, args.results_dir) for name in args.runs]
-    run_dir = ensemble.build_ensemble(runs, args.output_dir, force=args.force)
+    run_dir = ensemble.build_ensemble(runs, args.output_dir, force=args.force, method=args.method)
     print(ensemble.summary_line(run_dir))
 
 
@@ -388,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="member run directories (a bare name means results/NAME); each needs preds_val.csv")
     p.add_argument("--output_dir", "--output-dir", dest="output_dir", type=Path, default=Path("results/ensemble"))
     p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
+    p.add_argument("--method", choices=["loglinear", "linear"], default="loglinear",
+                   help="pool by weighted geometric mean (default) or weighted average of probabilities")
     p.add_argument("--force", action="store_true", help="replace an existing run in --output_dir")
     p.set_defaults(func=cmd_ensemble)
 

@@ -70,7 +70,7 @@ def test_weights_depend_on_validation_only(members, tmp_path):
     results, runs = members
     first = ensemble.build_ensemble(runs, tmp_path / "e1")
     weights = artifacts.read_manifest(first)["weights"]
-    assert weights["strong"] > weights["weak"] and sum(weights.values()) == pytest.approx(1)
+    assert weights["strong"] > weights["weak"]
 
     # New test probabilities for one member: the ensemble's test predictions change, its weights do not.
     _replace_probs(runs[1], artifacts.PREDICTIONS, _probs(Y_TEST, 6.0, 77))
@@ -84,14 +84,28 @@ def test_weights_depend_on_validation_only(members, tmp_path):
     assert third["weak"] > third["strong"]
 
 
-def test_fitted_weights_minimise_validation_log_loss():
+@pytest.mark.parametrize("method", ["loglinear", "linear"])
+def test_fitted_weights_minimise_validation_log_loss(method):
     p = [_probs(Y_VAL, 2.0, 3), _probs(Y_VAL, 2.0, 4), _probs(Y_VAL, 0.5, 5)]
-    w = ensemble.fit_weights(p, Y_VAL)
-    best = ensemble.log_loss(Y_VAL, ensemble.combine(p, w))
-    # No corner of the simplex and no point on a coarse grid does better than the optimum found.
-    grid = [np.array([a, b, 1 - a - b]) for a in np.linspace(0, 1, 21) for b in np.linspace(0, 1 - a, 21)]
-    assert best <= min(ensemble.log_loss(Y_VAL, ensemble.combine(p, g)) for g in grid) + 1e-6
-    assert (w >= 0).all() and w.sum() == pytest.approx(1)
+    w = ensemble.fit_weights(p, Y_VAL, method)
+    best = ensemble.log_loss(Y_VAL, ensemble.combine(p, w, method))
+    # No point of a grid over the feasible weights does better than the optimum found.
+    if method == "linear":
+        assert w.sum() == pytest.approx(1)
+        grid = [np.array([a, b, 1 - a - b]) for a in np.linspace(0, 1, 21) for b in np.linspace(0, 1 - a, 21)]
+    else:
+        axis = np.linspace(0, 2, 6)
+        grid = [np.array([a, b, c]) for a in axis for b in axis for c in axis]
+    assert best <= min(ensemble.log_loss(Y_VAL, ensemble.combine(p, g, method)) for g in grid) + 1e-6
+    assert (w >= 0).all() and w[2] < min(w[0], w[1])  # the weakest member counts least
+
+
+def test_loglinear_pool_is_a_weighted_geometric_mean():
+    a, b = _probs(Y_VAL, 2.0, 3), _probs(Y_VAL, 1.0, 4)
+    pooled = ensemble.combine([a, b], np.array([0.5, 0.5]))
+    geometric = np.sqrt(a * b)
+    np.testing.assert_allclose(pooled, geometric / geometric.sum(axis=1, keepdims=True), rtol=1e-10)
+    np.testing.assert_allclose(ensemble.combine([a, b], np.array([1.0, 0.0])), a, rtol=1e-10)
 
 
 def test_ensemble_is_a_run_the_readers_and_compare_accept(members, tmp_path, capsys):
@@ -108,7 +122,7 @@ def test_ensemble_is_a_run_the_readers_and_compare_accept(members, tmp_path, cap
     preds = artifacts.read_predictions(out)
     assert artifacts.read_metrics(out)["Accuracy"] == pytest.approx((preds["y_pred"] == Y_TEST).mean())
     mixed = ensemble.combine([artifacts.read_predictions(r)[artifacts.PROB_COLUMNS].to_numpy() for r in runs],
-                             np.array(list(manifest["weights"].values())))
+                             np.array(list(manifest["weights"].values())), manifest["method"])
     np.testing.assert_allclose(preds[artifacts.PROB_COLUMNS].to_numpy(), mixed, atol=1e-12)
     # Latency is the members' summed, per batch size.
     latency = artifacts.read_latency(out)
@@ -204,7 +218,7 @@ def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data,
     out = ensemble.build_ensemble(runs, tmp_path / "ens")
     weights = np.array(list(artifacts.read_manifest(out)["weights"].values()))
     text = "Find the eigenvalues of the matrix [[2, 1], [1, 2]]."
-    expected = ensemble.combine([predict.load_classifier(r).predict_proba([text]) for r in runs], weights)
+    expected = ensemble.combine([predict.load_classifier(r).predict_proba([text]) for r in runs], weights, "loglinear")
     assert cli.main(["predict", "--run_dir", str(out), "--json", "--lang", "en", text]) == 0
     probs = json.loads(capsys.readouterr().out)["probabilities"]
     np.testing.assert_allclose(list(probs.values()), expected[0], atol=1e-12)
