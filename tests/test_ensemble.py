@@ -212,7 +212,7 @@ def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data,
     from mathreport import predict
 
     common = dict(train_path=small_data / "augmented_train.csv", val_path=small_data / "val_split.csv",
-                  test_path=small_data / "test_split.csv", bench=False)
+                  test_path=small_data / "test_split.csv", bench=False, max_train_samples=200)
     runs = [train.train(train.TrainConfig(model="tfidf", output_dir=tmp_path / name, imbalance=imb, **common))
             for name, imb in (("a", "none"), ("b", "oversample"))]
     out = ensemble.build_ensemble(runs, tmp_path / "ens")
