@@ -28,6 +28,7 @@ from mathreport.labels import NUM_CLASSES
 METRICS = "metrics.json"
 CLASS_REPORT = "class_report.json"
 PREDICTIONS = "preds_test.csv"
+PREDS_VAL = "preds_val.csv"  # the same table for the validation split; ensembles are fitted on it
 HISTORY = "history.csv"
 LATENCY = "latency.json"
 MANIFEST = "run.json"
@@ -150,6 +151,16 @@ def predictions_frame(
 def write_predictions(run_dir: Path, y_true, probs, texts=None) -> Path:
     """Write `preds_test.csv` of a run."""
     return write_csv(Path(run_dir) / PREDICTIONS, predictions_frame(y_true, probs, texts))
+
+
+def write_val_predictions(run_dir: Path, y_true, probs, texts=None) -> Path:
+    """Write `preds_val.csv` of a run (the validation split's `preds_test.csv`)."""
+    return write_csv(Path(run_dir) / PREDS_VAL, predictions_frame(y_true, probs, texts))
+
+
+def val_predictions_command(run_dir: Path) -> str:
+    """The command that writes `preds_val.csv` for a run trained before every run wrote it."""
+    return f"mathreport evaluate --run_dir {Path(run_dir)} --write_val_preds"
 
 
 def file_sha256(path: Path) -> str:
@@ -341,7 +352,18 @@ def read_class_report(run_dir: Path) -> dict:
 
 def read_predictions(run_dir: Path, atol: float = 1e-3) -> pd.DataFrame:
     """Read `preds_test.csv`, checking columns, label range, probabilities and argmax consistency."""
-    path = _require(Path(run_dir) / PREDICTIONS)
+    return _read_prediction_table(_require(Path(run_dir) / PREDICTIONS), atol)
+
+
+def read_val_predictions(run_dir: Path, atol: float = 1e-3) -> pd.DataFrame:
+    """Read `preds_val.csv` with the same checks as `preds_test.csv`; runs made before it existed lack it."""
+    path = Path(run_dir) / PREDS_VAL
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing. Make it with: {val_predictions_command(run_dir)}")
+    return _read_prediction_table(path, atol)
+
+
+def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
     frame = pd.read_csv(path)
     missing = [c for c in ["y_true", "y_pred", *PROB_COLUMNS] if c not in frame.columns]
     if missing:

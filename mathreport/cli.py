@@ -53,6 +53,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--text_col", default="Question")
     p.add_argument("--label_col", default="label")
+    p.add_argument("--imbalance", choices=["none", "class_weights", "oversample"], default=None,
+                   help="rare classes: weight the loss, oversample the train split, or neither "
+                        "(default: the model family's, see docs/REAL_DATA.md)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -66,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         force=args.force, model_path=args.model_path, load_in_4bit=args.load_in_4bit,
         allow_leakage=args.allow_leakage, max_train_samples=args.max_train_samples, device=args.device,
         lora_mlp=args.lora_mlp, allow_missing_classes=args.allow_missing_classes,
-        bf16=args.bf16, lora_dropout=args.lora_dropout,
+        bf16=args.bf16, lora_dropout=args.lora_dropout, imbalance=args.imbalance,
         bench=not args.no_bench, text_col=args.text_col, label_col=args.label_col,
     )
     run_dir = train(cfg)
@@ -76,8 +79,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from mathreport.train import evaluate_run
+    from mathreport.train import backfill_val_predictions, evaluate_run
 
+    if args.write_val_preds:
+        path = backfill_val_predictions(args.run_dir, val_path=args.val_path, device=args.device)
+        print(f"wrote {path}")
     result = evaluate_run(args.run_dir)
     print(f"{args.run_dir}: wrote {artifacts.METRICS} and {artifacts.CLASS_REPORT} "
           f"(Accuracy {result['Accuracy']:.3f})")
@@ -163,6 +169,14 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from mathreport import ensemble
+
+    runs = [ensemble.resolve_run(name, args.results_dir) for name in args.runs]
+    run_dir = ensemble.build_ensemble(runs, args.output_dir, force=args.force, method=args.method)
+    print(ensemble.summary_line(run_dir))
+
+
 def cmd_gpu_bench(args: argparse.Namespace) -> None:
     from mathreport import gpu_bench
 
@@ -204,7 +218,11 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf1
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from mathreport import predict
+    from mathreport import ensemble, predict
+
+    if ensemble.is_ensemble(args.run_dir):
+        raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
+                           "member, then rebuild it with `mathreport ensemble --force`")
 
     if not Path(args.run_dir).is_dir():
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
@@ -245,7 +263,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not Path(args.run_dir).is_dir():
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
-    classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=_DTYPES[args.dtype])
+    from mathreport import ensemble
+
+    loader = ensemble.load_classifier if ensemble.is_ensemble(args.run_dir) else predict.load_classifier
+    classifier = loader(args.run_dir, device=args.device, dtype=_DTYPES[args.dtype])
     probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     names = labels.names(args.lang)
     if args.output is not None:
@@ -334,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="recompute metrics.json and class_report.json from preds_test.csv")
     p.add_argument("--run_dir", type=Path, required=True)
+    p.add_argument("--write_val_preds", action="store_true",
+                   help=f"first write {artifacts.PREDS_VAL} by reloading the run's model (runs made before it existed)")
+    p.add_argument("--val_path", type=Path, default=None, help="validation split (default: the one in run.json)")
+    p.add_argument("--device", default=None, help="cpu or cuda, for --write_val_preds")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("prepare", help="clean a raw CSV and write leakage-free stratified splits")
@@ -386,6 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pipeline)
 
     _add_engine_commands(sub)
+
+    p = sub.add_parser("ensemble", help="a run made from other runs' probabilities, weights fitted on validation")
+    p.add_argument("--runs", nargs="+", required=True,
+                   help="member run directories (a bare name means results/NAME); each needs preds_val.csv")
+    p.add_argument("--output_dir", "--output-dir", dest="output_dir", type=Path, default=Path("results/ensemble"))
+    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
+    p.add_argument("--method", choices=["loglinear", "linear"], default="loglinear",
+                   help="pool by weighted geometric mean (default) or weighted average of probabilities")
+    p.add_argument("--force", action="store_true", help="replace an existing run in --output_dir")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("gpu-bench", help="LoRA training and inference speed of the 7B decoders on a CUDA GPU")
     p.add_argument("--models", nargs="+", choices=["qwen", "mistral"], default=["qwen", "mistral"])

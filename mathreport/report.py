@@ -197,7 +197,8 @@ def run_pipeline(
     """Train (through `train_model.ipynb`) each model whose results are missing or incomplete, then report."""
     ensure_data(data_dir)
     results_dir = Path(results_dir)
-    for name in models:
+    members = [name for name in models if name != "ensemble"]
+    for name in members:
         run_dir = results_dir / name
         if artifacts.is_complete(run_dir) and not force:
             print(f"{run_dir}: complete results found, not retraining (use --force to retrain)")
@@ -219,6 +220,16 @@ def run_pipeline(
             kernel=kernel,
             stream=True,
         )
+    if "ensemble" in models:  # built after its members, from every other model named
+        from mathreport import ensemble
+
+        run_dir = results_dir / "ensemble"
+        if ensemble.is_current(run_dir) and not force:
+            print(f"{run_dir}: an ensemble of the current member results exists, not refitting it")
+        else:
+            print(f"{run_dir}: fitting the ensemble of {', '.join(members)} on the validation split")
+            ensemble.build_ensemble([results_dir / name for name in members], run_dir, force=True)
+            print(ensemble.summary_line(run_dir))
     paths = run_report(model=report_model or models[-1], results_dir=results_dir, output_dir=results_dir,
                        lang=lang, pdf=pdf)
     if len(models) > 1:

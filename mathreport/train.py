@@ -56,6 +56,7 @@ class TrainConfig:
     label_col: str = "label"
     bf16: bool = False  # CPU: bfloat16 autocast in Trainer (see docs/PERFORMANCE.md); CUDA always uses bf16
     lora_dropout: float | None = None  # None: the preset's
+    imbalance: str | None = None  # none, class_weights or oversample; None: the model family's default
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
 
 
@@ -130,7 +131,8 @@ def cli_command(cfg: TrainConfig) -> str:
     """The `mathreport train` command line that reproduces a run, whether it came from the CLI or a notebook."""
     parts = ["mathreport train", f"--model {cfg.model}", f"--train_path {cfg.train_path}",
              f"--val_path {cfg.val_path}", f"--test_path {cfg.test_path}", f"--num_epochs {cfg.num_epochs}"]
-    for flag in ("learning_rate", "batch_size", "max_length", "max_train_samples", "model_path", "lora_dropout"):
+    for flag in ("learning_rate", "batch_size", "max_length", "max_train_samples", "model_path", "lora_dropout",
+                 "imbalance"):
         value = getattr(cfg, flag)
         if value is not None:
             parts.append(f"--{flag} {value}")
@@ -149,6 +151,13 @@ def cli_command(cfg: TrainConfig) -> str:
 
 
 TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
+
+# How training treats the rare classes (Lineer Cebir, Soyut Cebir: ~1% of the data each). `class_weights`
+# weights each class's loss by n / (8 * n_class) (scikit-learn's "balanced"); `oversample` duplicates rows of
+# the minority classes up to the median class count (data.oversample_minority) before training.
+IMBALANCE_METHODS = ("none", "class_weights", "oversample")
+# Per model family; measured on the real data in docs/REAL_DATA.md.
+DEFAULT_IMBALANCE = {"tfidf": "class_weights", "transformer": "none"}
 
 
 class RunExistsError(FileExistsError):
@@ -199,7 +208,25 @@ def hyperparameters(cfg: TrainConfig, preset: models.Preset) -> dict:
         "max_length": cfg.max_length or preset.max_length,
         "seed": cfg.seed,
         "max_train_samples": cfg.max_train_samples,
+        "imbalance": imbalance_for(cfg, preset),
     }
+
+
+def imbalance_for(cfg: TrainConfig, preset: models.Preset) -> str:
+    """The class-imbalance treatment of a run: the one asked for, else the model family's default."""
+    method = cfg.imbalance if cfg.imbalance is not None else DEFAULT_IMBALANCE[preset.kind]
+    if method not in IMBALANCE_METHODS:
+        raise ValueError(f"imbalance must be one of {IMBALANCE_METHODS}, found {method!r}")
+    return method
+
+
+def balance_train_split(splits: dict[str, pd.DataFrame], method: str, seed: int) -> dict | None:
+    """Oversample the train split in place when `method` is "oversample"; the oversampling report, else None."""
+    if method != "oversample":
+        return None
+    rows = len(splits["train"])
+    splits["train"], report = data.oversample_minority(splits["train"], seed=seed)
+    return {**report, "train_rows_before": rows}
 
 
 def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
@@ -278,9 +305,10 @@ def _train_run(cfg: TrainConfig) -> Path:
     if preset.kind == "transformer":  # so does 4-bit where it cannot work (no CUDA, no bitsandbytes)
         models.resolve_load_in_4bit(preset, models.pick_device(cfg.device), cfg.load_in_4bit)
     run_dir = _check_output_dir(cfg)
-    splits = load_splits(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
     hyper = hyperparameters(cfg, preset)
+    splits = load_splits(cfg)
+    oversampling = balance_train_split(splits, hyper["imbalance"], cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
         "model": preset.key,
         "kind": preset.kind,
@@ -295,6 +323,7 @@ def _train_run(cfg: TrainConfig) -> Path:
             name: {"path": str(path), "sha256": artifacts.file_sha256(path), "rows": len(splits[name])}
             for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
         },
+        "oversampling": oversampling,
         "versions": _versions(),
         "hardware": predict.hardware(),
         "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -315,6 +344,9 @@ def _train_run(cfg: TrainConfig) -> Path:
     test = splits["test"]
     probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64)
     artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
+    val = splits["val"]
+    val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64)
+    artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
     evaluate_run(run_dir)
     if cfg.bench:
         latency = predict.benchmark_latency(
@@ -336,9 +368,10 @@ def fit_transformer(cfg: TrainConfig, splits: dict[str, pd.DataFrame], work_dir:
     """
     preset = preset_for(cfg)
     weights = models.resolve_weights(preset, cfg.model_path)
-    classifier, history, stats, _ = _train_transformer(
-        preset, weights, splits, hyperparameters(cfg, preset), Path(work_dir), cfg
-    )
+    hyper = hyperparameters(cfg, preset)
+    splits = dict(splits)
+    balance_train_split(splits, hyper["imbalance"], cfg.seed)
+    classifier, history, stats, _ = _train_transformer(preset, weights, splits, hyper, Path(work_dir), cfg)
     return classifier, history, stats
 
 
@@ -360,6 +393,34 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
     return result
 
 
+def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device: str | None = None,
+                             batch_size: int = 64) -> Path:
+    """Write `preds_val.csv` for a run made before runs wrote it, by reloading its saved model.
+
+    The validation split is the file named in run.json (or `val_path`); its SHA-256 must match the one the run
+    recorded, so the predictions are for the rows the run was trained beside.
+    """
+    run_dir = Path(run_dir)
+    manifest = artifacts.read_manifest(run_dir)
+    recorded = (manifest.get("data") or {}).get("val") or {}
+    path = Path(val_path) if val_path is not None else Path(recorded.get("path") or "")
+    if not recorded.get("sha256"):
+        raise artifacts.ArtifactError(f"{run_dir / artifacts.MANIFEST}: no data.val.sha256; cannot tell which "
+                                      "validation rows the run saw")
+    if not path.is_file():
+        raise artifacts.ArtifactError(f"{run_dir}: its validation split {path} is missing; give it with --val_path")
+    if artifacts.file_sha256(path) != recorded["sha256"]:
+        raise artifacts.ArtifactError(
+            f"{path} is not the validation split {run_dir} was trained with (SHA-256 differs from "
+            f"{run_dir / artifacts.MANIFEST}'s data.val.sha256); give the original file with --val_path"
+        )
+    config = manifest.get("config") or {}
+    val = data.read_split(path, text_col=config.get("text_col", "Question"), label_col=config.get("label_col", "label"))
+    classifier = predict.load_classifier(run_dir, device=device)
+    probs = classifier.predict_proba(val["Question"].tolist(), batch_size=batch_size)
+    return artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
+
+
 # --- scikit-learn baseline -------------------------------------------------------------------------
 
 
@@ -375,7 +436,8 @@ def _train_tfidf(splits, hyper, run_dir):
         ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
     ])
     pipeline = make_pipeline(
-        features, LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=hyper["seed"])
+        features, LogisticRegression(C=10.0, max_iter=2000, random_state=hyper["seed"],
+                                     class_weight="balanced" if hyper["imbalance"] == "class_weights" else None)
     )
     start = time.perf_counter()
     train, val = splits["train"], splits["val"]
@@ -447,6 +509,30 @@ def history_from_log(log_history: list[dict]) -> pd.DataFrame:
     return frame[[*artifacts.HISTORY_COLUMNS, *[c for c in frame.columns if c not in artifacts.HISTORY_COLUMNS]]]
 
 
+def class_weighted_loss(train_labels):
+    """A Trainer `compute_loss_func`: cross-entropy with each class weighted by n / (8 * n_class).
+
+    The sum is divided by the number of labelled items Trainer counted in the (accumulated) batch, as
+    transformers' own losses do; balanced weights average 1 per item, so the scale matches the plain loss.
+    """
+    import torch
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(train_labels)
+    weights = torch.tensor(compute_class_weight("balanced", classes=np.arange(NUM_CLASSES), y=labels),
+                           dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        total = torch.nn.functional.cross_entropy(logits.float(), labels.to(logits.device),
+                                                  weight=weights.to(logits.device), reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+        return total / count
+
+    loss.class_weights = weights.tolist()
+    return loss
+
+
 def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: TrainConfig):
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
@@ -491,8 +577,10 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
            if load_in_4bit else {}),
     )
+    loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
     trainer = Trainer(
         model=model,
+        compute_loss_func=loss_func,
         args=args,
         data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=train_ds,
@@ -528,6 +616,9 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         "total_parameters": int(total),
         "resumed": bool(resume),
     }
+    if loss_func is not None:  # the validation loss in history.csv is weighted the same way
+        stats["loss"] = "class-weighted cross-entropy"
+        stats["class_weights"] = loss_func.class_weights
     extra = {
         "weights": weights,
         "device": device,

@@ -279,3 +279,74 @@ def test_kill_9_during_training_then_resume(small_data, tmp_path, capsys):
     assert f"PID {proc.pid}" in err and "no longer running" in err  # its lock, taken over
     assert artifacts.read_manifest(out)["status"] == "complete"
     artifacts.check_consistency(out)
+
+# --- class imbalance and validation predictions ---------------------------------------------------------------
+
+
+def test_class_weighted_loss_weights_each_class_by_its_rarity():
+    import torch
+
+    labels = np.array([0] * 12 + [1] * 3 + [2] * 1 + list(range(3, NUM_CLASSES)))
+    loss = train.class_weighted_loss(labels)
+    weights = np.array(loss.class_weights)
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    np.testing.assert_allclose(weights, len(labels) / (NUM_CLASSES * counts), rtol=1e-6)
+    logits = torch.randn(6, NUM_CLASSES)
+    batch = torch.tensor([0, 0, 1, 2, 3, 7])
+    ce = torch.nn.functional.cross_entropy(logits, batch, reduction="none").numpy()
+    expected = (weights[batch.numpy()] * ce).sum()
+    assert float(loss({"logits": logits}, batch)) == pytest.approx(expected / 6, rel=1e-5)
+    # Trainer passes the number of items in the accumulated batch: the sum is divided by it.
+    assert float(loss({"logits": logits}, batch, num_items_in_batch=12)) == pytest.approx(expected / 12, rel=1e-5)
+
+
+@pytest.mark.parametrize("imbalance", ["none", "class_weights", "oversample"])
+def test_tfidf_imbalance_option_and_val_predictions(small_data, tmp_path, imbalance):
+    import joblib
+
+    out = tmp_path / imbalance
+    train.train(_config(small_data, out, imbalance=imbalance))
+    manifest = artifacts.read_manifest(out)
+    assert manifest["hyperparameters"]["imbalance"] == imbalance
+    assert f"--imbalance {imbalance}" in manifest["command"]
+    lr = joblib.load(out / "model" / "pipeline.joblib").steps[-1][1]
+    assert lr.class_weight == ("balanced" if imbalance == "class_weights" else None)
+    if imbalance == "oversample":
+        report = manifest["oversampling"]
+        assert report["rows_added"] > 0
+        assert manifest["data"]["train"]["rows"] == report["train_rows_before"] + report["rows_added"]
+    else:
+        assert manifest["oversampling"] is None
+    val = pd.read_csv(small_data / "val_split.csv")
+    preds = artifacts.read_val_predictions(out)
+    assert preds["y_true"].tolist() == val["label"].tolist() and preds["text"].tolist() == val["Question"].tolist()
+
+
+def test_backfilled_val_predictions_match_the_ones_training_wrote(small_data, tmp_path):
+    out = tmp_path / "tfidf"
+    train.train(_config(small_data, out))
+    written = artifacts.read_val_predictions(out)
+    (out / artifacts.PREDS_VAL).unlink()
+    with pytest.raises(artifacts.ArtifactError, match="--write_val_preds"):
+        artifacts.read_val_predictions(out)
+    train.backfill_val_predictions(out)
+    pd.testing.assert_frame_equal(artifacts.read_val_predictions(out), written)
+    # Another validation file than the one the run recorded is refused, and nothing is written.
+    other = tmp_path / "val_other.csv"
+    pd.read_csv(small_data / "val_split.csv").iloc[:-1].to_csv(other, index=False)
+    (out / artifacts.PREDS_VAL).unlink()
+    with pytest.raises(artifacts.ArtifactError, match="SHA-256"):
+        train.backfill_val_predictions(out, val_path=other)
+    assert not (out / artifacts.PREDS_VAL).exists()
+
+
+def test_default_imbalance_per_model_family():
+    from mathreport import models
+
+    cfg = train.TrainConfig(model="tfidf", train_path=None, val_path=None, test_path=None, output_dir=None)
+    for key in ("tfidf", "minilm"):
+        preset = models.get_preset(key)
+        assert train.imbalance_for(cfg, preset) == train.DEFAULT_IMBALANCE[preset.kind]
+    cfg.imbalance = "sometimes"
+    with pytest.raises(ValueError, match="imbalance must be one of"):
+        train.imbalance_for(cfg, models.get_preset("tfidf"))
