@@ -208,7 +208,15 @@ def summed_latency(members: list[Member]) -> dict | None:
 
 
 def build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool = False, method: str = "loglinear") -> Path:
-    """Fit the weights on the members' validation predictions and write the ensemble's run directory."""
+    """Fit the weights on the members' validation predictions and write the ensemble's run directory.
+
+    One writer per run: the whole build holds `artifacts.run_lock(output_dir)`.
+    """
+    with artifacts.run_lock(Path(output_dir), "mathreport ensemble"):
+        return _build_ensemble(run_dirs, output_dir, force=force, method=method)
+
+
+def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method: str) -> Path:
     from mathreport import predict, train
 
     output_dir = Path(output_dir)

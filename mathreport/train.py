@@ -416,9 +416,10 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
         )
     config = manifest.get("config") or {}
     val = data.read_split(path, text_col=config.get("text_col", "Question"), label_col=config.get("label_col", "label"))
-    classifier = predict.load_classifier(run_dir, device=device)
-    probs = classifier.predict_proba(val["Question"].tolist(), batch_size=batch_size)
-    return artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
+    with artifacts.run_lock(run_dir, "mathreport evaluate --write_val_preds"):
+        classifier = predict.load_classifier(run_dir, device=device)
+        probs = classifier.predict_proba(val["Question"].tolist(), batch_size=batch_size)
+        return artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
 
 
 # --- scikit-learn baseline -------------------------------------------------------------------------
