@@ -43,7 +43,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_length", type=int, default=None, help="tokens; default: the preset's")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max_train_samples", type=int, default=None, help="train on a seeded sample of this size")
-    p.add_argument("--model_path", default=None, help="local folder with the model's weights")
+    p.add_argument("--model_path", default=None, help="local folder (or .gguf file) with the model's weights")
     p.add_argument("--load_in_4bit", action=argparse.BooleanOptionalAction, default=None,
                    help="4-bit NF4 QLoRA (CUDA only); default: on for qwen/mistral on CUDA")
     p.add_argument("--lora_mlp", action="store_true", help="LoRA on the MLP projections too (decoders)")
@@ -303,7 +303,7 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--bf16", action="store_true", help="CPU: bfloat16 autocast in training")
     p.add_argument("--lora_dropout", type=float, default=None, help="default: the preset's")
-    p.add_argument("--model_path", default=None, help="local folder with the model's weights")
+    p.add_argument("--model_path", default=None, help="local folder (or .gguf file) with the model's weights")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--allow_leakage", action="store_true", help="search even if a question is in both splits")
     p.add_argument("--text_col", default="Question")

