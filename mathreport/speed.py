@@ -7,7 +7,8 @@ round's value and how busy the machine's CPUs were. Nothing here is used to trai
 What is compared (see docs/PERFORMANCE.md for the numbers):
 - inference: torch threads 1 vs all cores, LoRA adapter kept vs merged into the weights, batches in input
   order vs sorted by length, padding to max_length vs to the batch's longest, float32 vs bfloat16 vs int8
-  weights (and the test accuracy of each); tfidf with scikit-learn's per-call input checks on and off;
+  weights (int8: ONNX Runtime, when the run was exported) and the test accuracy of each; tfidf with
+  scikit-learn's per-call input checks on and off;
 - training steps (forward, backward, AdamW on the LoRA model, as Trainer runs them): padding to max_length vs
   dynamic padding, random vs length-grouped batches, torch threads 1 vs all cores, float32 vs bf16 autocast,
   LoRA dropout 0.1 vs 0;
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
-from mathreport import artifacts, predict
+from mathreport import artifacts, models, onnx_backend, predict
 
 
 def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[], float]], rounds: int,
@@ -82,7 +83,7 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
     import torch
 
     texts = predict.test_questions(run_dir)[:max_items]
-    merged = predict.load_classifier(run_dir)
+    merged = predict.load_classifier(run_dir, backend="torch")
     rows = []
     for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
                                    (32, "throughput, batch 32", _items_per_s, "higher")):
@@ -96,15 +97,21 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
     threads = int(best.split()[0])
     torch.set_num_threads(threads)
 
-    adapter = predict.load_classifier(run_dir, merge_lora=False)
-    bf16 = predict.load_classifier(run_dir, dtype="bfloat16")
-    int8 = predict.load_classifier(run_dir, dtype="int8")
+    adapter = predict.load_classifier(run_dir, merge_lora=False, backend="torch")
+    bf16 = predict.load_classifier(run_dir, dtype="bfloat16", backend="torch")
+    # int8 is ONNX Runtime's (`mathreport export-onnx`); torch.ao's dynamic quantization is deprecated and gone here.
+    try:
+        int8 = onnx_backend.load_onnx(run_dir, "int8", threads=threads)
+    except onnx_backend.OnnxUnavailable as exc:
+        print(f"int8 not measured: {exc}", flush=True)
+        int8 = None
+    reduced = {"bfloat16": bf16, **({"int8 (ONNX Runtime)": int8} if int8 else {})}
     unsorted = dataclasses.replace(merged, sort_by_length=False)
     padded = dataclasses.replace(merged, padding="max_length")
     for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
                                    (32, "throughput, batch 32", _items_per_s, "higher")):
         unit = "ms" if better == "lower" else "items/s"
-        for clf in (adapter, bf16, int8):
+        for clf in (adapter, *reduced.values()):
             clf.predict_proba(texts[:8], batch_size=bs)
         rows.append(_compare("LoRA merged into the weights", metric, unit, {
             "adapter kept": lambda c=adapter, b=bs, f=fn: f(c, texts, b),
@@ -114,8 +121,8 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
             "padded to the batch's longest": lambda b=bs, f=fn: f(merged, texts, b)}, rounds, better))
         rows.append(_compare("reduced-precision weights", metric, unit, {
             "float32": lambda b=bs, f=fn: f(merged, texts, b),
-            "bfloat16": lambda b=bs, f=fn: f(bf16, texts, b),
-            "int8 (dynamic quantization)": lambda b=bs, f=fn: f(int8, texts, b)}, rounds, better))
+            **{label: lambda c=clf, b=bs, f=fn: f(c, texts, b) for label, clf in reduced.items()}},
+            rounds, better))
     # Sorting only matters when a batch holds several questions; a shuffled copy stands for arbitrary input order.
     shuffled = list(pd.Series(texts).sample(frac=1.0, random_state=0))
     rows.append(_compare("length-sorted batches", "throughput, batch 32, shuffled questions", "items/s", {
@@ -124,7 +131,8 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
     for row in rows:
         row["threads"] = None if row["comparison"] == "torch threads" else threads
     rows.append(_precision_agreement(run_dir, merged, bf16, threads))
-    rows.append(_precision_agreement(run_dir, merged, int8, threads, label="int8"))
+    if int8 is not None:
+        rows.append(_precision_agreement(run_dir, merged, int8, threads, label="int8"))
     return rows
 
 
@@ -315,7 +323,10 @@ def trainer_run(train_path: Path, val_path: Path, *, bf16: bool, lora_dropout: f
             "fit_seconds": wall, **scores}
 
 
-TRAINER_VARIANTS = {"float32": {"bf16": False}, "bfloat16 autocast": {"bf16": True},
+# Explicit dropout: left open, train.resolve_defaults would give every variant the CPU default.
+_PRESET_DROPOUT = models.get_preset("minilm").lora_dropout
+TRAINER_VARIANTS = {"float32": {"bf16": False, "lora_dropout": _PRESET_DROPOUT},
+                    "bfloat16 autocast": {"bf16": True, "lora_dropout": _PRESET_DROPOUT},
                     "bfloat16 autocast, lora_dropout=0": {"bf16": True, "lora_dropout": 0.0}}
 
 

@@ -51,8 +51,8 @@ class TrainConfig:
     bench_max_items: int = 200
     text_col: str = "Question"
     label_col: str = "label"
-    bf16: bool = False  # CPU: bfloat16 autocast in Trainer (see docs/PERFORMANCE.md); CUDA always uses bf16
-    lora_dropout: float | None = None  # None: the preset's
+    bf16: bool | None = None  # CPU: bfloat16 autocast in Trainer; None: resolve_defaults; CUDA always uses bf16
+    lora_dropout: float | None = None  # None: resolve_defaults (the preset's, or 0 on CPU)
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
 
 
@@ -66,8 +66,8 @@ def cli_command(cfg: TrainConfig) -> str:
             parts.append(f"--{flag} {value}")
     if cfg.load_in_4bit is not None:
         parts.append("--load_in_4bit" if cfg.load_in_4bit else "--no-load_in_4bit")
-    if cfg.bf16:
-        parts.append("--bf16")
+    if cfg.bf16 is not None:  # resolved for transformers: written out so the command means the same on any CPU
+        parts.append("--bf16" if cfg.bf16 else "--no-bf16")
     parts += [f"--seed {cfg.seed}", f"--output_dir {cfg.output_dir}"]
     return " ".join(parts)
 
@@ -141,8 +141,45 @@ def preset_for(cfg: TrainConfig) -> models.Preset:
     return preset
 
 
+# LoRA dropout for CPU training when --lora_dropout is not given: on the CPU each dropout draws a random mask
+# per element for every LoRA module, the largest cost after padding (docs/PERFORMANCE.md), and on the real
+# dev data dropping it did not lower macro-F1 beyond the seed-to-seed noise (the table there).
+CPU_LORA_DROPOUT = 0.0
+
+
+def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
+    """The config with `bf16` and `lora_dropout` decided where the flags leave them open (None).
+
+    bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX,
+    read from /proc/cpuinfo), off on other CPUs, where it is emulated; CUDA runs use bf16 regardless.
+    lora_dropout: CPU_LORA_DROPOUT on the CPU, the preset's on CUDA. Both choices are measured in
+    docs/PERFORMANCE.md; the resolved values go into run.json and its command.
+    """
+    if models.get_preset(cfg.model).kind != "transformer":
+        return cfg
+    on_cpu = not models.pick_device(cfg.device).startswith("cuda")
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and predict.cpu_has_fast_bf16())
+    dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
+    return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout)
+
+
+def choose_inference_backend(run_dir: Path, classifier, test: pd.DataFrame, probs: np.ndarray, manifest: dict):
+    """Export the model to ONNX, verify every backend on the test split and record the default in `manifest`.
+
+    Returns the default backend's classifier and dtype, which the latency benchmark then measures.
+    """
+    from mathreport import onnx_backend
+
+    # LOCK(safety): `train` should hold `artifacts.run_lock(run_dir)` while this writes model*.onnx.
+    section, default = onnx_backend.export_and_choose(run_dir, classifier, test["Question"].tolist(),
+                                                      test["label"].to_numpy(), probs)
+    manifest[onnx_backend.INFERENCE] = section
+    return default, onnx_backend.backend_named(section["default"]).dtype
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train, evaluate on the test split and write the run directory. Returns its path."""
+    cfg = resolve_defaults(cfg)
     preset = preset_for(cfg)
     # Weights that cannot be had fail here, before anything is read or written.
     weights = models.resolve_weights(preset, cfg.model_path) if preset.kind == "transformer" else None
@@ -187,6 +224,8 @@ def train(cfg: TrainConfig) -> Path:
     probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64)
     artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
     evaluate_run(run_dir)
+    if preset.kind == "transformer":
+        classifier, dtype = choose_inference_backend(run_dir, classifier, test, probs, manifest)
     if cfg.bench:
         latency = predict.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
