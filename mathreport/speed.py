@@ -392,6 +392,62 @@ def cpu_flags() -> list[str]:
     return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx512_vnni")))
 
 
+def seed_arms(arms: dict[str, list[Path]]) -> dict:
+    """Macro-F1 (validation and test) and Trainer samples/s of finished runs grouped in arms (one run per seed).
+
+    Validation macro-F1 is computed here from each run's float32 torch model on the validation split named in its
+    run.json: the defaults are chosen on validation, the test split only reports. Per arm: the mean and the
+    sample standard deviation over seeds.
+    """
+    from mathreport import data, metrics
+
+    out: dict = {"arms": {}}
+    for arm, run_dirs in arms.items():
+        runs = []
+        for run_dir in run_dirs:
+            manifest = artifacts.read_manifest(run_dir)
+            test = artifacts.read_metrics(run_dir)
+            val_split = data.read_split(manifest["data"]["val"]["path"])
+            probs = predict.load_classifier(run_dir, backend="torch").predict_proba(val_split["Question"].tolist())
+            val = metrics.compute_metrics(val_split["label"].to_numpy(), probs, n_bootstrap=0)
+            runs.append({
+                "run_dir": str(run_dir), "seed": manifest["hyperparameters"]["seed"],
+                "bf16_autocast": manifest.get("train_autocast"), "lora_dropout": manifest["lora"]["lora_dropout"],
+                "val_macro_f1": val["F1_macro"], "val_accuracy": val["Accuracy"],
+                "test_macro_f1": test["F1_macro"], "test_accuracy": test["Accuracy"],
+                "train_samples_per_second": manifest["training"]["train_samples_per_second"],
+                "train_seconds": manifest["training"]["train_seconds"],
+            })
+        summary = {}
+        for key in ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy", "train_samples_per_second"):
+            values = [r[key] for r in runs]
+            summary[key] = {"mean": float(np.mean(values)),
+                            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+        out["arms"][arm] = {"runs": runs, "summary": summary}
+    return out
+
+
+def _mean_sd(stat: dict, digits: int = 4) -> str:
+    sd = stat["sd"]
+    return f"{stat['mean']:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
+
+
+def seed_arms_markdown(result: dict) -> str:
+    """The arms as a markdown table: one row per run, then each arm's mean ± sd."""
+    lines = ["| arm | seed | bf16 autocast | lora_dropout | val macro-F1 | val accuracy | test macro-F1 | "
+             "test accuracy | samples/s (Trainer) |", "| --- " * 9 + "|"]
+    for arm, entry in result["arms"].items():
+        for r in entry["runs"]:
+            lines.append(f"| {arm} | {r['seed']} | {r['bf16_autocast'] or 'no'} | {r['lora_dropout']} | "
+                         f"{r['val_macro_f1']:.4f} | {r['val_accuracy']:.4f} | {r['test_macro_f1']:.4f} | "
+                         f"{r['test_accuracy']:.4f} | {r['train_samples_per_second']:.1f} |")
+        s = entry["summary"]
+        cells = [_mean_sd(s[key]) for key in ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy")]
+        lines.append(f"| **{arm}** | mean ± sd | | | {' | '.join(cells)} | "
+                     f"{_mean_sd(s['train_samples_per_second'], 1)} |")
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(rows: list[dict]) -> str:
     """The comparisons as a markdown table: each variant's median, and the speed-up of the last over the first."""
     lines = ["| comparison | metric | variants (median over rounds) | last vs first | threads | other CPU load |",
@@ -420,7 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainer_epochs", type=int, default=1)
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
+    parser.add_argument("--arm", nargs="+", action="append", metavar=("NAME", "RUN_DIR"),
+                        help="instead of timing: summarise finished runs, one per seed (repeat for each arm)")
     args = parser.parse_args(argv)
+    if args.arm:
+        if any(len(arm) < 2 for arm in args.arm):
+            parser.error("--arm takes a name and at least one run directory")
+        result = seed_arms({arm[0]: [Path(p) for p in arm[1:]] for arm in args.arm})
+        artifacts.write_json(args.out, result)
+        markdown = seed_arms_markdown(result)
+        artifacts.write_text(args.out.with_suffix(".md"), markdown)
+        print(markdown)
+        return 0
 
     import torch
 
