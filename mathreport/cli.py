@@ -217,26 +217,58 @@ def cmd_search(args: argparse.Namespace) -> None:
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "int8": "int8"}
 
 
+def _dtype(args: argparse.Namespace) -> str | None:
+    return None if args.dtype is None else _DTYPES[args.dtype]
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from mathreport import ensemble, predict
 
     if ensemble.is_ensemble(args.run_dir):
         raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
                            "member, then rebuild it with `mathreport ensemble --force`")
-
     if not Path(args.run_dir).is_dir():
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
+    try:
+        backends = predict.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
+    except ValueError as exc:
+        if isinstance(exc, artifacts.ArtifactError):
+            raise
+        raise CommandError(f"--backend {args.backend} --dtype {args.dtype}: {exc}") from exc
     with artifacts.run_lock(args.run_dir, "mathreport bench"):
         latency = predict.bench_run(
-            args.run_dir, dtype=_DTYPES[args.dtype], threads=args.threads, batch_sizes=tuple(args.batch_sizes),
+            args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
             max_items=args.max_items, repeats=args.repeats, device=args.device,
         )
-    print(f"{latency['device']}, {latency['dtype']}, {latency['inputs']}, {latency['repeats']} repeat(s):")
-    for r in latency["results"]:
-        print(f"  batch {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
-              f"p99 {r['p99_ms']:.2f} ms per item, {r['items_per_s']:.1f} items/s, {r['threads']} thread(s)")
-    print(f"wrote {Path(args.run_dir) / artifacts.LATENCY}")
+    print(f"{latency['device']}, {latency['inputs']}, {latency['repeats']} interleaved repeat(s):")
+    measured = latency.get("backends") or {f"{latency.get('backend', '')}-{latency['dtype']}": latency}
+    for name, entry in measured.items():
+        accuracy = f", test accuracy {entry['accuracy']:.4f}" if "accuracy" in entry else ""
+        default = " (default)" if name == latency.get("default_backend") else ""
+        print(f"  {name}{default}{accuracy}")
+        for r in entry["results"]:
+            print(f"    batch {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
+                  f"p99 {r['p99_ms']:.2f} ms per item, {r['items_per_s']:.1f} items/s, {r['threads']} thread(s)")
+    for name, reason in (latency.get("skipped") or {}).items():
+        print(f"  {name}: not measured ({reason})")
+    print(f"wrote {args.output or Path(args.run_dir) / artifacts.LATENCY}")
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> None:
+    from mathreport import onnx_backend
+
+    if not Path(args.run_dir).is_dir():
+        raise CommandError(f"run directory {args.run_dir} does not exist")
+    with artifacts.run_lock(args.run_dir, "mathreport export-onnx"):
+        section = onnx_backend.export_run(args.run_dir)
+    for c in section["candidates"]:
+        timed = f"{c['batch1_p50_ms']:.2f} ms batch-1 p50" if c.get("batch1_p50_ms") is not None else "not timed"
+        print(f"  {c['backend']}: test accuracy {c['accuracy']:.4f}, argmax agreement {c['argmax_agreement']:.4f}, "
+              f"max |dp| {c['max_abs_prob_diff']:.2g}, {timed}")
+    for name, reason in section["skipped"].items():
+        print(f"  {name}: skipped ({reason})")
+    print(f"default backend: {section['default']} ({section['reason']}); recorded in {args.run_dir}/run.json")
 
 
 def _read_questions(args: argparse.Namespace) -> list[str]:
@@ -265,8 +297,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
     from mathreport import ensemble
 
-    loader = ensemble.load_classifier if ensemble.is_ensemble(args.run_dir) else predict.load_classifier
-    classifier = loader(args.run_dir, device=args.device, dtype=_DTYPES[args.dtype])
+    try:
+        if ensemble.is_ensemble(args.run_dir):
+            classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args) or "float32")
+        else:
+            classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args),
+                                                 backend=args.backend)
+    except ValueError as exc:
+        if isinstance(exc, artifacts.ArtifactError):
+            raise
+        raise CommandError(f"--backend {args.backend} --dtype {args.dtype}: {exc}") from exc
     probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     names = labels.names(args.lang)
     if args.output is not None:
@@ -310,16 +350,24 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--label_col", default="label")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("bench", help="measure a run's inference latency on its test questions; writes latency.json")
+    p = sub.add_parser("bench", help="compare a run's inference backends, interleaved; writes latency.json")
     p.add_argument("--run_dir", type=Path, required=True)
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="weights of a transformer model")
+    p.add_argument("--backend", choices=["all", "auto", "torch", "onnx"], default="all",
+                   help="all (default): torch float32/bf16 and ONNX float32/int8 side by side; auto: the run's default")
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="only the backends with these weights")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch threads (default: measure 1 and all cores, keep the faster per batch size)")
+                   help="torch and ONNX Runtime threads (default: all cores)")
     p.add_argument("--batch_sizes", type=_positive_int, nargs="+", default=[1, 32])
     p.add_argument("--max_items", type=_positive_int, default=200, help="the first N test questions")
     p.add_argument("--repeats", type=_positive_int, default=3, help="passes over the questions, after warm-up")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, help="torch: cpu or cuda (default: cuda when available)")
+    p.add_argument("--output", type=Path, default=None, help="write the JSON here (default: RUN_DIR/latency.json)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export-onnx", help="export a transformer run to ONNX (float32, int8), verify it on the "
+                       "test split and record the default inference backend in run.json")
+    p.add_argument("--run_dir", type=Path, required=True)
+    p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("predict", help="the topic of questions, with class probabilities, from a run's model")
     p.add_argument("texts", nargs="*", help="question text(s)")
@@ -330,8 +378,10 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--lang", choices=["tr", "en"], default="tr", help="class names in Turkish or English")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
     p.add_argument("--batch_size", type=_positive_int, default=32)
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
-                   help="weights of a transformer model (bf16, int8: faster on CPU, see docs/PERFORMANCE.md)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: the run's default, chosen and verified when it was exported (docs/PERFORMANCE.md)")
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
+                   help="torch: float32, bf16; onnx: float32, int8 (default: the backend's float32, or auto's)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=cmd_predict)
 
@@ -347,10 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--force", action="store_true", help="replace existing results in --output_dir")
     p.add_argument("--no_bench", action="store_true", help="skip the latency benchmark")
-    p.add_argument("--bf16", action="store_true",
-                   help="CPU: bfloat16 autocast in training (faster where the CPU has bf16 instructions)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="CPU: bfloat16 autocast in training (default: on where the CPU has AVX-512 BF16 or AMX)")
     p.add_argument("--lora_dropout", type=float, default=None,
-                   help="dropout on the LoRA input (default: the preset's; 0 trains faster on CPU)")
+                   help="dropout on the LoRA input (default: 0 on CPU, where it is costly; the preset's on CUDA)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute metrics.json and class_report.json from preds_test.csv")

@@ -7,7 +7,8 @@ round's value and how busy the machine's CPUs were. Nothing here is used to trai
 What is compared (see docs/PERFORMANCE.md for the numbers):
 - inference: torch threads 1 vs all cores, LoRA adapter kept vs merged into the weights, batches in input
   order vs sorted by length, padding to max_length vs to the batch's longest, float32 vs bfloat16 vs int8
-  weights (and the test accuracy of each); tfidf with scikit-learn's per-call input checks on and off;
+  weights (int8: ONNX Runtime, when the run was exported) and the test accuracy of each; tfidf with
+  scikit-learn's per-call input checks on and off;
 - training steps (forward, backward, AdamW on the LoRA model, as Trainer runs them): padding to max_length vs
   dynamic padding, random vs length-grouped batches, torch threads 1 vs all cores, float32 vs bf16 autocast,
   LoRA dropout 0.1 vs 0;
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
-from mathreport import artifacts, predict
+from mathreport import artifacts, models, onnx_backend, predict
 
 
 def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[], float]], rounds: int,
@@ -82,7 +83,7 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
     import torch
 
     texts = predict.test_questions(run_dir)[:max_items]
-    merged = predict.load_classifier(run_dir)
+    merged = predict.load_classifier(run_dir, backend="torch")
     rows = []
     for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
                                    (32, "throughput, batch 32", _items_per_s, "higher")):
@@ -96,15 +97,21 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
     threads = int(best.split()[0])
     torch.set_num_threads(threads)
 
-    adapter = predict.load_classifier(run_dir, merge_lora=False)
-    bf16 = predict.load_classifier(run_dir, dtype="bfloat16")
-    int8 = predict.load_classifier(run_dir, dtype="int8")
+    adapter = predict.load_classifier(run_dir, merge_lora=False, backend="torch")
+    bf16 = predict.load_classifier(run_dir, dtype="bfloat16", backend="torch")
+    # int8 is ONNX Runtime's (`mathreport export-onnx`); torch.ao's dynamic quantization is deprecated and gone here.
+    try:
+        int8 = onnx_backend.load_onnx(run_dir, "int8", threads=threads)
+    except onnx_backend.OnnxUnavailable as exc:
+        print(f"int8 not measured: {exc}", flush=True)
+        int8 = None
+    reduced = {"bfloat16": bf16, **({"int8 (ONNX Runtime)": int8} if int8 else {})}
     unsorted = dataclasses.replace(merged, sort_by_length=False)
     padded = dataclasses.replace(merged, padding="max_length")
     for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
                                    (32, "throughput, batch 32", _items_per_s, "higher")):
         unit = "ms" if better == "lower" else "items/s"
-        for clf in (adapter, bf16, int8):
+        for clf in (adapter, *reduced.values()):
             clf.predict_proba(texts[:8], batch_size=bs)
         rows.append(_compare("LoRA merged into the weights", metric, unit, {
             "adapter kept": lambda c=adapter, b=bs, f=fn: f(c, texts, b),
@@ -114,8 +121,8 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
             "padded to the batch's longest": lambda b=bs, f=fn: f(merged, texts, b)}, rounds, better))
         rows.append(_compare("reduced-precision weights", metric, unit, {
             "float32": lambda b=bs, f=fn: f(merged, texts, b),
-            "bfloat16": lambda b=bs, f=fn: f(bf16, texts, b),
-            "int8 (dynamic quantization)": lambda b=bs, f=fn: f(int8, texts, b)}, rounds, better))
+            **{label: lambda c=clf, b=bs, f=fn: f(c, texts, b) for label, clf in reduced.items()}},
+            rounds, better))
     # Sorting only matters when a batch holds several questions; a shuffled copy stands for arbitrary input order.
     shuffled = list(pd.Series(texts).sample(frac=1.0, random_state=0))
     rows.append(_compare("length-sorted batches", "throughput, batch 32, shuffled questions", "items/s", {
@@ -124,7 +131,8 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
     for row in rows:
         row["threads"] = None if row["comparison"] == "torch threads" else threads
     rows.append(_precision_agreement(run_dir, merged, bf16, threads))
-    rows.append(_precision_agreement(run_dir, merged, int8, threads, label="int8"))
+    if int8 is not None:
+        rows.append(_precision_agreement(run_dir, merged, int8, threads, label="int8"))
     return rows
 
 
@@ -315,7 +323,10 @@ def trainer_run(train_path: Path, val_path: Path, *, bf16: bool, lora_dropout: f
             "fit_seconds": wall, **scores}
 
 
-TRAINER_VARIANTS = {"float32": {"bf16": False}, "bfloat16 autocast": {"bf16": True},
+# Explicit dropout: left open, train.resolve_defaults would give every variant the CPU default.
+_PRESET_DROPOUT = models.get_preset("minilm").lora_dropout
+TRAINER_VARIANTS = {"float32": {"bf16": False, "lora_dropout": _PRESET_DROPOUT},
+                    "bfloat16 autocast": {"bf16": True, "lora_dropout": _PRESET_DROPOUT},
                     "bfloat16 autocast, lora_dropout=0": {"bf16": True, "lora_dropout": 0.0}}
 
 
@@ -381,6 +392,62 @@ def cpu_flags() -> list[str]:
     return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx512_vnni")))
 
 
+def seed_arms(arms: dict[str, list[Path]]) -> dict:
+    """Macro-F1 (validation and test) and Trainer samples/s of finished runs grouped in arms (one run per seed).
+
+    Validation macro-F1 is computed here from each run's float32 torch model on the validation split named in its
+    run.json: the defaults are chosen on validation, the test split only reports. Per arm: the mean and the
+    sample standard deviation over seeds.
+    """
+    from mathreport import data, metrics
+
+    out: dict = {"arms": {}}
+    for arm, run_dirs in arms.items():
+        runs = []
+        for run_dir in run_dirs:
+            manifest = artifacts.read_manifest(run_dir)
+            test = artifacts.read_metrics(run_dir)
+            val_split = data.read_split(manifest["data"]["val"]["path"])
+            probs = predict.load_classifier(run_dir, backend="torch").predict_proba(val_split["Question"].tolist())
+            val = metrics.compute_metrics(val_split["label"].to_numpy(), probs, n_bootstrap=0)
+            runs.append({
+                "run_dir": str(run_dir), "seed": manifest["hyperparameters"]["seed"],
+                "bf16_autocast": manifest.get("train_autocast"), "lora_dropout": manifest["lora"]["lora_dropout"],
+                "val_macro_f1": val["F1_macro"], "val_accuracy": val["Accuracy"],
+                "test_macro_f1": test["F1_macro"], "test_accuracy": test["Accuracy"],
+                "train_samples_per_second": manifest["training"]["train_samples_per_second"],
+                "train_seconds": manifest["training"]["train_seconds"],
+            })
+        summary = {}
+        for key in ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy", "train_samples_per_second"):
+            values = [r[key] for r in runs]
+            summary[key] = {"mean": float(np.mean(values)),
+                            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+        out["arms"][arm] = {"runs": runs, "summary": summary}
+    return out
+
+
+def _mean_sd(stat: dict, digits: int = 4) -> str:
+    sd = stat["sd"]
+    return f"{stat['mean']:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
+
+
+def seed_arms_markdown(result: dict) -> str:
+    """The arms as a markdown table: one row per run, then each arm's mean ± sd."""
+    lines = ["| arm | seed | bf16 autocast | lora_dropout | val macro-F1 | val accuracy | test macro-F1 | "
+             "test accuracy | samples/s (Trainer) |", "| --- " * 9 + "|"]
+    for arm, entry in result["arms"].items():
+        for r in entry["runs"]:
+            lines.append(f"| {arm} | {r['seed']} | {r['bf16_autocast'] or 'no'} | {r['lora_dropout']} | "
+                         f"{r['val_macro_f1']:.4f} | {r['val_accuracy']:.4f} | {r['test_macro_f1']:.4f} | "
+                         f"{r['test_accuracy']:.4f} | {r['train_samples_per_second']:.1f} |")
+        s = entry["summary"]
+        cells = [_mean_sd(s[key]) for key in ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy")]
+        lines.append(f"| **{arm}** | mean ± sd | | | {' | '.join(cells)} | "
+                     f"{_mean_sd(s['train_samples_per_second'], 1)} |")
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(rows: list[dict]) -> str:
     """The comparisons as a markdown table: each variant's median, and the speed-up of the last over the first."""
     lines = ["| comparison | metric | variants (median over rounds) | last vs first | threads | other CPU load |",
@@ -409,7 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainer_epochs", type=int, default=1)
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
+    parser.add_argument("--arm", nargs="+", action="append", metavar=("NAME", "RUN_DIR"),
+                        help="instead of timing: summarise finished runs, one per seed (repeat for each arm)")
     args = parser.parse_args(argv)
+    if args.arm:
+        if any(len(arm) < 2 for arm in args.arm):
+            parser.error("--arm takes a name and at least one run directory")
+        result = seed_arms({arm[0]: [Path(p) for p in arm[1:]] for arm in args.arm})
+        artifacts.write_json(args.out, result)
+        markdown = seed_arms_markdown(result)
+        artifacts.write_text(args.out.with_suffix(".md"), markdown)
+        print(markdown)
+        return 0
 
     import torch
 

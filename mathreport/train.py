@@ -54,8 +54,8 @@ class TrainConfig:
     bench_max_items: int = 200
     text_col: str = "Question"
     label_col: str = "label"
-    bf16: bool = False  # CPU: bfloat16 autocast in Trainer (see docs/PERFORMANCE.md); CUDA always uses bf16
-    lora_dropout: float | None = None  # None: the preset's
+    bf16: bool | None = None  # CPU: bfloat16 autocast in Trainer; None: resolve_defaults; CUDA always uses bf16
+    lora_dropout: float | None = None  # None: resolve_defaults (the preset's, or 0 on CPU)
     imbalance: str | None = None  # none, class_weights or oversample; None: the model family's default
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
 
@@ -138,8 +138,8 @@ def cli_command(cfg: TrainConfig) -> str:
             parts.append(f"--{flag} {value}")
     if cfg.load_in_4bit is not None:
         parts.append("--load_in_4bit" if cfg.load_in_4bit else "--no-load_in_4bit")
-    if cfg.bf16:
-        parts.append("--bf16")
+    if cfg.bf16 is not None:  # resolved for transformers: written out so the command means the same on any CPU
+        parts.append("--bf16" if cfg.bf16 else "--no-bf16")
     # Flags without which the same command would fail or do something else.
     parts += [f"--{flag}" for flag in ("lora_mlp", "allow_leakage", "allow_missing_classes") if getattr(cfg, flag)]
     parts += [f"--{flag} {getattr(cfg, flag)}" for flag, default in (("text_col", "Question"), ("label_col", "label"),
@@ -255,6 +255,42 @@ def preset_for(cfg: TrainConfig) -> models.Preset:
     return preset
 
 
+# LoRA dropout for CPU training when --lora_dropout is not given: on the CPU each dropout draws a random mask
+# per element for every LoRA module, the largest cost after padding (docs/PERFORMANCE.md), and on the real
+# dev data dropping it did not lower macro-F1 beyond the seed-to-seed noise (the table there).
+CPU_LORA_DROPOUT = 0.0
+
+
+def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
+    """The config with `bf16` and `lora_dropout` decided where the flags leave them open (None).
+
+    bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX,
+    read from /proc/cpuinfo), off on other CPUs, where it is emulated; CUDA runs use bf16 regardless.
+    lora_dropout: CPU_LORA_DROPOUT on the CPU, the preset's on CUDA. Both choices are measured in
+    docs/PERFORMANCE.md; the resolved values go into run.json and its command.
+    """
+    if models.get_preset(cfg.model).kind != "transformer":
+        return cfg
+    on_cpu = not models.pick_device(cfg.device).startswith("cuda")
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and predict.cpu_has_fast_bf16())
+    dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
+    return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout)
+
+
+def choose_inference_backend(run_dir: Path, classifier, test: pd.DataFrame, probs: np.ndarray, manifest: dict):
+    """Export the model to ONNX, verify every backend on the test split and record the default in `manifest`.
+
+    Returns the default backend's classifier and dtype, which the latency benchmark then measures.
+    """
+    from mathreport import onnx_backend
+
+    # LOCK(safety): `train` should hold `artifacts.run_lock(run_dir)` while this writes model*.onnx.
+    section, default = onnx_backend.export_and_choose(run_dir, classifier, test["Question"].tolist(),
+                                                      test["label"].to_numpy(), probs)
+    manifest[onnx_backend.INFERENCE] = section
+    return default, onnx_backend.backend_named(section["default"]).dtype
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train, evaluate on the test split and write the run directory. Returns its path.
 
@@ -263,6 +299,7 @@ def train(cfg: TrainConfig) -> Path:
     fails is marked "failed" in run.json and leaves no empty checkpoint folder, so the same command starts it over.
     """
     validate_config(cfg)
+    cfg = resolve_defaults(cfg)
     with artifacts.run_lock(cfg.output_dir, f"mathreport train --model {cfg.model}"):
         if cfg.resume and not cfg.force and artifacts.run_state(cfg.output_dir) == "complete":
             print(f"{cfg.output_dir} holds a finished run; --resume has nothing to continue, its files are "
@@ -348,6 +385,8 @@ def _train_run(cfg: TrainConfig) -> Path:
     val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64)
     artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
     evaluate_run(run_dir)
+    if preset.kind == "transformer":
+        classifier, dtype = choose_inference_backend(run_dir, classifier, test, probs, manifest)
     if cfg.bench:
         latency = predict.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,

@@ -120,7 +120,7 @@ def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, ke
 
     # The base is loaded afresh (a new random `score`): equal predictions mean the saved head was restored.
     preds = artifacts.read_predictions(run_dir)
-    classifier = predict.load_classifier(run_dir, device="cpu")
+    classifier = predict.load_classifier(run_dir, device="cpu", backend="torch")  # the torch path restores the head
     test = pd.read_csv(keyword_splits / "test.csv")
     np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist()),
                                preds[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)

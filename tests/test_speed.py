@@ -47,3 +47,26 @@ def test_tfidf_latency_part_writes_json_and_markdown(trained_results, tmp_path):
     assert row["comparison"].startswith("tfidf") and min(row["median"].values()) > 0
     assert result["hardware"]["cpu_count"] >= 1
     assert "tfidf" in out.with_suffix(".md").read_text()
+
+
+def test_seed_arms_summarise_runs_on_validation_and_test(trained_results, small_data, tmp_path):
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from mathreport import artifacts, predict
+
+    run = trained_results / "minilm"
+    out = tmp_path / "seeds.json"
+    assert speed.main(["--arm", "a", str(run), str(run), "--arm", "b", str(run), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    a, b = result["arms"]["a"], result["arms"]["b"]
+    assert len(a["runs"]) == 2 and a["summary"]["test_macro_f1"]["sd"] == 0.0
+    assert b["summary"]["val_macro_f1"]["sd"] is None
+    assert a["runs"][0]["test_macro_f1"] == artifacts.read_metrics(run)["F1_macro"]
+    val = pd.read_csv(small_data / "val_split.csv")
+    probs = predict.load_classifier(run, backend="torch").predict_proba(val["Question"].tolist())
+    expected = f1_score(val["label"], np.argmax(probs, axis=1), average="macro", labels=list(range(8)),
+                        zero_division=0)
+    assert a["runs"][0]["val_macro_f1"] == pytest.approx(expected)
+    assert "| **a** | mean ± sd |" in out.with_suffix(".md").read_text()
