@@ -126,12 +126,23 @@ def _question_renderer():
     from markdown_it import MarkdownIt
     from mdit_py_plugins.dollarmath import dollarmath_plugin
 
-    # "zero": no markdown at all (no emphasis, links, code, HTML); only $...$ / $$...$$ are parsed. A `$` next to
-    # a space or followed by a digit does not open or close math ("costs $5 and $10" stays text).
-    return MarkdownIt("zero").use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True,
+    # "zero": no markdown at all (no emphasis, links, code, HTML); only $...$ / $$...$$ are parsed. A closing `$`
+    # followed by a digit does not close math, so prices stay text ("costs $5 and $10"); spaces inside are
+    # allowed ("$ ABC$", common in competition problems).
+    return MarkdownIt("zero").use(dollarmath_plugin, allow_space=True, allow_digits=False, double_inline=True,
                                   renderer=_render_math)
 
 
+_DISPLAY_MATH = re.compile(r"\\\[(.+?)\\\]")
+_INLINE_MATH = re.compile(r"\\\((.+?)\\\)")
+
+
+def dollar_math(text: object) -> str:
+    """`text` on one line with LaTeX's \\[...\\] and \\(...\\) math written as $$...$$ and $...$."""
+    text = _DISPLAY_MATH.sub(lambda m: f"$${m.group(1).strip()}$$", one_line(text))
+    return _INLINE_MATH.sub(lambda m: f"${m.group(1).strip()}$", text)
+
+
 def question_html(text: object) -> str:
-    """A question as HTML: its characters escaped, its `$...$` LaTeX rendered as MathML."""
-    return _question_renderer().renderInline(one_line(text))
+    """A question as HTML: its characters escaped, its LaTeX ($...$, $$...$$, \\(...\\), \\[...\\]) as MathML."""
+    return _question_renderer().renderInline(dollar_math(text))

@@ -6,6 +6,7 @@ number in the report passes through here from a run's files, never from the note
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from mathreport import artifacts
 from mathreport.labels import NUM_CLASSES, names
-from mathreport.markup import escape_html, md, md_code, question_html
+from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
 
 TEXT = {
     "tr": {
@@ -260,8 +261,12 @@ def format_table(frame: pd.DataFrame, digits: int = 3):
 
     Every string in it (cells, row and column labels: run names, devices, paths) is HTML-escaped.
     """
-    return (frame.style.format(precision=digits, na_rep="—", escape="html")
-            .format_index(escape="html", axis=0).format_index(escape="html", axis=1))
+    # A zero-width space after each "_" lets a narrow column's header ("Precision_macro") wrap there.
+    styler = (frame.style.format(precision=digits, na_rep="—", escape="html")
+              .format_index(escape="html", axis=0)
+              .format_index(lambda label: str(label).replace("_", "_\u200b"), escape="html", axis=1))
+    # Row numbers (a default RangeIndex) say nothing to the reader.
+    return styler.hide(axis="index") if isinstance(frame.index, pd.RangeIndex) else styler
 
 
 def is_synthetic(run: Run) -> bool:
@@ -626,14 +631,14 @@ QUESTION_CHARS = 240
 
 
 def shorten_question(question: str, limit: int = QUESTION_CHARS) -> str:
-    """A question cut to about `limit` characters, never inside a `$...$` math span."""
-    question = " ".join(str(question).split())
+    """A question cut to about `limit` characters, never inside a `$...$` or `$$...$$` math span."""
+    question = dollar_math(question)
     if len(question) <= limit:
         return question
     cut = question[:limit]
-    dollars = [i for i, ch in enumerate(cut) if ch == "$" and (i == 0 or cut[i - 1] != "\\")]
-    if len(dollars) % 2:  # the cut falls inside a math span: end before it opens
-        cut = cut[: dollars[-1]]
+    delimiters = [m.start() for m in re.finditer(r"(?<!\\)\$\$?", cut)]
+    if len(delimiters) % 2:  # the cut falls inside a math span: end before it opens
+        cut = cut[: delimiters[-1]]
     return cut.rstrip() + " …"
 
 

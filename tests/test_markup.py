@@ -87,8 +87,16 @@ def test_latex_cannot_smuggle_markup_or_links():
 
 def test_dollars_that_are_not_math_stay():
     assert markup.question_html("costs $5 and $10") == "costs $5 and $10"
-    assert parse(markup.question_html("a $ b $ c")).text == "a $ b $ c"  # spaces inside: not math
+    assert parse(markup.question_html("pay $5, then $12 more")).text == "pay $5, then $12 more"
+    # AoPS style, a space after the opening dollar, is still math.
+    assert parse(markup.question_html("In triangle $ ABC$, ...")).tags.count("math") == 1
 
 
 def test_matplotlib_escape():
     assert markup.mpl("$x$ costs\n$5") == r"\$x\$ costs \$5"
+
+
+def test_bracket_delimiters_are_math_too():
+    assert markup.dollar_math(r"Find \[ |a+b| = 12 \] and \( x^2 \).") == "Find $$|a+b| = 12$$ and $x^2$."
+    parsed = parse(markup.question_html(r"Find \[ |a+b| = 12 \] and \( x^2 \)."))
+    assert parsed.tags.count("math") == 2 and "\\[" not in parsed.text and "$" not in parsed.text

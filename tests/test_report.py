@@ -6,6 +6,7 @@ import json
 import re
 from html import unescape
 from html.parser import HTMLParser
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -76,7 +77,7 @@ def test_incomplete_run_is_named_with_missing_file(trained_results, tmp_path):
         summary.load_runs(tmp_path, "tfidf")
 
 
-FIXTURE = __import__("pathlib").Path(__file__).parent / "fixtures" / "team_results"
+FIXTURE = Path(__file__).parent / "fixtures" / "team_results"
 
 
 @pytest.mark.parametrize("marked", [True, False])
@@ -147,6 +148,11 @@ def test_pdf_keeps_turkish_text_figures_and_page_width(rendered):
     for width, body in pages:
         right = [float(x) for x in re.findall(r'xMax="([\d.]+)"', body)]
         assert max(right, default=0) <= float(width), "text beyond the page edge"
+    # No text below about 8 pt: a word's box is about 1.16 times its font size high (9.9 pt at 8.5 pt).
+    heights = {word: float(y1) - float(y0) for y0, y1, word in
+               re.findall(r'yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">([^<]*)<', bbox)}
+    small = {word: round(h / 1.16, 1) for word, h in heights.items() if h / 1.16 < 7.9}
+    assert len(heights) > 300 and not small, small
 
 
 # --- data is never markup; the HTML renders offline --------------------------------------------------------------
@@ -347,3 +353,62 @@ def test_papermill_command_works_from_notebooks_folder_and_root(tmp_path, where)
     assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert len(list((project / "figures").glob("qwen_math_*.png"))) >= 8  # figures/ at the project root
     assert not (project / "notebooks" / "figures").exists() and not (project / "notebooks" / "results").exists()
+
+
+def test_report_runs_from_a_wheel_install(tmp_path):
+    """Build the wheel, install it into a fresh venv and run `mathreport report` outside any checkout.
+
+    The fresh venv gets the wheel only; its dependencies come from this interpreter's site-packages through a
+    .pth path entry (no network), their data files through JUPYTER_PATH. The checkout is not on the path: the
+    notebook and template must come from the installed package.
+    """
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+    import zipfile
+
+    root = FIXTURE.parents[2]
+    source = tmp_path / "src"
+    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.split()
+    for name in tracked:
+        if (root / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes((root / name).read_bytes())
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("mathreport-*.whl")
+    shipped = zipfile.ZipFile(wheel).namelist()
+    for data in ("mathreport/notebooks/final_report.ipynb", "mathreport/notebooks/train_model.ipynb",
+                 "mathreport/templates/mathreport_report/index.html.j2",
+                 "mathreport/templates/mathreport_report/conf.json"):
+        assert data in shipped, data
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+                    "-q", str(wheel)], check=True, capture_output=True, timeout=300)
+
+    work = tmp_path / "elsewhere"
+    (work / "results").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(FIXTURE / "qwen_math", work / "results" / "qwen_math")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MATHREPORT_ROOT")}
+    # The dependencies' data files (nbconvert's templates) lie beside them, under this interpreter's prefix.
+    env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
+    run = subprocess.run([str(venv / "bin" / "mathreport"), "report", "--model", "qwen_math", "--no-pdf"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    html = (work / "results" / "final_report.html").read_text(encoding="utf-8")
+    accuracy = json.loads((work / "results" / "qwen_math" / "metrics.json").read_text())["Accuracy"]
+    assert f"{accuracy:.3f}" in html and "Karışıklık Matrisi" in html
+    where = subprocess.run([str(python), "-c", "import mathreport; print(mathreport.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(site), where  # the wheel's copy ran, not the checkout
