@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: env pdf-tools test report lint clean-results
+.PHONY: env pdf-tools test report lab lint clean-results
 
 env: $(STAMP) pdf-tools
 
@@ -26,7 +26,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The CPU build of torch that lies on this machine's disk; plain `torch` would pull GBs of CUDA packages.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
+	# The notebooks' kernel: this .venv, registered as "mathreport" inside it (JupyterLab and papermill find it).
+	$(BIN)/python -m ipykernel install --sys-prefix --name mathreport --display-name "Python (mathreport)" >/dev/null
 	touch $(STAMP)
 
 test: env
@@ -37,6 +39,10 @@ lint: env
 
 report: env
 	$(BIN)/mathreport pipeline --models tfidf minilm --report-model minilm
+
+# JupyterLab on the project, notebooks/ open, with the "mathreport" kernel (this .venv). LAB_ARGS: e.g. --no-browser
+lab: env
+	$(BIN)/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks/final_report.ipynb $(LAB_ARGS)
 
 clean-results:
 	@echo "Refusing to delete results/ for you: remove results/<run>/ by hand if you mean it."

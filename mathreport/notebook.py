@@ -1,11 +1,14 @@
-"""The report notebook's side of the package: each section loads nothing new, draws from the loaded runs.
+"""The notebooks' side of the package: each report section draws from the loaded runs and loads nothing new.
 
 `notebooks/final_report.ipynb` holds one short call per section; the section bodies live here so they are
-tested and so the notebook stays readable top to bottom.
+tested and so the notebook stays readable top to bottom. Default paths resolve against the project root, not
+the working directory: JupyterLab runs a notebook in its own folder (notebooks/), papermill in the caller's.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +16,29 @@ import pandas as pd
 
 from mathreport import summary
 from mathreport.artifacts import PROB_COLUMNS
+from mathreport.markup import markdown_html, md
 from mathreport.summary import Run, text
+
+ROOT_ENV = "MATHREPORT_ROOT"
+ROOT_MARKERS = ("pyproject.toml", ".git")
+CSS_PX_PER_INCH = 96
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project folder: $MATHREPORT_ROOT, else the nearest folder at or above `start` (default: the working
+    directory) holding pyproject.toml or .git, else `start` itself."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser().resolve()
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in ROOT_MARKERS):
+            return folder
+    return start
+
+
+def project_path(value: str | os.PathLike[str] | None, default: str) -> Path:
+    """An explicit path as given (relative to the working directory), or `default` under the project root."""
+    return Path(value) if value not in (None, "") else project_root() / default
 
 
 def _display(obj) -> None:
@@ -22,10 +47,20 @@ def _display(obj) -> None:
     display(obj)
 
 
-def _markdown(md: str) -> None:
-    from IPython.display import Markdown
+def _html(html: str) -> None:
+    from IPython.display import HTML
 
-    _display(Markdown(md))
+    _display(HTML(html))
+
+
+def _markdown(markdown: str) -> None:
+    """Show report prose: markdown whose data parts are escaped, rendered here with raw HTML switched off."""
+    _html(markdown_html(markdown))
+
+
+def _file_stem(name: str) -> str:
+    # Figure files are named after run folders; keep only characters that are safe in any file name.
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
 
 
 @dataclass
@@ -38,13 +73,16 @@ class ReportContext:
     lang: str = "tr"
 
     @classmethod
-    def load(cls, model: str, compare: list[str] | None, results_dir: str, figures_dir: str,
-             lang: str = "tr") -> ReportContext:
-        """Load every run the report needs; fails before anything is shown if one is missing."""
+    def load(cls, model: str, compare: list[str] | None = None, results_dir: str | None = None,
+             figures_dir: str | None = None, lang: str = "tr") -> ReportContext:
+        """Load every run the report needs; fails before anything is shown if one is missing.
+
+        results_dir / figures_dir: None means `results/` / `figures/` under the project root.
+        """
         if lang not in summary.TEXT:
             raise ValueError(f"lang must be one of {sorted(summary.TEXT)}, got {lang!r}")
-        runs = summary.load_runs(Path(results_dir), model, compare)
-        return cls(runs, next(iter(runs)), Path(figures_dir), lang)
+        runs = summary.load_runs(project_path(results_dir, "results"), model, compare)
+        return cls(runs, next(iter(runs)), project_path(figures_dir, "figures"), lang)
 
     # --- display helpers ---------------------------------------------------------------------------
 
@@ -53,37 +91,54 @@ class ReportContext:
         return self.runs[self.model]
 
     def heading(self, key: str) -> None:
-        """A section heading in the report's language."""
-        _markdown(f"## {text(key, self.lang)}")
+        """A section's heading and introduction in a language other than Turkish.
+
+        The Turkish ones are the notebook's markdown cells (tagged `lang-tr`; an export in another language
+        drops them), so for `lang="tr"` this shows nothing.
+        """
+        if self.lang != "tr":
+            _markdown(f"## {text(key, self.lang)}\n\n{summary.INTRO[self.lang][key]}")
 
     def show(self, fig, name: str) -> Path:
-        """Save a figure under figures_dir (PNG, print resolution) and embed it in the notebook."""
+        """Save a figure under figures_dir (PNG, print resolution) and embed it at its physical size."""
         from IPython.display import Image
 
         from mathreport import plots
 
-        path = plots.save_figure(fig, self.figures_dir / f"{self.model}_{name}.png")
-        _display(Image(filename=str(path)))
+        width_px = round(fig.get_figwidth() * CSS_PX_PER_INCH)
+        path = plots.save_figure(fig, self.figures_dir / f"{_file_stem(self.main.path.name)}_{name}.png")
+        _display(Image(filename=str(path), width=width_px))
         return path
 
     def table(self, frame: pd.DataFrame, digits: int = 3) -> None:
-        """Display a table with fixed decimals."""
+        """Display a table with fixed decimals, every string in it escaped."""
         _display(summary.format_table(frame, digits))
 
     # --- sections ----------------------------------------------------------------------------------
 
     def title(self) -> None:
-        _markdown(f"# {text('title', self.lang)}")
+        """The title (languages other than Turkish) and, whenever a run is synthetic or demo-trained, a banner."""
+        if self.lang != "tr":
+            _markdown(f"# {text('title', self.lang)}\n\n{summary.INTRO[self.lang]['title']}")
+        self.banner()
+
+    def banner(self) -> None:
+        warning = summary.banner(self.runs, self.lang)
+        if warning:
+            _html(f'<div class="mathreport-banner" style="border: 2px solid #b00020; background: #fdecea; '
+                  f'padding: 6px 10px; margin: 6px 0;">{markdown_html(warning)}</div>')
 
     def overview(self) -> None:
-        if summary.uses_demo_data(self.runs):
-            _markdown(text("demo", self.lang))
         _markdown(summary.overview(self.runs, self.model, self.lang))
 
     def data_section(self) -> None:
         _markdown(summary.data_description(self.runs, self.lang))
+        from mathreport import plots
+
         counts = summary.split_class_counts(self.runs, self.lang)
-        self.table(counts if counts is not None else summary.class_counts(self.runs, self.lang), 0)
+        counts = counts if counts is not None else summary.class_counts(self.runs, self.lang)
+        self.table(counts, 0)
+        self.show(plots.plot_class_distribution(counts, lang=self.lang), "class_distribution")
 
     def setup_section(self) -> None:
         self.table(summary.setup_table(self.runs, self.lang), 0)
@@ -96,9 +151,9 @@ class ReportContext:
             _markdown(summary.no_lr_search(self.runs, self.lang))
             return
         for name, frame in found.items():
-            _markdown(f"**{name}**")
+            _markdown(f"**{md(name)}**")
             self.table(frame, 4)
-            self.show(plots.plot_lr_search(frame, lang=self.lang), f"lr_search_{name}")
+            self.show(plots.plot_lr_search(frame, lang=self.lang), f"lr_search_{_file_stem(self.runs[name].path.name)}")
 
     def runs_section(self) -> None:
         _markdown(summary.runs_description(self.runs, self.lang))
@@ -144,12 +199,13 @@ class ReportContext:
         for name, run in self.runs.items():
             if len(run.history) < 2:
                 # A single fit (tfidf) has no curve to draw; its one row is shown as a table instead.
-                _markdown(f"**{name}**: " + ("tek adımda eğitildi (epoch eğrisi yok)." if self.lang == "tr"
-                                              else "fitted in one step (no epoch curve)."))
+                _markdown(f"**{md(name)}**: " + ("tek adımda eğitildi (epoch eğrisi yok)." if self.lang == "tr"
+                                                  else "fitted in one step (no epoch curve)."))
                 self.table(run.history.set_index("epoch"))
                 continue
-            _markdown(f"**{name}**")
-            self.show(plots.plot_training_curves(run.history, lang=self.lang), f"training_{name}")
+            _markdown(f"**{md(name)}**")
+            self.show(plots.plot_training_curves(run.history, lang=self.lang),
+                      f"training_{_file_stem(run.path.name)}")
 
     def latency_section(self) -> None:
         frame = summary.latency_table(self.runs, self.lang)
@@ -175,10 +231,11 @@ class ReportContext:
 
         y_true, probs = self._y_probs(self.main)
         self.show(plots.plot_reliability(y_true, probs, lang=self.lang), "reliability")
+        self.show(plots.plot_confidence(y_true, probs, lang=self.lang), "confidence")
         _markdown(summary.calibration_sentence(self.runs, self.lang))
 
     def errors_section(self) -> None:
-        _markdown(summary.error_analysis(self.main, self.lang))
+        _html(summary.error_analysis_html(self.main, self.lang))
 
     def conclusion_section(self) -> None:
         if len(self.runs) > 1:

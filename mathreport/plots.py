@@ -1,14 +1,19 @@
 """One function per report figure. Each returns a matplotlib Figure (Turkish text by default); the caller saves.
 
 Figures are built with the object API (`matplotlib.figure.Figure`), not pyplot, so no global figure state
-accumulates and nothing depends on the interactive backend; in a notebook, `display(fig)` shows one.
-Every number drawn is computed here or in `metrics` from the arrays passed in.
+accumulates and nothing depends on the interactive backend; in a notebook, `display(fig)` shows one. Seaborn
+draws the statistical figures (heatmap, distributions) on those axes.
+Every number drawn is computed here or in `metrics` from the arrays passed in. Model names are data: they pass
+through `markup.mpl` (a `$` would start mathtext) and are wrapped when long.
+Figures are at most MAX_WIDTH inches wide so that, embedded at their physical size on an A4 page, no text is
+printed smaller than its point size (8 pt and up).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,13 +30,17 @@ from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 from sklearn.preprocessing import label_binarize
 
 from mathreport import labels, metrics
+from mathreport.markup import mpl
 
 DPI = 200
 TITLE_SIZE = 12
 LABEL_SIZE = 10
 TICK_SIZE = 9
 LEGEND_SIZE = 8
-ANNOTATION_SIZE = 7
+ANNOTATION_SIZE = 8
+# The printable width of an A4 page with the report's margins, less the notebook's own padding.
+MAX_WIDTH = 7.0
+NAME_WRAP = 18
 # Fixed colours per class id, so a class looks the same in every figure of the report.
 CLASS_COLORS = matplotlib.colormaps["tab10"].colors[: labels.NUM_CLASSES]
 MODEL_COLORS = matplotlib.colormaps["Set2"].colors
@@ -80,6 +89,15 @@ _TEXT: dict[str, dict[str, str]] = {
         "reliability_title": "Güvenilirlik diyagramı",
         "confidence": "Güven (tahmin edilen sınıfın olasılığı)",
         "perfect": "Mükemmel kalibrasyon",
+        "confidence_title": "Doğru ve yanlış tahminlerin güveni",
+        "right": "Doğru tahmin",
+        "wrong": "Yanlış tahmin",
+        "share": "Pay",
+        "distribution_title": "Konu dağılımı",
+        "share_percent": "Soruların payı (%)",
+        "set": "Küme",
+        "accuracy_title": "Doğruluk",
+        "latency_panel_title": "Parti boyutu 1'de medyan gecikme",
     },
     "en": {
         "lr_title": "Learning-rate search",
@@ -124,6 +142,15 @@ _TEXT: dict[str, dict[str, str]] = {
         "reliability_title": "Reliability diagram",
         "confidence": "Confidence (probability of the predicted class)",
         "perfect": "Perfect calibration",
+        "confidence_title": "Confidence of right and wrong predictions",
+        "right": "Right prediction",
+        "wrong": "Wrong prediction",
+        "share": "Share",
+        "distribution_title": "Topic distribution",
+        "share_percent": "Share of questions (%)",
+        "set": "Set",
+        "accuracy_title": "Accuracy",
+        "latency_panel_title": "Median latency at batch size 1",
     },
 }
 
@@ -143,8 +170,18 @@ def _text(lang: str) -> dict[str, str]:
 
 
 def _new_figure(figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=(min(figsize[0], MAX_WIDTH), figsize[1]), layout="constrained")
     return fig, fig.subplots(**subplots)
+
+
+def _stack_apart(fig: Figure) -> None:
+    # Stacked panels: keep the lowest y tick label of one panel off the highest of the panel below.
+    fig.get_layout_engine().set(h_pad=0.1)
+
+
+def name_label(name: object, width: int = NAME_WRAP) -> str:
+    """A model or run name as a figure label: escaped for mathtext and wrapped onto lines of `width` characters."""
+    return "\n".join(textwrap.wrap(mpl(name), width, break_long_words=True, break_on_hyphens=False)) or " "
 
 
 def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
@@ -161,10 +198,12 @@ def _undefined_handle() -> Line2D:
     return Line2D([], [], linestyle="none")
 
 
-def _legend_below(fig: Figure, handles: Sequence[Any] | None = None) -> None:
+def _legend_below(fig: Figure, handles: Sequence[Any]) -> None:
     # Bars fill the axes up to the annotations, so a legend inside would cover data; put it under the axes.
-    handles = list(handles) if handles is not None else fig.axes[0].get_legend_handles_labels()[0]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=LEGEND_SIZE)
+    # Handles are passed explicitly: collecting them would drop a model whose name starts with "_".
+    handles = list(handles)
+    fig.legend(handles=handles, labels=[h.get_label() for h in handles], loc="outside lower center",
+               ncols=min(len(handles), 3), fontsize=LEGEND_SIZE)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
@@ -237,7 +276,7 @@ def plot_training_curves(history: pd.DataFrame, *, lang: str = "tr") -> Figure:
     if data["epoch"].isna().any():
         raise ValueError("history has rows without an epoch")
 
-    fig, (ax_loss, ax_acc) = _new_figure((10.0, 4.0), ncols=2)
+    fig, (ax_loss, ax_acc) = _new_figure((MAX_WIDTH, 3.6), ncols=2)
     fig.suptitle(t["curves_title"], fontsize=TITLE_SIZE)
     for ax, quantity in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         for split, marker, color in (("train", "o", MODEL_COLORS[0]), ("val", "s", MODEL_COLORS[1])):
@@ -358,6 +397,7 @@ def plot_reliability(y_true: ArrayLike, probs: ArrayLike, n_bins: int = 15, *, l
     widths = bins["upper"] - bins["lower"]
 
     fig, (ax, ax_count) = _new_figure((6.0, 6.5), nrows=2, sharex=True, height_ratios=[3, 1])
+    _stack_apart(fig)
     ax.bar(
         bins["lower"],
         bins["accuracy"],
@@ -380,12 +420,40 @@ def plot_reliability(y_true: ArrayLike, probs: ArrayLike, n_bins: int = 15, *, l
     return fig
 
 
+def plot_confidence(y_true: ArrayLike, probs: ArrayLike, n_bins: int = 20, *, lang: str = "tr") -> Figure:
+    """Distribution of the predicted class's probability, right and wrong predictions apart (seaborn histplot).
+
+    Each group is normalised to its own total, so a small group of errors is as visible as the right answers.
+    """
+    import seaborn as sns
+
+    t = _text(lang)
+    y_true, probs, _ = metrics.validate_predictions(y_true, probs)
+    confidence = probs.max(axis=1)
+    right = probs.argmax(axis=1) == y_true
+    frame = pd.DataFrame({"confidence": confidence, "group": np.where(right, t["right"], t["wrong"])})
+    fig, ax = _new_figure((6.5, 3.8))
+    sns.histplot(data=frame, x="confidence", hue="group", hue_order=[t["right"], t["wrong"]], bins=n_bins,
+                 binrange=(0.0, 1.0), stat="probability", common_norm=False, element="step",
+                 palette=[MODEL_COLORS[0], "crimson"], ax=ax)
+    ax.set_xlim(0.0, 1.0)
+    _style(ax, t["confidence_title"], t["confidence"], t["share"])
+    legend = ax.get_legend()
+    if legend is not None:
+        legend.set_title(None)
+        for text in legend.get_texts():
+            text.set_fontsize(LEGEND_SIZE)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------ labels only
 def plot_confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, normalize: bool = True, *, lang: str = "tr") -> Figure:
-    """Confusion matrix heatmap over the 8 classes, row-normalised by default, every cell annotated.
+    """Confusion matrix heatmap (seaborn) over the 8 classes, row-normalised by default, every cell annotated.
 
     A class absent from y_true has no row to normalise; its cells are shown empty with a dash.
     """
+    import seaborn as sns
+
     t = _text(lang)
     y_true = metrics.check_class_ids(y_true, "y_true")
     y_pred = metrics.check_class_ids(y_pred, "y_pred")
@@ -393,35 +461,63 @@ def plot_confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, normalize: bool 
         raise ValueError(f"Found input variables with inconsistent numbers of samples: [{len(y_true)}, {len(y_pred)}]")
     counts = confusion_matrix(y_true, y_pred, labels=metrics.LABELS)
     support = counts.sum(axis=1)
+    empty = np.repeat(support[:, None] == 0, counts.shape[1], axis=1)
     if normalize:
-        shares = np.divide(counts, support[:, None], out=np.zeros(counts.shape), where=support[:, None] > 0)
-        shown = np.ma.masked_array(shares, mask=np.repeat(support[:, None] == 0, counts.shape[1], axis=1))
-        vmax = 1.0
+        shown = np.divide(counts, support[:, None], out=np.zeros(counts.shape), where=support[:, None] > 0)
+        vmax, fmt = 1.0, ".2f"
     else:
-        shown = np.ma.masked_array(counts, mask=np.zeros(counts.shape, dtype=bool))
-        vmax = max(int(counts.max()), 1)
-    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#eeeeee")
+        shown, vmax, fmt = counts, max(int(counts.max()), 1), "d"
     names = labels.names(lang)
 
-    fig, ax = _new_figure((7.5, 6.5))
-    image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=vmax)
-    for i in range(counts.shape[0]):
-        for j in range(counts.shape[1]):
-            if shown.mask[i, j]:
-                text, color = "–", "gray"
-            else:
-                value = shown[i, j]
-                text = f"{value:.2f}" if normalize else f"{int(value)}"
-                color = "white" if value > vmax / 2 else "black"
-            ax.text(j, i, text, ha="center", va="center", fontsize=ANNOTATION_SIZE + 1, color=color)
-    ticks = np.arange(len(names))
-    ax.set_xticks(ticks, names, rotation=40, ha="right")
-    ax.set_yticks(ticks, names)
+    fig, ax = _new_figure((MAX_WIDTH, 6.0))
+    sns.heatmap(shown, mask=empty, cmap="Blues", vmin=0, vmax=vmax, annot=True, fmt=fmt, square=True,
+                linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names,
+                annot_kws={"fontsize": ANNOTATION_SIZE + 1},
+                cbar_kws={"shrink": 0.8, "label": t["row_share"] if normalize else t["count"]}, ax=ax)
+    for i, j in zip(*np.nonzero(empty), strict=True):
+        ax.text(j + 0.5, i + 0.5, "–", ha="center", va="center", fontsize=ANNOTATION_SIZE + 1, color="gray")
+    ax.set_facecolor("#eeeeee")
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=90)
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
     title = f"{t['cm_title']} ({t['cm_normalized']})" if normalize else t["cm_title"]
     _style(ax, title, t["pred_class"], t["true_class"])
     ax.grid(False)
-    colorbar = fig.colorbar(image, ax=ax, shrink=0.8)
-    colorbar.set_label(t["row_share"] if normalize else t["count"], fontsize=LABEL_SIZE)
+    ax.figure.axes[-1].yaxis.label.set_fontsize(LABEL_SIZE)
+    return fig
+
+
+def plot_class_distribution(counts: pd.DataFrame, *, lang: str = "tr") -> Figure:
+    """Share of each topic in each column of `counts` (rows: the 8 classes; columns: splits or runs), seaborn bars.
+
+    Shares (not counts) so that splits of very different sizes compare; the counts themselves are the table.
+    """
+    import seaborn as sns
+
+    t = _text(lang)
+    if counts.shape[0] != labels.NUM_CLASSES or counts.shape[1] == 0:
+        raise ValueError(f"counts must have {labels.NUM_CLASSES} rows (classes) and at least one column; "
+                         f"found shape {counts.shape}")
+    totals = counts.sum(axis=0)
+    if (totals <= 0).any():
+        raise ValueError(f"every column of counts needs at least one question; totals {totals.to_dict()}")
+    shares = counts.div(totals, axis=1) * 100
+    shares.index = labels.names(lang)
+    shares.columns = [name_label(c) for c in shares.columns]
+    long = shares.rename_axis("class").reset_index().melt(id_vars="class", var_name="set", value_name="share")
+    fig, ax = _new_figure((MAX_WIDTH, 4.2))
+    sns.barplot(data=long, x="class", y="share", hue="set", palette=list(MODEL_COLORS[: shares.shape[1]]), ax=ax)
+    ax.tick_params(axis="x", labelrotation=60)
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
+    _style(ax, t["distribution_title"], "", t["share_percent"])
+    ax.grid(False, axis="x")
+    legend = ax.get_legend()
+    handles = legend.legend_handles if legend is not None else []
+    if legend is not None:
+        legend.remove()
+    for handle, label in zip(handles, shares.columns, strict=True):
+        handle.set_label(label)
+    _legend_below(fig, handles)
     return fig
 
 
@@ -434,16 +530,21 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]], *, annotate: bool) -> None:
-    # One bar per series inside each group, centred on the group's tick.
+def _grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]], *, annotate: bool) -> list:
+    # One bar per series inside each group, centred on the group's tick; returns the legend handles.
     x = np.arange(len(groups))
     width = 0.8 / len(series)
+    handles = []
     for i, (name, values) in enumerate(series.items()):
         offset = (i - (len(series) - 1) / 2) * width
-        bars = ax.bar(x + offset, values, width, label=name, color=MODEL_COLORS[i % len(MODEL_COLORS)])
+        bars = ax.bar(x + offset, values, width, label=name_label(name), color=MODEL_COLORS[i % len(MODEL_COLORS)])
+        handles.append(bars)
         if annotate:
-            ax.bar_label(bars, fmt="%.3f", fontsize=ANNOTATION_SIZE, padding=2)
+            # Side by side, horizontal labels of more than three bars would run into each other.
+            ax.bar_label(bars, fmt="%.3f", fontsize=ANNOTATION_SIZE, padding=2,
+                         rotation=90 if len(series) > 3 else 0)
     ax.set_xticks(x, groups)
+    return handles
 
 
 def _model_metric_bars(
@@ -458,13 +559,13 @@ def _model_metric_bars(
         if missing:
             raise ValueError(f"metrics of model {model!r} lack {missing}; found keys {sorted(values)}")
         series[str(model)] = [_number(values[k], f"{model!r} {k}") for k in keys]
-    fig, ax = _new_figure((max(6.0, 2.0 + 0.6 * len(keys) * len(series)), 4.8))
-    _grouped_bars(ax, [METRIC_NAMES[k][lang] for k in keys], series, annotate=True)
-    ax.set_ylim(0.0, 1.1)
+    fig, ax = _new_figure((MAX_WIDTH, 4.6))
+    handles = _grouped_bars(ax, [METRIC_NAMES[k][lang] for k in keys], series, annotate=True)
+    ax.set_ylim(0.0, 1.1 if len(series) <= 3 else 1.2)
     _style(ax, t[title_key], "", t["score"])
     ax.grid(True, axis="y", alpha=0.3)
     ax.grid(False, axis="x")
-    _legend_below(fig)
+    _legend_below(fig, handles)
     return fig
 
 
@@ -497,16 +598,21 @@ def plot_per_class_f1(class_reports_by_model: Mapping[str, Mapping[str, Any]], *
                 )
             values.append(_number(entry["f1_score"], f"{model!r} class_{k} f1_score"))
         series[str(model)] = values
-    fig, ax = _new_figure((11.0, 4.8))
-    _grouped_bars(ax, labels.names(lang), series, annotate=False)
-    ax.tick_params(axis="x", labelrotation=30)
+    fig, ax = _new_figure((MAX_WIDTH, 4.6))
+    handles = _grouped_bars(ax, labels.names(lang), series, annotate=False)
+    ax.tick_params(axis="x", labelrotation=60)
     for tick in ax.get_xticklabels():
         tick.set_horizontalalignment("right")
     ax.set_ylim(0.0, 1.05)
     _style(ax, t["per_class_title"], t["class"], t["f1"])
     ax.grid(False, axis="x")
-    _legend_below(fig)
+    _legend_below(fig, handles)
     return fig
+
+
+def latency_label(ms: float) -> str:
+    """Milliseconds with three significant digits, without scientific notation."""
+    return f"{ms:.3g}" if ms < 1000 else f"{ms:.0f}"
 
 
 def plot_latency_vs_accuracy(
@@ -516,10 +622,11 @@ def plot_latency_vs_accuracy(
     log_scale: bool | None = None,
     lang: str = "tr",
 ) -> Figure:
-    """Latency per model as bars (left axis) and accuracy as a line (right axis), models on x.
+    """Accuracy (top panel) and batch-1 latency (bottom panel) per model, the models in the same columns.
 
-    `log_scale=None` uses a log latency axis when latencies span more than two orders of magnitude, where
-    a linear axis would flatten the fast models to nothing.
+    Two panels rather than two y axes on one: each panel's value labels sit above its own bars and cannot run
+    into the other's. `log_scale=None` uses a log latency axis when latencies span more than two orders of
+    magnitude, where a linear axis would flatten the fast models to nothing.
     """
     t = _text(lang)
     if not latency_ms:
@@ -538,27 +645,23 @@ def plot_latency_vs_accuracy(
     if log_scale is None:
         log_scale = max(latency) / min(latency) > 100
 
-    fig, ax = _new_figure((max(6.0, 1.4 * len(models)), 4.5))
+    fig, (ax_acc, ax) = _new_figure((min(MAX_WIDTH, max(5.0, 1.3 * len(models) + 1.5)), 5.6), nrows=2, sharex=True)
+    _stack_apart(fig)
     x = np.arange(len(models))
+    acc_bars = ax_acc.bar(x, acc, width=0.6, color=MODEL_COLORS[0], label=t["accuracy"])
+    ax_acc.bar_label(acc_bars, labels=[f"{a:.3f}" for a in acc], fontsize=ANNOTATION_SIZE, padding=2)
+    ax_acc.set_ylim(0.0, 1.15)  # headroom for the labels above a bar at 1.0
+    _style(ax_acc, t["accuracy_title"], "", t["accuracy"])
+    ax_acc.grid(False, axis="x")
     bars = ax.bar(x, latency, width=0.6, color=MODEL_COLORS[1], label=t["latency"])
-    ax.bar_label(bars, labels=[f"{v:.3g}" for v in latency], fontsize=ANNOTATION_SIZE, padding=2)
+    ax.bar_label(bars, labels=[latency_label(v) for v in latency], fontsize=ANNOTATION_SIZE, padding=2)
     # Headroom above the tallest bar so its label stays inside the axes.
     if log_scale:
         ax.set_yscale("log")
-        ax.set_ylim(top=max(latency) * 3)
+        ax.set_ylim(min(latency) / 3, max(latency) * 4)
     else:
-        ax.set_ylim(0, max(latency) * 1.15)
-    ax.set_xticks(x, models)
-    _style(ax, t["latency_title"], t["model"], t["latency"])
+        ax.set_ylim(0, max(latency) * 1.2)
+    ax.set_xticks(x, [name_label(m, 14) for m in models])
+    _style(ax, t["latency_panel_title"], t["model"], t["latency"])
     ax.grid(False, axis="x")
-    ax_acc = ax.twinx()
-    (line,) = ax_acc.plot(x, acc, color="crimson", marker="o", linewidth=2.0, label=t["accuracy"])
-    for xi, a in zip(x, acc, strict=True):
-        ax_acc.annotate(
-            f"{a:.3f}", (xi, a), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=ANNOTATION_SIZE
-        )
-    ax_acc.set_ylim(0.0, 1.05)
-    ax_acc.set_ylabel(t["accuracy"], fontsize=LABEL_SIZE)
-    ax_acc.tick_params(labelsize=TICK_SIZE)
-    _legend_below(fig, [bars, line])
     return fig

@@ -1,4 +1,8 @@
-"""Running the notebooks with papermill and exporting the report with nbconvert."""
+"""Running the notebooks with papermill and exporting the report with nbconvert.
+
+The notebooks and the HTML template are package data (mathreport/notebooks/, mathreport/templates/), so this
+works from a wheel as from a checkout; notebooks/ in the repository holds copies for JupyterLab users.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,26 @@ from pathlib import Path
 
 from mathreport import artifacts
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO_ROOT / "notebooks"
+PACKAGE_DIR = Path(__file__).resolve().parent
+NOTEBOOKS = PACKAGE_DIR / "notebooks"
+TEMPLATES = PACKAGE_DIR / "templates"
+REPORT_TEMPLATE = "mathreport_report"
 REPORT_NOTEBOOK = NOTEBOOKS / "final_report.ipynb"
 TRAIN_NOTEBOOK = NOTEBOOKS / "train_model.ipynb"
 DATA_FILES = ("augmented_train.csv", "val_split.csv", "test_split.csv")
+# The kernel `mathreport report` / `pipeline` run the notebooks in: ipykernel's own spec for the running
+# interpreter, the one that imported this package. The notebooks name the "mathreport" kernel that `make`
+# registers, for JupyterLab and for plain `papermill` calls.
+DEFAULT_KERNEL = "python3"
+# Markdown cells tagged so hold the Turkish section texts; an export in another language drops them.
+TURKISH_TAG = "lang-tr"
 
 
 def _notebook(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: the notebooks live in the repository's notebooks/ folder; run mathreport from a "
-            "checkout of the repository"
+            f"{path} not found: the notebooks ship inside the mathreport package (mathreport/notebooks/); "
+            "reinstall it (`pip install .` or `make env`)"
         )
     return path
 
@@ -45,7 +57,8 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
         os.environ[TEXT_PROGRESS_ENV] = "1"  # the kernel inherits it: Trainer shows a text progress bar
     try:
         papermill.execute_notebook(
-            str(_notebook(notebook)), tmp, parameters=parameters, kernel_name=kernel, cwd=os.getcwd(),
+            str(_notebook(notebook)), tmp, parameters=parameters, kernel_name=kernel or DEFAULT_KERNEL,
+            cwd=os.getcwd(),
             progress_bar=not stream, stdout_file=sys.stdout if stream else None,
             stderr_file=sys.stderr if stream else None,
         )
@@ -65,33 +78,23 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     return output
 
 
-# Print rules: A4 pages, figures and tables shrink to the page instead of being cut at its edge.
-PRINT_CSS = """
-<style>
-@page { size: A4; margin: 14mm 12mm; }
-img { max-width: 100% !important; height: auto !important; }
-@media print {
-  body { font-size: 11px; }
-  .jp-OutputArea-output, .jp-OutputArea-output *, .jp-Cell, .jp-OutputArea { overflow: visible !important; }
-  .jp-OutputArea-output table { width: 100% !important; table-layout: fixed !important; font-size: 8px !important; }
-  .jp-OutputArea-output td, .jp-OutputArea-output th {
-    overflow-wrap: anywhere !important; white-space: normal !important; padding: 2px 3px !important; }
-  .jp-Cell { break-inside: avoid; }
-  h1, h2 { break-after: avoid; }
-}
-</style>
-"""
+def export_html(executed: Path, html_path: Path, lang: str = "tr") -> Path:
+    """Export an executed notebook to a self-contained HTML file: figures embedded, code hidden, no script.
 
-
-def export_html(executed: Path, html_path: Path) -> Path:
-    """Export an executed notebook to a self-contained HTML file (figures embedded, code hidden)."""
+    The template (mathreport/templates/mathreport_report) is JupyterLab's without the scripts it loads from a
+    CDN; math is already MathML in the outputs. For a language other than Turkish the Turkish markdown cells
+    are dropped (their translation is in the outputs).
+    """
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(template_name=REPORT_TEMPLATE, extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            language_code=lang)
+    if lang != "tr":
+        exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={TURKISH_TAG}), enabled=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
-    body = body.replace("</head>", PRINT_CSS + "</head>", 1)
     artifacts.write_text(html_path, body)
     return Path(html_path)
 
@@ -116,6 +119,7 @@ def run_report(
     figures_dir: Path = Path("figures"),
     lang: str = "tr",
     pdf: bool = False,
+    kernel: str | None = None,
 ) -> dict[str, Path]:
     """Execute `final_report.ipynb` for `model` and export it; returns the written paths."""
     from mathreport import summary
@@ -128,10 +132,12 @@ def run_report(
     executed = execute(
         REPORT_NOTEBOOK,
         output_dir / f"final_report{suffix}.ipynb",
-        {"model": model, "compare": compare, "results_dir": str(results_dir), "figures_dir": str(figures_dir),
-         "lang": lang},
+        {"model": model, "compare": compare, "results_dir": str(Path(results_dir).resolve()),
+         "figures_dir": str(Path(figures_dir).resolve()), "lang": lang},
+        kernel=kernel,
     )
-    paths = {"notebook": executed, "html": export_html(executed, output_dir / f"final_report{suffix}.html")}
+    paths = {"notebook": executed,
+             "html": export_html(executed, output_dir / f"final_report{suffix}.html", lang)}
     if pdf:
         paths["pdf"] = export_pdf(paths["html"], output_dir / f"final_report{suffix}.pdf")
     return paths

@@ -6,6 +6,7 @@ number in the report passes through here from a run's files, never from the note
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from mathreport import artifacts
 from mathreport.labels import NUM_CLASSES, names
+from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
 
 TEXT = {
     "tr": {
@@ -36,8 +38,10 @@ TEXT = {
         "runs": "Model Eğitimleri",
         "lr": "Hiperparametre Araması",
         "model": "Model",
-        "demo": "**Not:** Bu rapor, gerçek yarışma verisi yerine paketin ürettiği çevrimdışı *demo derlemi* ile "
-                "eğitilen modellerden üretilmiştir; sayılar demo verisi içindir.",
+        "banner": "**Uyarı: gerçek yarışma sonucu değil.** Bu rapordaki şu çalıştırmalar gerçek veriyle eğitilmiş bir "
+                  "modelden gelmiyor: {runs}. Onlara ait sayılar modellerin gerçek başarısı olarak okunmamalıdır.",
+        "banner_synthetic": "sentetik, testler için üretilmiş sonuçlar",
+        "banner_demo": "çevrimdışı demo derlemiyle eğitildi",
     },
     "en": {
         "title": "Math Analysis Engine — Model Evaluation Report",
@@ -60,10 +64,98 @@ TEXT = {
         "runs": "Model Training Runs",
         "lr": "Hyperparameter Search",
         "model": "Model",
-        "demo": "**Note:** this report was made from models trained on the package's offline *demo corpus*, "
-                "not the real competition data; its numbers describe the demo data.",
+        "banner": "**Warning: not real competition results.** These runs in this report do not come from a model "
+                  "trained on real data: {runs}. Their numbers must not be read as the models' real performance.",
+        "banner_synthetic": "synthetic results made for tests",
+        "banner_demo": "trained on the offline demo corpus",
     },
 }
+
+# What each section shows and how to read it: the notebook's markdown cells (Turkish) and the English report.
+INTRO = {
+    "tr": {
+        "title": "Bu rapordaki her sayı `results/<model>/` altındaki çalıştırma dosyalarından hesaplanır; hiçbir "
+                 "değer elle yazılmaz. Parametreler ilk kod hücresindedir (`model`, `compare`, `results_dir`, "
+                 "`figures_dir`, `lang`); papermill ile `-p model qwen` gibi değiştirilir.",
+        "overview": "Raporun ele aldığı model, karşılaştırılan modeller ve makro F1'e göre öndeki model. "
+                    "Ayrıntılar ve testler aşağıdaki bölümlerdedir.",
+        "data": "Eğitim, doğrulama ve test kümelerinin boyutları, dosyaların SHA-256 özetleri, temizlik adımlarının "
+                "sayıları ve konu başına soru sayıları. Grafik, konuların kümeler içindeki payını karşılaştırır.",
+        "setup": "Her çalıştırmanın kullandığı kütüphane sürümleri ve donanım (`run.json`). Sonucu yeniden üretmek "
+                 "için aynı sürümler kullanılmalıdır.",
+        "lr": "Doğrulama kümesinde denenen öğrenme oranları ve skorları; yıldız en iyi oranı gösterir. Test kümesi "
+              "bu seçimde kullanılmaz.",
+        "runs": "Her modelin tam eğitim komutu, hiperparametreleri ve eğitim hızı; komut çalıştırmayı aynen tekrarlar.",
+        "summary": "Her modelin test kümesindeki başlıca metrikleri ve parti boyutu 1'deki medyan gecikmesi. "
+                   "Metrikler 0–1 arasındadır ve yüksek olan daha iyidir; gecikmede düşük olan daha iyidir.",
+        "classic": "Doğruluk, makro kesinlik ve makro duyarlılık; her model için bir çubuk. Makro ortalama her konuya "
+                   "eşit ağırlık verir.",
+        "f1": "Mikro, makro ve ağırlıklı F1. Makro F1'in ağırlıklı F1'den belirgin düşük olması, küçük konularda "
+              "modelin daha zayıf olduğunu gösterir.",
+        "roc": "Her konu için bire-karşı-hepsi ROC eğrisi ve mikro/makro ortalamalar: eğri sol üst köşeye ne kadar "
+               "yakınsa (AUC ne kadar yüksekse) ayırma o kadar iyidir. Kesinlik-duyarlılık eğrileri aynı soruyu "
+               "dengesiz konular için yanıtlar.",
+        "confusion": "Satırlar gerçek konuyu, sütunlar tahmini gösterir; her satır 1'e normalize edilmiştir. "
+                     "Köşegen dışındaki koyu hücreler en sık karıştırılan konu çiftleridir.",
+        "per_class": "Konu başına F1 (tüm modeller) ve ana modelin kesinlik, duyarlılık, AUC ve destek (test sorusu "
+                     "sayısı) değerleri.",
+        "training": "Epok başına eğitim ve doğrulama kaybı ve doğruluğu. Eğitim kaybı düşerken doğrulama kaybının "
+                    "artması aşırı öğrenmeye işaret eder.",
+        "latency": "Parti boyutu başına soru başı gecikme (p50/p95/p99, ms) ve saniyedeki soru sayısı, ölçüldüğü "
+                   "donanım ve veri tipiyle. Farklı donanımda ölçülen gecikmeler doğrudan karşılaştırılamaz.",
+        "latency_vs_acc": "Üst panel her modelin doğruluğunu, alt panel parti boyutu 1'deki medyan gecikmesini "
+                          "gösterir; aynı sütundaki iki çubuk aynı modele aittir.",
+        "calibration": "Güvenilirlik diyagramı, tahmin güvenine göre gruplanan soruların gerçek doğruluğunu gösterir; "
+                       "köşegene yakın çubuklar iyi kalibrasyon demektir. Alttaki dağılım doğru ve yanlış "
+                       "tahminlerin güvenini karşılaştırır.",
+        "errors": "En sık karıştırılan konu çiftleri ve her biri için en fazla üç örnek soru, test kümesinden "
+                  "olduğu gibi.",
+        "conclusion": "Metrik başına önde olan model, en iyi iki model arasındaki McNemar testi ve gecikme "
+                      "ödünleşimi; hepsi yukarıdaki sayılardan üretilir.",
+    },
+    "en": {
+        "title": "Every number in this report is computed from the run files under `results/<model>/`; none is "
+                 "typed in. The parameters are in the first code cell (`model`, `compare`, `results_dir`, "
+                 "`figures_dir`, `lang`); papermill changes them, e.g. `-p model qwen`.",
+        "overview": "The model the report is about, the models it is compared with, and the leader by macro F1.",
+        "data": "Sizes of the train, validation and test splits, SHA-256 of their files, the counts of each cleaning "
+                "step and questions per topic. The chart compares each topic's share in each split.",
+        "setup": "Library versions and hardware of each run (`run.json`); reproducing a result needs the same "
+                 "versions.",
+        "lr": "The learning rates tried on the validation split and their scores; the star marks the best rate. "
+              "The test split plays no part in this choice.",
+        "runs": "The exact training command of each model, its hyperparameters and training speed; the command "
+                "repeats the run.",
+        "summary": "The headline test metrics of each model and its median latency at batch size 1. Metrics are in "
+                   "0–1, higher is better; for latency lower is better.",
+        "classic": "Accuracy, macro precision and macro recall, one bar per model. Macro averages weigh every topic "
+                   "equally.",
+        "f1": "Micro, macro and weighted F1. A macro F1 clearly below the weighted F1 means the model is weaker on "
+              "the small topics.",
+        "roc": "One-vs-rest ROC curve per topic with micro/macro averages: the closer to the top-left corner (the "
+               "higher the AUC), the better the separation. Precision-recall curves answer the same for "
+               "imbalanced topics.",
+        "confusion": "Rows are the true topic, columns the prediction; each row is normalised to 1. Dark cells off "
+                     "the diagonal are the pairs of topics confused most often.",
+        "per_class": "F1 per topic (all models) and the main model's precision, recall, AUC and support (number of "
+                     "test questions).",
+        "training": "Training and validation loss and accuracy per epoch. Training loss falling while validation "
+                    "loss rises points to overfitting.",
+        "latency": "Per-question latency per batch size (p50/p95/p99, ms) and questions per second, with the "
+                   "hardware and dtype it was measured with. Latencies measured on different hardware are not "
+                   "directly comparable.",
+        "latency_vs_acc": "The top panel shows each model's accuracy, the bottom panel its median latency at batch "
+                          "size 1; the two bars in one column belong to the same model.",
+        "calibration": "The reliability diagram shows the real accuracy of questions grouped by the confidence of "
+                       "the prediction; bars close to the diagonal mean good calibration. The distribution below "
+                       "compares the confidence of right and wrong predictions.",
+        "errors": "The pairs of topics confused most often, with up to three example questions each, as they are "
+                  "in the test split.",
+        "conclusion": "The leader per metric, McNemar's test between the two best models and the latency trade-off; "
+                      "all generated from the numbers above.",
+    },
+}
+
 
 SUMMARY_COLUMNS = ["Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F1_macro", "F1_weighted",
                    "AUC_macro"]
@@ -165,13 +257,41 @@ def latency_p50(run: Run, batch_size: int = 1) -> float | None:
 
 
 def format_table(frame: pd.DataFrame, digits: int = 3):
-    """A pandas Styler showing numbers with `digits` decimals and missing values as a dash."""
-    return frame.style.format(precision=digits, na_rep="—")
+    """A pandas Styler showing numbers with `digits` decimals and missing values as a dash.
+
+    Every string in it (cells, row and column labels: run names, devices, paths) is HTML-escaped.
+    """
+    # A zero-width space after each "_" lets a narrow column's header ("Precision_macro") wrap there.
+    styler = (frame.style.format(precision=digits, na_rep="—", escape="html")
+              .format_index(escape="html", axis=0)
+              .format_index(lambda label: str(label).replace("_", "_\u200b"), escape="html", axis=1))
+    # Row numbers (a default RangeIndex) say nothing to the reader.
+    return styler.hide(axis="index") if isinstance(frame.index, pd.RangeIndex) else styler
+
+
+def is_synthetic(run: Run) -> bool:
+    """Whether a run's run.json marks its results as synthetic (made for tests, not by training)."""
+    return (run.manifest or {}).get("synthetic") is True
 
 
 def uses_demo_data(runs: dict[str, Run]) -> bool:
     """Whether any run was trained on the offline demo corpus (per the prepare report beside its data)."""
-    return any((_prepare_report(run) or {}).get("source") == "demo" for run in runs.values())
+    return any(_trained_on_demo(run) for run in runs.values())
+
+
+def _trained_on_demo(run: Run) -> bool:
+    return (_prepare_report(run) or {}).get("source") == "demo"
+
+
+def banner(runs: dict[str, Run], lang: str = "tr") -> str:
+    """A warning naming every run that is synthetic or trained on the demo corpus; "" when there is none."""
+    flagged = []
+    for name, run in runs.items():
+        why = [text(key, lang) for key, hit in (("banner_synthetic", is_synthetic(run)),
+                                                ("banner_demo", _trained_on_demo(run))) if hit]
+        if why:
+            flagged.append(f"**{md(name)}** ({md('; '.join(why))})")
+    return text("banner", lang).format(runs=", ".join(flagged)) if flagged else ""
 
 
 # --- prose and tables generated from the numbers ---------------------------------------------------
@@ -202,9 +322,10 @@ def leaders(runs: dict[str, Run], lang: str = "tr") -> list[str]:
             continue
         (best, value), rest = ranked[0], ranked[1:]
         if not rest:
-            out.append(f"{metric}: **{best}** {_f(value)}")
+            out.append(f"{metric}: **{md(best)}** {_f(value)}")
             continue
         second, value2 = rest[0]
+        best, second = md(best), md(second)
         gap = value - value2
         if lang == "tr":
             out.append(f"{metric}: **{best}** {_f(value)} ile önde; {second} {_f(value2)} "
@@ -217,21 +338,23 @@ def leaders(runs: dict[str, Run], lang: str = "tr") -> list[str]:
 
 def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     """The report's opening paragraph: what was compared, on how many test questions, who leads."""
-    listed = ", ".join(f"**{n}**" for n in runs)
+    listed = ", ".join(f"**{md(n)}**" for n in runs)
     n_test = len(runs[model].predictions)
     best = winner(runs)
+    best_metrics = runs[best].metrics
+    model, best = md(model), md(best)
     if lang == "tr":
         head = (f"Bu rapor **{model}** modelini ele alır ve {len(runs)} modeli karşılaştırır: {listed}. "
                 f"Tüm sayılar `results/` altındaki çalıştırma dosyalarından hesaplanmıştır "
                 f"({model} için {n_test} test sorusu). ")
         head += (f"Makro F1'e göre en iyi model **{best}** "
-                 f"(F1_macro {_f(runs[best].metrics['F1_macro'])}, Accuracy {_f(runs[best].metrics['Accuracy'])}).")
+                 f"(F1_macro {_f(best_metrics['F1_macro'])}, Accuracy {_f(best_metrics['Accuracy'])}).")
     else:
         head = (f"This report is about **{model}** and compares {len(runs)} model(s): {listed}. "
                 f"Every number is computed from the run files under `results/` ({n_test} test questions "
                 f"for {model}). ")
         head += (f"By macro F1 the best model is **{best}** "
-                 f"(F1_macro {_f(runs[best].metrics['F1_macro'])}, Accuracy {_f(runs[best].metrics['Accuracy'])}).")
+                 f"(F1_macro {_f(best_metrics['F1_macro'])}, Accuracy {_f(best_metrics['Accuracy'])}).")
     return head
 
 
@@ -254,12 +377,14 @@ def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
         data = (run.manifest or {}).get("data")
         if not data:
             n = len(run.predictions)
-            lines.append(f"- **{name}**: " + (f"run.json yok; test kümesi {n} soru (preds_test.csv)." if lang == "tr"
-                                              else f"no run.json; test set of {n} questions (preds_test.csv)."))
+            lines.append(f"- **{md(name)}**: " + (f"veri kaydı yok; test kümesi {n} soru (preds_test.csv)."
+                                                  if lang == "tr" else
+                                                  f"no data record; test set of {n} questions (preds_test.csv)."))
             continue
-        sizes = ", ".join(f"{split} {info['rows']}" for split, info in data.items())
-        files = ", ".join(f"`{info['path']}` (sha256 {info['sha256'][:12]})" for info in data.values())
-        lines.append(f"- **{name}**: {sizes} — {files}")
+        sizes = ", ".join(f"{md(split)} {md(info.get('rows'))}" for split, info in data.items())
+        files = ", ".join(f"{md_code(info.get('path'))} (sha256 {md(str(info.get('sha256'))[:12])})"
+                          for info in data.values())
+        lines.append(f"- **{md(name)}**: {sizes} — {files}")
     prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
     if prep:
         lines.extend(cleaning_lines(prep, lang))
@@ -290,20 +415,22 @@ def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
     cleaning = prep.get("cleaning") or {}
     dropped = cleaning.get("rows_dropped") or {}
     changed = cleaning.get("rows_changed") or {}
-    drops = ", ".join(f"{DROP_NAMES[lang].get(k, k)}: {v}" for k, v in dropped.items())
-    changes = ", ".join(f"{k}: {v}" for k, v in changed.items())
-    aug = prep.get("augmentation") or {}
+    drops = ", ".join(f"{md(DROP_NAMES[lang].get(k, k))}: {md(v)}" for k, v in dropped.items())
+    changes = ", ".join(f"{md(k)}: {md(v)}" for k, v in changed.items())
+    aug = {k: md(v) for k, v in (prep.get("augmentation") or {}).items()}
+    label, path = md(label), md_code(path)
+    rows_in, rows_kept, per_split = md(prep.get("rows_in")), md(prep.get("rows_kept")), md(prep.get("rows_per_split"))
     if lang == "tr":
-        out = [f"- Veri kaynağı: **{label}** (`{path}`)",
-               f"- Girdi satırı {prep.get('rows_in')}, tutulan {prep.get('rows_kept')}; atılanlar — {drops}",
+        out = [f"- Veri kaynağı: **{label}** ({path})",
+               f"- Girdi satırı {rows_in}, tutulan {rows_kept}; atılanlar — {drops}",
                f"- Değiştirilen satırlar — {changes}",
-               f"- Bölümler: {prep.get('rows_per_split')}; artırma: {aug.get('method', 'none')} "
+               f"- Bölümler: {per_split}; artırma: {aug.get('method', 'none')} "
                f"(+{aug.get('rows_added', 0)} satır, yalnız eğitim kümesine)"]
     else:
-        out = [f"- Data source: **{label}** (`{path}`)",
-               f"- Rows in {prep.get('rows_in')}, kept {prep.get('rows_kept')}; dropped — {drops}",
+        out = [f"- Data source: **{label}** ({path})",
+               f"- Rows in {rows_in}, kept {rows_kept}; dropped — {drops}",
                f"- Rows changed — {changes}",
-               f"- Splits: {prep.get('rows_per_split')}; augmentation: {aug.get('method', 'none')} "
+               f"- Splits: {per_split}; augmentation: {aug.get('method', 'none')} "
                f"(+{aug.get('rows_added', 0)} rows, train split only)"]
     return out
 
@@ -369,19 +496,24 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
     lines = []
     for name, run in runs.items():
         manifest = run.manifest or {}
-        if not manifest:
-            lines.append(f"- **{name}**: " + ("run.json yok (ekibin sonuç klasörü)." if lang == "tr"
-                                              else "no run.json (the team's results folder)."))
+        if not manifest.get("command"):
+            if is_synthetic(run):
+                why = "sentetik sonuçlar; eğitim yok." if lang == "tr" else "synthetic results; no training."
+            else:
+                why = ("eğitim kaydı yok (ekibin sonuç klasörü)." if lang == "tr"
+                       else "no training record (the team's results folder).")
+            lines.append(f"- **{md(name)}**: {why}")
             continue
         hyper = ", ".join(f"{k}={v}" for k, v in (manifest.get("hyperparameters") or {}).items() if v is not None)
         training = manifest.get("training") or {}
         speed = training.get("train_samples_per_second")
         seconds = training.get("train_seconds")
-        lines.append(f"- **{name}** — `{manifest.get('command', '')}`  \n  {manifest.get('description', '')}; "
-                     f"{hyper}"
+        numbers = isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds
+        lines.append(f"- **{md(name)}** — {md_code(manifest['command'])}  \n  {md(manifest.get('description', ''))}; "
+                     f"{md(hyper)}"
                      + (f"; {seconds:.0f} s, {speed:.1f} " + ("örnek/s" if lang == "tr" else "samples/s")
-                        if speed and seconds else "")
-                     + (f"; LoRA {manifest['lora']}" if manifest.get("lora") else ""))
+                        if numbers else "")
+                     + (f"; LoRA {md(manifest['lora'])}" if manifest.get("lora") else ""))
     return "\n".join(lines)
 
 
@@ -397,16 +529,16 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
                  if v.get("auc") is None]
     class_names = names(lang)
     if lang == "tr":
-        out = (f"{run.name}: 8 sınıfın tümü için bire-karşı-hepsi AUC hesaplandı; makro AUC "
+        out = (f"{md(run.name)}: 8 sınıfın tümü için bire-karşı-hepsi AUC hesaplandı; makro AUC "
                f"{_f(m.get('AUC_macro'))}, mikro AUC {_f(m.get('AUC_micro'))}. En düşük AUC: "
                f"{class_names[worst[0]]} ({_f(worst[1])}).")
         if undefined:
-            out += " Tanımsız AUC: " + "; ".join(f"{class_names[i]} ({why})" for i, why in undefined) + "."
+            out += " Tanımsız AUC: " + "; ".join(f"{class_names[i]} ({md(why)})" for i, why in undefined) + "."
     else:
-        out = (f"{run.name}: one-vs-rest AUC over all 8 classes; macro AUC {_f(m.get('AUC_macro'))}, "
+        out = (f"{md(run.name)}: one-vs-rest AUC over all 8 classes; macro AUC {_f(m.get('AUC_macro'))}, "
                f"micro AUC {_f(m.get('AUC_micro'))}. Lowest AUC: {class_names[worst[0]]} ({_f(worst[1])}).")
         if undefined:
-            out += " AUC undefined: " + "; ".join(f"{class_names[i]} ({why})" for i, why in undefined) + "."
+            out += " AUC undefined: " + "; ".join(f"{class_names[i]} ({md(why)})" for i, why in undefined) + "."
     return out
 
 
@@ -429,10 +561,10 @@ def per_class_sentence(run: Run, lang: str = "tr") -> str:
     table = table[table["support"] > 0]
     best, worst = table["f1_score"].idxmax(), table["f1_score"].idxmin()
     if lang == "tr":
-        return (f"{run.name}: en iyi konu **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), en zayıf konu "
+        return (f"{md(run.name)}: en iyi konu **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), en zayıf konu "
                 f"**{worst}** (F1 {_f(table.loc[worst, 'f1_score'])}, {int(table.loc[worst, 'support'])} test "
                 "sorusu).")
-    return (f"{run.name}: best topic **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), weakest **{worst}** "
+    return (f"{md(run.name)}: best topic **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), weakest **{worst}** "
             f"(F1 {_f(table.loc[worst, 'f1_score'])}, {int(table.loc[worst, 'support'])} test questions).")
 
 
@@ -466,26 +598,27 @@ def latency_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     devices = {d for _, d in measured.values()}
     parts = []
     for name, (p50, device) in measured.items():
-        parts.append(f"{name} {p50:.2f} ms ({device})")
+        parts.append(f"{md(name)} {p50:.2f} ms ({md(device)})")
     same = len(devices) == 1
+    fastest = md(fastest)
     if lang == "tr":
         out = f"Parti boyutu 1'de madde başına medyan gecikme: {'; '.join(parts)}. En hızlı model **{fastest}**."
         if not same:
             out += (" **Dikkat:** bu gecikmeler farklı donanımlarda ölçüldü; doğrudan karşılaştırılamaz.")
         else:
-            out += f" Tüm ölçümler aynı donanımda yapıldı: {devices.pop()}."
+            out += f" Tüm ölçümler aynı donanımda yapıldı: {md(devices.pop())}."
     else:
         out = f"Median per-item latency at batch size 1: {'; '.join(parts)}. Fastest model: **{fastest}**."
         if not same:
             out += " **Caution:** these latencies were measured on different hardware and are not directly comparable."
         else:
-            out += f" All measured on the same hardware: {devices.pop()}."
+            out += f" All measured on the same hardware: {md(devices.pop())}."
     return out
 
 
 def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     """ECE and log-loss of each run."""
-    parts = [f"{n}: ECE {_f(r.metrics.get('ECE'))}, LogLoss {_f(r.metrics.get('LogLoss'))}" for n, r in runs.items()
+    parts = [f"{md(n)}: ECE {_f(r.metrics.get('ECE'))}, LogLoss {_f(r.metrics.get('LogLoss'))}" for n, r in runs.items()
              if r.metrics.get("ECE") is not None]
     if not parts:
         return ""
@@ -494,25 +627,46 @@ def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     return head + "; ".join(parts) + "."
 
 
-def error_analysis(run: Run, lang: str = "tr", k: int = 5) -> str:
-    """The most frequent confusions with up to 3 example questions each, as markdown."""
+QUESTION_CHARS = 240
+
+
+def shorten_question(question: str, limit: int = QUESTION_CHARS) -> str:
+    """A question cut to about `limit` characters, never inside a `$...$` or `$$...$$` math span."""
+    question = dollar_math(question)
+    if len(question) <= limit:
+        return question
+    cut = question[:limit]
+    delimiters = [m.start() for m in re.finditer(r"(?<!\\)\$\$?", cut)]
+    if len(delimiters) % 2:  # the cut falls inside a math span: end before it opens
+        cut = cut[: delimiters[-1]]
+    return cut.rstrip() + " …"
+
+
+def error_analysis_html(run: Run, lang: str = "tr", k: int = 5) -> str:
+    """The most frequent confusions with up to 3 example questions each, as HTML.
+
+    The questions are data: their text is escaped and their LaTeX rendered as MathML (`markup.question_html`).
+    """
     from mathreport import metrics
 
     frame = run.predictions
     texts = frame["text"].astype(str).tolist() if "text" in frame.columns else None
     confusions = metrics.top_confusions(frame["y_true"], frame["y_pred"], texts, k=k)
     if not confusions:
-        return "Test kümesinde hiç hata yok." if lang == "tr" else "No errors on the test set."
-    lines = [f"**{run.name}** — " + ("en sık karışıklıklar (gerçek → tahmin):" if lang == "tr"
-                                    else "most frequent confusions (true → predicted):")]
+        return "<p>" + ("Test kümesinde hiç hata yok." if lang == "tr" else "No errors on the test set.") + "</p>"
+    head = "en sık karışıklıklar (gerçek → tahmin):" if lang == "tr" else "most frequent confusions (true → predicted):"
+    out = [f'<p><strong>{escape_html(run.name)}</strong> — {head}</p>', '<ul class="mathreport-errors">']
     for c in confusions:
-        lines.append(f"- {c[f'true_name_{lang}']} → {c[f'pred_name_{lang}']}: {c['count']} "
-                     + ("soru" if lang == "tr" else "questions")
-                     + f" ({c['share_of_true'] * 100:.1f}%)")
-        for example in c["examples"]:
-            short = example if len(example) <= 160 else example[:157] + "..."
-            lines.append(f"    - _{short.replace('_', chr(92) + '_')}_")
-    return "\n".join(lines)
+        out.append(f"<li>{escape_html(c[f'true_name_{lang}'])} → {escape_html(c[f'pred_name_{lang}'])}: "
+                   f"{int(c['count'])} {'soru' if lang == 'tr' else 'questions'} ({c['share_of_true'] * 100:.1f}%)")
+        if c["examples"]:
+            out.append('<ul class="mathreport-questions">')
+            out.extend(f'<li class="mathreport-question">{question_html(shorten_question(q))}</li>'
+                       for q in c["examples"])
+            out.append("</ul>")
+        out.append("</li>")
+    out.append("</ul>")
+    return "\n".join(out)
 
 
 def significance(runs: dict[str, Run], a: str, b: str) -> dict | None:
@@ -531,14 +685,15 @@ def significance(runs: dict[str, Run], a: str, b: str) -> dict | None:
 
 def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     """The conclusion, generated from the numbers: leader per metric, significance, latency trade-off."""
-    best = winner(runs)
+    best_key = winner(runs)
+    best = md(best_key)
     lines = leaders(runs, lang)
-    others = [n for n in runs if n != best]
+    others = [n for n in runs if n != best_key]
     if others:
         ranked = sorted(others, key=lambda n: (runs[n].metrics["F1_macro"], runs[n].metrics["Accuracy"]),
                         reverse=True)
-        second = ranked[0]
-        test = significance(runs, best, second)
+        test = significance(runs, best_key, ranked[0])
+        second = md(ranked[0])
         if test is None:
             lines.append(f"{best} ve {second} farklı test kümelerinde değerlendirildi; eşli test yapılamaz."
                          if lang == "tr" else
@@ -560,17 +715,18 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
                     + ("**statistically significant** (p < 0.05)." if sig else "**not significant** (p ≥ 0.05).")
                     + (f" The 95% CIs of Accuracy {'overlap' if overlap.get('Accuracy') else 'do not overlap'}."
                        if overlap else ""))
-    p50_best = latency_p50(runs[best])
+    p50_best = latency_p50(runs[best_key])
     measured = {n: latency_p50(r) for n, r in runs.items() if latency_p50(r) is not None}
     if p50_best is not None and len(measured) > 1:
         fastest = min(measured, key=measured.get)
-        if fastest != best:
+        if fastest != best_key:
             ratio = p50_best / measured[fastest]
+            fastest_ms, fastest = measured[fastest], md(fastest)
             lines.append(
                 f"Gecikme ödünleşimi: {best}, {fastest} modelinden {ratio:.1f} kat yavaş "
-                f"({p50_best:.2f} ms vs {measured[fastest]:.2f} ms, parti boyutu 1)." if lang == "tr" else
+                f"({p50_best:.2f} ms vs {fastest_ms:.2f} ms, parti boyutu 1)." if lang == "tr" else
                 f"Latency trade-off: {best} is {ratio:.1f}x slower than {fastest} "
-                f"({p50_best:.2f} ms vs {measured[fastest]:.2f} ms at batch size 1).")
+                f"({p50_best:.2f} ms vs {fastest_ms:.2f} ms at batch size 1).")
         else:
             lines.append(f"{best} aynı zamanda en hızlı model." if lang == "tr"
                          else f"{best} is also the fastest model.")

@@ -174,28 +174,73 @@ def test_reliability_diagram() -> None:
 
 
 # ------------------------------------------------------------------------------------------- confusion
+def heatmap_cells(ax) -> np.ma.MaskedArray:
+    """The K x K values seaborn's heatmap drew (its QuadMesh), masked where no cell was drawn."""
+    mesh = ax.collections[0]
+    return np.ma.masked_invalid(np.ma.filled(mesh.get_array().astype(float), np.nan)).reshape(K, K)
+
+
+def cell_texts(ax) -> dict[tuple[int, int], str]:
+    """Annotation text per (row, column) cell of a heatmap, from the texts' positions."""
+    return {(int(t.get_position()[1]), int(t.get_position()[0])): t.get_text() for t in ax.texts}
+
+
 def test_confusion_matrix_row_normalised() -> None:
     y, p = random_run(5, classes=[k for k in LABELS if k != 6])
     pred = p.argmax(axis=1)
     ax = plots.plot_confusion_matrix(y, pred).axes[0]
-    assert len(ax.images) == 1
-    shown = ax.images[0].get_array()
+    shown = heatmap_cells(ax)
     expected = confusion_matrix(y, pred, labels=LABELS, normalize="true")
     present = [k for k in LABELS if k != 6]
     np.testing.assert_allclose(shown[present], expected[present])
     assert shown.mask[6].all() and not shown.mask[present].any()
-    assert len(ax.texts) == K * K
-    assert [t.get_text() for t in ax.texts[6 * K : 7 * K]] == ["–"] * K
-    assert ax.texts[0].get_text() == f"{expected[0, 0]:.2f}"
+    texts = cell_texts(ax)
+    assert len(texts) == K * K
+    assert [texts[6, j] for j in LABELS] == ["–"] * K
+    assert texts[0, 0] == f"{expected[0, 0]:.2f}" and texts[3, 5] == f"{expected[3, 5]:.2f}"
     assert ax.get_xlabel() == "Tahmin edilen sınıf" and ax.get_ylabel() == "Gerçek sınıf"
     assert tick_texts(ax.get_xticklabels()) == labels.names("tr")
     assert tick_texts(ax.get_yticklabels()) == labels.names("tr")
     assert ax.get_title() == "Karışıklık matrisi (satıra göre normalize)"
 
     counts_ax = plots.plot_confusion_matrix(y, pred, normalize=False, lang="en").axes[0]
-    np.testing.assert_array_equal(counts_ax.images[0].get_array(), confusion_matrix(y, pred, labels=LABELS))
+    np.testing.assert_array_equal(heatmap_cells(counts_ax).filled(-1)[present],
+                                  confusion_matrix(y, pred, labels=LABELS)[present])
+    assert cell_texts(counts_ax)[1, 1] == str(confusion_matrix(y, pred, labels=LABELS)[1, 1])
     assert tick_texts(counts_ax.get_xticklabels()) == labels.names("en")
     assert counts_ax.get_xlabel() == "Predicted class"
+
+
+def test_class_distribution_shows_each_topics_share_per_split() -> None:
+    counts = pd.DataFrame({"train": [10, 20, 30, 40, 0, 5, 5, 10], "test": [1, 1, 1, 1, 1, 1, 1, 3]},
+                          index=labels.names("tr"))
+    fig = plots.plot_class_distribution(counts)
+    ax = fig.axes[0]
+    heights = [bar.get_height() for bar in ax.patches if bar.get_width() > 0]
+    expected = [100 * v / counts[c].sum() for c in counts.columns for v in counts[c]]  # seaborn: hue by hue
+    assert heights == pytest.approx(expected)
+    assert tick_texts(ax.get_xticklabels()) == labels.names("tr")
+    assert figure_legend_texts(fig) == ["train", "test"]
+    assert ax.get_ylabel() == "Soruların payı (%)"
+    with pytest.raises(ValueError, match="8 rows"):
+        plots.plot_class_distribution(counts.iloc[:3])
+    with pytest.raises(ValueError, match="at least one question"):
+        plots.plot_class_distribution(counts.assign(train=0))
+
+
+def test_confidence_distribution_separates_right_and_wrong() -> None:
+    y, p = random_run(3)
+    fig = plots.plot_confidence(y, p, n_bins=10)
+    ax = fig.axes[0]
+    right = p.argmax(axis=1) == y
+    confidence = p.max(axis=1)
+    # histplot(element="step") draws one filled polygon per group; its outline climbs to each bin's share.
+    assert len(ax.collections) == 2
+    tops = sorted(c.get_paths()[0].vertices[:, 1].max() for c in ax.collections)
+    expected = sorted(np.histogram(confidence[m], bins=10, range=(0, 1))[0].max() / m.sum() for m in (right, ~right))
+    assert tops == pytest.approx(expected)
+    assert legend_texts(ax) == ["Doğru tahmin", "Yanlış tahmin"]
+    assert ax.get_xlabel() == "Güven (tahmin edilen sınıfın olasılığı)"
 
 
 # ---------------------------------------------------------------------------------------- model tables
@@ -255,19 +300,113 @@ def test_latency_vs_accuracy() -> None:
     latency = {"qwen": 180.0, "minilm": 6.5, "tfidf": 0.04}
     accuracy = {"tfidf": 0.71, "qwen": 0.93, "minilm": 0.82}
     fig = plots.plot_latency_vs_accuracy(latency, accuracy)
-    ax, ax_acc = fig.axes
+    ax_acc, ax = fig.axes
     assert [bar.get_height() for bar in ax.patches] == list(latency.values())
+    assert [bar.get_height() for bar in ax_acc.patches] == [accuracy[m] for m in latency]
     assert tick_texts(ax.get_xticklabels()) == list(latency)
-    assert len(ax_acc.lines) == 1
-    assert list(ax_acc.lines[0].get_ydata()) == [accuracy[m] for m in latency]
+    assert [t.get_text() for t in ax_acc.texts] == [f"{accuracy[m]:.3f}" for m in latency]
+    assert [t.get_text() for t in ax.texts] == ["180", "6.5", "0.04"]
     assert ax.get_ylabel() == "Gecikme (ms)" and ax_acc.get_ylabel() == "Doğruluk"
     assert ax.get_yscale() == "log"  # latencies span over two orders of magnitude
-    assert figure_legend_texts(fig) == ["Gecikme (ms)", "Doğruluk"]
-    assert ax.get_title() == "Gecikme ve doğruluk"
     close = plots.plot_latency_vs_accuracy({"a": 10.0, "b": 20.0}, {"a": 0.5, "b": 0.6}, lang="en")
-    assert close.axes[0].get_yscale() == "linear" and close.axes[0].get_ylabel() == "Latency (ms)"
+    assert close.axes[1].get_yscale() == "linear" and close.axes[1].get_ylabel() == "Latency (ms)"
     with pytest.raises(ValueError, match="same models"):
         plots.plot_latency_vs_accuracy({"a": 1.0}, {"b": 0.5})
+
+
+def text_boxes(fig: Figure) -> list[tuple[str, object]]:
+    """(text, window extent) of every visible, non-empty text the figure draws."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    out = []
+    for artist in fig.findobj(Text):
+        if artist.get_visible() and artist.get_text().strip() and artist.figure is not None:
+            out.append((artist.get_text(), artist.get_window_extent(renderer)))
+    return out
+
+
+def overlapping_texts(fig: Figure) -> list[tuple[str, str]]:
+    boxes = text_boxes(fig)
+    hits = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            # A shared edge is not an overlap: shrink each box by half a pixel first.
+            if box_a.expanded(0.999, 0.999).overlaps(box_b.expanded(0.999, 0.999)) and box_a.width and box_b.width:
+                hits.append((a, b))
+    return hits
+
+
+def test_latency_chart_labels_do_not_overlap() -> None:
+    # The values that made the old twin-axis chart print the accuracy labels over the latency labels.
+    latency = {"tfidf": 1.3, "minilm": 15.0, "qwen-very-long-model-name": 180.0}
+    accuracy = {"tfidf": 0.71, "minilm": 0.82, "qwen-very-long-model-name": 0.93}
+    for log_scale in (True, False):
+        fig = plots.plot_latency_vs_accuracy(latency, accuracy, log_scale=log_scale)
+        assert overlapping_texts(fig) == []
+
+
+def all_figures(names: list[str]) -> dict[str, Figure]:
+    y, p = random_run(1, classes=[k for k in LABELS if k != 6])
+    reports, by_model = {}, {}
+    for seed, name in enumerate(names):
+        yy, pp = random_run(seed)
+        reports[name] = metrics.per_class_report(yy, pp)
+        by_model[name] = metrics.compute_metrics(yy, pp, n_bootstrap=10)
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.2, 0.8, 0.5], "val_loss": [1.3, 0.9, 0.7],
+                            "train_accuracy": [0.5, 0.7, 0.8], "val_accuracy": [0.45, 0.6, 0.7]})
+    lr = pd.DataFrame({"learning_rate": [1e-5, 1e-4, 2e-4], "val_accuracy": [0.5, 0.7, 0.6],
+                       "val_macro_f1": [0.4, 0.65, 0.6]})
+    counts = pd.DataFrame({n: np.arange(8) + 3 * i + 1 for i, n in enumerate(names)}, index=labels.names("tr"))
+    return {
+        "lr": plots.plot_lr_search(lr), "training": plots.plot_training_curves(history),
+        "roc": plots.plot_roc(y, p), "pr": plots.plot_precision_recall(y, p),
+        "reliability": plots.plot_reliability(y, p), "confidence": plots.plot_confidence(y, p),
+        "confusion": plots.plot_confusion_matrix(y, p.argmax(axis=1)),
+        "confusion_counts": plots.plot_confusion_matrix(y, p.argmax(axis=1), normalize=False),
+        "distribution": plots.plot_class_distribution(counts),
+        "metrics": plots.plot_metric_bars(by_model), "f1": plots.plot_f1_bars(by_model),
+        "per_class": plots.plot_per_class_f1(reports),
+        "latency": plots.plot_latency_vs_accuracy({n: 10.0 ** i for i, n in enumerate(names)},
+                                                  {n: by_model[n]["Accuracy"] for n in names}),
+    }
+
+
+@pytest.mark.parametrize("names", [["tfidf", "minilm"], ["tfidf", "minilm", "qwen_math", "mistral (sentetik)"]])
+def test_no_figure_has_overlapping_labels(names) -> None:
+    for key, fig in all_figures(names).items():
+        assert overlapping_texts(fig) == [], key
+        assert fig.get_figwidth() <= plots.MAX_WIDTH, key
+
+
+def test_figure_text_is_at_least_8_points() -> None:
+    from matplotlib.text import Text
+
+    for key, fig in all_figures(["tfidf", "minilm"]).items():
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
+        assert min(sizes) >= 8, key
+
+
+def test_hostile_model_names_are_drawn_as_text() -> None:
+    names = ["$x^2$ cost $5", "_hidden", "a" * 60, "<img src=x onerror=alert(1)>"]
+    by_model = {}
+    for seed, name in enumerate(names):
+        yy, pp = random_run(seed)
+        by_model[name] = metrics.compute_metrics(yy, pp, n_bootstrap=10)
+    fig = plots.plot_metric_bars(by_model)
+    text_boxes(fig)  # draws it: mathtext would fail or eat the dollars here
+    shown = figure_legend_texts(fig)
+    assert shown[0] == r"\$x^2\$ cost \$5"  # escaped: drawn with its dollar signs, not as math
+    assert shown[1] == "_hidden"  # a leading underscore would otherwise hide it from the legend
+    assert all(len(line) <= plots.NAME_WRAP for line in shown[2].split("\n"))
+    assert shown[2].replace("\n", "") == "a" * 60
+    assert shown[3].replace("\n", " ") == "<img src=x onerror=alert(1)>"
+    latency = plots.plot_latency_vs_accuracy({n: 1.0 + i for i, n in enumerate(names)},
+                                             {n: 0.5 for n in names})
+    assert overlapping_texts(latency) == []
 
 
 # ----------------------------------------------------------------------------------------------- saving

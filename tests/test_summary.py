@@ -87,3 +87,75 @@ def test_summary_table_carries_metrics_unrounded():
     table = summary.summary_table(runs, "tr")
     assert table.loc["alpha", "Accuracy"] == runs["alpha"].metrics["Accuracy"]
     assert table.loc["beta", "p50_ms (bs=1)"] == 40.0
+
+
+HOSTILE_NAME = '<img src=x onerror="alert(1)"> | *a* _b_ `c` $5'
+
+
+def _rendered(markdown: str):
+    """The tags and the text of report prose as the report shows it."""
+    from html.parser import HTMLParser
+
+    from mathreport.markup import markdown_html
+
+    class Collect(HTMLParser):
+        tags: list = []
+        text = ""
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+
+        def handle_data(self, data):
+            self.text += data
+
+    parser = Collect()
+    parser.tags = []
+    parser.feed(markdown_html(markdown))
+    return parser
+
+
+def test_prose_shows_hostile_run_names_as_text():
+    runs = _two_runs(0.9, 0.5)
+    runs = {HOSTILE_NAME: runs["alpha"], "beta": runs["beta"]}
+    runs[HOSTILE_NAME].name = HOSTILE_NAME
+    runs[HOSTILE_NAME].latency["device"] = "cpu <b>X</b>"
+    for prose in (summary.overview(runs, HOSTILE_NAME, "tr"), summary.conclusion(runs, HOSTILE_NAME, "en"),
+                  summary.latency_sentence(runs, "en"), "\n".join(summary.leaders(runs, "tr"))):
+        shown = _rendered(prose)
+        assert "img" not in shown.tags and "b" not in shown.tags
+        assert HOSTILE_NAME in shown.text
+    assert "cpu <b>X</b>" in _rendered(summary.latency_sentence(runs, "en")).text
+    styled = summary.format_table(summary.summary_table(runs, "tr")).to_html()
+    assert "<img" not in styled and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; | *a*" in styled
+
+
+def test_error_analysis_escapes_questions_and_renders_latex():
+    runs = _two_runs(0.5, 0.5)
+    run = runs["alpha"]
+    wrong = run.predictions.index[run.predictions["y_true"] != run.predictions["y_pred"]]
+    questions = ['<script>alert(1)</script>', "if x<y then y>z", r"Solve $x^2 = 4$.", "A" * 10_000]
+    frame = run.predictions.copy()
+    frame["text"] = frame["text"].astype(object)
+    frame.loc[wrong, "text"] = (questions * len(wrong))[: len(wrong)]
+    run.predictions = frame
+    html = summary.error_analysis_html(run, "en", k=8)
+    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "if x&lt;y then y&gt;z" in html
+    assert "<math" in html and "$x^2" not in html
+    assert "A" * summary.QUESTION_CHARS in html and "A" * (summary.QUESTION_CHARS + 1) not in html
+
+
+def test_shorten_question_never_cuts_inside_math():
+    question = "x" * 230 + " $a + b + c + d$ tail"
+    short = summary.shorten_question(question)
+    assert short.endswith(" …") and "$" not in short
+    assert summary.shorten_question("short $x$") == "short $x$"
+
+
+def test_banner_names_synthetic_runs_only():
+    runs = _two_runs(0.8, 0.7)
+    assert summary.banner(runs, "tr") == ""
+    runs["beta"].manifest = {"synthetic": True, "display_name": "beta"}
+    text = summary.banner(runs, "tr")
+    assert "**beta** (sentetik" in text and "alpha" not in text
+    assert "synthetic" in summary.banner(runs, "en")

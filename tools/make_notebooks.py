@@ -1,16 +1,26 @@
-"""Regenerate the clean notebooks in notebooks/ from the cell sources below (run: python tools/make_notebooks.py).
+"""Regenerate the clean notebooks from the cell sources below (run: python tools/make_notebooks.py).
 
-The notebooks are the source users open in JupyterLab; this script exists so their cells stay short calls into
-the package and diffs of them stay reviewable.
+The notebooks ship inside the package (mathreport/notebooks/, what `mathreport report` and `pipeline` run) and
+are copied to notebooks/ for users who open them in JupyterLab or run them with papermill; both copies are
+written here, identical, without outputs. Section headings and introductions come from `summary.TEXT` and
+`summary.INTRO` (Turkish); the markdown cells carry the tag `lang-tr`, so an export in another language drops
+them and shows the translated heading from the code cell instead.
 """
 
+import sys
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
+sys.path.insert(0, str(ROOT))
+
+from mathreport.summary import INTRO, TEXT  # noqa: E402
+
+KERNEL = {"display_name": "Python (mathreport)", "language": "python", "name": "mathreport"}
+TURKISH_TAG = "lang-tr"
+TARGETS = (ROOT / "mathreport" / "notebooks", ROOT / "notebooks")
 
 
 def notebook(cells):
@@ -26,69 +36,92 @@ def params(src):
     return cell
 
 
-def section(key, body):
-    return new_code_cell(f'heading("{key}")\n{body}'.rstrip())
+def turkish(src):
+    cell = new_markdown_cell(src)
+    cell.metadata["tags"] = [TURKISH_TAG]
+    return cell
 
+
+def section(key, call):
+    return [turkish(f"## {TEXT['tr'][key]}\n\n{INTRO['tr'][key]}"),
+            new_code_cell(f'ctx.heading("{key}")  # the heading in another language; Turkish: the cell above\n'
+                          f"{call}")]
+
+
+SECTIONS = [
+    ("overview", "ctx.overview()"),
+    ("data", "ctx.data_section()"),
+    ("setup", "ctx.setup_section()"),
+    ("lr", "ctx.lr_search_section()"),
+    ("runs", "ctx.runs_section()"),
+    ("summary", "ctx.summary_section()"),
+    ("classic", "ctx.classic_metrics_section()"),
+    ("f1", "ctx.f1_section()"),
+    ("roc", "ctx.roc_section()"),
+    ("confusion", "ctx.confusion_section()"),
+    ("per_class", "ctx.per_class_section()"),
+    ("training", "ctx.training_section()"),
+    ("latency", "ctx.latency_section()"),
+    ("latency_vs_acc", "ctx.latency_vs_accuracy_section()"),
+    ("calibration", "ctx.calibration_section()"),
+    ("errors", "ctx.errors_section()"),
+    ("conclusion", "ctx.conclusion_section()"),
+]
 
 REPORT = notebook([
-    params('# Run with papermill: papermill notebooks/final_report.ipynb out.ipynb -p model minilm\n'
-           '# Every number in the report is read from results_dir/<model>/; nothing is typed in.\n'
-           'model = "minilm"  # the model the report is about\n'
-           'compare = None  # other runs to compare with; None: every run found in results_dir\n'
-           'results_dir = "results"\n'
-           'figures_dir = "figures"\n'
+    turkish(f"# {TEXT['tr']['title']}\n\n{INTRO['tr']['title']}"),
+    params('# papermill final_report.ipynb out.ipynb -p model qwen   (from notebooks/ or the project root)\n'
+           'model = "minilm"  # the run folder the report is about: results/<model>/\n'
+           'compare = None  # other runs to compare with; None: every complete run in results_dir\n'
+           'results_dir = None  # None: results/ under the project root (the folder holding pyproject.toml)\n'
+           'figures_dir = None  # None: figures/ under the project root\n'
            'lang = "tr"  # "tr" or "en"'),
     new_code_cell("from mathreport.notebook import ReportContext\n\n"
                   "ctx = ReportContext.load(model, compare, results_dir, figures_dir, lang)\n"
-                  "heading, show = ctx.heading, ctx.show\n"
                   "ctx.title()"),
-    section("overview", "ctx.overview()"),
-    section("data", "ctx.data_section()"),
-    section("setup", "ctx.setup_section()"),
-    section("lr", "ctx.lr_search_section()"),
-    section("runs", "ctx.runs_section()"),
-    section("summary", "ctx.summary_section()"),
-    section("classic", "ctx.classic_metrics_section()"),
-    section("f1", "ctx.f1_section()"),
-    section("roc", "ctx.roc_section()"),
-    section("confusion", "ctx.confusion_section()"),
-    section("per_class", "ctx.per_class_section()"),
-    section("training", "ctx.training_section()"),
-    section("latency", "ctx.latency_section()"),
-    section("latency_vs_acc", "ctx.latency_vs_accuracy_section()"),
-    section("calibration", "ctx.calibration_section()"),
-    section("errors", "ctx.errors_section()"),
-    section("conclusion", "ctx.conclusion_section()"),
+    *[cell for key, call in SECTIONS for cell in section(key, call)],
 ])
 
 TRAIN = notebook([
-    new_markdown_cell("# Bir modeli eğit ve değerlendir / Train and evaluate one model\n\n"
-                      "`papermill notebooks/train_model.ipynb results/minilm/train_model.ipynb -p model minilm "
-                      "[-k GPU_KERNEL]`"),
+    new_markdown_cell("# Bir modeli eğit ve değerlendir\n\n"
+                      "Bu defter tek bir modeli eğitir, test kümesinde değerlendirir ve sonuçları "
+                      "`results/<model>/` klasörüne yazar (`mathreport pipeline` her model için bunu çalıştırır). "
+                      "Komut satırından: `papermill train_model.ipynb out.ipynb -p model minilm` "
+                      "(GPU çekirdeği için `-k ÇEKİRDEK`)."),
     params('model = "minilm"\n'
            "num_epochs = 3\n"
            "learning_rate = None  # None: the preset's\n"
-           'train_path = "data/augmented_train.csv"\n'
-           'val_path = "data/val_split.csv"\n'
-           'test_path = "data/test_split.csv"\n'
-           "output_dir = None  # None: results/<model>\n"
+           "train_path = None  # None: data/augmented_train.csv under the project root\n"
+           "val_path = None  # None: data/val_split.csv under the project root\n"
+           "test_path = None  # None: data/test_split.csv under the project root\n"
+           "output_dir = None  # None: results/<model> under the project root\n"
            "resume = False\n"
            "force = False"),
-    new_code_cell("from pathlib import Path\n\n"
-                  "from mathreport import artifacts\n"
+    new_markdown_cell("## Eğitim\n\nEğitim kümesiyle eğitir, her epokta doğrulama kümesini ölçer; ilerleme çubuğu "
+                      "adımları gösterir. Sonuç klasörü zaten doluysa `force = True` olmadan üzerine yazılmaz."),
+    new_code_cell("from mathreport import artifacts\n"
+                  "from mathreport.notebook import project_path\n"
                   "from mathreport.train import TrainConfig, train\n\n"
-                  "cfg = TrainConfig(model=model, train_path=Path(train_path), val_path=Path(val_path),\n"
-                  "                  test_path=Path(test_path), output_dir=Path(output_dir or f\"results/{model}\"),\n"
+                  "cfg = TrainConfig(model=model, train_path=project_path(train_path, \"data/augmented_train.csv\"),\n"
+                  "                  val_path=project_path(val_path, \"data/val_split.csv\"),\n"
+                  "                  test_path=project_path(test_path, \"data/test_split.csv\"),\n"
+                  "                  output_dir=project_path(output_dir, f\"results/{model}\"),\n"
                   "                  num_epochs=num_epochs, learning_rate=learning_rate, resume=resume, force=force)\n"
                   "run_dir = train(cfg)"),
+    new_markdown_cell("## Sonuçlar\n\nEpok başına kayıp ve doğruluk (`history.csv`) ve test kümesindeki "
+                      "metrikler (`metrics.json`); hepsi az önce yazılan dosyalardan okunur."),
     new_code_cell("import pandas as pd\n\n"
                   "metrics = artifacts.read_metrics(run_dir)\n"
                   "display(artifacts.read_history(run_dir))\n"
                   "pd.Series({k: v for k, v in metrics.items() if isinstance(v, float)}, name=model).to_frame()"),
 ])
 
+NOTEBOOKS = {"final_report.ipynb": REPORT, "train_model.ipynb": TRAIN}
+
 if __name__ == "__main__":
-    for name, nb in (("final_report.ipynb", REPORT), ("train_model.ipynb", TRAIN)):
+    for name, nb in NOTEBOOKS.items():
         nbformat.validate(nb)
-        nbformat.write(nb, str(ROOT / "notebooks" / name))
-        print("wrote", ROOT / "notebooks" / name)
+        for folder in TARGETS:
+            folder.mkdir(exist_ok=True)
+            nbformat.write(nb, str(folder / name))
+            print("wrote", folder / name)
