@@ -745,11 +745,13 @@ def comparisons(runs: dict[str, Run]) -> list[dict]:
     rows = []
     for a, b in combinations(runs, 2):
         test = significance(runs, a, b)
+        # run_a/run_b are display names; dir_a/dir_b the run folders they were read from.
+        where = {"dir_a": runs[a].path.name, "dir_b": runs[b].path.name}
         if test is None:
-            rows.append({"run_a": a, "run_b": b, "comparable": False,
+            rows.append({"run_a": a, "run_b": b, **where, "comparable": False,
                          "reason": "different test items (sizes or y_true differ)"})
         else:
-            rows.append({"comparable": True, **test})
+            rows.append({"comparable": True, **test, **where})
     return rows
 
 

@@ -74,8 +74,8 @@ def test_compare_writes_mcnemar_for_each_pair(tmp_path, capsys):
     pairs = json.loads((results / "comparisons.json").read_text())["pairs"]
     assert len(pairs) == 1
     pair = pairs[0]
-    a = pd.read_csv(results / pair["run_a"] / "preds_test.csv")
-    b = pd.read_csv(results / pair["run_b"] / "preds_test.csv")
+    a = pd.read_csv(results / pair["dir_a"] / "preds_test.csv")
+    b = pd.read_csv(results / pair["dir_b"] / "preds_test.csv")
     right_a, right_b = a.y_true == a.y_pred, b.y_true == b.y_pred
     assert pair["b"] == int((right_a & ~right_b).sum()) and pair["c"] == int((~right_a & right_b).sum())
     assert 0 < pair["p_value"] <= 1 and set(pair["ci_overlap"]) == {"Accuracy", "F1_macro"}
