@@ -435,7 +435,7 @@ def read_manifest(run_dir: Path) -> dict:
     return read_json(Path(run_dir) / MANIFEST)
 
 
-def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, HISTORY)) -> dict:
+def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, PREDS_VAL, HISTORY)) -> dict:
     """What run.json records of the files a run wrote ({name: {"sha256", "bytes"}}), for `check_consistency`."""
     run_dir = Path(run_dir)
     return {name: {"sha256": file_sha256(run_dir / name), "bytes": (run_dir / name).stat().st_size}

@@ -291,6 +291,7 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
         "start_time": start_time,
         "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "complete",
+        "outputs": artifacts.outputs_record(output_dir),
     }
     artifacts.write_json(output_dir / artifacts.MANIFEST, manifest)
     return output_dir
