@@ -181,7 +181,7 @@ def _stack_apart(fig: Figure) -> None:
 
 def name_label(name: object, width: int = NAME_WRAP) -> str:
     """A model or run name as a figure label: escaped for mathtext and wrapped onto lines of `width` characters."""
-    return "\n".join(textwrap.wrap(mpl(name), width, break_long_words=True, break_on_hyphens=False)) or " "
+    return "\n".join(textwrap.wrap(mpl(name), width, break_long_words=True, break_on_hyphens=True)) or " "
 
 
 def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
@@ -661,7 +661,9 @@ def plot_latency_vs_accuracy(
         ax.set_ylim(min(latency) / 3, max(latency) * 4)
     else:
         ax.set_ylim(0, max(latency) * 1.2)
-    ax.set_xticks(x, [name_label(m, 14) for m in models])
+    # As many characters per line as fit under one bar at the tick font size (about 0.6 em per character).
+    per_line = max(6, int((fig.get_figwidth() - 1.2) / len(models) / (TICK_SIZE * 0.6 / 72)))
+    ax.set_xticks(x, [name_label(m, per_line) for m in models])
     _style(ax, t["latency_panel_title"], t["model"], t["latency"])
     ax.grid(False, axis="x")
     return fig
