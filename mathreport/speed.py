@@ -399,7 +399,7 @@ def seed_arms(arms: dict[str, list[Path]]) -> dict:
     run.json: the defaults are chosen on validation, the test split only reports. Per arm: the mean and the
     sample standard deviation over seeds.
     """
-    from mathreport import data, metrics
+    from mathreport import data, search
 
     out: dict = {"arms": {}}
     for arm, run_dirs in arms.items():
@@ -409,11 +409,11 @@ def seed_arms(arms: dict[str, list[Path]]) -> dict:
             test = artifacts.read_metrics(run_dir)
             val_split = data.read_split(manifest["data"]["val"]["path"])
             probs = predict.load_classifier(run_dir, backend="torch").predict_proba(val_split["Question"].tolist())
-            val = metrics.compute_metrics(val_split["label"].to_numpy(), probs, n_bootstrap=0)
+            val = search.validation_scores(val_split["label"].to_numpy(), probs)
             runs.append({
                 "run_dir": str(run_dir), "seed": manifest["hyperparameters"]["seed"],
                 "bf16_autocast": manifest.get("train_autocast"), "lora_dropout": manifest["lora"]["lora_dropout"],
-                "val_macro_f1": val["F1_macro"], "val_accuracy": val["Accuracy"],
+                "val_macro_f1": val["val_macro_f1"], "val_accuracy": val["val_accuracy"],
                 "test_macro_f1": test["F1_macro"], "test_accuracy": test["Accuracy"],
                 "train_samples_per_second": manifest["training"]["train_samples_per_second"],
                 "train_seconds": manifest["training"]["train_seconds"],
