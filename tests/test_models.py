@@ -108,7 +108,7 @@ def test_mpnet_trains_from_its_parts_with_lora_and_reloads(small_data, tmp_path,
     preds = artifacts.read_predictions(run_dir)
     test = pd.read_csv(small_data / "test_split.csv")
     probs = predict.load_classifier(run_dir, device="cpu").predict_proba(test["Question"].tolist()[:16])
-    np.testing.assert_allclose(probs, preds[artifacts.PROB_COLUMNS].to_numpy()[:16], atol=1e-4)
+    np.testing.assert_allclose(probs, preds[artifacts.PROB_COLUMNS].to_numpy()[:16], atol=1e-3)
 
 
 def test_mpnet_without_its_parts_fails_at_once_with_the_command(small_data, tmp_path, capsys):
