@@ -256,9 +256,9 @@ def preset_for(cfg: TrainConfig) -> models.Preset:
 
 
 # LoRA dropout for CPU training when --lora_dropout is not given: on the CPU each dropout draws a random mask
-# per element for every LoRA module, the largest cost after padding (docs/PERFORMANCE.md). The real-data
-# evidence is still open (issue 13's note: 2 bf16 + dropout-0 seeds so far, macro-F1 0.597/0.598 against
-# float32's 0.602-0.648); pass --lora_dropout 0.1 --no-bf16 for the float32 settings.
+# per element for every LoRA module, the largest cost after padding. On the real dev data (3 seeds,
+# docs/perf/training-seeds.md) bf16 + dropout 0 stayed within float32's seed-to-seed sd on macro-F1; pass
+# --lora_dropout 0.1 --no-bf16 for the float32 settings.
 CPU_LORA_DROPOUT = 0.0
 
 
