@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathreport import artifacts, models
+from mathreport import artifacts, models, options
 
 
 class CommandError(Exception):
@@ -32,47 +32,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=f"preset ({', '.join(models.PRESETS)}) or HF id / local path")
-    p.add_argument("--train_path", type=Path, default=Path("data/augmented_train.csv"))
-    p.add_argument("--val_path", type=Path, default=Path("data/val_split.csv"))
-    p.add_argument("--test_path", type=Path, default=Path("data/test_split.csv"))
-    p.add_argument("--num_epochs", type=int, default=3)
-    p.add_argument("--learning_rate", type=float, default=None, help="default: the preset's")
-    p.add_argument("--batch_size", type=int, default=None, help="default: the preset's")
-    p.add_argument("--max_length", type=int, default=None, help="tokens; default: the preset's")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max_train_samples", type=int, default=None, help="train on a seeded sample of this size")
-    p.add_argument("--model_path", default=None, help="local folder (or .gguf file) with the model's weights")
-    p.add_argument("--load_in_4bit", action=argparse.BooleanOptionalAction, default=None,
-                   help="4-bit NF4 QLoRA (CUDA only); default: on for qwen/mistral on CUDA")
-    p.add_argument("--lora_mlp", action="store_true", help="LoRA on the MLP projections too (decoders)")
-    p.add_argument("--allow_leakage", action="store_true", help="train even if a question is in two splits")
-    p.add_argument("--allow_missing_classes", action="store_true",
-                   help="train even if the train split lacks a class that val/test have (a warning, not an error)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--text_col", default="Question")
-    p.add_argument("--label_col", default="label")
-    p.add_argument("--imbalance", choices=["none", "class_weights", "oversample"], default=None,
-                   help="rare classes: weight the loss, oversample the train split, or neither "
-                        "(default: the model family's, see docs/REAL_DATA.md)")
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from mathreport.train import TrainConfig, train
 
-    output_dir = args.output_dir or Path("results") / Path(args.model).name
-    cfg = TrainConfig(
-        model=args.model, train_path=args.train_path, val_path=args.val_path, test_path=args.test_path,
-        output_dir=output_dir, num_epochs=args.num_epochs, learning_rate=args.learning_rate,
-        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, resume=args.resume,
-        force=args.force, model_path=args.model_path, load_in_4bit=args.load_in_4bit,
-        allow_leakage=args.allow_leakage, max_train_samples=args.max_train_samples, device=args.device,
-        lora_mlp=args.lora_mlp, allow_missing_classes=args.allow_missing_classes,
-        bf16=args.bf16, lora_dropout=args.lora_dropout, imbalance=args.imbalance,
-        bench=not args.no_bench, text_col=args.text_col, label_col=args.label_col,
-    )
-    run_dir = train(cfg)
+    run_dir = train(options.from_args(TrainConfig, args))
     metrics = artifacts.read_metrics(run_dir)
     print(f"{run_dir}: Accuracy {metrics['Accuracy']:.3f}, F1_macro {metrics['F1_macro']:.3f} "
           f"on {metrics.get('n_test', '?')} test questions")
@@ -198,14 +161,8 @@ def cmd_gpu_bench(args: argparse.Namespace) -> None:
 def cmd_search(args: argparse.Namespace) -> None:
     from mathreport import search
 
-    output_dir = args.output_dir or Path("results") / Path(args.model).name
-    cfg = search.SearchConfig(
-        model=args.model, learning_rates=args.lrs, train_path=args.train_path, val_path=args.val_path,
-        output_dir=output_dir, num_epochs=args.num_epochs, max_train_samples=args.max_train_samples,
-        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, bf16=args.bf16,
-        lora_dropout=args.lora_dropout, model_path=args.model_path, device=args.device,
-        allow_leakage=args.allow_leakage, text_col=args.text_col, label_col=args.label_col,
-    )
+    cfg = options.from_args(search.SearchConfig, args)
+    output_dir = cfg.output_dir
     with artifacts.run_lock(output_dir, "mathreport search"):
         table = search.search(cfg)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -330,24 +287,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def _add_engine_commands(sub) -> None:
     """The `search`, `bench` and `predict` subcommands."""
+    from mathreport import search
+
     p = sub.add_parser("search", help="learning-rate search on the validation split; writes DIR/lr_search.csv")
-    p.add_argument("--model", required=True, help="a transformer preset (minilm, qwen, mistral) or HF id / path")
-    p.add_argument("--lrs", type=float, nargs="+", required=True, help="learning rates, e.g. 1e-5 1e-4 2e-4")
-    p.add_argument("--train_path", type=Path, default=Path("data/augmented_train.csv"))
-    p.add_argument("--val_path", type=Path, default=Path("data/val_split.csv"))
-    p.add_argument("--output_dir", type=Path, default=None, help="default: results/<model> (where the report looks)")
-    p.add_argument("--num_epochs", type=int, default=1)
-    p.add_argument("--max_train_samples", type=int, default=None, help="train on a seeded sample of this size")
-    p.add_argument("--batch_size", type=int, default=None, help="default: the preset's")
-    p.add_argument("--max_length", type=int, default=None, help="tokens; default: the preset's")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--bf16", action="store_true", help="CPU: bfloat16 autocast in training")
-    p.add_argument("--lora_dropout", type=float, default=None, help="default: the preset's")
-    p.add_argument("--model_path", default=None, help="local folder (or .gguf file) with the model's weights")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--allow_leakage", action="store_true", help="search even if a question is in both splits")
-    p.add_argument("--text_col", default="Question")
-    p.add_argument("--label_col", default="label")
+    options.add_flags(p, search.SearchConfig, search.FLAGS, search.HELP)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("bench", help="compare a run's inference backends, interleaved; writes latency.json")
@@ -392,15 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune and evaluate one model; writes results/<model>/")
-    _add_train_flags(p)
-    p.add_argument("--output_dir", type=Path, default=None, help="default: results/<model>")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--force", action="store_true", help="replace existing results in --output_dir")
-    p.add_argument("--no_bench", action="store_true", help="skip the latency benchmark")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="CPU: bfloat16 autocast in training (default: on where the CPU has AVX-512 BF16 or AMX)")
-    p.add_argument("--lora_dropout", type=float, default=None,
-                   help="dropout on the LoRA input (default: 0 on CPU, where it is costly; the preset's on CUDA)")
+    options.add_flags(p, options.TrainConfig)  # every training option, defined once in mathreport/options.py
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute metrics.json and class_report.json from preds_test.csv")
@@ -453,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
     p.add_argument("--kernel", default=None, help="Jupyter kernel for the training notebooks (e.g. a GPU kernel)")
     p.add_argument("--force", action="store_true", help="retrain models whose results exist")
-    p.add_argument("--num_epochs", type=int, default=3)
+    options.add_flags(p, options.TrainConfig, ("num_epochs",))  # passed on to train_model.ipynb
     p.add_argument("--report-model", "--report_model", dest="report_model", default=None,
                    help="the model the report is about (default: the last of --models)")
     p.add_argument("--lang", choices=["tr", "en"], default="tr")

@@ -18,15 +18,16 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, models
+from mathreport import artifacts, models, options
 from mathreport.labels import NUM_CLASSES
+from mathreport.options import TrainConfig
 
 SEARCH_JSON = "lr_search.json"
 COLUMNS = ["learning_rate", "val_accuracy", "val_macro_f1", "val_loss", "seconds", "train_samples_per_second",
@@ -40,28 +41,36 @@ class SearchError(ValueError):
     """A search that cannot run as asked (a model without a learning rate, settings that do not match)."""
 
 
-@dataclass
-class SearchConfig:
-    """One learning-rate search; the field names are the command-line flags."""
+@dataclass(kw_only=True)
+class SearchConfig(TrainConfig):
+    """One learning-rate search: TrainConfig's options (same fields, flags, rules) plus the rates to try.
 
-    model: str
-    learning_rates: list[float]
-    train_path: Path
-    val_path: Path
-    output_dir: Path
-    num_epochs: int = 1
-    max_train_samples: int | None = None
-    batch_size: int | None = None
-    max_length: int | None = None
-    seed: int = 42
-    bf16: bool = False
-    lora_dropout: float | None = None  # None: the preset's
-    model_path: str | None = None
-    device: str | None = None
-    allow_leakage: bool = False
-    train_eval_samples: int = 64  # history's train accuracy is not used here; keep its per-epoch cost small
-    text_col: str = "Question"
-    label_col: str = "label"
+    `mathreport search` offers the options in FLAGS; the fields below are the ones whose default differs.
+    """
+
+    learning_rates: list[float] = options.option(flag="--lrs", help="learning rates, e.g. 1e-5 1e-4 2e-4")
+    test_path: Path | None = options.override(TrainConfig, "test_path", None)  # never read: see the module doc
+    num_epochs: int = options.override(TrainConfig, "num_epochs", 1)
+    bf16: bool | None = options.override(TrainConfig, "bf16", False)  # not resolved from the hardware here
+    # history's train accuracy is not used here; keep its per-epoch cost small
+    train_eval_samples: int = options.override(TrainConfig, "train_eval_samples", 64)
+    bench: bool = options.override(TrainConfig, "bench", False)
+
+    def train_config(self, **changes) -> TrainConfig:
+        """The TrainConfig of one of the search's trainings."""
+        return TrainConfig(**{**{f.name: getattr(self, f.name) for f in fields(TrainConfig)}, **changes})
+
+
+# The flags of `mathreport search`, in --help's order, and the help texts that differ from `train`'s.
+FLAGS = ("model", "learning_rates", "train_path", "val_path", "output_dir", "num_epochs", "max_train_samples",
+         "batch_size", "max_length", "seed", "bf16", "lora_dropout", "model_path", "device", "allow_leakage",
+         "text_col", "label_col")
+HELP = {
+    "model": "a transformer preset (minilm, qwen, mistral) or HF id / path",
+    "bf16": "CPU: bfloat16 autocast in training (default: off)",
+    "lora_dropout": "default: the preset's",
+    "allow_leakage": "search even if a question is in both splits",
+}
 
 
 def validation_scores(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -165,6 +174,7 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
     bad = [lr for lr in cfg.learning_rates if not (math.isfinite(lr) and lr > 0)]
     if bad:
         raise SearchError(f"learning rates must be positive numbers, found {bad}")
+    train.validate_config(cfg.train_config())  # the same rules and one-line errors as `mathreport train`
     models.resolve_weights(preset, cfg.model_path)  # fail before anything is written when weights are missing
     output_dir = Path(cfg.output_dir)
     settings = _settings(cfg, preset)
@@ -177,13 +187,7 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
     if not todo:
         return mark_best(frame)
 
-    base = train.TrainConfig(
-        model=cfg.model, train_path=cfg.train_path, val_path=cfg.val_path, test_path=None, output_dir=output_dir,
-        num_epochs=cfg.num_epochs, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
-        model_path=cfg.model_path, allow_leakage=cfg.allow_leakage, max_train_samples=cfg.max_train_samples,
-        train_eval_samples=cfg.train_eval_samples, device=cfg.device, bench=False, text_col=cfg.text_col,
-        label_col=cfg.label_col, bf16=cfg.bf16, lora_dropout=cfg.lora_dropout,
-    )
+    base = cfg.train_config(test_path=None, bench=False)
     splits = train.load_splits(base)
     val = splits["val"]
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +199,7 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
         # Checkpoints and the adapter go to a scratch folder: output_dir may hold a finished run (results/minilm).
         work = Path(tempfile.mkdtemp(prefix=".lr_search-", dir=output_dir))
         try:
-            cfg_lr = train.TrainConfig(**{**asdict(base), "learning_rate": lr, "output_dir": work})
+            cfg_lr = cfg.train_config(test_path=None, bench=False, learning_rate=lr, output_dir=work)
             classifier, history, stats = train.fit_transformer(cfg_lr, splits, work)
             probs = classifier.predict_proba(val["Question"].tolist(), batch_size=max(base.batch_size or 32, 32))
         finally:

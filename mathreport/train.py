@@ -9,94 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata as md
-import math
 import os
-import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, data, models, predict
+from mathreport import artifacts, data, models, options, predict
 from mathreport.labels import NUM_CLASSES
+from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, ConfigError, TrainConfig  # noqa: F401 (re-exported)
 
-
-@dataclass
-class TrainConfig:
-    """One training run; the field names are the command-line flags."""
-
-    model: str
-    train_path: Path
-    val_path: Path
-    test_path: Path
-    output_dir: Path
-    num_epochs: int = 3
-    learning_rate: float | None = None  # None: the preset's
-    batch_size: int | None = None
-    max_length: int | None = None
-    seed: int = 42
-    resume: bool = False
-    force: bool = False
-    model_path: str | None = None
-    load_in_4bit: bool | None = None  # None: on for decoders on CUDA, off elsewhere
-    lora_mlp: bool = False  # LoRA on the decoder MLP projections too, not only attention
-    allow_leakage: bool = False
-    allow_missing_classes: bool = False  # train even if the train split lacks a class that val/test have
-    max_train_samples: int | None = None
-    train_eval_samples: int = 512
-    device: str | None = None
-    bench: bool = True
-    bench_max_items: int = 200
-    text_col: str = "Question"
-    label_col: str = "label"
-    bf16: bool | None = None  # CPU: bfloat16 autocast in Trainer; None: resolve_defaults; CUDA always uses bf16
-    lora_dropout: float | None = None  # None: resolve_defaults (the preset's, or 0 on CPU)
-    imbalance: str | None = None  # none, class_weights or oversample; None: the model family's default
-    callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
-
-
-class ConfigError(ValueError):
-    """A training option is out of its range; the message names the flag, the value and the range."""
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _optional(check):
-    return lambda v: v is None or check(v)
-
-
-# The allowed values of each TrainConfig option that has a range: (check, what the message says is allowed).
-# Every numeric field must have a rule here (tests/test_train.py checks it), so a new option is validated too.
-OPTION_RULES: dict[str, tuple] = {
-    "num_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "learning_rate": (_optional(lambda v: _is_number(v) and v > 0), "a number > 0 (e.g. 2e-4)"),
-    "batch_size": (_optional(lambda v: _is_int(v) and v >= 1), "an integer >= 1"),
-    "max_length": (_optional(lambda v: _is_int(v) and v >= 2), "an integer >= 2 (tokens, special ones included)"),
-    "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32 - 1]"),
-    "max_train_samples": (_optional(lambda v: _is_int(v) and v >= NUM_CLASSES),
-                          f"an integer >= {NUM_CLASSES} (one question per class)"),
-    "train_eval_samples": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "bench_max_items": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "lora_dropout": (_optional(lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)"),
-    "device": (_optional(lambda v: isinstance(v, str) and re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None),
-               "cpu, cuda, cuda:N or mps"),
-    "model": (lambda v: isinstance(v, str) and v.strip() != "", "a preset name, HF id or local path"),
-    "text_col": (lambda v: isinstance(v, str) and v.strip() != "", "a column name"),
-    "label_col": (lambda v: isinstance(v, str) and v.strip() != "", "a column name"),
-}
+# The options (fields, flags, rules, which are hyperparameters) are defined once, in `options`.
+OPTION_RULES = options.rules(TrainConfig)
 # Options that change nothing for the scikit-learn baseline; given anyway, they get a warning, not silence.
-TRANSFORMER_ONLY = ("learning_rate", "max_length", "lora_dropout", "load_in_4bit", "model_path")
+TRANSFORMER_ONLY = options.transformer_only(TrainConfig)
 
 
 def validate_config(cfg: TrainConfig) -> None:
@@ -104,10 +35,7 @@ def validate_config(cfg: TrainConfig) -> None:
 
     Raises ConfigError with one line: the flag, the value given and what is allowed.
     """
-    for name, (check, allowed) in OPTION_RULES.items():
-        value = getattr(cfg, name, None)
-        if not check(value):
-            raise ConfigError(f"--{name} {value!r}: must be {allowed}")
+    options.check(cfg)
     output_dir = Path(cfg.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"--output_dir {output_dir}: is a file, not a directory")
@@ -129,35 +57,10 @@ def validate_config(cfg: TrainConfig) -> None:
 
 def cli_command(cfg: TrainConfig) -> str:
     """The `mathreport train` command line that reproduces a run, whether it came from the CLI or a notebook."""
-    parts = ["mathreport train", f"--model {cfg.model}", f"--train_path {cfg.train_path}",
-             f"--val_path {cfg.val_path}", f"--test_path {cfg.test_path}", f"--num_epochs {cfg.num_epochs}"]
-    for flag in ("learning_rate", "batch_size", "max_length", "max_train_samples", "model_path", "lora_dropout",
-                 "imbalance"):
-        value = getattr(cfg, flag)
-        if value is not None:
-            parts.append(f"--{flag} {value}")
-    if cfg.load_in_4bit is not None:
-        parts.append("--load_in_4bit" if cfg.load_in_4bit else "--no-load_in_4bit")
-    if cfg.bf16 is not None:  # resolved for transformers: written out so the command means the same on any CPU
-        parts.append("--bf16" if cfg.bf16 else "--no-bf16")
-    # Flags without which the same command would fail or do something else.
-    parts += [f"--{flag}" for flag in ("lora_mlp", "allow_leakage", "allow_missing_classes") if getattr(cfg, flag)]
-    parts += [f"--{flag} {getattr(cfg, flag)}" for flag, default in (("text_col", "Question"), ("label_col", "label"),
-              ("device", None)) if getattr(cfg, flag) != default]
-    if not cfg.bench:
-        parts.append("--no_bench")
-    parts += [f"--seed {cfg.seed}", f"--output_dir {cfg.output_dir}"]
-    return " ".join(parts)
+    return options.command(cfg)
 
 
 TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
-
-# How training treats the rare classes (Lineer Cebir, Soyut Cebir: ~1% of the data each). `class_weights`
-# weights each class's loss by n / (8 * n_class) (scikit-learn's "balanced"); `oversample` duplicates rows of
-# the minority classes up to the median class count (data.oversample_minority) before training.
-IMBALANCE_METHODS = ("none", "class_weights", "oversample")
-# Per model family; measured on the real data in docs/REAL_DATA.md.
-DEFAULT_IMBALANCE = {"tfidf": "class_weights", "transformer": "none"}
 
 
 class RunExistsError(FileExistsError):
@@ -201,20 +104,14 @@ def _check_output_dir(cfg: TrainConfig) -> Path:
 
 def hyperparameters(cfg: TrainConfig, preset: models.Preset) -> dict:
     """The hyperparameters of a run: the flags given, the preset's values for the others."""
-    return {
-        "num_epochs": cfg.num_epochs,
-        "learning_rate": cfg.learning_rate if cfg.learning_rate is not None else preset.learning_rate,
-        "batch_size": cfg.batch_size or preset.batch_size,
-        "max_length": cfg.max_length or preset.max_length,
-        "seed": cfg.seed,
-        "max_train_samples": cfg.max_train_samples,
-        "imbalance": imbalance_for(cfg, preset),
-    }
+    hyper = options.hyperparameters(cfg, preset)
+    imbalance_for(cfg, preset)  # an unknown method is refused here too (fit_transformer is called without checks)
+    return hyper
 
 
 def imbalance_for(cfg: TrainConfig, preset: models.Preset) -> str:
     """The class-imbalance treatment of a run: the one asked for, else the model family's default."""
-    method = cfg.imbalance if cfg.imbalance is not None else DEFAULT_IMBALANCE[preset.kind]
+    method = options.hyperparameters(cfg, preset)["imbalance"]
     if method not in IMBALANCE_METHODS:
         raise ValueError(f"imbalance must be one of {IMBALANCE_METHODS}, found {method!r}")
     return method

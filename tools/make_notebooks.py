@@ -7,6 +7,7 @@ written here, identical, without outputs. Section headings and introductions com
 them and shows the translated heading from the code cell instead.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mathreport import options  # noqa: E402
 from mathreport.summary import INTRO, TEXT  # noqa: E402
+from mathreport.train import TrainConfig  # noqa: E402
 
 KERNEL = {"display_name": "Python (mathreport)", "language": "python", "name": "mathreport"}
 TURKISH_TAG = "lang-tr"
@@ -82,31 +85,44 @@ REPORT = notebook([
     *[cell for key, call in SECTIONS for cell in section(key, call)],
 ])
 
+# The training notebook's parameters: these options of TrainConfig, with its defaults and help (mathreport/options.py).
+# Every other option can be passed too (papermill -p seed 7); papermill warns that it is not listed here.
+TRAIN_PARAMETERS = ("model", "num_epochs", "learning_rate", "train_path", "val_path", "test_path", "output_dir",
+                    "resume", "force")
+
+
+def train_parameters(**defaults) -> str:
+    """The parameters cell: `name = default  # help` for each of TRAIN_PARAMETERS (paths: None, the flag's default)."""
+    by_name = {f.name: f for f in options.option_fields(TrainConfig)}
+    lines = []
+    for f in (by_name[name] for name in TRAIN_PARAMETERS):
+        opt = f.metadata["option"]
+        value = defaults.get(f.name, None if opt.cli_default is not options.NOT_SET else options.flag_default(f))
+        if opt.fallback is not None:
+            note = f"None: {opt.fallback({'model': '<model>'})} under the project root"
+        elif opt.cli_default not in (options.NOT_SET, None):
+            note = f"None: {opt.cli_default} under the project root"
+        else:
+            note = opt.help
+        text = json.dumps(value) if isinstance(value, str) else repr(value)
+        lines.append(f"{f.name} = {text}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines)
+
+
 TRAIN = notebook([
     new_markdown_cell("# Bir modeli eğit ve değerlendir\n\n"
                       "Bu defter tek bir modeli eğitir, test kümesinde değerlendirir ve sonuçları "
                       "`results/<model>/` klasörüne yazar (`mathreport pipeline` her model için bunu çalıştırır). "
                       "Komut satırından: `papermill train_model.ipynb out.ipynb -p model minilm` "
                       "(GPU çekirdeği için `-k ÇEKİRDEK`)."),
-    params('model = "minilm"\n'
-           "num_epochs = 3\n"
-           "learning_rate = None  # None: the preset's\n"
-           "train_path = None  # None: data/augmented_train.csv under the project root\n"
-           "val_path = None  # None: data/val_split.csv under the project root\n"
-           "test_path = None  # None: data/test_split.csv under the project root\n"
-           "output_dir = None  # None: results/<model> under the project root\n"
-           "resume = False\n"
-           "force = False"),
+    params(train_parameters(model="minilm")),
     new_markdown_cell("## Eğitim\n\nEğitim kümesiyle eğitir, her epokta doğrulama kümesini ölçer; ilerleme çubuğu "
                       "adımları gösterir. Sonuç klasörü zaten doluysa `force = True` olmadan üzerine yazılmaz."),
-    new_code_cell("from mathreport import artifacts\n"
+    new_code_cell("from mathreport import artifacts, options\n"
                   "from mathreport.notebook import project_path\n"
                   "from mathreport.train import TrainConfig, train\n\n"
-                  "cfg = TrainConfig(model=model, train_path=project_path(train_path, \"data/augmented_train.csv\"),\n"
-                  "                  val_path=project_path(val_path, \"data/val_split.csv\"),\n"
-                  "                  test_path=project_path(test_path, \"data/test_split.csv\"),\n"
-                  "                  output_dir=project_path(output_dir, f\"results/{model}\"),\n"
-                  "                  num_epochs=num_epochs, learning_rate=learning_rate, resume=resume, force=force)\n"
+                  "# the options above (and any other given with papermill -p), read as `mathreport train` reads them\n"
+                  "cfg = options.from_values(TrainConfig, globals(), path=project_path)\n"
                   "run_dir = train(cfg)"),
     new_markdown_cell("## Sonuçlar\n\nEpok başına kayıp ve doğruluk (`history.csv`) ve test kümesindeki "
                       "metrikler (`metrics.json`); hepsi az önce yazılan dosyalardan okunur."),
