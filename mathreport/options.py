@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import re
 import shlex
@@ -46,7 +47,16 @@ IMBALANCE_METHODS = ("none", "class_weights", "oversample")
 DEFAULT_IMBALANCE = {"tfidf": "class_weights", "transformer": "none"}
 
 PROGRAM = "mathreport train"
-NOT_SET = type("NotSet", (), {"__repr__": lambda self: "NOT_SET"})()  # `Option.cli_default` when the field's is used
+
+
+class _NotSet:
+    """`Option.cli_default` when the flag's default is the field's own."""
+
+    def __repr__(self) -> str:
+        return "NOT_SET"
+
+
+NOT_SET = _NotSet()
 
 
 class ConfigError(ValueError):
@@ -185,9 +195,12 @@ def flag_name(f: dataclasses.Field) -> str | None:
     return opt.flag or f"--{f.name}"
 
 
+_type_hints = functools.cache(typing.get_type_hints)
+
+
 def value_type(cls, f: dataclasses.Field):
     """The field's type without `| None` (and `list[X]` -> X, with nargs "+")."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _type_hints(cls)[f.name]
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(t for t in typing.get_args(hint) if t is not type(None))
     if typing.get_origin(hint) is list:
@@ -196,7 +209,7 @@ def value_type(cls, f: dataclasses.Field):
 
 
 def _is_tristate(cls, f) -> bool:
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _type_hints(cls)[f.name]
     return hint is not bool and value_type(cls, f)[0] is bool
 
 

@@ -91,14 +91,19 @@ TRAIN_PARAMETERS = ("model", "num_epochs", "learning_rate", "train_path", "val_p
                     "resume", "force")
 
 
-def train_parameters(**defaults) -> str:
-    """The parameters cell: `name = default  # help` for each of TRAIN_PARAMETERS (paths: None, the flag's default)."""
+def train_parameters(defaults: dict, notes: dict) -> str:
+    """The parameters cell: `name = default  # help` for each of TRAIN_PARAMETERS (paths: None, the flag's default).
+
+    `defaults` and `notes` replace a field's default and help where the notebook needs its own.
+    """
     by_name = {f.name: f for f in options.option_fields(TrainConfig)}
     lines = []
     for f in (by_name[name] for name in TRAIN_PARAMETERS):
         opt = f.metadata["option"]
         value = defaults.get(f.name, None if opt.cli_default is not options.NOT_SET else options.flag_default(f))
-        if opt.fallback is not None:
+        if f.name in notes:
+            note = notes[f.name]
+        elif opt.fallback is not None:
             note = f"None: {opt.fallback({'model': '<model>'})} under the project root"
         elif opt.cli_default not in (options.NOT_SET, None):
             note = f"None: {opt.cli_default} under the project root"
@@ -115,7 +120,7 @@ TRAIN = notebook([
                       "`results/<model>/` klasörüne yazar (`mathreport pipeline` her model için bunu çalıştırır). "
                       "Komut satırından: `papermill train_model.ipynb out.ipynb -p model minilm` "
                       "(GPU çekirdeği için `-k ÇEKİRDEK`)."),
-    params(train_parameters(model="minilm")),
+    params(train_parameters(defaults={"model": "minilm"}, notes={"model": "a preset, HF id or local path"})),
     new_markdown_cell("## Eğitim\n\nEğitim kümesiyle eğitir, her epokta doğrulama kümesini ölçer; ilerleme çubuğu "
                       "adımları gösterir. Sonuç klasörü zaten doluysa `force = True` olmadan üzerine yazılmaz."),
     new_code_cell("from mathreport import artifacts, options\n"
