@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -82,32 +82,51 @@ def umask_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path):
+def atomic_path(path: Path, *, suffix: str = ".tmp", failed: Path | None = None):
     """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed.
 
-    The one way every run file, figure and report is written: a reader never sees a half-written file, and
-    a failed write leaves the previous file as it was.
+    The one way every run file, figure, data split and report is written: a reader never sees a half-written
+    file, and a failed write leaves the previous file as it was. suffix: the temporary file's ending (papermill
+    wants `.ipynb`); failed: where to keep what a failed write left (an executed notebook's traceback) instead
+    of removing it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     os.chmod(tmp, umask_mode())
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if failed is not None and Path(tmp).exists():
+            os.replace(tmp, failed)
+        else:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_utf8(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_text(path: Path, text: str) -> Path:
     """Write a UTF-8 text file atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    with atomic_path(path) as tmp:
+        _write_utf8(tmp, text)
     return Path(path)
+
+
+def write_texts(files: Mapping[Path, str]) -> None:
+    """Write several UTF-8 text files that belong together: all are written beside their targets first, then all
+    are moved into place, so a failure on any of them replaces none."""
+    with contextlib.ExitStack() as stack:
+        temps = {path: stack.enter_context(atomic_path(path)) for path in files}
+        for path, tmp in temps.items():
+            _write_utf8(tmp, files[path])
 
 
 def _jsonable(value: Any) -> Any:
@@ -163,8 +182,13 @@ def val_predictions_command(run_dir: Path) -> str:
     return f"mathreport evaluate --run_dir {Path(run_dir)} --write_val_preds"
 
 
+def sha256_bytes(data: bytes) -> str:
+    """SHA-256 of bytes already in memory (hex), e.g. of a model file exactly as it is loaded."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, to record which data a run saw."""
+    """SHA-256 of a file (hex), read in blocks: which data a run saw, which file a run wrote."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -428,6 +452,16 @@ def read_latency(run_dir: Path) -> dict:
     if "device" not in data:
         raise ArtifactError(f"{path}: no 'device': latency without the hardware it was measured on is meaningless")
     return data
+
+
+def read_lr_search(run_dir: Path) -> pd.DataFrame:
+    """Read `lr_search.csv` (one row per learning rate tried), checking the columns the report and search use."""
+    path = _require(Path(run_dir) / LR_SEARCH)
+    frame = pd.read_csv(path)
+    missing = [c for c in ("learning_rate", "val_accuracy", "val_macro_f1") if c not in frame.columns]
+    if missing:
+        raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
 
 
 def read_manifest(run_dir: Path) -> dict:

@@ -222,7 +222,7 @@ def _dtype(args: argparse.Namespace) -> str | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from mathreport import ensemble, predict
+    from mathreport import bench, ensemble
 
     if ensemble.is_ensemble(args.run_dir):
         raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
@@ -231,13 +231,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
     try:
-        backends = predict.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
+        backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
     except ValueError as exc:
         if isinstance(exc, artifacts.ArtifactError):
             raise
         raise CommandError(f"--backend {args.backend} --dtype {args.dtype}: {exc}") from exc
     with artifacts.run_lock(args.run_dir, "mathreport bench"):
-        latency = predict.bench_run(
+        latency = bench.bench_run(
             args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
             max_items=args.max_items, repeats=args.repeats, device=args.device,
         )
