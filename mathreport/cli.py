@@ -138,18 +138,18 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise CommandError(f"compare needs at least 2 complete runs in {args.results_dir}/; found {names}")
     for name in names:
         artifacts.check_consistency(Path(args.results_dir) / name)
-    from mathreport import report
+    from mathreport import pipeline
 
-    out = report.write_comparisons(args.results_dir, names)
+    out = pipeline.write_comparisons(args.results_dir, names)
     runs = summary.load_runs(args.results_dir, names[0], names[1:])
     print(summary.comparisons_table(runs, "en").to_string(index=False))
     print(f"wrote {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from mathreport import report
+    from mathreport import export
 
-    paths = report.run_report(
+    paths = export.run_report(
         model=args.model, compare=args.compare, results_dir=args.results_dir, output_dir=args.output_dir,
         figures_dir=args.figures_dir, lang=args.lang, pdf=args.pdf,
     )
@@ -158,9 +158,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    from mathreport import report
+    from mathreport import pipeline
 
-    paths = report.run_pipeline(
+    paths = pipeline.run_pipeline(
         models=args.models, data_dir=args.data_dir, results_dir=args.results_dir, kernel=args.kernel,
         force=args.force, num_epochs=args.num_epochs, report_model=args.report_model, pdf=args.pdf,
         lang=args.lang,

@@ -76,7 +76,7 @@ REPORT = notebook([
            'results_dir = None  # None: results/ under the project root (the folder holding pyproject.toml)\n'
            'figures_dir = None  # None: figures/ under the project root\n'
            'lang = "tr"  # "tr" or "en"'),
-    new_code_cell("from mathreport.notebook import ReportContext\n\n"
+    new_code_cell("from mathreport.sections import ReportContext\n\n"
                   "ctx = ReportContext.load(model, compare, results_dir, figures_dir, lang)\n"
                   "ctx.title()"),
     *[cell for key, call in SECTIONS for cell in section(key, call)],
@@ -100,7 +100,7 @@ TRAIN = notebook([
     new_markdown_cell("## Eğitim\n\nEğitim kümesiyle eğitir, her epokta doğrulama kümesini ölçer; ilerleme çubuğu "
                       "adımları gösterir. Sonuç klasörü zaten doluysa `force = True` olmadan üzerine yazılmaz."),
     new_code_cell("from mathreport import artifacts\n"
-                  "from mathreport.notebook import project_path\n"
+                  "from mathreport.sections import project_path\n"
                   "from mathreport.train import TrainConfig, train\n\n"
                   "cfg = TrainConfig(model=model, train_path=project_path(train_path, \"data/augmented_train.csv\"),\n"
                   "                  val_path=project_path(val_path, \"data/val_split.csv\"),\n"
