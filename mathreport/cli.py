@@ -177,24 +177,6 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     print(ensemble.summary_line(run_dir))
 
 
-def cmd_gpu_bench(args: argparse.Namespace) -> None:
-    from mathreport import gpu_bench
-
-    cfg = gpu_bench.BenchConfig(
-        models=tuple(args.models), precisions=tuple(args.precisions), batch_size=args.batch_size,
-        train_steps=args.train_steps, lora_mlp=args.lora_mlp, questions=args.questions, work_dir=args.work_dir,
-        tiny=args.tiny,
-    )
-    if args.tiny:  # a few batches are enough to run every line of the code path
-        cfg.warmup_steps, cfg.train_steps, cfg.latency_batches, cfg.latency_warmup = 1, 3, {1: 4, 32: 2}, 1
-    # The dry run's CPU numbers must never land in docs/GPU.md: it writes only where --output says.
-    output = args.output or (None if args.tiny else Path("docs/GPU.md"))
-    results = gpu_bench.run_benchmark(cfg)
-    print(gpu_bench.results_markdown(results))
-    if output is not None:
-        print(f"wrote {gpu_bench.write_results(results, output)}")
-
-
 def cmd_search(args: argparse.Namespace) -> None:
     from mathreport import search
 
@@ -472,23 +454,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing run in --output_dir")
     p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser("gpu-bench", help="LoRA training and inference speed of the 7B decoders on a CUDA GPU")
-    p.add_argument("--models", nargs="+", choices=["qwen", "mistral"], default=["qwen", "mistral"])
-    p.add_argument("--precisions", nargs="+", choices=["bf16", "4bit"], default=["bf16", "4bit"])
-    p.add_argument("--output", type=Path, default=None,
-                   help="markdown file for the results section (default docs/GPU.md; with --tiny: none)")
-    p.add_argument("--questions", type=Path, default=Path("data/test_split.csv"),
-                   help="split CSV whose question lengths the inputs follow (default: the demo corpus if missing)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
-                   help="training batch (default: the preset's)")
-    p.add_argument("--train-steps", "--train_steps", dest="train_steps", type=int, default=10)
-    p.add_argument("--lora-mlp", "--lora_mlp", dest="lora_mlp", action="store_true",
-                   help="LoRA on the MLP projections too")
-    p.add_argument("--work-dir", "--work_dir", dest="work_dir", type=Path, default=None,
-                   help="where the random weights are saved for 4-bit loading (default: a temporary folder)")
-    p.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
-                   help="run the same code on tiny models on the CPU (checks the code path, measures nothing real)")
-    p.set_defaults(func=cmd_gpu_bench)
     return parser
 
 

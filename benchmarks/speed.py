@@ -1,4 +1,4 @@
-"""Before/after measurements of each CPU speed-up, reproducible: `python -m mathreport.speed --run_dir ... `.
+"""Before/after measurements of each CPU speed-up, reproducible: `python benchmarks/speed.py --run_dir ...`.
 
 Every comparison runs both variants in this one process, interleaved round by round (A B A B ...), so that
 load from other processes on a shared machine hits both; the median over rounds is reported with every
@@ -457,9 +457,15 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python benchmarks/speed.py"
+# The flags each part reads its inputs from.
+PART_INPUTS = {"matmul": (), "inference": ("--run_dir",), "tfidf": ("--tfidf_run_dir",), "steps": ("--train_path",),
+               "trainer": ("--train_path", "--val_path")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparisons asked for and write them as JSON and markdown."""
-    parser = argparse.ArgumentParser(prog="python -m mathreport.speed", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--run_dir", type=Path, help="a minilm run (inference comparisons)")
     parser.add_argument("--tfidf_run_dir", type=Path, help="a tfidf run (batch-1 latency)")
     parser.add_argument("--train_path", type=Path, help="training split (training comparisons)")
@@ -473,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
     parser.add_argument("--arm", nargs="+", action="append", metavar=("NAME", "RUN_DIR"),
                         help="instead of timing: summarise finished runs, one per seed (repeat for each arm)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # every part needs its runs or splits: say which flags, do not guess paths
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.arm:
         if any(len(arm) < 2 for arm in args.arm):
@@ -484,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown)
         return 0
 
+    for part in args.parts:
+        missing = [flag for flag in PART_INPUTS[part] if getattr(args, flag.lstrip("-")) is None]
+        if missing:
+            parser.error(f"--parts {part} needs {' and '.join(missing)}")
     import torch
 
     default_threads = torch.get_num_threads()
@@ -501,11 +515,11 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "trainer":
             rows += measure_trainer(args.train_path, args.val_path, rounds=args.trainer_rounds,
                                     num_epochs=args.trainer_epochs, max_train_samples=args.max_train_samples)
-    result = {"command": " ".join(["python -m mathreport.speed", *(argv if argv is not None else sys.argv[1:])]),
+    result = {"command": " ".join([PROG, *argv]),
               "hardware": environment.hardware(), "cpu_flags": cpu_flags(), "rows": rows}
     artifacts.write_json(args.out, result)
     markdown = to_markdown(rows)
-    args.out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    artifacts.write_text(args.out.with_suffix(".md"), markdown)
     print(markdown)
     return 0
 
