@@ -1,8 +1,11 @@
 """The on-disk schema of a run directory `results/<run>/`: atomic writers and validating readers.
 
-Every file named in ARCHITECTURE.md is written here and read back here; nothing else in the package
-opens them by hand. Readers raise `ArtifactError` naming the file, what was wrong and the command that
-makes it, so a report never shows a number that no computation produced.
+Every run file (the table in README.md, "A run's directory") is written here and read back here; nothing else in
+the package opens them by hand. It is also the one home of atomic writing for every other file the package
+writes (`atomic_path`, `write_text`, `write_texts` for files that belong together), of SHA-256 (`file_sha256`,
+`sha256_bytes`) and of the one-writer lock of a run directory (`run_lock`). Readers raise `ArtifactError` naming
+the file, what was wrong and the command that makes it, so a report never shows a number that no computation
+produced.
 """
 
 from __future__ import annotations
