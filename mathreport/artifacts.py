@@ -390,11 +390,17 @@ def read_val_predictions(run_dir: Path, atol: float = 1e-3) -> pd.DataFrame:
     return _read_prediction_table(path, atol)
 
 
-def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
+def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
+    """Read a CSV run file that must have `columns`."""
     frame = pd.read_csv(path)
-    missing = [c for c in ["y_true", "y_pred", *PROB_COLUMNS] if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
+    frame = _read_csv(path, ["y_true", "y_pred", *PROB_COLUMNS])
     if frame.empty:
         raise ArtifactError(f"{path}: no rows")
     for col in ["y_true", "y_pred", *PROB_COLUMNS]:
@@ -432,10 +438,7 @@ def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
 def read_history(run_dir: Path) -> pd.DataFrame:
     """Read `history.csv` (one row per epoch)."""
     path = _require(Path(run_dir) / HISTORY)
-    frame = pd.read_csv(path)
-    missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    frame = _read_csv(path, HISTORY_COLUMNS)
     if frame.empty:
         raise ArtifactError(f"{path}: no rows; expected one row per epoch")
     return frame
@@ -459,12 +462,7 @@ def read_latency(run_dir: Path) -> dict:
 
 def read_lr_search(run_dir: Path) -> pd.DataFrame:
     """Read `lr_search.csv` (one row per learning rate tried), checking the columns the report and search use."""
-    path = _require(Path(run_dir) / LR_SEARCH)
-    frame = pd.read_csv(path)
-    missing = [c for c in ("learning_rate", "val_accuracy", "val_macro_f1") if c not in frame.columns]
-    if missing:
-        raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
-    return frame
+    return _read_csv(_require(Path(run_dir) / LR_SEARCH), ("learning_rate", "val_accuracy", "val_macro_f1"))
 
 
 def read_manifest(run_dir: Path) -> dict:

@@ -14,15 +14,6 @@ import pytest
 from mathreport import artifacts, bench, cli
 
 
-@pytest.fixture(scope="module")
-def runs(trained_results, tmp_path_factory):
-    """Copies of the session's runs, so that writing latency.json here leaves the shared ones as they were."""
-    out = tmp_path_factory.mktemp("bench-runs")
-    for name in ("tfidf", "minilm"):
-        shutil.copytree(trained_results / name, out / name)
-    return out
-
-
 def _check_entries(results: list[dict], n_items: int) -> None:
     assert [r["batch_size"] for r in results] == [1, 8]
     for r in results:

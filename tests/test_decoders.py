@@ -18,15 +18,8 @@ KEYWORDS = ["equation", "triangle", "derivative", "dice", "prime", "arrangements
 FILLER = "find the value of x in this short problem about numbers and their sum or product please".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared CPU: one thread avoids OpenMP spin-waiting against other processes (2x faster)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models on a shared CPU: one torch thread (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,8 @@ import pytest
 from benchmarks import gpu_bench
 from mathreport import models
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared CPU: one thread avoids OpenMP spin-waiting against other processes."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models on a shared CPU: one torch thread (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_gpu_bench_fails_at_once_without_cuda(monkeypatch, capsys, tmp_path):

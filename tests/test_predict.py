@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,15 +12,6 @@ import pytest
 from mathreport import artifacts, bench, cli, labels, predict
 
 QUESTION = "Find the derivative of f(x) = x^3 sin(x) with respect to x."
-
-
-@pytest.fixture(scope="module")
-def runs(trained_results, tmp_path_factory):
-    """Copies of the session's runs, so that writing latency.json here leaves the shared ones as they were."""
-    out = tmp_path_factory.mktemp("runs")
-    for name in ("tfidf", "minilm"):
-        shutil.copytree(trained_results / name, out / name)
-    return out
 
 
 def _table(stdout: str) -> tuple[str, dict[str, float]]:
