@@ -106,7 +106,9 @@ def question_token_lengths(path: Path | None, max_length: int) -> tuple[np.ndarr
     import pandas as pd
 
     if path is not None and Path(path).is_file():
-        texts = pd.read_csv(path)["Question"].astype(str)
+        from mathreport import data
+
+        texts = pd.Series(data.read_questions(path))
         source = str(path)
     else:
         from mathreport import demo
