@@ -35,7 +35,7 @@ test: env
 	$(BIN)/python -m pytest -q
 
 lint: env
-	$(BIN)/ruff check mathreport tests tools
+	$(BIN)/ruff check mathreport tests tools benchmarks
 
 report: env
 	$(BIN)/mathreport pipeline --models tfidf minilm --report-model minilm

@@ -53,4 +53,6 @@ def cross_validate(runs: list[str], folds: int = 5, shuffles: int = 3) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(f"usage: python benchmarks/ensemble_cv.py RUN_DIR RUN_DIR ...\n{__doc__.splitlines()[0]}")
     print(cross_validate(sys.argv[1:]))

@@ -82,5 +82,7 @@ def arms_table(arms: list[str]) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("models", "arms"):
+        sys.exit("usage:\n" + "\n".join(line for line in __doc__.splitlines() if "python benchmarks/" in line))
     kind, *rest = sys.argv[1:]
     print(models_table(rest) if kind == "models" else arms_table(rest))

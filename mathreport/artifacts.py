@@ -1,8 +1,11 @@
 """The on-disk schema of a run directory `results/<run>/`: atomic writers and validating readers.
 
-Every file named in ARCHITECTURE.md is written here and read back here; nothing else in the package
-opens them by hand. Readers raise `ArtifactError` naming the file, what was wrong and the command that
-makes it, so a report never shows a number that no computation produced.
+Every run file (the table in README.md, "A run's directory") is written here and read back here; nothing else in
+the package opens them by hand. It is also the one home of atomic writing for every other file the package
+writes (`atomic_path`, `write_text`, `write_texts` for files that belong together), of SHA-256 (`file_sha256`,
+`sha256_bytes`) and of the one-writer lock of a run directory (`run_lock`). Readers raise `ArtifactError` naming
+the file, what was wrong and the command that makes it, so a report never shows a number that no computation
+produced.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -82,32 +85,51 @@ def umask_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path):
+def atomic_path(path: Path, *, suffix: str = ".tmp", failed: Path | None = None):
     """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed.
 
-    The one way every run file, figure and report is written: a reader never sees a half-written file, and
-    a failed write leaves the previous file as it was.
+    The one way every run file, figure, data split and report is written: a reader never sees a half-written
+    file, and a failed write leaves the previous file as it was. suffix: the temporary file's ending (papermill
+    wants `.ipynb`); failed: where to keep what a failed write left (an executed notebook's traceback) instead
+    of removing it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     os.chmod(tmp, umask_mode())
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if failed is not None and Path(tmp).exists():
+            os.replace(tmp, failed)
+        else:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_utf8(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_text(path: Path, text: str) -> Path:
     """Write a UTF-8 text file atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    with atomic_path(path) as tmp:
+        _write_utf8(tmp, text)
     return Path(path)
+
+
+def write_texts(files: Mapping[Path, str]) -> None:
+    """Write several UTF-8 text files that belong together: all are written beside their targets first, then all
+    are moved into place, so a failure on any of them replaces none."""
+    with contextlib.ExitStack() as stack:
+        temps = {path: stack.enter_context(atomic_path(path)) for path in files}
+        for path, tmp in temps.items():
+            _write_utf8(tmp, files[path])
 
 
 def _jsonable(value: Any) -> Any:
@@ -163,8 +185,13 @@ def val_predictions_command(run_dir: Path) -> str:
     return f"mathreport evaluate --run_dir {Path(run_dir)} --write_val_preds"
 
 
+def sha256_bytes(data: bytes) -> str:
+    """SHA-256 of bytes already in memory (hex), e.g. of a model file exactly as it is loaded."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, to record which data a run saw."""
+    """SHA-256 of a file (hex), read in blocks: which data a run saw, which file a run wrote."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -363,11 +390,17 @@ def read_val_predictions(run_dir: Path, atol: float = 1e-3) -> pd.DataFrame:
     return _read_prediction_table(path, atol)
 
 
-def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
+def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
+    """Read a CSV run file that must have `columns`."""
     frame = pd.read_csv(path)
-    missing = [c for c in ["y_true", "y_pred", *PROB_COLUMNS] if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
+    frame = _read_csv(path, ["y_true", "y_pred", *PROB_COLUMNS])
     if frame.empty:
         raise ArtifactError(f"{path}: no rows")
     for col in ["y_true", "y_pred", *PROB_COLUMNS]:
@@ -405,10 +438,7 @@ def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
 def read_history(run_dir: Path) -> pd.DataFrame:
     """Read `history.csv` (one row per epoch)."""
     path = _require(Path(run_dir) / HISTORY)
-    frame = pd.read_csv(path)
-    missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    frame = _read_csv(path, HISTORY_COLUMNS)
     if frame.empty:
         raise ArtifactError(f"{path}: no rows; expected one row per epoch")
     return frame
@@ -428,6 +458,11 @@ def read_latency(run_dir: Path) -> dict:
     if "device" not in data:
         raise ArtifactError(f"{path}: no 'device': latency without the hardware it was measured on is meaningless")
     return data
+
+
+def read_lr_search(run_dir: Path) -> pd.DataFrame:
+    """Read `lr_search.csv` (one row per learning rate tried), checking the columns the report and search use."""
+    return _read_csv(_require(Path(run_dir) / LR_SEARCH), ("learning_rate", "val_accuracy", "val_macro_f1"))
 
 
 def read_manifest(run_dir: Path) -> dict:

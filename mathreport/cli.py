@@ -101,18 +101,18 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise CommandError(f"compare needs at least 2 complete runs in {args.results_dir}/; found {names}")
     for name in names:
         artifacts.check_consistency(Path(args.results_dir) / name)
-    from mathreport import report
+    from mathreport import pipeline
 
-    out = report.write_comparisons(args.results_dir, names)
+    out = pipeline.write_comparisons(args.results_dir, names)
     runs = summary.load_runs(args.results_dir, names[0], names[1:])
     print(summary.comparisons_table(runs, "en").to_string(index=False))
     print(f"wrote {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from mathreport import report
+    from mathreport import export
 
-    paths = report.run_report(
+    paths = export.run_report(
         model=args.model, compare=args.compare, results_dir=args.results_dir, output_dir=args.output_dir,
         figures_dir=args.figures_dir, lang=args.lang, pdf=args.pdf,
     )
@@ -121,9 +121,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    from mathreport import report
+    from mathreport import pipeline
 
-    paths = report.run_pipeline(
+    paths = pipeline.run_pipeline(
         models=args.models, data_dir=args.data_dir, results_dir=args.results_dir, kernel=args.kernel,
         force=args.force, num_epochs=args.num_epochs, report_model=args.report_model, pdf=args.pdf,
         lang=args.lang,
@@ -138,24 +138,6 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     runs = [ensemble.resolve_run(name, args.results_dir) for name in args.runs]
     run_dir = ensemble.build_ensemble(runs, args.output_dir, force=args.force, method=args.method)
     print(ensemble.summary_line(run_dir))
-
-
-def cmd_gpu_bench(args: argparse.Namespace) -> None:
-    from mathreport import gpu_bench
-
-    cfg = gpu_bench.BenchConfig(
-        models=tuple(args.models), precisions=tuple(args.precisions), batch_size=args.batch_size,
-        train_steps=args.train_steps, lora_mlp=args.lora_mlp, questions=args.questions, work_dir=args.work_dir,
-        tiny=args.tiny,
-    )
-    if args.tiny:  # a few batches are enough to run every line of the code path
-        cfg.warmup_steps, cfg.train_steps, cfg.latency_batches, cfg.latency_warmup = 1, 3, {1: 4, 32: 2}, 1
-    # The dry run's CPU numbers must never land in docs/GPU.md: it writes only where --output says.
-    output = args.output or (None if args.tiny else Path("docs/GPU.md"))
-    results = gpu_bench.run_benchmark(cfg)
-    print(gpu_bench.results_markdown(results))
-    if output is not None:
-        print(f"wrote {gpu_bench.write_results(results, output)}")
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -179,7 +161,7 @@ def _dtype(args: argparse.Namespace) -> str | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from mathreport import ensemble, predict
+    from mathreport import bench, ensemble
 
     if ensemble.is_ensemble(args.run_dir):
         raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
@@ -188,13 +170,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
     try:
-        backends = predict.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
+        backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
     except ValueError as exc:
         if isinstance(exc, artifacts.ArtifactError):
             raise
         raise CommandError(f"--backend {args.backend} --dtype {args.dtype}: {exc}") from exc
     with artifacts.run_lock(args.run_dir, "mathreport bench"):
-        latency = predict.bench_run(
+        latency = bench.bench_run(
             args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
             max_items=args.max_items, repeats=args.repeats, device=args.device,
         )
@@ -407,23 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing run in --output_dir")
     p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser("gpu-bench", help="LoRA training and inference speed of the 7B decoders on a CUDA GPU")
-    p.add_argument("--models", nargs="+", choices=["qwen", "mistral"], default=["qwen", "mistral"])
-    p.add_argument("--precisions", nargs="+", choices=["bf16", "4bit"], default=["bf16", "4bit"])
-    p.add_argument("--output", type=Path, default=None,
-                   help="markdown file for the results section (default docs/GPU.md; with --tiny: none)")
-    p.add_argument("--questions", type=Path, default=Path("data/test_split.csv"),
-                   help="split CSV whose question lengths the inputs follow (default: the demo corpus if missing)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
-                   help="training batch (default: the preset's)")
-    p.add_argument("--train-steps", "--train_steps", dest="train_steps", type=int, default=10)
-    p.add_argument("--lora-mlp", "--lora_mlp", dest="lora_mlp", action="store_true",
-                   help="LoRA on the MLP projections too")
-    p.add_argument("--work-dir", "--work_dir", dest="work_dir", type=Path, default=None,
-                   help="where the random weights are saved for 4-bit loading (default: a temporary folder)")
-    p.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
-                   help="run the same code on tiny models on the CPU (checks the code path, measures nothing real)")
-    p.set_defaults(func=cmd_gpu_bench)
     return parser
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import ast
 import codecs
 import csv
-import hashlib
 import io
 import itertools
 import json
 import logging
 import os
 import re
-import uuid
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mathreport import labels
+from mathreport import artifacts, labels
 
 log = logging.getLogger(__name__)
 
@@ -581,28 +579,6 @@ def assert_no_leakage(
 # ------------------------------------------------------------------------------------------------ prepare
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_files_atomic(files: Mapping[Path, str]) -> None:
-    """Write each text file (UTF-8) to a temporary file beside it, then move them all into place."""
-    temps: dict[Path, Path] = {}
-    try:
-        for path, content in files.items():
-            # Not tempfile.mkstemp: its files are private (0600); these should get the usual umask mode.
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            temps[path] = tmp
-            with open(tmp, "x", encoding="utf-8", newline="") as handle:
-                handle.write(content)
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
 BACKUP_PREFIX = "replaced-"
 
 
@@ -714,7 +690,7 @@ def prepare(
         "source_info": dict(source_info or {}),
         "input": {
             "path": str(input_path),
-            "sha256": _sha256(input_path),
+            "sha256": artifacts.file_sha256(input_path),
             "text_col": text_col,
             "label_col": label_col,
         },
@@ -751,7 +727,7 @@ def prepare(
     out_dir.mkdir(parents=True, exist_ok=True)
     if existing:
         report["replaced"] = str(_back_up(out_dir, existing))
-    write_files_atomic(
+    artifacts.write_texts(
         {
             out_dir / TRAIN_FILE: _to_csv(train),
             out_dir / VAL_FILE: _to_csv(val),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, metrics
+from mathreport import artifacts, environment, metrics
 from mathreport.labels import NUM_CLASSES
 
 # How the members' probabilities are pooled; the weights always minimise the log-loss on the validation split.
@@ -217,7 +217,7 @@ def build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool = False, 
 
 
 def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method: str) -> Path:
-    from mathreport import predict, train
+    from mathreport import train
 
     output_dir = Path(output_dir)
     if (output_dir / artifacts.METRICS).exists() and not force:
@@ -286,8 +286,8 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
                                                for m in members}},
         "latency_note": "an ensemble runs every member: its latency is the sum of theirs" if latency else
                         "a member has no latency.json, so the ensemble has none",
-        "versions": train._versions(),
-        "hardware": predict.hardware(),
+        "versions": environment.versions(environment.RUN_PACKAGES, python=True),
+        "hardware": environment.hardware(),
         "start_time": start_time,
         "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "complete",

@@ -1,4 +1,5 @@
-"""Model presets and loading a model + tokenizer for a device (4-bit on CUDA, full precision on CPU)."""
+"""Model presets (the registry) and loading a model + tokenizer for a device (4-bit on CUDA, full precision on CPU);
+LoRA configuration. Offline weight sources are `weights`' work."""
 
 from __future__ import annotations
 

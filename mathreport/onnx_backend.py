@@ -11,8 +11,6 @@ not match is never loaded. `choose_default` picks the fastest backend whose test
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.metadata as md
 import logging
 import os
 import time
@@ -24,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mathreport import artifacts
+from mathreport import artifacts, environment
 
 log = logging.getLogger("mathreport")
 
@@ -194,7 +192,7 @@ def load_onnx(run_dir: Path, dtype: str = "float32", manifest: dict | None = Non
     except OSError as exc:
         raise OnnxUnavailable(f"{path} cannot be read ({exc.strerror or exc})") from exc
     # Hash the bytes that are loaded, not the file before: nothing can change between the check and the load.
-    found = hashlib.sha256(model_bytes).hexdigest()
+    found = artifacts.sha256_bytes(model_bytes)
     if found != expected:
         raise OnnxUnavailable(f"{path} is not the file that was verified (SHA-256 {found[:12]}…, "
                               f"run.json records {expected[:12]}…)")
@@ -225,15 +223,15 @@ def agreement(probs: np.ndarray, y_true: np.ndarray, reference: np.ndarray) -> d
 
 def batch1_p50_ms(classifiers: dict[str, object], texts: list[str], rounds: int = 3) -> dict[str, float]:
     """Median per-question batch-1 time of each classifier on `texts`, interleaved round by round."""
-    from mathreport import predict
+    from mathreport import bench
 
     times: dict[str, list[float]] = {name: [] for name in classifiers}
     batches = [[t] for t in texts]
     for clf in classifiers.values():  # one warm-up pass each
-        predict.time_batches(clf, batches[:3], 1)
+        bench.time_batches(clf, batches[:3], 1)
     for _ in range(rounds):
         for name, clf in classifiers.items():
-            times[name].extend(predict.time_batches(clf, batches, 1))
+            times[name].extend(bench.time_batches(clf, batches, 1))
     return {name: float(np.median(t)) * 1000 for name, t in times.items()}
 
 
@@ -258,16 +256,6 @@ def choose_default(candidates: list[dict], reference_accuracy: float) -> tuple[s
     return best["backend"], reason
 
 
-def _versions() -> dict:
-    out = {}
-    for pkg in ("onnx", "onnxruntime", "torch"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true, reference_probs,
                       *, timing_items: int = 32, rounds: int = 3) -> tuple[dict, object]:
     """Export ONNX (float32 and int8), verify every backend on the test split, time them, pick the default.
@@ -281,8 +269,6 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
 
     import torch
 
-    from mathreport import predict
-
     run_dir = Path(run_dir)
     y_true = np.asarray(y_true)
     reference_probs = np.asarray(reference_probs, dtype=float)
@@ -292,7 +278,7 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         "accuracy_tolerance": ACCURACY_TOLERANCE,
         "onnx": {},
         "skipped": {},
-        "versions": _versions(),
+        "versions": environment.versions(environment.ONNX_PACKAGES),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     classifiers: dict[str, object] = {TORCH_FLOAT32.name: torch_classifier}
@@ -306,7 +292,7 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         section["skipped"]["onnx"] = "the model's weights are not all float32 (a 4-bit or half-precision run)"
     else:
         classifiers.update(_export_onnx_files(run_dir, torch_classifier, section))
-    if predict.cpu_has_fast_bf16() and torch_classifier.device.startswith("cpu"):
+    if environment.cpu_has_fast_bf16() and torch_classifier.device.startswith("cpu"):
         bf16 = copy.deepcopy(model).to(torch.bfloat16).eval()
         classifiers["torch-bfloat16"] = dataclasses.replace(torch_classifier, model=bf16)
     else:
@@ -350,7 +336,7 @@ def _export_onnx_files(run_dir: Path, torch_classifier, section: dict) -> dict[s
             section["skipped"][name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             log.warning("%s: could not make %s (%s); keeping torch", run_dir, name, section["skipped"][name])
             continue
-        section["onnx"][dtype] = {"file": path.name, "sha256": hashlib.sha256(model_bytes).hexdigest(),
+        section["onnx"][dtype] = {"file": path.name, "sha256": artifacts.sha256_bytes(model_bytes),
                                   "bytes": len(model_bytes), "seconds_to_make": round(seconds, 2)}
         made[name] = OnnxClassifier(session, torch_classifier.tokenizer, torch_classifier.max_length, dtype,
                                     session.get_session_options().intra_op_num_threads,

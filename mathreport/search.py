@@ -104,11 +104,7 @@ def read_search(output_dir: Path) -> pd.DataFrame:
     path = Path(output_dir) / artifacts.LR_SEARCH
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    frame = pd.read_csv(path)
-    missing = [c for c in ("learning_rate", "val_accuracy", "val_macro_f1") if c not in frame.columns]
-    if missing:
-        raise artifacts.ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
-    return frame
+    return artifacts.read_lr_search(output_dir)
 
 
 def _done(frame: pd.DataFrame, lr: float) -> bool:

@@ -359,15 +359,13 @@ def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
 
 
 def _prepare_report(run: Run) -> dict | None:
-    import json
-
     train = ((run.manifest or {}).get("data") or {}).get("train", {}).get("path")
     if not train:
         return None
     path = Path(train).parent / "prepare_report.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return artifacts.read_json(path)
 
 
 def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -475,9 +473,9 @@ def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
 
 def lr_searches(runs: dict[str, Run]) -> dict[str, pd.DataFrame]:
     """The learning-rate searches found beside each run (`<run>/lr_search.csv`)."""
-    from mathreport.artifacts import LR_SEARCH
+    from mathreport.artifacts import LR_SEARCH, read_lr_search
 
-    return {n: pd.read_csv(r.path / LR_SEARCH) for n, r in runs.items() if (r.path / LR_SEARCH).is_file()}
+    return {n: read_lr_search(r.path) for n, r in runs.items() if (r.path / LR_SEARCH).is_file()}
 
 
 def no_lr_search(runs: dict[str, Run], lang: str = "tr") -> str:

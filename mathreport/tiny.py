@@ -8,8 +8,6 @@ attention projections, the `score` head saved with the adapter) is tested withou
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 ARCHS = ("qwen2", "mistral")
@@ -110,18 +108,10 @@ def ensure_tiny_model(arch: str) -> Path:
     target = cache_dir() / f"tiny-{arch}"
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tiny-{arch}."))
-    try:
-        build_tiny_model(arch, tmp)
-        os.replace(tmp, target)
-    except OSError:
-        # Another process renamed its copy into place first; theirs is identical (same seed).
-        if not (target / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    from mathreport.weights import build_atomically
+
+    # A copy another process renamed into place first is identical (same seed).
+    return build_atomically(target, lambda tmp: build_tiny_model(arch, tmp / "model"))
 
 
 def _check_arch(arch: str) -> None:

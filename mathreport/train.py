@@ -8,7 +8,6 @@ distribution are Trainer's; this module only wires them.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata as md
 import os
 import shutil
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, data, models, options, predict
+from mathreport import artifacts, bench, data, environment, models, options, predict
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, ConfigError, TrainConfig  # noqa: F401 (re-exported)
 
@@ -65,17 +64,6 @@ TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
 
 class RunExistsError(FileExistsError):
     """The output directory already holds finished results."""
-
-
-def _versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("mathreport", "torch", "transformers", "peft", "accelerate", "scikit-learn", "numpy", "pandas",
-                "bitsandbytes"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def _check_output_dir(cfg: TrainConfig) -> Path:
@@ -170,7 +158,7 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     if models.get_preset(cfg.model).kind != "transformer":
         return cfg
     on_cpu = not models.pick_device(cfg.device).startswith("cuda")
-    bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and predict.cpu_has_fast_bf16())
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and environment.cpu_has_fast_bf16())
     dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
     return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout)
 
@@ -259,8 +247,8 @@ def _train_run(cfg: TrainConfig) -> Path:
             for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
         },
         "oversampling": oversampling,
-        "versions": _versions(),
-        "hardware": predict.hardware(),
+        "versions": environment.versions(environment.RUN_PACKAGES, python=True),
+        "hardware": environment.hardware(),
         "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "running",
     }
@@ -286,9 +274,9 @@ def _train_run(cfg: TrainConfig) -> Path:
     if preset.kind == "transformer":
         classifier, dtype = choose_inference_backend(run_dir, classifier, test, probs, manifest)
     if cfg.bench:
-        latency = predict.benchmark_latency(
+        latency = bench.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
-            threads=predict.thread_candidates(),
+            threads=bench.thread_candidates(),
         )
         artifacts.write_json(run_dir / artifacts.LATENCY, latency)
     manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

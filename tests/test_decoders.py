@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, gpu_bench, models, predict, tiny
+from mathreport import artifacts, models, predict, tiny
 from mathreport.train import TrainConfig, train
 
 ARCHS = ["qwen2", "mistral"]
@@ -18,15 +18,8 @@ KEYWORDS = ["equation", "triangle", "derivative", "dice", "prime", "arrangements
 FILLER = "find the value of x in this short problem about numbers and their sum or product please".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared CPU: one thread avoids OpenMP spin-waiting against other processes (2x faster)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models on a shared CPU: one torch thread (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -173,70 +166,3 @@ def test_lora_config_mlp_flag_and_head_in_modules_to_save_qwen2(tmp_path):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any(".score." in n for n in trainable) and any("gate_proj.lora_A" in n for n in trainable)
     assert not any("embed_tokens" in n for n in trainable)
-
-
-def test_gpu_bench_fails_at_once_without_cuda(monkeypatch, capsys, tmp_path):
-    import torch
-
-    from mathreport import cli
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(models.NeedsCudaError, match="CUDA GPU"):
-        gpu_bench.run_benchmark(gpu_bench.BenchConfig())
-    assert cli.main(["gpu-bench", "--output", str(tmp_path / "GPU.md")]) == 2
-    assert "--tiny" in capsys.readouterr().err
-    assert not (tmp_path / "GPU.md").exists()
-
-
-def test_gpu_bench_tiny_dry_run_qwen2_mistral(keyword_splits, tmp_path):
-    cfg = gpu_bench.BenchConfig(tiny=True, warmup_steps=1, train_steps=2, latency_batches={1: 3, 32: 2},
-                                latency_warmup=1, questions=keyword_splits / "test.csv")
-    results = gpu_bench.run_benchmark(cfg)
-    assert {"device", "date", "versions", "lengths", "runs", "peak_bf16_tflops"} <= results.keys()
-    assert results["lengths"].startswith(str(keyword_splits / "test.csv"))
-    measured = [r for r in results["runs"] if "skipped" not in r]
-    assert {(r["model"], r["precision"]) for r in measured} >= {("qwen", "bf16"), ("mistral", "bf16")}
-    for run in measured:
-        for key in ("train_tokens_per_s", "train_padded_tokens_per_s", "train_samples_per_s",
-                    "train_model_tflops_per_s", "train_peak_memory_gib", "inference_peak_memory_gib",
-                    "trainable_parameters", "matmul_parameters"):
-            assert run[key] > 0, key
-        assert run["train_padded_tokens_per_s"] >= run["train_tokens_per_s"]
-        assert "score" in run["modules_to_save"]
-        for bs in (1, 32):
-            lat = run[f"bs{bs}"]
-            assert 0 < lat["p50_ms"] <= lat["p95_ms"] and lat["items_per_s"] > 0
-            assert lat["n_batches"] == cfg.latency_batches[bs]
-    # The dry run is on a CPU: 4-bit is recorded as skipped, with the reason, for each model.
-    skipped = [r for r in results["runs"] if "skipped" in r]
-    assert {(r["model"], r["precision"]) for r in skipped} == {("qwen", "4bit"), ("mistral", "4bit")}
-    assert all("CUDA" in r["skipped"] for r in skipped)
-
-    out = tmp_path / "GPU.md"
-    out.write_text("# GPU\n\nprose kept\n\n<!-- gpu-bench:begin -->\nold\n<!-- gpu-bench:end -->\n\ntail kept\n")
-    gpu_bench.write_results(results, out)
-    text = out.read_text()
-    assert "prose kept" in text and "tail kept" in text and "old" not in text.split("prose kept")[1].split("tail")[0]
-    assert text.count(gpu_bench.BEGIN) == 1 and "| qwen | bf16 (float32) |" in text
-    assert json.loads((tmp_path / "gpu_bench.json").read_text())["runs"][0]["model"] == "qwen"
-
-
-def test_matmul_params_match_the_published_7b_sizes():
-    # Published totals: Qwen2.5-7B 7.61B parameters with 0.54B input + 0.54B output embeddings and biases;
-    # Mistral-7B 7.25B with 2 x 0.13B embeddings. Our count is the matmul weights only.
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    qwen, _ = gpu_bench.matmul_params(gpu_bench.model_config("qwen", tiny_shape=False))
-    mistral, _ = gpu_bench.matmul_params(gpu_bench.model_config("mistral", tiny_shape=False))
-    assert 6.4e9 < qwen < 6.6e9
-    assert 6.9e9 < mistral < 7.0e9
-    # The formula counts exactly the Linear weights of the real module tree (built on the meta device: no memory).
-    config = gpu_bench.model_config("mistral", tiny_shape=False)
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
-    linear = {n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    assert (sum(linear.values()) - linear["score"], linear["score"]) == gpu_bench.matmul_params(config)
-    assert gpu_bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
-    assert gpu_bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
-    assert gpu_bench.peak_tflops("Tesla T4") is None

@@ -183,25 +183,25 @@ def test_bare_names_resolve_under_results(tmp_path):
 
 
 def test_pipeline_builds_the_ensemble_after_its_members(members, tmp_path, monkeypatch):
-    from mathreport import report
+    from mathreport import pipeline
 
     results, runs = members
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    for name in report.DATA_FILES:
+    for name in pipeline.DATA_FILES:
         (data_dir / name).write_text("Question,label\n")
     trained = []
-    monkeypatch.setattr(report, "execute", lambda *a, **k: trained.append(a))
-    monkeypatch.setattr(report, "run_report", lambda **k: {})
-    report.run_pipeline(["ensemble", "strong", "weak"], data_dir=data_dir, results_dir=results)
+    monkeypatch.setattr(pipeline, "execute", lambda *a, **k: trained.append(a))
+    monkeypatch.setattr(pipeline, "run_report", lambda **k: {})
+    pipeline.run_pipeline(["ensemble", "strong", "weak"], data_dir=data_dir, results_dir=results)
     assert trained == []  # the members were complete; "ensemble" is never sent to the training notebook
     assert ensemble.is_current(results / "ensemble")
     fitted = (results / "ensemble" / artifacts.MANIFEST).read_bytes()
-    report.run_pipeline(["strong", "weak", "ensemble"], data_dir=data_dir, results_dir=results)
+    pipeline.run_pipeline(["strong", "weak", "ensemble"], data_dir=data_dir, results_dir=results)
     assert (results / "ensemble" / artifacts.MANIFEST).read_bytes() == fitted  # current: not refitted
     _replace_probs(runs[1], artifacts.PREDS_VAL, _probs(Y_VAL, 8.0, 78))  # a member changed: refit
     assert not ensemble.is_current(results / "ensemble")
-    report.run_pipeline(["strong", "weak", "ensemble"], data_dir=data_dir, results_dir=results)
+    pipeline.run_pipeline(["strong", "weak", "ensemble"], data_dir=data_dir, results_dir=results)
     assert ensemble.is_current(results / "ensemble")
 
 

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mathreport import artifacts, cli, onnx_backend, predict
+from mathreport import artifacts, cli, environment, onnx_backend, predict
 
 # float32 ONNX Runtime and torch differ only in the order of float32 additions.
 FLOAT32_PROB_TOLERANCE = 1e-4
@@ -168,7 +168,7 @@ def test_failed_export_keeps_the_old_file_and_torch_as_default(run, tmp_path, te
         raise RuntimeError("exporter crashed")
 
     monkeypatch.setattr(torch.onnx, "export", broken_export)
-    monkeypatch.setattr(predict, "cpu_has_fast_bf16", lambda *a: False)
+    monkeypatch.setattr(environment, "cpu_has_fast_bf16", lambda *a: False)
     torch_clf = predict.load_classifier(copy, backend="torch")
     texts, y_true, reference = test_split
     section, default = onnx_backend.export_and_choose(copy, torch_clf, texts, y_true, reference, timing_items=4,

@@ -1,27 +1,17 @@
-"""The engine: `mathreport predict` and `mathreport bench` on the runs trained once per session."""
+"""predict: `mathreport predict` and the inference backends, on the runs trained once per session."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, cli, labels, predict
+from mathreport import artifacts, bench, cli, labels, predict
 
 QUESTION = "Find the derivative of f(x) = x^3 sin(x) with respect to x."
-
-
-@pytest.fixture(scope="module")
-def runs(trained_results, tmp_path_factory):
-    """Copies of the session's runs, so that writing latency.json here leaves the shared ones as they were."""
-    out = tmp_path_factory.mktemp("runs")
-    for name in ("tfidf", "minilm"):
-        shutil.copytree(trained_results / name, out / name)
-    return out
 
 
 def _table(stdout: str) -> tuple[str, dict[str, float]]:
@@ -88,107 +78,11 @@ def test_predict_csv_without_the_column_names_it(runs, tmp_path, capsys):
     assert code == 2 and "'Question'" in err and "soru" in err
 
 
-def _check_entries(results: list[dict], n_items: int) -> None:
-    assert [r["batch_size"] for r in results] == [1, 8]
-    for r in results:
-        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
-        assert r["n_items"] == n_items and r["items_per_s"] > 0 and r["threads"] >= 1
-
-
-def test_bench_tfidf_writes_valid_latency(runs, capsys):
-    (runs / "tfidf" / artifacts.LATENCY).unlink(missing_ok=True)
-    code = cli.main(["bench", "--run_dir", str(runs / "tfidf"), "--batch_sizes", "1", "8", "--max_items", "16",
-                     "--repeats", "2"])
-    assert code == 0 and "wrote" in capsys.readouterr().out
-    latency = artifacts.read_latency(runs / "tfidf")
-    _check_entries(latency["results"], 16 * 2)
-    assert latency["repeats"] == 2 and latency["warmup_batches"] > 0 and latency["backend"] == "sklearn"
-    assert "torch" in latency["versions"] and latency["device"].startswith("cpu")
-
-
-def test_bench_compares_every_backend_in_one_json(runs, capsys):
-    run = runs / "minilm"
-    (run / artifacts.LATENCY).unlink(missing_ok=True)
-    code = cli.main(["bench", "--run_dir", str(run), "--batch_sizes", "1", "8", "--max_items", "16",
-                     "--repeats", "2", "--threads", "1"])
-    out = capsys.readouterr().out
-    assert code == 0 and "wrote" in out
-    latency = artifacts.read_latency(run)
-    assert set(latency["backends"]) == {"torch-float32", "torch-bfloat16", "onnx-float32", "onnx-int8"}
-    assert latency["skipped"] == {}
-    manifest = artifacts.read_manifest(run)
-    default = manifest["inference"]["default"]
-    # The report reads the top level: it is the run's default backend, the one `predict` uses.
-    assert latency["default_backend"] == default
-    assert latency["results"] == latency["backends"][default]["results"]
-    assert f"{latency['backend']}-{latency['dtype']}" == default
-    n_test = len(artifacts.read_predictions(run))
-    for name, entry in latency["backends"].items():
-        _check_entries(entry["results"], 16 * 2)
-        assert all(r["threads"] == 1 for r in entry["results"])
-        assert name in out
-        assert 0 <= entry["accuracy"] <= 1 and entry["argmax_agreement"] >= 0.9
-    assert latency["backends"]["torch-float32"]["argmax_agreement"] == 1.0
-    assert str(n_test) in latency["accuracy_on"]
-
-
-def test_bench_one_backend_and_output_elsewhere(runs, tmp_path, capsys):
-    run = runs / "minilm"
-    before = (run / artifacts.LATENCY).read_bytes() if (run / artifacts.LATENCY).exists() else None
-    out = tmp_path / "bench.json"
-    code = cli.main(["bench", "--run_dir", str(run), "--backend", "torch", "--dtype", "bf16", "--batch_sizes", "1",
-                     "8", "--max_items", "8", "--repeats", "1", "--output", str(out)])
-    assert code == 0
-    latency = json.loads(out.read_text())
-    assert list(latency["backends"]) == ["torch-bfloat16"] and latency["dtype"] == "bfloat16"
-    after = (run / artifacts.LATENCY).read_bytes() if (run / artifacts.LATENCY).exists() else None
-    assert after == before  # --output leaves the run's latency.json alone
-    capsys.readouterr()
-    assert cli.main(["bench", "--run_dir", str(run), "--backend", "torch", "--dtype", "int8"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "onnx" in err
-
-
-def test_interleaved_timing_alternates_backends():
-    calls = []
-
-    class Fake:
-        threads = 1
-
-        def __init__(self, name):
-            self.name = name
-
-        def predict_proba(self, texts, batch_size=32):
-            calls.append((self.name, len(texts)))
-            return np.zeros((len(texts), 8))
-
-    texts = [f"q{i}" for i in range(4)]
-    out = predict._interleaved_batch_size({"a": Fake("a"), "b": Fake("b")}, texts, 2, warmup=1, repeats=2)
-    timed = calls[2:]  # one warm-up batch each
-    assert calls[:2] == [("a", 2), ("b", 2)]
-    assert [name for name, _ in timed] == ["a", "a", "b", "b", "a", "a", "b", "b"]
-    assert out["a"]["n_items"] == 8 and out["b"]["n_batches"] == 4
-
-
-def test_bench_missing_run_is_one_line(tmp_path, capsys):
-    code = cli.main(["bench", "--run_dir", str(tmp_path / "nope")])
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "nope" in err
-
-
-def test_test_questions_fall_back_to_the_manifest_split(runs, small_data, tmp_path):
-    run = tmp_path / "tfidf"
-    shutil.copytree(runs / "tfidf", run)
-    frame = pd.read_csv(run / artifacts.PREDICTIONS).drop(columns="text")
-    frame.to_csv(run / artifacts.PREDICTIONS, index=False)
-    assert predict.test_questions(run) == pd.read_csv(small_data / "test_split.csv")["Question"].tolist()
-
-
 @pytest.mark.parametrize("backend,dtype", [("torch", "bfloat16"), ("onnx", "int8")])
 def test_reduced_precision_weights_stay_close_to_float32(runs, backend, dtype):
     import torch
 
-    texts = predict.test_questions(runs / "minilm")[:16]
+    texts = bench.test_questions(runs / "minilm")[:16]
     fp32 = predict.load_classifier(runs / "minilm", backend="torch")
     reduced = predict.load_classifier(runs / "minilm", backend=backend, dtype=dtype)
     assert reduced.backend == backend
@@ -218,20 +112,11 @@ def test_resolve_backend(backend, dtype, expected):
     assert predict.resolve_backend({}, "auto", None).name == "torch-float32"  # a run never exported
 
 
-def test_cpu_bf16_flags_read_from_cpuinfo(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
-    assert predict.cpu_bf16_flags(cpuinfo) == [] and not predict.cpu_has_fast_bf16(cpuinfo)
-    cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n")
-    assert predict.cpu_bf16_flags(cpuinfo) == ["avx512_bf16", "amx_bf16"] and predict.cpu_has_fast_bf16(cpuinfo)
-    assert predict.cpu_bf16_flags(tmp_path / "missing") == []  # not Linux: bf16 is not assumed
-
-
 @pytest.mark.parametrize("fast_bf16", [True, False])
 def test_training_defaults_follow_the_cpu(monkeypatch, small_data, fast_bf16):
-    from mathreport import train
+    from mathreport import environment, train
 
-    monkeypatch.setattr(predict, "cpu_has_fast_bf16", lambda *a: fast_bf16)
+    monkeypatch.setattr(environment, "cpu_has_fast_bf16", lambda *a: fast_bf16)
     cfg = train.TrainConfig(model="minilm", train_path=small_data / "augmented_train.csv",
                             val_path=small_data / "val_split.csv", test_path=small_data / "test_split.csv",
                             output_dir=small_data / "unused", device="cpu")
@@ -247,7 +132,7 @@ def test_training_defaults_follow_the_cpu(monkeypatch, small_data, fast_bf16):
 
 
 def test_tfidf_without_sklearn_checks_gives_the_same_probabilities(runs):
-    texts = predict.test_questions(runs / "tfidf")[:20]
+    texts = bench.test_questions(runs / "tfidf")[:20]
     clf = predict.load_classifier(runs / "tfidf")
     assert clf.skip_checks
     np.testing.assert_array_equal(clf.predict_proba(texts),
@@ -255,7 +140,7 @@ def test_tfidf_without_sklearn_checks_gives_the_same_probabilities(runs):
 
 
 def test_unsorted_and_padded_variants_give_the_same_probabilities(runs):
-    texts = predict.test_questions(runs / "minilm")[:12]
+    texts = bench.test_questions(runs / "minilm")[:12]
     clf = predict.load_classifier(runs / "minilm", backend="torch")
     ref = clf.predict_proba(texts, batch_size=4)
     for variant in (dataclasses.replace(clf, sort_by_length=False), dataclasses.replace(clf, padding="max_length")):

@@ -1,4 +1,4 @@
-"""The before/after harness: comparisons interleaved, medians right, step timing without evaluation."""
+"""benchmarks/speed.py: comparisons interleaved, medians right, step timing without evaluation, usage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mathreport import speed
+from benchmarks import speed
 
 
 def test_compare_interleaves_variants_and_takes_medians():
@@ -70,3 +70,11 @@ def test_seed_arms_summarise_runs_on_validation_and_test(trained_results, small_
                         zero_division=0)
     assert a["runs"][0]["val_macro_f1"] == pytest.approx(expected)
     assert "| **a** | mean ± sd |" in out.with_suffix(".md").read_text()
+
+
+def test_no_arguments_prints_usage_and_a_part_without_its_input_is_named(capsys):
+    assert speed.main([]) == 2
+    assert "usage: python benchmarks/speed.py" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        speed.main(["--parts", "inference", "tfidf", "--run_dir", "r"])
+    assert exc.value.code == 2 and "--parts tfidf needs --tfidf_run_dir" in capsys.readouterr().err

@@ -79,7 +79,7 @@ REPORT = notebook([
            'results_dir = None  # None: results/ under the project root (the folder holding pyproject.toml)\n'
            'figures_dir = None  # None: figures/ under the project root\n'
            'lang = "tr"  # "tr" or "en"'),
-    new_code_cell("from mathreport.notebook import ReportContext\n\n"
+    new_code_cell("from mathreport.sections import ReportContext\n\n"
                   "ctx = ReportContext.load(model, compare, results_dir, figures_dir, lang)\n"
                   "ctx.title()"),
     *[cell for key, call in SECTIONS for cell in section(key, call)],
@@ -124,7 +124,7 @@ TRAIN = notebook([
     new_markdown_cell("## Eğitim\n\nEğitim kümesiyle eğitir, her epokta doğrulama kümesini ölçer; ilerleme çubuğu "
                       "adımları gösterir. Sonuç klasörü zaten doluysa `force = True` olmadan üzerine yazılmaz."),
     new_code_cell("from mathreport import artifacts, options\n"
-                  "from mathreport.notebook import project_path\n"
+                  "from mathreport.sections import project_path\n"
                   "from mathreport.train import TrainConfig, train\n\n"
                   "# the options above (and any other given with papermill -p), read as `mathreport train` reads them\n"
                   "cfg = options.from_values(TrainConfig, globals(), path=project_path)\n"

@@ -11,13 +11,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mathreport import artifacts, report
+from mathreport import artifacts, export
 
 
 @pytest.fixture(scope="module")
 def rendered(trained_results, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    paths = report.run_report(model="minilm", results_dir=trained_results, output_dir=out,
+    paths = export.run_report(model="minilm", results_dir=trained_results, output_dir=out,
                               figures_dir=out / "figures", pdf=False)
     return paths, out
 
@@ -55,7 +55,7 @@ def test_report_for_model_without_results_fails_naming_it(trained_results, tmp_p
 
     # As `papermill notebooks/final_report.ipynb out.ipynb -p model qwen` would run it.
     with pytest.raises(papermill.PapermillExecutionError) as err:
-        report.execute(report.REPORT_NOTEBOOK, tmp_path / "final_report.ipynb",
+        export.execute(export.REPORT_NOTEBOOK, tmp_path / "final_report.ipynb",
                        {"model": "qwen", "results_dir": str(trained_results), "figures_dir": str(tmp_path / "f")})
     message = str(err.value)
     assert "qwen" in message and "GPU" in message and "results/qwen" in message
@@ -94,7 +94,7 @@ def test_team_results_layout_renders_unchanged(tmp_path, marked):
         for manifest in results.glob("*/run.json"):
             manifest.unlink()
     before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
-    paths = report.run_report(model="qwen_math", results_dir=results, output_dir=tmp_path / "out",
+    paths = export.run_report(model="qwen_math", results_dir=results, output_dir=tmp_path / "out",
                               figures_dir=tmp_path / "figures", pdf=False)
     html = paths["html"].read_text(encoding="utf-8")
     for name in ("qwen_math", "mistral"):
@@ -109,7 +109,7 @@ def test_team_results_layout_renders_unchanged(tmp_path, marked):
 
 
 def test_english_rendering_from_the_same_notebook(trained_results, tmp_path):
-    paths = report.run_report(model="minilm", results_dir=trained_results, output_dir=tmp_path,
+    paths = export.run_report(model="minilm", results_dir=trained_results, output_dir=tmp_path,
                               figures_dir=tmp_path / "figures", lang="en", pdf=False)
     assert paths["html"].name == "final_report_en.html"
     html = paths["html"].read_text(encoding="utf-8")
@@ -131,7 +131,7 @@ def test_pdf_keeps_turkish_text_figures_and_page_width(rendered):
     import subprocess
 
     paths, out = rendered
-    pdf = report.export_pdf(paths["html"], out / "final_report.pdf")
+    pdf = export.export_pdf(paths["html"], out / "final_report.pdf")
     from mathreport import summary
 
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
@@ -276,7 +276,7 @@ def test_offline_browser_detects_a_network_request(tmp_path):
 @pytest.mark.skipif(_chromium() is None, reason="needs chromium (make env installs it)")
 def test_html_report_is_self_contained_and_data_stays_text(tmp_path):
     results = hostile_results(tmp_path)
-    paths = report.run_report(model="qwen_math", results_dir=results, output_dir=tmp_path / "out",
+    paths = export.run_report(model="qwen_math", results_dir=results, output_dir=tmp_path / "out",
                               figures_dir=tmp_path / "figures", pdf=False)
     html = paths["html"].read_text(encoding="utf-8")
     # Nothing to fetch: no script, no remote src/href/url()/@import anywhere in the file.
@@ -315,7 +315,7 @@ def _fake_project(tmp_path):
     project = tmp_path / "project"
     (project / "notebooks").mkdir(parents=True)
     (project / "pyproject.toml").write_text("[project]\nname = 'my-analysis'\n")
-    shutil.copy(report.REPORT_NOTEBOOK, project / "notebooks" / "final_report.ipynb")
+    shutil.copy(export.REPORT_NOTEBOOK, project / "notebooks" / "final_report.ipynb")
     shutil.copytree(FIXTURE, project / "results")
     return project
 

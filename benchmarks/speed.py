@@ -1,4 +1,4 @@
-"""Before/after measurements of each CPU speed-up, reproducible: `python -m mathreport.speed --run_dir ... `.
+"""Before/after measurements of each CPU speed-up, reproducible: `python benchmarks/speed.py --run_dir ...`.
 
 Every comparison runs both variants in this one process, interleaved round by round (A B A B ...), so that
 load from other processes on a shared machine hits both; the median over rounds is reported with every
@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
-from mathreport import artifacts, models, onnx_backend, predict
+from mathreport import artifacts, bench, environment, models, onnx_backend, predict
 
 
 def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[], float]], rounds: int,
              better: str = "lower") -> dict:
     """Run each variant once per round, interleaved; the median over rounds and every round's value."""
     values: dict[str, list[float]] = {label: [] for label in variants}
-    with predict.CpuLoad() as load:
+    with bench.CpuLoad() as load:
         for _ in range(rounds):
             for label, run in variants.items():
                 values[label].append(float(run()))
@@ -56,7 +56,7 @@ def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[],
 
 def _p50_ms(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-    return float(np.median(predict.time_batches(classifier, batches, batch_size))) * 1000
+    return float(np.median(bench.time_batches(classifier, batches, batch_size))) * 1000
 
 
 def _items_per_s(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:
@@ -82,7 +82,7 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
 
     import torch
 
-    texts = predict.test_questions(run_dir)[:max_items]
+    texts = bench.test_questions(run_dir)[:max_items]
     merged = predict.load_classifier(run_dir, backend="torch")
     rows = []
     for bs, metric, fn, better in ((1, "p50 per item, batch 1", _p50_ms, "lower"),
@@ -91,7 +91,7 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
         merged.predict_proba(texts[:8], batch_size=bs)  # warm-up
         rows.append(_compare("torch threads", metric, unit, {
             f"{n} thread{'s' if n > 1 else ''}": _with_threads(n, lambda b=bs, f=fn: f(merged, texts, b))
-            for n in predict.thread_candidates()}, rounds, better))
+            for n in bench.thread_candidates()}, rounds, better))
     # The other comparisons run at the thread count that was fastest at batch size 1.
     best = min(rows[0]["median"], key=rows[0]["median"].get)
     threads = int(best.split()[0])
@@ -147,7 +147,7 @@ def _precision_agreement(run_dir: Path, fp32: predict.Classifier, reduced: predi
                          label: str = "bfloat16") -> dict:
     """Test accuracy with float32 and reduced-precision weights, and how often their answers agree."""
     frame = artifacts.read_predictions(run_dir)
-    texts = predict.test_questions(run_dir)
+    texts = bench.test_questions(run_dir)
     y = frame["y_true"].to_numpy()[: len(texts)]
     p32 = fp32.predict_proba(texts)
     p16 = reduced.predict_proba(texts)
@@ -167,7 +167,7 @@ def measure_tfidf(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -> li
 
     clf = predict.load_classifier(run_dir)
     checked = dataclasses.replace(clf, skip_checks=False)
-    texts = predict.test_questions(run_dir)[:max_items]
+    texts = bench.test_questions(run_dir)[:max_items]
     clf.predict_proba(texts[:8])
     checked.predict_proba(texts[:8])
     return [_compare("tfidf: scikit-learn input checks", "p50 per item, batch 1", "ms", {
@@ -250,10 +250,10 @@ def measure_training_steps(train_path: Path, *, rounds: int = 3, n_batches: int 
                                  "dynamic_grouped": float(np.mean([b["input_ids"].shape[1] for b in grouped]))},
             "mean_question_tokens": float(lengths.mean()), "batch_size": batch_size, "n_batches": n_batches}
     rows = []
-    cores = predict.thread_candidates()[-1]
+    cores = bench.thread_candidates()[-1]
     rows.append(_compare("torch threads (training steps)", "samples/s", "samples/s", {
         f"{n} thread{'s' if n > 1 else ''}": _with_threads(n, lambda: _step_rate(model, optimizer, grouped))
-        for n in predict.thread_candidates()}, rounds, "higher"))
+        for n in bench.thread_candidates()}, rounds, "higher"))
     torch.set_num_threads(cores)
     rows.append(_compare("dynamic padding (training steps)", "samples/s", "samples/s", {
         f"padded to max_length={max_length}": lambda: _step_rate(model, optimizer, padded),
@@ -334,7 +334,7 @@ def measure_trainer(train_path: Path, val_path: Path, *, rounds: int = 2, num_ep
                     max_train_samples: int | None = None) -> list[dict]:
     """Trainer end to end (float32, --bf16, --bf16 --lora_dropout 0), interleaved rounds."""
     runs: dict[str, list[dict]] = {label: [] for label in TRAINER_VARIANTS}
-    with predict.CpuLoad() as load:
+    with bench.CpuLoad() as load:
         for _ in range(rounds):
             for label, options in TRAINER_VARIANTS.items():
                 run = trainer_run(train_path, val_path, num_epochs=num_epochs, max_train_samples=max_train_samples,
@@ -361,7 +361,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> list[dict]:
     import torch
 
     rows = []
-    for threads in predict.thread_candidates():
+    for threads in bench.thread_candidates():
         torch.set_num_threads(threads)
         variants = {}
         for dtype in (torch.float32, torch.bfloat16):
@@ -383,13 +383,8 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> list[dict]:
 
 
 def cpu_flags() -> list[str]:
-    """The CPU's bf16/AMX/AVX-512 flags from /proc/cpuinfo (what the matmul numbers depend on)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx512_vnni")))
+    """The CPU's bf16/AMX/AVX-512 flags (what the matmul numbers depend on)."""
+    return sorted(f for f in environment.cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512f", "avx512_vnni")))
 
 
 def seed_arms(arms: dict[str, list[Path]]) -> dict:
@@ -462,9 +457,15 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python benchmarks/speed.py"
+# The flags each part reads its inputs from.
+PART_INPUTS = {"matmul": (), "inference": ("--run_dir",), "tfidf": ("--tfidf_run_dir",), "steps": ("--train_path",),
+               "trainer": ("--train_path", "--val_path")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparisons asked for and write them as JSON and markdown."""
-    parser = argparse.ArgumentParser(prog="python -m mathreport.speed", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--run_dir", type=Path, help="a minilm run (inference comparisons)")
     parser.add_argument("--tfidf_run_dir", type=Path, help="a tfidf run (batch-1 latency)")
     parser.add_argument("--train_path", type=Path, help="training split (training comparisons)")
@@ -478,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
     parser.add_argument("--arm", nargs="+", action="append", metavar=("NAME", "RUN_DIR"),
                         help="instead of timing: summarise finished runs, one per seed (repeat for each arm)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # every part needs its runs or splits: say which flags, do not guess paths
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.arm:
         if any(len(arm) < 2 for arm in args.arm):
@@ -489,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown)
         return 0
 
+    for part in args.parts:
+        missing = [flag for flag in PART_INPUTS[part] if getattr(args, flag.lstrip("-")) is None]
+        if missing:
+            parser.error(f"--parts {part} needs {' and '.join(missing)}")
     import torch
 
     default_threads = torch.get_num_threads()
@@ -506,11 +515,11 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "trainer":
             rows += measure_trainer(args.train_path, args.val_path, rounds=args.trainer_rounds,
                                     num_epochs=args.trainer_epochs, max_train_samples=args.max_train_samples)
-    result = {"command": " ".join(["python -m mathreport.speed", *(argv if argv is not None else sys.argv[1:])]),
-              "hardware": predict.hardware(), "cpu_flags": cpu_flags(), "rows": rows}
+    result = {"command": " ".join([PROG, *argv]),
+              "hardware": environment.hardware(), "cpu_flags": cpu_flags(), "rows": rows}
     artifacts.write_json(args.out, result)
     markdown = to_markdown(rows)
-    args.out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    artifacts.write_text(args.out.with_suffix(".md"), markdown)
     print(markdown)
     return 0
 

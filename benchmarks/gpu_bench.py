@@ -1,9 +1,15 @@
 """GPU benchmark of the 7B decoders with random weights: LoRA training throughput and MFU, peak memory, latency.
 
+    python benchmarks/gpu_bench.py          # on a CUDA GPU: writes docs/GPU.md's results and docs/gpu_bench.json
+    python benchmarks/gpu_bench.py --tiny   # the same code on tiny models on a CPU (measures nothing)
+
 The models have the exact shapes of Qwen2.5-Math-7B and Mistral-7B-v0.3 (from their published configs) but random
 weights, so the numbers need no download: speed and memory do not depend on the values of the weights. The model
-goes through the same functions as `mathreport train` (models.load_base_model, models.add_lora). `tiny=True` runs
-the same code on tiny configs on a CPU, so the code path is tested without a GPU.
+is built and given LoRA by the same functions as `mathreport train` (models.load_base_model, models.add_lora).
+What the training numbers time is a plain PyTorch loop written here, not Trainer: per step, forward under bf16
+autocast, backward, `torch.optim.AdamW.step()`, `zero_grad`. Trainer's own work around the step (data loader,
+gradient clipping, learning-rate schedule, logging) is not in them. `tiny=True` runs the same code on tiny configs
+on a CPU, so the code path is tested without a GPU.
 
 Model FLOPs per token (MFU counts these, never recomputation; Chowdhery et al. 2022, PaLM, appendix B):
   full fine-tuning:  6 N + 12 L d s                 (Kaplan et al. 2020: forward 2N, backward 4N)
@@ -15,9 +21,10 @@ padded sequence length (attention scores and the weighted sum, forward and backw
 
 from __future__ import annotations
 
+import argparse
 import gc
-import importlib.metadata as md
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +34,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mathreport import models, tiny
+from mathreport import artifacts, environment, models, tiny
 from mathreport.labels import NUM_CLASSES
 
 # https://huggingface.co/Qwen/Qwen2.5-Math-7B/blob/main/config.json
@@ -79,7 +86,7 @@ def require_cuda() -> str:
 
     if not torch.cuda.is_available():
         raise models.NeedsCudaError(
-            f"gpu-bench measures on a CUDA GPU and torch {torch.__version__} sees none here "
+            f"benchmarks/gpu_bench.py measures on a CUDA GPU and torch {torch.__version__} sees none here "
             f"(built with CUDA {torch.version.cuda}). Run it on a GPU machine (docs/GPU.md), or pass --tiny for "
             "the CPU dry run of the same code on tiny models."
         )
@@ -99,7 +106,9 @@ def question_token_lengths(path: Path | None, max_length: int) -> tuple[np.ndarr
     import pandas as pd
 
     if path is not None and Path(path).is_file():
-        texts = pd.read_csv(path)["Question"].astype(str)
+        from mathreport import data
+
+        texts = pd.Series(data.read_questions(path))
         source = str(path)
     else:
         from mathreport import demo
@@ -198,7 +207,8 @@ def _peak_gib(device: str) -> float:
 
 
 def measure_training(model, config, batches: list[dict], warmup: int, device: str, peak: float | None) -> dict:
-    """Time LoRA training steps (forward, backward, AdamW) as Trainer runs them: bf16 autocast on CUDA."""
+    """Time LoRA training steps of a hand-written loop (not Trainer): forward under bf16 autocast (CUDA), backward,
+    AdamW step, zero_grad. No gradient clipping, scheduler or data loader: the step itself."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -316,16 +326,12 @@ def _free(device: str) -> None:
 
 
 def versions() -> dict:
-    """Versions of the packages the numbers depend on."""
+    """Versions of the packages the numbers depend on, and the CUDA torch was built with."""
     import torch
 
-    out = {"torch_cuda": torch.version.cuda}
-    for pkg in ("torch", "transformers", "peft", "accelerate", "bitsandbytes"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return {"torch_cuda": torch.version.cuda,
+            **environment.versions(("torch", "transformers", "peft", "accelerate", "bitsandbytes"),
+                                   missing="not installed")}
 
 
 def run_benchmark(cfg: BenchConfig) -> dict:
@@ -334,7 +340,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
 
     for key in cfg.models:
         if key not in SHAPES:
-            raise ValueError(f"unknown model {key!r}; gpu-bench knows {sorted(SHAPES)}")
+            raise ValueError(f"unknown model {key!r}; gpu_bench knows {sorted(SHAPES)}")
     for precision in cfg.precisions:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
@@ -407,7 +413,7 @@ def results_markdown(results: dict) -> str:
     v = results["versions"]
     lines = [
         BEGIN,
-        f"Measured by `mathreport gpu-bench` on **{results['device']}**, {results['date']}. "
+        f"Measured by `python benchmarks/gpu_bench.py` on **{results['device']}**, {results['date']}. "
         f"torch {v.get('torch')} (CUDA {v.get('torch_cuda')}), transformers {v.get('transformers')}, "
         f"peft {v.get('peft')}, bitsandbytes {v.get('bitsandbytes')}. Random weights with "
         f"{'tiny shapes (a dry run of the code, not a measurement)' if results['tiny'] else 'the published shapes'}; "
@@ -434,7 +440,8 @@ def results_markdown(results: dict) -> str:
         "",
         f"Training: batch {results['runs'][0].get('train_batch_size', 'n/a') if results['runs'] else 'n/a'}, "
         f"{results['config']['train_steps']} timed steps after {results['config']['warmup_steps']} warm-up, "
-        "AdamW, bf16 autocast; 4-bit with gradient checkpointing. Tokens/s counts real (non-padding) tokens.",
+        "a hand-written loop (forward, backward, AdamW step; not Trainer), bf16 autocast; 4-bit with gradient "
+        "checkpointing. Tokens/s counts real (non-padding) tokens.",
         END,
     ]
     return "\n".join(lines) + "\n"
@@ -445,8 +452,6 @@ def write_results(results: dict, output: Path) -> Path:
 
     A JSON copy of the full results goes next to it (`<stem>.json`, or `gpu_bench.json` for GPU.md).
     """
-    from mathreport import artifacts, data
-
     output = Path(output)
     section = results_markdown(results)
     old = output.read_text(encoding="utf-8") if output.is_file() else ""
@@ -455,9 +460,48 @@ def write_results(results: dict, output: Path) -> Path:
         text = head + section.rstrip("\n") + rest.split(END, 1)[1]
     else:
         text = (old.rstrip("\n") + "\n\n" if old else "") + section
-    output.parent.mkdir(parents=True, exist_ok=True)
-    data.write_files_atomic({output: text})
+    artifacts.write_text(output, text)
     json_name = "gpu_bench.json" if output.name == "GPU.md" else f"{output.stem}.json"
     artifacts.write_json(output.parent / json_name, results)
     return output
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure what the flags ask for, print the markdown table and write it (docs/GPU.md by default)."""
+    parser = argparse.ArgumentParser(prog="python benchmarks/gpu_bench.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(SHAPES), default=["qwen", "mistral"])
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    parser.add_argument("--output", type=Path, default=None,
+                        help="markdown file for the results section (default docs/GPU.md; with --tiny: none)")
+    parser.add_argument("--questions", type=Path, default=Path("data/test_split.csv"),
+                        help="split CSV whose question lengths the inputs follow (default: the demo corpus if missing)")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
+                        help="training batch (default: the preset's)")
+    parser.add_argument("--train-steps", "--train_steps", dest="train_steps", type=int, default=10)
+    parser.add_argument("--lora-mlp", "--lora_mlp", dest="lora_mlp", action="store_true",
+                        help="LoRA on the MLP projections too")
+    parser.add_argument("--work-dir", "--work_dir", dest="work_dir", type=Path, default=None,
+                        help="where the random weights are saved for 4-bit loading (default: a temporary folder)")
+    parser.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
+                        help="the same code on tiny models on the CPU (checks the code path, measures nothing real)")
+    args = parser.parse_args(argv)
+    cfg = BenchConfig(models=tuple(args.models), precisions=tuple(args.precisions), batch_size=args.batch_size,
+                      train_steps=args.train_steps, lora_mlp=args.lora_mlp, questions=args.questions,
+                      work_dir=args.work_dir, tiny=args.tiny)
+    if args.tiny:  # a few batches are enough to run every line of the code path
+        cfg.warmup_steps, cfg.train_steps, cfg.latency_batches, cfg.latency_warmup = 1, 3, {1: 4, 32: 2}, 1
+    # The dry run's CPU numbers must never land in docs/GPU.md: it writes only where --output says.
+    output = args.output or (None if args.tiny else Path("docs/GPU.md"))
+    try:
+        results = run_benchmark(cfg)
+    except models.NeedsCudaError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(results_markdown(results))
+    if output is not None:
+        print(f"wrote {write_results(results, output)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

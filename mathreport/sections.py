@@ -1,8 +1,9 @@
-"""The notebooks' side of the package: each report section draws from the loaded runs and loads nothing new.
+"""The report's sections: what each one shows, drawn from the loaded runs (it loads nothing new).
 
-`notebooks/final_report.ipynb` holds one short call per section; the section bodies live here so they are
-tested and so the notebook stays readable top to bottom. Default paths resolve against the project root, not
-the working directory: JupyterLab runs a notebook in its own folder (notebooks/), papermill in the caller's.
+`notebooks/final_report.ipynb` holds one short call per section (`ReportContext.<section>()`); the section
+bodies live here so they are tested and so the notebook stays readable top to bottom. Default paths resolve
+against the project root, not the working directory: JupyterLab runs a notebook in its own folder
+(notebooks/), papermill in the caller's.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Running the notebooks with papermill and exporting the report with nbconvert.
+"""Making the report files: notebooks executed with papermill, HTML exported with nbconvert, PDF printed by Chromium.
 
-The notebooks and the HTML template are package data (mathreport/notebooks/, mathreport/templates/), so this
-works from a wheel as from a checkout; notebooks/ in the repository holds copies for JupyterLab users.
+`run_report` executes `final_report.ipynb` on existing runs and exports it; `execute` runs any notebook (the
+pipeline's training notebook too). The notebooks and the HTML template are package data (mathreport/notebooks/,
+mathreport/templates/), so this works from a wheel as from a checkout; notebooks/ in the repository holds copies
+for JupyterLab users.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ TEMPLATES = PACKAGE_DIR / "templates"
 REPORT_TEMPLATE = "mathreport_report"
 REPORT_NOTEBOOK = NOTEBOOKS / "final_report.ipynb"
 TRAIN_NOTEBOOK = NOTEBOOKS / "train_model.ipynb"
-DATA_FILES = ("augmented_train.csv", "val_split.csv", "test_split.csv")
 # The kernel `mathreport report` / `pipeline` run the notebooks in: ipykernel's own spec for the running
 # interpreter, the one that imported this package. The notebooks name the "mathreport" kernel that `make`
 # registers, for JupyterLab and for plain `papermill` calls.
@@ -46,29 +47,21 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     import papermill
 
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".ipynb")
-    os.close(fd)
-    os.chmod(tmp, artifacts.umask_mode())
     from mathreport.train import TEXT_PROGRESS_ENV
 
     previous = os.environ.get(TEXT_PROGRESS_ENV)
     if stream:
         os.environ[TEXT_PROGRESS_ENV] = "1"  # the kernel inherits it: Trainer shows a text progress bar
+    # Of a failed run, the executed notebook is kept for its traceback, beside the output, not over it.
+    failed = output.with_name(output.stem + ".failed.ipynb")
     try:
-        papermill.execute_notebook(
-            str(_notebook(notebook)), tmp, parameters=parameters, kernel_name=kernel or DEFAULT_KERNEL,
-            cwd=os.getcwd(),
-            progress_bar=not stream, stdout_file=sys.stdout if stream else None,
-            stderr_file=sys.stderr if stream else None,
-        )
-        os.replace(tmp, output)
-    except BaseException:
-        # Keep the executed notebook of a failed run for the traceback, beside the output, not over it.
-        failed = output.with_name(output.stem + ".failed.ipynb")
-        if Path(tmp).exists():
-            os.replace(tmp, failed)
-        raise
+        with artifacts.atomic_path(output, suffix=".ipynb", failed=failed) as tmp:
+            papermill.execute_notebook(
+                str(_notebook(notebook)), str(tmp), parameters=parameters, kernel_name=kernel or DEFAULT_KERNEL,
+                cwd=os.getcwd(),
+                progress_bar=not stream, stdout_file=sys.stdout if stream else None,
+                stderr_file=sys.stderr if stream else None,
+            )
     finally:
         if stream:
             if previous is None:
@@ -167,85 +160,3 @@ def export_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
         with artifacts.atomic_path(pdf_path) as target:
             shutil.copyfile(tmp, target)
     return pdf_path
-
-
-def ensure_data(data_dir: Path) -> str:
-    """Use the split files in `data_dir`, or write the offline demo corpus there when it has none."""
-    data_dir = Path(data_dir)
-    present = [name for name in DATA_FILES if (data_dir / name).is_file()]
-    if len(present) == len(DATA_FILES):
-        print(f"using the split files in {data_dir}/ as they are")
-        return "existing"
-    if present:
-        missing = sorted(set(DATA_FILES) - set(present))
-        raise FileNotFoundError(
-            f"{data_dir}/ has {', '.join(present)} but not {', '.join(missing)}; refusing to mix them with demo "
-            f"data. Make all three with `mathreport prepare --input RAW.csv --out-dir {data_dir}`, or move them away."
-        )
-    from mathreport import demo
-
-    print(f"{data_dir}/ has no split files: writing the offline demo corpus there (not the real Kaggle data)")
-    demo.write_demo_corpus(data_dir)
-    return "demo"
-
-
-def run_pipeline(
-    models: list[str],
-    data_dir: Path = Path("data"),
-    results_dir: Path = Path("results"),
-    kernel: str | None = None,
-    force: bool = False,
-    num_epochs: int = 3,
-    report_model: str | None = None,
-    pdf: bool = False,
-    lang: str = "tr",
-) -> dict[str, Path]:
-    """Train (through `train_model.ipynb`) each model whose results are missing or incomplete, then report."""
-    ensure_data(data_dir)
-    results_dir = Path(results_dir)
-    members = [name for name in models if name != "ensemble"]
-    for name in members:
-        run_dir = results_dir / name
-        if artifacts.is_complete(run_dir) and not force:
-            print(f"{run_dir}: complete results found, not retraining (use --force to retrain)")
-            continue
-        resume = any((run_dir / "checkpoints").glob("checkpoint-*"))
-        # An incomplete run directory is the pipeline's own unfinished output: continue or redo it.
-        redo = force or (run_dir.is_dir() and not resume)
-        print(f"{run_dir}: training {name} via notebooks/train_model.ipynb"
-              + (" (resuming)" if resume else ""))
-        if run_dir.is_dir() and redo:
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        execute(
-            TRAIN_NOTEBOOK,
-            run_dir / "train_model.ipynb",
-            {"model": name, "num_epochs": num_epochs, "learning_rate": None,
-             "train_path": str(Path(data_dir) / DATA_FILES[0]), "val_path": str(Path(data_dir) / DATA_FILES[1]),
-             "test_path": str(Path(data_dir) / DATA_FILES[2]), "output_dir": str(run_dir),
-             "resume": resume, "force": redo},
-            kernel=kernel,
-            stream=True,
-        )
-    if "ensemble" in models:  # built after its members, from every other model named
-        from mathreport import ensemble
-
-        run_dir = results_dir / "ensemble"
-        if ensemble.is_current(run_dir) and not force:
-            print(f"{run_dir}: an ensemble of the current member results exists, not refitting it")
-        else:
-            print(f"{run_dir}: fitting the ensemble of {', '.join(members)} on the validation split")
-            ensemble.build_ensemble([results_dir / name for name in members], run_dir, force=True)
-            print(ensemble.summary_line(run_dir))
-    paths = run_report(model=report_model or models[-1], results_dir=results_dir, output_dir=results_dir,
-                       lang=lang, pdf=pdf)
-    if len(models) > 1:
-        paths["comparisons"] = write_comparisons(results_dir, models)
-    return paths
-
-
-def write_comparisons(results_dir: Path, names: list[str]) -> Path:
-    """Write `results_dir/comparisons.json`: McNemar's exact test and CI overlap for each pair of runs."""
-    from mathreport import summary
-
-    runs = summary.load_runs(Path(results_dir), names[0], names[1:])
-    return artifacts.write_json(Path(results_dir) / "comparisons.json", {"pairs": summary.comparisons(runs)})

@@ -1,0 +1,90 @@
+"""What a run or a measurement ran on: package versions, the hardware, the CPU's instruction flags.
+
+The one place that detects them: run.json (`train`, `ensemble`), latency.json (`bench`), the ONNX export record
+(`onnx_backend`) and the programs in benchmarks/ all record what these functions return.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+# The packages whose versions each record lists (what its numbers depend on).
+RUN_PACKAGES = ("mathreport", "torch", "transformers", "peft", "accelerate", "scikit-learn", "numpy", "pandas",
+                "bitsandbytes")
+LATENCY_PACKAGES = ("torch", "transformers", "peft", "scikit-learn", "onnxruntime")
+ONNX_PACKAGES = ("onnx", "onnxruntime", "torch")
+
+CPUINFO = "/proc/cpuinfo"
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names of the CPU instructions that compute in bfloat16
+
+
+def versions(packages: Iterable[str], *, python: bool = False, missing: str | None = None) -> dict:
+    """{package: installed version} for `packages`; one not installed is left out, or given `missing` as its value.
+
+    python: put the interpreter's version first, under "python".
+    """
+    out = {"python": sys.version.split()[0]} if python else {}
+    for pkg in packages:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            if missing is not None:
+                out[pkg] = missing
+    return out
+
+
+def _cpuinfo_field(name: str, cpuinfo: str | Path = CPUINFO) -> str | None:
+    """The value of the first `name : value` line of /proc/cpuinfo, or None where there is none (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_model(cpuinfo: str | Path = CPUINFO) -> str | None:
+    """The CPU's model name from /proc/cpuinfo (None where it is missing)."""
+    return _cpuinfo_field("model name", cpuinfo)
+
+
+def cpu_flags(cpuinfo: str | Path = CPUINFO) -> list[str]:
+    """Every instruction-set flag the CPU reports in /proc/cpuinfo (empty where it is missing: nothing assumed)."""
+    return (_cpuinfo_field("flags", cpuinfo) or "").split()
+
+
+def cpu_bf16_flags(cpuinfo: str | Path = CPUINFO) -> list[str]:
+    """Which of BF16_FLAGS the CPU reports (empty where /proc/cpuinfo is missing: not Linux, so not assumed)."""
+    flags = set(cpu_flags(cpuinfo))
+    return [f for f in BF16_FLAGS if f in flags]
+
+
+def cpu_has_fast_bf16(cpuinfo: str | Path = CPUINFO) -> bool:
+    """Whether the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    return bool(cpu_bf16_flags(cpuinfo))
+
+
+def hardware() -> dict:
+    """What the numbers were measured on: platform, CPU model and count, torch threads, the CUDA device."""
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    model = cpu_model()
+    if model is not None:
+        info["cpu"] = model
+    info["cpu_count"] = os.cpu_count()
+    info["cpu_bf16_flags"] = cpu_bf16_flags()
+    return info

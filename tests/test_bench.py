@@ -1,0 +1,123 @@
+"""bench: `mathreport bench` and the latency measurement, on the runs trained once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mathreport import artifacts, bench, cli
+
+
+def _check_entries(results: list[dict], n_items: int) -> None:
+    assert [r["batch_size"] for r in results] == [1, 8]
+    for r in results:
+        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+        assert r["n_items"] == n_items and r["items_per_s"] > 0 and r["threads"] >= 1
+
+
+def test_bench_tfidf_writes_valid_latency(runs, capsys):
+    (runs / "tfidf" / artifacts.LATENCY).unlink(missing_ok=True)
+    code = cli.main(["bench", "--run_dir", str(runs / "tfidf"), "--batch_sizes", "1", "8", "--max_items", "16",
+                     "--repeats", "2"])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    latency = artifacts.read_latency(runs / "tfidf")
+    _check_entries(latency["results"], 16 * 2)
+    assert latency["repeats"] == 2 and latency["warmup_batches"] > 0 and latency["backend"] == "sklearn"
+    assert "torch" in latency["versions"] and latency["device"].startswith("cpu")
+
+
+def test_bench_compares_every_backend_in_one_json(runs, capsys):
+    run = runs / "minilm"
+    (run / artifacts.LATENCY).unlink(missing_ok=True)
+    code = cli.main(["bench", "--run_dir", str(run), "--batch_sizes", "1", "8", "--max_items", "16",
+                     "--repeats", "2", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "wrote" in out
+    latency = artifacts.read_latency(run)
+    assert set(latency["backends"]) == {"torch-float32", "torch-bfloat16", "onnx-float32", "onnx-int8"}
+    assert latency["skipped"] == {}
+    manifest = artifacts.read_manifest(run)
+    default = manifest["inference"]["default"]
+    # The report reads the top level: it is the run's default backend, the one `predict` uses.
+    assert latency["default_backend"] == default
+    assert latency["results"] == latency["backends"][default]["results"]
+    assert f"{latency['backend']}-{latency['dtype']}" == default
+    n_test = len(artifacts.read_predictions(run))
+    for name, entry in latency["backends"].items():
+        _check_entries(entry["results"], 16 * 2)
+        assert all(r["threads"] == 1 for r in entry["results"])
+        assert name in out
+        assert 0 <= entry["accuracy"] <= 1 and entry["argmax_agreement"] >= 0.9
+    assert latency["backends"]["torch-float32"]["argmax_agreement"] == 1.0
+    assert str(n_test) in latency["accuracy_on"]
+
+
+def test_bench_one_backend_and_output_elsewhere(runs, tmp_path, capsys):
+    run = runs / "minilm"
+    before = (run / artifacts.LATENCY).read_bytes() if (run / artifacts.LATENCY).exists() else None
+    out = tmp_path / "bench.json"
+    code = cli.main(["bench", "--run_dir", str(run), "--backend", "torch", "--dtype", "bf16", "--batch_sizes", "1",
+                     "8", "--max_items", "8", "--repeats", "1", "--output", str(out)])
+    assert code == 0
+    latency = json.loads(out.read_text())
+    assert list(latency["backends"]) == ["torch-bfloat16"] and latency["dtype"] == "bfloat16"
+    after = (run / artifacts.LATENCY).read_bytes() if (run / artifacts.LATENCY).exists() else None
+    assert after == before  # --output leaves the run's latency.json alone
+    capsys.readouterr()
+    assert cli.main(["bench", "--run_dir", str(run), "--backend", "torch", "--dtype", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "onnx" in err
+
+
+def test_interleaved_timing_alternates_backends():
+    calls = []
+
+    class Fake:
+        threads = 1
+
+        def __init__(self, name):
+            self.name = name
+
+        def predict_proba(self, texts, batch_size=32):
+            calls.append((self.name, len(texts)))
+            return np.zeros((len(texts), 8))
+
+    texts = [f"q{i}" for i in range(4)]
+    out = bench._interleaved_batch_size({"a": Fake("a"), "b": Fake("b")}, texts, 2, warmup=1, repeats=2)
+    timed = calls[2:]  # one warm-up batch each
+    assert calls[:2] == [("a", 2), ("b", 2)]
+    assert [name for name, _ in timed] == ["a", "a", "b", "b", "a", "a", "b", "b"]
+    assert out["a"]["n_items"] == 8 and out["b"]["n_batches"] == 4
+
+
+def test_bench_missing_run_is_one_line(tmp_path, capsys):
+    code = cli.main(["bench", "--run_dir", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "nope" in err
+
+
+def test_test_questions_fall_back_to_the_manifest_split(runs, small_data, tmp_path):
+    run = tmp_path / "tfidf"
+    shutil.copytree(runs / "tfidf", run)
+    frame = pd.read_csv(run / artifacts.PREDICTIONS).drop(columns="text")
+    frame.to_csv(run / artifacts.PREDICTIONS, index=False)
+    assert bench.test_questions(run) == pd.read_csv(small_data / "test_split.csv")["Question"].tolist()
+
+
+def test_cpu_load_counts_this_process_apart_from_the_others():
+    wall, cpu = time.perf_counter(), time.process_time()
+    with bench.CpuLoad() as load:
+        end = time.process_time() + 0.3
+        while time.process_time() < end:  # one core busy for 0.3 s of this process's CPU time
+            pass
+    own = (time.process_time() - cpu) / (time.perf_counter() - wall) / (os.cpu_count() or 1)
+    busy, other = load.result["cpu_busy"], load.result["cpu_busy_other"]
+    assert 0 <= other <= busy <= 1
+    assert busy >= own - 0.05  # the machine was at least as busy as this process made it
+    assert other == pytest.approx(max(busy - own, 0.0), abs=0.05)
