@@ -214,7 +214,7 @@ def test_search_config_keeps_the_rules_of_its_fields():
 
 @pytest.mark.parametrize("folder", [ROOT / "mathreport" / "notebooks", ROOT / "notebooks"])
 def test_train_notebook_builds_the_config_the_command_line_would(folder, monkeypatch):
-    from mathreport import notebook
+    from mathreport import sections
 
     nb = nbformat.read(str(folder / "train_model.ipynb"), as_version=4)
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -224,8 +224,8 @@ def test_train_notebook_builds_the_config_the_command_line_would(folder, monkeyp
     assert set(namespace) - {"__builtins__"} <= names
     (build,) = [c for c in nb.cells if "train(cfg)" in c.source]
     assert "options.from_values(TrainConfig, globals()" in build.source and "TrainConfig(model" not in build.source
-    monkeypatch.setattr(notebook, "project_root", lambda: Path("/project"))
-    cfg = options.from_values(TrainConfig, {**namespace, "seed": 7}, path=notebook.project_path)
+    monkeypatch.setattr(sections, "project_root", lambda: Path("/project"))
+    cfg = options.from_values(TrainConfig, {**namespace, "seed": 7}, path=sections.project_path)
     flags = cli.build_parser().parse_args(["train", "--model", namespace["model"], "--seed", "7"])
     expected = options.from_args(TrainConfig, flags)
     expected = dataclasses.replace(expected, **{name: Path("/project") / getattr(expected, name) for name in
