@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathreport import artifacts, models, options
+from mathreport import artifacts, i18n, models, options
 
 
 class CommandError(Exception):
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("results"))
     p.add_argument("--figures-dir", "--figures_dir", dest="figures_dir", type=Path, default=Path("figures"))
-    p.add_argument("--lang", choices=["tr", "en"], default="tr")
+    p.add_argument("--lang", choices=i18n.languages(), default="tr", help="the report's language (mathreport/i18n.py)")
     p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=cmd_report)
 
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_flags(p, options.TrainConfig, ("num_epochs",))  # passed on to train_model.ipynb
     p.add_argument("--report-model", "--report_model", dest="report_model", default=None,
                    help="the model the report is about (default: the last of --models)")
-    p.add_argument("--lang", choices=["tr", "en"], default="tr")
+    p.add_argument("--lang", choices=i18n.languages(), default="tr", help="the report's language (mathreport/i18n.py)")
     p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=cmd_pipeline)
 

@@ -1,4 +1,5 @@
 """One function per report figure. Each returns a matplotlib Figure (Turkish text by default); the caller saves.
+Every word drawn (titles, axis labels, legends, topic names) comes from the catalog `mathreport.i18n`.
 
 Figures are built with the object API (`matplotlib.figure.Figure`), not pyplot, so no global figure state
 accumulates and nothing depends on the interactive backend; in a notebook, `display(fig)` shows one. Seaborn
@@ -29,7 +30,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 from sklearn.preprocessing import label_binarize
 
-from mathreport import labels, metrics
+from mathreport import i18n, labels, metrics
 from mathreport.markup import mpl
 
 DPI = 200
@@ -45,128 +46,24 @@ NAME_WRAP = 18
 CLASS_COLORS = matplotlib.colormaps["tab10"].colors[: labels.NUM_CLASSES]
 MODEL_COLORS = matplotlib.colormaps["Set2"].colors
 
-_TEXT: dict[str, dict[str, str]] = {
-    "tr": {
-        "lr_title": "Öğrenme oranı taraması",
-        "lr_x": "Öğrenme oranı (log ölçek)",
-        "lr_y": "Doğrulama skoru",
-        "val_accuracy": "Doğrulama doğruluğu",
-        "val_macro_f1": "Doğrulama makro F1",
-        "best": "En iyi",
-        "roc_title": "ROC eğrileri (bire karşı hepsi)",
-        "fpr": "Yanlış pozitif oranı",
-        "tpr": "Doğru pozitif oranı",
-        "micro": "Mikro ortalama",
-        "macro": "Makro ortalama",
-        "chance": "Şans düzeyi",
-        "undefined": "tanımsız",
-        "absent": "testte örnek yok",
-        "only_class": "testteki tek sınıf",
-        "pr_title": "Kesinlik–duyarlılık eğrileri",
-        "recall": "Duyarlılık",
-        "precision": "Kesinlik",
-        "latency_title": "Gecikme ve doğruluk",
-        "latency": "Gecikme (ms)",
-        "accuracy": "Doğruluk",
-        "model": "Model",
-        "score": "Skor",
-        "metric_bars_title": "Doğruluk, kesinlik ve duyarlılık",
-        "f1_bars_title": "F1 skorları",
-        "cm_title": "Karışıklık matrisi",
-        "cm_normalized": "satıra göre normalize",
-        "true_class": "Gerçek sınıf",
-        "pred_class": "Tahmin edilen sınıf",
-        "row_share": "Satır oranı",
-        "count": "Örnek sayısı",
-        "per_class_title": "Sınıf bazında F1 skoru",
-        "class": "Sınıf",
-        "f1": "F1 skoru",
-        "curves_title": "Eğitim eğrileri",
-        "loss": "Kayıp",
-        "epoch": "Epok",
-        "train": "Eğitim",
-        "val": "Doğrulama",
-        "reliability_title": "Güvenilirlik diyagramı",
-        "confidence": "Güven (tahmin edilen sınıfın olasılığı)",
-        "perfect": "Mükemmel kalibrasyon",
-        "confidence_title": "Doğru ve yanlış tahminlerin güveni",
-        "right": "Doğru tahmin",
-        "wrong": "Yanlış tahmin",
-        "share": "Pay",
-        "distribution_title": "Konu dağılımı",
-        "share_percent": "Soruların payı (%)",
-        "set": "Küme",
-        "accuracy_title": "Doğruluk",
-        "latency_panel_title": "Parti boyutu 1'de medyan gecikme",
-    },
-    "en": {
-        "lr_title": "Learning-rate search",
-        "lr_x": "Learning rate (log scale)",
-        "lr_y": "Validation score",
-        "val_accuracy": "Validation accuracy",
-        "val_macro_f1": "Validation macro F1",
-        "best": "Best",
-        "roc_title": "ROC curves (one-vs-rest)",
-        "fpr": "False positive rate",
-        "tpr": "True positive rate",
-        "micro": "Micro-average",
-        "macro": "Macro-average",
-        "chance": "Chance level",
-        "undefined": "undefined",
-        "absent": "no test samples",
-        "only_class": "only class in test",
-        "pr_title": "Precision–recall curves",
-        "recall": "Recall",
-        "precision": "Precision",
-        "latency_title": "Latency and accuracy",
-        "latency": "Latency (ms)",
-        "accuracy": "Accuracy",
-        "model": "Model",
-        "score": "Score",
-        "metric_bars_title": "Accuracy, precision and recall",
-        "f1_bars_title": "F1 scores",
-        "cm_title": "Confusion matrix",
-        "cm_normalized": "row-normalised",
-        "true_class": "True class",
-        "pred_class": "Predicted class",
-        "row_share": "Share of row",
-        "count": "Count",
-        "per_class_title": "Per-class F1 score",
-        "class": "Class",
-        "f1": "F1 score",
-        "curves_title": "Training curves",
-        "loss": "Loss",
-        "epoch": "Epoch",
-        "train": "Training",
-        "val": "Validation",
-        "reliability_title": "Reliability diagram",
-        "confidence": "Confidence (probability of the predicted class)",
-        "perfect": "Perfect calibration",
-        "confidence_title": "Confidence of right and wrong predictions",
-        "right": "Right prediction",
-        "wrong": "Wrong prediction",
-        "share": "Share",
-        "distribution_title": "Topic distribution",
-        "share_percent": "Share of questions (%)",
-        "set": "Set",
-        "accuracy_title": "Accuracy",
-        "latency_panel_title": "Median latency at batch size 1",
-    },
-}
+class _Words:
+    """The figure words (`plot.*` messages) of one language: `t["roc_title"]`."""
 
-METRIC_NAMES: dict[str, dict[str, str]] = {
-    "Accuracy": {"tr": "Doğruluk", "en": "Accuracy"},
-    "Precision_macro": {"tr": "Kesinlik (makro)", "en": "Precision (macro)"},
-    "Recall_macro": {"tr": "Duyarlılık (makro)", "en": "Recall (macro)"},
-    "F1_micro": {"tr": "F1 (mikro)", "en": "F1 (micro)"},
-    "F1_macro": {"tr": "F1 (makro)", "en": "F1 (macro)"},
-    "F1_weighted": {"tr": "F1 (ağırlıklı)", "en": "F1 (weighted)"},
-}
+    def __init__(self, lang: str) -> None:
+        i18n.table(lang)  # an unknown language fails here, before any drawing
+        self.lang = lang
+
+    def __getitem__(self, key: str) -> str:
+        return i18n.message(f"plot.{key}", self.lang)
 
 
-def _text(lang: str) -> dict[str, str]:
-    labels.names(lang)  # the one place that decides which languages exist
-    return _TEXT[lang]
+def _text(lang: str) -> _Words:
+    return _Words(lang)
+
+
+def metric_name(key: str, lang: str = "tr") -> str:
+    """A metric's name as the figures show it ("F1_macro" -> "F1 (makro)")."""
+    return i18n.message(f"metric.{key}", lang)
 
 
 def _new_figure(figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
@@ -297,7 +194,7 @@ def plot_roc(y_true: ArrayLike, probs: ArrayLike, *, lang: str = "tr") -> Figure
     t = _text(lang)
     y_true, probs, _ = metrics.validate_predictions(y_true, probs)
     aucs, _ = metrics.roc_auc_per_class(y_true, probs)
-    names = labels.names(lang)
+    names = i18n.class_names(lang)
 
     fig, ax = _new_figure((6.5, 6.0))
     handles: list[Any] = []
@@ -350,7 +247,7 @@ def plot_precision_recall(y_true: ArrayLike, probs: ArrayLike, *, lang: str = "t
     t = _text(lang)
     y_true, probs, _ = metrics.validate_predictions(y_true, probs)
     aps, _ = metrics.average_precision_per_class(y_true, probs)
-    names = labels.names(lang)
+    names = i18n.class_names(lang)
 
     fig, ax = _new_figure((6.5, 6.0))
     handles: list[Any] = []
@@ -467,7 +364,7 @@ def plot_confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, normalize: bool 
         vmax, fmt = 1.0, ".2f"
     else:
         shown, vmax, fmt = counts, max(int(counts.max()), 1), "d"
-    names = labels.names(lang)
+    names = i18n.class_names(lang)
 
     fig, ax = _new_figure((MAX_WIDTH, 6.0))
     sns.heatmap(shown, mask=empty, cmap="Blues", vmin=0, vmax=vmax, annot=True, fmt=fmt, square=True,
@@ -501,7 +398,7 @@ def plot_class_distribution(counts: pd.DataFrame, *, lang: str = "tr") -> Figure
     if (totals <= 0).any():
         raise ValueError(f"every column of counts needs at least one question; totals {totals.to_dict()}")
     shares = counts.div(totals, axis=1) * 100
-    shares.index = labels.names(lang)
+    shares.index = i18n.class_names(lang)
     shares.columns = [name_label(c) for c in shares.columns]
     long = shares.rename_axis("class").reset_index().melt(id_vars="class", var_name="set", value_name="share")
     fig, ax = _new_figure((MAX_WIDTH, 4.2))
@@ -560,7 +457,7 @@ def _model_metric_bars(
             raise ValueError(f"metrics of model {model!r} lack {missing}; found keys {sorted(values)}")
         series[str(model)] = [_number(values[k], f"{model!r} {k}") for k in keys]
     fig, ax = _new_figure((MAX_WIDTH, 4.6))
-    handles = _grouped_bars(ax, [METRIC_NAMES[k][lang] for k in keys], series, annotate=True)
+    handles = _grouped_bars(ax, [metric_name(k, lang) for k in keys], series, annotate=True)
     ax.set_ylim(0.0, 1.1 if len(series) <= 3 else 1.2)
     _style(ax, t[title_key], "", t["score"])
     ax.grid(True, axis="y", alpha=0.3)
@@ -599,7 +496,7 @@ def plot_per_class_f1(class_reports_by_model: Mapping[str, Mapping[str, Any]], *
             values.append(_number(entry["f1_score"], f"{model!r} class_{k} f1_score"))
         series[str(model)] = values
     fig, ax = _new_figure((MAX_WIDTH, 4.6))
-    handles = _grouped_bars(ax, labels.names(lang), series, annotate=False)
+    handles = _grouped_bars(ax, i18n.class_names(lang), series, annotate=False)
     ax.tick_params(axis="x", labelrotation=60)
     for tick in ax.get_xticklabels():
         tick.set_horizontalalignment("right")

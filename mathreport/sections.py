@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mathreport import summary
+from mathreport import i18n, summary
 from mathreport.artifacts import PROB_COLUMNS
 from mathreport.markup import markdown_html, md
 from mathreport.summary import Run, text
@@ -200,8 +200,7 @@ class ReportContext:
         for name, run in self.runs.items():
             if len(run.history) < 2:
                 # A single fit (tfidf) has no curve to draw; its one row is shown as a table instead.
-                _markdown(f"**{md(name)}**: " + ("tek adımda eğitildi (epoch eğrisi yok)." if self.lang == "tr"
-                                                  else "fitted in one step (no epoch curve)."))
+                _markdown(f"**{md(name)}**: " + i18n.message("sections.one_step_fit", self.lang))
                 self.table(run.history.set_index("epoch"))
                 continue
             _markdown(f"**{md(name)}**")

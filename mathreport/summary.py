@@ -12,149 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from mathreport import artifacts
-from mathreport.labels import NUM_CLASSES, names
+from mathreport import artifacts, i18n
+from mathreport.labels import NUM_CLASSES
 from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
 
-TEXT = {
-    "tr": {
-        "title": "Matematik Analiz Motoru — Model Değerlendirme Raporu",
-        "data": "Veri",
-        "summary": "Özet Metrikler Tablosu",
-        "overview": "Özet",
-        "training": "Eğitim Dinamikleri",
-        "roc": "ROC Eğrisi Analizi",
-        "pr": "Kesinlik-Duyarlılık Eğrileri",
-        "confusion": "Karışıklık Matrisi",
-        "per_class": "Konu Bazında Analiz",
-        "classic": "Klasik Performans Metrikleri",
-        "f1": "F1 Skorları",
-        "latency": "Gecikme Analizi",
-        "latency_vs_acc": "Performans ve Gecikme Karşılaştırması",
-        "calibration": "Kalibrasyon",
-        "errors": "Hata Analizi",
-        "conclusion": "Sonuç ve Değerlendirme",
-        "setup": "Kurulum ve Kütüphaneler",
-        "runs": "Model Eğitimleri",
-        "lr": "Hiperparametre Araması",
-        "model": "Model",
-        "banner": "**Uyarı: gerçek yarışma sonucu değil.** Bu rapordaki şu çalıştırmalar gerçek veriyle eğitilmiş bir "
-                  "modelden gelmiyor: {runs}. Onlara ait sayılar modellerin gerçek başarısı olarak okunmamalıdır.",
-        "banner_synthetic": "sentetik, testler için üretilmiş sonuçlar",
-        "banner_demo": "çevrimdışı demo derlemiyle eğitildi",
-    },
-    "en": {
-        "title": "Math Analysis Engine — Model Evaluation Report",
-        "data": "Data",
-        "summary": "Summary Metrics Table",
-        "overview": "Overview",
-        "training": "Training Dynamics",
-        "roc": "ROC Curve Analysis",
-        "pr": "Precision-Recall Curves",
-        "confusion": "Confusion Matrix",
-        "per_class": "Per-Topic Analysis",
-        "classic": "Classic Performance Metrics",
-        "f1": "F1 Scores",
-        "latency": "Latency Analysis",
-        "latency_vs_acc": "Performance vs Latency",
-        "calibration": "Calibration",
-        "errors": "Error Analysis",
-        "conclusion": "Conclusion",
-        "setup": "Setup and Libraries",
-        "runs": "Model Training Runs",
-        "lr": "Hyperparameter Search",
-        "model": "Model",
-        "banner": "**Warning: not real competition results.** These runs in this report do not come from a model "
-                  "trained on real data: {runs}. Their numbers must not be read as the models' real performance.",
-        "banner_synthetic": "synthetic results made for tests",
-        "banner_demo": "trained on the offline demo corpus",
-    },
-}
-
-# What each section shows and how to read it: the notebook's markdown cells (Turkish) and the English report.
-INTRO = {
-    "tr": {
-        "title": "Bu rapordaki her sayı `results/<model>/` altındaki çalıştırma dosyalarından hesaplanır; hiçbir "
-                 "değer elle yazılmaz. Parametreler ilk kod hücresindedir (`model`, `compare`, `results_dir`, "
-                 "`figures_dir`, `lang`); papermill ile `-p model qwen` gibi değiştirilir.",
-        "overview": "Raporun ele aldığı model, karşılaştırılan modeller ve makro F1'e göre öndeki model. "
-                    "Ayrıntılar ve testler aşağıdaki bölümlerdedir.",
-        "data": "Eğitim, doğrulama ve test kümelerinin boyutları, dosyaların SHA-256 özetleri, temizlik adımlarının "
-                "sayıları ve konu başına soru sayıları. Grafik, konuların kümeler içindeki payını karşılaştırır.",
-        "setup": "Her çalıştırmanın kullandığı kütüphane sürümleri ve donanım (`run.json`). Sonucu yeniden üretmek "
-                 "için aynı sürümler kullanılmalıdır.",
-        "lr": "Doğrulama kümesinde denenen öğrenme oranları ve skorları; yıldız en iyi oranı gösterir. Test kümesi "
-              "bu seçimde kullanılmaz.",
-        "runs": "Her modelin tam eğitim komutu, hiperparametreleri ve eğitim hızı; komut çalıştırmayı aynen tekrarlar.",
-        "summary": "Her modelin test kümesindeki başlıca metrikleri ve parti boyutu 1'deki medyan gecikmesi. "
-                   "Metrikler 0–1 arasındadır ve yüksek olan daha iyidir; gecikmede düşük olan daha iyidir.",
-        "classic": "Doğruluk, makro kesinlik ve makro duyarlılık; her model için bir çubuk. Makro ortalama her konuya "
-                   "eşit ağırlık verir.",
-        "f1": "Mikro, makro ve ağırlıklı F1. Makro F1'in ağırlıklı F1'den belirgin düşük olması, küçük konularda "
-              "modelin daha zayıf olduğunu gösterir.",
-        "roc": "Her konu için bire-karşı-hepsi ROC eğrisi ve mikro/makro ortalamalar: eğri sol üst köşeye ne kadar "
-               "yakınsa (AUC ne kadar yüksekse) ayırma o kadar iyidir. Kesinlik-duyarlılık eğrileri aynı soruyu "
-               "dengesiz konular için yanıtlar.",
-        "confusion": "Satırlar gerçek konuyu, sütunlar tahmini gösterir; her satır 1'e normalize edilmiştir. "
-                     "Köşegen dışındaki koyu hücreler en sık karıştırılan konu çiftleridir.",
-        "per_class": "Konu başına F1 (tüm modeller) ve ana modelin kesinlik, duyarlılık, AUC ve destek (test sorusu "
-                     "sayısı) değerleri.",
-        "training": "Epok başına eğitim ve doğrulama kaybı ve doğruluğu. Eğitim kaybı düşerken doğrulama kaybının "
-                    "artması aşırı öğrenmeye işaret eder.",
-        "latency": "Parti boyutu başına soru başı gecikme (p50/p95/p99, ms) ve saniyedeki soru sayısı, ölçüldüğü "
-                   "donanım ve veri tipiyle. Farklı donanımda ölçülen gecikmeler doğrudan karşılaştırılamaz.",
-        "latency_vs_acc": "Üst panel her modelin doğruluğunu, alt panel parti boyutu 1'deki medyan gecikmesini "
-                          "gösterir; aynı sütundaki iki çubuk aynı modele aittir.",
-        "calibration": "Güvenilirlik diyagramı, tahmin güvenine göre gruplanan soruların gerçek doğruluğunu gösterir; "
-                       "köşegene yakın çubuklar iyi kalibrasyon demektir. Alttaki dağılım doğru ve yanlış "
-                       "tahminlerin güvenini karşılaştırır.",
-        "errors": "En sık karıştırılan konu çiftleri ve her biri için en fazla üç örnek soru, test kümesinden "
-                  "olduğu gibi.",
-        "conclusion": "Metrik başına önde olan model, en iyi iki model arasındaki McNemar testi ve gecikme "
-                      "ödünleşimi; hepsi yukarıdaki sayılardan üretilir.",
-    },
-    "en": {
-        "title": "Every number in this report is computed from the run files under `results/<model>/`; none is "
-                 "typed in. The parameters are in the first code cell (`model`, `compare`, `results_dir`, "
-                 "`figures_dir`, `lang`); papermill changes them, e.g. `-p model qwen`.",
-        "overview": "The model the report is about, the models it is compared with, and the leader by macro F1.",
-        "data": "Sizes of the train, validation and test splits, SHA-256 of their files, the counts of each cleaning "
-                "step and questions per topic. The chart compares each topic's share in each split.",
-        "setup": "Library versions and hardware of each run (`run.json`); reproducing a result needs the same "
-                 "versions.",
-        "lr": "The learning rates tried on the validation split and their scores; the star marks the best rate. "
-              "The test split plays no part in this choice.",
-        "runs": "The exact training command of each model, its hyperparameters and training speed; the command "
-                "repeats the run.",
-        "summary": "The headline test metrics of each model and its median latency at batch size 1. Metrics are in "
-                   "0–1, higher is better; for latency lower is better.",
-        "classic": "Accuracy, macro precision and macro recall, one bar per model. Macro averages weigh every topic "
-                   "equally.",
-        "f1": "Micro, macro and weighted F1. A macro F1 clearly below the weighted F1 means the model is weaker on "
-              "the small topics.",
-        "roc": "One-vs-rest ROC curve per topic with micro/macro averages: the closer to the top-left corner (the "
-               "higher the AUC), the better the separation. Precision-recall curves answer the same for "
-               "imbalanced topics.",
-        "confusion": "Rows are the true topic, columns the prediction; each row is normalised to 1. Dark cells off "
-                     "the diagonal are the pairs of topics confused most often.",
-        "per_class": "F1 per topic (all models) and the main model's precision, recall, AUC and support (number of "
-                     "test questions).",
-        "training": "Training and validation loss and accuracy per epoch. Training loss falling while validation "
-                    "loss rises points to overfitting.",
-        "latency": "Per-question latency per batch size (p50/p95/p99, ms) and questions per second, with the "
-                   "hardware and dtype it was measured with. Latencies measured on different hardware are not "
-                   "directly comparable.",
-        "latency_vs_acc": "The top panel shows each model's accuracy, the bottom panel its median latency at batch "
-                          "size 1; the two bars in one column belong to the same model.",
-        "calibration": "The reliability diagram shows the real accuracy of questions grouped by the confidence of "
-                       "the prediction; bars close to the diagonal mean good calibration. The distribution below "
-                       "compares the confidence of right and wrong predictions.",
-        "errors": "The pairs of topics confused most often, with up to three example questions each, as they are "
-                  "in the test split.",
-        "conclusion": "The leader per metric, McNemar's test between the two best models and the latency trade-off; "
-                      "all generated from the numbers above.",
-    },
-}
+# The report's title, section headings and banner, and each section's introduction, per language: live views
+# of the message catalog (`mathreport.i18n`), read by the notebook generator and the report sections.
+TEXT = i18n.Section("report.")
+INTRO = i18n.Section("intro.")
 
 
 SUMMARY_COLUMNS = ["Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F1_macro", "F1_weighted",
@@ -163,7 +28,7 @@ SUMMARY_COLUMNS = ["Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F
 
 def text(key: str, lang: str = "tr") -> str:
     """A fixed piece of report text (a heading or note) in the report's language."""
-    return TEXT[lang][key]
+    return i18n.message(f"report.{key}", lang)
 
 
 class MissingResultsError(artifacts.ArtifactError):
@@ -287,16 +152,18 @@ def banner(runs: dict[str, Run], lang: str = "tr") -> str:
     """A warning naming every run that is synthetic or trained on the demo corpus; "" when there is none."""
     flagged = []
     for name, run in runs.items():
-        why = [text(key, lang) for key, hit in (("banner_synthetic", is_synthetic(run)),
-                                                ("banner_demo", _trained_on_demo(run))) if hit]
+        why = [i18n.message(key, lang) for key, hit in (("report.banner_synthetic", is_synthetic(run)),
+                                                        ("report.banner_demo", _trained_on_demo(run))) if hit]
         if why:
             flagged.append(f"**{md(name)}** ({md('; '.join(why))})")
-    return text("banner", lang).format(runs=", ".join(flagged)) if flagged else ""
+    return i18n.message("report.banner", lang, runs=", ".join(flagged)) if flagged else ""
 
 
 # --- prose and tables generated from the numbers ---------------------------------------------------
 
 HEADLINE = ("Accuracy", "F1_macro", "F1_weighted", "AUC_macro")
+# The significance level the conclusion tests McNemar's p-value against.
+ALPHA = 0.05
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -322,17 +189,12 @@ def leaders(runs: dict[str, Run], lang: str = "tr") -> list[str]:
             continue
         (best, value), rest = ranked[0], ranked[1:]
         if not rest:
-            out.append(f"{metric}: **{md(best)}** {_f(value)}")
+            out.append(i18n.message("summary.leader_alone", lang, metric=metric, best=md(best), value=_f(value)))
             continue
         second, value2 = rest[0]
-        best, second = md(best), md(second)
         gap = value - value2
-        if lang == "tr":
-            out.append(f"{metric}: **{best}** {_f(value)} ile önde; {second} {_f(value2)} "
-                       f"(fark {_f(gap)}, {gap * 100:.1f} puan).")
-        else:
-            out.append(f"{metric}: **{best}** leads with {_f(value)}; {second} {_f(value2)} "
-                       f"(gap {_f(gap)}, {gap * 100:.1f} points).")
+        out.append(i18n.message("summary.leader", lang, metric=metric, best=md(best), value=_f(value),
+                                second=md(second), value2=_f(value2), gap=_f(gap), gap_points=gap * 100))
     return out
 
 
@@ -342,20 +204,8 @@ def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     n_test = len(runs[model].predictions)
     best = winner(runs)
     best_metrics = runs[best].metrics
-    model, best = md(model), md(best)
-    if lang == "tr":
-        head = (f"Bu rapor **{model}** modelini ele alır ve {len(runs)} modeli karşılaştırır: {listed}. "
-                f"Tüm sayılar `results/` altındaki çalıştırma dosyalarından hesaplanmıştır "
-                f"({model} için {n_test} test sorusu). ")
-        head += (f"Makro F1'e göre en iyi model **{best}** "
-                 f"(F1_macro {_f(best_metrics['F1_macro'])}, Accuracy {_f(best_metrics['Accuracy'])}).")
-    else:
-        head = (f"This report is about **{model}** and compares {len(runs)} model(s): {listed}. "
-                f"Every number is computed from the run files under `results/` ({n_test} test questions "
-                f"for {model}). ")
-        head += (f"By macro F1 the best model is **{best}** "
-                 f"(F1_macro {_f(best_metrics['F1_macro'])}, Accuracy {_f(best_metrics['Accuracy'])}).")
-    return head
+    return i18n.message("summary.overview", lang, model=md(model), n_runs=len(runs), runs=listed, n_test=n_test,
+                        best=md(best), f1_macro=_f(best_metrics["F1_macro"]), accuracy=_f(best_metrics["Accuracy"]))
 
 
 def _prepare_report(run: Run) -> dict | None:
@@ -374,10 +224,8 @@ def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
     for name, run in runs.items():
         data = (run.manifest or {}).get("data")
         if not data:
-            n = len(run.predictions)
-            lines.append(f"- **{md(name)}**: " + (f"veri kaydı yok; test kümesi {n} soru (preds_test.csv)."
-                                                  if lang == "tr" else
-                                                  f"no data record; test set of {n} questions (preds_test.csv)."))
+            no_record = i18n.message("summary.no_data_record", lang, n_test=len(run.predictions))
+            lines.append(f"- **{md(name)}**: {no_record}")
             continue
         sizes = ", ".join(f"{md(split)} {md(info.get('rows'))}" for split, info in data.items())
         files = ", ".join(f"{md_code(info.get('path'))} (sha256 {md(str(info.get('sha256'))[:12])})"
@@ -389,48 +237,28 @@ def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
     return "\n".join(lines)
 
 
-SOURCE_NAMES = {
-    "tr": {"demo": "çevrimdışı demo derlemi (gerçek veri değil)", "kaggle": "Kaggle yarışma dosyaları",
-           "file": "kullanıcının CSV dosyası"},
-    "en": {"demo": "offline demo corpus (not real data)", "kaggle": "the Kaggle competition files",
-           "file": "the user's CSV file"},
-}
-DROP_NAMES = {
-    "tr": {"empty_after_cleaning": "temizlikten sonra boş", "label_conflict_minority": "etiket çakışması (azınlık)",
-           "label_conflict_unresolved": "etiket çakışması (çözülemedi)", "duplicate_exact": "birebir tekrar",
-           "duplicate_normalized": "boşluk/harf farkıyla tekrar"},
-    "en": {"empty_after_cleaning": "empty after cleaning", "label_conflict_minority": "label conflict (minority)",
-           "label_conflict_unresolved": "label conflict (unresolved)", "duplicate_exact": "exact duplicate",
-           "duplicate_normalized": "whitespace/case duplicate"},
-}
-
-
 def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
     """Source, rows in/kept, each cleaning step's count and augmentation, from prepare_report.json."""
     source = prep.get("source", "file")
-    label = SOURCE_NAMES[lang].get(source, source)
+    # A source or cleaning step this version has no words for is shown by its name in the file.
+    words = i18n.table(lang)
+    label = words.get(f"source.{source}", source)
     path = (prep.get("input") or {}).get("path", "")
     cleaning = prep.get("cleaning") or {}
     dropped = cleaning.get("rows_dropped") or {}
     changed = cleaning.get("rows_changed") or {}
-    drops = ", ".join(f"{md(DROP_NAMES[lang].get(k, k))}: {md(v)}" for k, v in dropped.items())
+    drops = ", ".join(f"{md(words.get(f'drop.{k}', k))}: {md(v)}" for k, v in dropped.items())
     changes = ", ".join(f"{md(k)}: {md(v)}" for k, v in changed.items())
     aug = {k: md(v) for k, v in (prep.get("augmentation") or {}).items()}
-    label, path = md(label), md_code(path)
-    rows_in, rows_kept, per_split = md(prep.get("rows_in")), md(prep.get("rows_kept")), md(prep.get("rows_per_split"))
-    if lang == "tr":
-        out = [f"- Veri kaynağı: **{label}** ({path})",
-               f"- Girdi satırı {rows_in}, tutulan {rows_kept}; atılanlar — {drops}",
-               f"- Değiştirilen satırlar — {changes}",
-               f"- Bölümler: {per_split}; artırma: {aug.get('method', 'none')} "
-               f"(+{aug.get('rows_added', 0)} satır, yalnız eğitim kümesine)"]
-    else:
-        out = [f"- Data source: **{label}** ({path})",
-               f"- Rows in {rows_in}, kept {rows_kept}; dropped — {drops}",
-               f"- Rows changed — {changes}",
-               f"- Splits: {per_split}; augmentation: {aug.get('method', 'none')} "
-               f"(+{aug.get('rows_added', 0)} rows, train split only)"]
-    return out
+    lines = [
+        i18n.message("summary.cleaning_source", lang, source=md(label), path=md_code(path)),
+        i18n.message("summary.cleaning_rows", lang, rows_in=md(prep.get("rows_in")),
+                     rows_kept=md(prep.get("rows_kept")), dropped=drops),
+        i18n.message("summary.cleaning_changed", lang, changed=changes),
+        i18n.message("summary.cleaning_splits", lang, splits=md(prep.get("rows_per_split")),
+                     method=aug.get("method", "none"), rows_added=aug.get("rows_added", 0)),
+    ]
+    return [f"- {line}" for line in lines]
 
 
 def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
@@ -438,11 +266,11 @@ def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame |
     prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
     if not prep or not prep.get("class_counts"):
         return None
-    class_names = names(lang)
+    class_names = i18n.class_names(lang)
     frame = pd.DataFrame({split: [int(counts.get(str(i), counts.get(i, 0)) if isinstance(counts, dict) else 0)
                                   for i in range(NUM_CLASSES)]
                           for split, counts in prep["class_counts"].items()}, index=class_names)
-    frame.index.name = "Konu" if lang == "tr" else "Topic"
+    frame.index.name = i18n.message("summary.topic", lang)
     return frame
 
 
@@ -452,8 +280,8 @@ def class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     for name, run in runs.items():
         counts = run.predictions["y_true"].value_counts()
         table[name] = [int(counts.get(i, 0)) for i in range(NUM_CLASSES)]
-    frame = pd.DataFrame(table, index=names(lang))
-    frame.index.name = "Konu (test)" if lang == "tr" else "Topic (test)"
+    frame = pd.DataFrame(table, index=i18n.class_names(lang))
+    frame.index.name = i18n.message("summary.topic_test", lang)
     return frame
 
 
@@ -480,13 +308,7 @@ def lr_searches(runs: dict[str, Run]) -> dict[str, pd.DataFrame]:
 
 def no_lr_search(runs: dict[str, Run], lang: str = "tr") -> str:
     """Says plainly that no search was run, and how to run one."""
-    if lang == "tr":
-        return ("Bu çalıştırmalar için öğrenme oranı araması yapılmamış (`lr_search.csv` yok); "
-                "rapor uydurma bir arama eğrisi göstermez. Çalıştırmak için: "
-                "`mathreport search --model MODEL --lrs 1e-5 1e-4 2e-4 --output_dir results/MODEL`.")
-    return ("No learning-rate search was run for these runs (no `lr_search.csv`); the report shows no "
-            "invented curve. To run one: `mathreport search --model MODEL --lrs 1e-5 1e-4 2e-4 "
-            "--output_dir results/MODEL`.")
+    return i18n.message("summary.no_lr_search", lang)
 
 
 def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -495,11 +317,7 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
     for name, run in runs.items():
         manifest = run.manifest or {}
         if not manifest.get("command"):
-            if is_synthetic(run):
-                why = "sentetik sonuçlar; eğitim yok." if lang == "tr" else "synthetic results; no training."
-            else:
-                why = ("eğitim kaydı yok (ekibin sonuç klasörü)." if lang == "tr"
-                       else "no training record (the team's results folder).")
+            why = i18n.message("summary.run_synthetic" if is_synthetic(run) else "summary.run_no_record", lang)
             lines.append(f"- **{md(name)}**: {why}")
             continue
         hyper = ", ".join(f"{k}={v}" for k, v in (manifest.get("hyperparameters") or {}).items() if v is not None)
@@ -509,7 +327,7 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
         numbers = isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds
         lines.append(f"- **{md(name)}** — {md_code(manifest['command'])}  \n  {md(manifest.get('description', ''))}; "
                      f"{md(hyper)}"
-                     + (f"; {seconds:.0f} s, {speed:.1f} " + ("örnek/s" if lang == "tr" else "samples/s")
+                     + ("; " + i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed)
                         if numbers else "")
                      + (f"; LoRA {md(manifest['lora'])}" if manifest.get("lora") else ""))
     return "\n".join(lines)
@@ -525,31 +343,25 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
     worst = min(aucs, key=lambda x: x[1])
     undefined = [(int(k.split("_")[1]), v.get("auc_undefined_reason", "")) for k, v in per_class.items()
                  if v.get("auc") is None]
-    class_names = names(lang)
-    if lang == "tr":
-        out = (f"{md(run.name)}: 8 sınıfın tümü için bire-karşı-hepsi AUC hesaplandı; makro AUC "
-               f"{_f(m.get('AUC_macro'))}, mikro AUC {_f(m.get('AUC_micro'))}. En düşük AUC: "
-               f"{class_names[worst[0]]} ({_f(worst[1])}).")
-        if undefined:
-            out += " Tanımsız AUC: " + "; ".join(f"{class_names[i]} ({md(why)})" for i, why in undefined) + "."
-    else:
-        out = (f"{md(run.name)}: one-vs-rest AUC over all 8 classes; macro AUC {_f(m.get('AUC_macro'))}, "
-               f"micro AUC {_f(m.get('AUC_micro'))}. Lowest AUC: {class_names[worst[0]]} ({_f(worst[1])}).")
-        if undefined:
-            out += " AUC undefined: " + "; ".join(f"{class_names[i]} ({md(why)})" for i, why in undefined) + "."
+    class_names = i18n.class_names(lang)
+    out = i18n.message("summary.auc", lang, run=md(run.name), n_classes=NUM_CLASSES, macro=_f(m.get("AUC_macro")),
+                       micro=_f(m.get("AUC_micro")), worst=class_names[worst[0]], worst_auc=_f(worst[1]))
+    if undefined:
+        out += " " + i18n.message("summary.auc_undefined", lang,
+                                  classes="; ".join(f"{class_names[i]} ({md(why)})" for i, why in undefined))
     return out
 
 
 def per_class_table(run: Run, lang: str = "tr") -> pd.DataFrame:
     """Per-class precision, recall, F1, AUC and support of one run."""
     rows = []
-    class_names = names(lang)
+    class_names = i18n.class_names(lang)
     for i in range(NUM_CLASSES):
         entry = run.class_report["per_class"][f"class_{i}"]
         rows.append({"precision": entry["precision"], "recall": entry["recall"], "f1_score": entry["f1_score"],
                      "auc": entry.get("auc"), "support": int(entry["support"])})
     frame = pd.DataFrame(rows, index=class_names)
-    frame.index.name = "Konu" if lang == "tr" else "Topic"
+    frame.index.name = i18n.message("summary.topic", lang)
     return frame
 
 
@@ -558,12 +370,9 @@ def per_class_sentence(run: Run, lang: str = "tr") -> str:
     table = per_class_table(run, lang)
     table = table[table["support"] > 0]
     best, worst = table["f1_score"].idxmax(), table["f1_score"].idxmin()
-    if lang == "tr":
-        return (f"{md(run.name)}: en iyi konu **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), en zayıf konu "
-                f"**{worst}** (F1 {_f(table.loc[worst, 'f1_score'])}, {int(table.loc[worst, 'support'])} test "
-                "sorusu).")
-    return (f"{md(run.name)}: best topic **{best}** (F1 {_f(table.loc[best, 'f1_score'])}), weakest **{worst}** "
-            f"(F1 {_f(table.loc[worst, 'f1_score'])}, {int(table.loc[worst, 'support'])} test questions).")
+    return i18n.message("summary.per_class", lang, run=md(run.name), best=best, best_f1=_f(table.loc[best, "f1_score"]),
+                        worst=worst, worst_f1=_f(table.loc[worst, "f1_score"]),
+                        worst_support=int(table.loc[worst, "support"]))
 
 
 def latency_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
@@ -582,9 +391,7 @@ def latency_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
 
 def no_latency(lang: str = "tr") -> str:
     """Says that no run has a latency measurement."""
-    return ("Gecikme ölçümü yok (`latency.json` bulunamadı): `mathreport bench --run_dir results/MODEL`."
-            if lang == "tr" else
-            "No latency measurement (no `latency.json`): `mathreport bench --run_dir results/MODEL`.")
+    return i18n.message("summary.no_latency", lang)
 
 
 def latency_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -594,35 +401,22 @@ def latency_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
         return no_latency(lang)
     fastest = min(measured, key=lambda n: measured[n][0])
     devices = {d for _, d in measured.values()}
-    parts = []
-    for name, (p50, device) in measured.items():
-        parts.append(f"{md(name)} {p50:.2f} ms ({md(device)})")
-    same = len(devices) == 1
-    fastest = md(fastest)
-    if lang == "tr":
-        out = f"Parti boyutu 1'de madde başına medyan gecikme: {'; '.join(parts)}. En hızlı model **{fastest}**."
-        if not same:
-            out += (" **Dikkat:** bu gecikmeler farklı donanımlarda ölçüldü; doğrudan karşılaştırılamaz.")
-        else:
-            out += f" Tüm ölçümler aynı donanımda yapıldı: {md(devices.pop())}."
-    else:
-        out = f"Median per-item latency at batch size 1: {'; '.join(parts)}. Fastest model: **{fastest}**."
-        if not same:
-            out += " **Caution:** these latencies were measured on different hardware and are not directly comparable."
-        else:
-            out += f" All measured on the same hardware: {md(devices.pop())}."
-    return out
+    parts = [i18n.message("summary.latency_part", lang, run=md(name), p50_ms=p50, device=md(device))
+             for name, (p50, device) in measured.items()]
+    out = i18n.message("summary.latency", lang, parts="; ".join(parts), fastest=md(fastest))
+    if len(devices) == 1:
+        return out + " " + i18n.message("summary.latency_same_hardware", lang, device=md(devices.pop()))
+    return out + " " + i18n.message("summary.latency_other_hardware", lang)
 
 
 def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     """ECE and log-loss of each run."""
-    parts = [f"{md(n)}: ECE {_f(r.metrics.get('ECE'))}, LogLoss {_f(r.metrics.get('LogLoss'))}" for n, r in runs.items()
-             if r.metrics.get("ECE") is not None]
+    parts = [i18n.message("summary.calibration_part", lang, run=md(n), ece=_f(r.metrics.get("ECE")),
+                          log_loss=_f(r.metrics.get("LogLoss")))
+             for n, r in runs.items() if r.metrics.get("ECE") is not None]
     if not parts:
         return ""
-    head = ("Beklenen kalibrasyon hatası (15 kutu; düşük daha iyi): " if lang == "tr"
-            else "Expected calibration error (15 bins; lower is better): ")
-    return head + "; ".join(parts) + "."
+    return i18n.message("summary.calibration", lang, parts="; ".join(parts))
 
 
 QUESTION_CHARS = 240
@@ -651,12 +445,14 @@ def error_analysis_html(run: Run, lang: str = "tr", k: int = 5) -> str:
     texts = frame["text"].astype(str).tolist() if "text" in frame.columns else None
     confusions = metrics.top_confusions(frame["y_true"], frame["y_pred"], texts, k=k)
     if not confusions:
-        return "<p>" + ("Test kümesinde hiç hata yok." if lang == "tr" else "No errors on the test set.") + "</p>"
-    head = "en sık karışıklıklar (gerçek → tahmin):" if lang == "tr" else "most frequent confusions (true → predicted):"
+        return f"<p>{i18n.message('summary.no_errors', lang)}</p>"
+    head = i18n.message("summary.errors_head", lang)
+    class_names = i18n.class_names(lang)
     out = [f'<p><strong>{escape_html(run.name)}</strong> — {head}</p>', '<ul class="mathreport-errors">']
     for c in confusions:
-        out.append(f"<li>{escape_html(c[f'true_name_{lang}'])} → {escape_html(c[f'pred_name_{lang}'])}: "
-                   f"{int(c['count'])} {'soru' if lang == 'tr' else 'questions'} ({c['share_of_true'] * 100:.1f}%)")
+        out.append("<li>" + i18n.message("summary.errors_pair", lang, true=escape_html(class_names[c["true_id"]]),
+                                         pred=escape_html(class_names[c["pred_id"]]), count=int(c["count"]),
+                                         share_percent=c["share_of_true"] * 100))
         if c["examples"]:
             out.append('<ul class="mathreport-questions">')
             out.extend(f'<li class="mathreport-question">{question_html(shorten_question(q))}</li>'
@@ -693,43 +489,28 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
         test = significance(runs, best_key, ranked[0])
         second = md(ranked[0])
         if test is None:
-            lines.append(f"{best} ve {second} farklı test kümelerinde değerlendirildi; eşli test yapılamaz."
-                         if lang == "tr" else
-                         f"{best} and {second} were evaluated on different test sets; no paired test is possible.")
+            lines.append(i18n.message("summary.different_tests", lang, best=best, second=second))
         else:
-            sig = test["p_value"] < 0.05
+            verdict = i18n.message("summary.significant" if test["p_value"] < ALPHA else "summary.not_significant",
+                                   lang, alpha=ALPHA)
+            line = i18n.message("summary.mcnemar", lang, best=best, second=second, n=test["n"], b=test["b"],
+                                c=test["c"], p_value=test["p_value"], verdict=verdict)
             overlap = test.get("ci_overlap", {})
-            if lang == "tr":
-                lines.append(
-                    f"McNemar kesin testi ({best} vs {second}, {test['n']} soru; yalnız {best} doğru: {test['b']}, "
-                    f"yalnız {second} doğru: {test['c']}): p = {test['p_value']:.4f} — fark "
-                    + ("**istatistiksel olarak anlamlı** (p < 0.05)." if sig else "**anlamlı değil** (p ≥ 0.05).")
-                    + (f" Accuracy %95 güven aralıkları {'örtüşüyor' if overlap.get('Accuracy') else 'örtüşmüyor'}."
-                       if overlap else ""))
-            else:
-                lines.append(
-                    f"McNemar's exact test ({best} vs {second}, {test['n']} questions; only {best} right: "
-                    f"{test['b']}, only {second} right: {test['c']}): p = {test['p_value']:.4f} — the difference is "
-                    + ("**statistically significant** (p < 0.05)." if sig else "**not significant** (p ≥ 0.05).")
-                    + (f" The 95% CIs of Accuracy {'overlap' if overlap.get('Accuracy') else 'do not overlap'}."
-                       if overlap else ""))
+            if overlap:
+                line += " " + i18n.message("summary.ci_overlap" if overlap.get("Accuracy") else "summary.ci_no_overlap",
+                                           lang)
+            lines.append(line)
     p50_best = latency_p50(runs[best_key])
     measured = {n: latency_p50(r) for n, r in runs.items() if latency_p50(r) is not None}
     if p50_best is not None and len(measured) > 1:
         fastest = min(measured, key=measured.get)
         if fastest != best_key:
-            ratio = p50_best / measured[fastest]
-            fastest_ms, fastest = measured[fastest], md(fastest)
-            lines.append(
-                f"Gecikme ödünleşimi: {best}, {fastest} modelinden {ratio:.1f} kat yavaş "
-                f"({p50_best:.2f} ms vs {fastest_ms:.2f} ms, parti boyutu 1)." if lang == "tr" else
-                f"Latency trade-off: {best} is {ratio:.1f}x slower than {fastest} "
-                f"({p50_best:.2f} ms vs {fastest_ms:.2f} ms at batch size 1).")
+            lines.append(i18n.message("summary.latency_trade_off", lang, best=best, fastest=md(fastest),
+                                      ratio=p50_best / measured[fastest], best_ms=p50_best,
+                                      fastest_ms=measured[fastest]))
         else:
-            lines.append(f"{best} aynı zamanda en hızlı model." if lang == "tr"
-                         else f"{best} is also the fastest model.")
-    verdict = (f"**Sonuç:** makro F1'e göre en iyi model **{best}**." if lang == "tr"
-               else f"**Conclusion:** by macro F1 the best model is **{best}**.")
+            lines.append(i18n.message("summary.also_fastest", lang, best=best))
+    verdict = i18n.message("summary.verdict", lang, best=best)
     return "\n".join(["- " + line for line in lines] + ["", verdict])
 
 
@@ -761,10 +542,10 @@ def comparisons_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
         rows.append({
             "A": c["run_a"], "B": c["run_b"],
             "Accuracy A": c.get("accuracy_a"), "Accuracy B": c.get("accuracy_b"),
-            ("yalnız A doğru" if lang == "tr" else "only A right"): c.get("b"),
-            ("yalnız B doğru" if lang == "tr" else "only B right"): c.get("c"),
+            i18n.message("summary.only_a_right", lang): c.get("b"),
+            i18n.message("summary.only_b_right", lang): c.get("c"),
             "McNemar p": c.get("p_value"),
-            ("GA örtüşür (Acc)" if lang == "tr" else "CI overlap (Acc)"): overlap.get("Accuracy"),
-            ("GA örtüşür (F1)" if lang == "tr" else "CI overlap (F1)"): overlap.get("F1_macro"),
+            i18n.message("summary.ci_overlap_accuracy", lang): overlap.get("Accuracy"),
+            i18n.message("summary.ci_overlap_f1", lang): overlap.get("F1_macro"),
         })
     return pd.DataFrame(rows)

@@ -53,20 +53,58 @@ def test_conclusion_names_the_winner_the_numbers_give(acc_a, acc_b, expected):
         assert f"**{other}**" not in verdict
 
 
-def test_large_gap_is_significant_and_no_gap_is_not():
-    big = summary.conclusion(_two_runs(0.9, 0.5), "alpha", "tr")
-    assert "istatistiksel olarak anlamlı" in big
-    same = summary.conclusion(_two_runs(0.7, 0.7), "alpha", "en")
-    assert "not significant" in same or "statistically significant" in same
-    test = summary.significance(_two_runs(0.9, 0.5), "alpha", "beta")
-    assert test["p_value"] < 0.05 and test["b"] > test["c"]
+def _run_with(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> summary.Run:
+    """A run with exactly these predictions (one-hot probabilities) and the metrics computed from them."""
+    probs = np.full((len(y_true), 8), 0.01)
+    probs[np.arange(len(y_true)), y_pred] = 0.93
+    return summary.Run(
+        name=name, path=Path("/nonexistent") / name, metrics=metrics.compute_metrics(y_true, probs, n_bootstrap=50),
+        class_report=metrics.per_class_report(y_true, probs),
+        predictions=artifacts.predictions_frame(y_true, probs, [f"q{i}" for i in range(len(y_true))]),
+        history=pd.DataFrame(), latency=None, manifest=None,
+    )
 
 
-def test_leader_sentence_states_the_gap_from_the_metrics():
-    runs = _two_runs(0.9, 0.6)
-    gap = runs["alpha"].metrics["Accuracy"] - runs["beta"].metrics["Accuracy"]
-    sentence = summary.leaders(runs, "en")[0]
-    assert sentence.startswith("Accuracy: **alpha**") and f"gap {gap:.3f}" in sentence
+Y_TRUE = np.arange(100) % 8
+
+
+def _wrong_on(rows: range) -> np.ndarray:
+    """Y_TRUE with the given rows predicted as the next class (wrong)."""
+    y_pred = Y_TRUE.copy()
+    y_pred[list(rows)] = (Y_TRUE[list(rows)] + 1) % 8
+    return y_pred
+
+
+def test_identical_predictions_are_not_significant():
+    # Both runs wrong on the same 30 rows: no discordant pair, so McNemar's exact p is 1.
+    same = _wrong_on(range(30))
+    runs = {"alpha": _run_with("alpha", Y_TRUE, same), "beta": _run_with("beta", Y_TRUE, same.copy())}
+    en, tr = summary.conclusion(runs, "alpha", "en"), summary.conclusion(runs, "alpha", "tr")
+    assert "only alpha right: 0, only beta right: 0): p = 1.0000 — the difference is **not significant**" in en
+    assert "statistically significant" not in en
+    assert "p = 1.0000 — fark **anlamlı değil**" in tr and "istatistiksel olarak anlamlı" not in tr
+
+
+def test_twenty_one_sided_discordant_pairs_are_significant():
+    # alpha right everywhere, beta wrong on 20 rows: b = 20, c = 0; exact two-sided p = 2 * 0.5**20 < 0.05.
+    runs = {"alpha": _run_with("alpha", Y_TRUE, Y_TRUE.copy()), "beta": _run_with("beta", Y_TRUE, _wrong_on(range(20)))}
+    test = summary.significance(runs, "alpha", "beta")
+    assert (test["b"], test["c"], test["n"]) == (20, 0, 100)
+    assert test["p_value"] == pytest.approx(2 * 0.5**20, rel=1e-9)
+    en, tr = summary.conclusion(runs, "alpha", "en"), summary.conclusion(runs, "alpha", "tr")
+    assert ("(alpha vs beta, 100 questions; only alpha right: 20, only beta right: 0): p = 0.0000 — the difference "
+            "is **statistically significant** (p < 0.05).") in en
+    assert "not significant" not in en
+    assert "fark **istatistiksel olarak anlamlı** (p < 0.05)." in tr and "anlamlı değil" not in tr
+
+
+def test_leader_sentence_states_the_gap_from_the_predictions():
+    # alpha wrong on 10 of 100 rows, beta on 40: accuracies 0.9 and 0.6, a gap of 0.300 (30.0 points).
+    runs = {"alpha": _run_with("alpha", Y_TRUE, _wrong_on(range(10))),
+            "beta": _run_with("beta", Y_TRUE, _wrong_on(range(40)))}
+    en, tr = summary.leaders(runs, "en")[0], summary.leaders(runs, "tr")[0]
+    assert en == "Accuracy: **alpha** leads with 0.900; beta 0.600 (gap 0.300, 30.0 points)."
+    assert tr == "Accuracy: **alpha** 0.900 ile önde; beta 0.600 (fark 0.300, 30.0 puan)."
 
 
 def test_latency_on_different_hardware_is_flagged():
