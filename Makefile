@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: env pdf-tools test report lab lint clean-results
+.PHONY: env pdf-tools test test-fast report lab lint perf-doc clean-results
 
 env: $(STAMP) pdf-tools
 
@@ -31,8 +31,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m ipykernel install --sys-prefix --name mathreport --display-name "Python (mathreport)" >/dev/null
 	touch $(STAMP)
 
+# Everything, the real-training tests included (CI runs this through .ci/run, with CI=true).
 test: env
 	$(BIN)/python -m pytest -q
+
+# The developer loop: every test but the `slow` ones (real training; tests/conftest.py marks them).
+test-fast: env
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: env
 	$(BIN)/ruff check mathreport tests tools benchmarks
@@ -43,6 +48,10 @@ report: env
 # JupyterLab on the project, notebooks/ open, with the "mathreport" kernel (this .venv). LAB_ARGS: e.g. --no-browser
 lab: env
 	$(BIN)/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks/final_report.ipynb $(LAB_ARGS)
+
+# The tables of docs/PERFORMANCE.md and docs/perf/training-seeds.md, from the JSON files in docs/perf/.
+perf-doc:
+	$(PYTHON) tools/perf_doc.py
 
 clean-results:
 	@echo "Refusing to delete results/ for you: remove results/<run>/ by hand if you mean it."

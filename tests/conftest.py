@@ -1,8 +1,16 @@
-"""Shared fixtures: a small demo-corpus split and runs trained on it once per session."""
+"""Shared fixtures: a small demo-corpus split and runs trained on it once per session.
+
+Also two markers, applied here:
+- `requires_tools("chromium", "pdftotext", ...)`: skipped with the reason when a program is missing, except in CI
+  (`CI=true`, as `.ci/run` sets), where a missing program fails the test: a broken PDF step must not pass CI.
+- `slow`: real training. Every test that uses a fixture of SLOW_FIXTURES is marked here, so `pytest -m "not slow"`
+  is the quick loop; `make test` and CI run everything.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +18,33 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Fixtures that train a transformer for real (tens of seconds to minutes on 2 CPU cores).
+SLOW_FIXTURES = frozenset({"trained_results", "searched"})
+# A tool name in requires_tools(...) and the executables that provide it.
+TOOL_ALTERNATIVES = {"chromium": ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")}
+
+
+def in_ci() -> bool:
+    """True on CI machines (GitHub Actions, GitLab and most others set CI=true; .ci/run sets it too)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_setup(item):
+    for marker in item.iter_markers("requires_tools"):
+        missing = [t for t in marker.args if not any(shutil.which(x) for x in TOOL_ALTERNATIVES.get(t, (t,)))]
+        if not missing:
+            continue
+        message = f"needs {', '.join(missing)} on PATH (make env installs chromium and poppler-utils)"
+        if in_ci():
+            pytest.fail(f"CI=true: {message}; a missing tool fails in CI instead of skipping", pytrace=False)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +59,8 @@ def small_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_results(tmp_path_factory, small_data) -> Path:
-    """results/ with a `tfidf` and a `minilm` run trained end to end on the small split (about 30 s)."""
+    """results/ with a `tfidf` and a `minilm` run trained end to end on the small split (slow: about 30 s to
+    3 min on 2 cores; every test using it is marked `slow`)."""
     from mathreport.train import TrainConfig, train
 
     results = tmp_path_factory.mktemp("results")

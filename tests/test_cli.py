@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from mathreport import cli
 
@@ -35,8 +37,15 @@ def test_train_missing_split_file_names_it(tmp_path, capsys):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "mathreport.cli", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0
+    """The `mathreport` command pip installed beside this Python ([project.scripts]), run as a user runs it."""
+    script = Path(sys.executable).parent / ("mathreport.exe" if os.name == "nt" else "mathreport")
+    assert script.is_file(), (
+        f"no console script at {script}: install the package into this environment with pip install -e '.[dev]' "
+        "(make env does it)"
+    )
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: mathreport ")
     for command in ("train", "prepare", "report", "pipeline", "evaluate"):
         assert command in out.stdout
 

@@ -119,14 +119,8 @@ def test_english_rendering_from_the_same_notebook(trained_results, tmp_path):
         assert title not in html
 
 
-def _has_pdf_tools() -> bool:
-    import shutil
-
-    return all(shutil.which(t) for t in ("pdftotext", "pdfimages")) and any(
-        shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome"))
-
-
-@pytest.mark.skipif(not _has_pdf_tools(), reason="needs chromium and poppler-utils (make env installs them)")
+# Skipped without these tools, a failure in CI (tests/conftest.py).
+@pytest.mark.requires_tools("chromium", "pdftotext", "pdfimages")
 def test_pdf_keeps_turkish_text_figures_and_page_width(rendered):
     import subprocess
 
@@ -263,7 +257,7 @@ def parse_dom(dom: str) -> DomText:
     return parsed
 
 
-@pytest.mark.skipif(_chromium() is None, reason="needs chromium (make env installs it)")
+@pytest.mark.requires_tools("chromium")
 def test_offline_browser_detects_a_network_request(tmp_path):
     """The check below can fail: a page with a remote script and image is caught by the network log."""
     page = tmp_path / "page.html"
@@ -273,7 +267,7 @@ def test_offline_browser_detects_a_network_request(tmp_path):
     assert {"https://cdn.example.org/x.js", "http://example.org/a.png"} <= set(requested)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="needs chromium (make env installs it)")
+@pytest.mark.requires_tools("chromium")
 def test_html_report_is_self_contained_and_data_stays_text(tmp_path):
     results = hostile_results(tmp_path)
     paths = export.run_report(model="qwen_math", results_dir=results, output_dir=tmp_path / "out",

@@ -1,23 +1,17 @@
-"""metrics: every number against scikit-learn computed here, plus the edge cases of real test splits."""
+"""metrics: hand-computed cases, known closed-form values, and definitions written in numpy (reference_metrics),
+never the scikit-learn calls metrics.py makes; plus the edge cases of real test splits."""
 
 from __future__ import annotations
 
 import json
+import math
+from fractions import Fraction as F
 
 import numpy as np
 import pytest
+import reference_metrics as ref
 from scipy import stats
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    log_loss,
-    precision_recall_fscore_support,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-    top_k_accuracy_score,
-)
-from sklearn.preprocessing import label_binarize
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from mathreport import labels, metrics
 
@@ -52,25 +46,125 @@ def assert_json_clean(obj: object) -> None:
     json.dumps(obj, allow_nan=False)
 
 
-# ------------------------------------------------------------------------------------- equals sklearn
+# ------------------------------------------------------------------------------------- a hand-computed case
+# Eight questions of classes 0-2. Each row, in 64ths: the scores of classes 0, 1, 2 below and 2/64 on each of
+# classes 3-7 (exact binary fractions: equal scores stay exactly equal when validate_predictions rescales rows).
+HAND_Y = [0, 0, 0, 0, 1, 1, 2, 2]
+HAND_64THS = [(40, 8, 6), (34, 14, 6), (28, 20, 6), (18, 30, 6), (10, 38, 6), (24, 2, 28), (2, 8, 44), (22, 2, 30)]
+#   argmax:       0           0           0           1           1           2           2           2
+# Confusion matrix (rows true, columns predicted):
+#            pred 0  1  2   support
+#   true 0        3  1  0   4
+#   true 1        0  1  1   2
+#   true 2        0  0  2   2
+#   predicted     3  2  3
+# precision = tp/predicted: 3/3, 1/2, 2/3;  recall = tp/support: 3/4, 1/2, 2/2
+# F1 = 2PR/(P+R): class 0 2(1)(3/4)/(7/4) = 6/7; class 1 1/2; class 2 2(2/3)(1)/(5/3) = 4/5
+# Classes 3-7 have no item and no prediction: P = R = F1 = 0, and macro means divide by all 8 classes.
+HAND_EXPECTED = {
+    "Accuracy": F(6, 8),
+    "F1_micro": F(6, 8),
+    "Precision_macro": (1 + F(1, 2) + F(2, 3)) / 8,  # 13/48
+    "Recall_macro": (F(3, 4) + F(1, 2) + 1) / 8,  # 9/32
+    "F1_macro": (F(6, 7) + F(1, 2) + F(4, 5)) / 8,  # 151/560
+    "Precision_weighted": (4 * 1 + 2 * F(1, 2) + 2 * F(2, 3)) / 8,  # 19/24
+    "Recall_weighted": (4 * F(3, 4) + 2 * F(1, 2) + 2 * 1) / 8,  # 3/4 (= accuracy, always)
+    "F1_weighted": (4 * F(6, 7) + 2 * F(1, 2) + 2 * F(4, 5)) / 8,  # 211/280
+    # Top-2: only row 5 (true 1, scores 24, 2, 28) has its true class third.
+    "Top2_accuracy": F(7, 8),
+    # One-vs-rest AUC = share of (positive, negative) pairs won, a tie counting 1/2:
+    #   class 0: positives 40 34 28 18 vs negatives 10 24 2 22: 18 loses to 24 and 22 -> 14/16 = 7/8
+    #   class 1: positives 38 2 vs negatives 8 14 20 30 8 2: 38 wins 6, 2 ties row 7's 2 -> 6.5/12 = 13/24
+    #   class 2: positives 44 30 vs negatives 6 6 6 6 6 28: all 12 won -> 1
+    "AUC_macro": (F(7, 8) + F(13, 24) + 1) / 3,  # 29/36; classes 3-7 have no positives and are excluded
+    # Micro AUC pools the 8 true-class scores (40 34 28 18 38 2 44 30) against the other 56 scores
+    # (42 of them 2/64, plus 8 6 14 6 20 6 30 6 10 6 24 28 8 22). Pairs won per positive:
+    #   40, 34, 38, 44: 56 each; 28: 54 + 0.5 (tie 28); 18: 51; 2: 42 ties -> 21; 30: 55 + 0.5 (tie 30)
+    "AUC_micro": (4 * 56 + F(109, 2) + 51 + 21 + F(111, 2)) / (8 * 56),  # 406/448 = 29/32
+    # ECE, 15 bins of the top score (in 64ths): 28 28 | 30 30 34 | 38 | 40 | 44, correct: 1 0 | 0 1 1 | 1 | 1 | 1
+    #   sum over bins of |correct - sum of confidence| / 8 = (|1 - 56/64| + |2 - 94/64| + 26/64 + 24/64 + 20/64) / 8
+    "ECE": (F(8, 64) + F(34, 64) + F(26, 64) + F(24, 64) + F(20, 64)) / 8,  # 7/32
+}
+HAND_PER_CLASS = {  # class: (precision, recall, f1, support, auc)
+    0: (1, F(3, 4), F(6, 7), 4, F(7, 8)),
+    1: (F(1, 2), F(1, 2), F(1, 2), 2, F(13, 24)),
+    2: (F(2, 3), 1, F(4, 5), 2, 1),
+}
+
+
+def hand_probs() -> np.ndarray:
+    return np.array([[*row, 2, 2, 2, 2, 2] for row in HAND_64THS], dtype=float) / 64
+
+
+def test_hand_computed_case() -> None:
+    m = metrics.compute_metrics(HAND_Y, hand_probs(), n_bootstrap=100)
+    for key, value in HAND_EXPECTED.items():
+        assert m[key] == pytest.approx(float(value), rel=1e-12, abs=1e-12), key
+    # LogLoss = -mean ln p(true class), the true-class scores in 64ths:
+    assert m["LogLoss"] == pytest.approx(-sum(math.log(s / 64) for s in (40, 34, 28, 18, 38, 2, 44, 30)) / 8)
+    assert m["n_test"] == 8
+    assert sorted(m["AUC_macro_excluded"]) == [f"class_{k}" for k in range(3, 8)]
+    assert m["undefined"] == {}
+
+
+def test_hand_computed_per_class_report() -> None:
+    report = metrics.per_class_report(HAND_Y, hand_probs())["per_class"]
+    for k, (precision, recall, f1, support, auc) in HAND_PER_CLASS.items():
+        row = report[f"class_{k}"]
+        assert (row["precision"], row["recall"], row["f1_score"], row["auc"]) == pytest.approx(
+            (float(precision), float(recall), float(f1), float(auc)), rel=1e-12), k
+        assert row["support"] == support and "auc_undefined_reason" not in row
+    for k in range(3, 8):  # no item of these classes: 0 by zero_division, AUC None with the reason
+        row = report[f"class_{k}"]
+        assert (row["precision"], row["recall"], row["f1_score"], row["support"], row["auc"]) == (0, 0, 0, 0, None)
+        assert "has no samples in y_true" in row["auc_undefined_reason"]
+
+
+# --------------------------------------------------------------------------------------- known closed forms
+def _two_level_probs(y: np.ndarray, true_score: float) -> np.ndarray:
+    """Each row gives `true_score` to its true class and splits the rest evenly over the other 7."""
+    p = np.full((len(y), K), (1 - true_score) / (K - 1))
+    p[np.arange(len(y)), y] = true_score
+    return p
+
+
+@pytest.mark.parametrize(("true_score", "auc"), [
+    (0.3, 1.0),  # every positive outscores every negative (0.3 > 0.1): perfectly separable
+    (0.02, 0.0),  # every positive scores below every negative (0.02 < 0.14): perfectly reversed
+    (1 / 8, 0.5),  # every score equal: every pair a tie
+])
+def test_auc_known_values(true_score: float, auc: float) -> None:
+    y = np.repeat(LABELS, 2)
+    m = metrics.compute_metrics(y, _two_level_probs(y, true_score), n_bootstrap=50)
+    report = metrics.per_class_report(y, _two_level_probs(y, true_score))["per_class"]
+    assert m["AUC_macro"] == auc and m["AUC_micro"] == auc
+    assert [report[f"class_{k}"]["auc"] for k in LABELS] == [auc] * K
+
+
+def test_perfect_predictions_score_one() -> None:
+    y = np.repeat(LABELS, 3)
+    m = metrics.compute_metrics(y, np.eye(K)[y], n_bootstrap=50)
+    for key in ("Accuracy", "F1_micro", "F1_macro", "F1_weighted", "Precision_macro", "Recall_macro",
+                "Top2_accuracy", "AUC_macro", "AUC_micro"):
+        assert m[key] == 1.0, key
+    assert m["ECE"] == 0.0
+    assert m["ci95"]["Accuracy"] == [1.0, 1.0]
+
+
+# ---------------------------------------------------------------------------- against the numpy definitions
 @pytest.mark.parametrize("seed", SEEDS)
-def test_compute_metrics_equals_sklearn(seed: int) -> None:
+def test_compute_metrics_match_the_definitions(seed: int) -> None:
     y, p = random_run(seed)
     pred = p.argmax(axis=1)
     m = metrics.compute_metrics(y, p, n_bootstrap=200, seed=seed)
+    by_label = ref.label_metrics(y, pred)
     expected = {
-        "Accuracy": accuracy_score(y, pred),
-        "Precision_macro": precision_score(y, pred, labels=LABELS, average="macro", zero_division=0),
-        "Recall_macro": recall_score(y, pred, labels=LABELS, average="macro", zero_division=0),
-        "Precision_weighted": precision_score(y, pred, labels=LABELS, average="weighted", zero_division=0),
-        "Recall_weighted": recall_score(y, pred, labels=LABELS, average="weighted", zero_division=0),
-        "F1_micro": f1_score(y, pred, labels=LABELS, average="micro", zero_division=0),
-        "F1_macro": f1_score(y, pred, labels=LABELS, average="macro", zero_division=0),
-        "F1_weighted": f1_score(y, pred, labels=LABELS, average="weighted", zero_division=0),
-        "AUC_macro": roc_auc_score(y, p, multi_class="ovr", average="macro", labels=LABELS),
-        "AUC_micro": roc_auc_score(y, p, multi_class="ovr", average="micro", labels=LABELS),
-        "Top2_accuracy": top_k_accuracy_score(y, p, k=2, labels=LABELS),
-        "LogLoss": log_loss(y, p, labels=LABELS),
+        **{key: by_label[key] for key in ("Accuracy", "Precision_macro", "Recall_macro", "Precision_weighted",
+                                          "Recall_weighted", "F1_micro", "F1_macro", "F1_weighted")},
+        "AUC_macro": np.mean(ref.auc_per_class(y, p)),
+        "AUC_micro": ref.auc_micro(y, p),
+        "Top2_accuracy": ref.top_k_accuracy(y, p, 2),
+        "LogLoss": ref.log_loss(y, p),
         "ECE": ece_by_loop(y, p, 15),
     }
     for key, value in expected.items():
@@ -82,26 +176,26 @@ def test_compute_metrics_equals_sklearn(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_per_class_report_equals_sklearn(seed: int) -> None:
+def test_per_class_report_matches_the_definitions(seed: int) -> None:
     y, p = random_run(seed)
-    pred = p.argmax(axis=1)
     report = metrics.per_class_report(y, p)["per_class"]
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, pred, labels=LABELS, average=None, zero_division=0
-    )
+    by_label = ref.label_metrics(y, p.argmax(axis=1))
+    aucs = ref.auc_per_class(y, p)
     assert list(report) == [f"class_{k}" for k in LABELS]
     for k in LABELS:
         row = report[f"class_{k}"]
         assert row["name_tr"] == labels.name(k, "tr") and row["name_en"] == labels.name(k, "en")
-        assert row["precision"] == pytest.approx(precision[k])
-        assert row["recall"] == pytest.approx(recall[k])
-        assert row["f1_score"] == pytest.approx(f1[k])
-        assert row["support"] == support[k] and type(row["support"]) is int
-        assert row["auc"] == pytest.approx(roc_auc_score(y == k, p[:, k]))
+        assert row["precision"] == pytest.approx(by_label["precision"][k])
+        assert row["recall"] == pytest.approx(by_label["recall"][k])
+        assert row["f1_score"] == pytest.approx(by_label["f1"][k])
+        assert row["support"] == by_label["support"][k] and type(row["support"]) is int
+        assert row["auc"] == pytest.approx(aucs[k])
     assert_json_clean(report)
 
 
 # ------------------------------------------------------------------------------------------ bootstrap
+# The bootstrap counts per class with numpy (metrics._count_metrics), not with scikit-learn: here
+# scikit-learn is the independent expectation.
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bootstrap_replicates_equal_sklearn_on_the_same_resamples(seed: int) -> None:
     y, p = random_run(seed)
@@ -142,15 +236,25 @@ def test_ci_brackets_point_estimate_and_is_deterministic(seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------- edge cases
+
+
+# ----------------------------------------------------------------------------------------- edge cases
 def test_class_absent_from_test_split() -> None:
+    """A class with no test item: its AUC is None with the reason, AUC_macro averages the other 7, and the
+    label metrics count it as 0 in their macro means over all 8 classes (the hand case shows the same)."""
     present = [k for k in LABELS if k != 3]
     y, p = random_run(0, classes=present)
     m = metrics.compute_metrics(y, p, n_bootstrap=100)
-    binarized = label_binarize(y, classes=present)
-    assert m["AUC_macro"] == pytest.approx(roc_auc_score(binarized, p[:, present], average="macro"))
+    aucs = ref.auc_per_class(y, p)
+    assert aucs[3] is None
+    assert m["AUC_macro"] == pytest.approx(np.mean([aucs[k] for k in present]), rel=1e-12)
     assert list(m["AUC_macro_excluded"]) == ["class_3"]
     assert "no samples" in m["AUC_macro_excluded"]["class_3"]
     assert m["undefined"] == {}
+    by_label = ref.label_metrics(y, p.argmax(axis=1))
+    assert by_label["recall"][3] == 0
+    assert m["Recall_macro"] == pytest.approx(sum(by_label["recall"][k] for k in present) / 8, rel=1e-12)
+    assert m["AUC_micro"] == pytest.approx(ref.auc_micro(y, p), rel=1e-12)
     report = metrics.per_class_report(y, p)["per_class"]
     assert report["class_3"]["auc"] is None
     assert report["class_3"]["support"] == 0
@@ -168,8 +272,8 @@ def test_single_class_test_split() -> None:
     assert len(m["AUC_macro_excluded"]) == K
     assert "only class" in m["AUC_macro_excluded"]["class_2"]
     # Micro-AUC pools (item, class) pairs and stays defined.
-    assert m["AUC_micro"] == pytest.approx(roc_auc_score(label_binarize(y, classes=LABELS), p, average="micro"))
-    assert m["Accuracy"] == pytest.approx(accuracy_score(y, p.argmax(axis=1)))
+    assert m["AUC_micro"] == pytest.approx(ref.auc_micro(y, p), rel=1e-12)
+    assert m["Accuracy"] == pytest.approx(np.mean(p.argmax(axis=1) == 2))
     report = metrics.per_class_report(y, p)["per_class"]
     assert all(report[f"class_{k}"]["auc"] is None for k in LABELS)
     assert "only class" in report["class_2"]["auc_undefined_reason"]

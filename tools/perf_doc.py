@@ -1,0 +1,376 @@
+"""Fill the tables of docs/PERFORMANCE.md (and docs/perf/training-seeds.md) from the JSON files in docs/perf/.
+
+Each table sits between `<!-- perf:NAME -->` and `<!-- /perf:NAME -->`; NAME is a key of TABLES, whose spec says
+which JSON file, which rows, which columns and how each value is printed. The prose around the markers is
+hand-written and kept as it is; no number is typed into a table.
+
+    python tools/perf_doc.py            # rewrite the docs (make perf-doc)
+    python tools/perf_doc.py --check    # exit 1, naming the tables, if a doc differs from what the JSON gives
+
+Adding a table: put the measurement in docs/perf/<file>.json, add a Table to TABLES (file, the command that makes
+the file, rows, columns), and put the two markers where it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PERF_DIR = ROOT / "docs" / "perf"
+DOCS = (ROOT / "docs" / "PERFORMANCE.md", ROOT / "docs" / "perf" / "training-seeds.md")
+MARKER = re.compile(r"<!-- perf:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /perf:(?P=name) -->", re.S)
+OPENING = re.compile(r"<!-- perf:([\w.-]+) -->")
+
+
+class PerfDocError(Exception):
+    """A table cannot be made: its JSON file or a key in it is missing, or a marker is unknown or unclosed."""
+
+
+# ------------------------------------------------------------------------------------------------ values
+_MISSING = object()
+
+
+def lookup(obj: Any, path: str) -> Any:
+    """The value at a dotted `path`; `name[key=value]` picks the list element whose `key` equals `value`."""
+    for part in path.split("."):
+        match = re.fullmatch(r"([^\[]+)(?:\[(\w+)=([^\]]+)\])?", part)
+        name, key, wanted = match.groups()
+        obj = obj.get(name, _MISSING) if isinstance(obj, dict) else _MISSING
+        if obj is not _MISSING and key is not None:
+            found = [x for x in obj if isinstance(x, dict) and str(x.get(key)) == wanted]
+            obj = found[0] if found else _MISSING
+        if obj is _MISSING:
+            raise KeyError(path)
+    return obj
+
+
+def fixed(digits: int) -> Callable[[Any], str]:
+    """A number with `digits` decimals; {"mean", "sd"} as `mean ± sd`; None as a blank cell."""
+    def fmt(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, dict):
+            return f"{value['mean']:.{digits}f} ± {value['sd']:.{digits}f}"
+        return f"{value:.{digits}f}"
+    return fmt
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    path: str  # into the row (see `lookup`); "_key" is the row's key when the rows come from a JSON object
+    fmt: Callable[[Any], str] = text
+
+
+@dataclass(frozen=True)
+class Table:
+    file: str  # under docs/perf/
+    made_by: str  # the command that writes the file (printed when it is missing)
+    columns: Sequence[Column]
+    rows: str | Callable[[dict], list[dict]] = ""  # a path to a list or object of rows ("" = the file is one row)
+    bold: Callable[[dict, dict], bool] = field(default=lambda row, doc: False)  # (row, whole file) -> bold row
+
+
+def _rows(table: Table, doc: dict) -> list[dict]:
+    if callable(table.rows):
+        return table.rows(doc)
+    found = lookup(doc, table.rows) if table.rows else doc
+    if isinstance(found, dict) and table.rows:
+        return [{"_key": key, **value} for key, value in found.items()]
+    return list(found) if isinstance(found, list) else [found]
+
+
+def render(name: str, perf_dir: Path = PERF_DIR) -> str:
+    """The markdown of table `name` (its spec in TABLES), read from its JSON file in `perf_dir`."""
+    if name not in TABLES:
+        raise PerfDocError(f"no table spec named {name!r} in tools/perf_doc.py TABLES; known: {', '.join(TABLES)}")
+    table = TABLES[name]
+    path = perf_dir / table.file
+    if not path.is_file():
+        raise PerfDocError(f"{path} is missing (table {name!r}); make it with: {table.made_by}")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        rows = _rows(table, doc)
+    except KeyError as exc:
+        raise PerfDocError(f"{path} has no key {exc.args[0]!r} (the rows of table {name!r})") from None
+    lines = ["| " + " | ".join(c.header for c in table.columns) + " |", "|" + " --- |" * len(table.columns)]
+    for i, row in enumerate(rows):
+        cells = []
+        for column in table.columns:
+            try:
+                cell = column.fmt(lookup(row, column.path))
+            except KeyError:
+                raise PerfDocError(
+                    f"{path}: row {i} of table {name!r} has no key {column.path!r} (column {column.header!r})"
+                ) from None
+            cells.append(cell.replace("|", "\\|"))
+        if table.bold(row, doc):
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"<sub>From `docs/perf/{table.file}` by `make perf-doc`.</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def fill(markdown: str, perf_dir: Path = PERF_DIR) -> str:
+    """`markdown` with every `<!-- perf:NAME -->` block replaced by the table NAME made from `perf_dir`."""
+    opened = OPENING.findall(markdown)
+    closed = {m.group("name") for m in MARKER.finditer(markdown)}
+    unclosed = [name for name in opened if name not in closed]
+    if unclosed:
+        raise PerfDocError(f"marker <!-- perf:{unclosed[0]} --> has no closing <!-- /perf:{unclosed[0]} -->")
+    return MARKER.sub(lambda m: f"<!-- perf:{m['name']} -->\n{render(m['name'], perf_dir)}<!-- /perf:{m['name']} -->",
+                      markdown)
+
+
+# ------------------------------------------------------------------------------------------------ tables
+BENCH_MADE_BY = "mathreport bench --run_dir RUN --output docs/perf/{file} (docs/PERFORMANCE.md gives RUN and flags)"
+
+
+def _bench(file: str) -> Table:
+    """`mathreport bench` comparing every backend in one process: one row per backend."""
+    return Table(
+        file=file, made_by=BENCH_MADE_BY.format(file=file), rows="backends",
+        bold=lambda row, doc: row["_key"] == doc.get("default_backend"),
+        columns=[
+            Column("backend", "_key"),
+            Column("test accuracy", "accuracy", fixed(4)),
+            Column("answers unchanged vs float32", "argmax_agreement", fixed(4)),
+            Column("max abs prob. change", "max_abs_prob_diff", fixed(3)),
+            Column("batch 1 p50 ms", "results[batch_size=1].p50_ms", fixed(2)),
+            Column("batch 1 p95 ms", "results[batch_size=1].p95_ms", fixed(2)),
+            Column("batch 32 ms/item (p50)", "results[batch_size=32].p50_ms", fixed(2)),
+            Column("batch 32 items/s", "results[batch_size=32].items_per_s", fixed(1)),
+            Column("threads", "results[batch_size=1].threads"),
+            Column("other CPU load, batch 1", "results[batch_size=1].cpu_busy_other", percent),
+            Column("other CPU load, batch 32", "results[batch_size=32].cpu_busy_other", percent),
+        ],
+    )
+
+
+def _tfidf_bench(file: str) -> Table:
+    return Table(
+        file=file, made_by=BENCH_MADE_BY.format(file=file), rows="results",
+        columns=[
+            Column("batch size", "batch_size"),
+            Column("p50 ms/item", "p50_ms", fixed(2)),
+            Column("p95 ms/item", "p95_ms", fixed(2)),
+            Column("p99 ms/item", "p99_ms", fixed(2)),
+            Column("items/s", "items_per_s", fixed(0)),
+            Column("threads", "threads"),
+            Column("other CPU load", "cpu_busy_other", percent),
+        ],
+    )
+
+
+def _export(file: str) -> Table:
+    """The export-time choice of the default backend (`mathreport export-onnx`): one row per candidate."""
+    return Table(
+        file=file, made_by="mathreport export-onnx --run_dir RUN, then copy RUN/run.json's \"inference\" to "
+                           f"docs/perf/{file}",
+        rows="candidates", bold=lambda row, doc: row["backend"] == doc["default"],
+        columns=[
+            Column("backend", "backend"),
+            Column("test accuracy", "accuracy", fixed(4)),
+            Column("answers unchanged vs float32", "argmax_agreement", fixed(4)),
+            Column("max abs prob. change", "max_abs_prob_diff", fixed(3)),
+            Column("batch 1 p50 ms", "batch1_p50_ms", fixed(2)),
+        ],
+    )
+
+
+# Labels of the int8 variants of docs/perf/int8-variants-val.json (its keys), in words.
+INT8_VARIANTS = {
+    "matmul": "MatMul, per tensor",
+    "matmul_perchannel": "MatMul, per channel",
+    "matmul_reduce": "MatMul, per tensor, reduce_range",
+    "matmul_perchannel_reduce": "MatMul, per channel, reduce_range",
+    "matmul_no_ffn_out": "MatMul except the FFN output projections",
+    "matmul_perchannel_no_ffn_out": "same, per channel",
+}
+
+
+def _seed_rows(doc: dict) -> list[dict]:
+    """Every run of each arm, then the arm's mean ± sd row."""
+    rows = []
+    for arm, data in lookup(doc, "arms").items():
+        rows += [{"arm": arm, **run} for run in data["runs"]]
+        # The mean row has no settings of its own: blank cells there, not a missing key.
+        rows.append({"arm": arm, "seed": "mean ± sd", "summary": True, "bf16_autocast": "", "lora_dropout": None,
+                     **data["summary"]})
+    return rows
+
+
+TRAINING_SEEDS = Table(
+    file="training-seeds.json",
+    made_by="python benchmarks/speed.py --arm NAME RUN... --arm NAME RUN... --out docs/perf/training-seeds.json",
+    rows=_seed_rows, bold=lambda row, doc: bool(row.get("summary")),
+    columns=[
+        Column("arm", "arm"),
+        Column("seed", "seed"),
+        Column("bf16 autocast", "bf16_autocast", lambda v: "no" if v is None else v),
+        Column("lora_dropout", "lora_dropout", fixed(1)),
+        Column("val macro-F1", "val_macro_f1", fixed(4)),
+        Column("val accuracy", "val_accuracy", fixed(4)),
+        Column("test macro-F1", "test_macro_f1", fixed(4)),
+        Column("test accuracy", "test_accuracy", fixed(4)),
+        Column("samples/s (Trainer)", "train_samples_per_second", fixed(1)),
+    ],
+)
+
+
+def _seed_decision_rows(doc: dict) -> list[dict]:
+    """Per metric: the first arm (the reference) and the second (the candidate), mean ± sd, and whether the
+    candidate's mean is at most one reference sd below the reference's (the rule in docs/PERFORMANCE.md)."""
+    (ref_name, ref), (cand_name, cand) = list(lookup(doc, "arms").items())[:2]
+    rows = []
+    for metric in ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy"):
+        r, c = ref["summary"][metric], cand["summary"][metric]
+        rows.append({"metric": metric, "reference": f"{ref_name}: {fixed(4)(r)}",
+                     "candidate": f"{cand_name}: {fixed(4)(c)}", "difference": c["mean"] - r["mean"],
+                     "within": "yes" if c["mean"] >= r["mean"] - r["sd"] else "no"})
+    return rows
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal set by an issue (the limit is the goal, not a measurement) and where its measurement is."""
+
+    what: str
+    path: str
+    limit: float
+    unit: str
+    at_most: bool = True
+
+
+def _target_rows(targets: Sequence[Target]) -> Callable[[dict], list[dict]]:
+    def rows(doc: dict) -> list[dict]:
+        out = []
+        for t in targets:
+            value = lookup(doc, t.path)
+            met = value <= t.limit if t.at_most else value >= t.limit
+            out.append({"target": f"{t.what} {'≤' if t.at_most else '≥'} {t.limit:g} {t.unit}",
+                        "measured": f"{value:.2f} {t.unit}", "status": "met" if met else "not met"})
+        return out
+    return rows
+
+
+def _targets(file: str, targets: Sequence[Target]) -> Table:
+    return Table(file=file, made_by=BENCH_MADE_BY.format(file=file), rows=_target_rows(targets),
+                 columns=[Column("target", "target"), Column("measured", "measured"), Column("status", "status")])
+
+
+def _versions(file: str) -> Table:
+    return Table(
+        file=file, made_by=BENCH_MADE_BY.format(file=file),
+        columns=[
+            Column("CPU", "hardware.cpu"),
+            Column("cores", "hardware.cpu_count"),
+            Column("bf16 CPU flags", "hardware.cpu_bf16_flags", lambda v: " ".join(v) or "none"),
+            Column("torch", "versions.torch"),
+            Column("transformers", "versions.transformers"),
+            Column("peft", "versions.peft"),
+            Column("scikit-learn", "versions.scikit-learn"),
+            Column("onnxruntime", "versions.onnxruntime"),
+        ],
+    )
+
+
+TABLES: dict[str, Table] = {
+    "environment": _versions("minilm-bench.json"),
+    "minilm-bench": _bench("minilm-bench.json"),
+    "minilm-bench-1thread": _bench("minilm-bench-1thread.json"),
+    "minilm-bench-per-tensor-int8-loaded": _bench("minilm-bench-per-tensor-int8-loaded.json"),
+    "minilm-export": _export("minilm-export.json"),
+    "minilm-export-per-tensor-int8": _export("minilm-export-per-tensor-int8.json"),
+    "int8-variants-val": Table(
+        file="int8-variants-val.json",
+        made_by="the int8 comparison script described in docs/PERFORMANCE.md (onnxruntime quantize_dynamic variants "
+                "scored on the validation split)",
+        rows="variants",
+        columns=[
+            Column("int8 variant (`quantize_dynamic`, QInt8 weights)", "_key", lambda k: INT8_VARIANTS.get(k, k)),
+            Column("validation answers unchanged", "val_agreement", fixed(4)),
+            Column("validation accuracy", "val_acc", fixed(4)),
+            Column("float32 validation accuracy", "ref_val_acc", fixed(4)),
+            Column("max abs prob. change", "max_dp", fixed(3)),
+        ],
+    ),
+    "tfidf-bench": _tfidf_bench("tfidf-bench.json"),
+    "tfidf-bench-loaded": _tfidf_bench("tfidf-bench-loaded.json"),
+    "training-seeds": TRAINING_SEEDS,
+    "training-seeds-decision": Table(
+        file="training-seeds.json", made_by=TRAINING_SEEDS.made_by, rows=_seed_decision_rows,
+        columns=[
+            Column("metric (mean ± sd over seeds)", "metric"),
+            Column("reference arm", "reference"),
+            Column("candidate arm", "candidate"),
+            Column("candidate - reference", "difference", lambda v: f"{v:+.4f}"),
+            Column("within one reference sd", "within"),
+        ],
+    ),
+    "targets-minilm": _targets("minilm-bench.json", [
+        Target("minilm batch-1 p50, default backend,", "results[batch_size=1].p50_ms", 5, "ms"),
+        Target("minilm batch-32 throughput, default backend,", "results[batch_size=32].items_per_s", 400, "items/s",
+               at_most=False),
+    ]),
+    "targets-tfidf": _targets("tfidf-bench.json", [
+        Target("tfidf batch-1 p50", "results[batch_size=1].p50_ms", 2, "ms"),
+    ]),
+}
+
+
+# ------------------------------------------------------------------------------------------------ command
+def _write_atomic(path: Path, content: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(content)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a doc is out of date")
+    parser.add_argument("--perf-dir", type=Path, default=PERF_DIR, help="where the JSON measurements are")
+    parser.add_argument("docs", nargs="*", type=Path, default=list(DOCS), help="markdown files to fill")
+    args = parser.parse_args(argv)
+    stale = []
+    for doc in args.docs:
+        before = doc.read_text(encoding="utf-8")
+        try:
+            after = fill(before, args.perf_dir)
+        except PerfDocError as exc:
+            print(f"error: {doc}: {exc}", file=sys.stderr)
+            return 2
+        if after == before:
+            continue
+        if args.check:
+            stale.append(doc)
+        else:
+            _write_atomic(doc, after)
+            print(f"wrote {doc}")
+    for doc in stale:
+        print(f"{doc} differs from the tables made from {args.perf_dir}: run `make perf-doc` "
+              "(tables are never edited by hand)", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
