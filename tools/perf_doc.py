@@ -272,9 +272,18 @@ def _target_rows(targets: Sequence[Target]) -> Callable[[dict], list[dict]]:
     return rows
 
 
-def _targets(file: str, targets: Sequence[Target]) -> Table:
-    return Table(file=file, made_by=BENCH_MADE_BY.format(file=file), rows=_target_rows(targets),
+def _targets(file: str, targets: Sequence[Target], made_by: str | None = None) -> Table:
+    return Table(file=file, made_by=made_by or BENCH_MADE_BY.format(file=file), rows=_target_rows(targets),
                  columns=[Column("target", "target"), Column("measured", "measured"), Column("status", "status")])
+
+
+ORT_FUSION_MADE_BY = ("python benchmarks/ort_fusion.py RUN docs/perf/ort-fusion.json "
+                      "(RUN exported by mathreport export-onnx)")
+TRAINING_SPEED_MADE_BY = ("mathreport train --model minilm ... --num_epochs 1 --output_dir RUN (docs/PERFORMANCE.md "
+                          "gives the command), then its run.json's training figures into "
+                          "docs/perf/minilm-training-speed.json")
+MAKE_REPORT_MADE_BY = ("/usr/bin/time -v make report on an installed checkout with empty data/ and results/, "
+                       "its figures into docs/perf/make-report.json")
 
 
 def _versions(file: str) -> Table:
@@ -334,6 +343,45 @@ TABLES: dict[str, Table] = {
     "targets-tfidf": _targets("tfidf-bench.json", [
         Target("tfidf batch-1 p50", "results[batch_size=1].p50_ms", 2, "ms"),
     ]),
+    "ort-fusion": Table(
+        file="ort-fusion.json", made_by=ORT_FUSION_MADE_BY, rows="graphs",
+        columns=[
+            Column("graph", "_key"),
+            Column("test accuracy", "accuracy", fixed(4)),
+            Column("answers unchanged vs onnx-float32", "argmax_agreement_vs_onnx_float32", fixed(4)),
+            Column("batch 1 p50 ms", "batch1_p50_ms", fixed(2)),
+            Column("length-sorted batch 32 items/s", "sorted_batch32_items_per_s_median", fixed(1)),
+        ],
+    ),
+    "minilm-training-speed": Table(
+        file="minilm-training-speed.json", made_by=TRAINING_SPEED_MADE_BY,
+        columns=[
+            Column("epochs", "hyperparameters.num_epochs"),
+            Column("max_length", "hyperparameters.max_length"),
+            Column("batch size", "hyperparameters.batch_size"),
+            Column("autocast", "train_autocast"),
+            Column("LoRA dropout", "lora.lora_dropout", fixed(1)),
+            Column("Trainer seconds", "train_seconds", fixed(1)),
+            Column("samples/s (Trainer)", "train_samples_per_second", fixed(1)),
+        ],
+    ),
+    "targets-training": _targets("minilm-training-speed.json", [
+        Target("default minilm training", "train_samples_per_second", 70, "samples/s", at_most=False),
+    ], made_by=TRAINING_SPEED_MADE_BY),
+    "make-report": Table(
+        file="make-report.json", made_by=MAKE_REPORT_MADE_BY,
+        columns=[
+            Column("commit", "commit", lambda v: v[:10]),
+            Column("wall seconds", "wall_seconds", fixed(1)),
+            Column("user CPU seconds", "user_seconds", fixed(1)),
+            Column("system CPU seconds", "system_seconds", fixed(1)),
+            Column("peak memory MiB", "max_rss_kb", lambda v: f"{v / 1024:.0f}"),
+            Column("exit status", "exit_status"),
+        ],
+    ),
+    "targets-make-report": _targets("make-report.json", [
+        Target("`make report` after install", "wall_seconds", 360, "s"),
+    ], made_by=MAKE_REPORT_MADE_BY),
 }
 
 
