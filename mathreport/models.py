@@ -229,14 +229,6 @@ def quantization_config(load_in_4bit: bool, device: str):
     )
 
 
-def _dtype_kwarg() -> str:
-    # transformers 4.56 renamed `torch_dtype` to `dtype`; older versions would silently ignore `dtype`.
-    from importlib.metadata import version
-
-    major, minor = (int(x) for x in version("transformers").split(".")[:2])
-    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-
-
 def _cuda_index(device: str) -> int:
     # Under torchrun / accelerate launch each process loads its 4-bit copy onto its own GPU (LOCAL_RANK).
     if ":" in device:
@@ -256,10 +248,10 @@ def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool 
         "label2id": {n: i for i, n in enumerate(names("en"))},
     }
     if quant is not None:
-        kwargs.update({"quantization_config": quant, _dtype_kwarg(): torch.bfloat16,
+        kwargs.update({"quantization_config": quant, "dtype": torch.bfloat16,
                        "device_map": {"": _cuda_index(device)}})
     elif device.startswith("cuda"):
-        kwargs[_dtype_kwarg()] = torch.bfloat16
+        kwargs["dtype"] = torch.bfloat16
     model = AutoModelForSequenceClassification.from_pretrained(weights, **kwargs)
     # Decoders pool the last non-padding token, found through pad_token_id.
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from mathreport.models import ModelUnavailableError, _dtype_kwarg
+from mathreport.models import ModelUnavailableError
 from mathreport.tiny import cache_dir
 
 __all__ = ["MPNET", "Part", "SplitSource", "cache_dir", "ensure_gguf_folder", "ensure_split_folder", "join_parts"]
@@ -218,7 +218,7 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
         config = loaded.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, **{_dtype_kwarg(): torch.float32})
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict({k: v.float() for k, v in loaded.state_dict().items()}, strict=True)
         del loaded
         model.save_pretrained(model_dir)
@@ -235,7 +235,7 @@ def _dequantize_kwargs() -> dict:
     # weights could be neither trained under LoRA nor saved.
     import torch
 
-    kwargs: dict = {_dtype_kwarg(): torch.float32}
+    kwargs: dict = {"dtype": torch.float32}
     try:
         from transformers import GgufConfig
     except ImportError:  # older transformers always dequantise GGUF
