@@ -1,10 +1,11 @@
-"""The tables of docs/REAL_DATA.md, computed from run directories (never typed in).
+"""The measurements behind docs/REAL_DATA.md's tables, computed from run directories (never typed in).
 
-    python benchmarks/real_data_tables.py models RUN_DIR...            # one line per run
-    python benchmarks/real_data_tables.py arms ARM=RUN_DIR,RUN_DIR ...   # mean ± sd over seeds per arm
+    python benchmarks/real_data_tables.py models OUT.json RUN_DIR...            # one row per run
+    python benchmarks/real_data_tables.py arms OUT.json ARM=RUN_DIR,RUN_DIR ...   # mean ± sd over seeds per arm
 
 Validation numbers come from each run's preds_val.csv, test numbers from preds_test.csv; the training time is
-run.json's `training.train_seconds` (for an ensemble: the fit itself plus its members', see its run.json).
+run.json's `training.train_seconds` (for an ensemble: the fit itself plus its members', see its run.json). OUT.json
+is written atomically; `make perf-doc` (tools/perf_doc.py) turns it into the markdown tables.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ from mathreport import artifacts
 from mathreport.labels import NUM_CLASSES
 
 LABELS = list(range(NUM_CLASSES))
+RARE = (6, 7)  # Lineer Cebir, Soyut Cebir: about 1 % of the questions each
+KEYS = ("val_acc", "val_f1", "test_acc", "test_f1", "f1_rare", "train_s")
 
 
 def scores(run_dir: Path) -> dict:
     """Accuracy and macro F1 on validation and test, training seconds, batch-1 p50 latency of one run."""
     run_dir = Path(run_dir)
-    out = {}
+    out: dict = {"run": str(run_dir)}
     frames = {"val": artifacts.read_val_predictions(run_dir), "test": artifacts.read_predictions(run_dir)}
     for split, frame in frames.items():
-        out[f"{split}_acc"] = accuracy_score(frame["y_true"], frame["y_pred"])
-        out[f"{split}_f1"] = f1_score(frame["y_true"], frame["y_pred"], labels=LABELS, average="macro", zero_division=0)
+        out[f"{split}_acc"] = float(accuracy_score(frame["y_true"], frame["y_pred"]))
+        out[f"{split}_f1"] = float(f1_score(frame["y_true"], frame["y_pred"], labels=LABELS, average="macro",
+                                            zero_division=0))
         if split == "test":
             per_class = f1_score(frame["y_true"], frame["y_pred"], labels=LABELS, average=None, zero_division=0)
-            out["f1_rare"] = float(per_class[6:].mean())  # Lineer Cebir, Soyut Cebir
+            out["f1_rare"] = float(per_class[list(RARE)].mean())
     manifest = artifacts.read_manifest(run_dir)
     training = manifest.get("training") or {}
     seconds = training.get("train_seconds")
@@ -39,6 +43,11 @@ def scores(run_dir: Path) -> dict:
     if members:
         seconds = (seconds or 0) + sum(v for v in members.values() if v is not None)
     out["train_s"] = seconds
+    out["model"] = manifest.get("model")
+    out["hyperparameters"] = manifest.get("hyperparameters") or {}
+    # Epochs mean something for a transformer only (tfidf is one fit; an ensemble trains nothing of its own).
+    out["epochs"] = out["hyperparameters"].get("num_epochs") if manifest.get("kind") == "transformer" else None
+    out["train_autocast"] = manifest.get("train_autocast")
     out["p50_ms"] = None
     if (run_dir / artifacts.LATENCY).is_file():
         for entry in artifacts.read_latency(run_dir)["results"]:
@@ -47,42 +56,41 @@ def scores(run_dir: Path) -> dict:
     return out
 
 
-def _fmt(v, digits=4):
-    return "—" if v is None else f"{v:.{digits}f}"
+def models_rows(run_dirs: list[str]) -> list[dict]:
+    """One row per run."""
+    return [scores(Path(run)) for run in run_dirs]
 
 
-def models_table(run_dirs: list[str]) -> str:
-    """One markdown line per run."""
-    lines = ["| run | test accuracy | test macro-F1 | val accuracy | val macro-F1 | F1 of the 2 rare classes (test) "
-             "| training time (s) | p50 ms/item, batch 1 |", "|" + " --- |" * 8]
-    for run in run_dirs:
-        s = scores(Path(run))
-        lines.append(f"| `{run}` | {_fmt(s['test_acc'])} | {_fmt(s['test_f1'])} | {_fmt(s['val_acc'])} | "
-                     f"{_fmt(s['val_f1'])} | {_fmt(s['f1_rare'], 3)} | {_fmt(s['train_s'], 0)} | "
-                     f"{_fmt(s['p50_ms'], 2)} |")
-    return "\n".join(lines)
-
-
-def arms_table(arms: list[str]) -> str:
-    """Mean ± sd over the runs of each arm (ARM=RUN,RUN,...)."""
-    lines = ["| arm | runs | val macro-F1 | test macro-F1 | test accuracy | F1 of the 2 rare classes (test) "
-             "| training time (s) |", "|" + " --- |" * 7]
+def arms_rows(arms: list[str]) -> list[dict]:
+    """Mean and sd (ddof 1; None for a single run) over the runs of each arm (ARM=RUN,RUN,...)."""
+    rows = []
     for arm in arms:
-        name, runs = arm.split("=", 1)
-        rows = [scores(Path(r)) for r in runs.split(",")]
+        name, sep, runs = arm.partition("=")
+        if not sep or not runs:
+            raise SystemExit(f"{arm!r}: expected ARM=RUN_DIR,RUN_DIR,...")
+        runs_scores = [scores(Path(r)) for r in runs.split(",")]
+        row: dict = {"arm": name, "n_runs": len(runs_scores), "runs": runs_scores}
+        for key in KEYS:
+            values = np.array([r[key] for r in runs_scores], dtype=float)
+            row[key] = {"mean": float(values.mean()),
+                        "sd": float(values.std(ddof=1)) if len(values) > 1 else None}
+        rows.append(row)
+    return rows
 
-        def ms(key, digits=4, rows=rows):
-            values = np.array([r[key] for r in rows], dtype=float)
-            sd = values.std(ddof=1) if len(values) > 1 else float("nan")
-            return f"{values.mean():.{digits}f} ± {sd:.{digits}f}"
 
-        lines.append(f"| {name} | {len(rows)} | {ms('val_f1')} | {ms('test_f1')} | {ms('test_acc')} | "
-                     f"{ms('f1_rare', 3)} | {ms('train_s', 0)} |")
-    return "\n".join(lines)
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) < 3 or argv[0] not in ("models", "arms"):
+        print("usage:\n" + "\n".join(line for line in __doc__.splitlines() if "python benchmarks/" in line),
+              file=sys.stderr)
+        return 2
+    kind, out, *rest = argv
+    rows = models_rows(rest) if kind == "models" else arms_rows(rest)
+    command = " ".join(["python benchmarks/real_data_tables.py", *argv])
+    artifacts.write_json(Path(out), {"kind": kind, "command": command, "rows": rows})
+    print(f"wrote {out} ({len(rows)} rows)")
+    return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("models", "arms"):
-        sys.exit("usage:\n" + "\n".join(line for line in __doc__.splitlines() if "python benchmarks/" in line))
-    kind, *rest = sys.argv[1:]
-    print(models_table(rest) if kind == "models" else arms_table(rest))
+    sys.exit(main())

@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF_DIR = ROOT / "docs" / "perf"
-DOCS = (ROOT / "docs" / "PERFORMANCE.md", ROOT / "docs" / "perf" / "training-seeds.md")
+DOCS = (ROOT / "docs" / "PERFORMANCE.md", ROOT / "docs" / "perf" / "training-seeds.md", ROOT / "docs" / "REAL_DATA.md")
 MARKER = re.compile(r"<!-- perf:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /perf:(?P=name) -->", re.S)
 OPENING = re.compile(r"<!-- perf:([\w.-]+) -->")
 
@@ -58,8 +58,9 @@ def fixed(digits: int) -> Callable[[Any], str]:
     def fmt(value: Any) -> str:
         if value is None:
             return ""
-        if isinstance(value, dict):
-            return f"{value['mean']:.{digits}f} ± {value['sd']:.{digits}f}"
+        if isinstance(value, dict):  # mean and sd over seeds; sd None for a single run
+            sd = value["sd"]
+            return f"{value['mean']:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
         return f"{value:.{digits}f}"
     return fmt
 
@@ -302,7 +303,46 @@ def _versions(file: str) -> Table:
     )
 
 
+REAL_DATA_MADE_BY = "python benchmarks/real_data_tables.py {kind} docs/perf/{file} ... (runs: see docs/REAL_DATA.md)"
+
+
+def _real_data_models(file: str) -> Table:
+    """benchmarks/real_data_tables.py models: one row per run."""
+    return Table(
+        file=file, made_by=REAL_DATA_MADE_BY.format(kind="models", file=file), rows="rows",
+        columns=[
+            Column("run", "run", lambda v: f"`{v}`"),
+            Column("test accuracy", "test_acc", fixed(4)),
+            Column("test macro-F1", "test_f1", fixed(4)),
+            Column("val accuracy", "val_acc", fixed(4)),
+            Column("val macro-F1", "val_f1", fixed(4)),
+            Column("F1 of the 2 rare classes (test)", "f1_rare", fixed(3)),
+            Column("epochs", "epochs"),
+            Column("training time (s)", "train_s", fixed(0)),
+            Column("p50 ms/item, batch 1", "p50_ms", fixed(2)),
+        ],
+    )
+
+
+def _real_data_arms(file: str) -> Table:
+    """benchmarks/real_data_tables.py arms: mean ± sd over the seeds of each arm."""
+    return Table(
+        file=file, made_by=REAL_DATA_MADE_BY.format(kind="arms", file=file), rows="rows",
+        columns=[
+            Column("arm", "arm"),
+            Column("runs", "n_runs"),
+            Column("val macro-F1", "val_f1", fixed(4)),
+            Column("test macro-F1", "test_f1", fixed(4)),
+            Column("test accuracy", "test_acc", fixed(4)),
+            Column("F1 of the 2 rare classes (test)", "f1_rare", fixed(3)),
+            Column("training time (s)", "train_s", fixed(0)),
+        ],
+    )
+
+
 TABLES: dict[str, Table] = {
+    "real-data-models": _real_data_models("real-data-models.json"),
+    "real-data-imbalance": _real_data_arms("real-data-imbalance.json"),
     "environment": _versions("minilm-bench.json"),
     "minilm-bench": _bench("minilm-bench.json"),
     "minilm-bench-1thread": _bench("minilm-bench-1thread.json"),

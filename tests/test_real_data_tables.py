@@ -1,0 +1,63 @@
+"""benchmarks/real_data_tables.py: the numbers of docs/REAL_DATA.md from run directories, checked by hand."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks import real_data_tables
+
+FIXTURE = Path(__file__).parent / "fixtures" / "team_results" / "qwen_math"
+
+
+def _preds(y_true, y_pred) -> str:
+    lines = ["y_true,y_pred," + ",".join(f"prob_class_{k}" for k in range(8))]
+    for t, p in zip(y_true, y_pred, strict=True):
+        lines.append(f"{t},{p}," + ",".join("1.0" if k == p else "0.0" for k in range(8)))
+    return "\n".join(lines) + "\n"
+
+
+def _run(tmp_path: Path, name: str, test_pred: list[int], seconds: float) -> Path:
+    run = tmp_path / name
+    shutil.copytree(FIXTURE, run)
+    (run / "preds_test.csv").write_text(_preds([0, 1, 6, 7], test_pred), encoding="utf-8")
+    (run / "preds_val.csv").write_text(_preds([0, 1, 2, 3], [0, 1, 2, 2]), encoding="utf-8")
+    manifest = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    manifest["training"] = {"train_seconds": seconds}
+    manifest.pop("outputs", None)
+    (run / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return run
+
+
+def test_models_rows_are_computed_from_the_predictions(tmp_path):
+    run = _run(tmp_path, "a", [0, 1, 6, 0], 10.0)
+    (row,) = real_data_tables.models_rows([str(run)])
+    # test: 3 of 4 right. Per-class F1 over all 8 labels: class 0 predicted twice, right once -> P 1/2, R 1,
+    # F1 2/3; classes 1 and 6 F1 1; class 7 F1 0; the other four 0. Macro = (2/3 + 1 + 1) / 8 = 1/3.
+    assert row["test_acc"] == pytest.approx(3 / 4)
+    assert row["test_f1"] == pytest.approx(1 / 3)
+    assert row["f1_rare"] == pytest.approx((1 + 0) / 2)  # Lineer Cebir right, Soyut Cebir missed
+    # validation: 3 of 4; classes 0, 1 F1 1; class 2 P 1/2 R 1 -> 2/3; class 3 F1 0 -> (1 + 1 + 2/3) / 8 = 1/3
+    assert row["val_acc"] == pytest.approx(3 / 4)
+    assert row["val_f1"] == pytest.approx(1 / 3)
+    assert row["train_s"] == 10.0
+    (perfect,) = real_data_tables.models_rows([str(_run(tmp_path, "b", [0, 1, 6, 7], 1.0))])
+    assert perfect["f1_rare"] == 1.0 and perfect["test_f1"] == pytest.approx(4 / 8)  # 4 classes present, all right
+
+
+def test_arms_give_mean_and_sample_sd_and_the_json_is_written(tmp_path):
+    a = _run(tmp_path, "a", [0, 1, 6, 0], 10.0)  # test accuracy 3/4
+    b = _run(tmp_path, "b", [0, 1, 6, 7], 20.0)  # test accuracy 1
+    out = tmp_path / "arms.json"
+    assert real_data_tables.main(["arms", str(out), f"x={a},{b}", f"y={b}"]) == 0
+    x, y = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    assert x["arm"] == "x" and x["n_runs"] == 2
+    assert x["test_acc"]["mean"] == pytest.approx(7 / 8)
+    assert x["test_acc"]["sd"] == pytest.approx(((1 / 8) ** 2 * 2 / 1) ** 0.5)  # sample sd of 3/4 and 1
+    assert x["train_s"] == {"mean": 15.0, "sd": pytest.approx(50 ** 0.5)}
+    assert y["n_runs"] == 1 and y["test_acc"] == {"mean": 1.0, "sd": None}
+
+
+def test_without_arguments_prints_usage(capsys):
+    assert real_data_tables.main([]) == 2
+    assert "python benchmarks/real_data_tables.py models OUT.json" in capsys.readouterr().err
