@@ -51,7 +51,6 @@ class SearchConfig(TrainConfig):
     learning_rates: list[float] = options.option(flag="--lrs", help="learning rates, e.g. 1e-5 1e-4 2e-4")
     test_path: Path | None = options.override(TrainConfig, "test_path", None)  # never read: see the module doc
     num_epochs: int = options.override(TrainConfig, "num_epochs", 1)
-    bf16: bool | None = options.override(TrainConfig, "bf16", False)  # not resolved from the hardware here
     # history's train accuracy is not used here; keep its per-epoch cost small
     train_eval_samples: int = options.override(TrainConfig, "train_eval_samples", 64)
     bench: bool = options.override(TrainConfig, "bench", False)
@@ -67,8 +66,9 @@ FLAGS = ("model", "learning_rates", "train_path", "val_path", "output_dir", "num
          "text_col", "label_col")
 HELP = {
     "model": "a transformer preset (minilm, qwen, mistral) or HF id / path",
-    "bf16": "CPU: bfloat16 autocast in training (default: off)",
-    "lora_dropout": "default: the preset's",
+    "bf16": "CPU: bfloat16 autocast in training (default: as `train` decides it, on where the CPU has AVX-512 BF16 "
+            "or AMX), so the rate found is the rate for the way `train` trains",
+    "lora_dropout": "default: as `train` decides it (0 on CPU, the preset's on CUDA)",
     "allow_leakage": "search even if a question is in both splits",
 }
 
@@ -171,6 +171,9 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
     if bad:
         raise SearchError(f"learning rates must be positive numbers, found {bad}")
     train.validate_config(cfg.train_config())  # the same rules and one-line errors as `mathreport train`
+    # bf16 and LoRA dropout left open are decided as `train` decides them, so the rate found is the rate for the
+    # trainings `train` runs (and the settings recorded below are the resolved ones).
+    cfg = train.resolve_defaults(cfg)
     models.resolve_weights(preset, cfg.model_path)  # fail before anything is written when weights are missing
     output_dir = Path(cfg.output_dir)
     settings = _settings(cfg, preset)

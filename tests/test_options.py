@@ -87,7 +87,7 @@ def test_defaults_of_the_flags_are_the_ones_documented():
         ["search", "--model", "minilm", "--lrs", "1e-4", "2e-4"]))
     assert isinstance(searched, TrainConfig) and searched.learning_rates == [1e-4, 2e-4]
     assert (searched.num_epochs, searched.bf16, searched.train_eval_samples, searched.test_path, searched.bench) == (
-        1, False, 64, None, False)
+        1, None, 64, None, False)  # bf16 None: decided as `train` decides it
     assert searched.output_dir == Path("results/minilm")
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["search", "--model", "minilm"])  # --lrs is required

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import matplotlib
 import pandas as pd
@@ -134,3 +135,26 @@ def test_mark_best_prefers_macro_f1_then_accuracy():
     marked = search.mark_best(frame)
     assert marked["learning_rate"].tolist() == [1e-4, 2e-4, 3e-4]
     assert marked.loc[marked["best"], "learning_rate"].tolist() == [2e-4]
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_search_trains_with_the_precision_and_dropout_train_would_use(small_data, tmp_path, monkeypatch, fast_bf16):
+    """bf16 and LoRA dropout left open are decided as `mathreport train` decides them (issue 13)."""
+    from mathreport import environment
+
+    monkeypatch.setattr(environment, "cpu_has_fast_bf16", lambda *a, **k: fast_bf16)
+    seen = []
+
+    def fake_fit(cfg, splits, work_dir):
+        seen.append(cfg)
+        raise SimulatedCrash("stop after the first configuration")
+
+    monkeypatch.setattr(train, "fit_transformer", fake_fit)
+    with pytest.raises(SimulatedCrash):
+        search.search(_config(small_data, tmp_path / "s", device="cpu"), log=lambda _: None)
+    (cfg,) = seen
+    assert cfg.bf16 is fast_bf16
+    assert cfg.lora_dropout == train.CPU_LORA_DROPOUT
+    expected = train.resolve_defaults(train.TrainConfig(model="minilm", train_path=Path("t"), val_path=Path("v"),
+                                                        test_path=Path("x"), output_dir=Path("o"), device="cpu"))
+    assert (cfg.bf16, cfg.lora_dropout) == (expected.bf16, expected.lora_dropout)
