@@ -166,7 +166,8 @@ def _bench(file: str) -> Table:
     )
 
 
-def _tfidf_bench(file: str) -> Table:
+def _latency(file: str) -> Table:
+    """A run's latency.json (one backend, one row per batch size); used for tfidf and mpnet."""
     return Table(
         file=file, made_by=BENCH_MADE_BY.format(file=file), rows="results",
         columns=[
@@ -278,6 +279,8 @@ def _targets(file: str, targets: Sequence[Target], made_by: str | None = None) -
                  columns=[Column("target", "target"), Column("measured", "measured"), Column("status", "status")])
 
 
+MPNET_MADE_BY = ("mathreport train --model mpnet ... (docs/PERFORMANCE.md gives the command); its latency.json and "
+                 "run.json's \"inference\" into docs/perf/mpnet-latency.json and docs/perf/mpnet-export.json")
 ORT_FUSION_MADE_BY = ("python benchmarks/ort_fusion.py RUN docs/perf/ort-fusion.json "
                       "(RUN exported by mathreport export-onnx)")
 TRAINING_SPEED_MADE_BY = ("mathreport train --model minilm ... --num_epochs 1 --output_dir RUN (docs/PERFORMANCE.md "
@@ -362,8 +365,8 @@ TABLES: dict[str, Table] = {
             Column("max abs prob. change", "max_dp", fixed(3)),
         ],
     ),
-    "tfidf-bench": _tfidf_bench("tfidf-bench.json"),
-    "tfidf-bench-loaded": _tfidf_bench("tfidf-bench-loaded.json"),
+    "tfidf-bench": _latency("tfidf-bench.json"),
+    "tfidf-bench-loaded": _latency("tfidf-bench-loaded.json"),
     "training-seeds": TRAINING_SEEDS,
     "training-seeds-decision": Table(
         file="training-seeds.json", made_by=TRAINING_SEEDS.made_by, rows=_seed_decision_rows,
@@ -380,6 +383,11 @@ TABLES: dict[str, Table] = {
         Target("minilm batch-32 throughput, default backend,", "results[batch_size=32].items_per_s", 400, "items/s",
                at_most=False),
     ]),
+    "mpnet-export": _export("mpnet-export.json"),
+    "mpnet-latency": _latency("mpnet-latency.json"),
+    "targets-mpnet": _targets("mpnet-latency.json", [
+        Target("mpnet batch-1 p50, default backend,", "results[batch_size=1].p50_ms", 15, "ms"),
+    ], made_by=MPNET_MADE_BY),
     "targets-tfidf": _targets("tfidf-bench.json", [
         Target("tfidf batch-1 p50", "results[batch_size=1].p50_ms", 2, "ms"),
     ]),
