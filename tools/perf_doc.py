@@ -1,4 +1,5 @@
-"""Fill the tables of docs/PERFORMANCE.md (and docs/perf/training-seeds.md) from the JSON files in docs/perf/.
+"""Fill the measured tables of the docs (PERFORMANCE.md, REAL_DATA.md, MODELS.md, perf/training-seeds.md) from the
+JSON files in docs/perf/.
 
 Each table sits between `<!-- perf:NAME -->` and `<!-- /perf:NAME -->`; NAME is a key of TABLES, whose spec says
 which JSON file, which rows, which columns and how each value is printed. The prose around the markers is
@@ -26,7 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF_DIR = ROOT / "docs" / "perf"
-DOCS = (ROOT / "docs" / "PERFORMANCE.md", ROOT / "docs" / "perf" / "training-seeds.md", ROOT / "docs" / "REAL_DATA.md")
+DOCS = (ROOT / "docs" / "PERFORMANCE.md", ROOT / "docs" / "perf" / "training-seeds.md", ROOT / "docs" / "REAL_DATA.md",
+        ROOT / "docs" / "MODELS.md")
 MARKER = re.compile(r"<!-- perf:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /perf:(?P=name) -->", re.S)
 OPENING = re.compile(r"<!-- perf:([\w.-]+) -->")
 
@@ -383,6 +385,19 @@ TABLES: dict[str, Table] = {
         Target("minilm batch-32 throughput, default backend,", "results[batch_size=32].items_per_s", 400, "items/s",
                at_most=False),
     ]),
+    "mpnet-lr-search": Table(
+        file="mpnet-lr-search.json", rows="rows", bold=lambda row, doc: bool(row["best"]),
+        made_by="mathreport search --model mpnet ... (docs/MODELS.md gives the command), then copy its "
+                "lr_search.json to docs/perf/mpnet-lr-search.json",
+        columns=[
+            Column("learning rate", "learning_rate", lambda v: f"{v:g}"),
+            Column("val accuracy", "val_accuracy", fixed(3)),
+            Column("val macro-F1", "val_macro_f1", fixed(3)),
+            Column("val loss", "val_loss", fixed(3)),
+            Column("seconds", "seconds", fixed(0)),
+            Column("train samples/s", "train_samples_per_second", fixed(2)),
+        ],
+    ),
     "mpnet-export": _export("mpnet-export.json"),
     "mpnet-latency": _latency("mpnet-latency.json"),
     "targets-mpnet": _targets("mpnet-latency.json", [
