@@ -337,6 +337,7 @@ def _real_data_arms(file: str) -> Table:
             Column("arm", "arm"),
             Column("runs", "n_runs"),
             Column("val macro-F1", "val_f1", fixed(4)),
+            Column("val accuracy", "val_acc", fixed(4)),
             Column("test macro-F1", "test_f1", fixed(4)),
             Column("test accuracy", "test_acc", fixed(4)),
             Column("F1 of the 2 rare classes (test)", "f1_rare", fixed(3)),
