@@ -147,7 +147,7 @@ def test_hyperparameters_are_the_marked_options_with_the_presets_values_for_none
     preset = models.Preset(key="p", kind="transformer", learning_rate=0.5, batch_size=7, max_length=11)
     assert options.hyperparameters(_base(), preset) == {
         "num_epochs": 3, "learning_rate": 0.5, "batch_size": 7, "max_length": 11, "seed": 42,
-        "max_train_samples": None, "imbalance": "none"}
+        "max_train_samples": None, "imbalance": "oversample"}  # transformers' default (docs/REAL_DATA.md)
     given = _base(learning_rate=0.01, batch_size=2, max_length=9, seed=5, max_train_samples=80, imbalance="oversample")
     assert options.hyperparameters(given, dataclasses.replace(preset, kind="tfidf")) == {
         "num_epochs": 3, "learning_rate": 0.01, "batch_size": 2, "max_length": 9, "seed": 5,
