@@ -49,7 +49,7 @@ report: env
 lab: env
 	$(BIN)/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks/final_report.ipynb $(LAB_ARGS)
 
-# The tables of docs/PERFORMANCE.md and docs/perf/training-seeds.md, from the JSON files in docs/perf/.
+# The measured tables of docs/*.md (PERFORMANCE, REAL_DATA, MODELS, perf/training-seeds), from docs/perf/*.json.
 perf-doc:
 	$(PYTHON) tools/perf_doc.py
 
