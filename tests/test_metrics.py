@@ -345,6 +345,27 @@ def test_calibration_bins_match_a_loop_and_perfect_predictions_have_zero_ece() -
     assert metrics.expected_calibration_error(y, onehot) == 0.0
 
 
+def test_a_confidence_on_a_bin_edge_falls_in_the_bin_below_it() -> None:
+    """Bins are (lo, hi]: a top probability of exactly 0.5 with 4 bins is in (0.25, 0.5], not in (0.5, 0.75]."""
+
+    def row(top: float, cls: int) -> np.ndarray:
+        # the rest split as r/2, r/4, ..., r/64, r/64: every entry and the row sum are exact in binary
+        rest = (1.0 - top) * np.array([2.0**-k for k in range(1, K - 1)] + [2.0 ** -(K - 2)])
+        return np.insert(rest, cls, top)
+
+    # Confidences 0.5, 0.75 and 1.0 are exact in binary, so each sits exactly on an edge of 4 equal bins.
+    probs = np.array([row(0.5, 0), row(0.75, 1), row(0.75, 2), row(1.0, 3)])
+    y = np.array([0, 1, 0, 3])  # the third row is wrong
+    bins = metrics.calibration_bins(y, probs, n_bins=4)
+    assert bins["lower"].tolist() == [0.25, 0.5, 0.75]
+    assert bins["upper"].tolist() == [0.5, 0.75, 1.0]
+    assert bins["count"].tolist() == [1, 2, 1]
+    assert bins["accuracy"].tolist() == [1.0, 0.5, 1.0]
+    # |1 - 0.5| / 4 + 2/4 * |0.5 - 0.75| + 0 = 1/8 + 1/8
+    assert bins["ece"] == pytest.approx(0.25)
+    assert bins["ece"] == pytest.approx(ece_by_loop(y, probs, 4))
+
+
 # ------------------------------------------------------------------------------------------ comparisons
 def test_mcnemar_counts_and_exact_p() -> None:
     y, p = random_run(0)
