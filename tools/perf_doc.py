@@ -288,8 +288,8 @@ ORT_FUSION_MADE_BY = ("python benchmarks/ort_fusion.py RUN docs/perf/ort-fusion.
 TRAINING_SPEED_MADE_BY = ("mathreport train --model minilm ... --num_epochs 1 --output_dir RUN (docs/PERFORMANCE.md "
                           "gives the command), then its run.json's training figures into "
                           "docs/perf/minilm-training-speed.json")
-MAKE_REPORT_MADE_BY = ("/usr/bin/time -v make report on an installed checkout with empty data/ and results/, "
-                       "its figures into docs/perf/make-report.json")
+MAKE_REPORT_MADE_BY = ("/usr/bin/time -v make report > LOG 2>&1 on an installed checkout with empty data/ and "
+                       "results/, then python benchmarks/gnu_time.py LOG docs/perf/make-report.json --what ...")
 
 
 def _versions(file: str) -> Table:
