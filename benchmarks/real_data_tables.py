@@ -48,6 +48,11 @@ def scores(run_dir: Path) -> dict:
     # Epochs mean something for a transformer only (tfidf is one fit; an ensemble trains nothing of its own).
     out["epochs"] = out["hyperparameters"].get("num_epochs") if manifest.get("kind") == "transformer" else None
     out["train_autocast"] = manifest.get("train_autocast")
+    # An ensemble's run.json carries McNemar's exact test against its best member (mathreport.ensemble).
+    vs = manifest.get("vs_best_member")
+    out["vs_best_member"] = (
+        {k: vs[k] for k in ("member", "accuracy_member", "accuracy_ensemble", "b", "c", "p_value")} if vs else None
+    )
     out["p50_ms"] = None
     if (run_dir / artifacts.LATENCY).is_file():
         for entry in artifacts.read_latency(run_dir)["results"]:

@@ -88,3 +88,29 @@ def test_unknown_or_unclosed_marker_is_an_error():
         perf_doc.fill("<!-- perf:nope -->\n<!-- /perf:nope -->\n")
     with pytest.raises(perf_doc.PerfDocError, match="has no closing"):
         perf_doc.fill("<!-- perf:tfidf-bench -->\ntext\n")
+
+
+def _models_json(tmp_path, rows):
+    (tmp_path / "real-data-models.json").write_text(json.dumps({"kind": "models", "rows": rows}))
+    return tmp_path
+
+
+def _row(run, val_acc, test_acc, test_f1, vs=None):
+    return {"run": run, "val_acc": val_acc, "test_acc": test_acc, "test_f1": test_f1, "vs_best_member": vs}
+
+
+def test_real_data_targets_judge_the_run_with_the_best_validation_accuracy_not_the_best_test(tmp_path):
+    perf = _models_json(tmp_path, [_row("a", 0.80, 0.90, 0.85), _row("b", 0.86, 0.87, 0.81)])
+    table = perf_doc.render("targets-real-data", perf)
+    assert "(`b`) | 0.8700 | not met |" in table  # b has the best validation accuracy; a's 0.90 is not picked
+    assert "test macro-F1 ≥ 0.80, the run with the best validation accuracy (`b`) | 0.8100 | met |" in table
+    perf = _models_json(tmp_path, [_row("a", 0.80, 0.90, 0.85)])
+    assert perf_doc.render("targets-real-data", perf).count("| met |") == 2
+
+
+def test_real_data_ensembles_table_lists_ensembles_only_with_mcnemar_b_as_the_ensembles_wins(tmp_path):
+    vs = {"member": "m", "accuracy_member": 0.84, "accuracy_ensemble": 0.85, "b": 12, "c": 8, "p_value": 0.5034}
+    perf = _models_json(tmp_path, [_row("m", 0.8, 0.84, 0.7), _row("e", 0.8, 0.85, 0.7, vs)])
+    lines = perf_doc.render("real-data-ensembles", perf).splitlines()
+    assert lines[3] == ""  # header, rule, the one ensemble, then the source line
+    assert lines[2] == "| `e` | m | 0.8400 | 0.8500 | 12 | 8 | 0.503 |"

@@ -61,3 +61,16 @@ def test_arms_give_mean_and_sample_sd_and_the_json_is_written(tmp_path):
 def test_without_arguments_prints_usage(capsys):
     assert real_data_tables.main([]) == 2
     assert "python benchmarks/real_data_tables.py models OUT.json" in capsys.readouterr().err
+
+
+def test_an_ensembles_mcnemar_test_is_carried_and_a_plain_run_has_none(tmp_path):
+    plain = _run(tmp_path, "plain", [0, 1, 6, 0], 1.0)
+    ens = _run(tmp_path, "ens", [0, 1, 6, 7], 1.0)
+    manifest = json.loads((ens / "run.json").read_text(encoding="utf-8"))
+    manifest["vs_best_member"] = {"member": "plain", "accuracy_member": 0.75, "accuracy_ensemble": 1.0,
+                                  "b": 1, "c": 0, "n_discordant": 1, "p_value": 1.0, "n": 4, "method": "exact"}
+    (ens / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
+    first, second = real_data_tables.models_rows([str(plain), str(ens)])
+    assert first["vs_best_member"] is None
+    assert second["vs_best_member"] == {"member": "plain", "accuracy_member": 0.75, "accuracy_ensemble": 1.0,
+                                        "b": 1, "c": 0, "p_value": 1.0}
