@@ -2,10 +2,12 @@
 
     python benchmarks/real_data_tables.py models OUT.json RUN_DIR...            # one row per run
     python benchmarks/real_data_tables.py arms OUT.json ARM=RUN_DIR,RUN_DIR ...   # mean ± sd over seeds per arm
+    python benchmarks/real_data_tables.py lengths OUT.json PRESET CSV ...         # questions' token counts
 
 Validation numbers come from each run's preds_val.csv, test numbers from preds_test.csv; the training time is
-run.json's `training.train_seconds` (for an ensemble: the fit itself plus its members', see its run.json). OUT.json
-is written atomically; `make perf-doc` (tools/perf_doc.py) turns it into the markdown tables.
+run.json's `training.train_seconds` (for an ensemble: the fit itself plus its members', see its run.json).
+`lengths` counts the tokens of each question of the split files with a preset's tokenizer (special tokens
+included, no truncation): how many `--max_length` cuts. OUT.json is written atomically; `make perf-doc` (tools/perf_doc.py) turns it into the markdown tables.
 """
 
 from __future__ import annotations
@@ -83,14 +85,46 @@ def arms_rows(arms: list[str]) -> list[dict]:
     return rows
 
 
+LENGTH_PERCENTILES = (50, 75, 90, 95, 99)
+LENGTH_CUTS = (128, 256)
+
+
+def length_row(name: str, counts: np.ndarray) -> dict:
+    """Percentiles of the token counts of one split and the share of questions longer than each cut."""
+    counts = np.asarray(counts)
+    if counts.size == 0:
+        raise ValueError(f"{name}: no questions")
+    return {"split": name, "n": int(counts.size),
+            "percentiles": {str(q): float(np.percentile(counts, q)) for q in LENGTH_PERCENTILES},
+            "share_longer": {str(cut): float(np.mean(counts > cut)) for cut in LENGTH_CUTS}}
+
+
+def lengths_rows(preset_name: str, csv_paths: list[str]) -> list[dict]:
+    """One row per split file: its questions' token counts under the preset's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from mathreport import data, models
+
+    preset = models.get_preset(preset_name)
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve_weights(preset))
+    rows = []
+    for path in csv_paths:
+        ids = tokenizer(data.read_questions(path), truncation=False)["input_ids"]
+        rows.append({"model": preset_name, **length_row(Path(path).name, np.array([len(x) for x in ids]))})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) < 3 or argv[0] not in ("models", "arms"):
+    if len(argv) < 3 or argv[0] not in ("models", "arms", "lengths") or (argv[0] == "lengths" and len(argv) < 4):
         print("usage:\n" + "\n".join(line for line in __doc__.splitlines() if "python benchmarks/" in line),
               file=sys.stderr)
         return 2
     kind, out, *rest = argv
-    rows = models_rows(rest) if kind == "models" else arms_rows(rest)
+    if kind == "lengths":
+        rows = lengths_rows(rest[0], rest[1:])
+    else:
+        rows = models_rows(rest) if kind == "models" else arms_rows(rest)
     command = " ".join(["python benchmarks/real_data_tables.py", *argv])
     artifacts.write_json(Path(out), {"kind": kind, "command": command, "rows": rows})
     print(f"wrote {out} ({len(rows)} rows)")

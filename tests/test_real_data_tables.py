@@ -74,3 +74,20 @@ def test_an_ensembles_mcnemar_test_is_carried_and_a_plain_run_has_none(tmp_path)
     assert first["vs_best_member"] is None
     assert second["vs_best_member"] == {"member": "plain", "accuracy_member": 0.75, "accuracy_ensemble": 1.0,
                                         "b": 1, "c": 0, "p_value": 1.0}
+
+
+def test_length_row_gives_percentiles_and_the_share_each_cut_truncates():
+    # 10 questions of 10, 20, ..., 100 tokens, then 4 longer ones: 127, 128 (not cut), 129 (cut by 128) and 300.
+    counts = list(range(10, 101, 10)) + [127, 128, 129, 300]
+    row = real_data_tables.length_row("val_split.csv", counts)
+    assert row["split"] == "val_split.csv" and row["n"] == 14
+    assert row["share_longer"] == {"128": pytest.approx(2 / 14), "256": pytest.approx(1 / 14)}
+    # numpy's linear percentile: the median of 14 sorted values is the mean of the 7th and 8th (70 and 80)
+    assert row["percentiles"]["50"] == 75.0
+    with pytest.raises(ValueError, match="val_split.csv: no questions"):
+        real_data_tables.length_row("val_split.csv", [])
+
+
+def test_lengths_needs_a_preset_and_at_least_one_file(capsys):
+    assert real_data_tables.main(["lengths", "out.json", "minilm"]) == 2
+    assert "lengths OUT.json PRESET CSV" in capsys.readouterr().err

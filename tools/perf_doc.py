@@ -393,12 +393,28 @@ def _gnu_time(file: str, made_by: str) -> Table:
     )
 
 
+def _real_data_lengths(file: str) -> Table:
+    """benchmarks/real_data_tables.py lengths: token counts of the split files under a preset's tokenizer."""
+    return Table(
+        file=file, made_by=REAL_DATA_MADE_BY.format(kind="lengths", file=file), rows="rows",
+        columns=[
+            Column("tokenizer", "model"),
+            Column("split file", "split"),
+            Column("questions", "n"),
+            *(Column(f"p{q} tokens", f"percentiles.{q}", fixed(0)) for q in (50, 90, 95, 99)),
+            Column("longer than 128", "share_longer.128", percent),
+            Column("longer than 256", "share_longer.256", percent),
+        ],
+    )
+
+
 REAL_PIPELINE_MADE_BY = ("/usr/bin/time -v mathreport pipeline --models tfidf minilm ensemble --data-dir REAL "
                          "--results-dir DIR --pdf > LOG 2>&1, then python benchmarks/gnu_time.py LOG "
                          "docs/perf/real-data-pipeline.json --what ... (docs/REAL_DATA.md)")
 
 TABLES: dict[str, Table] = {
     "real-data-ensembles": _real_data_ensembles("real-data-models.json"),
+    "real-data-lengths": _real_data_lengths("real-data-lengths-mpnet.json"),
     "targets-real-data": Table(
         file="real-data-models.json", made_by=REAL_DATA_MADE_BY.format(kind="models", file="real-data-models.json"),
         rows=_real_data_target_rows,
