@@ -7,7 +7,8 @@
 Validation numbers come from each run's preds_val.csv, test numbers from preds_test.csv; the training time is
 run.json's `training.train_seconds` (for an ensemble: the fit itself plus its members', see its run.json).
 `lengths` counts the tokens of each question of the split files with a preset's tokenizer (special tokens
-included, no truncation): how many `--max_length` cuts. OUT.json is written atomically; `make perf-doc` (tools/perf_doc.py) turns it into the markdown tables.
+included, no truncation): how many questions a `--max_length` cuts. OUT.json is written atomically;
+`make perf-doc` (tools/perf_doc.py) turns it into the markdown tables.
 """
 
 from __future__ import annotations
