@@ -114,3 +114,8 @@ def test_real_data_ensembles_table_lists_ensembles_only_with_mcnemar_b_as_the_en
     lines = perf_doc.render("real-data-ensembles", perf).splitlines()
     assert lines[3] == ""  # header, rule, the one ensemble, then the source line
     assert lines[2] == "| `e` | m | 0.8400 | 0.8500 | 12 | 8 | 0.503 |"
+
+
+def test_real_data_targets_without_runs_say_so(tmp_path):
+    with pytest.raises(perf_doc.PerfDocError, match="lists no runs"):
+        perf_doc.render("targets-real-data", _models_json(tmp_path, []))

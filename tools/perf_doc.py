@@ -276,9 +276,12 @@ def _target_rows(targets: Sequence[Target]) -> Callable[[dict], list[dict]]:
     return rows
 
 
+TARGET_COLUMNS = (Column("target", "target"), Column("measured", "measured"), Column("status", "status"))
+
+
 def _targets(file: str, targets: Sequence[Target], made_by: str | None = None) -> Table:
     return Table(file=file, made_by=made_by or BENCH_MADE_BY.format(file=file), rows=_target_rows(targets),
-                 columns=[Column("target", "target"), Column("measured", "measured"), Column("status", "status")])
+                 columns=TARGET_COLUMNS)
 
 
 MPNET_MADE_BY = ("mathreport train --model mpnet ... (docs/PERFORMANCE.md gives the command); its latency.json and "
@@ -371,7 +374,7 @@ REAL_DATA_ACCURACY_TARGETS = (("test accuracy", "test_acc", 0.88), ("test macro-
 def _real_data_target_rows(doc: dict) -> list[dict]:
     rows = lookup(doc, "rows")
     if not rows:
-        raise KeyError("rows")
+        raise PerfDocError("real-data-models.json lists no runs: give benchmarks/real_data_tables.py models RUN_DIRs")
     best = max(rows, key=lambda row: row["val_acc"])
     return [{"target": f"{label} ≥ {limit:.2f}, the run with the best validation accuracy (`{best['run']}`)",
              "measured": f"{best[key]:.4f}", "status": "met" if best[key] >= limit else "not met"}
@@ -417,8 +420,7 @@ TABLES: dict[str, Table] = {
     "real-data-lengths": _real_data_lengths("real-data-lengths-mpnet.json"),
     "targets-real-data": Table(
         file="real-data-models.json", made_by=REAL_DATA_MADE_BY.format(kind="models", file="real-data-models.json"),
-        rows=_real_data_target_rows,
-        columns=[Column("target", "target"), Column("measured", "measured"), Column("status", "status")],
+        rows=_real_data_target_rows, columns=TARGET_COLUMNS,
     ),
     "real-data-pipeline": _gnu_time("real-data-pipeline.json", REAL_PIPELINE_MADE_BY),
     "targets-real-data-pipeline": _targets("real-data-pipeline.json", [
