@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -289,7 +290,11 @@ def run_lock(run_dir: Path, command: str | None = None):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = _read_holder(path)
+            # The holder writes its PID just after taking the lock: give it a moment, so the message names it.
+            holder, deadline = _read_holder(path), time.monotonic() + 1.0
+            while not holder and time.monotonic() < deadline:
+                time.sleep(0.01)
+                holder = _read_holder(path)
             raise RunLockedError(
                 f"{run_dir} is being written by {_holder_text(holder)}; wait for it to finish, or write into "
                 "another directory (--output_dir / --run_dir)"

@@ -232,3 +232,29 @@ def test_make_command_is_a_command_that_works(tmp_path):
                                                     "status": "running"})
     (run / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     assert artifacts.make_command(run) == "mathreport train --model tfidf --output_dir RUN --resume"
+
+
+def test_a_holder_that_has_not_written_its_pid_yet_is_waited_for(tmp_path):
+    """The holder writes its PID just after taking the lock; a second writer in that gap still names it."""
+    import fcntl
+    import os
+    import platform
+    import threading
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = os.open(run / artifacts.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another open file: conflicts with run_lock's flock even in this process
+    try:
+        info = {"pid": 4242, "host": platform.node(), "command": "late writer", "started": "now"}
+        timer = threading.Timer(0.2, lambda: os.pwrite(fd, json.dumps(info).encode("utf-8"), 0))
+        timer.start()
+        with pytest.raises(artifacts.RunLockedError, match=r"PID 4242 \(late writer"), artifacts.run_lock(run):
+            pass
+        timer.join()
+        os.ftruncate(fd, 0)  # a holder that never writes: the message says so after the wait
+        with pytest.raises(artifacts.RunLockedError, match="took the lock a moment ago"), artifacts.run_lock(run):
+            pass
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
