@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -56,23 +58,47 @@ def make_command(run_dir: Path) -> str:
     """The command that (re)creates the files of a run directory, for error messages.
 
     It is the command recorded in the run's run.json when there is one (the folder need not be named after its
-    model), with `--force` when the folder already holds results that `train` would otherwise refuse to replace.
+    model), with its `--output_dir` set to `run_dir` itself (a copied folder's run.json names the original, which a
+    hint must never send `--force` to) and `--force` when the folder already holds results that `train` would
+    otherwise refuse to replace. When only metrics.json or class_report.json is missing beside preds_test.csv, it is
+    `mathreport evaluate`, which recomputes them without training.
     """
     run_dir = Path(run_dir)
     from mathreport.models import PRESETS
 
+    if (run_dir / PREDICTIONS).is_file() and missing_files(run_dir, REQUIRED) in ([METRICS], [CLASS_REPORT],
+                                                                               [METRICS, CLASS_REPORT]):
+        return f"mathreport evaluate --run_dir {shlex.quote(str(run_dir))}"
     recorded = None
     with contextlib.suppress(OSError, ValueError, AttributeError):
         recorded = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("command")
     flag = {"complete": " --force", "unfinished": " --resume"}.get(run_state(run_dir), "")
     if isinstance(recorded, str) and recorded.startswith("mathreport train"):
-        return f"{recorded}{flag}"
+        return f"{_with_output_dir(recorded, run_dir)}{flag}"
     model = run_dir.name if run_dir.name in PRESETS else "MODEL"
     return (
         f"mathreport train --model {model} --output_dir {run_dir}{flag} "
         f"(or `mathreport pipeline --models {model}`; for a 7B model train on a GPU machine "
         f"and copy its {run_dir}/ here)"
     )
+
+
+def _with_output_dir(command: str, run_dir: Path) -> str:
+    """`command` with its --output_dir value replaced by `run_dir` (added when it has none)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    for i, word in enumerate(words):
+        if word in ("--output_dir", "--output-dir") and i + 1 < len(words):
+            words[i + 1] = str(run_dir)
+            break
+        if word.startswith(("--output_dir=", "--output-dir=")):
+            words[i] = f"--output_dir={run_dir}"
+            break
+    else:
+        words += ["--output_dir", str(run_dir)]
+    return shlex.join(words)
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -226,29 +252,41 @@ def _read_holder(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(info: dict) -> bool:
-    """Whether the process a lock file names still runs (on this host; another host's is assumed alive)."""
-    if info.get("host") not in (None, platform.node()):
-        return True
+def _is_held(path: Path) -> bool:
+    """Whether a process holds the flock of a lock file right now: the kernel's answer, not a PID's.
+
+    A shared lock is asked for and at once released: it is refused exactly while a writer holds its exclusive
+    one, whatever PID or host the file names (a PID may be reused, another host's cannot be asked), and it is
+    granted on a file whose holder died, since the kernel drops the flock of a dead process.
+    """
+    import fcntl
+
     try:
-        os.kill(int(info["pid"]), 0)
-    except (KeyError, TypeError, ValueError, ProcessLookupError):
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:  # alive, owned by another user
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
-    return True
+    except OSError:  # a file system without flock: nothing can hold it
+        return False
+    finally:
+        os.close(fd)  # closing the descriptor releases the shared lock, if it was granted
+    return False
 
 
 def lock_holder(run_dir: Path) -> dict | None:
     """Who is writing into a run directory right now ({"pid", "host", "command", "started"}), or None.
 
-    Reads the lock file without taking the lock, so a reader (report) never makes a writer fail.
+    None when no process holds the lock's flock (a lock file left by a killed process is stale), and when this
+    process holds it itself (a writer may read its own run). Never takes the lock for longer than a probe, so a
+    reader (report) never makes a writer fail: a writer retries for a moment before giving up.
     """
     path = Path(run_dir) / LOCK
-    if not path.is_file():
+    if os.path.realpath(run_dir) in _HELD or not path.is_file() or not _is_held(path):
         return None
-    info = _read_holder(path)
-    return info if info and _alive(info) else None
+    return _read_holder(path)
 
 
 @contextlib.contextmanager
@@ -286,19 +324,22 @@ def run_lock(run_dir: Path, command: str | None = None):
             continue
         except PermissionError:
             raise ArtifactError(f"{run_dir}: cannot write into it (permission denied)") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            # The holder writes its PID just after taking the lock: give it a moment, so the message names it.
-            holder, deadline = _read_holder(path), time.monotonic() + 1.0
-            while not holder and time.monotonic() < deadline:
+        # Refused for a moment, the lock may be a reader's probe (`lock_holder`) rather than a writer's; and a
+        # writer records its PID just after taking it, so waiting a moment also lets the message name it.
+        started = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited, holder = time.monotonic() - started, _read_holder(path)
+                if waited >= 1.0 or (holder and waited >= 0.05):
+                    os.close(fd)
+                    raise RunLockedError(
+                        f"{run_dir} is being written by {_holder_text(holder)}; wait for it to finish, "
+                        "or write into another directory (--output_dir / --run_dir)"
+                    ) from None
                 time.sleep(0.01)
-                holder = _read_holder(path)
-            raise RunLockedError(
-                f"{run_dir} is being written by {_holder_text(holder)}; wait for it to finish, or write into "
-                "another directory (--output_dir / --run_dir)"
-            ) from None
         # The file may have been unlinked by a holder releasing it between our open and flock: then we locked a
         # file nobody else will see, so start again on the one at `path`.
         try:
@@ -396,12 +437,44 @@ def read_val_predictions(run_dir: Path, atol: float = 1e-3) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
-    """Read a CSV run file that must have `columns`."""
-    frame = pd.read_csv(path)
+    """Read a CSV run file that must have `columns`; any fault is an ArtifactError naming the file and line.
+
+    The bytes are decoded here (not by pandas), so that a byte that is not UTF-8 is reported by its line.
+    """
+    path = Path(path)
+    redo = f"make it again with: {make_command(path.parent)}"
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ArtifactError(f"{path}: line {line}: byte {raw[exc.start:exc.start + 1]!r} is not UTF-8 text; "
+                            f"{redo}") from None
+    expected = ", ".join(columns)
+    if not text.strip():
+        raise ArtifactError(f"{path}: the file is empty; expected a header line ({expected}) and rows; {redo}")
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ArtifactError(f"{path}: {_csv_fault(text) or ' '.join(str(exc).split())}; not a whole CSV "
+                            f"table (cut short or edited?); {redo}") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
     return frame
+
+
+def _csv_fault(text: str) -> str | None:
+    """Where the csv module's strict reader stops on `text` ("line N: reason"), or None if it reads it all."""
+    import csv
+
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for _ in reader:
+            pass
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc}"
+    return None
 
 
 def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
@@ -483,17 +556,22 @@ def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, PREDS_VAL
 
 
 def check_consistency(run_dir: Path) -> None:
-    """Refuse a run directory whose files do not belong together, or that a process is writing right now.
+    """Is this a whole, current run? Refuse, naming the file and the fix, one that is not.
 
-    Checked: no live process holds its lock; run.json (when present) says the run is complete; the files run.json
-    recorded (preds_test.csv, history.csv) are the ones on disk (SHA-256); the test rows it recorded equal the rows
-    of preds_test.csv; metrics.json and class_report.json count the same test rows, and metrics.json's accuracy is
-    the accuracy of preds_test.csv. Folders without run.json (made elsewhere) get the checks that need none.
+    The one check every reader of a finished run asks (report, compare, ensemble for its members, predict).
+    Checked: no process holds its lock (the flock itself, see `lock_holder`); run.json (when present) says the run
+    is complete; the files run.json recorded (preds_test.csv, preds_val.csv, history.csv) are the ones on disk
+    (SHA-256); an ensemble's members still have the predictions its weights were fitted on; the test rows it
+    recorded equal the rows of preds_test.csv; metrics.json and class_report.json count the same test rows, and
+    metrics.json's accuracy is the accuracy of preds_test.csv. Folders without run.json (made elsewhere) get the
+    checks that need none.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {make_command(run_dir)}")
     holder = lock_holder(run_dir)
-    if holder:
-        raise RunLockedError(f"{run_dir} is being written by {_holder_text(holder)}; report it when that finishes")
+    if holder is not None:
+        raise RunLockedError(f"{run_dir} is being written by {_holder_text(holder)}; use it when that finishes")
     preds = read_predictions(run_dir)
     n = len(preds)
     redo = f"retrain it with: {make_command(run_dir)}"
@@ -509,6 +587,8 @@ def check_consistency(run_dir: Path) -> None:
                     f"{path} is not the file that the run of {run_dir / MANIFEST} wrote (SHA-256 differs): the "
                     f"folder mixes files of two runs; {redo}"
                 )
+        if manifest.get("kind") == "ensemble":
+            check_members_current(run_dir, manifest)
         rows = ((manifest.get("data") or {}).get("test") or {}).get("rows")
         if isinstance(rows, int) and rows != n:
             raise ArtifactError(
@@ -532,6 +612,41 @@ def check_consistency(run_dir: Path) -> None:
                             f"recompute it with: mathreport evaluate --run_dir {run_dir}")
 
 
+def member_dir(ensemble_dir: Path, member: dict) -> Path:
+    """The directory of an ensemble's member: its recorded absolute path, else its path relative to the ensemble.
+
+    Ensembles record both, so that one works from any working directory and after its results folder moved
+    (older ones recorded only the path as given, relative to where they were built).
+    """
+    path = Path(str(member.get("path", "")))
+    relative = member.get("relative_path")
+    if relative and not path.is_dir():
+        moved = Path(ensemble_dir) / relative
+        if moved.is_dir():
+            return moved
+    return path
+
+
+def check_members_current(run_dir: Path, manifest: dict) -> None:
+    """Refuse an ensemble whose members' predictions are no longer the ones its weights were fitted on."""
+    members = manifest.get("members") or []
+    if not members:
+        raise ArtifactError(f"{Path(run_dir) / MANIFEST}: an ensemble without 'members'")
+    rebuild = (f"rebuild it with: mathreport ensemble --runs "
+               f"{' '.join(shlex.quote(str(member_dir(run_dir, m))) for m in members)} "
+               f"--method {manifest.get('method', 'loglinear')} --output_dir {shlex.quote(str(run_dir))} --force")
+    for member in members:
+        path = member_dir(run_dir, member)
+        for key, name in (("preds_val_sha256", PREDS_VAL), ("preds_test_sha256", PREDICTIONS)):
+            if not (path / name).is_file():
+                raise ArtifactError(f"{run_dir} is an ensemble of {path}, whose {name} is gone; {rebuild}")
+            if file_sha256(path / name) != member.get(key):
+                raise ArtifactError(
+                    f"{run_dir} is stale: its member {path} has a different {name} (SHA-256) than the one its "
+                    f"weights were fitted on (retrained since?); {rebuild}"
+                )
+
+
 def missing_files(run_dir: Path, names: Iterable[str] = REQUIRED) -> list[str]:
     """Names of the required files a run directory lacks."""
     return [name for name in names if not (Path(run_dir) / name).is_file()]
@@ -540,6 +655,18 @@ def missing_files(run_dir: Path, names: Iterable[str] = REQUIRED) -> list[str]:
 def is_complete(run_dir: Path) -> bool:
     """Whether a run directory has every file a report needs (including latency and manifest)."""
     return not missing_files(run_dir, (*REQUIRED, LATENCY, MANIFEST))
+
+
+def training_finished(run_dir: Path) -> bool:
+    """Whether an unfinished run's training is done: run.json records its training and model/ holds the final
+    adapter, so `train --resume` only redoes the steps after training (predictions, metrics, export, latency)."""
+    run_dir = Path(run_dir)
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(manifest, dict) and isinstance(manifest.get("training"), dict)
+            and (run_dir / "model" / "adapter_config.json").is_file() and (run_dir / HISTORY).is_file())
 
 
 def has_checkpoints(run_dir: Path) -> bool:
@@ -552,7 +679,7 @@ def run_state(run_dir: Path) -> str:
 
     "absent": no directory. "complete": finished results (run.json says complete, or, for folders made without
     run.json, metrics.json exists; an unreadable run.json counts too, so it is never replaced silently): only
-    `--force` replaces them. "unfinished": a run stopped after a checkpoint: `--resume` continues it.
+    `--force` replaces them. "unfinished": a run stopped after a checkpoint, or after its training finished: `--resume` continues it.
     "failed": a run.json of a run that stopped before finishing and left no checkpoint, and "empty": nothing of a
     run; both are started over by the same command.
     """
@@ -568,7 +695,7 @@ def run_state(run_dir: Path) -> str:
         if status == "complete":
             return "complete"
         if status is not None:  # "running" (killed), "failed", "interrupted"
-            return "unfinished" if has_checkpoints(run_dir) else "failed"
+            return "unfinished" if has_checkpoints(run_dir) or training_finished(run_dir) else "failed"
     if (run_dir / METRICS).is_file():
         return "complete"
     return "unfinished" if has_checkpoints(run_dir) else "empty"
@@ -580,3 +707,16 @@ def find_runs(results_dir: Path) -> list[str]:
     if not results_dir.is_dir():
         return []
     return sorted(p.name for p in results_dir.iterdir() if p.is_dir() and not missing_files(p))
+
+
+def incomplete_runs(results_dir: Path) -> dict[str, list[str]]:
+    """The folders under `results_dir` that hold some run files but not all a report needs: {name: missing}.
+
+    `find_runs` leaves them out; a report says so rather than dropping them without a word.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return {}
+    known = (*REQUIRED, PREDS_VAL, MANIFEST, LATENCY)
+    return {p.name: missing_files(p) for p in sorted(results_dir.iterdir())
+            if p.is_dir() and missing_files(p) and any((p / name).is_file() for name in known)}

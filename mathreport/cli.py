@@ -216,11 +216,29 @@ def _read_questions(args: argparse.Namespace) -> list[str]:
     if args.input is not None and args.texts:
         raise CommandError("give questions either as arguments or with --input FILE.csv, not both")
     if args.input is not None:
-        return data.read_questions(args.input, args.text_col)
-    if not args.texts:
+        texts = data.read_questions(args.input, args.text_col)
+    elif not args.texts:
         raise CommandError('give a question (mathreport predict --run_dir DIR "text") or --input FILE.csv')
-    predict.check_questions(args.texts)
-    return list(args.texts)
+    else:
+        texts = list(args.texts)
+    predict.check_questions(texts)
+    return texts
+
+
+def _check_output(path: Path | None) -> None:
+    """Refuse, before any inference, an --output that cannot be written or that is a run's own file."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CommandError(f"--output {path}: is a directory; give a CSV file name, e.g. {path / 'predictions.csv'}")
+    parent = path.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise CommandError(f"--output {path}: {path.parent} is a file, not a directory")
+    run_file = path.name in (*artifacts.REQUIRED, artifacts.PREDS_VAL, artifacts.LATENCY, artifacts.MANIFEST,
+                             artifacts.LR_SEARCH, artifacts.LOCK)
+    if run_file and any((parent / name).is_file() for name in (artifacts.MANIFEST, artifacts.METRICS)):
+        raise CommandError(f"--output {path}: is a file of the run in {parent}, which predict must not replace; "
+                           "write to a file of its own, e.g. --output predictions.csv")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -231,10 +249,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from mathreport import labels, predict
 
     texts = _read_questions(args)
+    _check_output(args.output)
     if not Path(args.run_dir).is_dir():
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
     from mathreport import ensemble
+
+    artifacts.check_consistency(args.run_dir)  # a whole, current run only (an ensemble: of current members)
 
     try:
         if ensemble.is_ensemble(args.run_dir):

@@ -226,6 +226,18 @@ def _read_table(path: str | Path, text_col: str, label_col: str, missing_hint: s
     return frame
 
 
+# Characters that show nothing: white space (including no-break spaces), format characters (zero-width spaces and
+# joiners, the byte-order mark) and control characters. A question made only of them has no text to classify.
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cf", "Cc"})
+
+
+def blank_text(text: str) -> bool:
+    """Whether `text` shows nothing: empty, or only white space, zero-width or control characters."""
+    import unicodedata
+
+    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in str(text))
+
+
 def read_questions(path: str | Path, text_col: str = TEXT_COL) -> list[str]:
     """The questions of a CSV to classify (column `text_col`; others ignored), refusing an empty one by its line."""
     path = check_input_file(path, "give a CSV with a question column")
@@ -237,7 +249,7 @@ def read_questions(path: str | Path, text_col: str = TEXT_COL) -> list[str]:
     texts = []
     for record, line in zip(records, starts, strict=True):
         text = record[idx] if idx < len(record) else ""
-        if not text.strip():
+        if blank_text(text):
             raise DataError(f"{path}: line {line} ({_LINE_NOTE}): column {text_col!r} is empty; every row needs "
                             "a question")
         texts.append(text)

@@ -9,6 +9,8 @@ averaged with the fitted weights, never looked at while fitting.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -64,7 +66,9 @@ def load_member(run_dir: Path) -> Member:
     if manifest.get("kind") == "ensemble":
         # Its validation probabilities were fitted on the validation split; a second fit there would overfit it.
         raise EnsembleError(f"{run_dir} is itself an ensemble; give its members instead: "
-                            f"{', '.join(m['path'] for m in manifest.get('members', []))}")
+                            f"{', '.join(str(artifacts.member_dir(run_dir, m)) for m in manifest.get('members', []))}")
+    # Only a whole run can be a member: finished, not being written, its files the ones its run.json recorded.
+    artifacts.check_consistency(run_dir)
     return Member(name=run_dir.name, path=run_dir, val=artifacts.read_val_predictions(run_dir),
                   test=artifacts.read_predictions(run_dir), manifest=manifest)
 
@@ -87,9 +91,18 @@ def check_members(members: list[Member]) -> None:
     """Refuse, naming both runs, members whose validation or test rows (or recorded split files) differ."""
     if len(members) < 2:
         raise EnsembleError(f"an ensemble needs at least 2 runs; found {[str(m.path) for m in members]}")
+    seen: dict[str, Path] = {}
+    for m in members:
+        # A symlink or a second spelling of the same folder is the same run; two folders of one name are not.
+        key = os.path.realpath(m.path)
+        if key in seen:
+            raise EnsembleError(f"{seen[key]} and {m.path} are the same run ({key}); each member must be a "
+                                "different run")
+        seen[key] = m.path
     names = [m.name for m in members]
-    if len(set(names)) < len(names):
-        raise EnsembleError(f"two members share a directory name ({names}); each member must be a different run")
+    for m in members:
+        if names.count(m.name) > 1:  # weights and messages are keyed by name: use the path where names repeat
+            m.name = str(m.path)
     first = members[0]
     for other in members[1:]:
         for split, filename in (("val", artifacts.PREDS_VAL), ("test", artifacts.PREDICTIONS)):
@@ -228,6 +241,7 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     start_time = datetime.now(timezone.utc).isoformat(timespec="seconds")
     members = [load_member(r) for r in run_dirs]
     check_members(members)
+    _clear_replaced_run(output_dir)
 
     y_val = members[0].val["y_true"].to_numpy()
     y_test = members[0].test["y_true"].to_numpy()
@@ -263,11 +277,12 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
         "description": f"{method} pool of {', '.join(m.name for m in members)}, weights fitted on validation",
         "method": method,
         "method_description": METHODS[method],
-        "command": "mathreport ensemble --runs " + " ".join(str(m.path) for m in members)
+        "command": "mathreport ensemble --runs " + " ".join(str(m.path.resolve()) for m in members)
                    + f" --method {method} --output_dir {output_dir}",
         "argv": list(sys.argv),
         "members": [
-            {"name": m.name, "path": str(m.path), "model": m.manifest.get("model"), "weight": float(w),
+            {"name": m.name, "path": str(m.path.resolve()), "relative_path": os.path.relpath(m.path, output_dir),
+             "model": m.manifest.get("model"), "weight": float(w),
              "command": m.manifest.get("command"), "data": m.manifest.get("data"),
              "preds_val_sha256": artifacts.file_sha256(m.path / artifacts.PREDS_VAL),
              "preds_test_sha256": artifacts.file_sha256(m.path / artifacts.PREDICTIONS),
@@ -297,18 +312,32 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     return output_dir
 
 
+# What a trained run has that an ensemble has not: left in a folder the ensemble replaces (--force), it would be
+# taken for the ensemble's own (predict, bench and export-onnx read model/).
+_NOT_ENSEMBLE_FILES = ("model", artifacts.CHECKPOINTS, "model.onnx", "model-int8.onnx", "model.onnx.data",
+                       artifacts.LR_SEARCH)
+
+
+def _clear_replaced_run(output_dir: Path) -> None:
+    """Remove the files of a run that `--force` replaces which the ensemble will not write itself."""
+    for name in _NOT_ENSEMBLE_FILES:
+        path = Path(output_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def is_current(run_dir: Path) -> bool:
     """Whether an ensemble's run is complete and its members' predictions are still the ones it was fitted on."""
     run_dir = Path(run_dir)
     if artifacts.missing_files(run_dir, (*artifacts.REQUIRED, artifacts.PREDS_VAL, artifacts.MANIFEST)):
         return False
-    members = artifacts.read_manifest(run_dir).get("members") or []
-    for member in members:
-        path = Path(member["path"])
-        for key, name in (("preds_val_sha256", artifacts.PREDS_VAL), ("preds_test_sha256", artifacts.PREDICTIONS)):
-            if not (path / name).is_file() or artifacts.file_sha256(path / name) != member.get(key):
-                return False
-    return bool(members)
+    try:
+        artifacts.check_members_current(run_dir, artifacts.read_manifest(run_dir))
+    except artifacts.ArtifactError:
+        return False
+    return True
 
 
 def summary_line(run_dir: Path) -> str:
@@ -345,9 +374,10 @@ def load_classifier(run_dir: Path, device: str | None = None, dtype: str = "floa
     """Load every member's saved model (predict.load_classifier) with the ensemble's weights."""
     from mathreport import predict
 
+    # A stale ensemble (a member retrained since) would apply old weights to a new member: refused here.
+    artifacts.check_consistency(Path(run_dir))
     manifest = artifacts.read_manifest(Path(run_dir))
     members = manifest.get("members") or []
-    if not members:
-        raise EnsembleError(f"{Path(run_dir) / artifacts.MANIFEST}: an ensemble without 'members'")
-    return EnsembleClassifier([predict.load_classifier(m["path"], device=device, dtype=dtype) for m in members],
+    return EnsembleClassifier([predict.load_classifier(artifacts.member_dir(run_dir, m), device=device, dtype=dtype)
+                               for m in members],
                               np.array([m["weight"] for m in members], dtype=float), manifest["method"])

@@ -28,11 +28,21 @@ class Classifier(Protocol):
 
 
 def check_questions(texts: list[str]) -> None:
-    """Refuse empty or whitespace-only questions (ValueError naming which): a model would still answer a topic."""
-    empty = [i for i, text in enumerate(texts, 1) if not str(text).strip()]
+    """Refuse questions a model must not answer (EmptyQuestionError naming which): empty ones, ones of only white
+    space or zero-width characters (a model would still answer a topic), and ones holding bytes that are not UTF-8
+    (a command-line argument decoded with surrogateescape), which no output could write back."""
+    from mathreport import data
+
+    for i, text in enumerate(texts, 1):
+        bad = next((ch for ch in str(text) if 0xD800 <= ord(ch) <= 0xDFFF), None)
+        if bad is not None:
+            byte = f" (byte 0x{ord(bad) - 0xDC00:02x})" if 0xDC80 <= ord(bad) <= 0xDCFF else ""
+            raise EmptyQuestionError(f"question {i} of {len(texts)} is not UTF-8 text{byte}; give it in UTF-8")
+    empty = [i for i, text in enumerate(texts, 1) if data.blank_text(text)]
     if empty:
         which = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-        raise EmptyQuestionError(f"question {which} of {len(texts)} is empty; give the text of a math question")
+        raise EmptyQuestionError(f"question {which} of {len(texts)} is empty (or only white space or invisible "
+                                 "characters); give the text of a math question")
 
 
 class EmptyQuestionError(ValueError):

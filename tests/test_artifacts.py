@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -114,7 +115,9 @@ from mathreport import artifacts
 try:
     with artifacts.run_lock(sys.argv[1], "probe"):
         print("locked", flush=True)
-        if len(sys.argv) > 2:  # die holding the lock, as kill -9 would
+        if sys.argv[2:] == ["hold"]:  # hold the lock until the test closes our stdin
+            sys.stdin.read()
+        elif len(sys.argv) > 2:  # die holding the lock, as kill -9 would
             import os, signal
             os.kill(os.getpid(), signal.SIGKILL)
 except artifacts.RunLockedError as err:
@@ -134,6 +137,27 @@ def _probe(run_dir, *extra):
     env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
     return subprocess.run([sys.executable, "-c", _PROBE, str(run_dir), *extra], capture_output=True, text=True,
                           env=env, timeout=120)
+
+
+@contextlib.contextmanager
+def _held_by_another_process(run_dir):
+    """A live process of this checkout holding the run directory's lock for the duration of the block."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mathreport
+
+    env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _PROBE, str(run_dir), "hold"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield proc
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
 
 
 def test_second_writer_fails_at_once_naming_the_holder(tmp_path):
@@ -214,10 +238,25 @@ def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path):
     with pytest.raises(artifacts.ArtifactError, match="'running', not complete"):
         artifacts.check_consistency(run)
     artifacts.write_json(run / artifacts.MANIFEST, manifest)
-    (run / artifacts.LOCK).write_text(json.dumps({"pid": os.getpid(), "host": platform.node(), "command": "x",
-                                                  "started": "now"}))
-    with pytest.raises(artifacts.RunLockedError, match=f"PID {os.getpid()}"):
-        artifacts.check_consistency(run)
+    with _held_by_another_process(run) as holder:
+        with pytest.raises(artifacts.RunLockedError, match=f"PID {holder.pid}"):
+            artifacts.check_consistency(run)
+    artifacts.check_consistency(run)
+
+
+@pytest.mark.parametrize("host", ["this", "another.example"])
+def test_a_lock_file_no_process_holds_blocks_nobody(tmp_path, host):
+    """Issue 20, 4: a stale lock naming PID 1 (alive, but not holding it) on this host or another is no writer."""
+    import platform
+
+    run = tmp_path / "run"
+    _consistent_run(run)
+    (run / artifacts.LOCK).write_text(json.dumps({"pid": 1, "host": platform.node() if host == "this" else host,
+                                                  "command": "mathreport train", "started": "then"}))
+    assert artifacts.lock_holder(run) is None
+    artifacts.check_consistency(run)
+    with artifacts.run_lock(run, "mathreport evaluate"):  # and a writer takes it over
+        pass
 
 
 def test_make_command_is_a_command_that_works(tmp_path):
@@ -227,11 +266,11 @@ def test_make_command_is_a_command_that_works(tmp_path):
     artifacts.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
                                                     "status": "complete"})
     # A finished run is only replaced with --force; an unfinished one is continued with --resume.
-    assert artifacts.make_command(run) == "mathreport train --model tfidf --output_dir RUN --force"
+    assert artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --force"
     artifacts.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
                                                     "status": "running"})
     (run / "checkpoints" / "checkpoint-3").mkdir(parents=True)
-    assert artifacts.make_command(run) == "mathreport train --model tfidf --output_dir RUN --resume"
+    assert artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --resume"
 
 
 def test_a_holder_that_has_not_written_its_pid_yet_is_waited_for(tmp_path):
@@ -258,3 +297,48 @@ def test_a_holder_that_has_not_written_its_pid_yet_is_waited_for(tmp_path):
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# --- issue 20: malformed run CSVs, hints for the folder in question -------------------------------------------------
+
+
+def _cut_in_quoted_field(text: str) -> bytes:
+    return text.encode("utf-8")[: text.index('"a, quoted') + 5]
+
+
+@pytest.mark.parametrize(("case", "make", "expected"), [
+    ("empty", lambda text: b"", "the file is empty"),
+    ("not utf-8", lambda text: text.encode("utf-8").replace(b"q3", b"q\xff"), r"line 5: byte b'\\xff' is not UTF-8"),
+    ("cut", _cut_in_quoted_field, "line 4: unexpected end of data"),
+])
+@pytest.mark.parametrize("filename", [artifacts.PREDICTIONS, artifacts.PREDS_VAL])
+def test_malformed_prediction_csv_is_a_one_line_error_naming_file_and_line(tmp_path, case, make, expected, filename):
+    """Issue 20, 3: not EmptyDataError, UnicodeDecodeError or ParserError."""
+    texts = ["q0", "q1", 'a, quoted "question"', "q3"]
+    artifacts.write_predictions(tmp_path, np.arange(4), _probs(4), texts)
+    text = (tmp_path / artifacts.PREDICTIONS).read_text(encoding="utf-8")
+    (tmp_path / filename).write_bytes(make(text))
+    reader = artifacts.read_predictions if filename == artifacts.PREDICTIONS else artifacts.read_val_predictions
+    with pytest.raises(artifacts.ArtifactError, match=expected) as err:
+        reader(tmp_path)
+    assert str(tmp_path / filename) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hint_for_a_copied_folder_names_the_copy_not_the_original(tmp_path):
+    """Issue 20, 5: the recorded command names the original folder; the hint must name the one in question."""
+    import shutil
+
+    original, copy = tmp_path / "runs" / "b", tmp_path / "runs" / "copy"
+    _consistent_run(original)
+    manifest = json.loads((original / artifacts.MANIFEST).read_text())
+    manifest["command"] = f"mathreport train --model tfidf --seed 2 --output_dir {original}"
+    artifacts.write_json(original / artifacts.MANIFEST, manifest)
+    shutil.copytree(original, copy)
+    (copy / artifacts.METRICS).unlink()
+    with pytest.raises(artifacts.ArtifactError) as err:
+        artifacts.read_metrics(copy)
+    assert str(original) not in str(err.value)
+    assert f"mathreport evaluate --run_dir {copy}" in str(err.value)  # recomputes it, trains nothing
+    (copy / artifacts.PREDICTIONS).unlink()
+    hint = artifacts.make_command(copy)
+    assert hint == f"mathreport train --model tfidf --seed 2 --output_dir {copy} --force"
