@@ -679,7 +679,8 @@ def run_state(run_dir: Path) -> str:
 
     "absent": no directory. "complete": finished results (run.json says complete, or, for folders made without
     run.json, metrics.json exists; an unreadable run.json counts too, so it is never replaced silently): only
-    `--force` replaces them. "unfinished": a run stopped after a checkpoint, or after its training finished: `--resume` continues it.
+    `--force` replaces them. "unfinished": a run stopped after a checkpoint, or after its training finished:
+    `--resume` continues it.
     "failed": a run.json of a run that stopped before finishing and left no checkpoint, and "empty": nothing of a
     run; both are started over by the same command.
     """

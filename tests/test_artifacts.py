@@ -228,8 +228,6 @@ def test_consistency_check_refuses_a_folder_mixing_two_runs(tmp_path):
 
 
 def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path):
-    import os
-    import platform
 
     run = tmp_path / "run"
     _consistent_run(run)
