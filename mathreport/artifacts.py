@@ -621,7 +621,7 @@ def member_dir(ensemble_dir: Path, member: dict) -> Path:
     path = Path(str(member.get("path", "")))
     relative = member.get("relative_path")
     if relative and not path.is_dir():
-        moved = Path(ensemble_dir) / relative
+        moved = Path(os.path.normpath(Path(ensemble_dir) / relative))
         if moved.is_dir():
             return moved
     return path

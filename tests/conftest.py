@@ -93,3 +93,36 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+_HOLD_LOCK = """
+import sys
+from mathreport import artifacts
+with artifacts.run_lock(sys.argv[1], "mathreport train --model tfidf"):
+    print("locked", flush=True)
+    sys.stdin.read()  # hold the lock until the test closes our stdin
+"""
+
+
+@pytest.fixture()
+def hold_lock():
+    """`with hold_lock(run_dir) as proc:` a live process of this checkout holds the run directory's lock."""
+    import contextlib
+    import subprocess
+    import sys
+
+    import mathreport
+
+    @contextlib.contextmanager
+    def held(run_dir):
+        env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
+        proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            assert proc.stdout.readline().strip() == "locked"
+            yield proc
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+
+    return held

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import numpy as np
@@ -115,9 +114,7 @@ from mathreport import artifacts
 try:
     with artifacts.run_lock(sys.argv[1], "probe"):
         print("locked", flush=True)
-        if sys.argv[2:] == ["hold"]:  # hold the lock until the test closes our stdin
-            sys.stdin.read()
-        elif len(sys.argv) > 2:  # die holding the lock, as kill -9 would
+        if len(sys.argv) > 2:  # die holding the lock, as kill -9 would
             import os, signal
             os.kill(os.getpid(), signal.SIGKILL)
 except artifacts.RunLockedError as err:
@@ -137,27 +134,6 @@ def _probe(run_dir, *extra):
     env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
     return subprocess.run([sys.executable, "-c", _PROBE, str(run_dir), *extra], capture_output=True, text=True,
                           env=env, timeout=120)
-
-
-@contextlib.contextmanager
-def _held_by_another_process(run_dir):
-    """A live process of this checkout holding the run directory's lock for the duration of the block."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import mathreport
-
-    env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-c", _PROBE, str(run_dir), "hold"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        yield proc
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
 
 
 def test_second_writer_fails_at_once_naming_the_holder(tmp_path):
@@ -227,7 +203,7 @@ def test_consistency_check_refuses_a_folder_mixing_two_runs(tmp_path):
         artifacts.check_consistency(b)
 
 
-def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path):
+def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path, hold_lock):
 
     run = tmp_path / "run"
     _consistent_run(run)
@@ -236,7 +212,7 @@ def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path):
     with pytest.raises(artifacts.ArtifactError, match="'running', not complete"):
         artifacts.check_consistency(run)
     artifacts.write_json(run / artifacts.MANIFEST, manifest)
-    with _held_by_another_process(run) as holder:
+    with hold_lock(run) as holder:
         with pytest.raises(artifacts.RunLockedError, match=f"PID {holder.pid}"):
             artifacts.check_consistency(run)
     artifacts.check_consistency(run)

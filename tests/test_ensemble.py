@@ -64,6 +64,8 @@ def _replace_probs(run, filename, probs):
     frame[artifacts.PROB_COLUMNS] = probs
     frame["y_pred"] = probs.argmax(axis=1)
     artifacts.write_csv(run / filename, frame)
+    if filename == artifacts.PREDICTIONS:  # as a retrained member would: its metrics are of its new predictions
+        train.evaluate_run(run, n_bootstrap=20)
 
 
 def test_weights_depend_on_validation_only(members, tmp_path):
@@ -224,3 +226,101 @@ def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data,
     np.testing.assert_allclose(list(probs.values()), expected[0], atol=1e-12)
     assert cli.main(["bench", "--run_dir", str(out)]) == 2
     assert "sum of its members'" in capsys.readouterr().err
+
+
+# --- issue 20: only whole, current runs; member paths; --force ------------------------------------------------------
+
+
+def _finish(run):
+    """Mark a synthetic member as `train` leaves a finished run: complete, with its files' SHA-256 recorded."""
+    manifest = artifacts.read_manifest(run)
+    artifacts.write_json(run / artifacts.MANIFEST, {**manifest, "status": "complete",
+                                                    "outputs": artifacts.outputs_record(run)})
+
+
+@pytest.mark.parametrize(("fault", "expected"), [
+    ("failed", "says the run is 'failed', not complete"),
+    ("running", "says the run is 'running', not complete"),  # e.g. killed right after metrics.json appeared
+    ("preds_val changed", "preds_val.csv is not the file that the run of .* wrote"),
+    ("locked", "is being written by PID"),
+])
+def test_a_member_that_is_not_a_whole_run_is_refused(members, tmp_path, hold_lock, fault, expected):
+    """Issue 20, 1: `ensemble` exited 0 and wrote a complete ensemble of these."""
+    import contextlib
+
+    results, runs = members
+    for run in runs:
+        _finish(run)
+    bad = runs[1]
+    if fault in ("failed", "running"):
+        manifest = artifacts.read_manifest(bad)
+        artifacts.write_json(bad / artifacts.MANIFEST, {**manifest, "status": fault})
+    elif fault == "preds_val changed":
+        _replace_probs(bad, artifacts.PREDS_VAL, _probs(Y_VAL, 8.0, 78))
+    out = tmp_path / "out"
+    with hold_lock(bad) if fault == "locked" else contextlib.nullcontext():
+        with pytest.raises(artifacts.ArtifactError, match=expected):
+            ensemble.build_ensemble(runs, out)
+    assert not (out / artifacts.METRICS).exists() and not (out / artifacts.MANIFEST).exists()
+
+
+def test_a_stale_ensemble_is_refused_by_every_reader(members, tmp_path, capsys):
+    """Issue 20, 2: a member changed after the ensemble was fitted (retrained with --force)."""
+    results, runs = members
+    out = ensemble.build_ensemble(runs, results / "ensemble")
+    artifacts.check_consistency(out)
+    _replace_probs(runs[1], artifacts.PREDICTIONS, _probs(Y_TEST, 8.0, 79))
+    with pytest.raises(artifacts.ArtifactError, match=r"is stale: its member .*weak has a different preds_test.csv"):
+        artifacts.check_consistency(out)
+    with pytest.raises(artifacts.ArtifactError, match="--force"):
+        ensemble.load_classifier(out)
+    assert cli.main(["predict", "--run_dir", str(out), "What is 2+2?"]) == 2
+    err = capsys.readouterr().err
+    assert "is stale" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["compare", "--results-dir", str(results), "--runs", "ensemble", "strong"]) == 2
+    assert "is stale" in capsys.readouterr().err
+
+
+def test_member_paths_work_from_any_directory_and_after_a_move(members, tmp_path, monkeypatch):
+    """Issue 20, 12: member paths were stored as given (relative), so an ensemble worked only where it was built."""
+    import shutil
+
+    results, runs = members
+    monkeypatch.chdir(results)
+    ensemble.build_ensemble([ensemble.Path("strong"), ensemble.Path("weak")], ensemble.Path("ensemble"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert ensemble.is_current(results / "ensemble")
+    artifacts.check_consistency(results / "ensemble")
+    moved = tmp_path / "moved"
+    shutil.move(results, moved)  # the whole results folder, members and ensemble together
+    artifacts.check_consistency(moved / "ensemble")
+    manifest = artifacts.read_manifest(moved / "ensemble")
+    assert [artifacts.member_dir(moved / "ensemble", m) for m in manifest["members"]] == [moved / "strong",
+                                                                                          moved / "weak"]
+
+
+def test_the_same_run_twice_is_refused_and_two_runs_of_one_name_are_not(members, tmp_path):
+    """Issue 20, 12: a symlinked copy passed the duplicate check; two different folders named alike were refused."""
+    results, runs = members
+    link = tmp_path / "link"
+    link.symlink_to(runs[0], target_is_directory=True)
+    with pytest.raises(ensemble.EnsembleError, match="are the same run"):
+        ensemble.build_ensemble([runs[0], link], tmp_path / "out")
+    other = make_member(tmp_path / "other", "strong", 2.0, 5)  # a different run, also named "strong"
+    out = ensemble.build_ensemble([runs[0], other], tmp_path / "out")
+    names = [m["name"] for m in artifacts.read_manifest(out)["members"]]
+    assert len(set(names)) == 2
+
+
+def test_force_over_a_trained_run_leaves_none_of_its_model(members, tmp_path):
+    """Issue 20, 12: `ensemble --force` into a trained run's folder kept its model/, which predict would read."""
+    results, runs = members
+    out = make_member(tmp_path, "trained", 3.0, 9)
+    (out / "model").mkdir()
+    (out / "model" / "pipeline.joblib").write_bytes(b"x")
+    (out / "model.onnx").write_bytes(b"x")
+    ensemble.build_ensemble(runs, out, force=True)
+    assert not (out / "model").exists() and not (out / "model.onnx").exists()
+    assert ensemble.is_ensemble(out)
