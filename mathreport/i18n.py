@@ -108,6 +108,8 @@ TR: dict[str, str] = {
     "summary.auc": ("{run}: {n_classes} sınıfın tümü için bire-karşı-hepsi AUC hesaplandı; makro AUC {macro}, mikro "
                     "AUC {micro}. En düşük AUC: {worst} ({worst_auc})."),
     "summary.auc_undefined": "Tanımsız AUC: {classes}.",
+    "summary.macro_excluded": ("{run}: makro kesinlik, duyarlılık ve F1, ne test etiketlerinde ne de tahminlerde "
+                               "bulunan {n} sınıfı ortalamaya katmaz: {classes}."),
     "summary.per_class": ("{run}: en iyi konu **{best}** (F1 {best_f1}), en zayıf konu **{worst}** (F1 {worst_f1}, "
                           "{worst_support} test sorusu)."),
     "summary.no_latency": "Gecikme ölçümü yok (`latency.json` bulunamadı): `mathreport bench --run_dir results/MODEL`.",
@@ -294,6 +296,8 @@ EN: dict[str, str] = {
     "summary.auc": ("{run}: one-vs-rest AUC over all {n_classes} classes; macro AUC {macro}, micro AUC {micro}. "
                     "Lowest AUC: {worst} ({worst_auc})."),
     "summary.auc_undefined": "AUC undefined: {classes}.",
+    "summary.macro_excluded": ("{run}: macro precision, recall and F1 leave out the {n} classes that neither the test "
+                               "labels nor the predictions contain: {classes}."),
     "summary.per_class": ("{run}: best topic **{best}** (F1 {best_f1}), weakest **{worst}** (F1 {worst_f1}, "
                           "{worst_support} test questions)."),
     "summary.no_latency": "No latency measurement (no `latency.json`): `mathreport bench --run_dir results/MODEL`.",

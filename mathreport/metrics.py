@@ -226,8 +226,8 @@ def bootstrap_indices(n: int, n_bootstrap: int = 1000, seed: int = 0) -> np.ndar
 
 
 def _count_metrics(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-    # Per-resample per-class counts via one bincount over offset ids, then the zero_division=0
-    # formulas scikit-learn uses with labels=range(8).
+    # Per-resample per-class counts via one bincount over offset ids, then the zero_division=0 formulas
+    # scikit-learn uses without labels=: macro means over the classes a resample has in y_true or y_pred.
     k = labels.NUM_CLASSES
     m = len(idx)
     offset = (np.arange(m) * k)[:, None]
@@ -242,11 +242,17 @@ def _count_metrics(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray) -> d
     precision, recall = ratio(tp, pred_n), ratio(tp, true_n)
     f1 = ratio(2 * tp, true_n + pred_n)
     n = idx.shape[1]
+    present = (true_n + pred_n) > 0
+    n_present = present.sum(axis=1)
+
+    def macro(per_class: np.ndarray) -> np.ndarray:
+        return np.where(present, per_class, 0.0).sum(axis=1) / n_present
+
     return {
         "Accuracy": tp.sum(axis=1) / n,
-        "Precision_macro": precision.mean(axis=1),
-        "Recall_macro": recall.mean(axis=1),
-        "F1_macro": f1.mean(axis=1),
+        "Precision_macro": macro(precision),
+        "Recall_macro": macro(recall),
+        "F1_macro": macro(f1),
         "F1_weighted": (f1 * true_n).sum(axis=1) / n,
     }
 
@@ -304,15 +310,21 @@ def compute_metrics(
 ) -> dict[str, Any]:
     """Every headline metric of one run as JSON-ready Python values, with 95% bootstrap intervals.
 
-    Label metrics use `y_pred` (argmax of `probs` when omitted). AUC_macro averages the one-vs-rest AUCs
-    of the classes where it is defined; the others are listed in `AUC_macro_excluded` with the reason.
-    A value that is undefined is None and explained in `undefined`.
+    Label metrics use `y_pred` (argmax of `probs` when omitted). Their macro means are scikit-learn's default
+    (no `labels=`): over the classes that occur in y_true or y_pred, so a class absent from both does not count
+    as a 0 (it would drag a test split of two classes to a quarter of its per-class scores); the classes left
+    out are listed in `macro_excluded`. AUC_macro averages the one-vs-rest AUCs of the classes where it is
+    defined; the others are listed in `AUC_macro_excluded` with the reason. A value that is undefined is None
+    and explained in `undefined`.
     """
     y_true, probs, y_pred = validate_predictions(y_true, probs, y_pred)
     prf = {
-        avg: precision_recall_fscore_support(y_true, y_pred, labels=LABELS, average=avg, zero_division=0)
-        for avg in ("macro", "weighted")
+        "macro": precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0),
+        "weighted": precision_recall_fscore_support(y_true, y_pred, labels=LABELS, average="weighted",
+                                                    zero_division=0),
     }
+    occurring = set(np.unique(y_true)) | set(np.unique(y_pred))
+    macro_excluded = {f"class_{k}": "no test item and no prediction" for k in LABELS if k not in occurring}
     aucs, auc_reasons = roc_auc_per_class(y_true, probs)
     defined = [a for a in aucs if a is not None]
     undefined: dict[str, str] = {}
@@ -333,11 +345,12 @@ def compute_metrics(
         "Precision_weighted": float(prf["weighted"][0]),
         "Recall_weighted": float(prf["weighted"][1]),
         "F1_micro": float(f1_score(y_true, y_pred, labels=LABELS, average="micro", zero_division=0)),
-        "F1_macro": float(f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0)),
+        "F1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "F1_weighted": float(f1_score(y_true, y_pred, labels=LABELS, average="weighted", zero_division=0)),
         "AUC_macro": auc_macro,
         "AUC_micro": roc_auc_micro(y_true, probs),
         "AUC_macro_excluded": {f"class_{k}": reason for k, reason in auc_reasons.items()},
+        "macro_excluded": macro_excluded,
         "Top2_accuracy": float(top_k_accuracy_score(y_true, probs, k=2, labels=LABELS)),
         "LogLoss": float(log_loss(y_true, probs, labels=LABELS)),
         "ECE": expected_calibration_error(y_true, probs, n_bins, y_pred),

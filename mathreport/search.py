@@ -74,7 +74,8 @@ HELP = {
 
 
 def validation_scores(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro F1 (all 8 classes) and log-loss of validation probabilities."""
+    """Accuracy, macro F1 (over the classes in the labels or predictions, as metrics.compute_metrics) and log-loss
+    of validation probabilities."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss
 
     labels = list(range(NUM_CLASSES))
@@ -83,7 +84,7 @@ def validation_scores(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]
     y_pred = probs.argmax(axis=1)
     return {
         "val_accuracy": float(accuracy_score(y_true, y_pred)),
-        "val_macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "val_macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "val_loss": float(log_loss(y_true, probs, labels=labels)),
     }
 

@@ -161,6 +161,9 @@ class ReportContext:
 
     def summary_section(self) -> None:
         self.table(summary.summary_table(self.runs, self.lang))
+        note = summary.macro_note(self.runs, self.lang)
+        if note:
+            _markdown(note)
 
     def classic_metrics_section(self) -> None:
         from mathreport import plots

@@ -333,6 +333,18 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
     return "\n".join(lines)
 
 
+def macro_note(runs: dict[str, Run], lang: str = "tr") -> str:
+    """For each run whose macro means leave classes out (metrics.json's macro_excluded), which ones; else ""."""
+    class_names = i18n.class_names(lang)
+    lines = []
+    for run in runs.values():
+        excluded = sorted(int(k.split("_")[1]) for k in run.metrics.get("macro_excluded") or {})
+        if excluded:
+            lines.append(i18n.message("summary.macro_excluded", lang, run=md(run.name), n=len(excluded),
+                                      classes=", ".join(class_names[i] for i in excluded)))
+    return "\n\n".join(lines)
+
+
 def auc_sentence(run: Run, lang: str = "tr") -> str:
     """Macro/micro AUC over all 8 classes and the weakest class by AUC."""
     per_class = run.class_report["per_class"]

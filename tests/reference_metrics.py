@@ -25,16 +25,22 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def label_metrics(y_true, y_pred) -> dict:
-    """Per-class precision/recall/F1/support and their micro, macro (all 8 classes) and weighted means."""
+    """Per-class precision/recall/F1/support and their micro, macro and weighted means.
+
+    Macro means are over the classes that occur (as a true label or a prediction): a class with neither has no
+    precision, recall or F1 to average.
+    """
     cm = confusion(y_true, y_pred)
     tp, true_n, pred_n = np.diag(cm).astype(float), cm.sum(axis=1), cm.sum(axis=0)
     n = cm.sum()
     precision, recall = _ratio(tp, pred_n), _ratio(tp, true_n)
     f1 = _ratio(2 * precision * recall, precision + recall)  # the harmonic mean of P and R
+    occurs = (true_n + pred_n) > 0
     return {
-        "precision": precision, "recall": recall, "f1": f1, "support": true_n,
+        "precision": precision, "recall": recall, "f1": f1, "support": true_n, "occurs": occurs,
         "Accuracy": tp.sum() / n, "F1_micro": tp.sum() / n,
-        "Precision_macro": precision.mean(), "Recall_macro": recall.mean(), "F1_macro": f1.mean(),
+        "Precision_macro": precision[occurs].mean(), "Recall_macro": recall[occurs].mean(),
+        "F1_macro": f1[occurs].mean(),
         "Precision_weighted": (precision * true_n).sum() / n, "Recall_weighted": (recall * true_n).sum() / n,
         "F1_weighted": (f1 * true_n).sum() / n,
     }

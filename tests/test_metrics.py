@@ -60,13 +60,13 @@ HAND_64THS = [(40, 8, 6), (34, 14, 6), (28, 20, 6), (18, 30, 6), (10, 38, 6), (2
 #   predicted     3  2  3
 # precision = tp/predicted: 3/3, 1/2, 2/3;  recall = tp/support: 3/4, 1/2, 2/2
 # F1 = 2PR/(P+R): class 0 2(1)(3/4)/(7/4) = 6/7; class 1 1/2; class 2 2(2/3)(1)/(5/3) = 4/5
-# Classes 3-7 have no item and no prediction: P = R = F1 = 0, and macro means divide by all 8 classes.
+# Classes 3-7 have no item and no prediction: they have no P, R or F1, and macro means are over classes 0-2.
 HAND_EXPECTED = {
     "Accuracy": F(6, 8),
     "F1_micro": F(6, 8),
-    "Precision_macro": (1 + F(1, 2) + F(2, 3)) / 8,  # 13/48
-    "Recall_macro": (F(3, 4) + F(1, 2) + 1) / 8,  # 9/32
-    "F1_macro": (F(6, 7) + F(1, 2) + F(4, 5)) / 8,  # 151/560
+    "Precision_macro": (1 + F(1, 2) + F(2, 3)) / 3,  # 13/18
+    "Recall_macro": (F(3, 4) + F(1, 2) + 1) / 3,  # 3/4
+    "F1_macro": (F(6, 7) + F(1, 2) + F(4, 5)) / 3,  # 151/210
     "Precision_weighted": (4 * 1 + 2 * F(1, 2) + 2 * F(2, 3)) / 8,  # 19/24
     "Recall_weighted": (4 * F(3, 4) + 2 * F(1, 2) + 2 * 1) / 8,  # 3/4 (= accuracy, always)
     "F1_weighted": (4 * F(6, 7) + 2 * F(1, 2) + 2 * F(4, 5)) / 8,  # 211/280
@@ -104,6 +104,7 @@ def test_hand_computed_case() -> None:
     assert m["LogLoss"] == pytest.approx(-sum(math.log(s / 64) for s in (40, 34, 28, 18, 38, 2, 44, 30)) / 8)
     assert m["n_test"] == 8
     assert sorted(m["AUC_macro_excluded"]) == [f"class_{k}" for k in range(3, 8)]
+    assert sorted(m["macro_excluded"]) == [f"class_{k}" for k in range(3, 8)]
     assert m["undefined"] == {}
 
 
@@ -208,13 +209,10 @@ def test_bootstrap_replicates_equal_sklearn_on_the_same_resamples(seed: int) -> 
         yt, yp = y[idx[b]], pred[idx[b]]
         assert reps["Accuracy"][b] == pytest.approx(accuracy_score(yt, yp))
         for avg in ("macro", "weighted"):
-            assert reps[f"F1_{avg}"][b] == pytest.approx(f1_score(yt, yp, labels=LABELS, average=avg, zero_division=0))
-        assert reps["Precision_macro"][b] == pytest.approx(
-            precision_score(yt, yp, labels=LABELS, average="macro", zero_division=0)
-        )
-        assert reps["Recall_macro"][b] == pytest.approx(
-            recall_score(yt, yp, labels=LABELS, average="macro", zero_division=0)
-        )
+            assert reps[f"F1_{avg}"][b] == pytest.approx(f1_score(yt, yp, average=avg, zero_division=0))
+        # scikit-learn's default (no labels=): macro means over the classes the resample has.
+        assert reps["Precision_macro"][b] == pytest.approx(precision_score(yt, yp, average="macro", zero_division=0))
+        assert reps["Recall_macro"][b] == pytest.approx(recall_score(yt, yp, average="macro", zero_division=0))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -241,7 +239,7 @@ def test_ci_brackets_point_estimate_and_is_deterministic(seed: int) -> None:
 # ----------------------------------------------------------------------------------------- edge cases
 def test_class_absent_from_test_split() -> None:
     """A class with no test item: its AUC is None with the reason, AUC_macro averages the other 7, and the
-    label metrics count it as 0 in their macro means over all 8 classes (the hand case shows the same)."""
+    label metrics' macro means count it (recall 0) only where some item is predicted as it."""
     present = [k for k in LABELS if k != 3]
     y, p = random_run(0, classes=present)
     m = metrics.compute_metrics(y, p, n_bootstrap=100)
@@ -253,7 +251,10 @@ def test_class_absent_from_test_split() -> None:
     assert m["undefined"] == {}
     by_label = ref.label_metrics(y, p.argmax(axis=1))
     assert by_label["recall"][3] == 0
-    assert m["Recall_macro"] == pytest.approx(sum(by_label["recall"][k] for k in present) / 8, rel=1e-12)
+    predicted_3 = bool((p.argmax(axis=1) == 3).any())
+    assert m["Recall_macro"] == pytest.approx(sum(by_label["recall"][k] for k in present) / (8 if predicted_3 else 7),
+                                              rel=1e-12)
+    assert m["macro_excluded"] == ({} if predicted_3 else {"class_3": "no test item and no prediction"})
     assert m["AUC_micro"] == pytest.approx(ref.auc_micro(y, p), rel=1e-12)
     report = metrics.per_class_report(y, p)["per_class"]
     assert report["class_3"]["auc"] is None
@@ -440,3 +441,21 @@ def test_top_confusions() -> None:
             assert y[row] == r["true_id"] and pred[row] == r["pred_id"] and text == texts[row]
     assert metrics.top_confusions(y, y) == []
     assert all(r["examples"] == [] for r in metrics.top_confusions(y, pred))
+
+
+def test_macro_means_leave_out_classes_absent_from_labels_and_predictions() -> None:
+    """Issue 20, 6: a test split of classes 0 and 1, each with F1 about 0.92, had F1_macro 0.23 (six zeros)."""
+    y = np.array([0] * 12 + [1] * 12)
+    pred = y.copy()
+    pred[[0, 12]] = [1, 0]  # one mistake each way: F1 11/12 for both classes
+    p = np.full((len(y), 8), 0.01)
+    p[np.arange(len(y)), pred] = 0.93
+    m = metrics.compute_metrics(y, p, n_bootstrap=50)
+    by_label = ref.label_metrics(y, pred)
+    assert by_label["f1"][0] == by_label["f1"][1] == pytest.approx(11 / 12)
+    for key in ("Precision_macro", "Recall_macro", "F1_macro"):
+        assert m[key] == pytest.approx(11 / 12, rel=1e-12), key
+        assert m[key] == pytest.approx(by_label[key], rel=1e-12), key
+    assert sorted(m["macro_excluded"]) == [f"class_{k}" for k in range(2, 8)]
+    low, high = m["ci95"]["F1_macro"]
+    assert low <= m["F1_macro"] <= high and high <= 1

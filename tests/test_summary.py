@@ -197,3 +197,18 @@ def test_banner_names_synthetic_runs_only():
     text = summary.banner(runs, "tr")
     assert "**beta** (sentetik" in text and "alpha" not in text
     assert "synthetic" in summary.banner(runs, "en")
+
+
+@pytest.mark.parametrize(("lang", "words"), [("tr", "ortalamaya katmaz"), ("en", "leave out the 6 classes")])
+def test_report_names_the_classes_macro_means_leave_out(lang, words):
+    """Issue 20, 6: a run tested on two classes; the report says which six its macro means do not count."""
+    from mathreport import i18n
+
+    y_true = np.random.default_rng(3).integers(0, 2, 200)
+    runs = {"two": _run("two", y_true, 1.0, 5.0, "cpu X", 1), "all": _two_runs(0.8, 0.7)["alpha"]}
+    note = summary.macro_note(runs, lang)
+    names = i18n.class_names(lang)
+    assert words in note and all(names[k] in note for k in range(2, 8))
+    assert f": {names[0]}," not in note and f"{names[1]}," not in note
+    assert len(note.splitlines()) == 1  # a run of all 8 classes gets no note
+    assert summary.macro_note({"all": runs["all"]}, lang) == ""
