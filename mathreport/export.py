@@ -120,6 +120,11 @@ def run_report(
     # Fail before starting a kernel when a run is missing; the notebook makes the same check itself.
     for run in summary.load_runs(Path(results_dir), model, compare).values():
         artifacts.check_consistency(run.path)  # nor a run whose files are of two runs, or still being written
+    if compare is None:  # every run found: say which folders were left out, and why
+        for name, missing in artifacts.incomplete_runs(Path(results_dir)).items():
+            if name != model:
+                print(f"warning: {Path(results_dir) / name} is left out of the report: it lacks {', '.join(missing)}; "
+                      f"make them with: {artifacts.make_command(Path(results_dir) / name)}", file=sys.stderr)
     output_dir = Path(output_dir)
     suffix = "" if lang == "tr" else f"_{lang}"
     executed = execute(

@@ -141,6 +141,11 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
 
         return str(tiny.ensure_tiny_model(preset.extra["tiny_arch"]))
     if preset.hf_id and Path(preset.hf_id).is_dir():
+        if not (Path(preset.hf_id) / "config.json").is_file():  # as --model_path: refused before a run is written
+            raise ModelUnavailableError(
+                f"--model {preset.hf_id}: a folder without config.json; expected a Hugging Face model folder, "
+                "a .gguf file or a preset name"
+            )
         return preset.hf_id
     if preset.hf_id and Path(preset.hf_id).is_file() and preset.hf_id.lower().endswith(".gguf"):
         return str(weights.ensure_gguf_folder(preset.hf_id))

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mathreport import cli
+import pytest
+
+from mathreport import artifacts, cli
 
 
 def test_report_without_results_is_one_clear_line(tmp_path, capsys):
@@ -168,3 +170,118 @@ def test_prepare_prints_coverage_warnings_and_keeps_earlier_splits(tmp_path, cap
     assert cli.main(["prepare", "--input", str(raw), "--out-dir", str(out), "--seed", "1", "--force"]) == 0
     backups = list(out.glob("replaced-*"))
     assert len(backups) == 1 and (backups[0] / "augmented_train.csv").read_bytes() == before
+
+
+# --- issue 20: predict's output and questions, malformed run files, models without config.json ---------------------
+
+
+@pytest.fixture(scope="module")
+def tfidf_run(small_data, tmp_path_factory):
+    """A finished tfidf run (trained once for this module's tests; copy it before changing it)."""
+    out = tmp_path_factory.mktemp("cli20") / "tfidf"
+    assert cli.main(_train_tfidf_argv(small_data, out)) == 0
+    return out
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_predict_output_is_checked_before_inference(tfidf_run, tmp_path, capsys, monkeypatch):
+    """Issue 20, 7: a directory failed after inference; a run's own file was replaced without its lock."""
+    from mathreport import predict
+
+    question = "What is the derivative of x^2?"
+    preds = tfidf_run / artifacts.PREDICTIONS
+    before = preds.read_bytes()
+    with monkeypatch.context() as patched:
+        patched.setattr(predict, "load_classifier", lambda *a, **k: pytest.fail("inference ran before the check"))
+        assert cli.main(["predict", "--run_dir", str(tfidf_run), "--output", str(tmp_path), question]) == 2
+        assert "is a directory" in _one_line_error(capsys)
+        assert cli.main(["predict", "--run_dir", str(tfidf_run), "--output", str(preds), question]) == 2
+        assert "a file of the run" in _one_line_error(capsys)
+    assert preds.read_bytes() == before
+    assert cli.main(["predict", "--run_dir", str(tfidf_run), "--output", str(tmp_path / "p.csv"), question]) == 0
+    assert (tmp_path / "p.csv").is_file()
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    (b"What is 2\xff+2?".decode("utf-8", "surrogateescape"), r"question 1 of 1 is not UTF-8 text \(byte 0xff\)"),
+    ("\u200b\u200b", "question 1 of 1 is empty"),
+    ("\u00a0\u00a0\u2009", "question 1 of 1 is empty"),
+    ("\ufeff\u200d", "question 1 of 1 is empty"),
+])
+def test_predict_refuses_invisible_or_undecodable_questions(tfidf_run, tmp_path, capsys, question, expected):
+    """Issue 20, 7 and 12: a question of bytes that are not UTF-8 (UnicodeEncodeError on --output), or of only
+    zero-width or no-break spaces (answered with a topic)."""
+    import re
+
+    argv = ["predict", "--run_dir", str(tfidf_run), "--output", str(tmp_path / "p.csv"), question]
+    assert cli.main(argv) == 2
+    assert re.search(expected, _one_line_error(capsys))
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_refuses_a_csv_question_of_zero_width_spaces(tfidf_run, tmp_path, capsys):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("Question\nWhat is 2+2?\n\u200b\u00a0\n", encoding="utf-8")
+    assert cli.main(["predict", "--run_dir", str(tfidf_run), "--input", str(rows)]) == 2
+    assert "rows.csv: line 3" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("content", [b"", b"y_true,y_pred\n\xff\xfe,1\n", b'y_true,text\n1,"cut inside'])
+def test_evaluate_on_a_malformed_preds_test_is_one_line(tfidf_run, tmp_path, capsys, content):
+    """Issue 20, 3: EmptyDataError, UnicodeDecodeError, ParserError tracebacks."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tfidf_run, run)
+    (run / artifacts.PREDICTIONS).write_bytes(content)
+    assert cli.main(["evaluate", "--run_dir", str(run)]) == 2
+    assert str(run / artifacts.PREDICTIONS) in _one_line_error(capsys)
+
+
+def test_a_stale_lock_does_not_block_compare(tfidf_run, tmp_path, capsys):
+    """Issue 20, 4: `.lock` naming PID 1 on this host, which no process holds, refused every reader for ever."""
+    import json
+    import platform
+    import shutil
+
+    results = tmp_path / "results"
+    for name in ("a", "b"):
+        shutil.copytree(tfidf_run, results / name)
+    (results / "a" / artifacts.LOCK).write_text(json.dumps({"pid": 1, "host": platform.node()}))
+    (results / "b" / artifacts.LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
+    assert cli.main(["compare", "--results-dir", str(results)]) == 0
+
+
+def test_report_says_which_run_folders_it_leaves_out(tfidf_run, tmp_path, capsys, monkeypatch):
+    """Issue 20, 12: a run lacking files was left out of a report with no message."""
+    import shutil
+
+    from mathreport import export
+
+    results = tmp_path / "results"
+    for name in ("main", "other", "broken"):
+        shutil.copytree(tfidf_run, results / name)
+    (results / "broken" / artifacts.HISTORY).unlink()
+    monkeypatch.setattr(export, "execute", lambda notebook, out, params, **k: out)
+    monkeypatch.setattr(export, "export_html", lambda executed, out, lang: out)
+    export.run_report(model="main", results_dir=results, output_dir=tmp_path / "out", pdf=False)
+    err = capsys.readouterr().err
+    assert f"{results / 'broken'} is left out of the report: it lacks history.csv" in err
+    assert "other" not in err
+
+
+def test_train_model_folder_without_config_is_refused_before_a_run_is_written(tmp_path, small_data, capsys):
+    """Issue 20, 9: a sentencepiece traceback and a "failed" run.json left behind."""
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    argv = _train_tfidf_argv(small_data, tmp_path / "out")
+    argv[argv.index("tfidf")] = str(folder)
+    assert cli.main(argv) == 2
+    assert "config.json" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
