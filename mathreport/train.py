@@ -82,7 +82,8 @@ def _check_output_dir(cfg: TrainConfig) -> Path:
         )
     if state == "unfinished" and not cfg.force:
         raise RunExistsError(
-            f"{run_dir}/{artifacts.CHECKPOINTS} holds an unfinished run; continue it with: {cli_command(cfg)} "
+            f"{run_dir} holds an unfinished run (a checkpoint, or a finished training); continue it with: "
+            f"{cli_command(cfg)} "
             f"--resume (or start it over with --force)"
         )
     if (run_dir / artifacts.CHECKPOINTS).is_dir():
@@ -199,6 +200,8 @@ def train(cfg: TrainConfig) -> Path:
         manifest = artifacts.read_manifest(run_dir)
         manifest["outputs"] = artifacts.outputs_record(run_dir)
         artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+        # Checkpoints exist to resume a stopped run; only now that run.json says complete is nothing left to redo.
+        shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
         return run_dir
 
 
@@ -228,6 +231,8 @@ def _train_run(cfg: TrainConfig) -> Path:
     if preset.kind == "transformer":  # so does 4-bit where it cannot work (no CUDA, no bitsandbytes)
         models.resolve_load_in_4bit(preset, models.pick_device(cfg.device), cfg.load_in_4bit)
     run_dir = _check_output_dir(cfg)
+    if cfg.resume and preset.kind == "transformer" and artifacts.training_finished(run_dir):
+        return _finish_trained_run(cfg, run_dir)
     hyper = hyperparameters(cfg, preset)
     splits = load_splits(cfg)
     oversampling = balance_train_split(splits, hyper["imbalance"], cfg.seed)
@@ -264,14 +269,49 @@ def _train_run(cfg: TrainConfig) -> Path:
     manifest["training"] = stats
 
     artifacts.write_csv(run_dir / artifacts.HISTORY, history)
+    # Training is done and its adapter is in model/: recorded now, so a stop in the steps below (which can take
+    # long on a large test split) is resumed by redoing only them (`_finish_trained_run`).
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    return _after_training(cfg, run_dir, manifest, classifier, splits, hyper, device, dtype)
+
+
+def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
+    """`--resume` of a run stopped after its training finished: reload its final adapter and redo only the steps
+    after training (predictions, metrics, ONNX export, latency), never the training."""
+    manifest = artifacts.read_manifest(run_dir)
+    for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path)):
+        recorded = ((manifest.get("data") or {}).get(name) or {}).get("sha256")
+        if path is not None and recorded and artifacts.file_sha256(path) != recorded:
+            raise ConfigError(
+                f"--resume: {path} is not the {name} split {run_dir} was trained with (SHA-256 differs from "
+                f"{run_dir / artifacts.MANIFEST}'s data.{name}.sha256); give the original file, or start over with "
+                f"{cli_command(cfg)} --force"
+            )
+    print(f"{run_dir}: training finished before the run stopped; reloading its adapter from {run_dir / 'model'} "
+          "and redoing only predictions, metrics, export and latency", file=sys.stderr)
+    splits = load_splits(cfg)
+    hyper = manifest.get("hyperparameters") or hyperparameters(cfg, preset_for(cfg))
+    classifier = predict.load_torch(run_dir, manifest, cfg.device, True, "float32")
+    manifest["status"] = "running"
+    manifest["resumed_after_training"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    return _after_training(cfg, run_dir, manifest, classifier, splits, hyper, classifier.device,
+                           manifest.get("dtype", "float32"))
+
+
+def _after_training(cfg: TrainConfig, run_dir: Path, manifest: dict, classifier, splits: dict[str, pd.DataFrame],
+                    hyper: dict, device: str, dtype: str) -> Path:
+    """The steps after training: test and validation predictions, metrics, ONNX export, latency; run.json."""
+    # A transformer's predictions on a large split take minutes on a CPU: show a progress bar.
+    progress = {"progress": True} if isinstance(classifier, predict.TransformerClassifier) else {}
     test = splits["test"]
-    probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64)
+    probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
     val = splits["val"]
-    val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64)
+    val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
     evaluate_run(run_dir)
-    if preset.kind == "transformer":
+    if manifest.get("kind") == "transformer":
         classifier, dtype = choose_inference_backend(run_dir, classifier, test, probs, manifest)
     if cfg.bench:
         latency = bench.benchmark_latency(
@@ -530,8 +570,7 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     history = history_from_log(trainer.state.log_history)
     trainer.save_model(str(run_dir / "model"))
     tokenizer.save_pretrained(str(run_dir / "model"))
-    # Checkpoints exist to resume an interrupted run; a finished run keeps only its final adapter.
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    # The checkpoints stay until run.json says complete (`train` removes them then): a stop before that resumes.
     stats = {
         "train_seconds": output.metrics.get("train_runtime"),
         "train_samples_per_second": output.metrics.get("train_samples_per_second"),

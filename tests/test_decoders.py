@@ -119,6 +119,48 @@ def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, ke
                                preds[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
 
 
+def test_a_stop_after_training_resumes_without_training_again(tiny_cache, keyword_splits, tmp_path, monkeypatch):
+    """Issue 20, 10: checkpoints were deleted as soon as training returned, so a stop while predicting the test
+    split lost the training: `--resume` trained from scratch. Now run.json records the finished training, the
+    checkpoints stay until the run is complete, and `--resume` redoes only what is missing."""
+    from transformers import Trainer
+
+    from mathreport import train as train_module
+
+    out = tmp_path / "run"
+    common = dict(num_epochs=2, learning_rate=5e-3, batch_size=16, max_length=32)
+    write = artifacts.write_predictions
+
+    def stopped(*args, **kwargs):  # a stop (Ctrl-C, a time limit) once training is over, while predicting
+        raise KeyboardInterrupt("simulated stop after training")
+
+    monkeypatch.setattr(artifacts, "write_predictions", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(keyword_splits, out, "tiny-qwen2", **common))
+    manifest = artifacts.read_manifest(out)
+    assert manifest["status"] == "interrupted" and "training" in manifest
+    assert (out / "model" / "adapter_config.json").is_file() and artifacts.has_checkpoints(out)
+    assert not (out / artifacts.PREDICTIONS).exists() and not (out / artifacts.METRICS).exists()
+    assert artifacts.run_state(out) == "unfinished"
+    with pytest.raises(train_module.RunExistsError, match="--resume"):
+        train(_config(keyword_splits, out, "tiny-qwen2", **common))
+    history = (out / artifacts.HISTORY).read_bytes()
+
+    monkeypatch.setattr(artifacts, "write_predictions", write)
+    monkeypatch.setattr(Trainer, "train", lambda *a, **k: pytest.fail("--resume trained again"))
+    train(_config(keyword_splits, out, "tiny-qwen2", resume=True, **common))
+    manifest = artifacts.read_manifest(out)
+    assert manifest["status"] == "complete" and manifest["resumed_after_training"]
+    assert (out / artifacts.HISTORY).read_bytes() == history  # the training's own history, kept
+    assert not (out / artifacts.CHECKPOINTS).exists()  # removed once the run is complete
+    artifacts.check_consistency(out)
+    # The predictions are the saved adapter's.
+    classifier = predict.load_classifier(out, device="cpu", backend="torch")
+    test = pd.read_csv(keyword_splits / "test.csv")
+    np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist()),
+                               artifacts.read_predictions(out)[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
+
+
 def test_4bit_needs_cuda():
     with pytest.raises(models.NeedsCudaError, match="CUDA"):
         models.quantization_config(True, "cpu")
