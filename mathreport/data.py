@@ -489,6 +489,33 @@ def check_class_coverage(
     return [p + f" ({MISSING_CLASSES_FLAG}: its scores will be those of a model that never saw it)" for p in problems]
 
 
+def stratified_sample(frame: pd.DataFrame, n: int, seed: int, where: str = "the train split") -> pd.DataFrame:
+    """`n` rows of `frame` keeping every class it has: one row per class, the rest shared in proportion to the
+    classes' sizes (largest remainder), each class's rows drawn at random with `seed`. Rows keep their order.
+
+    Written here rather than with scikit-learn's stratified `train_test_split`, which refuses a class of one row and
+    may give a rare class no row at all when n is small: either would make a sample refuse (or lack) a class the
+    full split has. n below the number of classes is refused (DataError).
+    """
+    import numpy as np
+
+    if n >= len(frame):
+        return frame
+    counts = frame[LABEL_COL].value_counts().sort_index()
+    if n < len(counts):
+        raise DataError(f"--max_train_samples {n}: {where} has {len(counts)} classes, and a sample must keep one "
+                        f"question of each; give at least {len(counts)}")
+    spare = counts - 1
+    quota = spare / spare.sum() * (n - len(counts))
+    take = np.floor(quota).astype(int)
+    # Largest remainders first (ties: the lower class id), one row each, until n rows are taken.
+    order = sorted(counts.index, key=lambda c: (-(quota[c] - take[c]), c))
+    for c in order[: n - len(counts) - int(take.sum())]:
+        take[c] += 1
+    parts = [frame[frame[LABEL_COL] == c].sample(n=int(take[c]) + 1, random_state=seed) for c in counts.index]
+    return pd.concat(parts).sort_index()
+
+
 def oversample_minority(
     train: pd.DataFrame, seed: int = 42, target: str | float = "median"
 ) -> tuple[pd.DataFrame, dict]:

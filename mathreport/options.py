@@ -148,7 +148,8 @@ class TrainConfig:
     allow_leakage: bool = option(False, help="train even if a question is in two splits")
     allow_missing_classes: bool = option(
         False, help="train even if the train split lacks a class that val/test have (a warning, not an error)")
-    max_train_samples: int | None = option(None, help="train on a seeded sample of this size",
+    max_train_samples: int | None = option(None, help="train on a seeded, stratified sample of this size (every "
+                                           "class of the train split is kept)",
                                            rule=_optional(lambda v: _is_int(v) and v >= NUM_CLASSES),
                                            allowed=f"an integer >= {NUM_CLASSES} (one question per class)",
                                            hyperparameter=True)

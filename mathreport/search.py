@@ -63,7 +63,7 @@ class SearchConfig(TrainConfig):
 # The flags of `mathreport search`, in --help's order, and the help texts that differ from `train`'s.
 FLAGS = ("model", "learning_rates", "train_path", "val_path", "output_dir", "num_epochs", "max_train_samples",
          "batch_size", "max_length", "seed", "bf16", "lora_dropout", "model_path", "device", "allow_leakage",
-         "text_col", "label_col")
+         "allow_missing_classes", "text_col", "label_col")
 HELP = {
     "model": "a transformer preset (minilm, qwen, mistral) or HF id / path",
     "bf16": "CPU: bfloat16 autocast in training (default: as `train` decides it, on where the CPU has AVX-512 BF16 "

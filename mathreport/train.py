@@ -123,9 +123,10 @@ def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
               for name, path in paths.items()}
     data.assert_no_leakage({f"{name} ({paths[name]})": frame for name, frame in splits.items()},
                            allow=cfg.allow_leakage)
-    if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
-        splits["train"] = splits["train"].sample(n=cfg.max_train_samples, random_state=cfg.seed)
     where = {name: f"the {name} split ({paths[name]})" for name in paths}
+    if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
+        # Stratified, so the sample has every class the full split has: nothing to refuse that the split has.
+        splits["train"] = data.stratified_sample(splits["train"], cfg.max_train_samples, cfg.seed, where["train"])
     if cfg.max_train_samples:
         where["train"] += f" sampled to --max_train_samples {cfg.max_train_samples}"
     for warning in data.check_class_coverage(splits, allow_missing=cfg.allow_missing_classes, where=where):

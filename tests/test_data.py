@@ -512,3 +512,45 @@ def test_unreadable_input_says_permission_denied(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", denied)  # as root, chmod 000 would not stop the read
     with pytest.raises(data.DataError, match=r"raw.csv: cannot be read \(permission denied\)"):
         data.prepare(path, tmp_path / "out")
+
+
+# --- issue 20: --max_train_samples keeps every class ---------------------------------------------------------------
+
+
+def _rare_class_frame() -> pd.DataFrame:
+    rows = [(f"common {c} {i}", c) for c in range(7) for i in range(140)] + [("rare 0", 7), ("rare 1", 7)]
+    return pd.DataFrame(rows, columns=["Question", "label"])
+
+
+@pytest.mark.parametrize("n", [8, 50, 300, 979])
+def test_stratified_sample_keeps_every_class_the_split_has(n):
+    frame = _rare_class_frame()
+    sample = data.stratified_sample(frame, n, seed=1)
+    assert len(sample) == n and set(sample["label"]) == set(range(8))
+    assert sample.index.is_monotonic_increasing and sample.index.isin(frame.index).all()
+    assert sample.equals(data.stratified_sample(frame, n, seed=1))  # seeded
+    counts = sample["label"].value_counts()
+    # The common classes share the rest evenly (equal sizes: within one row of each other).
+    assert counts[list(range(7))].max() - counts[list(range(7))].min() <= 1
+
+
+def test_stratified_sample_below_the_number_of_classes_is_refused():
+    with pytest.raises(data.DataError, match="has 8 classes.*at least 8"):
+        data.stratified_sample(_rare_class_frame(), 5, seed=0)
+
+
+def test_max_train_samples_does_not_make_search_refuse_a_rare_class(tmp_path):
+    """Issue 20, 11: a random sample of 300 lacked the rare class 7, and the refusal named a flag search lacks."""
+    from mathreport import cli, search, train
+
+    frame = _rare_class_frame()
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"Question": [f"val {c}" for c in range(8)], "label": range(8)}).to_csv(tmp_path / "val.csv",
+                                                                                         index=False)
+    cfg = search.SearchConfig(model="minilm", learning_rates=[1e-4], train_path=tmp_path / "train.csv",
+                              val_path=tmp_path / "val.csv", output_dir=tmp_path / "out", max_train_samples=300)
+    splits = train.load_splits(cfg.train_config(test_path=None, bench=False))
+    assert len(splits["train"]) == 300 and set(splits["train"]["label"]) == set(range(8))
+    # The flag a refusal for a split that truly lacks a class names is one `search` accepts.
+    args = cli.build_parser().parse_args(["search", "--model", "minilm", "--lrs", "1e-4", "--allow_missing_classes"])
+    assert args.allow_missing_classes is True
