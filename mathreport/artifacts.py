@@ -628,7 +628,8 @@ def member_dir(ensemble_dir: Path, member: dict) -> Path:
 
 
 def check_members_current(run_dir: Path, manifest: dict) -> None:
-    """Refuse an ensemble whose members' predictions are no longer the ones its weights were fitted on."""
+    """Refuse an ensemble whose members are not whole runs, or whose predictions are no longer the ones its weights
+    were fitted on."""
     members = manifest.get("members") or []
     if not members:
         raise ArtifactError(f"{Path(run_dir) / MANIFEST}: an ensemble without 'members'")
@@ -645,6 +646,10 @@ def check_members_current(run_dir: Path, manifest: dict) -> None:
                     f"{run_dir} is stale: its member {path} has a different {name} (SHA-256) than the one its "
                     f"weights were fitted on (retrained since?); {rebuild}"
                 )
+        try:
+            check_consistency(path)
+        except ArtifactError as exc:
+            raise type(exc)(f"{run_dir} is an ensemble of a run that is not whole now: {exc}") from None
 
 
 def missing_files(run_dir: Path, names: Iterable[str] = REQUIRED) -> list[str]:

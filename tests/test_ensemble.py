@@ -324,3 +324,20 @@ def test_force_over_a_trained_run_leaves_none_of_its_model(members, tmp_path):
     ensemble.build_ensemble(runs, out, force=True)
     assert not (out / "model").exists() and not (out / "model.onnx").exists()
     assert ensemble.is_ensemble(out)
+
+
+def test_an_ensemble_of_a_member_that_is_no_longer_whole_is_refused(members, tmp_path, hold_lock):
+    """Issue 20, 1: `report` refused the member itself but accepted the ensemble built on it."""
+    results, runs = members
+    for run in runs:
+        _finish(run)
+    out = ensemble.build_ensemble(runs, results / "ensemble")
+    artifacts.check_consistency(out)
+    with hold_lock(runs[0]):  # the member is being retrained: its files are about to change
+        with pytest.raises(artifacts.RunLockedError, match="not whole now: .*is being written by PID"):
+            artifacts.check_consistency(out)
+    manifest = artifacts.read_manifest(runs[1])
+    artifacts.write_json(runs[1] / artifacts.MANIFEST, {**manifest, "status": "failed"})
+    with pytest.raises(artifacts.ArtifactError, match="not whole now: .*'failed', not complete"):
+        artifacts.check_consistency(out)
+    assert not ensemble.is_current(out)
