@@ -442,22 +442,28 @@ def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
     The bytes are decoded here (not by pandas), so that a byte that is not UTF-8 is reported by its line.
     """
     path = Path(path)
-    redo = f"make it again with: {make_command(path.parent)}"
+    columns = list(columns)
+
+    def redo() -> str:
+        if path.name == PREDS_VAL:
+            return f"make it again with: {val_predictions_command(path.parent)}"
+        return f"make it again with: {make_command(path.parent)}"
+
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ArtifactError(f"{path}: line {line}: byte {raw[exc.start:exc.start + 1]!r} is not UTF-8 text; "
-                            f"{redo}") from None
-    expected = ", ".join(columns)
+                            f"{redo()}") from None
     if not text.strip():
-        raise ArtifactError(f"{path}: the file is empty; expected a header line ({expected}) and rows; {redo}")
+        raise ArtifactError(f"{path}: the file is empty; expected a header line ({', '.join(columns)}) and rows; "
+                            f"{redo()}")
     try:
         frame = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ArtifactError(f"{path}: {_csv_fault(text) or ' '.join(str(exc).split())}; not a whole CSV "
-                            f"table (cut short or edited?); {redo}") from None
+                            f"table (cut short or edited?); {redo()}") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
