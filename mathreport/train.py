@@ -467,6 +467,7 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     load_in_4bit = models.resolve_load_in_4bit(preset, device, cfg.load_in_4bit)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
+    quantization = models.quantization_record(model)
     model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
     trainable, total = model.get_nb_trainable_parameters()
 
@@ -549,14 +550,22 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         "weights": weights,
         "device": device,
         "load_in_4bit": bool(load_in_4bit),
+        "quantization": quantization,
         "dtype": "nf4+bf16" if load_in_4bit else ("bfloat16" if on_cuda else "float32"),
-        # The weights stay float32 on CPU; --bf16 only runs the training matmuls under bfloat16 autocast.
-        "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) and not load_in_4bit else None,
+        # The weights stay float32 on CPU (NF4 in 4-bit); --bf16 runs the training matmuls under bfloat16 autocast,
+        # 4-bit runs included (Trainer's bf16 flag is the same).
+        "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) else None,
         "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
                  if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save")},
     }
     # Merging LoRA into full-precision weights removes the adapter's extra matmuls at inference; a 4-bit base
     # cannot take the merge without dequantising, so it keeps the adapter.
-    final = trainer.model if load_in_4bit else trainer.model.merge_and_unload()
+    if load_in_4bit:
+        # As a reloaded run predicts: without the bf16 autocast Trainer (accelerate) wrapped the forward in, and with
+        # bitsandbytes' CPU inference kernel, which training kept off (models.add_lora).
+        final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        models.set_cpu_inference_packing(final, True)
+    else:
+        final = trainer.model.merge_and_unload()
     final.eval()
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra
