@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, bench, data, environment, models, options, predict
+from mathreport import artifacts, bench, data, environment, modelcard, models, options, predict
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, ConfigError, TrainConfig  # noqa: F401 (re-exported)
 
@@ -282,6 +282,8 @@ def _train_run(cfg: TrainConfig) -> Path:
     manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["status"] = "complete"
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    if modelcard.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written
+        modelcard.write_model_card(run_dir)
     return run_dir
 
 
@@ -315,6 +317,9 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
         result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
         artifacts.write_json(Path(run_dir) / artifacts.METRICS, result)
         artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
+        # A finished run's adapter card holds these metrics; while training, train writes it once the run is whole.
+        if modelcard.has_adapter(run_dir) and artifacts.read_manifest(run_dir).get("status") == "complete":
+            modelcard.write_model_card(run_dir)
     return result
 
 
