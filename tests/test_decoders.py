@@ -49,9 +49,9 @@ def keyword_splits(tmp_path_factory):
 
 
 def _config(data, out, model: str, **kw) -> TrainConfig:
+    kw = {"bench": False, **kw}
     return TrainConfig(model=model, train_path=data / "train.csv", val_path=data / "val.csv",
-                       test_path=data / "test.csv", output_dir=out, device="cpu", bench=False, train_eval_samples=32,
-                       **kw)
+                       test_path=data / "test.csv", output_dir=out, device="cpu", train_eval_samples=32, **kw)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -199,17 +199,20 @@ def test_lora_config_mlp_flag_and_head_in_modules_to_save_qwen2(tmp_path):
 # --- QLoRA on the CPU: the 7B models' 4-bit path (NF4, k-bit preparation, LoRA, head, reload) on tiny decoders ----
 
 
-def test_4bit_training_keeps_the_gradient_through_frozen_4bit_weights_after_an_evaluation_qwen2(tmp_path):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_4bit_training_keeps_the_gradient_through_frozen_4bit_weights_after_an_evaluation_qwen2_mistral(
+        arch, tmp_path):
     """Trainer evaluates after each epoch; bitsandbytes then repacks 4-bit weights for its CPU inference kernel
-    (on CPUs with AVX-512 BF16), which has no backward. Training must give the same LoRA gradients after an
-    evaluation as before it. (On a CPU without AVX-512 BF16 nothing is repacked and this holds trivially.)"""
+    (on CPUs with AVX-512 BF16), which has no backward: the next training step fails where the layer has a bias
+    (Qwen2's q/k/v) and silently loses the gradient where it has none (Mistral). Training must give the same LoRA
+    gradients after an evaluation as before it. (Without AVX-512 BF16 nothing is repacked: it holds trivially.)"""
     import dataclasses
 
     import torch
 
-    path = tiny.build_tiny_model("qwen2", tmp_path / "w")
+    path = tiny.build_tiny_model(arch, tmp_path / "w")
     tokenizer = models.load_tokenizer(str(path))
-    preset = dataclasses.replace(models.PRESETS["tiny-qwen2"], lora_dropout=0.0)
+    preset = dataclasses.replace(models.PRESETS[f"tiny-{arch}"], lora_dropout=0.0)
     model = models.load_base_model(str(path), tokenizer, device="cpu", load_in_4bit=True)
     model, _ = models.add_lora(model, preset, load_in_4bit=True)
     batch = tokenizer(["Solve 3x + 5 = 20 for x.", "How many ways can 5 books be arranged?"], padding=True,
@@ -220,14 +223,16 @@ def test_4bit_training_keeps_the_gradient_through_frozen_4bit_weights_after_an_e
         model.train()
         model.zero_grad()
         model(**batch, labels=labels).loss.backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if "lora_A" in n}
+        # lora_B of layer 0's q/k/v: its gradient reaches it only back through frozen 4-bit weights (o_proj and
+        # the layers above; lora_B starts at zero, so the adapters add no path of their own).
+        return {n: p.grad.clone() for n, p in model.named_parameters() if "lora_B" in n}
 
     before = lora_grads()
     model.eval()
     with torch.no_grad():
         model(**batch)
     after = lora_grads()
-    first_layer = [n for n in before if ".layers.0." in n]
+    first_layer = [n for n in before if ".layers.0.self_attn." in n and "o_proj" not in n]
     assert first_layer and all(before[n].abs().sum() > 0 for n in first_layer)
     for name in before:
         torch.testing.assert_close(after[name], before[name], msg=f"{name}: gradient changed after an evaluation")
@@ -302,9 +307,11 @@ def test_qlora_run_reloads_in_4bit_and_predicts_what_training_wrote_qwen2_mistra
 
 
 def test_qlora_run_predict_bench_evaluate_and_export_from_the_cli_qwen2(qlora_runs, tmp_path, capsys):
+    import shutil
+
     from mathreport import cli
 
-    run_dir = qlora_runs / "tiny-qwen2-4bit"
+    run_dir = shutil.copytree(qlora_runs / "tiny-qwen2-4bit", tmp_path / "run")  # the test rewrites its files
     latency = artifacts.read_latency(run_dir)  # the one train measured: on the 4-bit model
     assert latency["backend"] == "torch" and latency["dtype"] == "nf4"
     assert cli.main(["predict", "--run_dir", str(run_dir), "Find the derivative of x squared."]) == 0
@@ -338,3 +345,30 @@ def test_qlora_report_renders_qwen2_mistral(qlora_runs, tmp_path):
     for arch in ARCHS:
         assert f"{artifacts.read_metrics(qlora_runs / f'tiny-{arch}-4bit')['Accuracy']:.3f}" in html
     assert "nf4" in html  # the latency table says what was timed: the 4-bit model
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_qlora_adapter_card_is_the_runs_own_qwen2_mistral(arch, qlora_runs, tmp_path):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from mathreport.train import evaluate_run
+
+    run_dir = shutil.copytree(qlora_runs / f"tiny-{arch}-4bit", tmp_path / "run")  # the test rewrites its card
+    path = run_dir / "model" / "README.md"
+    card = ModelCard.load(path)
+    assert "[More Information Needed]" not in path.read_text(encoding="utf-8")
+    assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-classification"
+    assert card.data.base_model is None  # a random test model has no Hub id; its weights folder is named instead
+    assert f"| weights read from | `{artifacts.read_manifest(run_dir)['weights']}` |" in card.text
+    saved = artifacts.read_metrics(run_dir)
+    by_name = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert by_name["Accuracy"] == saved["Accuracy"] and by_name["F1 (macro)"] == saved["F1_macro"]
+    assert "| `bitsandbytes` | 4 | `nf4` | yes | `bfloat16` |" in card.text
+    for split in ("train", "val", "test"):
+        assert artifacts.read_manifest(run_dir)["data"][split]["sha256"] in card.text
+    # `mathreport evaluate` recomputes metrics.json, and the card with it.
+    path.unlink()
+    evaluate_run(run_dir)
+    assert f"{saved['Accuracy']:.4f}" in path.read_text(encoding="utf-8")

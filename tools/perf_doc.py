@@ -415,7 +415,16 @@ REAL_PIPELINE_MADE_BY = ("/usr/bin/time -v mathreport pipeline --models tfidf mi
                          "--results-dir DIR --pdf > LOG 2>&1, then python benchmarks/gnu_time.py LOG "
                          "docs/perf/real-data-pipeline.json --what ... (docs/REAL_DATA.md)")
 
+QLORA_CPU_MADE_BY = ("/usr/bin/time -v mathreport train --model qwen-0.5b ... --output_dir RUN > LOG 2>&1 "
+                     "(docs/MODELS.md, \"QLoRA on a CPU\", gives both commands), then "
+                     "python benchmarks/gnu_time.py LOG docs/perf/{file} --what ...")
+
 TABLES: dict[str, Table] = {
+    "qwen05b-cpu-nf4-time": _gnu_time("qwen05b-cpu-nf4-time.json",
+                                      QLORA_CPU_MADE_BY.format(file="qwen05b-cpu-nf4-time.json")),
+    "qwen05b-cpu-bf16-time": _gnu_time("qwen05b-cpu-bf16-time.json",
+                                       QLORA_CPU_MADE_BY.format(file="qwen05b-cpu-bf16-time.json")),
+    "qwen05b-cpu-models": _real_data_models("qwen05b-cpu-models.json"),
     "real-data-ensembles": _real_data_ensembles("real-data-models.json"),
     "real-data-lengths": _real_data_lengths("real-data-lengths-mpnet.json"),
     "targets-real-data": Table(
