@@ -425,6 +425,19 @@ TABLES: dict[str, Table] = {
     "qwen05b-cpu-bf16-time": _gnu_time("qwen05b-cpu-bf16-time.json",
                                        QLORA_CPU_MADE_BY.format(file="qwen05b-cpu-bf16-time.json")),
     "qwen05b-cpu-models": _real_data_models("qwen05b-cpu-models.json"),
+    "qwen05b-cpu-nf4-bench": Table(
+        file="qwen05b-cpu-nf4-bench.json", made_by=BENCH_MADE_BY.format(file="qwen05b-cpu-nf4-bench.json"),
+        rows="backends",
+        columns=[
+            Column("backend", "_key"),
+            Column("test accuracy", "accuracy", fixed(4)),
+            Column("answers unchanged vs preds_test.csv", "argmax_agreement", fixed(4)),
+            Column("max abs prob. change", "max_abs_prob_diff", fixed(3)),
+            Column("batch 1 p50 ms", "results[batch_size=1].p50_ms", fixed(0)),
+            Column("batch 8 ms/item (p50)", "results[batch_size=8].p50_ms", fixed(0)),
+            Column("threads", "results[batch_size=1].threads"),
+        ],
+    ),
     "real-data-ensembles": _real_data_ensembles("real-data-models.json"),
     "real-data-lengths": _real_data_lengths("real-data-lengths-mpnet.json"),
     "targets-real-data": Table(
