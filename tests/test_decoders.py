@@ -344,7 +344,11 @@ def test_qlora_report_renders_qwen2_mistral(qlora_runs, tmp_path):
     html = paths["html"].read_text(encoding="utf-8")
     for arch in ARCHS:
         assert f"{artifacts.read_metrics(qlora_runs / f'tiny-{arch}-4bit')['Accuracy']:.3f}" in html
-    assert "nf4" in html  # the latency table says what was timed: the 4-bit model
+    # The latency train measured on the 4-bit model (batch 1 p50, from its latency.json) is in the summary.
+    latency = artifacts.read_latency(qlora_runs / "tiny-qwen2-4bit")
+    assert latency["dtype"] == "nf4"
+    p50 = next(r["p50_ms"] for r in latency["results"] if r["batch_size"] == 1)
+    assert f"tiny-qwen2-4bit {p50:.2f} ms" in html
 
 
 @pytest.mark.parametrize("arch", ARCHS)
