@@ -380,7 +380,7 @@ def _bench_model(key: str, lengths, cfg: BenchConfig, device: str, dtype, peak, 
     if want_4bit:
         try:
             models.check_4bit_possible(device)
-        except models.NeedsCudaError as exc:
+        except models.FourBitUnavailableError as exc:
             skip_4bit = str(exc)
     model = _build_random(config, device, dtype)
     saved = work_dir / key

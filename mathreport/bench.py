@@ -217,7 +217,12 @@ def benchmark_latency(
 
 
 def backends_to_bench(manifest: dict, backend: str = "all", dtype: str | None = None) -> list[Backend]:
-    """The backends `mathreport bench` compares: all of them, one engine's, or the run's default (`auto`)."""
+    """The backends `mathreport bench` compares: all of them, one engine's, or the run's default (`auto`).
+
+    A run trained in 4-bit has one, torch-nf4; asking it for another is refused (ValueError).
+    """
+    if predict.trained_in_4bit(manifest):
+        return [predict.resolve_backend(manifest, "torch" if backend == "all" else backend, dtype)]
     if backend == "auto" or (backend in predict.DTYPES_OF and dtype is not None):
         return [predict.resolve_backend(manifest, backend, dtype)]
     chosen = [b for b in onnx_backend.ALL_BACKENDS
@@ -303,7 +308,7 @@ def compare_backends(
                                     warmup=warmup, max_items=max_items, repeats=repeats, dtype="float64")
         latency["command"] = "bench"
         return latency
-    backends = backends or list(onnx_backend.ALL_BACKENDS)
+    backends = backends or backends_to_bench(manifest)
     classifiers: dict[str, Classifier] = {}
     skipped: dict[str, str] = {}
     for b in backends:

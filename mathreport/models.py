@@ -1,8 +1,9 @@
-"""Model presets (the registry) and loading a model + tokenizer for a device (4-bit on CUDA, full precision on CPU);
-LoRA configuration. Offline weight sources are `weights`' work."""
+"""Model presets (the registry) and loading a model + tokenizer for a device (full precision, bf16, or 4-bit NF4
+wherever the installed bitsandbytes runs it); LoRA configuration. Offline weight sources are `weights`' work."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,15 @@ class ModelUnavailableError(RuntimeError):
 
 
 class NeedsCudaError(ModelUnavailableError):
-    """What was asked for (4-bit loading, the GPU benchmark) needs a CUDA device or package this machine lacks."""
+    """What was asked for (the GPU benchmark) needs a CUDA device this machine lacks."""
+
+
+class FourBitUnavailableError(ModelUnavailableError):
+    """4-bit loading was asked for, but the installed bitsandbytes cannot run it on this device."""
+
+
+# The oldest bitsandbytes whose 4-bit NF4 forward and backward the test suite runs on a CPU (make test).
+BITSANDBYTES_TESTED = "0.50.2"
 
 
 @dataclass(frozen=True)
@@ -190,25 +199,65 @@ def load_tokenizer(weights: str):
 
 
 def check_4bit_possible(device: str) -> None:
-    """Raise NeedsCudaError unless 4-bit loading can work here (a CUDA device and bitsandbytes)."""
-    if not device.startswith("cuda"):
-        raise NeedsCudaError(
-            f"--load_in_4bit needs a CUDA device (bitsandbytes 4-bit kernels); the device here is {device!r}. "
-            "Drop --load_in_4bit (or pass --no-load_in_4bit) to train in full precision on CPU."
-        )
+    """Raise FourBitUnavailableError unless the installed bitsandbytes runs 4-bit NF4 on `device`.
+
+    Decided by what bitsandbytes itself reports (`supported_torch_devices`) and by a one-time probe per device
+    type: quantize a small matrix to NF4 and take one forward and backward pass through it.
+    """
+    kind = device.split(":", 1)[0]
+    problem = _4bit_problem(kind)
+    if problem is None:
+        return
+    version = _bitsandbytes_version()
+    found = f"bitsandbytes {version}" if version else "bitsandbytes is not installed"
+    raise FourBitUnavailableError(
+        f"--load_in_4bit on {device!r}: {found}; {problem}. Install a bitsandbytes that runs 4-bit NF4 there "
+        f"(pip install 'bitsandbytes>={BITSANDBYTES_TESTED}', the version this project tests), or pass "
+        "--no-load_in_4bit to load the weights in full precision."
+    )
+
+
+def _bitsandbytes_version() -> str | None:
+    import importlib.metadata as md
+
     try:
-        import bitsandbytes  # noqa: F401
-    except ImportError as exc:
-        raise NeedsCudaError(
-            "--load_in_4bit needs bitsandbytes: pip install 'mathreport[gpu]' (or pass --no-load_in_4bit to load "
-            "the weights in bf16)"
-        ) from exc
+        return md.version("bitsandbytes")
+    except md.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def _4bit_problem(kind: str) -> str | None:
+    """Why 4-bit NF4 cannot run on devices of type `kind` ("cpu", "cuda", ...), or None when it can."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return "4-bit loading needs it"
+    except Exception as exc:  # a broken install (missing native library, failed backend) says so on import
+        return f"it fails to import ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    supported = getattr(bnb, "supported_torch_devices", None)
+    if supported is not None and kind not in supported:
+        return f"it supports {', '.join(sorted(supported))}, not {kind}"
+    import torch
+
+    try:
+        # As Linear4bit calls it: a (out, in) weight, quantized with double quantization, applied to bf16 inputs.
+        weight = torch.randn(32, 64, dtype=torch.bfloat16, device=kind)
+        packed, state = bnb.functional.quantize_4bit(weight, quant_type="nf4", compress_statistics=True)
+        x = torch.randn(2, 64, dtype=torch.bfloat16, device=kind, requires_grad=True)
+        out = bnb.matmul_4bit(x, packed, quant_state=state)
+        out.float().sum().backward()
+        if x.grad is None or not torch.isfinite(x.grad).all():
+            return "its 4-bit matmul gives no finite gradient here"
+    except Exception as exc:
+        return f"its 4-bit probe failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return None
 
 
 def resolve_load_in_4bit(preset: Preset, device: str, requested: bool | None = None) -> bool:
     """Whether to load in 4-bit: as requested, else on for decoder presets on CUDA only.
 
-    Fails at once (NeedsCudaError) when 4-bit is the answer but cannot work on `device`.
+    Fails at once (FourBitUnavailableError) when 4-bit is the answer but bitsandbytes cannot run it on `device`.
     """
     load = requested if requested is not None else (preset.decoder and device.startswith("cuda"))
     if load:
@@ -217,7 +266,7 @@ def resolve_load_in_4bit(preset: Preset, device: str, requested: bool | None = N
 
 
 def quantization_config(load_in_4bit: bool, device: str):
-    """BitsAndBytes NF4 config for QLoRA on CUDA, or None; 4-bit off CUDA is refused at once."""
+    """BitsAndBytes NF4 config for QLoRA, or None; refused at once where bitsandbytes cannot run it on `device`."""
     if not load_in_4bit:
         return None
     check_4bit_possible(device)
@@ -234,6 +283,25 @@ def quantization_config(load_in_4bit: bool, device: str):
     )
 
 
+def quantization_record(model) -> dict | None:
+    """What run.json says about a model's quantisation (read from the loaded model's config), or None."""
+    quant = getattr(model.config, "quantization_config", None)
+    if quant is None:
+        return None
+    quant = quant if isinstance(quant, dict) else quant.to_dict()
+    if not quant.get("load_in_4bit"):
+        return None
+    return {
+        "method": "bitsandbytes",
+        "bits": 4,
+        "quant_type": quant.get("bnb_4bit_quant_type"),
+        "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
+        "compute_dtype": str(quant.get("bnb_4bit_compute_dtype")).removeprefix("torch."),
+        "skip_modules": list(quant.get("llm_int8_skip_modules") or []),
+        "bitsandbytes": _bitsandbytes_version(),
+    }
+
+
 def _cuda_index(device: str) -> int:
     # Under torchrun / accelerate launch each process loads its 4-bit copy onto its own GPU (LOCAL_RANK).
     if ":" in device:
@@ -242,7 +310,7 @@ def _cuda_index(device: str) -> int:
 
 
 def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool = False):
-    """A sequence-classification model with 8 labels on top of `weights`."""
+    """A sequence-classification model with 8 labels on top of `weights` (4-bit NF4 on `device` if asked)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -253,8 +321,9 @@ def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool 
         "label2id": {n: i for i, n in enumerate(names("en"))},
     }
     if quant is not None:
-        kwargs.update({"quantization_config": quant, "dtype": torch.bfloat16,
-                       "device_map": {"": _cuda_index(device)}})
+        # bitsandbytes quantizes while the weights are placed, so the device goes into from_pretrained.
+        place = _cuda_index(device) if device.startswith("cuda") else device
+        kwargs.update({"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": place}})
     elif device.startswith("cuda"):
         kwargs["dtype"] = torch.bfloat16
     model = AutoModelForSequenceClassification.from_pretrained(weights, **kwargs)
@@ -310,5 +379,35 @@ def add_lora(model, preset: Preset, *, load_in_4bit: bool, mlp: bool = False):
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
         )
+        set_cpu_inference_packing(model, False)
     lora = lora_config(preset, model, mlp=mlp)
     return get_peft_model(model, lora), lora
+
+
+def prepare_4bit_for_inference(model):
+    """A 4-bit base with the dtypes `add_lora` gave it for training (norms, embeddings and head in float32), frozen.
+
+    Reloading a 4-bit run through this gives the predictions the run wrote at the end of training; the bf16 the
+    weights are loaded in would give others.
+    """
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
+def set_cpu_inference_packing(model, enabled: bool) -> None:
+    """Allow (or forbid) bitsandbytes to repack a model's 4-bit weights for its fast CPU inference kernel.
+
+    On CPUs with AVX-512 BF16, a Linear4bit that runs once in eval mode without gradients (Trainer's evaluation
+    after each epoch) repacks its weight for that kernel, and every later forward takes it, in training too; that
+    kernel has no backward, so the gradient through the frozen 4-bit weights is silently dropped (bitsandbytes
+    0.50.2; tests/test_decoders.py checks it). Off while training, back to the library's own choice for inference.
+    """
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return
+    allowed = enabled and bnb.functional.has_avx512bf16()
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = allowed

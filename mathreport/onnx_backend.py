@@ -54,14 +54,18 @@ class Backend:
 
 TORCH_FLOAT32 = Backend("torch", "float32")
 ALL_BACKENDS = (TORCH_FLOAT32, Backend("torch", "bfloat16"), Backend("onnx", "float32"), Backend("onnx", "int8"))
+# A run trained in 4-bit has this one backend: its NF4 base (bitsandbytes) with the adapter, as it was trained.
+TORCH_NF4 = Backend("torch", "nf4")
+FOUR_BIT_NO_ONNX = ("a 4-bit run keeps its NF4 base (bitsandbytes' Linear4bit layers), which ONNX cannot hold; it "
+                    "runs on torch (torch-nf4). For an ONNX model, train in full precision (--no-load_in_4bit)")
 
 
 def backend_named(name: str) -> Backend:
     """The backend called `name` (e.g. "onnx-int8")."""
-    for backend in ALL_BACKENDS:
+    for backend in (*ALL_BACKENDS, TORCH_NF4):
         if backend.name == name:
             return backend
-    raise ValueError(f"unknown backend {name!r}; expected one of {[b.name for b in ALL_BACKENDS]}")
+    raise ValueError(f"unknown backend {name!r}; expected one of {[b.name for b in (*ALL_BACKENDS, TORCH_NF4)]}")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -235,22 +239,23 @@ def batch1_p50_ms(classifiers: dict[str, object], texts: list[str], rounds: int 
     return {name: float(np.median(t)) * 1000 for name, t in times.items()}
 
 
-def choose_default(candidates: list[dict], reference_accuracy: float) -> tuple[str, str]:
+def choose_default(candidates: list[dict], reference_accuracy: float,
+                   reference: Backend = TORCH_FLOAT32) -> tuple[str, str]:
     """The name of the fastest candidate that reproduces the reference accuracy, and why.
 
     candidates: dicts with `backend`, `accuracy` and `batch1_p50_ms` (None where not timed). Falls back to
-    torch-float32, with the reason, when no other candidate qualifies.
+    the reference backend (float32 torch; torch-nf4 for a 4-bit run), with the reason, when no candidate qualifies.
     """
     ok = [c for c in candidates if abs(c["accuracy"] - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12
           and c.get("batch1_p50_ms") is not None]
     if not ok:
-        return TORCH_FLOAT32.name, "no backend was both verified and timed; float32 torch is the reference"
+        return reference.name, f"no backend was both verified and timed; {reference.name} is the reference"
     best = min(ok, key=lambda c: c["batch1_p50_ms"])
     others = [c for c in candidates if c is not best]
     rejected = [f"{c['backend']} (accuracy {c['accuracy']:.4f})" for c in others
                 if abs(c["accuracy"] - reference_accuracy) > ACCURACY_TOLERANCE + 1e-12]
     reason = (f"fastest at batch size 1 ({best['batch1_p50_ms']:.2f} ms per question) of the backends whose test "
-              f"accuracy is within {ACCURACY_TOLERANCE * 100:g} point of float32 torch ({reference_accuracy:.4f})")
+              f"accuracy is within {ACCURACY_TOLERANCE * 100:g} point of {reference.name} ({reference_accuracy:.4f})")
     if rejected:
         reason += "; not reproducing it: " + ", ".join(rejected)
     return best["backend"], reason
@@ -260,10 +265,11 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
                       *, timing_items: int = 32, rounds: int = 3) -> tuple[dict, object]:
     """Export ONNX (float32 and int8), verify every backend on the test split, time them, pick the default.
 
-    torch_classifier: the run's merged float32 `predict.TransformerClassifier`; reference_probs: its test
-    probabilities (preds_test.csv). Writes model.onnx and model-int8.onnx into `run_dir` and returns the
-    run.json `inference` section and the default backend's classifier; never raises for a backend that cannot
-    be made: its reason is recorded and the default falls back to float32 torch.
+    torch_classifier: the run's merged float32 `predict.TransformerClassifier` (or its 4-bit model with the
+    adapter: then it is the only backend, torch-nf4); reference_probs: its test probabilities (preds_test.csv).
+    Writes model.onnx and model-int8.onnx into `run_dir` and returns the run.json `inference` section and the
+    default backend's classifier; never raises for a backend that cannot be made: its reason is recorded and the
+    default falls back to the reference.
     """
     import copy
 
@@ -273,18 +279,22 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
     y_true = np.asarray(y_true)
     reference_probs = np.asarray(reference_probs, dtype=float)
     reference_accuracy = float((reference_probs.argmax(1) == y_true).mean())
+    model = torch_classifier.model
+    four_bit = bool(getattr(model, "is_loaded_in_4bit", False))
+    reference = TORCH_NF4 if four_bit else TORCH_FLOAT32
     section: dict = {
-        "reference": {"backend": TORCH_FLOAT32.name, "accuracy": reference_accuracy, "n_test": len(y_true)},
+        "reference": {"backend": reference.name, "accuracy": reference_accuracy, "n_test": len(y_true)},
         "accuracy_tolerance": ACCURACY_TOLERANCE,
         "onnx": {},
         "skipped": {},
         "versions": environment.versions(environment.ONNX_PACKAGES),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    classifiers: dict[str, object] = {TORCH_FLOAT32.name: torch_classifier}
-    model = torch_classifier.model
+    classifiers: dict[str, object] = {reference.name: torch_classifier}
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    if not torch_classifier.device.startswith("cpu"):
+    if four_bit:
+        section["skipped"]["onnx"] = FOUR_BIT_NO_ONNX
+    elif not torch_classifier.device.startswith("cpu"):
         section["skipped"]["onnx"] = f"the model is on {torch_classifier.device}; ONNX Runtime here runs on the CPU"
     elif n_bytes > MAX_EXPORT_BYTES:
         section["skipped"]["onnx"] = f"{n_bytes / 1e9:.1f} GB of weights is over a single ONNX file's 2 GB limit"
@@ -292,7 +302,9 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         section["skipped"]["onnx"] = "the model's weights are not all float32 (a 4-bit or half-precision run)"
     else:
         classifiers.update(_export_onnx_files(run_dir, torch_classifier, section))
-    if environment.cpu_has_fast_bf16() and torch_classifier.device.startswith("cpu"):
+    if four_bit:
+        section["skipped"]["torch-bfloat16"] = "a 4-bit run computes in bf16 already (NF4 weights, bf16 matmuls)"
+    elif environment.cpu_has_fast_bf16() and torch_classifier.device.startswith("cpu"):
         bf16 = copy.deepcopy(model).to(torch.bfloat16).eval()
         classifiers["torch-bfloat16"] = dataclasses.replace(torch_classifier, model=bf16)
     else:
@@ -300,7 +312,7 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
 
     candidates = []
     for name, clf in classifiers.items():
-        probs = reference_probs if name == TORCH_FLOAT32.name else clf.predict_proba(texts, batch_size=32)
+        probs = reference_probs if name == reference.name else clf.predict_proba(texts, batch_size=32)
         candidates.append({"backend": name, **agreement(probs, y_true, reference_probs)})
     timed = batch1_p50_ms(classifiers, list(texts)[:timing_items], rounds=rounds) if len(texts) else {}
     for c in candidates:
@@ -308,7 +320,7 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
     for name, record in section["onnx"].items():
         record.update({k: v for k, v in next(c for c in candidates if c["backend"] == f"onnx-{name}").items()
                        if k != "backend"})
-    default, reason = choose_default(candidates, reference_accuracy)
+    default, reason = choose_default(candidates, reference_accuracy, reference)
     section.update(candidates=candidates, timing=f"batch size 1, first {min(timing_items, len(texts))} test "
                    f"questions, {rounds} interleaved rounds", default=default, reason=reason)
     log.info("default inference backend: %s (%s)", default, reason)
@@ -354,6 +366,9 @@ def export_run(run_dir: Path) -> dict:
     if manifest.get("kind") != "transformer":
         raise artifacts.ArtifactError(f"{run_dir}: only transformer runs are exported to ONNX "
                                       f"(this one is {manifest.get('kind')!r})")
+    if manifest.get("load_in_4bit"):
+        raise artifacts.ArtifactError(f"{run_dir} was trained in 4-bit and is not exported to ONNX: "
+                                      f"{FOUR_BIT_NO_ONNX}")
     frame = artifacts.read_predictions(run_dir)
     if "text" not in frame.columns or frame["text"].isna().any():
         raise artifacts.ArtifactError(f"{run_dir / artifacts.PREDICTIONS}: no 'text' column; the export is verified "

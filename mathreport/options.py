@@ -142,7 +142,8 @@ class TrainConfig:
     force: bool = option(False, help="replace existing results in --output_dir", command="never")
     model_path: str | None = option(None, help="local folder (or .gguf file) with the model's weights",
                                     transformer_only=True)
-    load_in_4bit: bool | None = option(None, help="4-bit NF4 QLoRA (CUDA only); default: on for qwen/mistral on CUDA",
+    load_in_4bit: bool | None = option(None, help="4-bit NF4 QLoRA (bitsandbytes, on any device it runs on); "
+                                       "default: on for qwen/mistral on CUDA",
                                        transformer_only=True)
     lora_mlp: bool = option(False, help="LoRA on the MLP projections too (decoders)")
     allow_leakage: bool = option(False, help="train even if a question is in two splits")

@@ -16,7 +16,7 @@ import numpy as np
 
 from mathreport import artifacts, onnx_backend
 from mathreport.labels import NUM_CLASSES
-from mathreport.onnx_backend import TORCH_FLOAT32, Backend
+from mathreport.onnx_backend import TORCH_FLOAT32, TORCH_NF4, Backend
 
 log = logging.getLogger("mathreport")
 
@@ -133,8 +133,18 @@ BACKEND_CHOICES = ("auto", "torch", "onnx")
 DTYPES_OF = {"torch": ("float32", "bfloat16"), "onnx": tuple(onnx_backend.ONNX_FILES)}
 
 
+def trained_in_4bit(manifest: dict) -> bool:
+    """Whether run.json says the run's base model was loaded in 4-bit (NF4) for training."""
+    return bool(manifest.get("load_in_4bit"))
+
+
 def default_backend(manifest: dict) -> Backend:
-    """The backend run.json names as the run's default (chosen when it was exported), else float32 torch."""
+    """The backend run.json names as the run's default (chosen when it was exported), else float32 torch.
+
+    A 4-bit run's is always torch-nf4: its model is the 4-bit base with the adapter, as it was trained.
+    """
+    if trained_in_4bit(manifest):
+        return TORCH_NF4
     name = (manifest.get(onnx_backend.INFERENCE) or {}).get("default")
     return onnx_backend.backend_named(name) if name else TORCH_FLOAT32
 
@@ -143,12 +153,17 @@ def resolve_backend(manifest: dict, backend: str = "auto", dtype: str | None = N
     """Which engine and weights to run: `auto` is the run's default unless `dtype` asks for another precision.
 
     With `auto`, a dtype the default does not have goes to the engine that has it (int8: onnx; bfloat16: torch;
-    float32: torch, the reference).
+    float32: torch, the reference). A 4-bit run runs as torch-nf4 only; `auto` with float32 (the reference that
+    callers such as ensembles ask for) gives it too, with a warning; any other choice is refused.
     """
-    if dtype is not None and dtype not in INFERENCE_DTYPES:
+    if dtype is not None and dtype not in (*INFERENCE_DTYPES, TORCH_NF4.dtype):
         raise ValueError(f"dtype must be one of {INFERENCE_DTYPES}, found {dtype!r}")
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, found {backend!r}")
+    if trained_in_4bit(manifest):
+        return _resolve_4bit(backend, dtype)
+    if dtype == TORCH_NF4.dtype:
+        raise ValueError("nf4 is the precision of runs trained with --load_in_4bit; this run was not")
     if backend == "auto":
         recorded = default_backend(manifest)
         if dtype is None or dtype == recorded.dtype:
@@ -159,6 +174,17 @@ def resolve_backend(manifest: dict, backend: str = "auto", dtype: str | None = N
         raise ValueError(f"the {backend} backend runs {' or '.join(DTYPES_OF[backend])} weights, not {dtype}"
                          + ("; int8 runs on ONNX Runtime (backend onnx)" if dtype == "int8" else ""))
     return Backend(backend, dtype)
+
+
+def _resolve_4bit(backend: str, dtype: str | None) -> Backend:
+    if backend in ("auto", "torch") and dtype in (None, TORCH_NF4.dtype):
+        return TORCH_NF4
+    if backend == "auto" and dtype == TORCH_FLOAT32.dtype:
+        log.warning("the run was trained in 4-bit: it has no float32 weights and runs as %s", TORCH_NF4.name)
+        return TORCH_NF4
+    raise ValueError(f"the run was trained in 4-bit and runs only as {TORCH_NF4.name} (backend torch, its NF4 "
+                     f"weights), not as {backend} {dtype or ''}".rstrip()
+                     + ("; " + onnx_backend.FOUR_BIT_NO_ONNX if backend == "onnx" or dtype == "int8" else ""))
 
 
 def load_classifier(
@@ -203,7 +229,8 @@ def load_classifier(
 
 
 def load_torch(run_dir: Path, manifest: dict, device: str | None, merge_lora: bool, dtype: str):
-    """The run's LoRA adapter on its base model, merged, with float32 or bfloat16 weights."""
+    """The run's LoRA adapter on its base model: merged, with float32 or bfloat16 weights; or, for a run trained
+    in 4-bit (dtype "nf4"), on its base loaded in 4-bit again, wherever bitsandbytes runs it."""
     import torch
     from peft import PeftModel
 
@@ -214,13 +241,19 @@ def load_torch(run_dir: Path, manifest: dict, device: str | None, merge_lora: bo
         raise artifacts.ArtifactError(
             f"{model_dir}/adapter_config.json is missing. Make it with: {artifacts.make_command(run_dir)}"
         )
+    load_in_4bit = trained_in_4bit(manifest)
+    if load_in_4bit != (dtype == TORCH_NF4.dtype):
+        raise ValueError(f"{run_dir}: a run {'trained' if load_in_4bit else 'not trained'} in 4-bit cannot run "
+                         f"as torch {dtype}; {resolve_backend(manifest).name} is its backend")
     device = models.pick_device(device)
     weights = manifest["weights"]
     tokenizer = models.load_tokenizer(str(model_dir))
     with _quiet_loading():
-        # A run trained in 4-bit is reloaded in 4-bit, so its predictions match the ones it wrote.
-        load_in_4bit = bool(manifest.get("load_in_4bit")) and device.startswith("cuda")
+        # A run trained in 4-bit is reloaded in 4-bit, on every device, so its predictions match the ones it wrote;
+        # where bitsandbytes cannot run 4-bit, loading stops with the reason (models.check_4bit_possible).
         base = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
+        if load_in_4bit:
+            base = models.prepare_4bit_for_inference(base)
         model = PeftModel.from_pretrained(base, str(model_dir))
     if merge_lora and not load_in_4bit:
         # Folding the low-rank update into the weights removes the adapter's extra matmuls at inference

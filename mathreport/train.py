@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, bench, data, environment, models, options, predict
+from mathreport import artifacts, bench, data, environment, modelcard, models, options, predict
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, ConfigError, TrainConfig  # noqa: F401 (re-exported)
 
@@ -292,7 +292,9 @@ def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
           "and redoing only predictions, metrics, export and latency", file=sys.stderr)
     splits = load_splits(cfg)
     hyper = manifest.get("hyperparameters") or hyperparameters(cfg, preset_for(cfg))
-    classifier = predict.load_torch(run_dir, manifest, cfg.device, True, "float32")
+    # A 4-bit run reloads in 4-bit (its only weights); any other run as merged float32, as training left it.
+    dtype = predict.TORCH_NF4.dtype if predict.trained_in_4bit(manifest) else "float32"
+    classifier = predict.load_torch(run_dir, manifest, cfg.device, True, dtype)
     manifest["status"] = "running"
     manifest["resumed_after_training"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
@@ -323,6 +325,8 @@ def _after_training(cfg: TrainConfig, run_dir: Path, manifest: dict, classifier,
     manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["status"] = "complete"
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    if modelcard.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written
+        modelcard.write_model_card(run_dir)
     return run_dir
 
 
@@ -356,6 +360,9 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
         result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
         artifacts.write_json(Path(run_dir) / artifacts.METRICS, result)
         artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
+        # A finished run's adapter card holds these metrics; while training, train writes it once the run is whole.
+        if modelcard.has_adapter(run_dir) and artifacts.read_manifest(run_dir).get("status") == "complete":
+            modelcard.write_model_card(run_dir)
     return result
 
 
@@ -385,7 +392,12 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
     with artifacts.run_lock(run_dir, "mathreport evaluate --write_val_preds"):
         classifier = predict.load_classifier(run_dir, device=device)
         probs = classifier.predict_proba(val["Question"].tolist(), batch_size=batch_size)
-        return artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
+        written = artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
+        manifest = artifacts.read_manifest(run_dir)
+        if "outputs" in manifest:  # readers check the run's files against this record (check_consistency)
+            manifest["outputs"] = artifacts.outputs_record(run_dir)
+            artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+        return written
 
 
 # --- scikit-learn baseline -------------------------------------------------------------------------
@@ -508,6 +520,7 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     load_in_4bit = models.resolve_load_in_4bit(preset, device, cfg.load_in_4bit)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
+    quantization = models.quantization_record(model)
     model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
     trainable, total = model.get_nb_trainable_parameters()
 
@@ -589,14 +602,22 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         "weights": weights,
         "device": device,
         "load_in_4bit": bool(load_in_4bit),
+        "quantization": quantization,
         "dtype": "nf4+bf16" if load_in_4bit else ("bfloat16" if on_cuda else "float32"),
-        # The weights stay float32 on CPU; --bf16 only runs the training matmuls under bfloat16 autocast.
-        "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) and not load_in_4bit else None,
+        # The weights stay float32 on CPU (NF4 in 4-bit); --bf16 runs the training matmuls under bfloat16 autocast,
+        # 4-bit runs included (Trainer's bf16 flag is the same).
+        "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) else None,
         "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
                  if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save")},
     }
     # Merging LoRA into full-precision weights removes the adapter's extra matmuls at inference; a 4-bit base
     # cannot take the merge without dequantising, so it keeps the adapter.
-    final = trainer.model if load_in_4bit else trainer.model.merge_and_unload()
+    if load_in_4bit:
+        # As a reloaded run predicts: without the bf16 autocast Trainer (accelerate) wrapped the forward in, and with
+        # bitsandbytes' CPU inference kernel, which training kept off (models.add_lora).
+        final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        models.set_cpu_inference_packing(final, True)
+    else:
+        final = trainer.model.merge_and_unload()
     final.eval()
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra

@@ -35,7 +35,9 @@ def test_gpu_bench_tiny_dry_run_qwen2_mistral(small_data, tmp_path):
     assert {"device", "date", "versions", "lengths", "runs", "peak_bf16_tflops"} <= results.keys()
     assert results["lengths"].startswith(str(small_data / "test_split.csv"))
     measured = [r for r in results["runs"] if "skipped" not in r]
-    assert {(r["model"], r["precision"]) for r in measured} >= {("qwen", "bf16"), ("mistral", "bf16")}
+    # bitsandbytes (make env) runs NF4 on the CPU too: both precisions of both models go through the code.
+    assert {(r["model"], r["precision"]) for r in measured} == {
+        ("qwen", "bf16"), ("mistral", "bf16"), ("qwen", "4bit"), ("mistral", "4bit")}
     for run in measured:
         for key in ("train_tokens_per_s", "train_padded_tokens_per_s", "train_samples_per_s",
                     "train_model_tflops_per_s", "train_peak_memory_gib", "inference_peak_memory_gib",
@@ -47,10 +49,6 @@ def test_gpu_bench_tiny_dry_run_qwen2_mistral(small_data, tmp_path):
             lat = run[f"bs{bs}"]
             assert 0 < lat["p50_ms"] <= lat["p95_ms"] and lat["items_per_s"] > 0
             assert lat["n_batches"] == cfg.latency_batches[bs]
-    # The dry run is on a CPU: 4-bit is recorded as skipped, with the reason, for each model.
-    skipped = [r for r in results["runs"] if "skipped" in r]
-    assert {(r["model"], r["precision"]) for r in skipped} == {("qwen", "4bit"), ("mistral", "4bit")}
-    assert all("CUDA" in r["skipped"] for r in skipped)
 
     out = tmp_path / "GPU.md"
     out.write_text("# GPU\n\nprose kept\n\n<!-- gpu-bench:begin -->\nold\n<!-- gpu-bench:end -->\n\ntail kept\n")

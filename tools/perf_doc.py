@@ -415,7 +415,29 @@ REAL_PIPELINE_MADE_BY = ("/usr/bin/time -v mathreport pipeline --models tfidf mi
                          "--results-dir DIR --pdf > LOG 2>&1, then python benchmarks/gnu_time.py LOG "
                          "docs/perf/real-data-pipeline.json --what ... (docs/REAL_DATA.md)")
 
+QLORA_CPU_MADE_BY = ("/usr/bin/time -v mathreport train --model qwen-0.5b ... --output_dir RUN > LOG 2>&1 "
+                     "(docs/MODELS.md, \"QLoRA on a CPU\", gives both commands), then "
+                     "python benchmarks/gnu_time.py LOG docs/perf/{file} --what ...")
+
 TABLES: dict[str, Table] = {
+    "qwen05b-cpu-nf4-time": _gnu_time("qwen05b-cpu-nf4-time.json",
+                                      QLORA_CPU_MADE_BY.format(file="qwen05b-cpu-nf4-time.json")),
+    "qwen05b-cpu-bf16-time": _gnu_time("qwen05b-cpu-bf16-time.json",
+                                       QLORA_CPU_MADE_BY.format(file="qwen05b-cpu-bf16-time.json")),
+    "qwen05b-cpu-models": _real_data_models("qwen05b-cpu-models.json"),
+    "qwen05b-cpu-nf4-bench": Table(
+        file="qwen05b-cpu-nf4-bench.json", made_by=BENCH_MADE_BY.format(file="qwen05b-cpu-nf4-bench.json"),
+        rows="backends",
+        columns=[
+            Column("backend", "_key"),
+            Column("test accuracy", "accuracy", fixed(4)),
+            Column("answers unchanged vs preds_test.csv", "argmax_agreement", fixed(4)),
+            Column("max abs prob. change", "max_abs_prob_diff", fixed(3)),
+            Column("batch 1 p50 ms", "results[batch_size=1].p50_ms", fixed(0)),
+            Column("batch 8 ms/item (p50)", "results[batch_size=8].p50_ms", fixed(0)),
+            Column("threads", "results[batch_size=1].threads"),
+        ],
+    ),
     "real-data-ensembles": _real_data_ensembles("real-data-models.json"),
     "real-data-lengths": _real_data_lengths("real-data-lengths-mpnet.json"),
     "targets-real-data": Table(
