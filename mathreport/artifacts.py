@@ -320,7 +320,7 @@ def run_lock(run_dir: Path, command: str | None = None):
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # the directory was removed by a holder releasing it; make it again
+        except FileNotFoundError:  # not a fallback: the directory was removed by a holder releasing it; make it again
             continue
         except PermissionError:
             raise ArtifactError(f"{run_dir}: cannot write into it (permission denied)") from None
@@ -344,7 +344,7 @@ def run_lock(run_dir: Path, command: str | None = None):
         # file nobody else will see, so start again on the one at `path`.
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
+        except FileNotFoundError:  # not a fallback: the lock file was unlinked by its holder; take it anew
             same = False
         if same:
             break
