@@ -35,6 +35,8 @@ class Preset:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ()
     gpu_recommended: bool = False
+    # LoRA on the top k layers over cached frozen-layer states (mathreport.partial); 0: on every layer.
+    top_k_layers: int = 0
     extra: dict = field(default_factory=dict)
 
 

@@ -145,6 +145,11 @@ class TrainConfig:
     load_in_4bit: bool | None = option(None, help="4-bit NF4 QLoRA (CUDA only); default: on for qwen/mistral on CUDA",
                                        transformer_only=True)
     lora_mlp: bool = option(False, help="LoRA on the MLP projections too (decoders)")
+    top_k_layers: int | None = option(
+        None, rule=_optional(lambda v: _is_int(v) and v >= 0), allowed="an integer >= 0 (0: LoRA on every layer)",
+        hyperparameter=True, preset_default=lambda preset: preset.top_k_layers, transformer_only=True,
+        help="LoRA and the head on the top K layers only, trained over cached outputs of the frozen layers below "
+             "(0: every layer; default: the preset's)")
     allow_leakage: bool = option(False, help="train even if a question is in two splits")
     allow_missing_classes: bool = option(
         False, help="train even if the train split lacks a class that val/test have (a warning, not an error)")

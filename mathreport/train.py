@@ -35,6 +35,10 @@ def validate_config(cfg: TrainConfig) -> None:
     Raises ConfigError with one line: the flag, the value given and what is allowed.
     """
     options.check(cfg)
+    if cfg.top_k_layers and cfg.load_in_4bit:
+        raise ConfigError(f"--top_k_layers {cfg.top_k_layers} with --load_in_4bit: not supported together (the "
+                          "frozen layers' states are cached in bfloat16 and the top layers are merged into full "
+                          "weights); pass --top_k_layers 0 for 4-bit QLoRA, or drop --load_in_4bit")
     output_dir = Path(cfg.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"--output_dir {output_dir}: is a file, not a directory")
@@ -52,6 +56,13 @@ def validate_config(cfg: TrainConfig) -> None:
                 f"--max_length {cfg.max_length}: must be >= {least} for {preset.key} (its tokenizer adds "
                 f"{least - 1} special token(s), and at least one token of the question must remain)"
             )
+    if preset.kind != "tfidf" and cfg.top_k_layers:
+        from transformers import AutoConfig
+
+        from mathreport import partial
+
+        layers = AutoConfig.from_pretrained(models.resolve_weights(preset, cfg.model_path)).num_hidden_layers
+        partial.check_k(cfg.top_k_layers, layers, f" of {preset.key}")
 
 
 def cli_command(cfg: TrainConfig) -> str:
@@ -160,7 +171,14 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     on_cpu = not models.pick_device(cfg.device).startswith("cuda")
     bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and environment.cpu_has_fast_bf16())
     dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
-    return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout)
+    # top_k_layers: the preset's unless given; an explicit --load_in_4bit means full QLoRA (the two don't mix),
+    # and a top-k run is not loaded in 4-bit by default.
+    top_k = cfg.top_k_layers
+    if top_k is None:
+        top_k = 0 if cfg.load_in_4bit else models.get_preset(cfg.model).top_k_layers
+    load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
+    return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout, top_k_layers=top_k,
+                               load_in_4bit=load_in_4bit)
 
 
 def choose_inference_backend(run_dir: Path, classifier, test: pd.DataFrame, probs: np.ndarray, manifest: dict):
@@ -467,7 +485,13 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     load_in_4bit = models.resolve_load_in_4bit(preset, device, cfg.load_in_4bit)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
-    model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
+    top_k = hyper.get("top_k_layers") or 0
+    if top_k:  # LoRA on the top k layers, trained over cached states of the frozen ones (mathreport.partial)
+        from mathreport import partial
+
+        model, lora = partial.add_top_lora(model, preset, top_k, mlp=cfg.lora_mlp)
+    else:
+        model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
     trainable, total = model.get_nb_trainable_parameters()
 
     max_length = hyper["max_length"]
@@ -476,6 +500,14 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     sample = splits["train"].sample(n=min(cfg.train_eval_samples, len(splits["train"])), random_state=hyper["seed"])
     train_eval_ds = _EncodedDataset(tokenizer, sample, max_length)
     on_cuda = device.startswith("cuda")
+    trained, collator, setup = model, DataCollatorWithPadding(tokenizer), None
+    if top_k:
+        setup = partial.prepare(
+            model, tokenizer, top_k, {"train": (train_ds, cfg.train_path), "val": (val_ds, cfg.val_path),
+                                      "train_eval": (train_eval_ds, cfg.train_path)},
+            weights=weights, max_length=max_length, autocast="bfloat16" if (cfg.bf16 or on_cuda) else None)
+        trained, collator = setup.model, setup.collator
+        train_ds, val_ds, train_eval_ds = (setup.datasets[n] for n in ("train", "val", "train_eval"))
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=hyper["num_epochs"],
@@ -505,10 +537,10 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     )
     loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
     trainer = Trainer(
-        model=model,
+        model=trained,
         compute_loss_func=loss_func,
         args=args,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         train_dataset=train_ds,
         eval_dataset={"val": val_ds, "train": train_eval_ds},
         processing_class=tokenizer,
@@ -528,7 +560,8 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     history = history_from_log(trainer.state.log_history)
-    trainer.save_model(str(run_dir / "model"))
+    # A top-k run trained the whole model's top layers through the top model; the adapter saved is the whole one's.
+    (model.save_pretrained if setup else trainer.save_model)(str(run_dir / "model"))
     tokenizer.save_pretrained(str(run_dir / "model"))
     # Checkpoints exist to resume an interrupted run; a finished run keeps only its final adapter.
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -553,10 +586,13 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         # The weights stay float32 on CPU; --bf16 only runs the training matmuls under bfloat16 autocast.
         "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) and not load_in_4bit else None,
         "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
-                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save")},
+                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save",
+                          "layers_to_transform")},
+        "partial": setup.record if setup else None,
     }
     # Merging LoRA into full-precision weights removes the adapter's extra matmuls at inference; a 4-bit base
     # cannot take the merge without dequantising, so it keeps the adapter.
-    final = trainer.model if load_in_4bit else trainer.model.merge_and_unload()
+    final = model if setup else trainer.model
+    final = final if load_in_4bit else final.merge_and_unload()
     final.eval()
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra
