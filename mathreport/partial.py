@@ -25,13 +25,14 @@ import copy
 import dataclasses
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mathreport import models
+from mathreport import flops, models
 from mathreport.options import ConfigError
 from mathreport.tiny import cache_dir
 
@@ -60,10 +61,15 @@ def _layer_owner(hf_model) -> tuple[Any, Any, str]:
                       "supported: BERT/MPNet-style encoders and Qwen2/Llama/Mistral-style decoders (or pass 0)")
 
 
-def num_layers(hf_model) -> int:
+def layer_list(model) -> list:
+    """The transformer layers of a (peft-wrapped) sequence classifier, bottom first."""
+    _, owner, attr = _layer_owner(unwrap(model))
+    return list(getattr(owner, attr))
+
+
+def num_layers(model) -> int:
     """How many transformer layers the model has."""
-    _, owner, attr = _layer_owner(_unwrap(hf_model))
-    return len(getattr(owner, attr))
+    return len(layer_list(model))
 
 
 def check_k(k: int, n: int, where: str = "") -> None:
@@ -73,7 +79,7 @@ def check_k(k: int, n: int, where: str = "") -> None:
                           "(0 trains LoRA on every layer)")
 
 
-def _unwrap(model):
+def unwrap(model):
     """The transformers model inside a peft model (or the model itself)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
@@ -119,7 +125,7 @@ def _check_no_meta(module, what: str) -> None:
 
 def top_model(model, k: int):
     """The top `k` layers (and what follows them) of `model` as a model fed cached states; modules are shared."""
-    hf = _unwrap(model)
+    hf = unwrap(model)
     base, owner, attr = _layer_owner(hf)
     top = _shell(hf, k, base_only=False)
     _share_children(hf, top, skip={hf.base_model_prefix})  # the head (peft's trained copy of it)
@@ -142,7 +148,7 @@ def bottom_model(model, k: int):
     """The embeddings and the layers below the top `k` of `model` as a base model (no final norm, no pooler)."""
     import torch
 
-    hf = _unwrap(model)
+    hf = unwrap(model)
     base, owner, attr = _layer_owner(hf)
     layers = list(getattr(owner, attr))
     bottom = _shell(hf, len(layers) - k, base_only=True)
@@ -389,6 +395,7 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
     n = num_layers(model)
     check_k(k, n)
     bottom = bottom_model(model, k)
+    per_layer, hidden = flops.layer_matmul_weights(layer_list(model)[0]), unwrap(model).config.hidden_size
     weights_id = weights_identity(weights)
     by_file: dict[Path, list] = {}
     for name, (_, path) in datasets.items():
@@ -403,12 +410,17 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
         sequences = list(seen)
         key = cache_key(weights_id=weights_id, split_sha256=artifacts.file_sha256(path), k=k, max_length=max_length,
                         sequences_sha=sequences_sha256(sequences), autocast=autocast)
+        start = time.perf_counter()
         states, loaded = load_or_compute(bottom, sequences, key, pad_token_id=tokenizer.pad_token_id,
                                          desc=f"caching frozen layers ({'/'.join(names)}: {path.name})")
+        seconds = time.perf_counter() - start
         states_of[path] = states
+        work = flops.forward_flop([len(s) for s in sequences], weights_per_layer=per_layer, hidden=hidden,
+                                  layers=n - k)
         caches[path.name if path.name not in caches else str(path)] = {
             "splits": names, "key": key, "file": str(states_dir() / key_name(key)), "loaded": loaded,
-            "questions": len(sequences)}
+            "questions": len(sequences), "seconds": seconds, "flop": None if loaded else work,
+            "flop_per_s": None if loaded or not seconds else work / seconds}
     cached = {name: CachedDataset(dataset.rows, states_of[Path(path)]) for name, (dataset, path) in datasets.items()}
     record = {"top_k_layers": k, "layers": n, "trained_layers": list(range(n - k, n)), "caches": caches}
     return PartialSetup(top_model(model, k), cached, collator(tokenizer), record)

@@ -159,14 +159,16 @@ CPU_LORA_DROPOUT = 0.0
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
-    """The config with `bf16` and `lora_dropout` decided where the flags leave them open (None).
+    """The config with `bf16`, `lora_dropout`, `top_k_layers`, `num_epochs` decided where the flags leave them open.
 
     bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX,
     read from /proc/cpuinfo), off on other CPUs, where it is emulated; CUDA runs use bf16 regardless.
     lora_dropout: CPU_LORA_DROPOUT on the CPU, the preset's on CUDA. Both choices are measured in
-    docs/PERFORMANCE.md; the resolved values go into run.json and its command.
+    docs/PERFORMANCE.md; top_k_layers and num_epochs: the preset's. The resolved values go into run.json and
+    its command.
     """
-    if models.get_preset(cfg.model).kind != "transformer":
+    preset = models.get_preset(cfg.model)
+    if preset.kind != "transformer":
         return cfg
     on_cpu = not models.pick_device(cfg.device).startswith("cuda")
     bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and environment.cpu_has_fast_bf16())
@@ -175,10 +177,10 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     # and a top-k run is not loaded in 4-bit by default.
     top_k = cfg.top_k_layers
     if top_k is None:
-        top_k = 0 if cfg.load_in_4bit else models.get_preset(cfg.model).top_k_layers
+        top_k = 0 if cfg.load_in_4bit else preset.top_k_layers
     load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
     return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout, top_k_layers=top_k,
-                               load_in_4bit=load_in_4bit)
+                               load_in_4bit=load_in_4bit, num_epochs=cfg.num_epochs or preset.num_epochs)
 
 
 def choose_inference_backend(run_dir: Path, classifier, test: pd.DataFrame, probs: np.ndarray, manifest: dict):
@@ -480,15 +482,17 @@ def class_weighted_loss(train_labels):
 def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: TrainConfig):
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
+    from mathreport import flops, partial
+
     set_seed(hyper["seed"])
     device = models.pick_device(cfg.device)
     load_in_4bit = models.resolve_load_in_4bit(preset, device, cfg.load_in_4bit)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
     top_k = hyper.get("top_k_layers") or 0
+    if top_k and load_in_4bit:
+        raise ConfigError(f"--top_k_layers {top_k} with 4-bit loading: not supported together; pass --top_k_layers 0")
     if top_k:  # LoRA on the top k layers, trained over cached states of the frozen ones (mathreport.partial)
-        from mathreport import partial
-
         model, lora = partial.add_top_lora(model, preset, top_k, mlp=cfg.lora_mlp)
     else:
         model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
@@ -574,6 +578,12 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
         "resumed": bool(resume),
+        # Trainer's runtime of a resumed run covers only the rest of it, so no FLOP/s for it.
+        "flop": flops.training_record(
+            partial.layer_list(model), partial.unwrap(model).config.hidden_size,
+            trained=top_k or partial.num_layers(model), train_lengths=[len(r["input_ids"]) for r in train_ds.rows],
+            eval_lengths=[len(r["input_ids"]) for ds in (val_ds, train_eval_ds) for r in ds.rows],
+            epochs=hyper["num_epochs"], seconds=None if resume else output.metrics.get("train_runtime")),
     }
     if loss_func is not None:  # the validation loss in history.csv is weighted the same way
         stats["loss"] = "class-weighted cross-entropy"
