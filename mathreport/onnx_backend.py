@@ -257,13 +257,15 @@ def choose_default(candidates: list[dict], reference_accuracy: float) -> tuple[s
 
 
 def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true, reference_probs,
-                      *, timing_items: int = 32, rounds: int = 3) -> tuple[dict, object]:
-    """Export ONNX (float32 and int8), verify every backend on the test split, time them, pick the default.
+                      *, timing_items: int = 32, rounds: int = 3, split: str = "test") -> tuple[dict, object]:
+    """Export ONNX (float32 and int8), verify every backend on `texts`, time them, pick the default.
 
-    torch_classifier: the run's merged float32 `predict.TransformerClassifier`; reference_probs: its test
-    probabilities (preds_test.csv). Writes model.onnx and model-int8.onnx into `run_dir` and returns the
-    run.json `inference` section and the default backend's classifier; never raises for a backend that cannot
-    be made: its reason is recorded and the default falls back to float32 torch.
+    torch_classifier: the run's merged float32 `predict.TransformerClassifier`; reference_probs: its
+    probabilities for `texts`; split: which questions they are, as run.json says it (`train` passes a capped
+    sample of the validation split: the choice never looks at the test split). Writes model.onnx and
+    model-int8.onnx into `run_dir` and returns the run.json `inference` section and the default backend's
+    classifier; never raises for a backend that cannot be made: its reason is recorded and the default falls back
+    to float32 torch.
     """
     import copy
 
@@ -274,7 +276,8 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
     reference_probs = np.asarray(reference_probs, dtype=float)
     reference_accuracy = float((reference_probs.argmax(1) == y_true).mean())
     section: dict = {
-        "reference": {"backend": TORCH_FLOAT32.name, "accuracy": reference_accuracy, "n_test": len(y_true)},
+        "reference": {"backend": TORCH_FLOAT32.name, "accuracy": reference_accuracy, "split": split,
+                      "n": len(y_true)},
         "accuracy_tolerance": ACCURACY_TOLERANCE,
         "onnx": {},
         "skipped": {},
@@ -299,7 +302,9 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         section["skipped"]["torch-bfloat16"] = "this CPU has neither AVX-512 BF16 nor AMX"
 
     candidates = []
-    for name, clf in classifiers.items():
+    from tqdm.auto import tqdm
+
+    for name, clf in tqdm(classifiers.items(), desc=f"checking backends on {split}", unit="backend"):
         probs = reference_probs if name == TORCH_FLOAT32.name else clf.predict_proba(texts, batch_size=32)
         candidates.append({"backend": name, **agreement(probs, y_true, reference_probs)})
     timed = batch1_p50_ms(classifiers, list(texts)[:timing_items], rounds=rounds) if len(texts) else {}
@@ -309,8 +314,8 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         record.update({k: v for k, v in next(c for c in candidates if c["backend"] == f"onnx-{name}").items()
                        if k != "backend"})
     default, reason = choose_default(candidates, reference_accuracy)
-    section.update(candidates=candidates, timing=f"batch size 1, first {min(timing_items, len(texts))} test "
-                   f"questions, {rounds} interleaved rounds", default=default, reason=reason)
+    section.update(candidates=candidates, timing=f"batch size 1, first {min(timing_items, len(texts))} questions "
+                   f"of the {split}, {rounds} interleaved rounds", default=default, reason=reason)
     log.info("default inference backend: %s (%s)", default, reason)
     return section, classifiers[default]
 
