@@ -359,15 +359,19 @@ def export_run(run_dir: Path) -> dict:
     if manifest.get("kind") != "transformer":
         raise artifacts.ArtifactError(f"{run_dir}: only transformer runs are exported to ONNX "
                                       f"(this one is {manifest.get('kind')!r})")
-    frame = artifacts.read_predictions(run_dir)
+    # The backend is chosen on the validation questions; a run older than preds_val.csv has only its test ones.
+    has_val = (run_dir / artifacts.PREDS_VAL).is_file()
+    frame = artifacts.read_val_predictions(run_dir) if has_val else artifacts.read_predictions(run_dir)
+    source = artifacts.PREDS_VAL if has_val else artifacts.PREDICTIONS
     if "text" not in frame.columns or frame["text"].isna().any():
-        raise artifacts.ArtifactError(f"{run_dir / artifacts.PREDICTIONS}: no 'text' column; the export is verified "
-                                      f"on the test questions. Make it with: {artifacts.make_command(run_dir)}")
+        raise artifacts.ArtifactError(f"{run_dir / source}: no 'text' column; the export is verified "
+                                      f"on its questions. Make it with: {artifacts.make_command(run_dir)}")
     torch_classifier = predict.load_classifier(run_dir, backend="torch", dtype="float32")
     # LOCK(safety): take `artifacts.run_lock(run_dir)` around everything below (it writes model*.onnx and
     # run.json) once the `safety` branch that adds it is merged.
     section, _ = export_and_choose(run_dir, torch_classifier, frame["text"].astype(str).tolist(),
-                                frame["y_true"].to_numpy(), frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float))
+                                frame["y_true"].to_numpy(), frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float),
+                                split=f"{'validation' if has_val else 'test'} split ({source})")
     manifest = artifacts.read_manifest(run_dir)
     manifest[INFERENCE] = section
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
