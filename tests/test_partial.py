@@ -193,18 +193,27 @@ def test_top_k_run_resumes_from_its_checkpoint_and_reuses_the_cache(keyword_spli
         def on_save(self, args, state, control, **kwargs):
             raise KeyboardInterrupt("simulated interruption after the first checkpoint")
 
+    class CountSteps(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps += 1
+
     out = tmp_path / "run"
     common = dict(num_epochs=2, top_k_layers=1, max_length=32, learning_rate=5e-3)
     with pytest.raises(KeyboardInterrupt):
         train(_config(keyword_splits, out, "tiny-qwen2", callbacks=[Interrupt()], **common))
     assert list((out / "checkpoints").glob("checkpoint-*")) and not (out / "metrics.json").exists()
-    train(_config(keyword_splits, out, "tiny-qwen2", resume=True, **common))
+    resumed, whole_steps = CountSteps(), CountSteps()
+    train(_config(keyword_splits, out, "tiny-qwen2", resume=True, callbacks=[resumed], **common))
+    assert resumed.steps > 0
     manifest = artifacts.read_manifest(out)
     assert manifest["training"]["resumed"] is True and manifest["status"] == "complete"
     assert all(c["loaded"] for c in manifest["partial"]["caches"].values())  # the interrupted run's states
     history = artifacts.read_history(out)
     assert list(history["epoch"]) == [1, 2] and np.isfinite(history["train_loss"]).all()
     # The resumed run continued the first one's weights: one uninterrupted run ends with the same predictions.
-    whole = train(_config(keyword_splits, tmp_path / "whole", "tiny-qwen2", **common))
+    whole = train(_config(keyword_splits, tmp_path / "whole", "tiny-qwen2", callbacks=[whole_steps], **common))
+    assert 2 * resumed.steps == whole_steps.steps  # the resumed run trained the second epoch only
     np.testing.assert_allclose(artifacts.read_predictions(out)[artifacts.PROB_COLUMNS].to_numpy(),
                                artifacts.read_predictions(whole)[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-4)
