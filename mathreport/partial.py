@@ -407,7 +407,8 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
         for name in names:
             for row in datasets[name][0].rows:
                 seen.setdefault(tuple(row["input_ids"]), None)
-        sequences = list(seen)
+        # Sorted, so the key and the file do not depend on the row order (oversampling's seed, the sample).
+        sequences = sorted(seen)
         key = cache_key(weights_id=weights_id, split_sha256=artifacts.file_sha256(path), k=k, max_length=max_length,
                         sequences_sha=sequences_sha256(sequences), autocast=autocast)
         start = time.perf_counter()
