@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mathreport import artifacts, environment
+from mathreport import artifacts, bench, environment
 
 TORCH_SIZES = (1024, 2048, 4096)
 INT8_SIZES = (1024, 2048)
@@ -115,9 +115,15 @@ def measure(threads: int, lock: Path | None = None, torch_sizes=TORCH_SIZES, int
     with _held(lock) as held:
         load_before = os.getloadavg()
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        results = [torch_matmul(n, dtype, min_seconds=min_seconds) for dtype in ("float32", "bfloat16")
-                   for n in torch_sizes]
-        results += [ort_matmul_integer(n, threads, min_seconds=min_seconds) for n in int8_sizes]
+        results = []
+        cases = [(torch_matmul, n, dtype) for dtype in ("float32", "bfloat16") for n in torch_sizes]
+        cases += [(ort_matmul_integer, n, "int8") for n in int8_sizes]
+        for fn, n, dtype in cases:
+            # Other processes' share of the CPUs during each case: a busy neighbour halves a 2-core ceiling.
+            with bench.CpuLoad() as load:
+                result = fn(n, dtype, min_seconds=min_seconds) if fn is torch_matmul else \
+                    fn(n, threads, min_seconds=min_seconds)
+            results.append({**result, **(load.result or {})})
         load_after = os.getloadavg()
     ceilings = {}
     for dtype in ("float32", "bfloat16", "int8"):
