@@ -426,7 +426,9 @@ REAL_PIPELINE_MADE_BY = ("/usr/bin/time -v mathreport pipeline --models tfidf mi
 
 CEILING_MADE_BY = "python benchmarks/ceiling.py --out docs/perf/ceiling.json --lock /tmp/cpu-heavy.lock"
 PARTIAL_MADE_BY = REAL_DATA_MADE_BY.format(kind="arms", file="real-data-partial.json")
-ALSO_MADE_BY = {"ceiling.json": CEILING_MADE_BY,
+PRECACHE_MADE_BY = ("python benchmarks/precache.py --model MODEL --top_k_layers K --data_dir /work/realdata "
+                    "--scratch_dir DIR --out FILE (docs/REAL_DATA.md)")
+ALSO_MADE_BY = {"ceiling.json": CEILING_MADE_BY, "partial-caching.json": PRECACHE_MADE_BY,
                 "real-data-models.json": REAL_DATA_MADE_BY.format(kind="models", file="real-data-models.json")}
 
 
@@ -471,12 +473,15 @@ def _partial_target_rows(doc: dict) -> list[dict]:
                  "'mpnet ... (default)' in real-data-partial.json", "status": "not measured"}]
     arm, full_acc = arms[0], full[0]["val_acc"]
     k = arm["top_k_layers"]
-    seconds = arm["train_and_cache_s"]["mean"]
+    # A first run also computes the caches (partial-caching.json); the seeds after it read them from disk.
+    caching = [r["seconds"] for r in lookup(doc, "_also")["partial-caching.json"]["rows"]
+               if r["model"] == "mpnet" and r["top_k_layers"] == k]
+    cache_s = caching[0] if caching else (arm["cache_s"] or {}).get("mean", 0.0)
+    seconds = arm["train_s"]["mean"] + cache_s
     drop = 100 * (full_acc - arm["val_acc"]["mean"])
     return [
-        {"target": f"mpnet default (top {k} layers) training, Trainer + caching, ≤ {MPNET_PARTIAL_TARGET_S} s",
-         "measured": f"{seconds:.0f} s (Trainer {arm['train_s']['mean']:.0f} s + caching "
-                     f"{arm['cache_s']['mean']:.0f} s)",
+        {"target": f"mpnet default (top {k} layers) training, Trainer + first caching, ≤ {MPNET_PARTIAL_TARGET_S} s",
+         "measured": f"{seconds:.0f} s (Trainer {arm['train_s']['mean']:.0f} s + caching {cache_s:.0f} s)",
          "status": "met" if seconds <= MPNET_PARTIAL_TARGET_S else "not met"},
         {"target": f"its validation accuracy at most {MPNET_PARTIAL_TARGET_POINTS} point below full LoRA "
                    f"(`{MPNET_FULL_RUN}`, {full_acc:.4f})",
@@ -513,7 +518,7 @@ TABLES: dict[str, Table] = {
             Column("test accuracy", "test_acc", fixed(4)),
             Column("test macro-F1", "test_f1", fixed(4)),
             Column("Trainer s", "train_s", fixed(0)),
-            Column("caching s", "cache_s", fixed(0)),
+            Column("caching s (runs that computed it)", "cache_s", fixed(0)),
             Column("samples/s (Trainer)", "samples_per_s", fixed(1)),
             Column("training GFLOP/s", "flop_per_s", _gflops),
             Column("share of the bf16 ceiling", "share", lambda v: "" if v is None else percent(v)),
@@ -521,7 +526,16 @@ TABLES: dict[str, Table] = {
     ),
     "targets-partial": Table(
         file="real-data-partial.json", made_by=PARTIAL_MADE_BY, rows=_partial_target_rows,
-        also=("real-data-models.json",), columns=TARGET_COLUMNS,
+        also=("real-data-models.json", "partial-caching.json"), columns=TARGET_COLUMNS,
+    ),
+    "partial-caching": Table(
+        file="partial-caching.json", made_by=PRECACHE_MADE_BY, rows="rows",
+        columns=[
+            Column("model", "model"),
+            Column("k", "top_k_layers"),
+            Column("questions (train + validation)", "questions"),
+            Column("caching seconds (first run)", "seconds", fixed(0)),
+        ],
     ),
     "real-data-ensembles": _real_data_ensembles("real-data-models.json"),
     "real-data-lengths": _real_data_lengths("real-data-lengths-mpnet.json"),
