@@ -499,6 +499,7 @@ TABLES: dict[str, Table] = {
             Column("n (n×n @ n×n)", "n"),
             Column("calls timed", "calls"),
             Column("median GFLOP/s (int8: GOP/s)", "median_flop_per_s", _gflops),
+            Column("other processes' CPU share", "cpu_busy_other", lambda v: "" if v is None else percent(v)),
         ],
     ),
     "ceiling-flags": Table(
