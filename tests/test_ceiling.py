@@ -8,7 +8,7 @@ from benchmarks import ceiling
 
 
 def test_ceiling_times_every_kind_and_keeps_the_best_median(monkeypatch):
-    monkeypatch.setattr(ceiling.environment, "cpu_flags", lambda: ["avx2", "amx_bf16"])
+    monkeypatch.setattr(ceiling.environment, "cpu_flags", lambda *args: ["avx2", "amx_bf16"])
     record = ceiling.measure(threads=1, torch_sizes=(64, 128), int8_sizes=(64, 128), min_seconds=0)
     assert {(r["dtype"], r["n"]) for r in record["results"]} == {
         (d, n) for d in ("float32", "bfloat16", "int8") for n in (64, 128)}
