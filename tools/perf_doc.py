@@ -485,7 +485,8 @@ def _partial_target_rows(doc: dict) -> list[dict]:
          "status": "met" if seconds <= MPNET_PARTIAL_TARGET_S else "not met"},
         {"target": f"its validation accuracy at most {MPNET_PARTIAL_TARGET_POINTS} point below full LoRA "
                    f"(`{MPNET_FULL_RUN}`, {full_acc:.4f})",
-         "measured": f"{arm['val_acc']['mean']:.4f} ({drop:+.2f} points below, {arm['n_runs']} run(s))",
+         "measured": f"{arm['val_acc']['mean']:.4f} ({abs(drop):.2f} points {'below' if drop > 0 else 'above'}, "
+                     f"{arm['n_runs']} run(s))",
          "status": "met" if drop <= MPNET_PARTIAL_TARGET_POINTS else "not met"},
     ]
 
