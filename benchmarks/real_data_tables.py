@@ -25,6 +25,8 @@ from mathreport.labels import NUM_CLASSES
 LABELS = list(range(NUM_CLASSES))
 RARE = (6, 7)  # Lineer Cebir, Soyut Cebir: about 1 % of the questions each
 KEYS = ("val_acc", "val_f1", "test_acc", "test_f1", "f1_rare", "train_s")
+# Recorded by runs made since partial fine-tuning (issue 21); None for older runs, and then left out of the mean.
+SPEED_KEYS = ("samples_per_s", "cache_s", "flop_per_s")
 
 
 def scores(run_dir: Path) -> dict:
@@ -46,6 +48,14 @@ def scores(run_dir: Path) -> dict:
     if members:
         seconds = (seconds or 0) + sum(v for v in members.values() if v is not None)
     out["train_s"] = seconds
+    out["samples_per_s"] = training.get("train_samples_per_second")
+    # A top-k run computes the frozen layers' states before Trainer starts, or reads them from the disk cache that
+    # an earlier run of the same split, k and max_length wrote: cache_s is the computing, None when all were read.
+    caches = list(((manifest.get("partial") or {}).get("caches") or {}).values())
+    computed = [c["seconds"] for c in caches if not c["loaded"]]
+    out["cache_s"] = sum(computed) if computed else None
+    out["cache_loaded"] = bool(caches) and not computed
+    out["flop_per_s"] = (training.get("flop") or {}).get("flop_per_s")
     out["model"] = manifest.get("model")
     out["hyperparameters"] = manifest.get("hyperparameters") or {}
     # Epochs mean something for a transformer only (tfidf is one fit; an ensemble trains nothing of its own).
@@ -78,10 +88,15 @@ def arms_rows(arms: list[str]) -> list[dict]:
             raise SystemExit(f"{arm!r}: expected ARM=RUN_DIR,RUN_DIR,...")
         runs_scores = [scores(Path(r)) for r in runs.split(",")]
         row: dict = {"arm": name, "n_runs": len(runs_scores), "runs": runs_scores}
-        for key in KEYS:
-            values = np.array([r[key] for r in runs_scores], dtype=float)
+        for key in KEYS + SPEED_KEYS:
+            values = np.array([r[key] for r in runs_scores if r.get(key) is not None], dtype=float)
+            if key in SPEED_KEYS and len(values) == 0:
+                row[key] = None
+                continue
             row[key] = {"mean": float(values.mean()),
                         "sd": float(values.std(ddof=1)) if len(values) > 1 else None}
+        ks = {r["hyperparameters"].get("top_k_layers") for r in runs_scores}
+        row["top_k_layers"] = ks.pop() if len(ks) == 1 else None
         rows.append(row)
     return rows
 

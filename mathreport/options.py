@@ -125,7 +125,9 @@ class TrainConfig:
     test_path: Path = option(cli_default=Path("data/test_split.csv"), command="always")
     output_dir: Path = option(cli_default=None, fallback=lambda values: f"results/{Path(values['model']).name}",
                               help="default: results/<model> (where the report looks)", command="always")
-    num_epochs: int = option(3, **_AT_LEAST_1, hyperparameter=True, command="always")
+    num_epochs: int | None = option(None, help=_PRESET_HELP, rule=_optional(_AT_LEAST_1["rule"]),
+                                    allowed="an integer >= 1", hyperparameter=True, command="always",
+                                    preset_default=lambda preset: preset.num_epochs)
     learning_rate: float | None = option(None, help=_PRESET_HELP, rule=_optional(lambda v: _is_number(v) and v > 0),
                                          allowed="a number > 0 (e.g. 2e-4)", hyperparameter=True,
                                          preset_default=lambda preset: preset.learning_rate, transformer_only=True)
@@ -146,6 +148,11 @@ class TrainConfig:
                                        "default: on for qwen/mistral on CUDA",
                                        transformer_only=True)
     lora_mlp: bool = option(False, help="LoRA on the MLP projections too (decoders)")
+    top_k_layers: int | None = option(
+        None, rule=_optional(lambda v: _is_int(v) and v >= 0), allowed="an integer >= 0 (0: LoRA on every layer)",
+        hyperparameter=True, preset_default=lambda preset: preset.top_k_layers, transformer_only=True,
+        help="LoRA and the head on the top K layers only, trained over cached outputs of the frozen layers below "
+             "(0: every layer; default: the preset's)")
     allow_leakage: bool = option(False, help="train even if a question is in two splits")
     allow_missing_classes: bool = option(
         False, help="train even if the train split lacks a class that val/test have (a warning, not an error)")

@@ -43,12 +43,15 @@ def run_pipeline(
     results_dir: Path = Path("results"),
     kernel: str | None = None,
     force: bool = False,
-    num_epochs: int = 3,
+    num_epochs: int | None = None,
     report_model: str | None = None,
     pdf: bool = False,
     lang: str = "tr",
 ) -> dict[str, Path]:
-    """Train (through `train_model.ipynb`) each model whose results are missing or incomplete, then report."""
+    """Train (through `train_model.ipynb`) each model whose results are missing or incomplete, then report.
+
+    num_epochs: for every model; None: each preset's own.
+    """
     ensure_data(data_dir)
     results_dir = Path(results_dir)
     members = [name for name in models if name != "ensemble"]

@@ -35,6 +35,10 @@ def validate_config(cfg: TrainConfig) -> None:
     Raises ConfigError with one line: the flag, the value given and what is allowed.
     """
     options.check(cfg)
+    if cfg.top_k_layers and cfg.load_in_4bit:
+        raise ConfigError(f"--top_k_layers {cfg.top_k_layers} with --load_in_4bit: not supported together (the "
+                          "frozen layers' states are cached in bfloat16 and the top layers are merged into full "
+                          "weights); pass --top_k_layers 0 for 4-bit QLoRA, or drop --load_in_4bit")
     output_dir = Path(cfg.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"--output_dir {output_dir}: is a file, not a directory")
@@ -52,6 +56,13 @@ def validate_config(cfg: TrainConfig) -> None:
                 f"--max_length {cfg.max_length}: must be >= {least} for {preset.key} (its tokenizer adds "
                 f"{least - 1} special token(s), and at least one token of the question must remain)"
             )
+    if preset.kind != "tfidf" and cfg.top_k_layers:
+        from transformers import AutoConfig
+
+        from mathreport import partial
+
+        layers = AutoConfig.from_pretrained(models.resolve_weights(preset, cfg.model_path)).num_hidden_layers
+        partial.check_k(cfg.top_k_layers, layers, f" of {preset.key}")
 
 
 def cli_command(cfg: TrainConfig) -> str:
@@ -150,31 +161,50 @@ CPU_LORA_DROPOUT = 0.0
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
-    """The config with `bf16` and `lora_dropout` decided where the flags leave them open (None).
+    """The config with `bf16`, `lora_dropout`, `top_k_layers`, `num_epochs` decided where the flags leave them open.
 
     bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX,
     read from /proc/cpuinfo), off on other CPUs, where it is emulated; CUDA runs use bf16 regardless.
     lora_dropout: CPU_LORA_DROPOUT on the CPU, the preset's on CUDA. Both choices are measured in
-    docs/PERFORMANCE.md; the resolved values go into run.json and its command.
+    docs/PERFORMANCE.md; top_k_layers and num_epochs: the preset's. The resolved values go into run.json and
+    its command.
     """
-    if models.get_preset(cfg.model).kind != "transformer":
+    preset = models.get_preset(cfg.model)
+    if preset.kind != "transformer":
         return cfg
     on_cpu = not models.pick_device(cfg.device).startswith("cuda")
     bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and environment.cpu_has_fast_bf16())
     dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
-    return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout)
+    # top_k_layers: the preset's unless given; an explicit --load_in_4bit means full QLoRA (the two don't mix),
+    # and a top-k run is not loaded in 4-bit by default.
+    top_k = cfg.top_k_layers
+    if top_k is None:
+        top_k = 0 if cfg.load_in_4bit else preset.top_k_layers
+    load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
+    return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout, top_k_layers=top_k,
+                               load_in_4bit=load_in_4bit, num_epochs=cfg.num_epochs or preset.num_epochs)
 
 
-def choose_inference_backend(run_dir: Path, classifier, test: pd.DataFrame, probs: np.ndarray, manifest: dict):
-    """Export the model to ONNX, verify every backend on the test split and record the default in `manifest`.
+# Validation questions every inference backend is checked on: enough to see an accuracy change of a few answers,
+# few enough that post-training work stays a small share of training (issue 21).
+BACKEND_CHOICE_ITEMS = 400
 
-    Returns the default backend's classifier and dtype, which the latency benchmark then measures.
+
+def choose_inference_backend(run_dir: Path, classifier, val: pd.DataFrame, probs: np.ndarray, manifest: dict):
+    """Export the model to ONNX, verify every backend on (a seeded sample of) the validation split and record the
+    default in `manifest`; the test split plays no part in the choice.
+
+    probs: the float32 model's validation probabilities. Returns the default backend's classifier and dtype,
+    which the latency benchmark then measures.
     """
     from mathreport import onnx_backend
 
+    take = np.sort(np.random.default_rng(0).permutation(len(val))[:BACKEND_CHOICE_ITEMS])
+    split = f"validation split ({len(take)} of {len(val)} questions, seeded sample)"
     # LOCK(safety): `train` should hold `artifacts.run_lock(run_dir)` while this writes model*.onnx.
-    section, default = onnx_backend.export_and_choose(run_dir, classifier, test["Question"].tolist(),
-                                                      test["label"].to_numpy(), probs)
+    section, default = onnx_backend.export_and_choose(run_dir, classifier, val["Question"].iloc[take].tolist(),
+                                                      val["label"].to_numpy()[take], np.asarray(probs)[take],
+                                                      split=split)
     manifest[onnx_backend.INFERENCE] = section
     return default, onnx_backend.backend_named(section["default"]).dtype
 
@@ -308,14 +338,19 @@ def _after_training(cfg: TrainConfig, run_dir: Path, manifest: dict, classifier,
     # A transformer's predictions on a large split take minutes on a CPU: show a progress bar.
     progress = {"progress": True} if isinstance(classifier, predict.TransformerClassifier) else {}
     test = splits["test"]
+    # Post-training work is timed so its share of the training time can be stated.
+    post = {"started": time.perf_counter()}
     probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
     val = splits["val"]
     val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
     evaluate_run(run_dir)
+    post["predict_test_and_val_s"] = time.perf_counter() - post["started"]
     if manifest.get("kind") == "transformer":
-        classifier, dtype = choose_inference_backend(run_dir, classifier, test, probs, manifest)
+        classifier, dtype = choose_inference_backend(run_dir, classifier, val, val_probs, manifest)
+        post["export_and_backend_choice_s"] = time.perf_counter() - post["started"] - post["predict_test_and_val_s"]
+    manifest["post_training_seconds"] = {k: v for k, v in post.items() if k != "started"}
     if cfg.bench:
         latency = bench.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
@@ -515,13 +550,21 @@ def class_weighted_loss(train_labels):
 def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: TrainConfig):
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
+    from mathreport import flops, partial
+
     set_seed(hyper["seed"])
     device = models.pick_device(cfg.device)
     load_in_4bit = models.resolve_load_in_4bit(preset, device, cfg.load_in_4bit)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
     quantization = models.quantization_record(model)
-    model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
+    top_k = hyper.get("top_k_layers") or 0
+    if top_k and load_in_4bit:
+        raise ConfigError(f"--top_k_layers {top_k} with 4-bit loading: not supported together; pass --top_k_layers 0")
+    if top_k:  # LoRA on the top k layers, trained over cached states of the frozen ones (mathreport.partial)
+        model, lora = partial.add_top_lora(model, preset, top_k, mlp=cfg.lora_mlp)
+    else:
+        model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
     trainable, total = model.get_nb_trainable_parameters()
 
     max_length = hyper["max_length"]
@@ -530,6 +573,14 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     sample = splits["train"].sample(n=min(cfg.train_eval_samples, len(splits["train"])), random_state=hyper["seed"])
     train_eval_ds = _EncodedDataset(tokenizer, sample, max_length)
     on_cuda = device.startswith("cuda")
+    trained, collator, setup = model, DataCollatorWithPadding(tokenizer), None
+    if top_k:
+        setup = partial.prepare(
+            model, tokenizer, top_k, {"train": (train_ds, cfg.train_path), "val": (val_ds, cfg.val_path),
+                                      "train_eval": (train_eval_ds, cfg.train_path)},
+            weights=weights, max_length=max_length, autocast="bfloat16" if (cfg.bf16 or on_cuda) else None)
+        trained, collator = setup.model, setup.collator
+        train_ds, val_ds, train_eval_ds = (setup.datasets[n] for n in ("train", "val", "train_eval"))
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=hyper["num_epochs"],
@@ -559,10 +610,10 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     )
     loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
     trainer = Trainer(
-        model=model,
+        model=trained,
         compute_loss_func=loss_func,
         args=args,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         train_dataset=train_ds,
         eval_dataset={"val": val_ds, "train": train_eval_ds},
         processing_class=tokenizer,
@@ -582,7 +633,8 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     history = history_from_log(trainer.state.log_history)
-    trainer.save_model(str(run_dir / "model"))
+    # A top-k run trained the whole model's top layers through the top model; the adapter saved is the whole one's.
+    (model.save_pretrained if setup else trainer.save_model)(str(run_dir / "model"))
     tokenizer.save_pretrained(str(run_dir / "model"))
     # The checkpoints stay until run.json says complete (`train` removes them then): a stop before that resumes.
     stats = {
@@ -594,6 +646,12 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
         "resumed": bool(resume),
+        # Trainer's runtime of a resumed run covers only the rest of it, so no FLOP/s for it.
+        "flop": flops.training_record(
+            partial.layer_list(model), partial.unwrap(model).config.hidden_size,
+            trained=top_k or partial.num_layers(model), train_lengths=[len(r["input_ids"]) for r in train_ds.rows],
+            eval_lengths=[len(r["input_ids"]) for ds in (val_ds, train_eval_ds) for r in ds.rows],
+            epochs=hyper["num_epochs"], seconds=None if resume else output.metrics.get("train_runtime")),
     }
     if loss_func is not None:  # the validation loss in history.csv is weighted the same way
         stats["loss"] = "class-weighted cross-entropy"
@@ -608,7 +666,9 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         # 4-bit runs included (Trainer's bf16 flag is the same).
         "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) else None,
         "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
-                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save")},
+                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save",
+                          "layers_to_transform")},
+        "partial": setup.record if setup else None,
     }
     # Merging LoRA into full-precision weights removes the adapter's extra matmuls at inference; a 4-bit base
     # cannot take the merge without dequantising, so it keeps the adapter.
@@ -617,7 +677,7 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
         # bitsandbytes' CPU inference kernel, which training kept off (models.add_lora).
         final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         models.set_cpu_inference_packing(final, True)
-    else:
-        final = trainer.model.merge_and_unload()
+    else:  # a top-k run's whole model holds the trained top layers (mathreport.partial)
+        final = (model if setup else trainer.model).merge_and_unload()
     final.eval()
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra

@@ -86,8 +86,10 @@ def test_mpnet_trains_from_its_parts_with_lora_and_reloads(small_data, tmp_path,
     source = fake_mpnet_parts(build_tiny_mpnet(tmp_path / "tiny-mpnet", texts))
     monkeypatch.setattr(weights, "MPNET", source)
 
+    # top_k_layers 0: LoRA on every layer of this 2-layer stand-in (the preset's k is for the real 12 layers;
+    # the top-k path is tests/test_partial.py's).
     run_dir = train(_config(small_data, tmp_path / "mpnet", num_epochs=1, max_train_samples=96, max_length=48,
-                            learning_rate=5e-3))
+                            learning_rate=5e-3, top_k_layers=0))
     manifest = artifacts.read_manifest(run_dir)
     assert manifest["weights"] == str(weights.split_folder(source))
     assert manifest["hf_id"] == "sentence-transformers/all-mpnet-base-v2"

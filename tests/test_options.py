@@ -69,13 +69,17 @@ def test_train_flags_are_exactly_the_option_fields():
 
 
 def test_defaults_of_the_flags_are_the_ones_documented():
-    """`mathreport train --model X` means what it always meant (expectations written out, not derived)."""
+    """`mathreport train --model X` means what it always meant (expectations written out, not derived).
+
+    num_epochs and top_k_layers are None: the preset's (issue 21: a preset carries its epochs and its k).
+    """
     cfg = options.from_args(TrainConfig, cli.build_parser().parse_args(["train", "--model", "org/some-model"]))
     assert cfg == TrainConfig(
         model="org/some-model", train_path=Path("data/augmented_train.csv"), val_path=Path("data/val_split.csv"),
-        test_path=Path("data/test_split.csv"), output_dir=Path("results/some-model"), num_epochs=3,
+        test_path=Path("data/test_split.csv"), output_dir=Path("results/some-model"), num_epochs=None,
         learning_rate=None, batch_size=None, max_length=None, seed=42, resume=False, force=False, model_path=None,
-        load_in_4bit=None, lora_mlp=False, allow_leakage=False, allow_missing_classes=False, max_train_samples=None,
+        load_in_4bit=None, lora_mlp=False, top_k_layers=None, allow_leakage=False, allow_missing_classes=False,
+        max_train_samples=None,
         train_eval_samples=512, device=None, bench=True, bench_max_items=200, text_col="Question", label_col="label",
         bf16=None, lora_dropout=None, imbalance=None)
     flags = cli.build_parser().parse_args(["train", "--model", "m", "--no_bench", "--no-bf16", "--load_in_4bit",
@@ -134,10 +138,11 @@ def test_a_trained_runs_command_gives_back_its_config(small_data, tmp_path):
     manifest = artifacts.read_manifest(tmp_path / "a run")
     given = options.from_args(TrainConfig, cli.build_parser().parse_args(argv))
     assert _parse_command(manifest["command"]) == given
-    assert manifest["hyperparameters"] == {"num_epochs": 3, "learning_rate": models.get_preset("tfidf").learning_rate,
+    assert manifest["hyperparameters"] == {"num_epochs": models.get_preset("tfidf").num_epochs,
+                                           "learning_rate": models.get_preset("tfidf").learning_rate,
                                            "batch_size": models.get_preset("tfidf").batch_size,
                                            "max_length": models.get_preset("tfidf").max_length, "seed": 3,
-                                           "max_train_samples": 200, "imbalance": "none"}
+                                           "max_train_samples": 200, "imbalance": "none", "top_k_layers": 0}
 
 
 # --- run.json's hyperparameters -------------------------------------------------------------------------------------
@@ -147,11 +152,12 @@ def test_hyperparameters_are_the_marked_options_with_the_presets_values_for_none
     preset = models.Preset(key="p", kind="transformer", learning_rate=0.5, batch_size=7, max_length=11)
     assert options.hyperparameters(_base(), preset) == {
         "num_epochs": 3, "learning_rate": 0.5, "batch_size": 7, "max_length": 11, "seed": 42,
-        "max_train_samples": None, "imbalance": "oversample"}  # transformers' default (docs/REAL_DATA.md)
+        "max_train_samples": None, "imbalance": "oversample",  # transformers' default (docs/REAL_DATA.md)
+        "top_k_layers": 0}
     given = _base(learning_rate=0.01, batch_size=2, max_length=9, seed=5, max_train_samples=80, imbalance="oversample")
     assert options.hyperparameters(given, dataclasses.replace(preset, kind="tfidf")) == {
         "num_epochs": 3, "learning_rate": 0.01, "batch_size": 2, "max_length": 9, "seed": 5,
-        "max_train_samples": 80, "imbalance": "oversample"}
+        "max_train_samples": 80, "imbalance": "oversample", "top_k_layers": 0}
     assert options.hyperparameters(_base(), dataclasses.replace(preset, kind="tfidf"))["imbalance"] == "class_weights"
 
 
