@@ -10,9 +10,11 @@ Also two markers, applied here:
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,3 +128,25 @@ def hold_lock():
             proc.wait(timeout=60)
 
     return held
+
+
+# Questions whose label is told by one keyword: a tiny model learns them in seconds (decoder and top-k tests).
+KEYWORDS = ["equation", "triangle", "derivative", "dice", "prime", "arrangements", "matrix", "group"]
+FILLER = "find the value of x in this short problem about numbers and their sum or product please".split()
+
+
+@pytest.fixture(scope="module")
+def keyword_splits(tmp_path_factory):
+    """train/val/test CSVs (96/32/32 rows, every class in each) whose label is told by one keyword."""
+    out = tmp_path_factory.mktemp("keyword-data")
+    rng = random.Random(0)
+    for split, per_class in (("train", 12), ("val", 4), ("test", 4)):
+        rows = []
+        for label, word in enumerate(KEYWORDS):
+            for i in range(per_class):
+                # Varying lengths, so batches are padded; the split name and index keep every question unique.
+                words = rng.sample(FILLER, rng.randint(2, 10))
+                words.insert(rng.randint(0, len(words)), word)
+                rows.append({"Question": f"{split} {i}: " + " ".join(words), "label": label})
+        pd.DataFrame(rows).to_csv(out / f"{split}.csv", index=False)
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pandas as pd
@@ -14,8 +13,6 @@ from mathreport.train import TrainConfig, train
 
 ARCHS = ["qwen2", "mistral"]
 # One word per class: a pattern a random tiny model can learn in a few epochs.
-KEYWORDS = ["equation", "triangle", "derivative", "dice", "prime", "arrangements", "matrix", "group"]
-FILLER = "find the value of x in this short problem about numbers and their sum or product please".split()
 
 
 # Tiny models on a shared CPU: one torch thread (conftest).
@@ -29,23 +26,6 @@ def tiny_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MATHREPORT_CACHE", str(path))
         yield path
-
-
-@pytest.fixture(scope="module")
-def keyword_splits(tmp_path_factory):
-    """train/val/test CSVs (96/32/32 rows, every class in each) whose label is told by one keyword."""
-    out = tmp_path_factory.mktemp("keyword-data")
-    rng = random.Random(0)
-    for split, per_class in (("train", 12), ("val", 4), ("test", 4)):
-        rows = []
-        for label, word in enumerate(KEYWORDS):
-            for i in range(per_class):
-                # Varying lengths, so batches are padded; the split name and index keep every question unique.
-                words = rng.sample(FILLER, rng.randint(2, 10))
-                words.insert(rng.randint(0, len(words)), word)
-                rows.append({"Question": f"{split} {i}: " + " ".join(words), "label": label})
-        pd.DataFrame(rows).to_csv(out / f"{split}.csv", index=False)
-    return out
 
 
 def _config(data, out, model: str, **kw) -> TrainConfig:

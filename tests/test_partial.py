@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pandas as pd
@@ -14,8 +13,6 @@ from mathreport.train import ConfigError, TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-KEYWORDS = ["equation", "triangle", "derivative", "dice", "prime", "arrangements", "matrix", "group"]
-FILLER = "find the value of x in this short problem about numbers and their sum or product please".split()
 TEXTS = ["x", "Solve 3x + 5 = 20 for x.", "Find the area of the triangle with sides 3, 4 and 5 in the plane.",
          "prime?", "How many ways can 5 books be arranged on a shelf if two must stay together?"]
 # minilm: the BERT path (pass-through embeddings, the pooler); tiny-*: the Qwen2 / Mistral decoder path (rotary
@@ -27,22 +24,6 @@ MODELS = ["minilm", "tiny-qwen2", "tiny-mistral"]
 def own_cache(tmp_path_factory, monkeypatch):
     """tiny-* models and cached states in a temporary cache, never ~/.cache."""
     monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path_factory.getbasetemp() / "partial-cache"))
-
-
-@pytest.fixture(scope="module")
-def keyword_splits(tmp_path_factory):
-    """train/val/test CSVs (96/32/32 rows, every class in each) whose label is told by one keyword."""
-    out = tmp_path_factory.mktemp("keyword-data")
-    rng = random.Random(0)
-    for split, per_class in (("train", 12), ("val", 4), ("test", 4)):
-        rows = []
-        for label, word in enumerate(KEYWORDS):
-            for i in range(per_class):
-                words = rng.sample(FILLER, rng.randint(2, 10))
-                words.insert(rng.randint(0, len(words)), word)
-                rows.append({"Question": f"{split} {i}: " + " ".join(words), "label": label})
-        pd.DataFrame(rows).to_csv(out / f"{split}.csv", index=False)
-    return out
 
 
 def _lora_model(key: str, k: int, seed: int = 0):
