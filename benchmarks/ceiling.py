@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mathreport import artifacts, bench, environment
+from mathreport import bench, environment, files
 
 TORCH_SIZES = (1024, 2048, 4096)
 INT8_SIZES = (1024, 2048)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.force:
         parser.error(f"--out {args.out}: exists; pass --force to replace it")
     record = measure(args.threads, args.lock, min_seconds=args.min_seconds)
-    artifacts.write_json(args.out, record)
+    files.write_json(args.out, record)
     for dtype, c in record["ceilings"].items():
         print(f"{dtype}: {c['flop_per_s'] / 1e9:.0f} GFLOP/s ({c['op']}, n={c['n']})")
     return 0

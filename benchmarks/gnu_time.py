@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mathreport import artifacts, environment
+from mathreport import environment, files
 
 FIELDS = {
     "command": r"Command being timed: \"(?P<v>.*)\"",
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": f"{hardware.get('cpu')}, {hardware.get('cpu_count')} cores, {flags}",
         "made_by": shlex.join(["python", "benchmarks/gnu_time.py", *(sys.argv[1:] if argv is None else argv)]),
     }
-    artifacts.write_json(args.out, record)
+    files.write_json(args.out, record)
     print(f"wrote {args.out}: {figures['wall_seconds']} s wall, exit status {figures['exit_status']}")
     return 0
 

@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mathreport import artifacts, environment, models, tiny
+from mathreport import environment, files, models, tiny
 from mathreport.labels import NUM_CLASSES
 
 # https://huggingface.co/Qwen/Qwen2.5-Math-7B/blob/main/config.json
@@ -460,9 +460,9 @@ def write_results(results: dict, output: Path) -> Path:
         text = head + section.rstrip("\n") + rest.split(END, 1)[1]
     else:
         text = (old.rstrip("\n") + "\n\n" if old else "") + section
-    artifacts.write_text(output, text)
+    files.write_text(output, text)
     json_name = "gpu_bench.json" if output.name == "GPU.md" else f"{output.stem}.json"
-    artifacts.write_json(output.parent / json_name, results)
+    files.write_json(output.parent / json_name, results)
     return output
 
 

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
-    from mathreport import artifacts, onnx_backend, predict
+    from mathreport import artifacts, files, onnx_backend, predict
 
     clf = predict.load_classifier(run, backend="torch")
     model = clf.model
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                              "argmax_agreement_vs_onnx_float32": float((logits[k].argmax(1) == ref).mean()),
                              "batch1_p50_ms": float(np.median(lat[k])),
                              "sorted_batch32_items_per_s_median": float(np.median(thr[k]))} for k in sessions}}
-    artifacts.write_json(args.output, result)
+    files.write_json(args.output, result)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from mathreport import artifacts, environment, partial
+from mathreport import environment, files, partial
 from mathreport.train import TrainConfig, train
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         partial.load_or_compute = inner
-    artifacts.write_json(args.out, {"command": "python benchmarks/precache.py " + " ".join(sys.argv[1:] if argv is None
+    files.write_json(args.out, {"command": "python benchmarks/precache.py " + " ".join(sys.argv[1:] if argv is None
                                                                                        else argv),
                                     "model": args.model, "top_k_layers": args.top_k_layers, "caches": timings,
                                     "seconds": sum(t["seconds"] for t in timings if not t["loaded"]),

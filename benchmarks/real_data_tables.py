@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from mathreport import artifacts
+from mathreport import artifacts, files
 from mathreport.labels import NUM_CLASSES
 
 LABELS = list(range(NUM_CLASSES))
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = models_rows(rest) if kind == "models" else arms_rows(rest)
     command = " ".join(["python benchmarks/real_data_tables.py", *argv])
-    artifacts.write_json(Path(out), {"kind": kind, "command": command, "rows": rows})
+    files.write_json(Path(out), {"kind": kind, "command": command, "rows": rows})
     print(f"wrote {out} ({len(rows)} rows)")
     return 0
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
-from mathreport import artifacts, bench, environment, models, onnx_backend, predict
+from mathreport import artifacts, bench, environment, files, models, onnx_backend, predict
 
 
 def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[], float]], rounds: int,
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(len(arm) < 2 for arm in args.arm):
             parser.error("--arm takes a name and at least one run directory")
         result = seed_arms({arm[0]: [Path(p) for p in arm[1:]] for arm in args.arm})
-        artifacts.write_json(args.out, result)
+        files.write_json(args.out, result)
         # The doc's tables come from the JSON (`make perf-doc`); the markdown is only printed.
         print(seed_arms_markdown(result))
         return 0
@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                                     num_epochs=args.trainer_epochs, max_train_samples=args.max_train_samples)
     result = {"command": " ".join([PROG, *argv]),
               "hardware": environment.hardware(), "cpu_flags": cpu_flags(), "rows": rows}
-    artifacts.write_json(args.out, result)
+    files.write_json(args.out, result)
     print(to_markdown(rows))  # the doc's tables come from the JSON (`make perf-doc`)
     return 0
 

@@ -11,25 +11,25 @@ produced.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import math
 import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mathreport import record
+from mathreport.errors import ArtifactError, RunLockedError
+from mathreport.files import file_sha256, write_csv
 from mathreport.labels import NUM_CLASSES
+from mathreport.presets import PRESETS
 
 METRICS = "metrics.json"
 CLASS_REPORT = "class_report.json"
@@ -50,10 +50,6 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_accuracy", "val_acc
 REQUIRED_METRICS = ("Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F1_macro", "F1_weighted")
 
 
-class ArtifactError(ValueError):
-    """A run file is missing or does not match the schema."""
-
-
 def make_command(run_dir: Path) -> str:
     """The command that (re)creates the files of a run directory, for error messages.
 
@@ -64,14 +60,12 @@ def make_command(run_dir: Path) -> str:
     `mathreport evaluate`, which recomputes them without training.
     """
     run_dir = Path(run_dir)
-    from mathreport.models import PRESETS
-
     if (run_dir / PREDICTIONS).is_file() and missing_files(run_dir, REQUIRED) in ([METRICS], [CLASS_REPORT],
                                                                                [METRICS, CLASS_REPORT]):
         return f"mathreport evaluate --run_dir {shlex.quote(str(run_dir))}"
     recorded = None
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        recorded = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("command")
+    with contextlib.suppress(OSError, ArtifactError):
+        recorded = record.read(run_dir).command
     flag = {"complete": " --force", "unfinished": " --resume"}.get(run_state(run_dir), "")
     if isinstance(recorded, str) and recorded.startswith("mathreport train"):
         return f"{_with_output_dir(recorded, run_dir)}{flag}"
@@ -100,88 +94,6 @@ def _with_output_dir(command: str, run_dir: Path) -> str:
         words += ["--output_dir", str(run_dir)]
     return shlex.join(words)
 
-
-# --- writing ---------------------------------------------------------------------------------------
-
-
-def umask_mode() -> int:
-    """The mode a plainly created file gets (0666 less the umask): mkstemp's files are private (0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path, *, suffix: str = ".tmp", failed: Path | None = None):
-    """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed.
-
-    The one way every run file, figure, data split and report is written: a reader never sees a half-written
-    file, and a failed write leaves the previous file as it was. suffix: the temporary file's ending (papermill
-    wants `.ipynb`); failed: where to keep what a failed write left (an executed notebook's traceback) instead
-    of removing it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    os.chmod(tmp, umask_mode())
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if failed is not None and Path(tmp).exists():
-            os.replace(tmp, failed)
-        else:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_utf8(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write a UTF-8 text file atomically."""
-    with atomic_path(path) as tmp:
-        _write_utf8(tmp, text)
-    return Path(path)
-
-
-def write_texts(files: Mapping[Path, str]) -> None:
-    """Write several UTF-8 text files that belong together: all are written beside their targets first, then all
-    are moved into place, so a failure on any of them replaces none."""
-    with contextlib.ExitStack() as stack:
-        temps = {path: stack.enter_context(atomic_path(path)) for path in files}
-        for path, tmp in temps.items():
-            _write_utf8(tmp, files[path])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ArtifactError(f"refusing to write a non-finite number ({value}) to JSON; report it as null")
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(path: Path, data: dict) -> Path:
-    """Write a JSON file atomically (UTF-8, no NaN)."""
-    text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return write_text(path, text)
-
-
-def write_csv(path: Path, frame: pd.DataFrame) -> Path:
-    """Write a CSV file atomically."""
-    return write_text(path, frame.to_csv(index=False))
 
 
 def predictions_frame(
@@ -212,28 +124,11 @@ def val_predictions_command(run_dir: Path) -> str:
     return f"mathreport evaluate --run_dir {Path(run_dir)} --write_val_preds"
 
 
-def sha256_bytes(data: bytes) -> str:
-    """SHA-256 of bytes already in memory (hex), e.g. of a model file exactly as it is loaded."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file (hex), read in blocks: which data a run saw, which file a run wrote."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 # --- one writer per run directory ------------------------------------------------------------------
 
 # Locks this process holds: resolved run directory -> [open lock file descriptor, depth].
 _HELD: dict[str, list[int]] = {}
-
-
-class RunLockedError(ArtifactError):
-    """Another live process is writing into the run directory."""
 
 
 def _holder_text(info: dict) -> str:
@@ -549,9 +444,9 @@ def read_lr_search(run_dir: Path) -> pd.DataFrame:
     return _read_csv(_require(Path(run_dir) / LR_SEARCH), ("learning_rate", "val_accuracy", "val_macro_f1"))
 
 
-def read_manifest(run_dir: Path) -> dict:
-    """Read `run.json`."""
-    return read_json(Path(run_dir) / MANIFEST)
+def read_manifest(run_dir: Path) -> record.RunRecord:
+    """Read `run.json` (mathreport.record); a missing one names the command that makes the run."""
+    return record.read(_require(Path(run_dir) / MANIFEST).parent)
 
 
 def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, PREDS_VAL, HISTORY)) -> dict:
@@ -581,21 +476,20 @@ def check_consistency(run_dir: Path) -> None:
     preds = read_predictions(run_dir)
     n = len(preds)
     redo = f"retrain it with: {make_command(run_dir)}"
-    manifest = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else None
+    manifest = record.read_if_present(run_dir)
     if manifest is not None:
-        status = manifest.get("status")
-        if status not in (None, "complete"):
-            raise ArtifactError(f"{run_dir / MANIFEST} says the run is {status!r}, not complete; {redo}")
-        for name, record in (manifest.get("outputs") or {}).items():
+        if manifest.status not in (None, "complete"):
+            raise ArtifactError(f"{run_dir / MANIFEST} says the run is {manifest.status!r}, not complete; {redo}")
+        for name, output in manifest.outputs.items():
             path = run_dir / name
-            if isinstance(record, dict) and path.is_file() and record.get("sha256") != file_sha256(path):
+            if isinstance(output, dict) and path.is_file() and output.get("sha256") != file_sha256(path):
                 raise ArtifactError(
                     f"{path} is not the file that the run of {run_dir / MANIFEST} wrote (SHA-256 differs): the "
                     f"folder mixes files of two runs; {redo}"
                 )
-        if manifest.get("kind") == "ensemble":
+        if manifest.kind == "ensemble":
             check_members_current(run_dir, manifest)
-        rows = ((manifest.get("data") or {}).get("test") or {}).get("rows")
+        rows = manifest.split("test").rows
         if isinstance(rows, int) and rows != n:
             raise ArtifactError(
                 f"{run_dir}: {MANIFEST} records {rows} test rows but {PREDICTIONS} has {n}: the folder mixes files "
@@ -633,15 +527,15 @@ def member_dir(ensemble_dir: Path, member: dict) -> Path:
     return path
 
 
-def check_members_current(run_dir: Path, manifest: dict) -> None:
+def check_members_current(run_dir: Path, manifest: record.RunRecord) -> None:
     """Refuse an ensemble whose members are not whole runs, or whose predictions are no longer the ones its weights
     were fitted on."""
-    members = manifest.get("members") or []
+    members = manifest.members
     if not members:
         raise ArtifactError(f"{Path(run_dir) / MANIFEST}: an ensemble without 'members'")
     rebuild = (f"rebuild it with: mathreport ensemble --runs "
                f"{' '.join(shlex.quote(str(member_dir(run_dir, m))) for m in members)} "
-               f"--method {manifest.get('method', 'loglinear')} --output_dir {shlex.quote(str(run_dir))} --force")
+               f"--method {manifest.method or 'loglinear'} --output_dir {shlex.quote(str(run_dir))} --force")
     for member in members:
         path = member_dir(run_dir, member)
         for key, name in (("preds_val_sha256", PREDS_VAL), ("preds_test_sha256", PREDICTIONS)):
@@ -673,10 +567,10 @@ def training_finished(run_dir: Path) -> bool:
     adapter, so `train --resume` only redoes the steps after training (predictions, metrics, export, latency)."""
     run_dir = Path(run_dir)
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = record.read(run_dir)
+    except (OSError, ArtifactError):
         return False
-    return (isinstance(manifest, dict) and isinstance(manifest.get("training"), dict)
+    return (manifest.trained
             and (run_dir / "model" / "adapter_config.json").is_file() and (run_dir / HISTORY).is_file())
 
 
@@ -701,8 +595,8 @@ def run_state(run_dir: Path) -> str:
     manifest_path = run_dir / MANIFEST
     if manifest_path.is_file():
         try:
-            status = json.loads(manifest_path.read_text(encoding="utf-8")).get("status")
-        except (OSError, ValueError, AttributeError):
+            status = record.read(run_dir).status
+        except (OSError, ArtifactError):
             return "complete"
         if status == "complete":
             return "complete"

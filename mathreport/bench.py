@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mathreport import artifacts, environment, onnx_backend, predict
+from mathreport import artifacts, environment, files, onnx_backend, predict
+from mathreport.errors import ConfigError
 from mathreport.onnx_backend import Backend
 from mathreport.predict import Classifier
 
@@ -228,8 +229,8 @@ def backends_to_bench(manifest: dict, backend: str = "all", dtype: str | None = 
     chosen = [b for b in onnx_backend.ALL_BACKENDS
               if backend in ("all", b.engine) and (dtype is None or b.dtype == dtype)]
     if not chosen:
-        raise ValueError(f"no backend {backend!r} runs {dtype} weights; the backends are "
-                         f"{', '.join(b.name for b in onnx_backend.ALL_BACKENDS)}")
+        raise ConfigError(f"--backend {backend} --dtype {dtype}: no backend {backend!r} runs {dtype} weights; the "
+                          f"backends are {', '.join(b.name for b in onnx_backend.ALL_BACKENDS)}")
     return chosen
 
 
@@ -370,5 +371,5 @@ def bench_run(run_dir: Path, backends: list[Backend] | None = None, *, output: P
               **kwargs) -> dict:
     """`mathreport bench`: compare_backends, written atomically to `output` (default: the run's latency.json)."""
     latency = compare_backends(run_dir, backends, **kwargs)
-    artifacts.write_json(Path(output) if output else Path(run_dir) / artifacts.LATENCY, latency)
+    files.write_json(Path(output) if output else Path(run_dir) / artifacts.LATENCY, latency)
     return latency

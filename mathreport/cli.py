@@ -6,19 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathreport import artifacts, i18n, models, options
-
-
-class CommandError(Exception):
-    """An error the user can act on; printed as one line, exit status 2."""
-
-
-# Errors that carry a complete, user-facing message: printed as one line instead of a traceback.
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from mathreport import data, predict, search, train
-
-    return (CommandError, artifacts.ArtifactError, data.DataError, models.ModelUnavailableError,
-            train.RunExistsError, FileNotFoundError, search.SearchError, train.ConfigError, predict.EmptyQuestionError)
+from mathreport import artifacts, files, i18n, options
+from mathreport.errors import CommandError, MathreportError
 
 
 def _positive_int(text: str) -> int:
@@ -169,12 +158,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if not Path(args.run_dir).is_dir():
         raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
                            f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
-    try:
-        backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
-    except ValueError as exc:
-        if isinstance(exc, artifacts.ArtifactError):
-            raise
-        raise CommandError(f"--backend {args.backend} --dtype {args.dtype}: {exc}") from exc
+    backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
     with artifacts.run_lock(args.run_dir, "mathreport bench"):
         latency = bench.bench_run(
             args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
@@ -257,22 +241,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     artifacts.check_consistency(args.run_dir)  # a whole, current run only (an ensemble: of current members)
 
-    try:
-        if ensemble.is_ensemble(args.run_dir):
-            classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args) or "float32")
-        else:
-            classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args),
-                                                 backend=args.backend)
-    except ValueError as exc:
-        if isinstance(exc, artifacts.ArtifactError):
-            raise
-        raise CommandError(f"--backend {args.backend} --dtype {args.dtype}: {exc}") from exc
+    if ensemble.is_ensemble(args.run_dir):
+        classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args) or "float32")
+    else:
+        classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args),
+                                             backend=args.backend)
     probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     names = labels.names(args.lang)
     if args.output is not None:
         out = artifacts.predictions_frame([0] * len(texts), probs, texts).drop(columns="y_true")
         out.insert(1, "topic", [names[i] for i in out["y_pred"]])
-        artifacts.write_csv(args.output, out)
+        files.write_csv(args.output, out)
     for text, row in zip(texts, probs, strict=True):
         best = int(row.argmax())
         if args.json:
@@ -418,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except _user_errors() as exc:
+    except MathreportError as exc:  # a message that names the file or flag and the fix: one line
         print(f"mathreport {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mathreport import artifacts, labels
+from mathreport import files, labels
+from mathreport.errors import DataError, LeakageError
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,6 @@ _MAX_EXAMPLES = 5
 # What pandas and spreadsheets write for a missing value; no real question reads like this.
 _MISSING_MARKERS = {"nan", "none", "null", "na", "n/a", "<na>"}
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and, where there is one, the line and column."""
-
-
-class LeakageError(DataError):
-    """The same question (after normalisation) is in two splits."""
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -729,7 +722,7 @@ def prepare(
         "source_info": dict(source_info or {}),
         "input": {
             "path": str(input_path),
-            "sha256": artifacts.file_sha256(input_path),
+            "sha256": files.file_sha256(input_path),
             "text_col": text_col,
             "label_col": label_col,
         },
@@ -766,7 +759,7 @@ def prepare(
     out_dir.mkdir(parents=True, exist_ok=True)
     if existing:
         report["replaced"] = str(_back_up(out_dir, existing))
-    artifacts.write_texts(
+    files.write_texts(
         {
             out_dir / TRAIN_FILE: _to_csv(train),
             out_dir / VAL_FILE: _to_csv(val),

@@ -20,7 +20,7 @@ from typing import Any
 import mathgenerator
 import pandas as pd
 
-from mathreport import artifacts, data, labels
+from mathreport import data, files, labels
 
 RAW_FILE = "demo_raw.csv"
 # Share of each class id, shaped like the Kaggle data: four large classes, two mid, two of a few percent.
@@ -537,7 +537,7 @@ def write_demo_corpus(out_dir: str | Path, seed: int = 42, n_total: int = 3200) 
     raw, defects = _add_defects(generate_problems(n_total, seed), random.Random(seed + 1))
     out_dir.mkdir(parents=True, exist_ok=True)
     raw_path = out_dir / RAW_FILE
-    artifacts.write_text(raw_path, raw.to_csv(index=False, lineterminator="\n"))
+    files.write_text(raw_path, raw.to_csv(index=False, lineterminator="\n"))
     info = {
         "raw_file": RAW_FILE,
         "seed": seed,

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, environment, metrics
+from mathreport import artifacts, environment, files, metrics
+from mathreport.errors import EnsembleError
 from mathreport.labels import NUM_CLASSES
 
 # How the members' probabilities are pooled; the weights always minimise the log-loss on the validation split.
@@ -33,10 +34,6 @@ METHODS = {
 }
 # Probabilities are clipped to this before the log, so one member's exact 0 cannot make the loss infinite.
 EPS = 1e-12
-
-
-class EnsembleError(artifacts.ArtifactError):
-    """Members that cannot be combined (different rows, missing files, an ensemble as a member)."""
 
 
 @dataclass
@@ -261,10 +258,10 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     # Fitted on validation, so its validation loss and accuracy are in-sample; there is no training split.
     history = pd.DataFrame([{"epoch": 1, "train_loss": np.nan, "val_loss": log_loss(y_val, val_mixed),
                              "train_accuracy": np.nan, "val_accuracy": float((val_mixed.argmax(1) == y_val).mean())}])
-    artifacts.write_csv(output_dir / artifacts.HISTORY, history)
+    files.write_csv(output_dir / artifacts.HISTORY, history)
     latency = summed_latency(members)
     if latency is not None:
-        artifacts.write_json(output_dir / artifacts.LATENCY, latency)
+        files.write_json(output_dir / artifacts.LATENCY, latency)
     elif (output_dir / artifacts.LATENCY).exists():
         (output_dir / artifacts.LATENCY).unlink()  # a stale one from a previous ensemble would be wrong
 
@@ -284,8 +281,8 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
             {"name": m.name, "path": str(m.path.resolve()), "relative_path": os.path.relpath(m.path, output_dir),
              "model": m.manifest.get("model"), "weight": float(w),
              "command": m.manifest.get("command"), "data": m.manifest.get("data"),
-             "preds_val_sha256": artifacts.file_sha256(m.path / artifacts.PREDS_VAL),
-             "preds_test_sha256": artifacts.file_sha256(m.path / artifacts.PREDICTIONS),
+             "preds_val_sha256": files.file_sha256(m.path / artifacts.PREDS_VAL),
+             "preds_test_sha256": files.file_sha256(m.path / artifacts.PREDICTIONS),
              "val_log_loss": log_loss(y_val, p), "test_accuracy": member_acc[m.name]}
             for m, w, p in zip(members, weights, val_probs, strict=True)
         ],
@@ -308,7 +305,7 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
         "status": "complete",
         "outputs": artifacts.outputs_record(output_dir),
     }
-    artifacts.write_json(output_dir / artifacts.MANIFEST, manifest)
+    files.write_json(output_dir / artifacts.MANIFEST, manifest)
     return output_dir
 
 

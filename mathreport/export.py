@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mathreport import artifacts
+from mathreport import artifacts, files
+from mathreport.errors import CommandError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE_DIR / "notebooks"
@@ -32,7 +33,7 @@ TURKISH_TAG = "lang-tr"
 
 def _notebook(path: Path) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CommandError(
             f"{path} not found: the notebooks ship inside the mathreport package (mathreport/notebooks/); "
             "reinstall it (`pip install .` or `make env`)"
         )
@@ -55,7 +56,7 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     # Of a failed run, the executed notebook is kept for its traceback, beside the output, not over it.
     failed = output.with_name(output.stem + ".failed.ipynb")
     try:
-        with artifacts.atomic_path(output, suffix=".ipynb", failed=failed) as tmp:
+        with files.atomic_path(output, suffix=".ipynb", failed=failed) as tmp:
             papermill.execute_notebook(
                 str(_notebook(notebook)), str(tmp), parameters=parameters, kernel_name=kernel or DEFAULT_KERNEL,
                 cwd=os.getcwd(),
@@ -88,7 +89,7 @@ def export_html(executed: Path, html_path: Path, lang: str = "tr") -> Path:
     if lang != "tr":
         exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={TURKISH_TAG}), enabled=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
-    artifacts.write_text(html_path, body)
+    files.write_text(html_path, body)
     return Path(html_path)
 
 
@@ -98,7 +99,7 @@ def find_chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise FileNotFoundError(
+    raise CommandError(
         "PDF export needs Chromium (headless): `apt-get install chromium` (Debian/Ubuntu; `make report` does "
         "this when run as root), or pass --no-pdf to write only the HTML report"
     )
@@ -162,6 +163,6 @@ def export_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
         if result.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"Chromium could not print {html_path} to PDF (exit {result.returncode}): "
                                f"{result.stderr.strip()[-500:]}")
-        with artifacts.atomic_path(pdf_path) as target:
+        with files.atomic_path(pdf_path) as target:
             shutil.copyfile(tmp, target)
     return pdf_path

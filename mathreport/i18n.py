@@ -15,6 +15,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterator, Mapping
 
+from mathreport.errors import MissingMessageError, UnknownLanguageError
 from mathreport.labels import NUM_CLASSES, TOPICS
 
 TR: dict[str, str] = {
@@ -396,17 +397,6 @@ EN: dict[str, str] = {
 # Every language the report can be written in. The Turkish table is the reference the others must match.
 CATALOG: dict[str, dict[str, str]] = {"tr": TR, "en": EN}
 REFERENCE = "tr"
-
-
-class UnknownLanguageError(ValueError):
-    """A language with no table in the catalog."""
-
-
-class MissingMessageError(KeyError):
-    """A key that a language's table lacks, or a placeholder given no value."""
-
-    def __str__(self) -> str:  # KeyError would show the message in quotes
-        return str(self.args[0])
 
 
 def languages() -> list[str]:

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from mathreport import artifacts, labels
+from mathreport import artifacts, files, labels
 from mathreport.markup import md, md_code
 
 CARD = "README.md"
@@ -138,7 +138,7 @@ def model_card(run_dir: Path):
 def write_model_card(run_dir: Path) -> Path:
     """Write `model/README.md` of a finished transformer run (atomically), replacing peft's template."""
     path = Path(run_dir) / "model" / CARD
-    artifacts.write_text(path, str(model_card(run_dir)))
+    files.write_text(path, str(model_card(run_dir)))
     return path
 
 

@@ -22,7 +22,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from mathreport import artifacts, environment
+from mathreport import artifacts, environment, files
+from mathreport.errors import OnnxUnavailable
 
 log = logging.getLogger("mathreport")
 
@@ -34,10 +35,6 @@ ACCURACY_TOLERANCE = 0.005
 OPSET = 17
 # A protobuf file holds at most 2 GiB; larger models (the 7B decoders) stay on torch.
 MAX_EXPORT_BYTES = 1_800_000_000
-
-
-class OnnxUnavailable(RuntimeError):
-    """A run's ONNX model cannot be used (not exported, missing, or not the file that was verified)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +123,7 @@ def export_onnx(model, tokenizer, path: Path) -> Path:
     sample = tokenizer(["What is the derivative of x squared?", "Solve 2x + 3 = 7."], padding=True,
                        return_tensors="pt")
     wrapper = Logits(model).eval()
-    with artifacts.atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+    with files.atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         # The tracer's warnings are about Python branches on shapes that transformers takes when it builds the
         # attention mask; the export is checked against torch's answers on the whole test split afterwards.
         warnings.simplefilter("ignore")
@@ -148,7 +145,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with artifacts.atomic_path(dst) as tmp:
+    with files.atomic_path(dst) as tmp:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                          per_channel=True)
     return Path(dst)
@@ -196,7 +193,7 @@ def load_onnx(run_dir: Path, dtype: str = "float32", manifest: dict | None = Non
     except OSError as exc:
         raise OnnxUnavailable(f"{path} cannot be read ({exc.strerror or exc})") from exc
     # Hash the bytes that are loaded, not the file before: nothing can change between the check and the load.
-    found = artifacts.sha256_bytes(model_bytes)
+    found = files.sha256_bytes(model_bytes)
     if found != expected:
         raise OnnxUnavailable(f"{path} is not the file that was verified (SHA-256 {found[:12]}…, "
                               f"run.json records {expected[:12]}…)")
@@ -352,7 +349,7 @@ def _export_onnx_files(run_dir: Path, torch_classifier, section: dict) -> dict[s
             section["skipped"][name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             log.warning("%s: could not make %s (%s); keeping torch", run_dir, name, section["skipped"][name])
             continue
-        section["onnx"][dtype] = {"file": path.name, "sha256": artifacts.sha256_bytes(model_bytes),
+        section["onnx"][dtype] = {"file": path.name, "sha256": files.sha256_bytes(model_bytes),
                                   "bytes": len(model_bytes), "seconds_to_make": round(seconds, 2)}
         made[name] = OnnxClassifier(session, torch_classifier.tokenizer, torch_classifier.max_length, dtype,
                                     session.get_session_options().intra_op_num_threads,
@@ -388,5 +385,5 @@ def export_run(run_dir: Path) -> dict:
                                 split=f"{'validation' if has_val else 'test'} split ({source})")
     manifest = artifacts.read_manifest(run_dir)
     manifest[INFERENCE] = section
-    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    files.write_json(run_dir / artifacts.MANIFEST, manifest)
     return section

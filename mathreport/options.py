@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from mathreport import models
+from mathreport.errors import ConfigError
 from mathreport.labels import NUM_CLASSES
 
 # How training treats the rare classes (Lineer Cebir, Soyut Cebir: ~1% of the data each). `class_weights`
@@ -60,10 +61,6 @@ class _NotSet:
 
 
 NOT_SET = _NotSet()
-
-
-class ConfigError(ValueError):
-    """A training option is out of its range; the message names the flag, the value and the range."""
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from mathreport import flops, models
+from mathreport import files, flops, models
+from mathreport.files import cache_dir
 from mathreport.options import ConfigError
-from mathreport.tiny import cache_dir
 
 CACHE_FORMAT = 1
 CACHE_DTYPE = "bfloat16"
@@ -317,7 +317,6 @@ def load_or_compute(bottom, sequences: list[tuple[int, ...]], key: dict, *, pad_
     """
     import torch
 
-    from mathreport import artifacts
 
     path = (directory or states_dir()) / key_name(key)
     if path.is_file():
@@ -332,7 +331,7 @@ def load_or_compute(bottom, sequences: list[tuple[int, ...]], key: dict, *, pad_
     states = frozen_states(bottom, sequences, pad_token_id=pad_token_id, autocast=key["autocast"], desc=desc)
     record = {"key": key, "ids": [list(s) for s in sequences],
               "lengths": torch.tensor([len(s) for s in sequences]), "states": torch.cat(states)}
-    with artifacts.atomic_path(path, suffix=".pt") as tmp:
+    with files.atomic_path(path, suffix=".pt") as tmp:
         torch.save(record, tmp)
     return dict(zip(sequences, states, strict=True)), False
 
@@ -390,7 +389,6 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
 
     Datasets from the same split file (train and its scored sample) share one cache.
     """
-    from mathreport import artifacts
 
     n = num_layers(model)
     check_k(k, n)
@@ -409,7 +407,7 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
                 seen.setdefault(tuple(row["input_ids"]), None)
         # Sorted, so the key and the file do not depend on the row order (oversampling's seed, the sample).
         sequences = sorted(seen)
-        key = cache_key(weights_id=weights_id, split_sha256=artifacts.file_sha256(path), k=k, max_length=max_length,
+        key = cache_key(weights_id=weights_id, split_sha256=files.file_sha256(path), k=k, max_length=max_length,
                         sequences_sha=sequences_sha256(sequences), autocast=autocast)
         start = time.perf_counter()
         states, loaded = load_or_compute(bottom, sequences, key, pad_token_id=tokenizer.pad_token_id,

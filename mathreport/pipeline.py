@@ -11,7 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mathreport import artifacts, data
+from mathreport import artifacts, data, files
+from mathreport.errors import DataError
 from mathreport.export import TRAIN_NOTEBOOK, execute, run_report
 
 DATA_FILES = (data.TRAIN_FILE, data.VAL_FILE, data.TEST_FILE)
@@ -26,7 +27,7 @@ def ensure_data(data_dir: Path) -> str:
         return "existing"
     if present:
         missing = sorted(set(DATA_FILES) - set(present))
-        raise FileNotFoundError(
+        raise DataError(
             f"{data_dir}/ has {', '.join(present)} but not {', '.join(missing)}; refusing to mix them with demo "
             f"data. Make all three with `mathreport prepare --input RAW.csv --out-dir {data_dir}`, or move them away."
         )
@@ -99,4 +100,4 @@ def write_comparisons(results_dir: Path, names: list[str]) -> Path:
     from mathreport import summary
 
     runs = summary.load_runs(Path(results_dir), names[0], names[1:])
-    return artifacts.write_json(Path(results_dir) / "comparisons.json", {"pairs": summary.comparisons(runs)})
+    return files.write_json(Path(results_dir) / "comparisons.json", {"pairs": summary.comparisons(runs)})

@@ -108,7 +108,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Pa
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"save_figure writes PNG; path must end in .png, found {path.name!r}")
-    from mathreport.artifacts import atomic_path
+    from mathreport.files import atomic_path
 
     try:
         with atomic_path(path) as tmp:

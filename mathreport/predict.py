@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from mathreport import artifacts, onnx_backend
+from mathreport.errors import ConfigError, EmptyQuestionError
 from mathreport.labels import NUM_CLASSES
 from mathreport.onnx_backend import TORCH_FLOAT32, TORCH_NF4, Backend
 
@@ -43,10 +44,6 @@ def check_questions(texts: list[str]) -> None:
         which = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
         raise EmptyQuestionError(f"question {which} of {len(texts)} is empty (or only white space or invisible "
                                  "characters); give the text of a math question")
-
-
-class EmptyQuestionError(ValueError):
-    """A question to classify has no text."""
 
 
 @dataclass
@@ -157,13 +154,13 @@ def resolve_backend(manifest: dict, backend: str = "auto", dtype: str | None = N
     callers such as ensembles ask for) gives it too, with a warning; any other choice is refused.
     """
     if dtype is not None and dtype not in (*INFERENCE_DTYPES, TORCH_NF4.dtype):
-        raise ValueError(f"dtype must be one of {INFERENCE_DTYPES}, found {dtype!r}")
+        raise ConfigError(f"--dtype {dtype}: dtype must be one of {INFERENCE_DTYPES}, found {dtype!r}")
     if backend not in BACKEND_CHOICES:
-        raise ValueError(f"backend must be one of {BACKEND_CHOICES}, found {backend!r}")
+        raise ConfigError(f"--backend {backend}: backend must be one of {BACKEND_CHOICES}, found {backend!r}")
     if trained_in_4bit(manifest):
         return _resolve_4bit(backend, dtype)
     if dtype == TORCH_NF4.dtype:
-        raise ValueError("nf4 is the precision of runs trained with --load_in_4bit; this run was not")
+        raise ConfigError("--dtype nf4: nf4 is the precision of runs trained with --load_in_4bit; this run was not")
     if backend == "auto":
         recorded = default_backend(manifest)
         if dtype is None or dtype == recorded.dtype:
@@ -171,7 +168,8 @@ def resolve_backend(manifest: dict, backend: str = "auto", dtype: str | None = N
         backend = "onnx" if dtype == "int8" else "torch"
     dtype = dtype or "float32"
     if dtype not in DTYPES_OF[backend]:
-        raise ValueError(f"the {backend} backend runs {' or '.join(DTYPES_OF[backend])} weights, not {dtype}"
+        raise ConfigError(f"--backend {backend} --dtype {dtype}: the {backend} backend runs "
+                          f"{' or '.join(DTYPES_OF[backend])} weights, not {dtype}"
                          + ("; int8 runs on ONNX Runtime (backend onnx)" if dtype == "int8" else ""))
     return Backend(backend, dtype)
 
@@ -182,8 +180,8 @@ def _resolve_4bit(backend: str, dtype: str | None) -> Backend:
     if backend == "auto" and dtype == TORCH_FLOAT32.dtype:
         log.warning("the run was trained in 4-bit: it has no float32 weights and runs as %s", TORCH_NF4.name)
         return TORCH_NF4
-    raise ValueError(f"the run was trained in 4-bit and runs only as {TORCH_NF4.name} (backend torch, its NF4 "
-                     f"weights), not as {backend} {dtype or ''}".rstrip()
+    raise ConfigError(f"--backend {backend} --dtype {dtype}: the run was trained in 4-bit and runs only as "
+                      f"{TORCH_NF4.name} (backend torch, its NF4 weights), not as {backend} {dtype or ''}".rstrip()
                      + ("; " + onnx_backend.FOUR_BIT_NO_ONNX if backend == "onnx" or dtype == "int8" else ""))
 
 
@@ -243,7 +241,7 @@ def load_torch(run_dir: Path, manifest: dict, device: str | None, merge_lora: bo
         )
     load_in_4bit = trained_in_4bit(manifest)
     if load_in_4bit != (dtype == TORCH_NF4.dtype):
-        raise ValueError(f"{run_dir}: a run {'trained' if load_in_4bit else 'not trained'} in 4-bit cannot run "
+        raise ConfigError(f"{run_dir}: a run {'trained' if load_in_4bit else 'not trained'} in 4-bit cannot run "
                          f"as torch {dtype}; {resolve_backend(manifest).name} is its backend")
     device = models.pick_device(device)
     weights = manifest["weights"]

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, models, options
+from mathreport import artifacts, files, models, options
+from mathreport.errors import SearchError
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import TrainConfig
 
@@ -35,10 +36,6 @@ COLUMNS = ["learning_rate", "val_accuracy", "val_macro_f1", "val_loss", "seconds
 # Settings that change what a row means; a resumed search must match them.
 SETTINGS = ("model", "num_epochs", "max_train_samples", "batch_size", "max_length", "seed", "bf16",
             "lora_dropout", "train_sha256", "val_sha256")
-
-
-class SearchError(ValueError):
-    """A search that cannot run as asked (a model without a learning rate, settings that do not match)."""
 
 
 @dataclass(kw_only=True)
@@ -122,8 +119,8 @@ def _settings(cfg: SearchConfig, preset: models.Preset) -> dict:
         "seed": cfg.seed,
         "bf16": cfg.bf16,
         "lora_dropout": cfg.lora_dropout if cfg.lora_dropout is not None else preset.lora_dropout,
-        "train_sha256": artifacts.file_sha256(cfg.train_path),
-        "val_sha256": artifacts.file_sha256(cfg.val_path),
+        "train_sha256": files.file_sha256(cfg.train_path),
+        "val_sha256": files.file_sha256(cfg.val_path),
     }
 
 
@@ -144,9 +141,9 @@ def _check_same_settings(output_dir: Path, settings: dict, have_rows: bool) -> N
 
 def _write(output_dir: Path, frame: pd.DataFrame, settings: dict, cfg: SearchConfig) -> pd.DataFrame:
     frame = mark_best(frame)[COLUMNS]
-    artifacts.write_csv(Path(output_dir) / artifacts.LR_SEARCH, frame)
+    files.write_csv(Path(output_dir) / artifacts.LR_SEARCH, frame)
     best = frame.loc[frame["best"]].iloc[0]
-    artifacts.write_json(Path(output_dir) / SEARCH_JSON, {
+    files.write_json(Path(output_dir) / SEARCH_JSON, {
         "best_learning_rate": float(best["learning_rate"]),
         "selected_by": "val_macro_f1, then val_accuracy, then lowest val_loss",
         "scored_on": str(cfg.val_path),

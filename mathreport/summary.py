@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from mathreport import artifacts, i18n
+from mathreport.errors import MissingResultsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
 
@@ -29,10 +30,6 @@ SUMMARY_COLUMNS = ["Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F
 def text(key: str, lang: str = "tr") -> str:
     """A fixed piece of report text (a heading or note) in the report's language."""
     return i18n.message(f"report.{key}", lang)
-
-
-class MissingResultsError(artifacts.ArtifactError):
-    """The report was asked about a model that has no (complete) results."""
 
 
 @dataclass

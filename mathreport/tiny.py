@@ -7,8 +7,9 @@ attention projections, the `score` head saved with the adapter) is tested withou
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from mathreport.files import build_atomically, cache_dir
 
 ARCHS = ("qwen2", "mistral")
 TINY_SHAPE = {
@@ -97,19 +98,12 @@ def build_tiny_model(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def cache_dir() -> Path:
-    """Where the `tiny-*` presets are built: $MATHREPORT_CACHE, else ~/.cache/mathreport."""
-    return Path(os.environ.get("MATHREPORT_CACHE") or Path.home() / ".cache" / "mathreport")
-
-
 def ensure_tiny_model(arch: str) -> Path:
     """The folder of the `tiny-<arch>` preset, built on first use (atomically, so parallel runs don't clash)."""
     _check_arch(arch)
     target = cache_dir() / f"tiny-{arch}"
     if (target / "config.json").is_file():
         return target
-    from mathreport.weights import build_atomically
-
     # A copy another process renamed into place first is identical (same seed).
     return build_atomically(target, lambda tmp: build_tiny_model(arch, tmp / "model"))
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, bench, data, environment, modelcard, models, options, predict
+from mathreport import artifacts, bench, data, environment, files, modelcard, models, options, predict
+from mathreport.errors import RunExistsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, ConfigError, TrainConfig  # noqa: F401 (re-exported)
 
@@ -71,10 +72,6 @@ def cli_command(cfg: TrainConfig) -> str:
 
 
 TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
-
-
-class RunExistsError(FileExistsError):
-    """The output directory already holds finished results."""
 
 
 def _check_output_dir(cfg: TrainConfig) -> Path:
@@ -230,7 +227,7 @@ def train(cfg: TrainConfig) -> Path:
             raise
         manifest = artifacts.read_manifest(run_dir)
         manifest["outputs"] = artifacts.outputs_record(run_dir)
-        artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+        files.write_json(run_dir / artifacts.MANIFEST, manifest)
         # Checkpoints exist to resume a stopped run; only now that run.json says complete is nothing left to redo.
         shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
         return run_dir
@@ -251,7 +248,7 @@ def _mark_failed(run_dir: Path, exc: BaseException) -> None:
     manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
     manifest["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
     manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    files.write_json(run_dir / artifacts.MANIFEST, manifest)
 
 
 def _train_run(cfg: TrainConfig) -> Path:
@@ -279,7 +276,7 @@ def _train_run(cfg: TrainConfig) -> Path:
                    for f in fields(cfg) if f.name != "callbacks"},
         "hyperparameters": hyper,
         "data": {
-            name: {"path": str(path), "sha256": artifacts.file_sha256(path), "rows": len(splits[name])}
+            name: {"path": str(path), "sha256": files.file_sha256(path), "rows": len(splits[name])}
             for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
         },
         "oversampling": oversampling,
@@ -288,7 +285,7 @@ def _train_run(cfg: TrainConfig) -> Path:
         "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "running",
     }
-    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    files.write_json(run_dir / artifacts.MANIFEST, manifest)
 
     if preset.kind == "tfidf":
         classifier, history, stats = _train_tfidf(splits, hyper, run_dir)
@@ -299,10 +296,10 @@ def _train_run(cfg: TrainConfig) -> Path:
         device, dtype = classifier.device, extra.get("dtype", "float32")
     manifest["training"] = stats
 
-    artifacts.write_csv(run_dir / artifacts.HISTORY, history)
+    files.write_csv(run_dir / artifacts.HISTORY, history)
     # Training is done and its adapter is in model/: recorded now, so a stop in the steps below (which can take
     # long on a large test split) is resumed by redoing only them (`_finish_trained_run`).
-    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    files.write_json(run_dir / artifacts.MANIFEST, manifest)
     return _after_training(cfg, run_dir, manifest, classifier, splits, hyper, device, dtype)
 
 
@@ -312,7 +309,7 @@ def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
     manifest = artifacts.read_manifest(run_dir)
     for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path)):
         recorded = ((manifest.get("data") or {}).get(name) or {}).get("sha256")
-        if path is not None and recorded and artifacts.file_sha256(path) != recorded:
+        if path is not None and recorded and files.file_sha256(path) != recorded:
             raise ConfigError(
                 f"--resume: {path} is not the {name} split {run_dir} was trained with (SHA-256 differs from "
                 f"{run_dir / artifacts.MANIFEST}'s data.{name}.sha256); give the original file, or start over with "
@@ -327,7 +324,7 @@ def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
     classifier = predict.load_torch(run_dir, manifest, cfg.device, True, dtype)
     manifest["status"] = "running"
     manifest["resumed_after_training"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    files.write_json(run_dir / artifacts.MANIFEST, manifest)
     return _after_training(cfg, run_dir, manifest, classifier, splits, hyper, classifier.device,
                            manifest.get("dtype", "float32"))
 
@@ -356,10 +353,10 @@ def _after_training(cfg: TrainConfig, run_dir: Path, manifest: dict, classifier,
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
             threads=bench.thread_candidates(),
         )
-        artifacts.write_json(run_dir / artifacts.LATENCY, latency)
+        files.write_json(run_dir / artifacts.LATENCY, latency)
     manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["status"] = "complete"
-    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    files.write_json(run_dir / artifacts.MANIFEST, manifest)
     if modelcard.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written
         modelcard.write_model_card(run_dir)
     return run_dir
@@ -393,8 +390,8 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
         y_true = frame["y_true"].to_numpy()
         y_pred = frame["y_pred"].to_numpy()
         result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
-        artifacts.write_json(Path(run_dir) / artifacts.METRICS, result)
-        artifacts.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
+        files.write_json(Path(run_dir) / artifacts.METRICS, result)
+        files.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
         # A finished run's adapter card holds these metrics; while training, train writes it once the run is whole.
         if modelcard.has_adapter(run_dir) and artifacts.read_manifest(run_dir).get("status") == "complete":
             modelcard.write_model_card(run_dir)
@@ -417,7 +414,7 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
                                       "validation rows the run saw")
     if not path.is_file():
         raise artifacts.ArtifactError(f"{run_dir}: its validation split {path} is missing; give it with --val_path")
-    if artifacts.file_sha256(path) != recorded["sha256"]:
+    if files.file_sha256(path) != recorded["sha256"]:
         raise artifacts.ArtifactError(
             f"{path} is not the validation split {run_dir} was trained with (SHA-256 differs from "
             f"{run_dir / artifacts.MANIFEST}'s data.val.sha256); give the original file with --val_path"
@@ -431,7 +428,7 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
         manifest = artifacts.read_manifest(run_dir)
         if "outputs" in manifest:  # readers check the run's files against this record (check_consistency)
             manifest["outputs"] = artifacts.outputs_record(run_dir)
-            artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+            files.write_json(run_dir / artifacts.MANIFEST, manifest)
         return written
 
 

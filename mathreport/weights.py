@@ -15,25 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import struct
-import tempfile
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from mathreport.models import ModelUnavailableError
-from mathreport.tiny import cache_dir
+from mathreport.errors import WeightSourceError
+from mathreport.files import build_atomically, cache_dir, file_sha256
 
 __all__ = ["MPNET", "Part", "SplitSource", "cache_dir", "ensure_gguf_folder", "ensure_split_folder", "join_parts"]
-
-
-class WeightSourceError(ModelUnavailableError):
-    """Parts that are missing or do not add up to the recorded file; the message says which and what to do."""
 
 
 @dataclass(frozen=True)
@@ -198,8 +191,6 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
         magic = fh.read(4)
     if magic != b"GGUF":
         raise WeightSourceError(f"--model_path {gguf_path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')")
-    from mathreport.artifacts import file_sha256
-
     sha = file_sha256(gguf_path)
     target = cache_dir() / "gguf" / f"{gguf_path.stem}-{sha[:12]}"
     if (target / "config.json").is_file():
@@ -266,30 +257,6 @@ def _dequantize_kwargs() -> dict:
     return kwargs
 
 
-def build_atomically(target: Path, build) -> Path:
-    """`build(scratch)` makes a folder inside a scratch folder beside `target`; it is then renamed to `target`.
-
-    Either `target` is whole or it does not exist; a failed build leaves nothing behind. When another process
-    renamed its copy into place first, that copy (built from the same checked source) is used.
-    """
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    except OSError as exc:  # read-only, a regular file where a folder should be, no space
-        raise WeightSourceError(
-            f"cannot write into the model cache {target.parent} ({exc.strerror or exc}); set MATHREPORT_CACHE "
-            f"to a writable folder (it is now {cache_dir()})"
-        ) from None
-    try:
-        folder = build(tmp)
-        try:
-            os.replace(folder, target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _write_source_json(folder: Path, info: dict) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts
+from mathreport import artifacts, files
 
 
 def _probs(n: int, seed: int = 0) -> np.ndarray:
@@ -38,7 +38,7 @@ def test_missing_file_names_file_and_command(tmp_path):
 def test_probabilities_not_summing_to_one_are_refused(tmp_path):
     probs = _probs(5)
     probs[3] *= 0.5
-    artifacts.write_csv(tmp_path / "preds_test.csv", artifacts.predictions_frame(np.zeros(5, int), probs))
+    files.write_csv(tmp_path / "preds_test.csv", artifacts.predictions_frame(np.zeros(5, int), probs))
     with pytest.raises(artifacts.ArtifactError, match=r"line 5: probabilities must .* sum 0\.5"):
         artifacts.read_predictions(tmp_path)
 
@@ -47,7 +47,7 @@ def test_y_pred_not_argmax_is_refused(tmp_path):
     probs = _probs(6)
     frame = artifacts.predictions_frame(np.zeros(6, int), probs)
     frame.loc[2, "y_pred"] = (frame.loc[2, "y_pred"] + 1) % 8
-    artifacts.write_csv(tmp_path / "preds_test.csv", frame)
+    files.write_csv(tmp_path / "preds_test.csv", frame)
     with pytest.raises(artifacts.ArtifactError, match="line 4: y_pred=.* is not the argmax"):
         artifacts.read_predictions(tmp_path)
 
@@ -55,7 +55,7 @@ def test_y_pred_not_argmax_is_refused(tmp_path):
 def test_label_out_of_range_is_refused(tmp_path):
     frame = artifacts.predictions_frame(np.zeros(3, int), _probs(3))
     frame.loc[1, "y_true"] = 9
-    artifacts.write_csv(tmp_path / "preds_test.csv", frame)
+    files.write_csv(tmp_path / "preds_test.csv", frame)
     with pytest.raises(artifacts.ArtifactError, match="line 3, column 'y_true'.*found 9"):
         artifacts.read_predictions(tmp_path)
 
@@ -68,23 +68,23 @@ def test_metrics_out_of_range_is_refused(tmp_path):
 
 def test_write_json_refuses_nan_and_leaves_old_file(tmp_path):
     path = tmp_path / "metrics.json"
-    artifacts.write_json(path, {"Accuracy": 0.5})
+    files.write_json(path, {"Accuracy": 0.5})
     with pytest.raises(artifacts.ArtifactError, match="non-finite"):
-        artifacts.write_json(path, {"Accuracy": float("nan")})
+        files.write_json(path, {"Accuracy": float("nan")})
     assert json.loads(path.read_text()) == {"Accuracy": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
 
 
 def test_atomic_write_keeps_old_content_when_writer_fails(tmp_path):
     path = tmp_path / "history.csv"
-    artifacts.write_csv(path, pd.DataFrame({"epoch": [1]}))
+    files.write_csv(path, pd.DataFrame({"epoch": [1]}))
 
     class Boom(pd.DataFrame):
         def to_csv(self, *a, **k):
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        artifacts.write_csv(path, Boom({"epoch": [2]}))
+        files.write_csv(path, Boom({"epoch": [2]}))
     assert path.read_text().splitlines() == ["epoch", "1"]
 
 
@@ -102,8 +102,8 @@ def test_written_files_get_the_usual_mode_not_private(tmp_path):
     import os
     import stat
 
-    path = artifacts.write_json(tmp_path / "metrics.json", {"Accuracy": 0.5})
-    assert stat.S_IMODE(os.stat(path).st_mode) == artifacts.umask_mode()
+    path = files.write_json(tmp_path / "metrics.json", {"Accuracy": 0.5})
+    assert stat.S_IMODE(os.stat(path).st_mode) == files.umask_mode()
 
 
 # --- one writer per run directory, and runs whose files disagree (issue 12) --------------------------------------
@@ -172,10 +172,10 @@ def _consistent_run(run, seed=0, n=40):
 
     rng = np.random.default_rng(seed)
     artifacts.write_predictions(run, rng.integers(0, 8, n), _probs(n, seed))
-    artifacts.write_csv(run / artifacts.HISTORY, pd.DataFrame([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
+    files.write_csv(run / artifacts.HISTORY, pd.DataFrame([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
                                                                 "train_accuracy": 0.5, "val_accuracy": 0.5}]))
     train.evaluate_run(run, n_bootstrap=10)
-    artifacts.write_json(run / artifacts.MANIFEST, {
+    files.write_json(run / artifacts.MANIFEST, {
         "command": "mathreport train --model tfidf --output_dir x", "status": "complete",
         "data": {"test": {"rows": n}}, "outputs": artifacts.outputs_record(run)})
 
@@ -192,13 +192,13 @@ def test_consistency_check_refuses_a_folder_mixing_two_runs(tmp_path):
     # Without the files' hashes (older run.json), metrics of one run beside predictions of another.
     manifest = json.loads((b / artifacts.MANIFEST).read_text())
     del manifest["outputs"]
-    artifacts.write_json(a / artifacts.MANIFEST, manifest)
+    files.write_json(a / artifacts.MANIFEST, manifest)
     artifacts.check_consistency(a)
     (a / artifacts.METRICS).write_bytes((b / artifacts.METRICS).read_bytes())
     with pytest.raises(artifacts.ArtifactError, match=r"metrics.json says Accuracy .* preds_test.csv gives"):
         artifacts.check_consistency(a)
     manifest["data"]["test"]["rows"] = 41
-    artifacts.write_json(b / artifacts.MANIFEST, manifest)
+    files.write_json(b / artifacts.MANIFEST, manifest)
     with pytest.raises(artifacts.ArtifactError, match="records 41 test rows but preds_test.csv has 40"):
         artifacts.check_consistency(b)
 
@@ -208,10 +208,10 @@ def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path, hold_lock):
     run = tmp_path / "run"
     _consistent_run(run)
     manifest = json.loads((run / artifacts.MANIFEST).read_text())
-    artifacts.write_json(run / artifacts.MANIFEST, {**manifest, "status": "running"})
+    files.write_json(run / artifacts.MANIFEST, {**manifest, "status": "running"})
     with pytest.raises(artifacts.ArtifactError, match="'running', not complete"):
         artifacts.check_consistency(run)
-    artifacts.write_json(run / artifacts.MANIFEST, manifest)
+    files.write_json(run / artifacts.MANIFEST, manifest)
     with hold_lock(run) as holder:
         with pytest.raises(artifacts.RunLockedError, match=f"PID {holder.pid}"):
             artifacts.check_consistency(run)
@@ -237,11 +237,11 @@ def test_make_command_is_a_command_that_works(tmp_path):
     run = tmp_path / "RUN"
     run.mkdir()
     assert "--model MODEL" in artifacts.make_command(run) and "--model RUN" not in artifacts.make_command(run)
-    artifacts.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
+    files.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
                                                     "status": "complete"})
     # A finished run is only replaced with --force; an unfinished one is continued with --resume.
     assert artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --force"
-    artifacts.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
+    files.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
                                                     "status": "running"})
     (run / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     assert artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --resume"
@@ -306,7 +306,7 @@ def test_hint_for_a_copied_folder_names_the_copy_not_the_original(tmp_path):
     _consistent_run(original)
     manifest = json.loads((original / artifacts.MANIFEST).read_text())
     manifest["command"] = f"mathreport train --model tfidf --seed 2 --output_dir {original}"
-    artifacts.write_json(original / artifacts.MANIFEST, manifest)
+    files.write_json(original / artifacts.MANIFEST, manifest)
     shutil.copytree(original, copy)
     (copy / artifacts.METRICS).unlink()
     with pytest.raises(artifacts.ArtifactError) as err:

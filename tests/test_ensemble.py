@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, cli, ensemble, summary, train
+from mathreport import artifacts, cli, ensemble, files, summary, train
 from mathreport.labels import NUM_CLASSES
 
 N = 160
@@ -42,12 +42,12 @@ def make_member(results, name, signal, seed, *, y_val=Y_VAL, y_test=Y_TEST, data
     artifacts.write_val_predictions(run, y_val, _probs(y_val, signal, seed), texts_val)
     artifacts.write_predictions(run, y_test, _probs(y_test, signal, seed + 100), texts_test)
     train.evaluate_run(run, n_bootstrap=20)
-    artifacts.write_csv(run / artifacts.HISTORY, pd.DataFrame([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6,
+    files.write_csv(run / artifacts.HISTORY, pd.DataFrame([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6,
                                                                  "train_accuracy": 0.9, "val_accuracy": 0.8}]))
-    artifacts.write_json(run / artifacts.MANIFEST, {"model": name, "kind": "tfidf", "data": data or _data(),
+    files.write_json(run / artifacts.MANIFEST, {"model": name, "kind": "tfidf", "data": data or _data(),
                                                      "command": f"mathreport train --model {name}",
                                                      "training": {"train_seconds": 2.0}})
-    artifacts.write_json(run / artifacts.LATENCY, {"device": "cpu", "results": [
+    files.write_json(run / artifacts.LATENCY, {"device": "cpu", "results": [
         {"batch_size": 1, "p50_ms": p50, "p95_ms": 2 * p50, "items_per_s": 1000 / p50},
         {"batch_size": 32, "p50_ms": p50 / 4, "p95_ms": p50 / 2, "items_per_s": 4000 / p50}]})
     return run
@@ -63,7 +63,7 @@ def _replace_probs(run, filename, probs):
     frame = pd.read_csv(run / filename)
     frame[artifacts.PROB_COLUMNS] = probs
     frame["y_pred"] = probs.argmax(axis=1)
-    artifacts.write_csv(run / filename, frame)
+    files.write_csv(run / filename, frame)
     if filename == artifacts.PREDICTIONS:  # as a retrained member would: its metrics are of its new predictions
         train.evaluate_run(run, n_bootstrap=20)
 
@@ -119,7 +119,7 @@ def test_ensemble_is_a_run_the_readers_and_compare_accept(members, tmp_path, cap
     assert manifest["kind"] == "ensemble"
     assert [m["name"] for m in manifest["members"]] == ["strong", "weak"]
     assert manifest["members"][0]["data"]["val"]["sha256"] == "v" * 64
-    assert manifest["members"][0]["preds_val_sha256"] == artifacts.file_sha256(runs[0] / artifacts.PREDS_VAL)
+    assert manifest["members"][0]["preds_val_sha256"] == files.file_sha256(runs[0] / artifacts.PREDS_VAL)
     # Accuracy and macro F1 are recomputed from the averaged probabilities it wrote.
     preds = artifacts.read_predictions(out)
     assert artifacts.read_metrics(out)["Accuracy"] == pytest.approx((preds["y_pred"] == Y_TEST).mean())
@@ -234,7 +234,7 @@ def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data,
 def _finish(run):
     """Mark a synthetic member as `train` leaves a finished run: complete, with its files' SHA-256 recorded."""
     manifest = artifacts.read_manifest(run)
-    artifacts.write_json(run / artifacts.MANIFEST, {**manifest, "status": "complete",
+    files.write_json(run / artifacts.MANIFEST, {**manifest, "status": "complete",
                                                     "outputs": artifacts.outputs_record(run)})
 
 
@@ -254,7 +254,7 @@ def test_a_member_that_is_not_a_whole_run_is_refused(members, tmp_path, hold_loc
     bad = runs[1]
     if fault in ("failed", "running"):
         manifest = artifacts.read_manifest(bad)
-        artifacts.write_json(bad / artifacts.MANIFEST, {**manifest, "status": fault})
+        files.write_json(bad / artifacts.MANIFEST, {**manifest, "status": fault})
     elif fault == "preds_val changed":
         _replace_probs(bad, artifacts.PREDS_VAL, _probs(Y_VAL, 8.0, 78))
     out = tmp_path / "out"
@@ -337,7 +337,7 @@ def test_an_ensemble_of_a_member_that_is_no_longer_whole_is_refused(members, tmp
         with pytest.raises(artifacts.RunLockedError, match="not whole now: .*is being written by PID"):
             artifacts.check_consistency(out)
     manifest = artifacts.read_manifest(runs[1])
-    artifacts.write_json(runs[1] / artifacts.MANIFEST, {**manifest, "status": "failed"})
+    files.write_json(runs[1] / artifacts.MANIFEST, {**manifest, "status": "failed"})
     with pytest.raises(artifacts.ArtifactError, match="not whole now: .*'failed', not complete"):
         artifacts.check_consistency(out)
     assert not ensemble.is_current(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mathreport import artifacts, metrics, modelcard
+from mathreport import artifacts, files, metrics, modelcard
 from mathreport.labels import NUM_CLASSES
 
 
@@ -26,14 +26,14 @@ def _run(tmp_path: Path, **manifest) -> Path:
     probs = rng.dirichlet(np.ones(NUM_CLASSES), size=len(y_true))
     probs[np.arange(len(y_true))[::2], y_true[::2]] += 2  # half of them right
     probs /= probs.sum(1, keepdims=True)
-    artifacts.write_json(run_dir / artifacts.METRICS, metrics.compute_metrics(y_true, probs, n_bootstrap=50))
+    files.write_json(run_dir / artifacts.METRICS, metrics.compute_metrics(y_true, probs, n_bootstrap=50))
     base = {"model": "qwen", "kind": "transformer", "hf_id": "Qwen/Qwen2.5-Math-7B", "status": "complete",
             "weights": str(tmp_path), "load_in_4bit": False, "dtype": "float32",
             "lora": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"],
                      "task_type": "SEQ_CLS", "modules_to_save": ["score"]},
             "hyperparameters": {"learning_rate": 1e-4}, "command": "mathreport train --model qwen",
             "data": {"test": {"path": "/data/test_split.csv", "sha256": "ab" * 32, "rows": len(y_true)}}}
-    artifacts.write_json(run_dir / artifacts.MANIFEST, {**base, **manifest})
+    files.write_json(run_dir / artifacts.MANIFEST, {**base, **manifest})
     (run_dir / "model" / "adapter_config.json").write_text("{}")
     return run_dir
 

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mathreport import artifacts, cli, environment, onnx_backend, predict, train
+from mathreport import artifacts, cli, environment, files, onnx_backend, predict, train
 
 # float32 ONNX Runtime and torch differ only in the order of float32 additions.
 FLOAT32_PROB_TOLERANCE = 1e-4
@@ -135,7 +135,7 @@ def test_unexported_run_uses_torch_and_says_why_only_when_onnx_was_asked(run, tm
     copy = _fresh_copy(run, tmp_path)
     manifest = artifacts.read_manifest(copy)
     del manifest["inference"]
-    artifacts.write_json(copy / artifacts.MANIFEST, manifest)
+    files.write_json(copy / artifacts.MANIFEST, manifest)
     with caplog.at_level(logging.WARNING, logger="mathreport"):
         assert predict.load_classifier(copy).backend == "torch"
     assert not caplog.records
@@ -148,7 +148,7 @@ def test_export_onnx_command_exports_an_existing_run(run, tmp_path, capsys, test
     copy = _fresh_copy(run, tmp_path)
     manifest = artifacts.read_manifest(copy)
     del manifest["inference"]
-    artifacts.write_json(copy / artifacts.MANIFEST, manifest)
+    files.write_json(copy / artifacts.MANIFEST, manifest)
     for name in onnx_backend.ONNX_FILES.values():
         (copy / name).unlink()
     assert cli.main(["export-onnx", "--run_dir", str(copy)]) == 0

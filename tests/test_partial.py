@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, models, partial, predict
+from mathreport import artifacts, files, models, partial, predict
 from mathreport.train import ConfigError, TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -112,7 +112,7 @@ def test_cache_key_follows_the_split_file_and_a_stale_cache_is_never_read(tmp_pa
     sequences = [tuple(ids) for ids in tokenizer(TEXTS)["input_ids"]]
 
     def key_for(path, k=1, max_length=64, seqs=sequences):
-        return partial.cache_key(weights_id=partial.weights_identity(weights), split_sha256=artifacts.file_sha256(path),
+        return partial.cache_key(weights_id=partial.weights_identity(weights), split_sha256=files.file_sha256(path),
                                  k=k, max_length=max_length, sequences_sha=partial.sequences_sha256(seqs),
                                  autocast=None)
 

