@@ -42,18 +42,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from mathreport import data
+    from mathreport import data, prepare
 
     if args.kaggle:
         raw_dir = args.out_dir / "kaggle"
-        source = data.download_kaggle(args.competition, raw_dir)
+        source = prepare.download_kaggle(args.competition, raw_dir)
         origin = {"source": "kaggle", "source_info": {"competition": args.competition}}
     elif args.input is None:
         raise CommandError("prepare needs --input RAW.csv (or --kaggle to download the competition files)")
     else:
         source = args.input
         origin = {"source": "file"}
-    report = data.prepare(
+    report = prepare.prepare(
         source, args.out_dir, text_col=args.text_col, label_col=args.label_col, val_size=args.val_size,
         test_size=args.test_size, seed=args.seed, augment=args.augment, force=args.force, **origin,
     )
@@ -66,15 +66,15 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
-    from mathreport import data, demo
+    from mathreport import data, demo, prepare
 
-    existing = data.existing_split_files(args.out_dir)
+    existing = prepare.existing_split_files(args.out_dir)
     if existing and not args.force:
         raise CommandError(f"{args.out_dir} already holds {', '.join(existing)}; refusing to replace them with the "
                            "demo corpus. Pass --force (the old ones are moved to a backup folder), or choose another "
                            "--out-dir")
     if existing:
-        backup = data.move_to_backup(args.out_dir, existing)
+        backup = prepare.move_to_backup(args.out_dir, existing)
         print(f"moved the previous files to {backup}/", file=sys.stderr)
     report = demo.write_demo_corpus(args.out_dir, seed=args.seed)
 

@@ -1,8 +1,6 @@
 """Question CSVs: row-level validation, cleaning, de-duplication, stratified splits, leakage checks.
 
-`prepare` turns one raw CSV (Kaggle's train.csv, a user's file, or the demo corpus) into the three split files
-the rest of the package reads, plus `prepare_report.json` accounting for every input row. `read_split` is the
-reader `train` uses on those files.
+`read_split` is the reader `train` uses on the split files; `mathreport.prepare` makes them with the rules here.
 """
 
 from __future__ import annotations
@@ -12,9 +10,7 @@ import codecs
 import csv
 import io
 import itertools
-import json
 import logging
-import os
 import re
 import zipfile
 from collections.abc import Mapping
@@ -24,7 +20,7 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mathreport import files, labels
+from mathreport import labels
 from mathreport.errors import DataError, LeakageError
 
 log = logging.getLogger(__name__)
@@ -181,7 +177,7 @@ def _check_columns(path: Path, header: list[str], text_col: str, label_col: str 
     raise DataError(f"{path}: no column {what}; columns found: {found}")
 
 
-def _read_table(path: str | Path, text_col: str, label_col: str, missing_hint: str) -> pd.DataFrame:
+def read_table(path: str | Path, text_col: str, label_col: str, missing_hint: str) -> pd.DataFrame:
     """Validated rows of a question CSV as columns `Question` (raw text), `label` (int) and `line`."""
     path = check_input_file(path, missing_hint)
     header, records, starts = _read_records(path, text_col, label_col)
@@ -252,7 +248,7 @@ def read_questions(path: str | Path, text_col: str = TEXT_COL) -> list[str]:
 def read_split(path: str | Path, text_col: str = TEXT_COL, label_col: str = LABEL_COL) -> pd.DataFrame:
     """One split file as columns exactly `Question` (str) and `label` (int 0..7), validated row by row."""
     hint = f"make the split files with `{PREPARE_COMMAND}` (or `make report` for the demo data)"
-    return _read_table(path, text_col, label_col, hint).drop(columns="line")
+    return read_table(path, text_col, label_col, hint).drop(columns="line")
 
 
 # ---------------------------------------------------------------------------------------------- cleaning
@@ -606,217 +602,3 @@ def assert_no_leakage(
         log.warning("leakage allowed by %s: %s", LEAKAGE_FLAG, message)
         return result
     raise LeakageError(f"{message}; re-make the splits with `{PREPARE_COMMAND}` or pass {LEAKAGE_FLAG} to go on")
-
-
-# ------------------------------------------------------------------------------------------------ prepare
-
-
-BACKUP_PREFIX = "replaced-"
-
-
-def existing_split_files(out_dir: Path) -> list[str]:
-    """The files of an earlier prepare that `out_dir` holds."""
-    return [name for name in (*SPLIT_FILES.values(), REPORT_FILE) if (Path(out_dir) / name).exists()]
-
-
-def move_to_backup(out_dir: Path, names: list[str]) -> Path:
-    """Move files of `out_dir` into a new `replaced-<time>` folder of it (for writers that refuse existing files)."""
-    return _back_up(Path(out_dir), names, move=True)
-
-
-def _back_up(out_dir: Path, names: list[str], move: bool = False) -> Path:
-    """Hard-link (or copy; or with `move`, move) the earlier prepare's files into a new `replaced-<time>` folder."""
-    import shutil
-    from datetime import datetime
-
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    backup = out_dir / f"{BACKUP_PREFIX}{stamp}"
-    n = 1
-    while backup.exists():
-        n += 1
-        backup = out_dir / f"{BACKUP_PREFIX}{stamp}-{n}"
-    backup.mkdir()
-    for name in names:
-        if move:
-            os.replace(out_dir / name, backup / name)
-            continue
-        try:
-            os.link(out_dir / name, backup / name)
-        except OSError:
-            shutil.copy2(out_dir / name, backup / name)
-    return backup
-
-
-def _to_csv(frame: pd.DataFrame) -> str:
-    return frame[[TEXT_COL, LABEL_COL]].to_csv(index=False, lineterminator="\n")
-
-
-def _check_params(val_size: float, test_size: float, augment: str, conflict_policy: str) -> None:
-    for flag, value in (("--val-size", val_size), ("--test-size", test_size)):
-        if not (isinstance(value, (int, float)) and 0 < value < 1):
-            raise DataError(f"{flag} {value!r}: must be a fraction in (0, 1), e.g. 0.1")
-    if val_size + test_size >= 1:
-        raise DataError(f"--val-size {val_size} + --test-size {test_size} = {val_size + test_size:g}: "
-                        "val_size + test_size must be below 1, or nothing is left to train on")
-    if augment not in AUGMENT_METHODS:
-        raise ValueError(f"augment must be one of {AUGMENT_METHODS}, got {augment!r}")
-    if conflict_policy not in CONFLICT_POLICIES:
-        raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
-
-
-def prepare(
-    input_path: str | Path,
-    out_dir: str | Path,
-    text_col: str = TEXT_COL,
-    label_col: str = LABEL_COL,
-    val_size: float = 0.1,
-    test_size: float = 0.1,
-    seed: int = 42,
-    augment: str = "none",
-    *,
-    conflict_policy: str = "majority",
-    oversample_target: str | float = "median",
-    source: str = "file",
-    source_info: Mapping[str, Any] | None = None,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Validate, clean and split a raw CSV into the three split files and `prepare_report.json` in `out_dir`.
-
-    Labels may be ids 0-7 or class names. Everything is checked before anything is written; on bad input a
-    DataError names the file and line and `out_dir` is left untouched. `source` ("file", "kaggle", "demo")
-    and `source_info` are recorded in the report so it can say where the data came from. Returns the report.
-    An `out_dir` that already holds split files is refused unless `force`; then the old set is first moved to a
-    backup folder beside them (named in the report's `replaced`).
-    """
-    _check_params(val_size, test_size, augment, conflict_policy)
-    input_path, out_dir = Path(input_path), Path(out_dir)
-    existing = existing_split_files(out_dir)
-    if existing and not force:
-        raise DataError(
-            f"{out_dir} already holds {', '.join(existing)} from an earlier prepare; refusing to replace them. "
-            f"Pass --force to replace them (the old ones are kept in {out_dir}/{BACKUP_PREFIX}<time>/), or choose "
-            "another --out-dir"
-        )
-    table = _read_table(input_path, text_col, label_col, "give the raw CSV (e.g. Kaggle's train.csv)")
-    kept, cleaning = clean_questions(table, conflict_policy)
-    if kept.empty:
-        raise DataError(f"{input_path}: no rows left after cleaning ({cleaning['rows_dropped']})")
-    if kept[LABEL_COL].nunique() < 2:
-        raise DataError(f"{input_path}: every question is of class {class_list(kept[LABEL_COL].unique())}; a "
-                        "classifier needs at least two classes")
-    try:
-        train, val, test, warnings = split_stratified(kept, val_size, test_size, seed)
-    except DataError as err:
-        raise DataError(f"{input_path}: {err}") from None
-    counts = {"train": class_counts(train), "val": class_counts(val), "test": class_counts(test)}
-    augmentation: dict[str, Any] = {"method": "none", "rows_added": 0}
-    if augment == "oversample":
-        train, augmentation = oversample_minority(train, seed, oversample_target)
-        counts = {"train_before_augmentation": counts["train"], **counts, "train": class_counts(train)}
-    # De-duplication before splitting makes leakage impossible; checked anyway, as on the files `train` reads.
-    leakage = assert_no_leakage({"train": train, "val": val, "test": test})
-
-    rows_split = {"train": len(train) - augmentation["rows_added"], "val": len(val), "test": len(test)}
-    report = {
-        "source": source,
-        "source_info": dict(source_info or {}),
-        "input": {
-            "path": str(input_path),
-            "sha256": files.file_sha256(input_path),
-            "text_col": text_col,
-            "label_col": label_col,
-        },
-        "params": {
-            "val_size": val_size,
-            "test_size": test_size,
-            "seed": seed,
-            "augment": augment,
-            "conflict_policy": conflict_policy,
-            "oversample_target": oversample_target if augment == "oversample" else None,
-        },
-        "rows_in": cleaning["rows_in"],
-        "rows_kept": cleaning["rows_kept"],
-        "cleaning": {"rows_changed": cleaning["rows_changed"], "rows_dropped": cleaning["rows_dropped"]},
-        "accounting": (
-            f"rows_in {cleaning['rows_in']} = rows_kept {cleaning['rows_kept']} "
-            f"+ rows_dropped {sum(cleaning['rows_dropped'].values())}; "
-            f"rows_kept = train {rows_split['train']} + val {rows_split['val']} + test {rows_split['test']}"
-        ),
-        "unique_questions_in": cleaning["unique_questions_in"],
-        "label_conflicts": cleaning["label_conflicts"],
-        "dropped_examples": cleaning["dropped_examples"],
-        "files": dict(SPLIT_FILES),
-        "rows_per_split": rows_split,
-        "rows_per_file": {TRAIN_FILE: len(train), VAL_FILE: len(val), TEST_FILE: len(test)},
-        "class_names": labels.names("tr"),
-        "class_counts": counts,
-        "augmentation": augmentation,
-        "leakage": leakage,
-        "warnings": warnings + coverage_warnings({name: counts[name] for name in ("train", "val", "test")}),
-    }
-    assert sum(rows_split.values()) == report["rows_kept"]
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if existing:
-        report["replaced"] = str(_back_up(out_dir, existing))
-    files.write_texts(
-        {
-            out_dir / TRAIN_FILE: _to_csv(train),
-            out_dir / VAL_FILE: _to_csv(val),
-            out_dir / TEST_FILE: _to_csv(test),
-            out_dir / REPORT_FILE: json.dumps(report, ensure_ascii=False, indent=2) + "\n",
-        }
-    )
-    log.info(
-        "prepared %s: %d rows in, %d kept (train %d, val %d, test %d) -> %s",
-        input_path,
-        report["rows_in"],
-        report["rows_kept"],
-        len(train),
-        len(val),
-        len(test),
-        out_dir,
-    )
-    return report
-
-
-# ------------------------------------------------------------------------------------------------- kaggle
-
-
-def download_kaggle(competition: str = KAGGLE_COMPETITION, dest: str | Path = "data/kaggle") -> Path:
-    """Download a Kaggle competition's files with the official `kaggle` client; the path of its train.csv."""
-    dest = Path(dest)
-    setup = (
-        "put your API token in ~/.kaggle/kaggle.json (chmod 600; from kaggle.com > Settings > API > "
-        "Create New Token) or set KAGGLE_USERNAME and KAGGLE_KEY"
-    )
-    try:
-        import kaggle  # authenticates on import and fails there without credentials
-    except ImportError:
-        raise DataError(
-            f"the 'kaggle' package is not installed: pip install 'mathreport[kaggle]' (or pip install "
-            f"kaggle), then {setup}"
-        ) from None
-    except (Exception, SystemExit) as err:  # older clients raise OSError, newer ones may call exit()
-        raise DataError(f"kaggle could not authenticate ({_one_line(err)}): {setup}") from None
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        kaggle.api.competition_download_files(competition, path=str(dest), quiet=True)
-    except Exception as err:
-        raise DataError(
-            f"could not download Kaggle competition {competition!r} into {dest} ({_one_line(err)}); check "
-            f"the internet connection and that you joined it and accepted its rules at "
-            f"https://www.kaggle.com/competitions/{competition}/rules"
-        ) from None
-    for archive in sorted(dest.glob("*.zip")):
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(dest)
-    found = sorted(dest.rglob("train.csv"))
-    if not found:
-        files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
-        raise DataError(f"{dest}: no train.csv after downloading {competition!r} (found: {files})")
-    return found[0]
-
-
-def _one_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {normalize_whitespace(str(err))}"

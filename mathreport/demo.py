@@ -546,4 +546,6 @@ def write_demo_corpus(out_dir: str | Path, seed: int = 42, n_total: int = 3200) 
         "injected_defects": defects,
         "generator": f"mathgenerator {version('mathgenerator')} + mathreport.demo templates",
     }
-    return data.prepare(raw_path, out_dir, seed=seed, source="demo", source_info=info)
+    from mathreport import prepare
+
+    return prepare.prepare(raw_path, out_dir, seed=seed, source="demo", source_info=info)

@@ -9,19 +9,19 @@ averaged with the fitted weights, never looked at while fitting.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, environment, files, metrics
-from mathreport.errors import EnsembleError
+from mathreport import artifacts, environment, files, metrics, record
+from mathreport.errors import EnsembleError, RunExistsError
 from mathreport.labels import NUM_CLASSES
 
 # How the members' probabilities are pooled; the weights always minimise the log-loss on the validation split.
@@ -44,7 +44,7 @@ class Member:
     path: Path
     val: pd.DataFrame
     test: pd.DataFrame
-    manifest: dict
+    manifest: record.RunRecord
 
 
 def resolve_run(name_or_path: str | Path, results_dir: Path = Path("results")) -> Path:
@@ -60,10 +60,10 @@ def load_member(run_dir: Path) -> Member:
         raise EnsembleError(f"ensemble member {run_dir} does not exist. Make it with: "
                             f"{artifacts.make_command(run_dir)}")
     manifest = artifacts.read_manifest(run_dir)
-    if manifest.get("kind") == "ensemble":
+    if manifest.kind == "ensemble":
         # Its validation probabilities were fitted on the validation split; a second fit there would overfit it.
         raise EnsembleError(f"{run_dir} is itself an ensemble; give its members instead: "
-                            f"{', '.join(str(artifacts.member_dir(run_dir, m)) for m in manifest.get('members', []))}")
+                            f"{', '.join(str(artifacts.member_dir(run_dir, m)) for m in manifest.members)}")
     # Only a whole run can be a member: finished, not being written, its files the ones its run.json recorded.
     artifacts.check_consistency(run_dir)
     return Member(name=run_dir.name, path=run_dir, val=artifacts.read_val_predictions(run_dir),
@@ -104,7 +104,7 @@ def check_members(members: list[Member]) -> None:
     for other in members[1:]:
         for split, filename in (("val", artifacts.PREDS_VAL), ("test", artifacts.PREDICTIONS)):
             reason = _rows_differ(getattr(first, split), getattr(other, split))
-            hashes = [((m.manifest.get("data") or {}).get(split) or {}).get("sha256") for m in (first, other)]
+            hashes = [m.manifest.split(split).sha256 for m in (first, other)]
             if reason is None and all(hashes) and hashes[0] != hashes[1]:
                 reason = f"their run.json data.{split}.sha256 differ ({hashes[0][:12]}… vs {hashes[1][:12]}…)"
             if reason:
@@ -231,11 +231,11 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
 
     output_dir = Path(output_dir)
     if (output_dir / artifacts.METRICS).exists() and not force:
-        raise train.RunExistsError(f"{output_dir} already holds results ({artifacts.METRICS}); refusing to "
+        raise RunExistsError(f"{output_dir} already holds results ({artifacts.METRICS}); refusing to "
                                    "overwrite them. Pass --force to replace them, or choose another --output_dir.")
     if any(output_dir.resolve() == Path(r).resolve() for r in run_dirs):
         raise EnsembleError(f"--output_dir {output_dir} is one of the members; write the ensemble elsewhere")
-    start_time = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    start_time = record.now()
     members = [load_member(r) for r in run_dirs]
     check_members(members)
     _clear_replaced_run(output_dir)
@@ -268,44 +268,41 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     member_acc = {m.name: float((_probs(m.test).argmax(1) == y_test).mean()) for m in members}
     best = max(member_acc, key=member_acc.get)
     best_pred = _probs(next(m for m in members if m.name == best).test).argmax(1)
-    manifest = {
-        "model": "ensemble",
-        "kind": "ensemble",
-        "description": f"{method} pool of {', '.join(m.name for m in members)}, weights fitted on validation",
-        "method": method,
-        "method_description": METHODS[method],
-        "command": "mathreport ensemble --runs " + " ".join(str(m.path.resolve()) for m in members)
-                   + f" --method {method} --output_dir {output_dir}",
-        "argv": list(sys.argv),
-        "members": [
+    manifest = record.RunRecord(
+        model="ensemble",
+        kind="ensemble",
+        description=f"{method} pool of {', '.join(m.name for m in members)}, weights fitted on validation",
+        method=method,
+        method_description=METHODS[method],
+        command="mathreport ensemble --runs " + " ".join(str(m.path.resolve()) for m in members)
+                + f" --method {method} --output_dir {output_dir}",
+        argv=list(sys.argv),
+        members=[
             {"name": m.name, "path": str(m.path.resolve()), "relative_path": os.path.relpath(m.path, output_dir),
-             "model": m.manifest.get("model"), "weight": float(w),
-             "command": m.manifest.get("command"), "data": m.manifest.get("data"),
+             "model": m.manifest.model, "weight": float(w), "command": m.manifest.command,
+             "data": {split: dataclasses.asdict(info) for split, info in m.manifest.data.items()},
              "preds_val_sha256": files.file_sha256(m.path / artifacts.PREDS_VAL),
              "preds_test_sha256": files.file_sha256(m.path / artifacts.PREDICTIONS),
              "val_log_loss": log_loss(y_val, p), "test_accuracy": member_acc[m.name]}
             for m, w, p in zip(members, weights, val_probs, strict=True)
         ],
-        "weights": {m.name: float(w) for m, w in zip(members, weights, strict=True)},
-        "validation": {"rows": len(y_val), "log_loss_fitted": log_loss(y_val, val_mixed),
-                       "log_loss_plain_average": log_loss(y_val, combine(val_probs, np.ones(len(members)), "linear"))},
-        "vs_best_member": {"member": best, "accuracy_member": member_acc[best], "accuracy_ensemble":
-                           result["Accuracy"], **metrics.mcnemar_test(y_test, test_mixed.argmax(1), best_pred)},
-        "data": {split: info for split in ("val", "test")
-                 if (info := (members[0].manifest.get("data") or {}).get(split))},
-        "training": {"train_seconds": fit_seconds,
-                     "members_train_seconds": {m.name: (m.manifest.get("training") or {}).get("train_seconds")
-                                               for m in members}},
-        "latency_note": "an ensemble runs every member: its latency is the sum of theirs" if latency else
-                        "a member has no latency.json, so the ensemble has none",
-        "versions": environment.versions(environment.RUN_PACKAGES, python=True),
-        "hardware": environment.hardware(),
-        "start_time": start_time,
-        "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "complete",
-        "outputs": artifacts.outputs_record(output_dir),
-    }
-    files.write_json(output_dir / artifacts.MANIFEST, manifest)
+        member_weights={m.name: float(w) for m, w in zip(members, weights, strict=True)},
+        validation={"rows": len(y_val), "log_loss_fitted": log_loss(y_val, val_mixed),
+                    "log_loss_plain_average": log_loss(y_val, combine(val_probs, np.ones(len(members)), "linear"))},
+        vs_best_member={"member": best, "accuracy_member": member_acc[best], "accuracy_ensemble":
+                        result["Accuracy"], **metrics.mcnemar_test(y_test, test_mixed.argmax(1), best_pred)},
+        data={split: members[0].manifest.data[split] for split in ("val", "test") if split in members[0].manifest.data},
+        training={"train_seconds": fit_seconds,
+                  "members_train_seconds": {m.name: m.manifest.train_seconds for m in members}},
+        latency_note="an ensemble runs every member: its latency is the sum of theirs" if latency else
+                     "a member has no latency.json, so the ensemble has none",
+        versions=environment.versions(environment.RUN_PACKAGES, python=True),
+        hardware=environment.hardware(),
+        start_time=start_time,
+        outputs=artifacts.outputs_record(output_dir),
+    )
+    manifest.stamp("complete")
+    record.write(output_dir, manifest)
     return output_dir
 
 
@@ -341,8 +338,8 @@ def summary_line(run_dir: Path) -> str:
     """One line for the terminal: the ensemble's weights, accuracy and McNemar's test against its best member."""
     manifest = artifacts.read_manifest(run_dir)
     m = artifacts.read_metrics(run_dir)
-    vs = manifest["vs_best_member"]
-    weights = ", ".join(f"{name} {w:.3f}" for name, w in manifest["weights"].items())
+    vs = manifest.vs_best_member
+    weights = ", ".join(f"{name} {w:.3f}" for name, w in manifest.member_weights.items())
     return (f"{run_dir}: weights {weights}; Accuracy {m['Accuracy']:.4f}, F1_macro {m['F1_macro']:.4f} "
             f"(best member {vs['member']}: Accuracy {vs['accuracy_member']:.4f}; McNemar exact p = "
             f"{vs['p_value']:.4g}, {vs['b']} vs {vs['c']} discordant)")
@@ -350,8 +347,7 @@ def summary_line(run_dir: Path) -> str:
 
 def is_ensemble(run_dir: Path) -> bool:
     """Whether a run directory holds an ensemble (its run.json says kind "ensemble")."""
-    path = Path(run_dir) / artifacts.MANIFEST
-    return path.is_file() and artifacts.read_manifest(Path(run_dir)).get("kind") == "ensemble"
+    return record.exists(run_dir) and record.read(run_dir).kind == "ensemble"
 
 
 @dataclass
@@ -374,7 +370,6 @@ def load_classifier(run_dir: Path, device: str | None = None, dtype: str = "floa
     # A stale ensemble (a member retrained since) would apply old weights to a new member: refused here.
     artifacts.check_consistency(Path(run_dir))
     manifest = artifacts.read_manifest(Path(run_dir))
-    members = manifest.get("members") or []
     return EnsembleClassifier([predict.load_classifier(artifacts.member_dir(run_dir, m), device=device, dtype=dtype)
-                               for m in members],
-                              np.array([m["weight"] for m in members], dtype=float), manifest["method"])
+                               for m in manifest.members],
+                              np.array([m["weight"] for m in manifest.members], dtype=float), manifest.method)

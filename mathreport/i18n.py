@@ -207,6 +207,16 @@ TR: dict[str, str] = {
     "metric.F1_micro": "F1 (mikro)",
     "metric.F1_macro": "F1 (makro)",
     "metric.F1_weighted": "F1 (ağırlıklı)",
+    # train_notebook.*: the markdown cells of notebooks/train_model.ipynb (tools/make_notebooks.py)
+    "train_notebook.intro": "# Bir modeli eğit ve değerlendir\n\nBu defter tek bir modeli eğitir, test kümesinde "
+                            "değerlendirir ve sonuçları `results/<model>/` klasörüne yazar (`mathreport pipeline` her "
+                            "model için bunu çalıştırır). Komut satırından: `papermill train_model.ipynb out.ipynb "
+                            "-p model minilm` (GPU çekirdeği için `-k ÇEKİRDEK`).",
+    "train_notebook.training": "## Eğitim\n\nEğitim kümesiyle eğitir, her epokta doğrulama kümesini ölçer; ilerleme "
+                               "çubuğu adımları gösterir. Sonuç klasörü zaten doluysa `force = True` olmadan üzerine "
+                               "yazılmaz.",
+    "train_notebook.results": "## Sonuçlar\n\nEpok başına kayıp ve doğruluk (`history.csv`) ve test kümesindeki "
+                              "metrikler (`metrics.json`); hepsi az önce yazılan dosyalardan okunur.",
     # class.<id>: the topic names, from labels
     **{f"class.{topic.id}": topic.tr for topic in TOPICS},
 }
@@ -391,6 +401,15 @@ EN: dict[str, str] = {
     "metric.F1_micro": "F1 (micro)",
     "metric.F1_macro": "F1 (macro)",
     "metric.F1_weighted": "F1 (weighted)",
+    "train_notebook.intro": "# Train and evaluate one model\n\nThis notebook trains one model, evaluates it on the "
+                            "test split and writes the results to `results/<model>/` (`mathreport pipeline` runs it "
+                            "for each model). From the command line: `papermill train_model.ipynb out.ipynb -p model "
+                            "minilm` (`-k KERNEL` for a GPU kernel).",
+    "train_notebook.training": "## Training\n\nTrains on the training split and measures the validation split after "
+                               "each epoch; a progress bar shows the steps. A results folder that already holds a run "
+                               "is not replaced without `force = True`.",
+    "train_notebook.results": "## Results\n\nLoss and accuracy per epoch (`history.csv`) and the test-split metrics "
+                              "(`metrics.json`), all read from the files just written.",
     **{f"class.{topic.id}": topic.en for topic in TOPICS},
 }
 

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from mathreport import artifacts, files, labels
+from mathreport import artifacts, files, labels, record
 from mathreport.markup import md, md_code
 
 CARD = "README.md"
@@ -44,16 +44,16 @@ def hub_id(name: str | None) -> str | None:
     return name
 
 
-def base_model(manifest: dict) -> dict:
+def base_model(manifest: record.RunRecord) -> dict:
     """What the run's base model is: its Hub id (None when it has none) and where the weights were read from.
 
     A preset names its model by Hub id (`hf_id`); `--model_path` only says where a copy of it lies. A GGUF file
     is another model (a quantised conversion): its Hub id is taken from the file's own metadata when it records
     one, never from the preset.
     """
-    weights = str(manifest.get("weights") or "")
+    weights = str(manifest.weights or "")
     source_json = Path(weights) / "mathreport_source.json" if weights else None
-    out: dict = {"hub_id": hub_id(manifest.get("hf_id")), "weights": weights, "gguf": None}
+    out: dict = {"hub_id": hub_id(manifest.hf_id), "weights": weights, "gguf": None}
     if source_json is not None and source_json.is_file():
         source = json.loads(source_json.read_text(encoding="utf-8"))
         metadata = _gguf_metadata(Path(source.get("source", "")))
@@ -96,11 +96,10 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
-def _eval_results(metrics: dict, manifest: dict):
+def _eval_results(metrics: dict, manifest: record.RunRecord):
     from huggingface_hub import EvalResult
 
-    test = (manifest.get("data") or {}).get("test") or {}
-    file_name = Path(test.get("path") or "test_split.csv").name
+    file_name = Path(manifest.split("test").path or "test_split.csv").name
     results = []
     for key, (metric_type, config, shown) in CARD_METRICS.items():
         value = metrics.get(key)
@@ -123,8 +122,8 @@ def model_card(run_dir: Path):
     manifest = artifacts.read_manifest(run_dir)
     metrics = artifacts.read_metrics(run_dir)
     base = base_model(manifest)
-    model_name = "mathreport-" + re.sub(r"[^\w.-]+", "-", str(manifest["model"])).strip("-") + "-math-topics"
-    four_bit = bool(manifest.get("load_in_4bit"))
+    model_name = "mathreport-" + re.sub(r"[^\w.-]+", "-", str(manifest.model)).strip("-") + "-math-topics"
+    four_bit = manifest.load_in_4bit
     tags = ["mathreport", "lora", "peft", "math", PIPELINE_TAG]
     tags += ["4-bit", "bitsandbytes", "qlora"] if four_bit else []
     data = ModelCardData(
@@ -142,7 +141,7 @@ def write_model_card(run_dir: Path) -> Path:
     return path
 
 
-def _body(manifest: dict, metrics: dict, base: dict, model_name: str) -> str:
+def _body(manifest: record.RunRecord, metrics: dict, base: dict, model_name: str) -> str:
     lines = [f"# {model_name}", ""]  # letters, digits, '.', '-' and '_' only (model_card made it so)
     described = f"`{base['hub_id']}`" if base["hub_id"] else "a base model that has no Hub id (below)"
     lines += [f"A LoRA adapter (peft) with a trained classification head on {described}: it reads a math question "
@@ -157,14 +156,14 @@ def _body(manifest: dict, metrics: dict, base: dict, model_name: str) -> str:
     lines += ["## Data", ""] + _data_lines(manifest)
     lines += ["## Test metrics", ""] + _metric_lines(metrics)
     lines += ["## How to load it", ""] + _usage_lines(manifest, base)
-    versions = manifest.get("versions") or {}
+    versions = manifest.versions
     lines += ["## Framework versions", "", *(f"- {md_code(k)} {md_code(v)}" for k, v in versions.items()), ""]
     return "\n".join(lines)
 
 
-def _base_lines(manifest: dict, base: dict) -> list[str]:
+def _base_lines(manifest: record.RunRecord, base: dict) -> list[str]:
     rows = [("Hub id", _cell(base["hub_id"]) if base["hub_id"] else "none recorded"),
-            ("preset", _cell(manifest.get("model"))),
+            ("preset", _cell(manifest.model)),
             ("weights read from", _cell(base["weights"]))]
     gguf = base["gguf"]
     if gguf:
@@ -182,8 +181,8 @@ def _base_lines(manifest: dict, base: dict) -> list[str]:
     return lines
 
 
-def _lora_lines(manifest: dict) -> list[str]:
-    lora = manifest.get("lora") or {}
+def _lora_lines(manifest: record.RunRecord) -> list[str]:
+    lora = manifest.lora or {}
     return _table(("r", "lora_alpha", "lora_dropout", "target modules", "trained in full and saved (head)",
                    "task type"),
                   [(str(lora.get("r")), str(lora.get("lora_alpha")), str(lora.get("lora_dropout")),
@@ -191,10 +190,10 @@ def _lora_lines(manifest: dict) -> list[str]:
                     ", ".join(_cell(m) for m in lora.get("modules_to_save") or []), _cell(lora.get("task_type")))])
 
 
-def _quantisation_lines(manifest: dict) -> list[str]:
-    quant = manifest.get("quantization")
-    if not manifest.get("load_in_4bit") or not quant:
-        return [f"None: the base was loaded with {_cell(manifest.get('dtype'))} weights.", ""]
+def _quantisation_lines(manifest: record.RunRecord) -> list[str]:
+    quant = manifest.quantization
+    if not manifest.load_in_4bit or not quant:
+        return [f"None: the base was loaded with {_cell(manifest.dtype)} weights.", ""]
     return _table(("method", "bits", "quant type", "double quantisation", "compute dtype", "kept out of it",
                    "bitsandbytes"),
                   [(_cell(quant.get("method")), str(quant.get("bits")), _cell(quant.get("quant_type")),
@@ -202,26 +201,25 @@ def _quantisation_lines(manifest: dict) -> list[str]:
                     ", ".join(_cell(m) for m in quant.get("skip_modules") or []), _cell(quant.get("bitsandbytes")))])
 
 
-def _training_lines(manifest: dict) -> list[str]:
-    hyper = manifest.get("hyperparameters") or {}
-    training = manifest.get("training") or {}
+def _training_lines(manifest: record.RunRecord) -> list[str]:
+    hyper = manifest.hyperparameters
+    training = manifest.training or {}
     rows = [(_cell(k), _cell(v)) for k, v in hyper.items()]
-    rows += [("device", _cell(manifest.get("device"))), ("training autocast", _cell(manifest.get("train_autocast")))]
+    rows += [("device", _cell(manifest.device)), ("training autocast", _cell(manifest.train_autocast))]
     if training.get("train_seconds") is not None:
         rows.append(("training seconds (Trainer)", f"{training['train_seconds']:.1f}"))
     for key in ("trainable_parameters", "total_parameters"):
         if training.get(key) is not None:
             rows.append((md(key.replace("_", " ")), f"{training[key]:,}"))
     lines = _table(("setting", "value"), rows)
-    if manifest.get("command"):
-        lines += ["The command that trains it again:", "", "```bash", str(manifest["command"]), "```", ""]
+    if manifest.command:
+        lines += ["The command that trains it again:", "", "```bash", manifest.command, "```", ""]
     return lines
 
 
-def _data_lines(manifest: dict) -> list[str]:
-    data = manifest.get("data") or {}
-    rows = [(md(split), _cell(Path(info.get("path") or "").name), str(info.get("rows")), _cell(info.get("sha256")))
-            for split, info in data.items() if info]
+def _data_lines(manifest: record.RunRecord) -> list[str]:
+    rows = [(md(split), _cell(Path(info.path).name), str(info.rows), _cell(info.sha256))
+            for split, info in manifest.data.items()]
     return _table(("split", "file", "rows", "SHA-256"), rows)
 
 
@@ -244,10 +242,10 @@ def _metric_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def _usage_lines(manifest: dict, base: dict) -> list[str]:
+def _usage_lines(manifest: record.RunRecord, base: dict) -> list[str]:
     base_ref = base["hub_id"] or base["weights"]
-    four_bit = bool(manifest.get("load_in_4bit"))
-    quant = manifest.get("quantization") or {}
+    four_bit = manifest.load_in_4bit
+    quant = manifest.quantization or {}
     code = ["import torch",
             "from peft import PeftModel",
             "from transformers import AutoModelForSequenceClassification, AutoTokenizer"

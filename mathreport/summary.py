@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mathreport import artifacts, i18n
+from mathreport import artifacts, i18n, record
 from mathreport.errors import MissingResultsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
@@ -43,7 +43,7 @@ class Run:
     predictions: pd.DataFrame
     history: pd.DataFrame
     latency: dict | None
-    manifest: dict | None
+    manifest: record.RunRecord | None
 
 
 def load_run(results_dir: Path, name: str) -> Run:
@@ -67,7 +67,7 @@ def load_run(results_dir: Path, name: str) -> Run:
         optional[key] = reader(run_dir) if (run_dir / filename).is_file() else None
     # The team's folders are named after their models; run.json may give a display name of its own.
     return Run(
-        name=(optional["manifest"] or {}).get("display_name") or name,
+        name=(optional["manifest"] or record.RunRecord()).display_name or name,
         path=run_dir,
         metrics=artifacts.read_metrics(run_dir),
         class_report=artifacts.read_class_report(run_dir),
@@ -133,7 +133,7 @@ def format_table(frame: pd.DataFrame, digits: int = 3):
 
 def is_synthetic(run: Run) -> bool:
     """Whether a run's run.json marks its results as synthetic (made for tests, not by training)."""
-    return (run.manifest or {}).get("synthetic") is True
+    return run.manifest is not None and run.manifest.synthetic is True
 
 
 def uses_demo_data(runs: dict[str, Run]) -> bool:
@@ -206,7 +206,7 @@ def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
 
 
 def _prepare_report(run: Run) -> dict | None:
-    train = ((run.manifest or {}).get("data") or {}).get("train", {}).get("path")
+    train = run.manifest.split("train").path if run.manifest else None
     if not train:
         return None
     path = Path(train).parent / "prepare_report.json"
@@ -219,14 +219,13 @@ def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
     """Where the data came from, split sizes and cleaning counts, from run.json and prepare_report.json."""
     lines = []
     for name, run in runs.items():
-        data = (run.manifest or {}).get("data")
+        data = run.manifest.data if run.manifest else None
         if not data:
             no_record = i18n.message("summary.no_data_record", lang, n_test=len(run.predictions))
             lines.append(f"- **{md(name)}**: {no_record}")
             continue
-        sizes = ", ".join(f"{md(split)} {md(info.get('rows'))}" for split, info in data.items())
-        files = ", ".join(f"{md_code(info.get('path'))} (sha256 {md(str(info.get('sha256'))[:12])})"
-                          for info in data.values())
+        sizes = ", ".join(f"{md(split)} {md(info.rows)}" for split, info in data.items())
+        files = ", ".join(f"{md_code(info.path)} (sha256 {md(str(info.sha256)[:12])})" for info in data.values())
         lines.append(f"- **{md(name)}**: {sizes} — {files}")
     prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
     if prep:
@@ -286,12 +285,11 @@ def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
     """Package versions and hardware of each run (from run.json)."""
     rows = {}
     for name, run in runs.items():
-        manifest = run.manifest or {}
-        row = dict(manifest.get("versions") or {})
-        hw = manifest.get("hardware") or {}
-        row["cpu"] = hw.get("cpu")
-        row["cuda"] = hw.get("cuda")
-        row["device"] = manifest.get("device", "cpu" if manifest else None)
+        manifest = run.manifest or record.RunRecord()
+        row = dict(manifest.versions)
+        row["cpu"] = manifest.hardware.get("cpu")
+        row["cuda"] = manifest.hardware.get("cuda")
+        row["device"] = manifest.device or ("cpu" if run.manifest else None)
         rows[name] = row
     return pd.DataFrame(rows).fillna("—")
 
@@ -312,21 +310,21 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
     """The exact command and settings of each run (from run.json)."""
     lines = []
     for name, run in runs.items():
-        manifest = run.manifest or {}
-        if not manifest.get("command"):
+        manifest = run.manifest or record.RunRecord()
+        if not manifest.command:
             why = i18n.message("summary.run_synthetic" if is_synthetic(run) else "summary.run_no_record", lang)
             lines.append(f"- **{md(name)}**: {why}")
             continue
-        hyper = ", ".join(f"{k}={v}" for k, v in (manifest.get("hyperparameters") or {}).items() if v is not None)
-        training = manifest.get("training") or {}
+        hyper = ", ".join(f"{k}={v}" for k, v in manifest.hyperparameters.items() if v is not None)
+        training = manifest.training or {}
         speed = training.get("train_samples_per_second")
         seconds = training.get("train_seconds")
         numbers = isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds
-        lines.append(f"- **{md(name)}** — {md_code(manifest['command'])}  \n  {md(manifest.get('description', ''))}; "
+        lines.append(f"- **{md(name)}** — {md_code(manifest.command)}  \n  {md(manifest.description)}; "
                      f"{md(hyper)}"
                      + ("; " + i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed)
                         if numbers else "")
-                     + (f"; LoRA {md(manifest['lora'])}" if manifest.get("lora") else ""))
+                     + (f"; LoRA {md(manifest.lora)}" if manifest.lora else ""))
     return "\n".join(lines)
 
 

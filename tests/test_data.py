@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mathreport import data, labels
+from mathreport import data, labels, prepare
 
 FIXTURE = Path(__file__).parent / "fixtures" / "raw_kaggle_like.csv"
 OUTPUTS = [data.TRAIN_FILE, data.VAL_FILE, data.TEST_FILE, data.REPORT_FILE]
@@ -20,7 +20,7 @@ OUTPUTS = [data.TRAIN_FILE, data.VAL_FILE, data.TEST_FILE, data.REPORT_FILE]
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("prepared")
-    return out, data.prepare(FIXTURE, out)
+    return out, prepare.prepare(FIXTURE, out)
 
 
 def _splits(out: Path) -> dict[str, pd.DataFrame]:
@@ -115,9 +115,9 @@ def test_split_files_are_clean(prepared):
 
 
 def test_same_seed_same_files_other_seed_other_split(tmp_path):
-    data.prepare(FIXTURE, tmp_path / "a", seed=3)
-    data.prepare(FIXTURE, tmp_path / "b", seed=3)
-    data.prepare(FIXTURE, tmp_path / "c", seed=4)
+    prepare.prepare(FIXTURE, tmp_path / "a", seed=3)
+    prepare.prepare(FIXTURE, tmp_path / "b", seed=3)
+    prepare.prepare(FIXTURE, tmp_path / "c", seed=4)
     for file in (data.TRAIN_FILE, data.VAL_FILE, data.TEST_FILE):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
     assert (tmp_path / "a" / data.TEST_FILE).read_bytes() != (tmp_path / "c" / data.TEST_FILE).read_bytes()
@@ -190,7 +190,7 @@ def test_duplicates_exact_versus_normalised():
 
 def test_oversampling_touches_train_only(tmp_path, prepared):
     plain_out, plain = prepared
-    report = data.prepare(FIXTURE, tmp_path, augment="oversample")
+    report = prepare.prepare(FIXTURE, tmp_path, augment="oversample")
     for file in (data.VAL_FILE, data.TEST_FILE):
         assert (tmp_path / file).read_bytes() == (plain_out / file).read_bytes()
     counts = report["class_counts"]
@@ -292,7 +292,7 @@ def _refused(tmp_path: Path, content: str | bytes) -> str:
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(data.DataError) as err:
-        data.prepare(raw, out)
+        prepare.prepare(raw, out)
     assert list(out.iterdir()) == []
     with pytest.raises(data.DataError) as again:
         data.read_split(raw)
@@ -356,17 +356,17 @@ def test_refuses_ragged_row_and_counts_the_rest(tmp_path):
 def test_bad_input_does_not_create_out_dir(tmp_path):
     raw = _write(tmp_path / "raw.csv", "Question,label\nWhat?,8\n")
     with pytest.raises(data.DataError):
-        data.prepare(raw, tmp_path / "new" / "out")
+        prepare.prepare(raw, tmp_path / "new" / "out")
     assert not (tmp_path / "new").exists()
 
 
 def test_bad_parameters_are_refused(tmp_path):
     with pytest.raises(ValueError, match="augment"):
-        data.prepare(FIXTURE, tmp_path, augment="backtranslate")
+        prepare.prepare(FIXTURE, tmp_path, augment="backtranslate")
     with pytest.raises(ValueError, match="val_size"):
-        data.prepare(FIXTURE, tmp_path, val_size=0.5, test_size=0.5)
+        prepare.prepare(FIXTURE, tmp_path, val_size=0.5, test_size=0.5)
     with pytest.raises(ValueError, match="conflict_policy"):
-        data.prepare(FIXTURE, tmp_path, conflict_policy="first")
+        prepare.prepare(FIXTURE, tmp_path, conflict_policy="first")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -382,7 +382,7 @@ def test_class_too_small_to_stratify_goes_to_train_with_a_warning():
 def test_too_few_rows_to_stratify_is_a_data_error(tmp_path):
     raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"q{i},{i % 8}\n" for i in range(24)))
     with pytest.raises(data.DataError, match="stratified"):
-        data.prepare(raw, tmp_path / "out")
+        prepare.prepare(raw, tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------------------- kaggle
@@ -398,7 +398,7 @@ def _no_kaggle_credentials(monkeypatch, tmp_path):
 def test_download_kaggle_without_the_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "kaggle", None)  # makes `import kaggle` raise ImportError
     with pytest.raises(data.DataError) as err:
-        data.download_kaggle(dest=tmp_path / "kaggle")
+        prepare.download_kaggle(dest=tmp_path / "kaggle")
     assert "pip install 'mathreport[kaggle]'" in str(err.value) and "kaggle.json" in str(err.value)
     assert not (tmp_path / "kaggle").exists()
 
@@ -414,7 +414,7 @@ def test_download_kaggle_without_credentials(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "kaggle", raising=False)
     _no_kaggle_credentials(monkeypatch, tmp_path)
     with pytest.raises(data.DataError) as err:
-        data.download_kaggle(dest=tmp_path / "kaggle")
+        prepare.download_kaggle(dest=tmp_path / "kaggle")
     message = str(err.value)
     assert "could not authenticate" in message and "~/.kaggle/kaggle.json" in message and "KAGGLE_KEY" in message
 
@@ -426,9 +426,9 @@ def test_download_kaggle_offline(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "kaggle", types.SimpleNamespace(api=OfflineApi()))
     with pytest.raises(data.DataError) as err:
-        data.download_kaggle(dest=tmp_path / "kaggle")
+        prepare.download_kaggle(dest=tmp_path / "kaggle")
     message = str(err.value)
-    assert data.KAGGLE_COMPETITION in message and "ConnectionError" in message and "internet" in message
+    assert prepare.KAGGLE_COMPETITION in message and "ConnectionError" in message and "internet" in message
 
 
 # ------------------------------------------------------------------- earlier splits, class coverage, file kinds
@@ -436,12 +436,12 @@ def test_download_kaggle_offline(monkeypatch, tmp_path):
 
 def test_prepare_refuses_an_out_dir_with_earlier_splits_and_force_keeps_them(tmp_path):
     out = tmp_path / "out"
-    data.prepare(FIXTURE, out, seed=1)
+    prepare.prepare(FIXTURE, out, seed=1)
     before = {name: (out / name).read_bytes() for name in OUTPUTS}
     with pytest.raises(data.DataError, match="already holds .*--force"):
-        data.prepare(FIXTURE, out, seed=2)
+        prepare.prepare(FIXTURE, out, seed=2)
     assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
-    report = data.prepare(FIXTURE, out, seed=2, force=True)
+    report = prepare.prepare(FIXTURE, out, seed=2, force=True)
     backup = Path(report["replaced"])
     assert backup.parent == out and {name: (backup / name).read_bytes() for name in OUTPUTS} == before
     assert (out / data.TRAIN_FILE).read_bytes() != before[data.TRAIN_FILE]  # seed 2 split differently
@@ -450,14 +450,14 @@ def test_prepare_refuses_an_out_dir_with_earlier_splits_and_force_keeps_them(tmp
 def test_prepare_refuses_one_class_input(tmp_path):
     raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"question {i},3\n" for i in range(40)))
     with pytest.raises(data.DataError, match=r"every question is of class 3 \(Olasılık\)"):
-        data.prepare(raw, tmp_path / "out")
+        prepare.prepare(raw, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_prepare_warns_about_classes_too_thin_in_a_split(tmp_path):
     rows = [(f"question {c} number {i}", c) for c in range(7) for i in range(60)] + [(f"rare {i}", 7) for i in range(3)]
     raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"{q},{c}\n" for q, c in rows))
-    report = data.prepare(raw, tmp_path / "out")
+    report = prepare.prepare(raw, tmp_path / "out")
     thin = [w for w in report["warnings"] if "7 (Soyut Cebir)" in w]
     counts = {name: report["class_counts"][name]["7"] for name in ("train", "val", "test")}
     assert len(thin) == 1 and f"val {counts['val']}" in thin[0] and f"test {counts['test']}" in thin[0]
@@ -496,7 +496,7 @@ def _xlsx(path: Path) -> Path:
 ])
 def test_input_that_is_not_a_csv_says_what_it_is(tmp_path, make, expected):
     path = make(tmp_path / "input.csv")
-    for read in (lambda: data.prepare(path, tmp_path / "out"), lambda: data.read_split(path)):
+    for read in (lambda: prepare.prepare(path, tmp_path / "out"), lambda: data.read_split(path)):
         with pytest.raises(data.DataError, match=expected) as err:
             read()
         assert str(path) in str(err.value) and "\n" not in str(err.value)
@@ -511,7 +511,7 @@ def test_unreadable_input_says_permission_denied(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", denied)  # as root, chmod 000 would not stop the read
     with pytest.raises(data.DataError, match=r"raw.csv: cannot be read \(permission denied\)"):
-        data.prepare(path, tmp_path / "out")
+        prepare.prepare(path, tmp_path / "out")
 
 
 # --- issue 20: --max_train_samples keeps every class ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mathreport import options  # noqa: E402
+from mathreport import i18n, options  # noqa: E402
 from mathreport.summary import INTRO, TEXT  # noqa: E402
 from mathreport.train import TrainConfig  # noqa: E402
 
@@ -115,22 +115,16 @@ def train_parameters(defaults: dict, notes: dict) -> str:
 
 
 TRAIN = notebook([
-    new_markdown_cell("# Bir modeli eğit ve değerlendir\n\n"
-                      "Bu defter tek bir modeli eğitir, test kümesinde değerlendirir ve sonuçları "
-                      "`results/<model>/` klasörüne yazar (`mathreport pipeline` her model için bunu çalıştırır). "
-                      "Komut satırından: `papermill train_model.ipynb out.ipynb -p model minilm` "
-                      "(GPU çekirdeği için `-k ÇEKİRDEK`)."),
+    new_markdown_cell(i18n.message("train_notebook.intro", "tr")),
     params(train_parameters(defaults={"model": "minilm"}, notes={"model": "a preset, HF id or local path"})),
-    new_markdown_cell("## Eğitim\n\nEğitim kümesiyle eğitir, her epokta doğrulama kümesini ölçer; ilerleme çubuğu "
-                      "adımları gösterir. Sonuç klasörü zaten doluysa `force = True` olmadan üzerine yazılmaz."),
+    new_markdown_cell(i18n.message("train_notebook.training", "tr")),
     new_code_cell("from mathreport import artifacts, options\n"
                   "from mathreport.sections import project_path\n"
                   "from mathreport.train import TrainConfig, train\n\n"
                   "# the options above (and any other given with papermill -p), read as `mathreport train` reads them\n"
                   "cfg = options.from_values(TrainConfig, globals(), path=project_path)\n"
                   "run_dir = train(cfg)"),
-    new_markdown_cell("## Sonuçlar\n\nEpok başına kayıp ve doğruluk (`history.csv`) ve test kümesindeki "
-                      "metrikler (`metrics.json`); hepsi az önce yazılan dosyalardan okunur."),
+    new_markdown_cell(i18n.message("train_notebook.results", "tr")),
     new_code_cell("import pandas as pd\n\n"
                   "metrics = artifacts.read_metrics(run_dir)\n"
                   "display(artifacts.read_history(run_dir))\n"
