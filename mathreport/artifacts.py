@@ -1,11 +1,6 @@
-"""The on-disk schema of a run directory `results/<run>/`: atomic writers and validating readers.
-
-Every run file (the table in README.md, "A run's directory") is written here and read back here; nothing else in
-the package opens them by hand. It is also the one home of atomic writing for every other file the package
-writes (`atomic_path`, `write_text`, `write_texts` for files that belong together), of SHA-256 (`file_sha256`,
-`sha256_bytes`) and of the one-writer lock of a run directory (`run_lock`). Readers raise `ArtifactError` naming
-the file, what was wrong and the command that makes it, so a report never shows a number that no computation
-produced.
+"""The on-disk schema of a run directory `results/<run>/` (README.md, "A run's directory"): file names, validating
+readers, the one-writer lock and the consistency check. A reader's ArtifactError names the file, what was wrong and
+the command that makes it, so a report never shows a number that no computation produced.
 """
 
 from __future__ import annotations
@@ -51,14 +46,9 @@ REQUIRED_METRICS = ("Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "
 
 
 def make_command(run_dir: Path) -> str:
-    """The command that (re)creates the files of a run directory, for error messages.
-
-    It is the command recorded in the run's run.json when there is one (the folder need not be named after its
-    model), with its `--output_dir` set to `run_dir` itself (a copied folder's run.json names the original, which a
-    hint must never send `--force` to) and `--force` when the folder already holds results that `train` would
-    otherwise refuse to replace. When only metrics.json or class_report.json is missing beside preds_test.csv, it is
-    `mathreport evaluate`, which recomputes them without training.
-    """
+    """The command that (re)makes a run directory's files, for error messages: `evaluate` when only the metrics are
+    missing, else the run's recorded `train` command aimed at `run_dir` (never at the folder it was copied from),
+    with `--force` or `--resume` as the folder's state needs."""
     run_dir = Path(run_dir)
     if (run_dir / PREDICTIONS).is_file() and missing_files(run_dir, REQUIRED) in ([METRICS], [CLASS_REPORT],
                                                                                [METRICS, CLASS_REPORT]):
@@ -148,12 +138,8 @@ def _read_holder(path: Path) -> dict:
 
 
 def _is_held(path: Path) -> bool:
-    """Whether a process holds the flock of a lock file right now: the kernel's answer, not a PID's.
-
-    A shared lock is asked for and at once released: it is refused exactly while a writer holds its exclusive
-    one, whatever PID or host the file names (a PID may be reused, another host's cannot be asked), and it is
-    granted on a file whose holder died, since the kernel drops the flock of a dead process.
-    """
+    """Whether a process holds the lock file's flock now: a non-blocking shared lock is refused exactly while a writer
+    holds its exclusive one, and granted when the holder died (the kernel drops a dead process's flock)."""
     import fcntl
 
     try:
@@ -172,12 +158,9 @@ def _is_held(path: Path) -> bool:
 
 
 def lock_holder(run_dir: Path) -> dict | None:
-    """Who is writing into a run directory right now ({"pid", "host", "command", "started"}), or None.
+    """Who is writing into a run directory ({"pid", "host", "command", "started"}), or None: nobody, or this process.
 
-    None when no process holds the lock's flock (a lock file left by a killed process is stale), and when this
-    process holds it itself (a writer may read its own run). Never takes the lock for longer than a probe, so a
-    reader (report) never makes a writer fail: a writer retries for a moment before giving up.
-    """
+    Only probes the lock, so a reader never makes a writer fail."""
     path = Path(run_dir) / LOCK
     if os.path.realpath(run_dir) in _HELD or not path.is_file() or not _is_held(path):
         return None
@@ -188,15 +171,9 @@ def lock_holder(run_dir: Path) -> dict | None:
 def run_lock(run_dir: Path, command: str | None = None):
     """Hold the one-writer lock of a run directory while the block writes into it.
 
-        with artifacts.run_lock(run_dir, "mathreport ensemble"):
-            ...  # write run files
-
-    The lock is an exclusive `flock` on `run_dir/.lock`, which records the holder (PID, host, command, start
-    time). A second process asking for it fails at once with RunLockedError naming the holder (the command line
-    turns it into exit status 2); within one process the lock is re-entrant, so `train` can call `evaluate_run`.
-    The kernel releases a flock when its process dies, so the lock of a killed process (kill -9) is taken over,
-    with a warning on stderr naming it. `run_dir` is created if needed, and removed again on exit if this call
-    created it and nothing was written into it. `command` is what the holder is doing, for the message.
+    An exclusive flock on `run_dir/.lock`, which records the holder; a second process fails at once with
+    RunLockedError naming it, the same process re-enters. The lock of a killed process is taken over with a warning.
+    `run_dir` is created if needed and removed on exit if it stayed empty. `command`: what the holder does.
     """
     import fcntl
 
@@ -332,10 +309,8 @@ def read_val_predictions(run_dir: Path, atol: float = 1e-3) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
-    """Read a CSV run file that must have `columns`; any fault is an ArtifactError naming the file and line.
-
-    The bytes are decoded here (not by pandas), so that a byte that is not UTF-8 is reported by its line.
-    """
+    """Read a CSV run file that must have `columns`; any fault is an ArtifactError naming the file and line (the bytes
+    are decoded here, not by pandas, so that a byte that is not UTF-8 is reported by its line)."""
     path = Path(path)
     columns = list(columns)
 
@@ -457,15 +432,11 @@ def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, PREDS_VAL
 
 
 def check_consistency(run_dir: Path) -> None:
-    """Is this a whole, current run? Refuse, naming the file and the fix, one that is not.
+    """Refuse, naming the file and the fix, a run that is not whole and current; every reader of a finished run asks.
 
-    The one check every reader of a finished run asks (report, compare, ensemble for its members, predict).
-    Checked: no process holds its lock (the flock itself, see `lock_holder`); run.json (when present) says the run
-    is complete; the files run.json recorded (preds_test.csv, preds_val.csv, history.csv) are the ones on disk
-    (SHA-256); an ensemble's members still have the predictions its weights were fitted on; the test rows it
-    recorded equal the rows of preds_test.csv; metrics.json and class_report.json count the same test rows, and
-    metrics.json's accuracy is the accuracy of preds_test.csv. Folders without run.json (made elsewhere) get the
-    checks that need none.
+    Checked: nobody holds its lock; run.json says complete; the files it recorded are those on disk (SHA-256); an
+    ensemble's members are current; metrics.json and class_report.json count the rows of preds_test.csv, and the
+    accuracy is theirs. Folders without run.json get the checks that need none.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -513,11 +484,7 @@ def check_consistency(run_dir: Path) -> None:
 
 
 def member_dir(ensemble_dir: Path, member: dict) -> Path:
-    """The directory of an ensemble's member: its recorded absolute path, else its path relative to the ensemble.
-
-    Ensembles record both, so that one works from any working directory and after its results folder moved
-    (older ones recorded only the path as given, relative to where they were built).
-    """
+    """An ensemble member's directory: its recorded absolute path, else its path relative to the ensemble (moved)."""
     path = Path(str(member.get("path", "")))
     relative = member.get("relative_path")
     if relative and not path.is_dir():
@@ -580,15 +547,9 @@ def has_checkpoints(run_dir: Path) -> bool:
 
 
 def run_state(run_dir: Path) -> str:
-    """What a run directory holds, as `train` must treat it.
-
-    "absent": no directory. "complete": finished results (run.json says complete, or, for folders made without
-    run.json, metrics.json exists; an unreadable run.json counts too, so it is never replaced silently): only
-    `--force` replaces them. "unfinished": a run stopped after a checkpoint, or after its training finished:
-    `--resume` continues it.
-    "failed": a run.json of a run that stopped before finishing and left no checkpoint, and "empty": nothing of a
-    run; both are started over by the same command.
-    """
+    """What a run directory holds, for `train`: "absent"; "complete" (only --force replaces it; an unreadable run.json
+    counts too); "unfinished" (a checkpoint or finished training: --resume continues it); "failed" or "empty" (the
+    same command starts it over)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return "absent"
@@ -616,10 +577,7 @@ def find_runs(results_dir: Path) -> list[str]:
 
 
 def incomplete_runs(results_dir: Path) -> dict[str, list[str]]:
-    """The folders under `results_dir` that hold some run files but not all a report needs: {name: missing}.
-
-    `find_runs` leaves them out; a report says so rather than dropping them without a word.
-    """
+    """The folders under `results_dir` with some run files but not all a report needs: {name: missing files}."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         return {}
