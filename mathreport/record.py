@@ -120,7 +120,8 @@ class RunRecord:
         values = {k: v for k, v in raw.items() if k in known}
         data = values.get("data") or {}
         if not isinstance(data, dict):
-            raise ArtifactError(f"{source}: 'data' must be an object of splits, found {type(data).__name__}")
+            raise ArtifactError(f"{source}: 'data' must be an object of splits, found {type(data).__name__}",
+                                path=source)
         values["data"] = {name: DataFile(**{k: v for k, v in (info or {}).items() if k in ("path", "sha256", "rows")})
                           for name, info in data.items() if isinstance(info, dict)}
         return cls(**values, extra={k: v for k, v in raw.items() if k not in known})
