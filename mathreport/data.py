@@ -1,7 +1,5 @@
 """Question CSVs: row-level validation, cleaning, de-duplication, stratified splits, leakage checks.
-
-`read_split` is the reader `train` uses on the split files; `mathreport.prepare` makes them with the rules here.
-"""
+`read_split` reads the split files that `mathreport.prepare` makes with the rules here."""
 
 from __future__ import annotations
 
@@ -38,13 +36,8 @@ LEAKAGE_FLAG = "--allow_leakage"
 CONFLICT_POLICIES = ("majority", "drop")
 AUGMENT_METHODS = ("none", "oversample")
 # Every reason a row can be dropped; all are always present in the report so its schema is stable.
-DROP_REASONS = (
-    "empty_after_cleaning",
-    "label_conflict_minority",
-    "label_conflict_unresolved",
-    "duplicate_exact",
-    "duplicate_normalized",
-)
+DROP_REASONS = ("empty_after_cleaning", "label_conflict_minority", "label_conflict_unresolved", "duplicate_exact",
+                "duplicate_normalized")
 _LINE_NOTE = "line 1 is the header"
 _MAX_EXAMPLES = 5
 # What pandas and spreadsheets write for a missing value; no real question reads like this.
@@ -53,8 +46,6 @@ _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 # ----------------------------------------------------------------------------------------------- reading
-
-
 # What a file that is not a text CSV starts with, and what to tell its owner.
 _NOT_CSV = (
     (b"\x1f\x8b", "is gzip-compressed, not a CSV: decompress it first (gunzip)"),
@@ -69,7 +60,6 @@ _NOT_CSV = (
 
 
 def _not_csv_reason(path: Path, raw: bytes) -> str | None:
-    """Why the bytes of `path` are not a text CSV at all (compressed, a spreadsheet, UTF-16), or None."""
     if raw.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -114,10 +104,8 @@ def _read_bytes(path: Path) -> bytes:
 def _read_records(
     path: Path, text_col: str, label_col: str | None, keep_blank: bool = False
 ) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, data records and the 1-based file line each record starts on (header is line 1).
-
-    keep_blank: keep records whose fields are all blank (not empty lines), for the caller to refuse by line.
-    """
+    # Header, records and the file line each record starts on. keep_blank: keep records of blank fields (not empty
+    # lines), for the caller to refuse by line.
     expected = ",".join(col for col in (text_col, label_col) if col)
     raw = _read_bytes(path)
     reason = _not_csv_reason(path, raw)
@@ -135,7 +123,7 @@ def _read_records(
         ) from None
     # The csv module, not pandas, because a question may span several lines (LaTeX environments) and
     # error messages must name the line the record starts on in the file, not its row index.
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # default 128 KiB; long LaTeX is fine
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long LaTeX questions are fine
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     records: list[list[str]] = []
@@ -159,7 +147,7 @@ def _read_records(
 
 
 def _check_columns(path: Path, header: list[str], text_col: str, label_col: str | None) -> None:
-    """Raise DataError if the text or label column is missing, spotting files with another delimiter."""
+    # A missing column is a DataError, which spots a file with another delimiter.
     missing = [col for col in (text_col, label_col) if col and col not in header]
     if not missing:
         return
@@ -252,7 +240,6 @@ def read_split(path: str | Path, text_col: str = TEXT_COL, label_col: str = LABE
 
 
 # ---------------------------------------------------------------------------------------------- cleaning
-
 _BYTES_LITERAL = re.compile(r"""\Ab(['"])(.*)\1\Z""", re.DOTALL)
 
 
@@ -290,7 +277,7 @@ def normalize_question(text: str) -> str:
 
 
 def _examples(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A few dropped rows for the report, so a reader can check a reason by opening the raw file."""
+    # A few dropped rows for the report, so a reader can check a reason by opening the raw file.
     return [
         {"line": int(row.line), "label": int(row.label), "question": _shorten(row.raw)}
         for row in frame.head(_MAX_EXAMPLES).itertuples()
@@ -303,22 +290,17 @@ def _shorten(text: str, width: int = 120) -> str:
 
 
 def clean_questions(table: pd.DataFrame, conflict_policy: str = "majority") -> tuple[pd.DataFrame, dict]:
-    """Clean, drop empty questions, resolve conflicting labels and collapse duplicates; rows and a report.
+    """Clean, drop empty questions, resolve conflicting labels and collapse duplicates; (kept rows, report).
 
-    `table` has columns `Question` (raw text), `label` and optionally `line` (file line, for the report).
-    `conflict_policy` for a question seen with several labels: "majority" keeps the most frequent label and
-    drops the question on a tie; "drop" drops every copy. Returns the kept rows (`Question`, `label`, `line`,
-    first occurrence of each question, in input order) and the cleaning part of `prepare_report.json`.
+    table: columns `Question` (raw text), `label`, optionally `line` (file line, for the report).
+    conflict_policy: for a question seen with several labels, "majority" keeps the most frequent label (a tie
+    drops the question); "drop" drops every copy.
     """
     if conflict_policy not in CONFLICT_POLICIES:
         raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
-    df = pd.DataFrame(
-        {
-            "raw": table[TEXT_COL].astype(str),
-            LABEL_COL: table[LABEL_COL].astype("int64"),
-            "line": table["line"] if "line" in table else pd.RangeIndex(2, len(table) + 2),
-        }
-    ).reset_index(drop=True)
+    df = pd.DataFrame({"raw": table[TEXT_COL].astype(str), LABEL_COL: table[LABEL_COL].astype("int64"),
+                       "line": table["line"] if "line" in table else pd.RangeIndex(2, len(table) + 2)}
+                      ).reset_index(drop=True)
     unwrapped = df["raw"].map(unwrap_bytes_literal)
     df[TEXT_COL] = unwrapped.map(normalize_whitespace)
     changed = {
@@ -385,8 +367,6 @@ def clean_questions(table: pd.DataFrame, conflict_policy: str = "majority") -> t
 
 
 # --------------------------------------------------------------------------------------- splits and counts
-
-
 def class_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Rows per class id (as a string key, all 8 classes present)."""
     counts = frame[LABEL_COL].value_counts()
@@ -396,10 +376,7 @@ def class_counts(frame: pd.DataFrame) -> dict[str, int]:
 def split_stratified(
     frame: pd.DataFrame, val_size: float = 0.1, test_size: float = 0.1, seed: int = 42
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
-    """Train, val and test, stratified by label and seeded; plus warnings (classes too small to stratify).
-
-    A class with fewer than 3 rows cannot be in all three splits: its rows all go to train.
-    """
+    """Train, val and test, stratified by label and seeded, and warnings (a class of under 3 rows: all in train)."""
     counts = frame[LABEL_COL].value_counts()
     rare = sorted(int(c) for c in counts.index[counts < 3])
     warnings = [
@@ -410,12 +387,8 @@ def split_stratified(
     rare_rows = frame[frame[LABEL_COL].isin(rare)]
     try:
         train_val, test = train_test_split(rest, test_size=test_size, stratify=rest[LABEL_COL], random_state=seed)
-        train, val = train_test_split(
-            train_val,
-            test_size=val_size / (1.0 - test_size),
-            stratify=train_val[LABEL_COL],
-            random_state=seed,
-        )
+        train, val = train_test_split(train_val, test_size=val_size / (1.0 - test_size),
+                                      stratify=train_val[LABEL_COL], random_state=seed)
     except ValueError as err:
         raise DataError(
             f"cannot make stratified splits of {len(frame)} rows with val_size={val_size}, test_size={test_size}: {err}"
@@ -437,7 +410,7 @@ def class_list(ids) -> str:
 def coverage_warnings(counts: Mapping[str, Mapping[str, int]], min_rows: int = MIN_ROWS_PER_SPLIT) -> list[str]:
     """One warning per class that has rows but fewer than `min_rows` in some split.
 
-    `counts` is {split: {class id (str): rows}} as in prepare_report.json's `class_counts`.
+    counts: {split: {class id (str): rows}}, as in prepare_report.json's `class_counts`.
     """
     splits = [name for name in ("train", "val", "test") if name in counts]
     out = []
@@ -454,11 +427,10 @@ def coverage_warnings(counts: Mapping[str, Mapping[str, int]], min_rows: int = M
 def check_class_coverage(
     splits: Mapping[str, pd.DataFrame], allow_missing: bool = False, where: Mapping[str, str] | None = None
 ) -> list[str]:
-    """The class rule every model trains under; raises DataError, or with `allow_missing` returns warnings.
+    """The class rule every model trains under: train has two classes or more (else DataError) and every class of
+    val and test (else DataError, or with `allow_missing` the warnings returned).
 
-    The train split needs at least two classes (always), and every class that the val or test split has
-    (unless `allow_missing`: then each such class is a warning, its scores will be those of a model that never saw
-    it). `where` names each split for messages (e.g. its file).
+    where: a name per split for the messages (e.g. its file).
     """
     where = {name: where.get(name, name) if where else name for name in splits}
     train_ids = set(int(i) for i in splits["train"][LABEL_COL].unique())
@@ -479,13 +451,11 @@ def check_class_coverage(
 
 
 def stratified_sample(frame: pd.DataFrame, n: int, seed: int, where: str = "the train split") -> pd.DataFrame:
-    """`n` rows of `frame` keeping every class it has: one row per class, the rest shared in proportion to the
-    classes' sizes (largest remainder), each class's rows drawn at random with `seed`. Rows keep their order.
+    """`n` rows of `frame`, in order: one of every class, the rest shared in proportion (largest remainder).
 
-    Written here rather than with scikit-learn's stratified `train_test_split`, which refuses a class of one row and
-    may give a rare class no row at all when n is small: either would make a sample refuse (or lack) a class the
-    full split has. n below the number of classes is refused (DataError).
+    DataError when `n` is below the number of classes.
     """
+    # Not train_test_split: it refuses a class of one row and may leave a rare class out of a small sample.
     import numpy as np
 
     if n >= len(frame):
@@ -508,9 +478,9 @@ def stratified_sample(frame: pd.DataFrame, n: int, seed: int, where: str = "the 
 def oversample_minority(
     train: pd.DataFrame, seed: int = 42, target: str | float = "median"
 ) -> tuple[pd.DataFrame, dict]:
-    """Train with minority classes randomly duplicated up to `target` rows each; and a report.
+    """Train with minority classes randomly duplicated up to `target` rows each, and a report.
 
-    `target` is "median" (the median class count) or a fraction of the largest class count in (0, 1].
+    target: "median" (the median class count) or a fraction in (0, 1] of the largest class count.
     """
     counts = train[LABEL_COL].value_counts()
     if target == "median":
@@ -527,14 +497,8 @@ def oversample_minority(
     added = class_counts(pd.concat(extra)) if extra else class_counts(train.iloc[:0])
     # Shuffled so the copies are not all at the end of the file.
     augmented = pd.concat([train, *extra]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    report = {
-        "method": "oversample",
-        "target": target,
-        "target_rows_per_class": goal,
-        "rows_added": int(sum(added.values())),
-        "rows_added_per_class": added,
-    }
-    return augmented, report
+    return augmented, {"method": "oversample", "target": target, "target_rows_per_class": goal,
+                       "rows_added": int(sum(added.values())), "rows_added_per_class": added}
 
 
 def class_counts_table(report: Mapping[str, Any]) -> str:
@@ -549,12 +513,8 @@ def class_counts_table(report: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ leakage
-
-
-def _leakage_inputs(
-    paths_or_frames: Mapping[str, pd.DataFrame | str | Path],
-) -> dict[str, tuple[str, pd.Series]]:
-    """Display name and question texts of each split."""
+def _leakage_inputs(paths_or_frames: Mapping[str, pd.DataFrame | str | Path]) -> dict[str, tuple[str, pd.Series]]:
+    # Display name and question texts of each split.
     out = {}
     for name, value in paths_or_frames.items():
         if isinstance(value, pd.DataFrame):
@@ -566,10 +526,10 @@ def _leakage_inputs(
 
 
 def check_leakage(paths_or_frames: Mapping[str, pd.DataFrame | str | Path]) -> dict[str, dict[str, Any]]:
-    """Questions shared by each pair of splits, compared by `normalize_question`.
+    """The questions each pair of splits shares, compared by `normalize_question`.
 
-    Values are DataFrames with a `Question` column or paths of split files. Returns, per pair "a vs b",
-    `{"splits": [a, b], "overlap": number of distinct shared questions, "example": one shared question}`.
+    Values: frames with a `Question` column, or split files. Returns {"a vs b": {"splits": [a, b], "overlap":
+    distinct shared questions, "example": one of them}}.
     """
     splits = _leakage_inputs(paths_or_frames)
     keyed = {name: dict(zip(texts.map(normalize_question), texts, strict=True)) for name, (_, texts) in splits.items()}
@@ -594,10 +554,8 @@ def assert_no_leakage(
         return result
     first = leaks[0]
     others = "".join(f"; also {p['overlap']} in {p['splits'][0]} and {p['splits'][1]}" for p in leaks[1:])
-    message = (
-        f"{first['overlap']} question(s) appear in both {first['splits'][0]} and {first['splits'][1]} "
-        f"(compared after whitespace/case normalisation), e.g. {first['example']!r}{others}"
-    )
+    message = (f"{first['overlap']} question(s) appear in both {first['splits'][0]} and {first['splits'][1]} "
+               f"(compared after whitespace/case normalisation), e.g. {first['example']!r}{others}")
     if allow:
         log.warning("leakage allowed by %s: %s", LEAKAGE_FLAG, message)
         return result

@@ -1,8 +1,5 @@
-"""What a run or a measurement ran on: package versions, the hardware, the CPU's instruction flags.
-
-The one place that detects them: run.json (`train`, `ensemble`), latency.json (`bench`), the ONNX export record
-(`onnx_backend`) and the programs in benchmarks/ all record what these functions return.
-"""
+"""What a run or a measurement ran on: package versions, the hardware, the CPU's instruction flags (the one place
+that detects them, for run.json, latency.json, the ONNX export record and benchmarks/)."""
 
 from __future__ import annotations
 
@@ -24,7 +21,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names of the CPU instr
 
 
 def versions(packages: Iterable[str], *, python: bool = False, missing: str | None = None) -> dict:
-    """{package: installed version} for `packages`; one not installed is left out, or given `missing` as its value.
+    """{package: installed version}; one not installed is left out, or given `missing` as its value.
 
     python: put the interpreter's version first, under "python".
     """
@@ -39,7 +36,7 @@ def versions(packages: Iterable[str], *, python: bool = False, missing: str | No
 
 
 def _cpuinfo_field(name: str, cpuinfo: str | Path = CPUINFO) -> str | None:
-    """The value of the first `name : value` line of /proc/cpuinfo, or None where there is none (not Linux)."""
+    # The value of the first `name : value` line of /proc/cpuinfo, or None where there is none (not Linux).
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:

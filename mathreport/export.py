@@ -1,10 +1,5 @@
 """Making the report files: notebooks executed with papermill, HTML exported with nbconvert, PDF printed by Chromium.
-
-`run_report` executes `final_report.ipynb` on existing runs and exports it; `execute` runs any notebook (the
-pipeline's training notebook too). The notebooks and the HTML template are package data (mathreport/notebooks/,
-mathreport/templates/), so this works from a wheel as from a checkout; notebooks/ in the repository holds copies
-for JupyterLab users.
-"""
+The notebooks and the HTML template are package data, so this works from a wheel; notebooks/ holds copies."""
 
 from __future__ import annotations
 
@@ -23,9 +18,7 @@ TEMPLATES = PACKAGE_DIR / "templates"
 REPORT_TEMPLATE = "mathreport_report"
 REPORT_NOTEBOOK = NOTEBOOKS / "final_report.ipynb"
 TRAIN_NOTEBOOK = NOTEBOOKS / "train_model.ipynb"
-# The kernel `mathreport report` / `pipeline` run the notebooks in: ipykernel's own spec for the running
-# interpreter, the one that imported this package. The notebooks name the "mathreport" kernel that `make`
-# registers, for JupyterLab and for plain `papermill` calls.
+# ipykernel's spec for the running interpreter; the notebooks themselves name the "mathreport" kernel `make` registers.
 DEFAULT_KERNEL = "python3"
 # Markdown cells tagged so hold the Turkish section texts; an export in another language drops them.
 TURKISH_TAG = "lang-tr"
@@ -41,7 +34,7 @@ def _notebook(path: Path) -> Path:
 
 
 def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None = None, stream: bool = False) -> Path:
-    """Execute a notebook with papermill into `output` (written atomically: a failed run leaves no file).
+    """Execute a notebook with papermill into `output`, atomically (a failed run leaves `<stem>.failed.ipynb`).
 
     stream: pass the kernel's stdout/stderr through (training progress bars) instead of only keeping them.
     """
@@ -53,7 +46,6 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
     previous = os.environ.get(TEXT_PROGRESS_ENV)
     if stream:
         os.environ[TEXT_PROGRESS_ENV] = "1"  # the kernel inherits it: Trainer shows a text progress bar
-    # Of a failed run, the executed notebook is kept for its traceback, beside the output, not over it.
     failed = output.with_name(output.stem + ".failed.ipynb")
     try:
         with files.atomic_path(output, suffix=".ipynb", failed=failed) as tmp:
@@ -75,9 +67,7 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
 def export_html(executed: Path, html_path: Path, lang: str = "tr") -> Path:
     """Export an executed notebook to a self-contained HTML file: figures embedded, code hidden, no script.
 
-    The template (mathreport/templates/mathreport_report) is JupyterLab's without the scripts it loads from a
-    CDN; math is already MathML in the outputs. For a language other than Turkish the Turkish markdown cells
-    are dropped (their translation is in the outputs).
+    lang: other than "tr", the Turkish markdown cells are dropped (the outputs hold their translation).
     """
     import nbformat
     from nbconvert import HTMLExporter
@@ -105,22 +95,15 @@ def find_chromium() -> str:
     )
 
 
-def run_report(
-    model: str = "minilm",
-    compare: list[str] | None = None,
-    results_dir: Path = Path("results"),
-    output_dir: Path = Path("results"),
-    figures_dir: Path = Path("figures"),
-    lang: str = "tr",
-    pdf: bool = False,
-    kernel: str | None = None,
-) -> dict[str, Path]:
+def run_report(model: str = "minilm", compare: list[str] | None = None, results_dir: Path = Path("results"),
+               output_dir: Path = Path("results"), figures_dir: Path = Path("figures"), lang: str = "tr",
+               pdf: bool = False, kernel: str | None = None) -> dict[str, Path]:
     """Execute `final_report.ipynb` for `model` and export it; returns the written paths."""
     from mathreport import summary
 
-    # Fail before starting a kernel when a run is missing; the notebook makes the same check itself.
+    # Fail before starting a kernel on a missing run, or one whose files are of two runs or still being written.
     for run in summary.load_runs(Path(results_dir), model, compare).values():
-        artifacts.check_consistency(run.path)  # nor a run whose files are of two runs, or still being written
+        artifacts.check_consistency(run.path)
     if compare is None:  # every run found: say which folders were left out, and why
         for name, missing in artifacts.incomplete_runs(Path(results_dir)).items():
             if name != model:
@@ -128,26 +111,18 @@ def run_report(
                       f"make them with: {artifacts.make_command(Path(results_dir) / name)}", file=sys.stderr)
     output_dir = Path(output_dir)
     suffix = "" if lang == "tr" else f"_{lang}"
-    executed = execute(
-        REPORT_NOTEBOOK,
-        output_dir / f"final_report{suffix}.ipynb",
-        {"model": model, "compare": compare, "results_dir": str(Path(results_dir).resolve()),
-         "figures_dir": str(Path(figures_dir).resolve()), "lang": lang},
-        kernel=kernel,
-    )
-    paths = {"notebook": executed,
-             "html": export_html(executed, output_dir / f"final_report{suffix}.html", lang)}
+    executed = execute(REPORT_NOTEBOOK, output_dir / f"final_report{suffix}.ipynb",
+                       {"model": model, "compare": compare, "results_dir": str(Path(results_dir).resolve()),
+                        "figures_dir": str(Path(figures_dir).resolve()), "lang": lang}, kernel=kernel)
+    paths = {"notebook": executed, "html": export_html(executed, output_dir / f"final_report{suffix}.html", lang)}
     if pdf:
         paths["pdf"] = export_pdf(paths["html"], output_dir / f"final_report{suffix}.pdf")
     return paths
 
 
 def export_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
-    """Print the exported HTML report to PDF with headless Chromium (what nbconvert's webpdf does).
-
-    nbconvert's webpdf drives Chromium through playwright, which only finds a browser it downloaded itself;
-    offline machines have Debian's chromium, so it is called directly with the same print settings.
-    """
+    """Print the exported HTML report to PDF with headless Chromium, as nbconvert's webpdf does."""
+    # Called directly: webpdf's playwright only finds a browser it downloaded itself, not an offline machine's.
     import subprocess
 
     chromium = find_chromium()

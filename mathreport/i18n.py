@@ -1,14 +1,6 @@
-"""The report's words: one table per language, every table with the same keys and the same placeholders.
-
-summary and plots take every word a reader sees from here (the notebook's headings and introductions too,
-through `summary.TEXT` / `summary.INTRO`); no code outside this module chooses words by language. A message is
-a `str.format` template with named placeholders. What goes into a placeholder (run names, devices, numbers) is
-data: the caller formats and escapes it first, exactly as it would without a catalog.
-
-Adding a language is adding one table: a dict with the same keys and the same placeholders as `TR`, put into
-`CATALOG` (or passed to `register`, which checks it). The Turkish and English topic names (`class.0` ...
-`class.7`) are taken from `labels.TOPICS`, the one place they are written; another language writes its own.
-"""
+"""Every word a reader sees, one table per language with the keys and placeholders of `TR`; adding a language is
+adding one table (`register` checks it). Messages are `str.format` templates with named placeholders; what goes
+into one is data, formatted and escaped by the caller. Topic names (`class.<id>`) come from `labels.TOPICS`."""
 
 from __future__ import annotations
 
@@ -413,7 +405,6 @@ EN: dict[str, str] = {
     **{f"class.{topic.id}": topic.en for topic in TOPICS},
 }
 
-# Every language the report can be written in. The Turkish table is the reference the others must match.
 CATALOG: dict[str, dict[str, str]] = {"tr": TR, "en": EN}
 REFERENCE = "tr"
 
@@ -432,11 +423,7 @@ def table(lang: str) -> Mapping[str, str]:
 
 
 def message(key: str, lang: str = "tr", **values: object) -> str:
-    """The message `key` in language `lang`, its placeholders filled from `values`.
-
-    A key missing from the language's table, or a placeholder without a value, raises MissingMessageError
-    naming the key and the language.
-    """
+    """The message `key` in language `lang`, filled from `values`; MissingMessageError for a missing key or value."""
     messages = table(lang)
     if key not in messages:
         raise MissingMessageError(
@@ -467,8 +454,8 @@ def placeholders(template: str) -> set[str]:
     return names
 
 
-def table_problems(messages: Mapping[str, str]) -> list[str]:
-    """What keeps `messages` from being a full table: keys missing or extra, placeholders that differ."""
+def register(lang: str, messages: Mapping[str, str]) -> None:
+    """Add (or replace) the table of `lang`; ValueError if its keys or placeholders differ from the reference's."""
     reference = CATALOG[REFERENCE]
     problems = []
     missing, extra = sorted(set(reference) - set(messages)), sorted(set(messages) - set(reference))
@@ -480,22 +467,13 @@ def table_problems(messages: Mapping[str, str]) -> list[str]:
         want, found = placeholders(reference[key]), placeholders(messages[key])
         if want != found:
             problems.append(f"{key!r} has placeholders {sorted(found)}; the {REFERENCE!r} one has {sorted(want)}")
-    return problems
-
-
-def register(lang: str, messages: Mapping[str, str]) -> None:
-    """Add (or replace) the table of language `lang` after checking it against the reference table."""
-    problems = table_problems(messages)
     if problems:
         raise ValueError(f"the {lang!r} message table is incomplete: " + "; ".join(problems))
     CATALOG[lang] = dict(messages)
 
 
 class Section(Mapping):
-    """One group of messages per language, read live from the catalog: `Section("intro.")["en"]["roc"]`.
-
-    Keys keep their order in each table (the order of `intro.*` is the order of the report's sections).
-    """
+    """One group of messages per language, read live from the catalog, in table order: `Section("intro.")["en"]`."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -504,9 +482,6 @@ class Section(Mapping):
         if lang not in CATALOG:
             raise KeyError(lang)
         return {k[len(self.prefix):]: v for k, v in CATALOG[lang].items() if k.startswith(self.prefix)}
-
-    def __contains__(self, lang: object) -> bool:
-        return lang in CATALOG
 
     def __iter__(self) -> Iterator[str]:
         return iter(CATALOG)

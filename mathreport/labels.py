@@ -52,13 +52,10 @@ _BY_NAME = {_fold(getattr(t, lang)): t.id for t in TOPICS for lang in ("tr", "en
 
 
 def parse_label(value: object) -> int:
-    """A label given as an id (0-7, int or digit string) or a Turkish/English class name, as an id.
-
-    Raises ValueError saying what was found and what is accepted.
-    """
+    """The class id of a label given as an id (0-7, int or digit string) or a Turkish/English name; else ValueError."""
     if isinstance(value, bool):
         raise ValueError(f"label {value!r} is not a class id or name")
-    if isinstance(value, (int,)) or (isinstance(value, float) and float(value).is_integer()):
+    if isinstance(value, int) or (isinstance(value, float) and float(value).is_integer()):
         class_id = int(value)
         if 0 <= class_id < NUM_CLASSES:
             return class_id

@@ -1,11 +1,5 @@
-"""Text that comes from data is data: escaping it for each place the report shows it.
-
-The report's prose is markdown built from fixed text and escaped data (`md`, `md_code`), rendered to HTML by
-markdown-it with raw HTML switched off (`markdown_html`), so a string that slipped through unescaped still shows
-as text. Questions may hold LaTeX between dollar signs: `question_html` turns it into MathML at export time
-(latex2mathml, then an allowlist of MathML elements and attributes) and escapes everything else, so the report
-needs no script to show math and renders offline. Figure labels go through `mpl` (matplotlib's mathtext).
-"""
+"""Text that comes from data is data: escaping it for markdown (`md`, `md_code`), HTML, matplotlib (`mpl`), and
+questions' LaTeX as allowlisted MathML (`question_html`), so the report shows math with no script, offline."""
 
 from __future__ import annotations
 

@@ -25,8 +25,7 @@ from sklearn.preprocessing import label_binarize
 from mathreport import labels
 
 LABELS = list(range(labels.NUM_CLASSES))
-# Metrics whose bootstrap replicates come from per-class counts alone, so all resamples are computed at
-# once with numpy; AUC would need 8 ROC curves per resample and is left without an interval.
+# Metrics computed from per-class counts alone, so numpy does all resamples at once; AUC gets no interval.
 BOOTSTRAP_METRICS = ("Accuracy", "Precision_macro", "Recall_macro", "F1_macro", "F1_weighted")
 # Resamples handled per numpy batch: bounds memory to about this many x n_test integers.
 _BOOTSTRAP_BATCH = 250
@@ -68,10 +67,8 @@ def validate_predictions(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Check labels and an (n, 8) probability matrix; return (y_true, probs, y_pred) as numpy arrays.
 
-    Rows must sum to 1 within `atol`; they are then rescaled to sum to 1 exactly, because float32 softmax
-    output misses 1 by ~1e-7 and scikit-learn's multiclass AUC and log-loss checks are stricter than that.
-    Rescaling a row never changes its argmax. `y_pred`, when given, must be a row maximum of `probs`
-    (an exact tie may be broken either way); when omitted it is argmax(probs).
+    Rows must sum to 1 within `atol` and are rescaled to sum to 1 exactly (scikit-learn's AUC and log-loss checks
+    are stricter than float32 softmax). `y_pred` must be a row maximum of `probs`; omitted, it is argmax(probs).
     """
     y_true = check_class_ids(y_true, "y_true")
     p = np.asarray(probs)
@@ -126,28 +123,17 @@ def roc_auc_per_class(y_true: ArrayLike, probs: ArrayLike) -> tuple[list[float |
     reasons: dict[int, str] = {}
     for k in LABELS:
         if k not in present:
-            aucs.append(None)
-            reasons[k] = (
-                f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, "
-                "so its one-vs-rest ROC curve has no positives"
-            )
+            reasons[k] = (f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, so its one-vs-rest ROC "
+                          "curve has no positives")
         elif len(present) == 1:
-            aucs.append(None)
-            reasons[k] = (
-                f"class {k} ({labels.name(k, 'en')}) is the only class in y_true, "
-                "so its one-vs-rest ROC curve has no negatives"
-            )
-        else:
-            aucs.append(float(roc_auc_score(y_true == k, probs[:, k])))
+            reasons[k] = (f"class {k} ({labels.name(k, 'en')}) is the only class in y_true, so its one-vs-rest "
+                          "ROC curve has no negatives")
+        aucs.append(None if k in reasons else float(roc_auc_score(y_true == k, probs[:, k])))
     return aucs, reasons
 
 
 def roc_auc_micro(y_true: ArrayLike, probs: ArrayLike) -> float:
-    """Micro-averaged one-vs-rest ROC AUC over all 8 classes.
-
-    It pools all n*8 (item, class) pairs, which always hold both positives and negatives, so it is
-    defined even when y_true holds a single class.
-    """
+    """Micro-averaged one-vs-rest ROC AUC over all n*8 (item, class) pairs: defined even for a single class."""
     y_true, probs, _ = validate_predictions(y_true, probs)
     return float(roc_auc_score(label_binarize(y_true, classes=LABELS), probs, average="micro"))
 
@@ -176,10 +162,9 @@ def average_precision_per_class(y_true: ArrayLike, probs: ArrayLike) -> tuple[li
 def calibration_bins(
     y_true: ArrayLike, probs: ArrayLike, n_bins: int = 15, y_pred: ArrayLike | None = None
 ) -> dict[str, Any]:
-    """Equal-width bins on the predicted class's probability: the non-empty bins and the ECE.
+    """Equal-width bins (i/n_bins, (i+1)/n_bins] of the predicted class's probability, the first closed at 0.
 
-    Bin i is (i/n_bins, (i+1)/n_bins], the first one closed at 0. Returns numpy arrays `lower`, `upper`,
-    `count`, `accuracy`, `confidence` (one entry per non-empty bin) and `ece` (a float).
+    Returns arrays `lower`, `upper`, `count`, `accuracy`, `confidence` (per non-empty bin) and the float `ece`.
     """
     if int(n_bins) != n_bins or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer; found {n_bins!r}")
@@ -196,14 +181,8 @@ def calibration_bins(
     accuracy = acc_sum[keep] / count[keep]
     mean_conf = conf_sum[keep] / count[keep]
     ece = float(np.sum(count[keep] / len(y_true) * np.abs(accuracy - mean_conf)))
-    return {
-        "lower": edges[:-1][keep],
-        "upper": edges[1:][keep],
-        "count": count[keep],
-        "accuracy": accuracy,
-        "confidence": mean_conf,
-        "ece": ece,
-    }
+    return {"lower": edges[:-1][keep], "upper": edges[1:][keep], "count": count[keep], "accuracy": accuracy,
+            "confidence": mean_conf, "ece": ece}
 
 
 def expected_calibration_error(
@@ -226,8 +205,8 @@ def bootstrap_indices(n: int, n_bootstrap: int = 1000, seed: int = 0) -> np.ndar
 
 
 def _count_metrics(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-    # Per-resample per-class counts via one bincount over offset ids, then the zero_division=0 formulas
-    # scikit-learn uses without labels=: macro means over the classes a resample has in y_true or y_pred.
+    # scikit-learn's zero_division=0 formulas without labels=: macro means over the classes a resample has in
+    # y_true or y_pred. One bincount over ids offset by resample gives every resample's per-class counts.
     k = labels.NUM_CLASSES
     m = len(idx)
     offset = (np.arange(m) * k)[:, None]
@@ -270,14 +249,8 @@ def bootstrap_replicates(
     return {name: np.concatenate([part[name] for part in parts]) for name in BOOTSTRAP_METRICS}
 
 
-def bootstrap_ci(
-    y_true: ArrayLike,
-    y_pred: ArrayLike,
-    *,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> dict[str, list[float]]:
+def bootstrap_ci(y_true: ArrayLike, y_pred: ArrayLike, *, n_bootstrap: int = 1000, seed: int = 0,
+                 confidence: float = 0.95) -> dict[str, list[float]]:
     """Percentile bootstrap intervals {metric: [low, high]} for each metric of BOOTSTRAP_METRICS."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); found {confidence!r}")
@@ -299,43 +272,27 @@ def _check_finite(tree: Any, path: str = "metrics") -> None:
         raise RuntimeError(f"{path} is {tree}; undefined values must be None with a reason")
 
 
-def compute_metrics(
-    y_true: ArrayLike,
-    probs: ArrayLike,
-    *,
-    y_pred: ArrayLike | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    n_bins: int = 15,
-) -> dict[str, Any]:
-    """Every headline metric of one run as JSON-ready Python values, with 95% bootstrap intervals.
+def compute_metrics(y_true: ArrayLike, probs: ArrayLike, *, y_pred: ArrayLike | None = None, n_bootstrap: int = 1000,
+                    seed: int = 0, n_bins: int = 15) -> dict[str, Any]:
+    """Every headline metric of one run as JSON-ready values, with 95% bootstrap intervals.
 
-    Label metrics use `y_pred` (argmax of `probs` when omitted). Their macro means are scikit-learn's default
-    (no `labels=`): over the classes that occur in y_true or y_pred, so a class absent from both does not count
-    as a 0 (it would drag a test split of two classes to a quarter of its per-class scores); the classes left
-    out are listed in `macro_excluded`. AUC_macro averages the one-vs-rest AUCs of the classes where it is
-    defined; the others are listed in `AUC_macro_excluded` with the reason. A value that is undefined is None
-    and explained in `undefined`.
+    Macro means are over the classes in y_true or y_pred (scikit-learn's default), the others listed in
+    `macro_excluded`; AUC_macro over the classes where AUC is defined, the others in `AUC_macro_excluded`. An
+    undefined value is None, explained in `undefined`.
     """
     y_true, probs, y_pred = validate_predictions(y_true, probs, y_pred)
-    prf = {
-        "macro": precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0),
-        "weighted": precision_recall_fscore_support(y_true, y_pred, labels=LABELS, average="weighted",
-                                                    zero_division=0),
-    }
+    prf = {"macro": precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0),
+           "weighted": precision_recall_fscore_support(y_true, y_pred, labels=LABELS, average="weighted",
+                                                       zero_division=0)}
     occurring = set(np.unique(y_true)) | set(np.unique(y_pred))
     macro_excluded = {f"class_{k}": "no test item and no prediction" for k in LABELS if k not in occurring}
     aucs, auc_reasons = roc_auc_per_class(y_true, probs)
     defined = [a for a in aucs if a is not None]
     undefined: dict[str, str] = {}
-    if defined:
-        auc_macro: float | None = float(np.mean(defined))
-    else:
-        auc_macro = None
-        undefined["AUC_macro"] = (
-            f"y_true contains a single class ({int(y_true[0])}, {labels.name(int(y_true[0]), 'en')}), "
-            "so no one-vs-rest ROC curve has both positives and negatives"
-        )
+    if not defined:
+        undefined["AUC_macro"] = (f"y_true contains a single class ({int(y_true[0])}, "
+                                  f"{labels.name(int(y_true[0]), 'en')}), so no one-vs-rest ROC curve has both "
+                                  "positives and negatives")
 
     out: dict[str, Any] = {
         "n_test": len(y_true),
@@ -347,7 +304,7 @@ def compute_metrics(
         "F1_micro": float(f1_score(y_true, y_pred, labels=LABELS, average="micro", zero_division=0)),
         "F1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "F1_weighted": float(f1_score(y_true, y_pred, labels=LABELS, average="weighted", zero_division=0)),
-        "AUC_macro": auc_macro,
+        "AUC_macro": float(np.mean(defined)) if defined else None,
         "AUC_micro": roc_auc_micro(y_true, probs),
         "AUC_macro_excluded": {f"class_{k}": reason for k, reason in auc_reasons.items()},
         "macro_excluded": macro_excluded,
@@ -372,15 +329,9 @@ def per_class_report(y_true: ArrayLike, probs: ArrayLike, y_pred: ArrayLike | No
     aucs, reasons = roc_auc_per_class(y_true, probs)
     per_class: dict[str, dict[str, Any]] = {}
     for k in LABELS:
-        entry: dict[str, Any] = {
-            "name_tr": labels.name(k, "tr"),
-            "name_en": labels.name(k, "en"),
-            "precision": float(precision[k]),
-            "recall": float(recall[k]),
-            "f1_score": float(f1[k]),
-            "support": int(support[k]),
-            "auc": aucs[k],
-        }
+        entry: dict[str, Any] = {"name_tr": labels.name(k, "tr"), "name_en": labels.name(k, "en"),
+                                 "precision": float(precision[k]), "recall": float(recall[k]),
+                                 "f1_score": float(f1[k]), "support": int(support[k]), "auc": aucs[k]}
         if k in reasons:
             entry["auc_undefined_reason"] = reasons[k]
         per_class[f"class_{k}"] = entry
@@ -399,11 +350,8 @@ def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> dic
     right_a, right_b = pred_a == y_true, pred_b == y_true
     b = int(np.sum(right_a & ~right_b))
     c = int(np.sum(~right_a & right_b))
-    if b + c:
-        p_value = float(stats.binomtest(b, b + c, 0.5).pvalue)
-    else:
-        # With no discordant pairs the exact test has a single possible outcome, observed with probability 1.
-        p_value = 1.0
+    # With no discordant pairs the exact test has a single possible outcome, observed with probability 1.
+    p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
     return {"b": b, "c": c, "n_discordant": b + c, "p_value": p_value, "n": len(y_true), "method": "exact"}
 
 
@@ -420,8 +368,7 @@ def compare_runs(
 ) -> list[dict[str, Any]]:
     """McNemar test for every pair of runs on the same test items, and whether their 95% CIs overlap.
 
-    `runs` maps a run name to (y_true, y_pred). `cis` maps a run name to its `ci95` dict (or to its whole
-    metrics dict, whose `ci95` is used).
+    runs: {run name: (y_true, y_pred)}. cis: {run name: its `ci95` dict, or its whole metrics dict}.
     """
     if len(runs) < 2:
         raise ValueError(f"compare_runs needs at least 2 runs; found {len(runs)}: {list(runs)}")
@@ -459,26 +406,17 @@ def compare_runs(
     for name_a, name_b in itertools.combinations(arrays, 2):
         y_true, pred_a = arrays[name_a]
         pred_b = arrays[name_b][1]
-        row: dict[str, Any] = {
-            "run_a": name_a,
-            "run_b": name_b,
-            "accuracy_a": float(accuracy_score(y_true, pred_a)),
-            "accuracy_b": float(accuracy_score(y_true, pred_b)),
-            **mcnemar_test(y_true, pred_a, pred_b),
-        }
+        row: dict[str, Any] = {"run_a": name_a, "run_b": name_b, "accuracy_a": float(accuracy_score(y_true, pred_a)),
+                               "accuracy_b": float(accuracy_score(y_true, pred_b)),
+                               **mcnemar_test(y_true, pred_a, pred_b)}
         if ci95:
             row["ci_overlap"] = {m: _intervals_overlap(ci95[name_a][m], ci95[name_b][m]) for m in compared}
         rows.append(row)
     return rows
 
 
-def top_confusions(
-    y_true: ArrayLike,
-    y_pred: ArrayLike,
-    texts: Sequence[str] | None = None,
-    k: int = 5,
-    n_examples: int = 3,
-) -> list[dict[str, Any]]:
+def top_confusions(y_true: ArrayLike, y_pred: ArrayLike, texts: Sequence[str] | None = None, k: int = 5,
+                   n_examples: int = 3) -> list[dict[str, Any]]:
     """The k most frequent (true -> predicted) mistakes with counts, class names and example questions."""
     y_true = check_class_ids(y_true, "y_true")
     y_pred = check_class_ids(y_pred, "y_pred")
@@ -486,10 +424,8 @@ def top_confusions(
     if texts is not None:
         texts = list(texts)
         if len(texts) != len(y_true):
-            raise ValueError(
-                f"Found input variables with inconsistent numbers of samples: [{len(y_true)}, {len(texts)}] "
-                "(y_true, texts)"
-            )
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: [{len(y_true)}, "
+                             f"{len(texts)}] (y_true, texts)")
     cm = confusion_matrix(y_true, y_pred, labels=LABELS)
     pairs = [(int(cm[t, p]), t, p) for t in LABELS for p in LABELS if t != p and cm[t, p] > 0]
     # Most frequent first; ties in class-id order so the table is stable across runs.
@@ -498,18 +434,9 @@ def top_confusions(
     out = []
     for count, t, p in pairs[:k]:
         rows = np.flatnonzero((y_true == t) & (y_pred == p))
-        out.append(
-            {
-                "true_id": t,
-                "pred_id": p,
-                "true_name_tr": labels.name(t, "tr"),
-                "true_name_en": labels.name(t, "en"),
-                "pred_name_tr": labels.name(p, "tr"),
-                "pred_name_en": labels.name(p, "en"),
-                "count": count,
-                "share_of_true": float(count / support[t]),
-                "rows": [int(r) for r in rows[:n_examples]],
-                "examples": [str(texts[r]) for r in rows[:n_examples]] if texts is not None else [],
-            }
-        )
+        out.append({"true_id": t, "pred_id": p, "true_name_tr": labels.name(t, "tr"),
+                    "true_name_en": labels.name(t, "en"), "pred_name_tr": labels.name(p, "tr"),
+                    "pred_name_en": labels.name(p, "en"), "count": count,
+                    "share_of_true": float(count / support[t]), "rows": [int(r) for r in rows[:n_examples]],
+                    "examples": [str(texts[r]) for r in rows[:n_examples]] if texts is not None else []})
     return out

@@ -1,12 +1,5 @@
-"""The model card of a transformer run's saved adapter (`model/README.md`), made from the run's own files.
-
-peft's `save_pretrained` leaves huggingface_hub's empty template there ("[More Information Needed]", `base_model:`
-the local folder the weights were read from). This module replaces it with what the run recorded: the base model
-by its Hub id and where its weights came from, the LoRA and quantisation settings, the data files with their
-SHA-256, the test metrics with their confidence intervals (read from metrics.json, never typed) and how to load
-the adapter. The Hub's metadata header (`base_model`, `library_name: peft`, `pipeline_tag`, `model-index`) is made
-by huggingface_hub's `ModelCardData` / `EvalResult`, so the folder can be pushed to the Hub as it is.
-"""
+"""The model card of a transformer run's adapter (`model/README.md`, in place of peft's empty template), made from
+the run's own files, with the Hub's metadata header (huggingface_hub's `ModelCardData`) so it can be pushed as is."""
 
 from __future__ import annotations
 
@@ -45,11 +38,9 @@ def hub_id(name: str | None) -> str | None:
 
 
 def base_model(manifest: record.RunRecord) -> dict:
-    """What the run's base model is: its Hub id (None when it has none) and where the weights were read from.
+    """{"hub_id", "weights", "gguf"}: the base model's Hub id (None when it has none) and where it was read from.
 
-    A preset names its model by Hub id (`hf_id`); `--model_path` only says where a copy of it lies. A GGUF file
-    is another model (a quantised conversion): its Hub id is taken from the file's own metadata when it records
-    one, never from the preset.
+    A GGUF file is a quantised conversion: its Hub id comes from the file's own metadata, never from the preset.
     """
     weights = str(manifest.weights or "")
     source_json = Path(weights) / "mathreport_source.json" if weights else None
@@ -64,7 +55,7 @@ def base_model(manifest: record.RunRecord) -> dict:
 
 
 def _gguf_metadata(path: Path) -> dict:
-    """The `general.*` text fields of a GGUF file (empty when the file or the gguf package is missing)."""
+    # The `general.*` text fields of a GGUF file (empty when the file or the gguf package is missing).
     try:
         from gguf import GGUFReader
     except ImportError:
@@ -72,13 +63,8 @@ def _gguf_metadata(path: Path) -> dict:
     if not path.is_file():
         return {}
     fields = GGUFReader(str(path)).fields
-    out = {}
-    for key, field in fields.items():
-        if key.startswith("general."):
-            value = field.contents()
-            if isinstance(value, str):
-                out[key] = value
-    return out
+    values = {key: field.contents() for key, field in fields.items() if key.startswith("general.")}
+    return {key: value for key, value in values.items() if isinstance(value, str)}
 
 
 def _hub_id_from_url(url: str | None) -> str | None:
@@ -87,7 +73,7 @@ def _hub_id_from_url(url: str | None) -> str | None:
 
 
 def _cell(value: object) -> str:
-    """A data string as a markdown table cell: a code span, with the pipe escaped for GFM tables."""
+    # A data string as a markdown table cell: a code span, with the pipe escaped for GFM tables.
     return md_code(value).replace("|", "\\|")
 
 
@@ -156,8 +142,7 @@ def _body(manifest: record.RunRecord, metrics: dict, base: dict, model_name: str
     lines += ["## Data", ""] + _data_lines(manifest)
     lines += ["## Test metrics", ""] + _metric_lines(metrics)
     lines += ["## How to load it", ""] + _usage_lines(manifest, base)
-    versions = manifest.versions
-    lines += ["## Framework versions", "", *(f"- {md_code(k)} {md_code(v)}" for k, v in versions.items()), ""]
+    lines += ["## Framework versions", "", *(f"- {md_code(k)} {md_code(v)}" for k, v in manifest.versions.items()), ""]
     return "\n".join(lines)
 
 

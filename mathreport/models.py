@@ -7,6 +7,7 @@ import functools
 import os
 from pathlib import Path
 
+from mathreport.environment import versions
 from mathreport.errors import FourBitUnavailableError, ModelUnavailableError, NeedsCudaError  # noqa: F401
 from mathreport.labels import NUM_CLASSES, names
 from mathreport.presets import (  # noqa: F401  (the registry, re-exported where models are loaded)
@@ -36,7 +37,7 @@ def minilm_path() -> Path:
 def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
     """Where the weights of a preset are: a local folder, or a hub id already in the local cache.
 
-    Fails at once (no download attempt that could hang) with a message that says how to get results.
+    Fails at once (ModelUnavailableError, no download that could hang) saying how to get results.
     """
     from mathreport import weights
 
@@ -69,9 +70,7 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(preset.hf_id, "config.json")
-    if isinstance(cached, str):
-        return preset.hf_id
-    if os.environ.get("MATHREPORT_ALLOW_DOWNLOAD") == "1":
+    if isinstance(cached, str) or os.environ.get("MATHREPORT_ALLOW_DOWNLOAD") == "1":
         return preset.hf_id
     raise ModelUnavailableError(
         f"model {preset.key!r} needs the weights of {preset.hf_id}, which are neither a local folder nor in "
@@ -84,7 +83,7 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
 
 
 def pick_device(device: str | None = None) -> str:
-    """`cuda` when available (or asked for), else `cpu`."""
+    """`device` if given (RuntimeError for CUDA that torch cannot see), else `cuda` when available, else `cpu`."""
     import torch
 
     if device:
@@ -99,19 +98,14 @@ def load_tokenizer(weights: str):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(weights)
-    if tokenizer.pad_token is None:
-        # Decoder models ship without a pad token; reuse EOS so the last real token can be found.
+    if tokenizer.pad_token is None:  # reuse EOS, so the last real token can be found
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
     return tokenizer
 
 
 def check_4bit_possible(device: str) -> None:
-    """Raise FourBitUnavailableError unless the installed bitsandbytes runs 4-bit NF4 on `device`.
-
-    Decided by what bitsandbytes itself reports (`supported_torch_devices`) and by a one-time probe per device
-    type: quantize a small matrix to NF4 and take one forward and backward pass through it.
-    """
+    """FourBitUnavailableError unless the installed bitsandbytes runs 4-bit NF4 on `device` (probed once per type)."""
     kind = device.split(":", 1)[0]
     problem = _4bit_problem(kind)
     if problem is None:
@@ -126,17 +120,12 @@ def check_4bit_possible(device: str) -> None:
 
 
 def _bitsandbytes_version() -> str | None:
-    import importlib.metadata as md
-
-    try:
-        return md.version("bitsandbytes")
-    except md.PackageNotFoundError:
-        return None
+    return versions(["bitsandbytes"]).get("bitsandbytes")
 
 
 @functools.cache
 def _4bit_problem(kind: str) -> str | None:
-    """Why 4-bit NF4 cannot run on devices of type `kind` ("cpu", "cuda", ...), or None when it can."""
+    # Why 4-bit NF4 cannot run on devices of type `kind` ("cpu", "cuda", ...), or None when it can.
     try:
         import bitsandbytes as bnb
     except ImportError:
@@ -163,10 +152,7 @@ def _4bit_problem(kind: str) -> str | None:
 
 
 def resolve_load_in_4bit(preset: Preset, device: str, requested: bool | None = None) -> bool:
-    """Whether to load in 4-bit: as requested, else on for decoder presets on CUDA only.
-
-    Fails at once (FourBitUnavailableError) when 4-bit is the answer but bitsandbytes cannot run it on `device`.
-    """
+    """Whether to load in 4-bit: as requested, else for decoders on CUDA; FourBitUnavailableError where it cannot."""
     load = requested if requested is not None else (preset.decoder and device.startswith("cuda"))
     if load:
         check_4bit_possible(device)
@@ -182,13 +168,8 @@ def quantization_config(load_in_4bit: bool, device: str):
     from transformers import BitsAndBytesConfig
 
     # The QLoRA recipe (Dettmers et al. 2023): NF4 weights, quantized quantization constants, bf16 matmuls.
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-        llm_int8_skip_modules=list(HEAD_MODULES),
-    )
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=list(HEAD_MODULES))
 
 
 def quantization_record(model) -> dict | None:
@@ -199,15 +180,10 @@ def quantization_record(model) -> dict | None:
     quant = quant if isinstance(quant, dict) else quant.to_dict()
     if not quant.get("load_in_4bit"):
         return None
-    return {
-        "method": "bitsandbytes",
-        "bits": 4,
-        "quant_type": quant.get("bnb_4bit_quant_type"),
-        "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
-        "compute_dtype": str(quant.get("bnb_4bit_compute_dtype")).removeprefix("torch."),
-        "skip_modules": list(quant.get("llm_int8_skip_modules") or []),
-        "bitsandbytes": _bitsandbytes_version(),
-    }
+    return {"method": "bitsandbytes", "bits": 4, "quant_type": quant.get("bnb_4bit_quant_type"),
+            "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
+            "compute_dtype": str(quant.get("bnb_4bit_compute_dtype")).removeprefix("torch."),
+            "skip_modules": list(quant.get("llm_int8_skip_modules") or []), "bitsandbytes": _bitsandbytes_version()}
 
 
 def _cuda_index(device: str) -> int:
@@ -223,11 +199,8 @@ def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool 
     from transformers import AutoModelForSequenceClassification
 
     quant = quantization_config(load_in_4bit, device)
-    kwargs: dict = {
-        "num_labels": NUM_CLASSES,
-        "id2label": dict(enumerate(names("en"))),
-        "label2id": {n: i for i, n in enumerate(names("en"))},
-    }
+    kwargs: dict = {"num_labels": NUM_CLASSES, "id2label": dict(enumerate(names("en"))),
+                    "label2id": {n: i for i, n in enumerate(names("en"))}}
     if quant is not None:
         # bitsandbytes quantizes while the weights are placed, so the device goes into from_pretrained.
         place = _cuda_index(device) if device.startswith("cuda") else device
@@ -275,10 +248,7 @@ def _guess_targets(model) -> list[str]:
 
 
 def add_lora(model, preset: Preset, *, load_in_4bit: bool, mlp: bool = False):
-    """Wrap a base model with the preset's LoRA; a 4-bit base is first prepared for k-bit training.
-
-    Returns (peft model, LoraConfig).
-    """
+    """(peft model, LoraConfig): a base model wrapped with the preset's LoRA, a 4-bit base prepared for training."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if load_in_4bit:
@@ -293,24 +263,16 @@ def add_lora(model, preset: Preset, *, load_in_4bit: bool, mlp: bool = False):
 
 
 def prepare_4bit_for_inference(model):
-    """A 4-bit base with the dtypes `add_lora` gave it for training (norms, embeddings and head in float32), frozen.
-
-    Reloading a 4-bit run through this gives the predictions the run wrote at the end of training; the bf16 the
-    weights are loaded in would give others.
-    """
+    """A 4-bit base frozen with its training dtypes (norms, embeddings, head in float32): the run's own predictions."""
     from peft import prepare_model_for_kbit_training
 
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def set_cpu_inference_packing(model, enabled: bool) -> None:
-    """Allow (or forbid) bitsandbytes to repack a model's 4-bit weights for its fast CPU inference kernel.
-
-    On CPUs with AVX-512 BF16, a Linear4bit that runs once in eval mode without gradients (Trainer's evaluation
-    after each epoch) repacks its weight for that kernel, and every later forward takes it, in training too; that
-    kernel has no backward, so the gradient through the frozen 4-bit weights is silently dropped (bitsandbytes
-    0.50.2; tests/test_decoders.py checks it). Off while training, back to the library's own choice for inference.
-    """
+    """Allow (or forbid) bitsandbytes to repack a model's 4-bit weights for its fast CPU inference kernel."""
+    # On AVX-512 BF16 CPUs a Linear4bit run once without gradients (Trainer's evaluation) repacks its weight for a
+    # kernel with no backward, and training through it then silently loses the gradient (tests/test_decoders.py).
     try:
         import bitsandbytes as bnb
     except ImportError:

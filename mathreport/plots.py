@@ -1,13 +1,6 @@
-"""One function per report figure. Each returns a matplotlib Figure (Turkish text by default); the caller saves.
-Every word drawn (titles, axis labels, legends, topic names) comes from the catalog `mathreport.i18n`.
-
-Figures are built with the object API (`matplotlib.figure.Figure`), not pyplot, so no global figure state
-accumulates and nothing depends on the interactive backend; in a notebook, `display(fig)` shows one. Seaborn
-draws the statistical figures (heatmap, distributions) on those axes.
-Every number drawn is computed here or in `metrics` from the arrays passed in. Model names are data: they pass
-through `markup.mpl` (a `$` would start mathtext) and are wrapped when long.
-Figures are at most MAX_WIDTH inches wide so that, embedded at their physical size on an A4 page, no text is
-printed smaller than its point size (8 pt and up).
+"""One function per report figure, each returning a matplotlib Figure drawn with the object API (no pyplot state).
+Every word drawn comes from `mathreport.i18n`; model names are data, escaped by `markup.mpl` and wrapped. Figures
+are at most MAX_WIDTH inches wide, so on an A4 page no text prints smaller than its point size (8 pt and up).
 """
 
 from __future__ import annotations
@@ -15,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +24,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 from sklearn.preprocessing import label_binarize
 
 from mathreport import i18n, labels, metrics
+from mathreport.files import atomic_path
 from mathreport.markup import mpl
 
 DPI = 200
@@ -46,19 +40,10 @@ NAME_WRAP = 18
 CLASS_COLORS = matplotlib.colormaps["tab10"].colors[: labels.NUM_CLASSES]
 MODEL_COLORS = matplotlib.colormaps["Set2"].colors
 
-class _Words:
-    """The figure words (`plot.*` messages) of one language: `t["roc_title"]`."""
 
-    def __init__(self, lang: str) -> None:
-        i18n.table(lang)  # an unknown language fails here, before any drawing
-        self.lang = lang
-
-    def __getitem__(self, key: str) -> str:
-        return i18n.message(f"plot.{key}", self.lang)
-
-
-def _text(lang: str) -> _Words:
-    return _Words(lang)
+def _words(lang: str) -> dict[str, str]:
+    # The `plot.*` messages of one language; an unknown language fails here, before any drawing.
+    return {key.removeprefix("plot."): text for key, text in i18n.table(lang).items() if key.startswith("plot.")}
 
 
 def metric_name(key: str, lang: str = "tr") -> str:
@@ -90,9 +75,10 @@ def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_axisbelow(True)
 
 
-def _undefined_handle() -> Line2D:
-    # A legend entry with no line: lists a class whose curve is undefined without drawing anything.
-    return Line2D([], [], linestyle="none")
+def _slant_x_labels(ax: Axes) -> None:
+    ax.tick_params(axis="x", labelrotation=60)
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
 
 
 def _legend_below(fig: Figure, handles: Sequence[Any]) -> None:
@@ -104,28 +90,24 @@ def _legend_below(fig: Figure, handles: Sequence[Any]) -> None:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
-    """Write `fig` as PNG atomically (temp file in the same folder, then rename) and close it."""
+    """Write `fig` as PNG atomically and close it; ValueError unless `path` ends in .png."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"save_figure writes PNG; path must end in .png, found {path.name!r}")
-    from mathreport.files import atomic_path
-
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, format="png")
     finally:
-        # A figure made with pyplot stays registered until closed; ours are not registered, and closing
-        # an unregistered figure is a no-op.
         import matplotlib.pyplot as plt
 
-        plt.close(fig)
+        plt.close(fig)  # frees a figure made with pyplot; ours are not registered there, and this does nothing
     return path
 
 
 # ------------------------------------------------------------------------------------------ training
 def plot_lr_search(df: pd.DataFrame, *, select_by: str = "val_macro_f1", lang: str = "tr") -> Figure:
     """Validation accuracy and macro F1 against learning rate (log x), the best rate by `select_by` marked."""
-    t = _text(lang)
+    t = _words(lang)
     required = ["learning_rate", "val_accuracy", "val_macro_f1"]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -145,15 +127,8 @@ def plot_lr_search(df: pd.DataFrame, *, select_by: str = "val_macro_f1", lang: s
     for column, marker, color in (("val_accuracy", "o", MODEL_COLORS[0]), ("val_macro_f1", "s", MODEL_COLORS[1])):
         ax.plot(lr, data[column], marker=marker, color=color, linewidth=1.8, label=t[column])
     best = data.loc[data[select_by].idxmax()]
-    ax.plot(
-        [best["learning_rate"]],
-        [best[select_by]],
-        linestyle="none",
-        marker="*",
-        markersize=16,
-        color="crimson",
-        label=f"{t['best']} ({t[select_by]}): {best['learning_rate']:.1e}",
-    )
+    ax.plot([best["learning_rate"]], [best[select_by]], linestyle="none", marker="*", markersize=16, color="crimson",
+            label=f"{t['best']} ({t[select_by]}): {best['learning_rate']:.1e}")
     ax.set_xscale("log")
     _style(ax, t["lr_title"], t["lr_x"], t["lr_y"])
     ax.legend(fontsize=LEGEND_SIZE)
@@ -162,7 +137,7 @@ def plot_lr_search(df: pd.DataFrame, *, select_by: str = "val_macro_f1", lang: s
 
 def plot_training_curves(history: pd.DataFrame, *, lang: str = "tr") -> Figure:
     """Loss (left) and accuracy (right) per epoch, training vs validation; all-NaN series are not drawn."""
-    t = _text(lang)
+    t = _words(lang)
     required = ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
     missing = [c for c in required if c not in history.columns]
     if missing:
@@ -189,52 +164,56 @@ def plot_training_curves(history: pd.DataFrame, *, lang: str = "tr") -> Figure:
 
 
 # ------------------------------------------------------------------------------------- probabilities
+def _roc_points(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    fpr, tpr, _ = roc_curve(positive, score)
+    return fpr, tpr
+
+
+def _pr_points(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    precision, recall, _ = precision_recall_curve(positive, score)
+    return recall, precision
+
+
+def _class_curves(ax: Axes, y_true: np.ndarray, probs: np.ndarray, scores: Sequence[float | None], points: Callable,
+                  score_name: str, micro: float, lang: str, **line: Any) -> list[Line2D]:
+    # One-vs-rest curve of each class that has a score, then the micro average over all (item, class) pairs.
+    names = i18n.class_names(lang)
+    onehot = label_binarize(y_true, classes=metrics.LABELS)
+    handles = []
+    for k, score in enumerate(scores):
+        if score is not None:
+            handles += ax.plot(*points(onehot[:, k], probs[:, k]), color=CLASS_COLORS[k], linewidth=1.3,
+                               label=f"{names[k]} ({score_name} = {score:.3f})", **line)
+    handles += ax.plot(*points(onehot.ravel(), probs.ravel()), color="black", linestyle=":", linewidth=2.2,
+                       label=f"{_words(lang)['micro']} ({score_name} = {micro:.3f})", **line)
+    return handles
+
+
+def _undefined(label: str) -> Line2D:
+    # A legend entry with no line: lists a class whose curve is undefined without drawing anything.
+    return Line2D([], [], linestyle="none", label=label)
+
+
 def plot_roc(y_true: ArrayLike, probs: ArrayLike, *, lang: str = "tr") -> Figure:
     """One-vs-rest ROC per class present in y_true, plus micro and macro averages, AUC in the legend."""
-    t = _text(lang)
+    t = _words(lang)
     y_true, probs, _ = metrics.validate_predictions(y_true, probs)
     aucs, _ = metrics.roc_auc_per_class(y_true, probs)
     names = i18n.class_names(lang)
 
     fig, ax = _new_figure((6.5, 6.0))
-    handles: list[Any] = []
-    tpr_on_grid = []
-    grid = np.linspace(0.0, 1.0, 501)
-    for k, auc in enumerate(aucs):
-        if auc is None:
-            continue
-        fpr, tpr, _ = roc_curve(y_true == k, probs[:, k])
-        tpr_on_grid.append(np.interp(grid, fpr, tpr))
-        (line,) = ax.plot(fpr, tpr, color=CLASS_COLORS[k], linewidth=1.3, label=f"{names[k]} (AUC = {auc:.3f})")
-        handles.append(line)
-    onehot = label_binarize(y_true, classes=metrics.LABELS)
-    fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
-    (line,) = ax.plot(
-        fpr,
-        tpr,
-        color="black",
-        linestyle=":",
-        linewidth=2.2,
-        label=f"{t['micro']} (AUC = {metrics.roc_auc_micro(y_true, probs):.3f})",
-    )
-    handles.append(line)
-    if tpr_on_grid:
-        # The curve is the mean TPR on a common FPR grid; its label is the mean of per-class AUCs, the
-        # number reported as AUC_macro.
-        mean_auc = float(np.mean([a for a in aucs if a is not None]))
-        mean_tpr = np.mean(tpr_on_grid, axis=0)
-        (line,) = ax.plot(
-            grid, mean_tpr, color="navy", linestyle="--", linewidth=2.2, label=f"{t['macro']} (AUC = {mean_auc:.3f})"
-        )
-        handles.append(line)
-    (line,) = ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1.0, label=t["chance"])
-    handles.append(line)
+    handles = _class_curves(ax, y_true, probs, aucs, _roc_points, "AUC", metrics.roc_auc_micro(y_true, probs), lang)
+    defined = [a for a in aucs if a is not None]
+    if defined:
+        # The mean TPR of the class curves on a common FPR grid, labelled with the mean AUC (AUC_macro).
+        grid = np.linspace(0.0, 1.0, 501)
+        mean_tpr = np.mean([np.interp(grid, h.get_xdata(), h.get_ydata()) for h in handles[:-1]], axis=0)
+        handles += ax.plot(grid, mean_tpr, color="navy", linestyle="--", linewidth=2.2,
+                           label=f"{t['macro']} (AUC = {np.mean(defined):.3f})")
+    handles += ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1.0, label=t["chance"])
     present = set(np.unique(y_true).tolist())
-    for k, auc in enumerate(aucs):
-        if auc is None:
-            why = t["absent"] if k not in present else t["only_class"]
-            handles.append(_undefined_handle())
-            handles[-1].set_label(f"{names[k]}: AUC {t['undefined']} ({why})")
+    handles += [_undefined(f"{names[k]}: AUC {t['undefined']} ({t['absent'] if k not in present else t['only_class']})")
+                for k, auc in enumerate(aucs) if auc is None]
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
     _style(ax, t["roc_title"], t["fpr"], t["tpr"])
@@ -244,42 +223,16 @@ def plot_roc(y_true: ArrayLike, probs: ArrayLike, *, lang: str = "tr") -> Figure
 
 def plot_precision_recall(y_true: ArrayLike, probs: ArrayLike, *, lang: str = "tr") -> Figure:
     """One-vs-rest precision–recall curve per class present in y_true, plus the micro average; AP in the legend."""
-    t = _text(lang)
+    t = _words(lang)
     y_true, probs, _ = metrics.validate_predictions(y_true, probs)
     aps, _ = metrics.average_precision_per_class(y_true, probs)
     names = i18n.class_names(lang)
 
     fig, ax = _new_figure((6.5, 6.0))
-    handles: list[Any] = []
-    for k, ap in enumerate(aps):
-        if ap is None:
-            continue
-        precision, recall, _ = precision_recall_curve(y_true == k, probs[:, k])
-        (line,) = ax.plot(
-            recall,
-            precision,
-            drawstyle="steps-post",
-            color=CLASS_COLORS[k],
-            linewidth=1.3,
-            label=f"{names[k]} (AP = {ap:.3f})",
-        )
-        handles.append(line)
-    onehot = label_binarize(y_true, classes=metrics.LABELS)
-    precision, recall, _ = precision_recall_curve(onehot.ravel(), probs.ravel())
-    (line,) = ax.plot(
-        recall,
-        precision,
-        drawstyle="steps-post",
-        color="black",
-        linestyle=":",
-        linewidth=2.2,
-        label=f"{t['micro']} (AP = {metrics.average_precision_micro(y_true, probs):.3f})",
-    )
-    handles.append(line)
-    for k, ap in enumerate(aps):
-        if ap is None:
-            handles.append(_undefined_handle())
-            handles[-1].set_label(f"{names[k]}: AP {t['undefined']} ({t['absent']})")
+    handles = _class_curves(ax, y_true, probs, aps, _pr_points, "AP", metrics.average_precision_micro(y_true, probs),
+                            lang, drawstyle="steps-post")
+    handles += [_undefined(f"{names[k]}: AP {t['undefined']} ({t['absent']})")
+                for k, ap in enumerate(aps) if ap is None]
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
     _style(ax, t["pr_title"], t["recall"], t["precision"])
@@ -289,69 +242,50 @@ def plot_precision_recall(y_true: ArrayLike, probs: ArrayLike, *, lang: str = "t
 
 def plot_reliability(y_true: ArrayLike, probs: ArrayLike, n_bins: int = 15, *, lang: str = "tr") -> Figure:
     """Reliability diagram: accuracy per confidence bin against the diagonal, bin counts below, ECE in the title."""
-    t = _text(lang)
+    t = _words(lang)
     bins = metrics.calibration_bins(y_true, probs, n_bins)
-    widths = bins["upper"] - bins["lower"]
+    bars = {"x": bins["lower"], "width": bins["upper"] - bins["lower"], "align": "edge", "edgecolor": "black",
+            "linewidth": 0.6}
 
     fig, (ax, ax_count) = _new_figure((6.0, 6.5), nrows=2, sharex=True, height_ratios=[3, 1])
     _stack_apart(fig)
-    ax.bar(
-        bins["lower"],
-        bins["accuracy"],
-        width=widths,
-        align="edge",
-        color=MODEL_COLORS[2],
-        edgecolor="black",
-        linewidth=0.6,
-        label=t["accuracy"],
-    )
+    ax.bar(height=bins["accuracy"], color=MODEL_COLORS[2], label=t["accuracy"], **bars)
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1.2, label=t["perfect"])
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
     _style(ax, f"{t['reliability_title']} (ECE = {bins['ece']:.3f})", "", t["accuracy"])
     ax.legend(fontsize=LEGEND_SIZE, loc="upper left")
-    ax_count.bar(
-        bins["lower"], bins["count"], width=widths, align="edge", color="gray", edgecolor="black", linewidth=0.6
-    )
+    ax_count.bar(height=bins["count"], color="gray", **bars)
     _style(ax_count, "", t["confidence"], t["count"])
     return fig
 
 
 def plot_confidence(y_true: ArrayLike, probs: ArrayLike, n_bins: int = 20, *, lang: str = "tr") -> Figure:
-    """Distribution of the predicted class's probability, right and wrong predictions apart (seaborn histplot).
-
-    Each group is normalised to its own total, so a small group of errors is as visible as the right answers.
-    """
+    """Histogram of the predicted class's probability, right and wrong predictions apart, each normalised to 1."""
     import seaborn as sns
 
-    t = _text(lang)
+    t = _words(lang)
     y_true, probs, _ = metrics.validate_predictions(y_true, probs)
-    confidence = probs.max(axis=1)
     right = probs.argmax(axis=1) == y_true
-    frame = pd.DataFrame({"confidence": confidence, "group": np.where(right, t["right"], t["wrong"])})
+    frame = pd.DataFrame({"confidence": probs.max(axis=1), "group": np.where(right, t["right"], t["wrong"])})
     fig, ax = _new_figure((6.5, 3.8))
+    # common_norm=False: a small group of errors is as visible as the right answers.
     sns.histplot(data=frame, x="confidence", hue="group", hue_order=[t["right"], t["wrong"]], bins=n_bins,
                  binrange=(0.0, 1.0), stat="probability", common_norm=False, element="step",
                  palette=[MODEL_COLORS[0], "crimson"], ax=ax)
     ax.set_xlim(0.0, 1.0)
     _style(ax, t["confidence_title"], t["confidence"], t["share"])
-    legend = ax.get_legend()
-    if legend is not None:
-        legend.set_title(None)
-        for text in legend.get_texts():
-            text.set_fontsize(LEGEND_SIZE)
+    sns.move_legend(ax, "best", title=None, fontsize=LEGEND_SIZE)
     return fig
 
 
 # ------------------------------------------------------------------------------------------ labels only
 def plot_confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, normalize: bool = True, *, lang: str = "tr") -> Figure:
-    """Confusion matrix heatmap (seaborn) over the 8 classes, row-normalised by default, every cell annotated.
-
-    A class absent from y_true has no row to normalise; its cells are shown empty with a dash.
-    """
+    """Confusion matrix heatmap over the 8 classes, row-normalised by default; a class absent from y_true is a row
+    of dashes."""
     import seaborn as sns
 
-    t = _text(lang)
+    t = _words(lang)
     y_true = metrics.check_class_ids(y_true, "y_true")
     y_pred = metrics.check_class_ids(y_pred, "y_pred")
     if len(y_true) != len(y_pred):
@@ -384,13 +318,10 @@ def plot_confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, normalize: bool 
 
 
 def plot_class_distribution(counts: pd.DataFrame, *, lang: str = "tr") -> Figure:
-    """Share of each topic in each column of `counts` (rows: the 8 classes; columns: splits or runs), seaborn bars.
-
-    Shares (not counts) so that splits of very different sizes compare; the counts themselves are the table.
-    """
+    """Percentage of each topic in each column of `counts` (rows: the 8 classes; columns: splits or runs)."""
     import seaborn as sns
 
-    t = _text(lang)
+    t = _words(lang)
     if counts.shape[0] != labels.NUM_CLASSES or counts.shape[1] == 0:
         raise ValueError(f"counts must have {labels.NUM_CLASSES} rows (classes) and at least one column; "
                          f"found shape {counts.shape}")
@@ -403,9 +334,7 @@ def plot_class_distribution(counts: pd.DataFrame, *, lang: str = "tr") -> Figure
     long = shares.rename_axis("class").reset_index().melt(id_vars="class", var_name="set", value_name="share")
     fig, ax = _new_figure((MAX_WIDTH, 4.2))
     sns.barplot(data=long, x="class", y="share", hue="set", palette=list(MODEL_COLORS[: shares.shape[1]]), ax=ax)
-    ax.tick_params(axis="x", labelrotation=60)
-    for tick in ax.get_xticklabels():
-        tick.set_horizontalalignment("right")
+    _slant_x_labels(ax)
     _style(ax, t["distribution_title"], "", t["share_percent"])
     ax.grid(False, axis="x")
     legend = ax.get_legend()
@@ -427,8 +356,9 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]], *, annotate: bool) -> list:
-    # One bar per series inside each group, centred on the group's tick; returns the legend handles.
+def _grouped_bars(groups: Sequence[str], series: Mapping[str, list[float]], *, annotate: bool) -> tuple[Figure, Axes]:
+    # One bar per model inside each group, centred on the group's tick; the models' legend under the axes.
+    fig, ax = _new_figure((MAX_WIDTH, 4.6))
     x = np.arange(len(groups))
     width = 0.8 / len(series)
     handles = []
@@ -438,16 +368,15 @@ def _grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence
         handles.append(bars)
         if annotate:
             # Side by side, horizontal labels of more than three bars would run into each other.
-            ax.bar_label(bars, fmt="%.3f", fontsize=ANNOTATION_SIZE, padding=2,
-                         rotation=90 if len(series) > 3 else 0)
+            ax.bar_label(bars, fmt="%.3f", fontsize=ANNOTATION_SIZE, padding=2, rotation=90 if len(series) > 3 else 0)
     ax.set_xticks(x, groups)
-    return handles
+    _legend_below(fig, handles)
+    return fig, ax
 
 
 def _model_metric_bars(
     metrics_by_model: Mapping[str, Mapping[str, Any]], keys: Sequence[str], title_key: str, lang: str
 ) -> Figure:
-    t = _text(lang)
     if not metrics_by_model:
         raise ValueError("metrics_by_model is empty; expected {model name: metrics dict}")
     series: dict[str, list[float]] = {}
@@ -456,21 +385,18 @@ def _model_metric_bars(
         if missing:
             raise ValueError(f"metrics of model {model!r} lack {missing}; found keys {sorted(values)}")
         series[str(model)] = [_number(values[k], f"{model!r} {k}") for k in keys]
-    fig, ax = _new_figure((MAX_WIDTH, 4.6))
-    handles = _grouped_bars(ax, [metric_name(k, lang) for k in keys], series, annotate=True)
+    fig, ax = _grouped_bars([metric_name(k, lang) for k in keys], series, annotate=True)
     ax.set_ylim(0.0, 1.1 if len(series) <= 3 else 1.2)
+    t = _words(lang)
     _style(ax, t[title_key], "", t["score"])
-    ax.grid(True, axis="y", alpha=0.3)
     ax.grid(False, axis="x")
-    _legend_below(fig, handles)
     return fig
 
 
 def plot_metric_bars(metrics_by_model: Mapping[str, Mapping[str, Any]], *, lang: str = "tr") -> Figure:
     """Accuracy, macro precision and macro recall: one group per metric, one annotated bar per model."""
-    return _model_metric_bars(
-        metrics_by_model, ["Accuracy", "Precision_macro", "Recall_macro"], "metric_bars_title", lang
-    )
+    return _model_metric_bars(metrics_by_model, ["Accuracy", "Precision_macro", "Recall_macro"], "metric_bars_title",
+                              lang)
 
 
 def plot_f1_bars(metrics_by_model: Mapping[str, Mapping[str, Any]], *, lang: str = "tr") -> Figure:
@@ -480,7 +406,7 @@ def plot_f1_bars(metrics_by_model: Mapping[str, Mapping[str, Any]], *, lang: str
 
 def plot_per_class_f1(class_reports_by_model: Mapping[str, Mapping[str, Any]], *, lang: str = "tr") -> Figure:
     """F1 per class: one group per class, one bar per model, read from `per_class_report` dicts."""
-    t = _text(lang)
+    t = _words(lang)
     if not class_reports_by_model:
         raise ValueError("class_reports_by_model is empty; expected {model name: class report}")
     series: dict[str, list[float]] = {}
@@ -495,15 +421,11 @@ def plot_per_class_f1(class_reports_by_model: Mapping[str, Mapping[str, Any]], *
                 )
             values.append(_number(entry["f1_score"], f"{model!r} class_{k} f1_score"))
         series[str(model)] = values
-    fig, ax = _new_figure((MAX_WIDTH, 4.6))
-    handles = _grouped_bars(ax, i18n.class_names(lang), series, annotate=False)
-    ax.tick_params(axis="x", labelrotation=60)
-    for tick in ax.get_xticklabels():
-        tick.set_horizontalalignment("right")
+    fig, ax = _grouped_bars(i18n.class_names(lang), series, annotate=False)
+    _slant_x_labels(ax)
     ax.set_ylim(0.0, 1.05)
     _style(ax, t["per_class_title"], t["class"], t["f1"])
     ax.grid(False, axis="x")
-    _legend_below(fig, handles)
     return fig
 
 
@@ -512,20 +434,13 @@ def latency_label(ms: float) -> str:
     return f"{ms:.3g}" if ms < 1000 else f"{ms:.0f}"
 
 
-def plot_latency_vs_accuracy(
-    latency_ms: Mapping[str, float],
-    accuracy: Mapping[str, float],
-    *,
-    log_scale: bool | None = None,
-    lang: str = "tr",
-) -> Figure:
+def plot_latency_vs_accuracy(latency_ms: Mapping[str, float], accuracy: Mapping[str, float], *,
+                             log_scale: bool | None = None, lang: str = "tr") -> Figure:
     """Accuracy (top panel) and batch-1 latency (bottom panel) per model, the models in the same columns.
 
-    Two panels rather than two y axes on one: each panel's value labels sit above its own bars and cannot run
-    into the other's. `log_scale=None` uses a log latency axis when latencies span more than two orders of
-    magnitude, where a linear axis would flatten the fast models to nothing.
+    log_scale: None uses a log latency axis when latencies span more than two orders of magnitude.
     """
-    t = _text(lang)
+    t = _words(lang)
     if not latency_ms:
         raise ValueError("latency_ms is empty; expected {model name: milliseconds}")
     if set(latency_ms) != set(accuracy):
@@ -542,6 +457,7 @@ def plot_latency_vs_accuracy(
     if log_scale is None:
         log_scale = max(latency) / min(latency) > 100
 
+    # Two panels rather than two y axes on one, so that each panel's value labels cannot run into the other's.
     fig, (ax_acc, ax) = _new_figure((min(MAX_WIDTH, max(5.0, 1.3 * len(models) + 1.5)), 5.6), nrows=2, sharex=True)
     _stack_apart(fig)
     x = np.arange(len(models))

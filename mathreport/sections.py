@@ -1,10 +1,6 @@
-"""The report's sections: what each one shows, drawn from the loaded runs (it loads nothing new).
-
-`notebooks/final_report.ipynb` holds one short call per section (`ReportContext.<section>()`); the section
-bodies live here so they are tested and so the notebook stays readable top to bottom. Default paths resolve
-against the project root, not the working directory: JupyterLab runs a notebook in its own folder
-(notebooks/), papermill in the caller's.
-"""
+"""The report's sections, drawn from the loaded runs: `final_report.ipynb` calls `ReportContext.<section>()` once
+per section. Default paths resolve against the project root: JupyterLab runs a notebook in its own folder,
+papermill in the caller's."""
 
 from __future__ import annotations
 
@@ -14,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import HTML, Image, display
 
-from mathreport import i18n, summary
+from mathreport import i18n, plots, summary
 from mathreport.artifacts import PROB_COLUMNS
 from mathreport.markup import markdown_html, md
 from mathreport.summary import Run, text
@@ -26,8 +23,8 @@ CSS_PX_PER_INCH = 96
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The project folder: $MATHREPORT_ROOT, else the nearest folder at or above `start` (default: the working
-    directory) holding pyproject.toml or .git, else `start` itself."""
+    """$MATHREPORT_ROOT, else the nearest folder at or above `start` (default: the working directory) holding
+    pyproject.toml or .git, else `start`."""
     if os.environ.get(ROOT_ENV):
         return Path(os.environ[ROOT_ENV]).expanduser().resolve()
     start = Path(start or Path.cwd()).resolve()
@@ -42,21 +39,8 @@ def project_path(value: str | os.PathLike[str] | None, default: str) -> Path:
     return Path(value) if value not in (None, "") else project_root() / default
 
 
-def _display(obj) -> None:
-    from IPython.display import display
-
-    display(obj)
-
-
-def _html(html: str) -> None:
-    from IPython.display import HTML
-
-    _display(HTML(html))
-
-
 def _markdown(markdown: str) -> None:
-    """Show report prose: markdown whose data parts are escaped, rendered here with raw HTML switched off."""
-    _html(markdown_html(markdown))
+    display(HTML(markdown_html(markdown)))  # raw HTML switched off: the data parts of the prose are escaped already
 
 
 def _file_stem(name: str) -> str:
@@ -76,46 +60,34 @@ class ReportContext:
     @classmethod
     def load(cls, model: str, compare: list[str] | None = None, results_dir: str | None = None,
              figures_dir: str | None = None, lang: str = "tr") -> ReportContext:
-        """Load every run the report needs; fails before anything is shown if one is missing.
+        """Load every run the report needs, failing before anything is shown if one is missing.
 
-        results_dir / figures_dir: None means `results/` / `figures/` under the project root.
+        results_dir, figures_dir: None means `results/`, `figures/` under the project root.
         """
         if lang not in summary.TEXT:
             raise ValueError(f"lang must be one of {sorted(summary.TEXT)}, got {lang!r}")
         runs = summary.load_runs(project_path(results_dir, "results"), model, compare)
         return cls(runs, next(iter(runs)), project_path(figures_dir, "figures"), lang)
 
-    # --- display helpers ---------------------------------------------------------------------------
-
     @property
     def main(self) -> Run:
         return self.runs[self.model]
 
     def heading(self, key: str) -> None:
-        """A section's heading and introduction in a language other than Turkish.
-
-        The Turkish ones are the notebook's markdown cells (tagged `lang-tr`; an export in another language
-        drops them), so for `lang="tr"` this shows nothing.
-        """
+        """A section's heading and introduction, except in Turkish: those are the notebook's own `lang-tr` cells."""
         if self.lang != "tr":
             _markdown(f"## {text(key, self.lang)}\n\n{summary.INTRO[self.lang][key]}")
 
     def show(self, fig, name: str) -> Path:
         """Save a figure under figures_dir (PNG, print resolution) and embed it at its physical size."""
-        from IPython.display import Image
-
-        from mathreport import plots
-
         width_px = round(fig.get_figwidth() * CSS_PX_PER_INCH)
         path = plots.save_figure(fig, self.figures_dir / f"{_file_stem(self.main.path.name)}_{name}.png")
-        _display(Image(filename=str(path), width=width_px))
+        display(Image(filename=str(path), width=width_px))
         return path
 
     def table(self, frame: pd.DataFrame, digits: int = 3) -> None:
         """Display a table with fixed decimals, every string in it escaped."""
-        _display(summary.format_table(frame, digits))
-
-    # --- sections ----------------------------------------------------------------------------------
+        display(summary.format_table(frame, digits))
 
     def title(self) -> None:
         """The title (languages other than Turkish) and, whenever a run is synthetic or demo-trained, a banner."""
@@ -126,16 +98,14 @@ class ReportContext:
     def banner(self) -> None:
         warning = summary.banner(self.runs, self.lang)
         if warning:
-            _html(f'<div class="mathreport-banner" style="border: 2px solid #b00020; background: #fdecea; '
-                  f'padding: 6px 10px; margin: 6px 0;">{markdown_html(warning)}</div>')
+            display(HTML(f'<div class="mathreport-banner" style="border: 2px solid #b00020; background: #fdecea; '
+                         f'padding: 6px 10px; margin: 6px 0;">{markdown_html(warning)}</div>'))
 
     def overview(self) -> None:
         _markdown(summary.overview(self.runs, self.model, self.lang))
 
     def data_section(self) -> None:
         _markdown(summary.data_description(self.runs, self.lang))
-        from mathreport import plots
-
         counts = summary.split_class_counts(self.runs, self.lang)
         counts = counts if counts is not None else summary.class_counts(self.runs, self.lang)
         self.table(counts, 0)
@@ -145,8 +115,6 @@ class ReportContext:
         self.table(summary.setup_table(self.runs, self.lang), 0)
 
     def lr_search_section(self) -> None:
-        from mathreport import plots
-
         found = summary.lr_searches(self.runs)
         if not found:
             _markdown(summary.no_lr_search(self.runs, self.lang))
@@ -166,40 +134,28 @@ class ReportContext:
             _markdown(note)
 
     def classic_metrics_section(self) -> None:
-        from mathreport import plots
-
         self.show(plots.plot_metric_bars(self._metrics(), lang=self.lang), "metrics")
 
     def f1_section(self) -> None:
-        from mathreport import plots
-
         self.show(plots.plot_f1_bars(self._metrics(), lang=self.lang), "f1")
 
     def roc_section(self) -> None:
-        from mathreport import plots
-
         y_true, probs = self._y_probs(self.main)
         self.show(plots.plot_roc(y_true, probs, lang=self.lang), "roc")
         self.show(plots.plot_precision_recall(y_true, probs, lang=self.lang), "precision_recall")
         _markdown(summary.auc_sentence(self.main, self.lang))
 
     def confusion_section(self) -> None:
-        from mathreport import plots
-
         frame = self.main.predictions
         self.show(plots.plot_confusion_matrix(frame["y_true"], frame["y_pred"], lang=self.lang), "confusion")
 
     def per_class_section(self) -> None:
-        from mathreport import plots
-
         self.show(plots.plot_per_class_f1({n: r.class_report for n, r in self.runs.items()}, lang=self.lang),
                   "per_class_f1")
         self.table(summary.per_class_table(self.main, self.lang))
         _markdown(summary.per_class_sentence(self.main, self.lang))
 
     def training_section(self) -> None:
-        from mathreport import plots
-
         for name, run in self.runs.items():
             if len(run.history) < 2:
                 # A single fit (tfidf) has no curve to draw; its one row is shown as a table instead.
@@ -219,8 +175,6 @@ class ReportContext:
         _markdown(summary.latency_sentence(self.runs, self.lang))
 
     def latency_vs_accuracy_section(self) -> None:
-        from mathreport import plots
-
         latency = {n: summary.latency_p50(r) for n, r in self.runs.items()}
         latency = {n: v for n, v in latency.items() if v is not None}
         if not latency:
@@ -230,22 +184,18 @@ class ReportContext:
         self.show(plots.plot_latency_vs_accuracy(latency, accuracy, lang=self.lang), "latency_vs_accuracy")
 
     def calibration_section(self) -> None:
-        from mathreport import plots
-
         y_true, probs = self._y_probs(self.main)
         self.show(plots.plot_reliability(y_true, probs, lang=self.lang), "reliability")
         self.show(plots.plot_confidence(y_true, probs, lang=self.lang), "confidence")
         _markdown(summary.calibration_sentence(self.runs, self.lang))
 
     def errors_section(self) -> None:
-        _html(summary.error_analysis_html(self.main, self.lang))
+        display(HTML(summary.error_analysis_html(self.main, self.lang)))
 
     def conclusion_section(self) -> None:
         if len(self.runs) > 1:
             self.table(summary.comparisons_table(self.runs, self.lang), 4)
         _markdown(summary.conclusion(self.runs, self.model, self.lang))
-
-    # --- data access -------------------------------------------------------------------------------
 
     def _metrics(self) -> dict[str, dict]:
         return {name: run.metrics for name, run in self.runs.items()}

@@ -1,9 +1,5 @@
-"""Tiny Qwen2 / Mistral models with random weights and a locally trained tokenizer, for tests and dry runs.
-
-They have the architecture of the 7B decoders (grouped-query attention, RMSNorm, SwiGLU, rotary positions) at
-a size that trains in seconds on a CPU, so the decoder code path (pad token, last-token pooling, LoRA on the
-attention projections, the `score` head saved with the adapter) is tested without downloading anything.
-"""
+"""Tiny Qwen2 / Mistral models with random weights and a locally trained tokenizer, for tests and dry runs: the 7B
+decoders' architecture at a size that trains on a CPU, so the decoder code path is tested without downloads."""
 
 from __future__ import annotations
 
@@ -12,14 +8,8 @@ from pathlib import Path
 from mathreport.files import build_atomically, cache_dir
 
 ARCHS = ("qwen2", "mistral")
-TINY_SHAPE = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "intermediate_size": 128,
-    "max_position_embeddings": 512,
-}
+TINY_SHAPE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "intermediate_size": 128, "max_position_embeddings": 512}
 VOCAB_SIZE = 512
 # The special tokens of the real tokenizers: Qwen2.5 has one, <|endoftext|>, as EOS and pad (transformers' Qwen2
 # tokenizer sets it by default); Mistral has BOS <s> and EOS </s> and no pad, so loading it sets pad = EOS.
@@ -77,12 +67,8 @@ def tiny_config(arch: str, **overrides):
 
 
 def build_tiny_model(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
-    """Save a tiny `arch` ("qwen2" or "mistral") causal LM (random weights) + tokenizer to `out_dir`.
-
-    Saved as a causal LM, like the hub checkpoints: loading it for sequence classification initialises a
-    fresh `score` head, exactly as for Qwen2.5-Math-7B, so only a head saved with the adapter survives a reload.
-    The same seed gives the same weights.
-    """
+    """Save a tiny `arch` ("qwen2" or "mistral") causal LM, random weights by `seed`, and tokenizer to `out_dir`."""
+    # A causal LM like the Hub checkpoints: a classifier loaded on it gets a fresh `score` head, as on the 7B ones.
     import torch
     from transformers import AutoModelForCausalLM
 

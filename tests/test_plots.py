@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from mathreport import labels, metrics, plots
+from mathreport import errors, labels, metrics, plots
 
 K = labels.NUM_CLASSES
 LABELS = list(range(K))
@@ -467,5 +467,5 @@ def test_save_figure_writes_png_at_200_dpi(tmp_path) -> None:
 
 def test_unknown_language_is_rejected() -> None:
     y, p = random_run(0, n=20)
-    with pytest.raises(ValueError, match="lang must be"):
+    with pytest.raises(errors.UnknownLanguageError, match="lang must be"):
         plots.plot_roc(y, p, lang="de")

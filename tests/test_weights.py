@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mathreport import models, tiny, weights
+from mathreport import files, models, tiny, weights
 
 TEXT = "Find the derivative of sin(2x) and the probability that two dice sum to 7."
 
@@ -247,7 +247,7 @@ def test_a_cache_that_cannot_be_written_is_a_one_line_error(cache, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(cache))
 
-    monkeypatch.setattr(weights.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(files.tempfile, "mkdtemp", refuse)
     with pytest.raises(weights.WeightSourceError, match="Permission denied.*MATHREPORT_CACHE") as err:
         tiny.ensure_tiny_model("qwen2")
     assert "\n" not in str(err.value)
