@@ -17,10 +17,11 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+THREADS = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
                   if how == "export-onnx" else f"{run / name}: missing; this is not a finished run", file=sys.stderr)
             return 2
 
-    import onnxruntime as ort
+    import pandas as pd
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
-    from mathreport import artifacts, files, onnx_backend, predict
+    from mathreport import artifacts, bench, files, onnx_backend, predict
 
     clf = predict.load_classifier(run, backend="torch")
     model = clf.model
@@ -61,56 +62,23 @@ def main(argv: list[str] | None = None) -> int:
                      op_types_to_quantize=["MatMul"], per_channel=True, extra_options={"DefaultTensorType": 1})
     paths = {"onnx-float32": run / "model.onnx", "onnx-int8": run / "model-int8.onnx",
              "fused-float32": tmp / "fused.onnx", "fused-int8": tmp / "fused-int8.onnx"}
-
-    def session(path):
-        o = ort.SessionOptions()
-        o.intra_op_num_threads, o.inter_op_num_threads = 2, 1
-        o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        o.log_severity_level = 3
-        return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
-
-    sessions = {k: session(p) for k, p in paths.items()}
-    import pandas as pd
+    max_length = int(artifacts.read_manifest(run).hyperparameters["max_length"])
+    graphs = {k: predict.OnnxClassifier(predict.make_session(p.read_bytes(), THREADS), clf.tokenizer, max_length,
+                                        k.split("-")[1], THREADS) for k, p in paths.items()}
 
     preds = pd.read_csv(run / "preds_test.csv")  # written by train: the test questions and their true labels
     texts, y = preds["text"].astype(str).tolist(), preds["y_true"].to_numpy()
-    manifest = artifacts.read_manifest(run)
-    tok, max_length = clf.tokenizer, manifest["hyperparameters"]["max_length"]
-
-    def run1(s, batch):
-        enc = tok(batch, padding="longest", truncation=True, max_length=max_length, return_tensors="np")
-        return s.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                            "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
-
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    logits = {}
-    for k, s in sessions.items():
-        out = np.empty((len(texts), 8))
-        for i in range(0, len(texts), 32):
-            idx = order[i:i + 32]
-            out[idx] = run1(s, [texts[j] for j in idx])
-        logits[k] = out
-    lat = {k: [] for k in sessions}
-    for _ in range(args.rounds):
-        for k, s in sessions.items():
-            for t in texts[:args.items]:
-                t0 = time.perf_counter()
-                run1(s, [t])
-                lat[k].append((time.perf_counter() - t0) * 1000)
-    thr = {k: [] for k in sessions}
-    for _ in range(args.rounds):
-        for k, s in sessions.items():
-            t0 = time.perf_counter()
-            for i in range(0, len(texts), 32):
-                run1(s, [texts[j] for j in order[i:i + 32]])
-            thr[k].append(len(texts) / (time.perf_counter() - t0))
-    ref = logits["onnx-float32"].argmax(1)
+    answers = {k: g.predict_proba(texts).argmax(1) for k, g in graphs.items()}
+    batch1 = bench.median_ms(graphs, texts[:args.items], 1, rounds=args.rounds)
+    # One call per round over the whole test split: the classifier sorts it by length into batches of 32.
+    sorted32, _ = bench.time_calls(graphs, [texts], 32, rounds=args.rounds)
     result = {"run_dir": str(run), "n_test": len(texts), "rounds": args.rounds, "batch1_items": args.items,
-              "fused_operators": fused_ops, "threads": 2,
-              "graphs": {k: {"accuracy": float((logits[k].argmax(1) == y).mean()),
-                             "argmax_agreement_vs_onnx_float32": float((logits[k].argmax(1) == ref).mean()),
-                             "batch1_p50_ms": float(np.median(lat[k])),
-                             "sorted_batch32_items_per_s_median": float(np.median(thr[k]))} for k in sessions}}
+              "fused_operators": fused_ops, "threads": THREADS,
+              "graphs": {k: {"accuracy": float((answers[k] == y).mean()),
+                             "argmax_agreement_vs_onnx_float32": float((answers[k] == answers["onnx-float32"]).mean()),
+                             "batch1_p50_ms": batch1[k],
+                             "sorted_batch32_items_per_s_median": 1000 / float(np.median(sorted32[k]))}
+                         for k in graphs}}
     files.write_json(args.output, result)
     print(json.dumps(result, indent=2))
     return 0

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
-from mathreport import artifacts, bench, environment, files, models, onnx_backend, predict
+from mathreport import artifacts, bench, environment, files, models, predict
+from mathreport.errors import OnnxUnavailable
 
 
 def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[], float]], rounds: int,
@@ -55,15 +56,12 @@ def _compare(name: str, metric: str, unit: str, variants: dict[str, Callable[[],
 
 
 def _p50_ms(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:
-    batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-    return float(np.median(bench.time_batches(classifier, batches, batch_size))) * 1000
+    return bench.median_ms({"": classifier}, texts, batch_size)[""]
 
 
 def _items_per_s(classifier: predict.Classifier, texts: list[str], batch_size: int) -> float:
-    start = time.perf_counter()
-    for i in range(0, len(texts), batch_size):
-        classifier.predict_proba(texts[i : i + batch_size], batch_size=batch_size)
-    return len(texts) / (time.perf_counter() - start)
+    times, _ = bench.time_calls({"": classifier}, bench.batches_of(texts, batch_size), batch_size)
+    return len(texts) * 1000 / times[""].sum()
 
 
 def _with_threads(n: int, fn: Callable[[], float]) -> Callable[[], float]:
@@ -101,8 +99,8 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
     bf16 = predict.load_classifier(run_dir, dtype="bfloat16", backend="torch")
     # int8 is ONNX Runtime's (`mathreport export-onnx`); torch.ao's dynamic quantization is deprecated and gone here.
     try:
-        int8 = onnx_backend.load_onnx(run_dir, "int8", threads=threads)
-    except onnx_backend.OnnxUnavailable as exc:
+        int8 = predict.load_onnx(run_dir, "int8", artifacts.read_manifest(run_dir), threads=threads)
+    except OnnxUnavailable as exc:
         print(f"int8 not measured: {exc}", flush=True)
         int8 = None
     reduced = {"bfloat16": bf16, **({"int8 (ONNX Runtime)": int8} if int8 else {})}
@@ -138,9 +136,8 @@ def measure_inference(run_dir: Path, *, rounds: int = 3, max_items: int = 200) -
 
 def _items_per_s_sorted(classifier: predict.TransformerClassifier, texts: list[str]) -> float:
     # One call with all questions: the classifier forms the batches of 32 itself (sorted or in input order).
-    start = time.perf_counter()
-    classifier.predict_proba(texts, batch_size=32)
-    return len(texts) / (time.perf_counter() - start)
+    times, _ = bench.time_calls({"": classifier}, [texts], 32)
+    return len(texts) * 1000 / times[""].sum()
 
 
 def _precision_agreement(run_dir: Path, fp32: predict.Classifier, reduced: predict.Classifier, threads: int,
@@ -402,16 +399,16 @@ def seed_arms(arms: dict[str, list[Path]]) -> dict:
         for run_dir in run_dirs:
             manifest = artifacts.read_manifest(run_dir)
             test = artifacts.read_metrics(run_dir)
-            val_split = data.read_split(manifest["data"]["val"]["path"])
+            val_split = data.read_split(manifest.split("val").path)
             probs = predict.load_classifier(run_dir, backend="torch").predict_proba(val_split["Question"].tolist())
             val = search.validation_scores(val_split["label"].to_numpy(), probs)
             runs.append({
-                "run_dir": str(run_dir), "seed": manifest["hyperparameters"]["seed"],
-                "bf16_autocast": manifest.get("train_autocast"), "lora_dropout": manifest["lora"]["lora_dropout"],
+                "run_dir": str(run_dir), "seed": manifest.hyperparameters["seed"],
+                "bf16_autocast": manifest.train_autocast, "lora_dropout": manifest.lora["lora_dropout"],
                 "val_macro_f1": val["val_macro_f1"], "val_accuracy": val["val_accuracy"],
                 "test_macro_f1": test["F1_macro"], "test_accuracy": test["Accuracy"],
-                "train_samples_per_second": manifest["training"]["train_samples_per_second"],
-                "train_seconds": manifest["training"]["train_seconds"],
+                "train_samples_per_second": manifest.training["train_samples_per_second"],
+                "train_seconds": manifest.train_seconds,
             })
         summary = {}
         for key in ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy", "train_samples_per_second"):

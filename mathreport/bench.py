@@ -1,8 +1,9 @@
 """The latency benchmark behind latency.json: real test questions, warm-up, percentiles, CPU load alongside.
 
+`time_calls` is the one timing loop: every classifier over the same batches, interleaved round by round.
 `benchmark_latency` times one classifier (what `train` records); `compare_backends` / `bench_run` time every
-inference backend of a run interleaved in one process (`mathreport bench`). `CpuLoad` (psutil) records how busy
-the machine was while timing, so a number from a loaded machine is seen as one.
+inference backend of a run in one process (`mathreport bench`). `CpuLoad` (psutil) records how busy the machine
+was while timing, so a number from a loaded machine is seen as one.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from mathreport import artifacts, environment, files, onnx_backend, predict
-from mathreport.errors import ConfigError
-from mathreport.onnx_backend import Backend
-from mathreport.predict import Classifier
+from mathreport import artifacts, data, environment, files, predict
+from mathreport.errors import ArtifactError, ConfigError, OnnxUnavailable
+from mathreport.predict import Backend, Classifier
+from mathreport.record import RunRecord
 
 log = logging.getLogger("mathreport")
 
@@ -30,28 +32,55 @@ def test_questions(run_dir: Path) -> list[str]:
         if "text" in frame.columns and frame["text"].notna().any():
             return frame["text"].dropna().astype(str).tolist()
     manifest = artifacts.read_manifest(run_dir)
-    test = (manifest.get("data") or {}).get("test") or {}
-    if not test.get("path"):
-        raise artifacts.ArtifactError(
-            f"{run_dir}: neither {artifacts.PREDICTIONS} has a 'text' column nor {artifacts.MANIFEST} a test path; "
-            "latency is measured on real test questions only"
-        )
-    from mathreport import data
-
-    config = manifest.get("config") or {}
-    frame = data.read_split(test["path"], text_col=config.get("text_col", "Question"),
-                            label_col=config.get("label_col", "label"))
+    if not manifest.split("test").path:
+        raise ArtifactError(f"{run_dir}: neither {artifacts.PREDICTIONS} has a 'text' column nor "
+                            f"{artifacts.MANIFEST} a test path; latency is measured on real test questions only")
+    frame = data.read_split(manifest.split("test").path, text_col=manifest.config.get("text_col", "Question"),
+                            label_col=manifest.config.get("label_col", "label"))
     return frame["Question"].tolist()
 
 
-def time_batches(classifier: Classifier, batches: list[list[str]], batch_size: int) -> list[float]:
-    """Seconds per item of each batch, one call per batch."""
-    out = []
-    for batch in batches:
-        start = time.perf_counter()
-        classifier.predict_proba(batch, batch_size=batch_size)
-        out.append((time.perf_counter() - start) / len(batch))
-    return out
+def batches_of(texts: list[str], batch_size: int) -> list[list[str]]:
+    """`texts` in consecutive batches of `batch_size` (the last one may be smaller)."""
+    return [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+
+
+def time_calls(classifiers: dict, batches: list[list[str]], batch_size: int, *, rounds: int = 1, warmup: int = 0,
+               before: Callable | None = None, desc: str | None = None) -> tuple[dict, dict | None]:
+    """Per-item milliseconds of each classifier on every item of `batches`, and how busy the CPUs were (`CpuLoad`).
+
+    One call per batch, its time shared among the batch's items. Round r of every classifier runs before round r+1
+    of any (A B C A B C ...), so that load from other processes hits them alike. warmup: batches each classifier
+    runs first, untimed; before(name): called before each pass of a classifier (e.g. to set torch's threads);
+    desc: a progress bar's label (None: no bar).
+    """
+    from tqdm.auto import tqdm
+
+    for name, clf in classifiers.items():
+        if before is not None:
+            before(name)
+        for batch in batches[:warmup]:
+            clf.predict_proba(batch, batch_size=batch_size)
+    ms: dict = {name: [] for name in classifiers}
+    bar = tqdm(total=len(batches) * rounds * len(classifiers), desc=desc, disable=desc is None, leave=False,
+               unit="batch")
+    with CpuLoad() as load, bar:
+        for _ in range(rounds):
+            for name, clf in classifiers.items():
+                if before is not None:
+                    before(name)
+                for batch in batches:
+                    start = time.perf_counter()
+                    clf.predict_proba(batch, batch_size=batch_size)
+                    ms[name].extend([(time.perf_counter() - start) * 1000 / len(batch)] * len(batch))
+                    bar.update(1)
+    return {name: np.asarray(t) for name, t in ms.items()}, load.result
+
+
+def median_ms(classifiers: dict, texts: list[str], batch_size: int = 1, **kwargs) -> dict:
+    """The median per-item milliseconds of each classifier on `texts` in batches of `batch_size` (`time_calls`)."""
+    times, _ = time_calls(classifiers, batches_of(list(texts), batch_size), batch_size, **kwargs)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def thread_candidates() -> tuple[int, ...]:
@@ -59,30 +88,12 @@ def thread_candidates() -> tuple[int, ...]:
     return tuple(sorted({1, os.cpu_count() or 1}))
 
 
-def choose_threads(
-    classifier: Classifier, batches: list[list[str]], batch_size: int, candidates: tuple[int, ...], rounds: int = 3
-) -> tuple[int, dict[int, float]]:
-    """The torch thread count with the lowest median per-item time on `batches`, and each one's median in ms.
-
-    Candidates are interleaved round by round so that a burst of load from other processes hits all of them.
-    """
-    import torch
-
-    times: dict[int, list[float]] = {n: [] for n in candidates}
-    for _ in range(rounds):
-        for n in candidates:
-            torch.set_num_threads(n)
-            times[n].extend(time_batches(classifier, batches, batch_size))
-    medians = {n: float(np.median(t)) * 1000 for n, t in times.items()}
-    return min(medians, key=medians.get), medians
-
-
 class CpuLoad:
     """How busy the machine's CPUs were over a block, and how much of that was other processes (from psutil).
 
         with CpuLoad() as load:
             ...  # timed work
-        load.result  # {"cpu_busy": 0.52, "cpu_busy_other": 0.03}; None when no CPU time passed
+        load.result  # {"cpu_busy": ..., "cpu_busy_other": ...} as fractions; None when no CPU time passed
     """
 
     def __enter__(self) -> CpuLoad:
@@ -96,8 +107,7 @@ class CpuLoad:
         return self
 
     def _own_seconds(self) -> float:
-        times = self._process.cpu_times()
-        return times.user + times.system
+        return sum(self._process.cpu_times()[:2])  # user + system
 
     def __exit__(self, *exc) -> None:
         import psutil
@@ -122,68 +132,55 @@ def _cpu_idle(times) -> float:
     return times.idle + getattr(times, "iowait", 0.0)
 
 
-def _bench_batch_size(classifier: Classifier, texts: list[str], batch_size: int, warmup: int, repeats: int,
-                      threads, uses_torch: bool) -> dict:
-    """One entry of latency.json's `results`: every batch of `texts` at one batch size, timed `repeats` times."""
+def _latency_results(classifiers: dict[str, Classifier], texts: list[str], batch_sizes: tuple[int, ...], warmup: int,
+                     repeats: int, thread_choice: tuple[int, ...] = ()) -> dict[str, list[dict]]:
+    """latency.json `results` of each classifier, one entry per batch size: every batch of `texts`, `repeats` times.
+
+    thread_choice: torch thread counts to measure on a few batches (one torch classifier); the fastest is taken
+    for each batch size and the medians recorded.
+    """
     import torch
-    from tqdm.auto import tqdm
 
-    batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-    measured = None
-    if uses_torch and isinstance(threads, tuple) and len(threads) > 1:
-        probe = batches[: max(1, 16 // batch_size)]
-        chosen, measured = choose_threads(classifier, probe, batch_size, threads)
-        torch.set_num_threads(chosen)
-    elif uses_torch and threads is not None:
-        torch.set_num_threads(threads[0] if isinstance(threads, tuple) else threads)
-    for batch in batches[:warmup]:
-        classifier.predict_proba(batch, batch_size=batch_size)
-    per_item_ms: list[float] = []
-    items = 0
-    total_s = 0.0
-    bar = tqdm(total=len(batches) * repeats, desc=f"latency bs={batch_size}", leave=False, unit="batch")
-    with CpuLoad() as load, bar:
-        for _ in range(repeats):
-            for batch in batches:
-                start = time.perf_counter()
-                classifier.predict_proba(batch, batch_size=batch_size)
-                elapsed = time.perf_counter() - start
-                per_item_ms.extend([elapsed * 1000 / len(batch)] * len(batch))
-                items += len(batch)
-                total_s += elapsed
-                bar.update(1)
-    arr = np.asarray(per_item_ms)
-    entry = {
-        "batch_size": batch_size,
-        "n_items": items,
-        "n_batches": len(batches) * repeats,
-        "p50_ms": float(np.percentile(arr, 50)),
-        "p95_ms": float(np.percentile(arr, 95)),
-        "p99_ms": float(np.percentile(arr, 99)),
-        "mean_ms": float(arr.mean()),
-        "items_per_s": float(items / total_s),
-        # scikit-learn predicts on one thread, ONNX Runtime on its session's; torch's setting is theirs to ignore.
-        "threads": torch.get_num_threads() if uses_torch else getattr(classifier, "threads", 1),
+    out: dict[str, list[dict]] = {name: [] for name in classifiers}
+    for batch_size in batch_sizes:
+        measured = None
+        if thread_choice:
+            (clf,) = classifiers.values()
+            measured = median_ms({n: clf for n in thread_choice}, texts[: batch_size * max(1, 16 // batch_size)],
+                                 batch_size, rounds=3, before=torch.set_num_threads)
+            torch.set_num_threads(min(measured, key=measured.get))
+        batches = batches_of(texts, batch_size)
+        times, load = time_calls(classifiers, batches, batch_size, rounds=repeats, warmup=warmup,
+                                 desc=f"latency bs={batch_size}")
+        for name, clf in classifiers.items():
+            ms = times[name]
+            entry = {
+                "batch_size": batch_size, "n_items": len(ms), "n_batches": len(batches) * repeats,
+                "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+                "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
+                "items_per_s": float(len(ms) * 1000 / ms.sum()), "threads": getattr(clf, "threads", 1),
+            }
+            if measured is not None:
+                entry["threads_p50_ms"] = {str(n): v for n, v in measured.items()}
+            out[name].append({**entry, **(load or {})})
+    return out
+
+
+def _latency_json(device: str, backend: str, dtype: str, threads: int, warmup: int, repeats: int, n_items: int,
+                  results: list[dict], **more) -> dict:
+    """latency.json: the timed `results` and what they were measured on."""
+    hw = environment.hardware()
+    return {
+        "device": device if device != "cpu" else f"cpu ({hw.get('cpu', hw['processor'])})",
+        "backend": backend, "dtype": dtype, "threads": threads, "hardware": hw,
+        "versions": environment.versions(environment.LATENCY_PACKAGES), "warmup_batches": warmup, "repeats": repeats,
+        "inputs": f"first {n_items} test questions, real lengths", "results": results, **more,
     }
-    if measured is not None:
-        entry["threads_p50_ms"] = {str(n): ms for n, ms in measured.items()}
-    if load.result:
-        entry.update(load.result)
-    return entry
 
 
-def benchmark_latency(
-    classifier: Classifier,
-    texts: list[str],
-    *,
-    batch_sizes: tuple[int, ...] = (1, 32),
-    warmup: int = 3,
-    max_items: int = 200,
-    repeats: int = 1,
-    device: str = "cpu",
-    dtype: str = "float32",
-    threads: int | tuple[int, ...] | None = None,
-) -> dict:
+def benchmark_latency(classifier: Classifier, texts: list[str], *, batch_sizes: tuple[int, ...] = (1, 32),
+                      warmup: int = 3, max_items: int = 200, repeats: int = 1, device: str = "cpu",
+                      dtype: str = "float32", threads: int | tuple[int, ...] | None = None) -> dict:
     """Per-item latency percentiles and throughput over real questions, after warm-up.
 
     Each batch of `batch_size` consecutive test questions (real lengths) is timed; per-item latency is
@@ -195,96 +192,39 @@ def benchmark_latency(
     if not texts:
         raise ValueError("latency needs at least one test question; the test split is empty")
     texts = list(texts)[:max_items]
+    counts = () if threads is None else threads if isinstance(threads, tuple) else (threads,)
     uses_torch = isinstance(classifier, predict.TransformerClassifier)
     original_threads = torch.get_num_threads()
     try:
-        results = [_bench_batch_size(classifier, texts, batch_size, warmup, repeats, threads, uses_torch)
-                   for batch_size in batch_sizes]
+        if uses_torch and len(counts) == 1:
+            torch.set_num_threads(counts[0])
+        choice = counts if uses_torch and len(counts) > 1 else ()
+        results = _latency_results({"": classifier}, texts, batch_sizes, warmup, repeats, choice)[""]
     finally:
         torch.set_num_threads(original_threads)  # the choice is for this benchmark, not for the caller
-    hw = environment.hardware()
-    return {
-        "device": device if device != "cpu" else f"cpu ({hw.get('cpu', hw['processor'])})",
-        "backend": classifier.backend,
-        "dtype": dtype,
-        "threads": results[0]["threads"],
-        "hardware": hw,
-        "versions": environment.versions(environment.LATENCY_PACKAGES),
-        "warmup_batches": warmup,
-        "repeats": repeats,
-        "inputs": f"first {len(texts)} test questions, real lengths",
-        "results": results,
-    }
+    return _latency_json(device, classifier.backend, dtype, results[0]["threads"], warmup, repeats, len(texts),
+                         results)
 
 
-def backends_to_bench(manifest: dict, backend: str = "all", dtype: str | None = None) -> list[Backend]:
+def backends_to_bench(manifest: RunRecord, backend: str = "all", dtype: str | None = None) -> list[Backend]:
     """The backends `mathreport bench` compares: all of them, one engine's, or the run's default (`auto`).
 
-    A run trained in 4-bit has one, torch-nf4; asking it for another is refused (ValueError).
+    A run trained in 4-bit has one, torch-nf4; asking it for another is refused (ConfigError).
     """
-    if predict.trained_in_4bit(manifest):
+    if manifest.load_in_4bit:
         return [predict.resolve_backend(manifest, "torch" if backend == "all" else backend, dtype)]
     if backend == "auto" or (backend in predict.DTYPES_OF and dtype is not None):
         return [predict.resolve_backend(manifest, backend, dtype)]
-    chosen = [b for b in onnx_backend.ALL_BACKENDS
-              if backend in ("all", b.engine) and (dtype is None or b.dtype == dtype)]
+    chosen = [b for b in predict.ALL_BACKENDS if backend in ("all", b.engine) and dtype in (None, b.dtype)]
     if not chosen:
         raise ConfigError(f"--backend {backend} --dtype {dtype}: no backend {backend!r} runs {dtype} weights; the "
-                          f"backends are {', '.join(b.name for b in onnx_backend.ALL_BACKENDS)}")
+                          f"backends are {', '.join(b.name for b in predict.ALL_BACKENDS)}")
     return chosen
 
 
-def _interleaved_batch_size(classifiers: dict[str, Classifier], texts: list[str], batch_size: int, warmup: int,
-                            repeats: int) -> dict[str, dict]:
-    """latency.json `results` entries at one batch size for several classifiers, timed pass by pass in turn.
-
-    Pass r of every classifier runs before pass r+1 of any (A B C A B C ...), so load from other processes hits
-    them alike.
-    """
-    from tqdm.auto import tqdm
-
-    batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-    for clf in classifiers.values():
-        for batch in batches[:warmup]:
-            clf.predict_proba(batch, batch_size=batch_size)
-    per_item: dict[str, list[float]] = {name: [] for name in classifiers}
-    total_s = dict.fromkeys(classifiers, 0.0)
-    bar = tqdm(total=len(batches) * repeats * len(classifiers), desc=f"latency bs={batch_size}", leave=False,
-               unit="batch")
-    with CpuLoad() as load, bar:
-        for _ in range(repeats):
-            for name, clf in classifiers.items():
-                for batch in batches:
-                    start = time.perf_counter()
-                    clf.predict_proba(batch, batch_size=batch_size)
-                    elapsed = time.perf_counter() - start
-                    per_item[name].extend([elapsed * 1000 / len(batch)] * len(batch))
-                    total_s[name] += elapsed
-                    bar.update(1)
-    out = {}
-    for name, clf in classifiers.items():
-        arr = np.asarray(per_item[name])
-        out[name] = {
-            "batch_size": batch_size, "n_items": len(arr), "n_batches": len(batches) * repeats,
-            "p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-            "p99_ms": float(np.percentile(arr, 99)), "mean_ms": float(arr.mean()),
-            "items_per_s": float(len(arr) / total_s[name]), "threads": clf.threads,
-            **(load.result or {}),
-        }
-    return out
-
-
-def compare_backends(
-    run_dir: Path,
-    backends: list[Backend] | None = None,
-    *,
-    threads: int | None = None,
-    batch_sizes: tuple[int, ...] = (1, 32),
-    max_items: int = 200,
-    repeats: int = 3,
-    warmup: int = 3,
-    device: str | None = None,
-) -> dict:
+def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, threads: int | None = None,
+                     batch_sizes: tuple[int, ...] = (1, 32), max_items: int = 200, repeats: int = 3, warmup: int = 3,
+                     device: str | None = None) -> dict:
     """Time several backends of one run in this process, interleaved, on its test questions; the latency.json dict.
 
     Each backend's test accuracy, and how its answers compare with the run's float32 predictions
@@ -299,72 +239,50 @@ def compare_backends(
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise artifacts.ArtifactError(
-            f"run directory {run_dir} does not exist. Make it with: {artifacts.make_command(run_dir)}"
-        )
+        raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {artifacts.make_command(run_dir)}")
     manifest = artifacts.read_manifest(run_dir)
     threads = threads or os.cpu_count() or 1
-    if manifest.get("kind") == "tfidf":  # one backend: scikit-learn
+    if manifest.kind == "tfidf":  # one backend: scikit-learn
         latency = benchmark_latency(predict.load_classifier(run_dir), test_questions(run_dir), batch_sizes=batch_sizes,
                                     warmup=warmup, max_items=max_items, repeats=repeats, dtype="float64")
-        latency["command"] = "bench"
-        return latency
-    backends = backends or backends_to_bench(manifest)
+        return {**latency, "command": "bench"}
     classifiers: dict[str, Classifier] = {}
     skipped: dict[str, str] = {}
-    for b in backends:
-        if b.engine == "onnx":
-            try:
-                classifiers[b.name] = onnx_backend.load_onnx(run_dir, b.dtype, manifest, threads=threads)
-            except onnx_backend.OnnxUnavailable as exc:
-                skipped[b.name] = str(exc)
-                log.warning("not measured: %s", exc)
-        else:
-            classifiers[b.name] = predict.load_torch(run_dir, manifest, device, True, b.dtype)
+    for b in backends or backends_to_bench(manifest):
+        try:
+            classifiers[b.name] = (predict.load_onnx(run_dir, b.dtype, manifest, threads=threads) if b.engine == "onnx"
+                                   else predict.load_torch(run_dir, manifest, device, True, b.dtype))
+        except OnnxUnavailable as exc:
+            skipped[b.name] = str(exc)
+            log.warning("not measured: %s", exc)
     if not classifiers:
-        raise artifacts.ArtifactError(f"{run_dir}: none of the backends asked for can be loaded: {skipped}")
+        raise ArtifactError(f"{run_dir}: none of the backends asked for can be loaded: {skipped}")
     frame = artifacts.read_predictions(run_dir)
     texts = test_questions(run_dir)
     verified = len(texts) == len(frame)
     original_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        entries = {name: {"backend": onnx_backend.backend_named(name).engine,
-                          "dtype": onnx_backend.backend_named(name).dtype, "results": []}
+        entries = {name: {"backend": predict.backend_named(name).engine, "dtype": predict.backend_named(name).dtype}
                    for name in classifiers}
         if verified:
             reference = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
             for name, clf in classifiers.items():
-                entries[name].update(onnx_backend.agreement(clf.predict_proba(texts, batch_size=32),
-                                                            frame["y_true"].to_numpy(), reference))
-        timed = list(texts)[:max_items]
-        for batch_size in batch_sizes:
-            for name, entry in _interleaved_batch_size(classifiers, timed, batch_size, warmup, repeats).items():
-                entries[name]["results"].append(entry)
+                entries[name].update(predict.agreement(clf.predict_proba(texts, batch_size=32),
+                                                       frame["y_true"].to_numpy(), reference))
+        timed = texts[:max_items]
+        for name, results in _latency_results(classifiers, timed, batch_sizes, warmup, repeats).items():
+            entries[name]["results"] = results
     finally:
         torch.set_num_threads(original_threads)
     default = predict.default_backend(manifest).name
-    top = default if default in entries else next(iter(entries))
-    hw = environment.hardware()
-    torch_device = models.pick_device(device)
-    return {
-        "command": "bench",
-        "device": torch_device if torch_device != "cpu" else f"cpu ({hw.get('cpu', hw['processor'])})",
-        "backend": entries[top]["backend"],
-        "dtype": entries[top]["dtype"],
-        "threads": threads,
-        "hardware": hw,
-        "versions": environment.versions(environment.LATENCY_PACKAGES),
-        "warmup_batches": warmup,
-        "repeats": repeats,
-        "inputs": f"first {len(timed)} test questions, real lengths",
-        "interleaved": "each pass over the questions runs for every backend in turn, repeats times",
-        "accuracy_on": f"all {len(texts)} test questions, against {artifacts.PREDICTIONS}" if verified else None,
-        "default_backend": default,
-        "results": entries[top]["results"],
-        "backends": entries,
-        "skipped": skipped,
-    }
+    top = entries[default if default in entries else next(iter(entries))]
+    return _latency_json(
+        models.pick_device(device), top["backend"], top["dtype"], threads, warmup, repeats, len(timed), top["results"],
+        command="bench", interleaved="each pass over the questions runs for every backend in turn, repeats times",
+        accuracy_on=f"all {len(texts)} test questions, against {artifacts.PREDICTIONS}" if verified else None,
+        default_backend=default, backends=entries, skipped=skipped,
+    )
 
 
 def bench_run(run_dir: Path, backends: list[Backend] | None = None, *, output: Path | None = None,

@@ -1,25 +1,60 @@
 """Inference only: class probabilities for texts from a saved run, for every backend (scikit-learn, torch, ONNX).
 
 `load_classifier` reads a run's model and picks the engine and weights (`resolve_backend`); every classifier
-answers `predict_proba(texts) -> (n, 8)`. Timing them is `bench`'s work.
+answers `predict_proba(texts) -> (n, 8)`. Exporting to ONNX and choosing the default is `onnx_backend`'s work;
+timing is `bench`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 import numpy as np
 
-from mathreport import artifacts, onnx_backend
-from mathreport.errors import ConfigError, EmptyQuestionError
+from mathreport import artifacts, data, files
+from mathreport.errors import ArtifactError, ConfigError, EmptyQuestionError, OnnxUnavailable
 from mathreport.labels import NUM_CLASSES
-from mathreport.onnx_backend import TORCH_FLOAT32, TORCH_NF4, Backend
+from mathreport.record import RunRecord
 
 log = logging.getLogger("mathreport")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run a transformer run's model: an engine and the precision of its weights."""
+
+    engine: str  # "torch" or "onnx"
+    dtype: str  # torch: "float32", "bfloat16", "nf4"; onnx: "float32", "int8"
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}-{self.dtype}"
+
+
+TORCH_FLOAT32 = Backend("torch", "float32")
+ALL_BACKENDS = (TORCH_FLOAT32, Backend("torch", "bfloat16"), Backend("onnx", "float32"), Backend("onnx", "int8"))
+# A run trained in 4-bit has this one backend: its NF4 base (bitsandbytes) with the adapter, as it was trained.
+TORCH_NF4 = Backend("torch", "nf4")
+FOUR_BIT_NO_ONNX = ("a 4-bit run keeps its NF4 base (bitsandbytes' Linear4bit layers), which ONNX cannot hold; it "
+                    "runs on torch (torch-nf4). For an ONNX model, train in full precision (--no-load_in_4bit)")
+ONNX_FILES = {"float32": "model.onnx", "int8": "model-int8.onnx"}
+INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
+BACKEND_CHOICES = ("auto", "torch", "onnx")
+DTYPES_OF = {"torch": ("float32", "bfloat16"), "onnx": tuple(ONNX_FILES)}
+
+
+def backend_named(name: str) -> Backend:
+    """The backend called `name` (e.g. "onnx-int8")."""
+    for backend in (*ALL_BACKENDS, TORCH_NF4):
+        if backend.name == name:
+            return backend
+    raise ValueError(f"unknown backend {name!r}; expected one of {[b.name for b in (*ALL_BACKENDS, TORCH_NF4)]}")
 
 
 class Classifier(Protocol):
@@ -32,8 +67,6 @@ def check_questions(texts: list[str]) -> None:
     """Refuse questions a model must not answer (EmptyQuestionError naming which): empty ones, ones of only white
     space or zero-width characters (a model would still answer a topic), and ones holding bytes that are not UTF-8
     (a command-line argument decoded with surrogateescape), which no output could write back."""
-    from mathreport import data
-
     for i, text in enumerate(texts, 1):
         bad = next((ch for ch in str(text) if 0xD800 <= ord(ch) <= 0xDFFF), None)
         if bad is not None:
@@ -46,13 +79,34 @@ def check_questions(texts: list[str]) -> None:
                                  "characters); give the text of a math question")
 
 
+def batched_probs(texts: list[str], batch_size: int, probs_of: Callable[[list[str]], np.ndarray], *,
+                  sort: bool = True, progress: bool = False) -> np.ndarray:
+    """Probabilities of `texts` in input order, `probs_of` answering `batch_size` of them at a time.
+
+    sort: batch the texts by length, so that each batch pads to a similar length; every batch's answers are
+    written back at its indices, which restores the input order.
+    """
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable") if sort else np.arange(len(texts))
+    out = np.zeros((0, NUM_CLASSES))
+    for start in tqdm(range(0, len(texts), batch_size), desc="predict", disable=not progress, unit="batch"):
+        idx = order[start : start + batch_size]
+        probs = probs_of([texts[i] for i in idx])
+        if not start:
+            out = np.empty((len(texts), probs.shape[1]), dtype=float)
+        out[idx] = probs
+    return out
+
+
 @dataclass
 class SklearnClassifier:
     """A fitted scikit-learn pipeline (the `tfidf` baseline)."""
 
     pipeline: object
-    # scikit-learn re-checks every intermediate array for NaN/inf and re-validates parameters on each call;
-    # the TF-IDF features it checks are its own output, and at batch size 1 the checks cost ~0.25 ms of ~1.5.
+    # scikit-learn re-checks every intermediate array for NaN/inf and re-validates its parameters on each call;
+    # the features it checks are its own TF-IDF output, and at batch size 1 the checks are a large share of a call.
     skip_checks: bool = True
     backend: ClassVar[str] = "sklearn"
     threads: ClassVar[int] = 1  # scikit-learn's TF-IDF + logistic regression predicts on one thread
@@ -77,8 +131,7 @@ class TransformerClassifier:
     tokenizer: object
     max_length: int
     device: str = "cpu"
-    autocast_dtype: object = None  # e.g. torch.bfloat16 for CPU autocast
-    # Both on by default; the switches exist so that benchmarks/speed.py can measure what each one buys.
+    # Both on by default; the switches let benchmarks/speed.py measure what each one buys.
     sort_by_length: bool = True
     padding: str = "longest"  # or "max_length"
     backend: ClassVar[str] = "torch"
@@ -90,63 +143,111 @@ class TransformerClassifier:
         return torch.get_num_threads()
 
     def predict_proba(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        import torch
-        from tqdm.auto import tqdm
-
-        texts = list(texts)
-        out = np.empty((len(texts), self.model.config.num_labels), dtype=float)
         self.model.eval()
-        batches = length_sorted_batches(texts, batch_size, self.sort_by_length)
-        for idx in tqdm(batches, desc="predict", disable=not progress, unit="batch"):
-            enc = self.tokenizer(
-                [texts[i] for i in idx], padding=self.padding, truncation=True, max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            with torch.inference_mode(), _autocast(self.device, self.autocast_dtype):
-                logits = self.model(**enc).logits
-            out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return out
+        return batched_probs(texts, batch_size, self._probs, sort=self.sort_by_length, progress=progress)
+
+    def _probs(self, batch: list[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tokenizer(batch, padding=self.padding, truncation=True, max_length=self.max_length,
+                             return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            return torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
 
 
-def length_sorted_batches(texts: list[str], batch_size: int, sort: bool = True) -> list[np.ndarray]:
-    """Indices of `texts` in batches of `batch_size`, sorted by length so each batch pads to a similar length.
+@dataclass
+class OnnxClassifier:
+    """An ONNX Runtime session of a run's model and its tokenizer (CPU)."""
 
-    The caller writes each batch's answers back at its indices, which restores the input order.
-    """
-    order = np.argsort([len(t) for t in texts], kind="stable") if sort else np.arange(len(texts))
-    return [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+    session: object
+    tokenizer: object
+    max_length: int
+    dtype: str
+    threads: int
+    sort_by_length: bool = True
+    padding: str = "longest"
+    backend: ClassVar[str] = "onnx"
+    device: ClassVar[str] = "cpu"
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        return batched_probs(texts, batch_size, self._probs, sort=self.sort_by_length, progress=progress)
+
+    def _probs(self, batch: list[str]) -> np.ndarray:
+        enc = self.tokenizer(batch, padding=self.padding, truncation=True, max_length=self.max_length,
+                             return_tensors="np")
+        feeds = {i.name: np.asarray(enc[i.name], dtype=np.int64) for i in self.session.get_inputs()}
+        z = self.session.run(None, feeds)[0].astype(np.float64)
+        np.exp(z - z.max(axis=1, keepdims=True), out=z)
+        return z / z.sum(axis=1, keepdims=True)
 
 
-def _autocast(device: str, dtype):
-    import torch
+def make_session(model_bytes: bytes, threads: int | None = None):
+    """An ONNX Runtime CPU session; threads: intra-op threads (None: one per CPU core)."""
+    import onnxruntime as ort
 
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-
-
-INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
-BACKEND_CHOICES = ("auto", "torch", "onnx")
-DTYPES_OF = {"torch": ("float32", "bfloat16"), "onnx": tuple(onnx_backend.ONNX_FILES)}
-
-
-def trained_in_4bit(manifest: dict) -> bool:
-    """Whether run.json says the run's base model was loaded in 4-bit (NF4) for training."""
-    return bool(manifest.get("load_in_4bit"))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def default_backend(manifest: dict) -> Backend:
+def load_onnx(run_dir: Path, dtype: str, manifest: RunRecord, threads: int | None = None) -> OnnxClassifier:
+    """The run's ONNX model as a classifier, only if the file is the one whose answers were verified
+    (OnnxUnavailable, saying why, otherwise)."""
+    from mathreport import models
+
+    if dtype not in ONNX_FILES:
+        raise ValueError(f"the onnx backend runs {sorted(ONNX_FILES)}, not {dtype!r}")
+    path = Path(run_dir) / ONNX_FILES[dtype]
+    expected = (((manifest.inference or {}).get("onnx") or {}).get(dtype) or {}).get("sha256")
+    if not expected:
+        raise OnnxUnavailable(f"{path} was never exported and verified for this run "
+                              f"(make it with: mathreport export-onnx --run_dir {run_dir})")
+    try:
+        model_bytes = path.read_bytes()
+    except OSError as exc:
+        raise OnnxUnavailable(f"{path} cannot be read ({exc.strerror or exc})") from exc
+    # Hash the bytes that are loaded, not the file before: nothing can change between the check and the load.
+    found = files.sha256_bytes(model_bytes)
+    if found != expected:
+        raise OnnxUnavailable(f"{path} is not the file that was verified (SHA-256 {found[:12]}…, "
+                              f"run.json records {expected[:12]}…)")
+    try:
+        session = make_session(model_bytes, threads)
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+        raise OnnxUnavailable(f"{path} cannot be loaded by onnxruntime: {exc}") from exc
+    tokenizer = models.load_tokenizer(str(Path(run_dir) / "model"))
+    return OnnxClassifier(session, tokenizer, int(manifest.hyperparameters["max_length"]), dtype,
+                          session.get_session_options().intra_op_num_threads)
+
+
+def agreement(probs: np.ndarray, y_true: np.ndarray, reference: np.ndarray) -> dict:
+    """Accuracy of `probs`, and how close they are to the reference (float32) probabilities of the same questions."""
+    probs, reference = np.asarray(probs, dtype=float), np.asarray(reference, dtype=float)
+    if probs.shape != reference.shape or len(probs) != len(y_true):
+        raise ValueError(f"probabilities {probs.shape}, reference {reference.shape} and {len(y_true)} labels "
+                         "must describe the same test questions")
+    return {
+        "accuracy": float((probs.argmax(1) == y_true).mean()),
+        "argmax_agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
+        "max_abs_prob_diff": float(np.abs(probs - reference).max()) if len(probs) else 0.0,
+    }
+
+
+def default_backend(manifest: RunRecord) -> Backend:
     """The backend run.json names as the run's default (chosen when it was exported), else float32 torch.
 
     A 4-bit run's is always torch-nf4: its model is the 4-bit base with the adapter, as it was trained.
     """
-    if trained_in_4bit(manifest):
+    if manifest.load_in_4bit:
         return TORCH_NF4
-    name = (manifest.get(onnx_backend.INFERENCE) or {}).get("default")
-    return onnx_backend.backend_named(name) if name else TORCH_FLOAT32
+    name = (manifest.inference or {}).get("default")
+    return backend_named(name) if name else TORCH_FLOAT32
 
 
-def resolve_backend(manifest: dict, backend: str = "auto", dtype: str | None = None) -> Backend:
+def resolve_backend(manifest: RunRecord, backend: str = "auto", dtype: str | None = None) -> Backend:
     """Which engine and weights to run: `auto` is the run's default unless `dtype` asks for another precision.
 
     With `auto`, a dtype the default does not have goes to the engine that has it (int8: onnx; bfloat16: torch;
@@ -157,7 +258,7 @@ def resolve_backend(manifest: dict, backend: str = "auto", dtype: str | None = N
         raise ConfigError(f"--dtype {dtype}: dtype must be one of {INFERENCE_DTYPES}, found {dtype!r}")
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"--backend {backend}: backend must be one of {BACKEND_CHOICES}, found {backend!r}")
-    if trained_in_4bit(manifest):
+    if manifest.load_in_4bit:
         return _resolve_4bit(backend, dtype)
     if dtype == TORCH_NF4.dtype:
         raise ConfigError("--dtype nf4: nf4 is the precision of runs trained with --load_in_4bit; this run was not")
@@ -170,7 +271,7 @@ def resolve_backend(manifest: dict, backend: str = "auto", dtype: str | None = N
     if dtype not in DTYPES_OF[backend]:
         raise ConfigError(f"--backend {backend} --dtype {dtype}: the {backend} backend runs "
                           f"{' or '.join(DTYPES_OF[backend])} weights, not {dtype}"
-                         + ("; int8 runs on ONNX Runtime (backend onnx)" if dtype == "int8" else ""))
+                          + ("; int8 runs on ONNX Runtime (backend onnx)" if dtype == "int8" else ""))
     return Backend(backend, dtype)
 
 
@@ -182,13 +283,11 @@ def _resolve_4bit(backend: str, dtype: str | None) -> Backend:
         return TORCH_NF4
     raise ConfigError(f"--backend {backend} --dtype {dtype}: the run was trained in 4-bit and runs only as "
                       f"{TORCH_NF4.name} (backend torch, its NF4 weights), not as {backend} {dtype or ''}".rstrip()
-                     + ("; " + onnx_backend.FOUR_BIT_NO_ONNX if backend == "onnx" or dtype == "int8" else ""))
+                      + ("; " + FOUR_BIT_NO_ONNX if backend == "onnx" or dtype == "int8" else ""))
 
 
-def load_classifier(
-    run_dir: Path, device: str | None = None, merge_lora: bool = True, dtype: str | None = None,
-    backend: str = "auto", threads: int | None = None,
-) -> Classifier:
+def load_classifier(run_dir: Path, device: str | None = None, merge_lora: bool = True, dtype: str | None = None,
+                    backend: str = "auto", threads: int | None = None) -> Classifier:
     """Load the saved model of a run (scikit-learn pipeline, ONNX model or LoRA adapter) for inference.
 
     backend: `auto` (the run's default, recorded in run.json when it was exported to ONNX; float32 torch for a
@@ -199,17 +298,14 @@ def load_classifier(
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise artifacts.ArtifactError(
-            f"run directory {run_dir} does not exist. Make it with: {artifacts.make_command(run_dir)}"
-        )
+        raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {artifacts.make_command(run_dir)}")
     manifest = artifacts.read_manifest(run_dir)
-    model_dir = run_dir / "model"
-    if manifest.get("kind") == "tfidf":
+    if manifest.kind == "tfidf":
         import joblib
 
-        path = model_dir / "pipeline.joblib"
+        path = run_dir / "model" / "pipeline.joblib"
         if not path.is_file():
-            raise artifacts.ArtifactError(f"{path} is missing. Make it with: {artifacts.make_command(run_dir)}")
+            raise ArtifactError(f"{path} is missing. Make it with: {artifacts.make_command(run_dir)}")
         return SklearnClassifier(joblib.load(path))
 
     from mathreport import models
@@ -219,14 +315,14 @@ def load_classifier(
         choice = TORCH_FLOAT32  # the default was chosen among CPU backends; on a GPU torch runs it
     if choice.engine == "onnx":
         try:
-            return onnx_backend.load_onnx(run_dir, choice.dtype, manifest, threads=threads)
-        except onnx_backend.OnnxUnavailable as exc:
+            return load_onnx(run_dir, choice.dtype, manifest, threads=threads)
+        except OnnxUnavailable as exc:
             log.warning("%s; using torch float32 instead", exc)
             choice = TORCH_FLOAT32
     return load_torch(run_dir, manifest, device, merge_lora, choice.dtype)
 
 
-def load_torch(run_dir: Path, manifest: dict, device: str | None, merge_lora: bool, dtype: str):
+def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lora: bool, dtype: str):
     """The run's LoRA adapter on its base model: merged, with float32 or bfloat16 weights; or, for a run trained
     in 4-bit (dtype "nf4"), on its base loaded in 4-bit again, wherever bitsandbytes runs it."""
     import torch
@@ -236,20 +332,18 @@ def load_torch(run_dir: Path, manifest: dict, device: str | None, merge_lora: bo
 
     model_dir = run_dir / "model"
     if not (model_dir / "adapter_config.json").is_file():
-        raise artifacts.ArtifactError(
-            f"{model_dir}/adapter_config.json is missing. Make it with: {artifacts.make_command(run_dir)}"
-        )
-    load_in_4bit = trained_in_4bit(manifest)
+        raise ArtifactError(f"{model_dir}/adapter_config.json is missing. Make it with: "
+                            f"{artifacts.make_command(run_dir)}")
+    load_in_4bit = bool(manifest.load_in_4bit)
     if load_in_4bit != (dtype == TORCH_NF4.dtype):
         raise ConfigError(f"{run_dir}: a run {'trained' if load_in_4bit else 'not trained'} in 4-bit cannot run "
-                         f"as torch {dtype}; {resolve_backend(manifest).name} is its backend")
+                          f"as torch {dtype}; {resolve_backend(manifest).name} is its backend")
     device = models.pick_device(device)
-    weights = manifest["weights"]
     tokenizer = models.load_tokenizer(str(model_dir))
     with _quiet_loading():
         # A run trained in 4-bit is reloaded in 4-bit, on every device, so its predictions match the ones it wrote;
         # where bitsandbytes cannot run 4-bit, loading stops with the reason (models.check_4bit_possible).
-        base = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
+        base = models.load_base_model(manifest.weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
         if load_in_4bit:
             base = models.prepare_4bit_for_inference(base)
         model = PeftModel.from_pretrained(base, str(model_dir))
@@ -262,7 +356,7 @@ def load_torch(run_dir: Path, manifest: dict, device: str | None, merge_lora: bo
         # which at batch size 1 costs more than the bf16 matmuls save.
         model = model.to(torch.bfloat16)
     model.eval()
-    return TransformerClassifier(model, tokenizer, int(manifest["hyperparameters"]["max_length"]), device)
+    return TransformerClassifier(model, tokenizer, int(manifest.hyperparameters["max_length"]), device)
 
 
 @contextlib.contextmanager

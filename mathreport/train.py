@@ -202,8 +202,8 @@ def choose_inference_backend(run_dir: Path, classifier, val: pd.DataFrame, probs
     section, default = onnx_backend.export_and_choose(run_dir, classifier, val["Question"].iloc[take].tolist(),
                                                       val["label"].to_numpy()[take], np.asarray(probs)[take],
                                                       split=split)
-    manifest[onnx_backend.INFERENCE] = section
-    return default, onnx_backend.backend_named(section["default"]).dtype
+    manifest["inference"] = section
+    return default, predict.backend_named(section["default"]).dtype
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -320,7 +320,7 @@ def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
     splits = load_splits(cfg)
     hyper = manifest.get("hyperparameters") or hyperparameters(cfg, preset_for(cfg))
     # A 4-bit run reloads in 4-bit (its only weights); any other run as merged float32, as training left it.
-    dtype = predict.TORCH_NF4.dtype if predict.trained_in_4bit(manifest) else "float32"
+    dtype = predict.TORCH_NF4.dtype if manifest.load_in_4bit else "float32"
     classifier = predict.load_torch(run_dir, manifest, cfg.device, True, dtype)
     manifest["status"] = "running"
     manifest["resumed_after_training"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -43,7 +43,7 @@ def test_bench_compares_every_backend_in_one_json(runs, capsys):
     assert set(latency["backends"]) == {"torch-float32", "torch-bfloat16", "onnx-float32", "onnx-int8"}
     assert latency["skipped"] == {}
     manifest = artifacts.read_manifest(run)
-    default = manifest["inference"]["default"]
+    default = manifest.inference["default"]
     # The report reads the top level: it is the run's default backend, the one `predict` uses.
     assert latency["default_backend"] == default
     assert latency["results"] == latency["backends"][default]["results"]
@@ -89,11 +89,13 @@ def test_interleaved_timing_alternates_backends():
             return np.zeros((len(texts), 8))
 
     texts = [f"q{i}" for i in range(4)]
-    out = bench._interleaved_batch_size({"a": Fake("a"), "b": Fake("b")}, texts, 2, warmup=1, repeats=2)
+    out = bench._latency_results({"a": Fake("a"), "b": Fake("b")}, texts, (2,), warmup=1, repeats=2)
     timed = calls[2:]  # one warm-up batch each
     assert calls[:2] == [("a", 2), ("b", 2)]
     assert [name for name, _ in timed] == ["a", "a", "b", "b", "a", "a", "b", "b"]
-    assert out["a"]["n_items"] == 8 and out["b"]["n_batches"] == 4
+    (a,), (b,) = out["a"], out["b"]
+    assert a["n_items"] == 8 and b["n_batches"] == 4 and a["batch_size"] == 2 and a["threads"] == 1
+    assert 0 < a["p50_ms"] <= a["p99_ms"] and a["items_per_s"] == pytest.approx(1000 / a["mean_ms"])
 
 
 def test_bench_missing_run_is_one_line(tmp_path, capsys):

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mathreport import artifacts, cli, environment, files, onnx_backend, predict, train
+from mathreport import artifacts, cli, environment, onnx_backend, predict, record, train
 
 # float32 ONNX Runtime and torch differ only in the order of float32 additions.
 FLOAT32_PROB_TOLERANCE = 1e-4
@@ -43,8 +43,8 @@ def _fresh_copy(run, tmp_path):
 
 
 def test_train_exported_both_files_and_recorded_their_hashes(run):
-    section = artifacts.read_manifest(run)["inference"]
-    for dtype, name in onnx_backend.ONNX_FILES.items():
+    section = artifacts.read_manifest(run).inference
+    for dtype, name in predict.ONNX_FILES.items():
         record = section["onnx"][dtype]
         assert record["file"] == name
         assert hashlib.sha256((run / name).read_bytes()).hexdigest() == record["sha256"]
@@ -55,7 +55,7 @@ def test_train_exported_both_files_and_recorded_their_hashes(run):
 def test_onnx_float32_equals_torch_on_the_test_split(run, test_split, torch_probs):
     texts, y_true, _ = test_split
     onnx = predict.load_classifier(run, backend="onnx", dtype="float32")
-    assert isinstance(onnx, onnx_backend.OnnxClassifier)
+    assert isinstance(onnx, predict.OnnxClassifier)
     probs = onnx.predict_proba(texts, batch_size=8)
     assert (probs.argmax(1) == torch_probs.argmax(1)).mean() >= 0.99
     np.testing.assert_allclose(probs, torch_probs, atol=FLOAT32_PROB_TOLERANCE)
@@ -79,16 +79,16 @@ def test_onnx_int8_is_close_and_its_recorded_accuracy_is_true(run, test_split, t
     # questions), never on the test split: the recorded accuracy is int8's on those questions.
     val_texts, val_y, val_reference = val_split
     assert len(val_y) <= train.BACKEND_CHOICE_ITEMS
-    section = artifacts.read_manifest(run)["inference"]
+    section = artifacts.read_manifest(run).inference
     assert section["reference"]["n"] == len(val_y) and "validation" in section["reference"]["split"]
     recorded = section["onnx"]["int8"]
-    measured = onnx_backend.agreement(int8.predict_proba(val_texts), val_y, val_reference)
+    measured = predict.agreement(int8.predict_proba(val_texts), val_y, val_reference)
     assert recorded["accuracy"] == pytest.approx(measured["accuracy"])
     assert recorded["argmax_agreement"] == pytest.approx(measured["argmax_agreement"])
 
 
 def test_the_default_is_the_fastest_backend_that_reproduces_float32(run):
-    section = artifacts.read_manifest(run)["inference"]
+    section = artifacts.read_manifest(run).inference
     reference = section["reference"]["accuracy"]
     ok = [c for c in section["candidates"] if abs(c["accuracy"] - reference) <= onnx_backend.ACCURACY_TOLERANCE]
     assert section["default"] == min(ok, key=lambda c: c["batch1_p50_ms"])["backend"]
@@ -104,7 +104,7 @@ def test_the_default_is_the_fastest_backend_that_reproduces_float32(run):
 @pytest.mark.parametrize("damage", ["corrupt", "missing", "swapped"])
 def test_damaged_onnx_falls_back_to_torch_with_one_warning(run, tmp_path, test_split, torch_probs, damage, caplog):
     copy = _fresh_copy(run, tmp_path)
-    for name in onnx_backend.ONNX_FILES.values():
+    for name in predict.ONNX_FILES.values():
         path = copy / name
         if damage == "corrupt":
             data = bytearray(path.read_bytes())
@@ -113,7 +113,7 @@ def test_damaged_onnx_falls_back_to_torch_with_one_warning(run, tmp_path, test_s
         elif damage == "missing":
             path.unlink()
     if damage == "swapped":  # a valid ONNX model, but not the one verified for this name
-        a, b = (copy / n for n in onnx_backend.ONNX_FILES.values())
+        a, b = (copy / n for n in predict.ONNX_FILES.values())
         a_bytes = a.read_bytes()
         a.write_bytes(b.read_bytes())
         b.write_bytes(a_bytes)
@@ -123,7 +123,7 @@ def test_damaged_onnx_falls_back_to_torch_with_one_warning(run, tmp_path, test_s
         with caplog.at_level(logging.WARNING, logger="mathreport"):
             clf = predict.load_classifier(copy, backend=backend, dtype=dtype)
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-        if backend == "auto" and not artifacts.read_manifest(copy)["inference"]["default"].startswith("onnx"):
+        if backend == "auto" and not artifacts.read_manifest(copy).inference["default"].startswith("onnx"):
             continue  # the default is torch: nothing to fall back from
         assert len(warnings) == 1 and len(warnings[0].getMessage().splitlines()) == 1
         assert "model" in warnings[0].getMessage() and "torch float32" in warnings[0].getMessage()
@@ -134,8 +134,8 @@ def test_damaged_onnx_falls_back_to_torch_with_one_warning(run, tmp_path, test_s
 def test_unexported_run_uses_torch_and_says_why_only_when_onnx_was_asked(run, tmp_path, caplog):
     copy = _fresh_copy(run, tmp_path)
     manifest = artifacts.read_manifest(copy)
-    del manifest["inference"]
-    files.write_json(copy / artifacts.MANIFEST, manifest)
+    manifest.inference = None
+    record.write(copy, manifest)
     with caplog.at_level(logging.WARNING, logger="mathreport"):
         assert predict.load_classifier(copy).backend == "torch"
     assert not caplog.records
@@ -147,13 +147,13 @@ def test_unexported_run_uses_torch_and_says_why_only_when_onnx_was_asked(run, tm
 def test_export_onnx_command_exports_an_existing_run(run, tmp_path, capsys, test_split, torch_probs):
     copy = _fresh_copy(run, tmp_path)
     manifest = artifacts.read_manifest(copy)
-    del manifest["inference"]
-    files.write_json(copy / artifacts.MANIFEST, manifest)
-    for name in onnx_backend.ONNX_FILES.values():
+    manifest.inference = None
+    record.write(copy, manifest)
+    for name in predict.ONNX_FILES.values():
         (copy / name).unlink()
     assert cli.main(["export-onnx", "--run_dir", str(copy)]) == 0
     out = capsys.readouterr().out
-    section = artifacts.read_manifest(copy)["inference"]
+    section = artifacts.read_manifest(copy).inference
     assert f"default backend: {section['default']}" in out
     assert {c["backend"] for c in section["candidates"]} >= {"torch-float32", "onnx-float32", "onnx-int8"}
     assert section["reference"]["n"] == len(artifacts.read_val_predictions(copy))  # chosen on validation
@@ -204,4 +204,4 @@ def test_choose_default_rules():
 
 def test_agreement_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="same test questions"):
-        onnx_backend.agreement(np.zeros((3, 8)), np.zeros(2), np.zeros((3, 8)))
+        predict.agreement(np.zeros((3, 8)), np.zeros(2), np.zeros((3, 8)))

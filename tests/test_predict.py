@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from mathreport import artifacts, bench, cli, labels, predict
+from mathreport.errors import ConfigError
+from mathreport.record import RunRecord
 
 QUESTION = "Find the derivative of f(x) = x^3 sin(x) with respect to x."
 
@@ -47,8 +49,8 @@ def _direct_probs(run, text: str) -> np.ndarray:
         return torch.softmax(model(**enc).logits, dim=-1)[0].numpy()
 
 
-# Printed to 4 decimals (5e-5); merged vs unmerged LoRA and ONNX float32 differ by ~1e-7; int8 by up to 0.1
-# (tests/test_onnx_backend.py's INT8_PROB_TOLERANCE).
+# Printed to 4 decimals; merged vs unmerged LoRA and ONNX float32 differ only in the order of float32 additions,
+# int8 by as much as tests/test_onnx_backend.py's INT8_PROB_TOLERANCE.
 _PRINT = 5e-5
 
 
@@ -57,7 +59,7 @@ def test_predict_prints_turkish_argmax_and_probabilities(runs, model, backend, c
     code = cli.main(["predict", "--run_dir", str(runs / model), "--backend", backend, QUESTION])
     topic, probs = _table(capsys.readouterr().out)
     expected = _direct_probs(runs / model, QUESTION)
-    default = (artifacts.read_manifest(runs / model).get("inference") or {}).get("default", "")
+    default = (artifacts.read_manifest(runs / model).inference or {}).get("default", "")
     tolerance = 0.1 if backend == "auto" and default.endswith("int8") else _PRINT + 1e-6
     assert code == 0
     assert set(probs) == set(labels.names("tr"))
@@ -128,7 +130,7 @@ def test_reduced_precision_weights_stay_close_to_float32(runs, backend, dtype):
 
 
 def test_torch_int8_is_refused_with_the_way_to_int8(runs):
-    with pytest.raises(ValueError, match="onnx"):
+    with pytest.raises(ConfigError, match="onnx"):
         predict.load_classifier(runs / "minilm", backend="torch", dtype="int8")
 
 
@@ -138,9 +140,9 @@ def test_torch_int8_is_refused_with_the_way_to_int8(runs):
     ("onnx", "int8", "onnx-int8"),
 ])
 def test_resolve_backend(backend, dtype, expected):
-    manifest = {"inference": {"default": "onnx-int8"}}
+    manifest = RunRecord(kind="transformer", inference={"default": "onnx-int8"})
     assert predict.resolve_backend(manifest, backend, dtype).name == expected
-    assert predict.resolve_backend({}, "auto", None).name == "torch-float32"  # a run never exported
+    assert predict.resolve_backend(RunRecord(), "auto", None).name == "torch-float32"  # a run never exported
 
 
 @pytest.mark.parametrize("fast_bf16", [True, False])
@@ -176,3 +178,21 @@ def test_unsorted_and_padded_variants_give_the_same_probabilities(runs):
     ref = clf.predict_proba(texts, batch_size=4)
     for variant in (dataclasses.replace(clf, sort_by_length=False), dataclasses.replace(clf, padding="max_length")):
         np.testing.assert_allclose(variant.predict_proba(texts, batch_size=4), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_batched_probs_answers_in_input_order_whatever_the_batches(sort):
+    texts = ["a" * n for n in (5, 1, 9, 3, 7, 2, 8)]
+    seen = []
+
+    def probs_of(batch):
+        seen.append(batch)
+        out = np.zeros((len(batch), labels.NUM_CLASSES))
+        out[np.arange(len(batch)), [len(t) % labels.NUM_CLASSES for t in batch]] = 1.0
+        return out
+
+    probs = predict.batched_probs(texts, 3, probs_of, sort=sort)
+    assert probs.argmax(1).tolist() == [len(t) % labels.NUM_CLASSES for t in texts]
+    assert [len(b) for b in seen] == [3, 3, 1]
+    assert seen[0] == (["a", "aa", "aaa"] if sort else texts[:3])
+    assert predict.batched_probs([], 3, probs_of).shape == (0, labels.NUM_CLASSES)
