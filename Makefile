@@ -35,7 +35,8 @@ $(STAMP): pyproject.toml Makefile
 test: env
 	$(BIN)/python -m pytest -q
 
-# The developer loop: every test but the `slow` ones (real training; tests/conftest.py marks them).
+# The developer loop, under a minute on 2 cores: every test but the `slow` ones, those that train a model, run a
+# notebook, build a wheel or a venv, or draw every figure (marked in the tests and by tests/conftest.py).
 test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -127,6 +127,7 @@ def _hint(err: str) -> list[str]:
     return argv[1:]
 
 
+@pytest.mark.slow  # trains a model
 def test_hint_for_a_missing_file_is_a_command_that_works(small_data, tmp_path, capsys):
     results = tmp_path / "results"
     run = results / "RUN"  # not named after its model
@@ -142,6 +143,7 @@ def test_hint_for_a_missing_file_is_a_command_that_works(small_data, tmp_path, c
     assert (run / "preds_test.csv").is_file()
 
 
+@pytest.mark.slow  # trains models
 def test_report_and_compare_refuse_a_folder_mixing_two_runs(small_data, tmp_path, capsys):
     results = tmp_path / "results"
     assert cli.main(_train_tfidf_argv(small_data, results / "a")) == 0
@@ -189,6 +191,7 @@ def _one_line_error(capsys) -> str:
     return err
 
 
+@pytest.mark.slow  # tfidf_run trains a model
 def test_predict_output_is_checked_before_inference(tfidf_run, tmp_path, capsys, monkeypatch):
     """Issue 20, 7: a directory failed after inference; a run's own file was replaced without its lock."""
     from mathreport import predict
@@ -207,6 +210,7 @@ def test_predict_output_is_checked_before_inference(tfidf_run, tmp_path, capsys,
     assert (tmp_path / "p.csv").is_file()
 
 
+@pytest.mark.slow  # tfidf_run trains a model
 @pytest.mark.parametrize(("question", "expected"), [
     (b"What is 2\xff+2?".decode("utf-8", "surrogateescape"), r"question 1 of 1 is not UTF-8 text \(byte 0xff\)"),
     ("\u200b\u200b", "question 1 of 1 is empty"),
@@ -224,6 +228,7 @@ def test_predict_refuses_invisible_or_undecodable_questions(tfidf_run, tmp_path,
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow  # tfidf_run trains a model
 def test_predict_refuses_a_csv_question_of_zero_width_spaces(tfidf_run, tmp_path, capsys):
     rows = tmp_path / "rows.csv"
     rows.write_text("Question\nWhat is 2+2?\n\u200b\u00a0\n", encoding="utf-8")
@@ -231,6 +236,7 @@ def test_predict_refuses_a_csv_question_of_zero_width_spaces(tfidf_run, tmp_path
     assert "rows.csv: line 3" in _one_line_error(capsys)
 
 
+@pytest.mark.slow  # tfidf_run trains a model
 @pytest.mark.parametrize("content", [b"", b"y_true,y_pred\n\xff\xfe,1\n", b'y_true,text\n1,"cut inside'])
 def test_evaluate_on_a_malformed_preds_test_is_one_line(tfidf_run, tmp_path, capsys, content):
     """Issue 20, 3: EmptyDataError, UnicodeDecodeError, ParserError tracebacks."""
@@ -243,6 +249,7 @@ def test_evaluate_on_a_malformed_preds_test_is_one_line(tfidf_run, tmp_path, cap
     assert str(run / artifacts.PREDICTIONS) in _one_line_error(capsys)
 
 
+@pytest.mark.slow  # tfidf_run trains a model
 def test_a_stale_lock_does_not_block_compare(tfidf_run, tmp_path, capsys):
     """Issue 20, 4: `.lock` naming PID 1 on this host, which no process holds, refused every reader for ever."""
     import json
@@ -257,6 +264,7 @@ def test_a_stale_lock_does_not_block_compare(tfidf_run, tmp_path, capsys):
     assert cli.main(["compare", "--results-dir", str(results)]) == 0
 
 
+@pytest.mark.slow  # tfidf_run trains a model
 def test_report_says_which_run_folders_it_leaves_out(tfidf_run, tmp_path, capsys, monkeypatch):
     """Issue 20, 12: a run lacking files was left out of a report with no message."""
     import shutil

@@ -69,6 +69,7 @@ def test_batched_logits_equal_one_by_one_qwen2_mistral(arch, tmp_path):
                                atol=1e-5)
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize("arch", ARCHS)
 def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, keyword_splits, tmp_path):
     run_dir = train(_config(keyword_splits, tmp_path / "run", f"tiny-{arch}", num_epochs=4, learning_rate=5e-3,
@@ -99,6 +100,7 @@ def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, ke
                                preds[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize("load_in_4bit", [False, True], ids=["full", "nf4"])
 def test_a_stop_after_training_resumes_without_training_again(tiny_cache, keyword_splits, tmp_path, monkeypatch,
                                                               load_in_4bit):
@@ -291,6 +293,7 @@ def qlora_runs(tiny_cache, keyword_splits, tmp_path_factory):
     return results
 
 
+@pytest.mark.slow  # qlora_runs trains two models
 @pytest.mark.parametrize("arch", ARCHS)
 def test_qlora_trains_resumes_and_records_nf4_qwen2_mistral(arch, qlora_runs):
     import bitsandbytes
@@ -312,6 +315,7 @@ def test_qlora_trains_resumes_and_records_nf4_qwen2_mistral(arch, qlora_runs):
     assert not list(run_dir.glob("*.onnx"))
 
 
+@pytest.mark.slow  # qlora_runs trains two models
 @pytest.mark.parametrize("arch", ARCHS)
 def test_qlora_run_reloads_in_4bit_and_predicts_what_training_wrote_qwen2_mistral(arch, qlora_runs):
     import bitsandbytes as bnb
@@ -332,6 +336,7 @@ def test_qlora_run_reloads_in_4bit_and_predicts_what_training_wrote_qwen2_mistra
     assert (probs.argmax(1) == preds["y_pred"].to_numpy()).all()
 
 
+@pytest.mark.slow  # qlora_runs trains two models
 def test_qlora_run_predict_bench_evaluate_and_export_from_the_cli_qwen2(qlora_runs, tmp_path, capsys):
     import shutil
 
@@ -363,6 +368,7 @@ def test_qlora_run_predict_bench_evaluate_and_export_from_the_cli_qwen2(qlora_ru
     artifacts.check_consistency(run_dir)  # run.json records the rewritten file: the run is still whole
 
 
+@pytest.mark.slow  # qlora_runs trains two models; runs the report
 def test_qlora_report_renders_qwen2_mistral(qlora_runs, tmp_path):
     from mathreport import export
 
@@ -378,6 +384,7 @@ def test_qlora_report_renders_qwen2_mistral(qlora_runs, tmp_path):
     assert f"tiny-qwen2-4bit {p50:.2f} ms" in html
 
 
+@pytest.mark.slow  # qlora_runs trains two models
 @pytest.mark.parametrize("arch", ARCHS)
 def test_qlora_adapter_card_is_the_runs_own_qwen2_mistral(arch, qlora_runs, tmp_path):
     import shutil

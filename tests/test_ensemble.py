@@ -207,6 +207,7 @@ def test_pipeline_builds_the_ensemble_after_its_members(members, tmp_path, monke
     assert ensemble.is_current(results / "ensemble")
 
 
+@pytest.mark.slow  # trains its members
 def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data, tmp_path, capsys):
     """`mathreport predict` on an ensemble reloads each member's model and applies the fitted weights."""
     import json

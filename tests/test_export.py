@@ -80,6 +80,7 @@ def test_incomplete_run_is_named_with_missing_file(trained_results, tmp_path):
 FIXTURE = Path(__file__).parent / "fixtures" / "team_results"
 
 
+@pytest.mark.slow  # runs the report notebook
 @pytest.mark.parametrize("marked", [True, False])
 def test_team_results_layout_renders_unchanged(tmp_path, marked):
     """The team's own folders (no latency.json, 7 metric keys; with or without run.json) render as they are.
@@ -267,6 +268,7 @@ def test_offline_browser_detects_a_network_request(tmp_path):
     assert {"https://cdn.example.org/x.js", "http://example.org/a.png"} <= set(requested)
 
 
+@pytest.mark.slow  # runs the report notebook, then headless Chromium
 @pytest.mark.requires_tools("chromium")
 def test_html_report_is_self_contained_and_data_stays_text(tmp_path):
     results = hostile_results(tmp_path)
@@ -329,6 +331,7 @@ def _kernel_env(tmp_path) -> dict:
     return env
 
 
+@pytest.mark.slow  # runs the report notebook through papermill
 @pytest.mark.parametrize("where", ["notebooks", "root"])
 def test_papermill_command_works_from_notebooks_folder_and_root(tmp_path, where):
     """`papermill final_report.ipynb out.ipynb -p model qwen_math` as the README says, from either folder."""
@@ -349,6 +352,7 @@ def test_papermill_command_works_from_notebooks_folder_and_root(tmp_path, where)
     assert not (project / "notebooks" / "figures").exists() and not (project / "notebooks" / "results").exists()
 
 
+@pytest.mark.slow  # builds a wheel, installs it into a venv, runs the report
 def test_report_runs_from_a_wheel_install(tmp_path):
     """Build the wheel, install it into a fresh venv and run `mathreport report` outside any checkout.
 

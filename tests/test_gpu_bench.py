@@ -28,6 +28,7 @@ def test_gpu_bench_fails_at_once_without_cuda(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "GPU.md").exists()
 
 
+@pytest.mark.slow  # builds, trains and times tiny models
 def test_gpu_bench_tiny_dry_run_qwen2_mistral(small_data, tmp_path):
     cfg = gpu_bench.BenchConfig(tiny=True, warmup_steps=1, train_steps=2, latency_batches={1: 3, 32: 2},
                                 latency_warmup=1, questions=small_data / "test_split.csv")

@@ -153,6 +153,7 @@ def _figure_texts(fig) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
 
 
+@pytest.mark.slow  # draws every figure
 def test_a_language_added_as_one_table_reaches_every_figure(marked_languages):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 120)  # class 7 absent: its "undefined" legend entry is drawn too

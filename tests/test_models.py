@@ -80,6 +80,7 @@ def _config(data: Path, out: Path, **kw) -> TrainConfig:
                        train_eval_samples=32, **kw)
 
 
+@pytest.mark.slow  # trains a model
 def test_mpnet_trains_from_its_parts_with_lora_and_reloads(small_data, tmp_path, monkeypatch):
     texts = pd.concat(pd.read_csv(small_data / f) for f in ("augmented_train.csv", "val_split.csv",
                                                              "test_split.csv"))["Question"].tolist()

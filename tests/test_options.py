@@ -129,6 +129,7 @@ def test_resume_and_force_are_not_part_of_the_command():
     assert options.command(_base()) == options.command(_base(resume=True, force=True))
 
 
+@pytest.mark.slow  # trains a model
 def test_a_trained_runs_command_gives_back_its_config(small_data, tmp_path):
     argv = ["train", "--model", "tfidf", "--train_path", str(small_data / "augmented_train.csv"),
             "--val_path", str(small_data / "val_split.csv"), "--test_path", str(small_data / "test_split.csv"),

@@ -139,6 +139,7 @@ def _config(data, out, model: str, **kw) -> TrainConfig:
                        **kw)
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize(("key", "k"), [("tiny-qwen2", 1), ("tiny-mistral", 1), ("minilm", 2)])
 def test_top_k_run_trains_saves_and_predict_gives_its_predictions(keyword_splits, tmp_path, key, k):
     run_dir = train(_config(keyword_splits, tmp_path / "run", key, num_epochs=3, top_k_layers=k, max_length=32,
@@ -167,6 +168,7 @@ def test_top_k_run_trains_saves_and_predict_gives_its_predictions(keyword_splits
                                preds[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # trains a model twice
 def test_top_k_run_resumes_from_its_checkpoint_and_reuses_the_cache(keyword_splits, tmp_path):
     from transformers import TrainerCallback
 

@@ -413,6 +413,7 @@ def all_figures(names: list[str]) -> dict[str, Figure]:
     }
 
 
+@pytest.mark.slow  # draws and measures every figure
 @pytest.mark.parametrize("names", [
     ["tfidf", "minilm"], ["tfidf", "minilm", "qwen_math", "mistral (sentetik)"],
     ["tfidf", "ensemble", "ensemble-linear", "minilm", "minilm-bf16-s42", "minilm-onnx", "minilm-s1", "minilm-s2"],

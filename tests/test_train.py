@@ -92,6 +92,7 @@ def _config(small_data, out, **kw):
     )
 
 
+@pytest.mark.slow  # trains a model twice
 def test_existing_results_are_not_overwritten(small_data, tmp_path):
     out = tmp_path / "tfidf"
     train.train(_config(small_data, out))
@@ -166,6 +167,7 @@ def test_every_numeric_option_has_a_rule():
     assert numeric and set(numeric) <= set(train.OPTION_RULES)
 
 
+@pytest.mark.slow  # trains a model
 def test_resume_of_a_finished_run_changes_nothing(small_data, tmp_path, capsys):
     out = tmp_path / "tfidf"
     train.train(_config(small_data, out))
@@ -213,6 +215,7 @@ def test_train_split_lacking_a_class_is_refused_alike_for_every_model(small_data
     assert not (tmp_path / "run").exists()  # no stale run.json
 
 
+@pytest.mark.slow  # trains a model
 def test_allow_missing_classes_trains_with_a_warning(small_data, tmp_path, capsys):
     cfg = _config(small_data, tmp_path / "run", allow_missing_classes=True)
     cfg.train_path = _without(cfg.train_path, 3, tmp_path / "train.csv")
@@ -246,6 +249,7 @@ def _start_cli(argv, go=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow  # trains a model
 def test_two_trains_into_one_folder_one_fails_at_once(small_data, tmp_path):
     out, go = tmp_path / "run", tmp_path / "go"
     procs = {seed: _start_cli(_train_argv(small_data, out, "--seed", str(seed)), go) for seed in (1, 2)}
@@ -262,6 +266,7 @@ def test_two_trains_into_one_folder_one_fails_at_once(small_data, tmp_path):
     assert f"Accuracy {artifacts.read_metrics(out)['Accuracy']:.3f}" in stdout
 
 
+@pytest.mark.slow  # trains a model in a subprocess, then again
 def test_kill_9_during_training_then_resume(small_data, tmp_path, capsys):
     import json
     import os
@@ -305,6 +310,7 @@ def test_class_weighted_loss_weights_each_class_by_its_rarity():
     assert float(loss({"logits": logits}, batch, num_items_in_batch=12)) == pytest.approx(expected / 12, rel=1e-5)
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize("imbalance", ["none", "class_weights", "oversample"])
 def test_tfidf_imbalance_option_and_val_predictions(small_data, tmp_path, imbalance):
     import joblib
@@ -327,6 +333,7 @@ def test_tfidf_imbalance_option_and_val_predictions(small_data, tmp_path, imbala
     assert preds["y_true"].tolist() == val["label"].tolist() and preds["text"].tolist() == val["Question"].tolist()
 
 
+@pytest.mark.slow  # trains a model
 def test_backfilled_val_predictions_match_the_ones_training_wrote(small_data, tmp_path):
     out = tmp_path / "tfidf"
     train.train(_config(small_data, out))
