@@ -43,12 +43,13 @@ def states_dir() -> Path:
 # --- where the layers are ----------------------------------------------------------------------------------------
 
 
-def _layer_owner(hf_model) -> tuple[Any, Any, str]:
-    """(base model, the module holding the layer list, the list's attribute name) of a sequence classifier."""
-    base = getattr(hf_model, hf_model.base_model_prefix, None)
-    if base is not None and hasattr(base, "layers"):  # Qwen2, Llama, Mistral
+def _layer_owner(hf_model, base=None) -> tuple[Any, Any, str]:
+    """(base model, the module holding the layer list, the list's attribute name) of a sequence classifier (or of
+    `base`, a bare base model)."""
+    base = base if base is not None else getattr(hf_model, hf_model.base_model_prefix, None)
+    if hasattr(base, "layers"):  # Qwen2, Llama, Mistral
         return base, base, "layers"
-    if base is not None and hasattr(getattr(base, "encoder", None), "layer"):  # BERT, MPNet, RoBERTa
+    if hasattr(getattr(base, "encoder", None), "layer"):  # BERT, MPNet, RoBERTa
         return base, base.encoder, "layer"
     raise ConfigError(f"--top_k_layers: cannot find the transformer layers of {type(hf_model).__name__}; "
                       "supported: BERT/MPNet-style encoders and Qwen2/Llama/Mistral-style decoders (or pass 0)")
@@ -135,7 +136,7 @@ def bottom_model(model, k: int):
     base, owner, attr = _layer_owner(hf)
     layers = list(getattr(owner, attr))
     bottom = _shell(hf, len(layers) - k, base_only=True)
-    bottom_base, bottom_owner, _ = _layer_owner(_HasBase(bottom, hf.base_model_prefix))
+    _, bottom_owner, _ = _layer_owner(hf, base=bottom)
     _share_children(base, bottom, skip={attr if owner is base else "encoder", "norm", "pooler"})
     if owner is not base:
         _share_children(owner, bottom_owner, skip={attr})
@@ -147,14 +148,6 @@ def bottom_model(model, k: int):
     bottom.config.use_cache = False
     _check_no_meta(bottom, "bottom model")
     return bottom.eval()
-
-
-class _HasBase:
-    """Lets `_layer_owner` look into a bare base model."""
-
-    def __init__(self, base, prefix: str):
-        self.base_model_prefix = prefix
-        setattr(self, prefix, base)
 
 
 class TopModel(torch.nn.Module):
