@@ -94,11 +94,6 @@ def hyperparameters(cfg: TrainConfig, preset: models.Preset) -> dict:
     return hyper
 
 
-def imbalance_for(cfg: TrainConfig, preset: models.Preset) -> str:
-    """The class-imbalance treatment of a run: the one asked for, else the model family's default."""
-    return hyperparameters(cfg, preset)["imbalance"]
-
-
 def balance_train_split(splits: dict[str, pd.DataFrame], method: str, seed: int) -> dict | None:
     """Oversample the train split in place when `method` is "oversample"; the oversampling report, else None."""
     if method != "oversample":
@@ -158,22 +153,6 @@ def base_model(cfg: TrainConfig, preset: models.Preset) -> tuple[str, bool]:
     bitsandbytes for the device), so callers call it before writing anything."""
     weights = models.resolve_weights(preset, cfg.model_path)
     return weights, models.resolve_load_in_4bit(preset, models.pick_device(cfg.device), cfg.load_in_4bit)
-
-
-def choose_inference_backend(run_dir: Path, classifier, val: pd.DataFrame, probs: np.ndarray, rec: RunRecord):
-    """Export the model to ONNX, check every backend on a seeded sample of the validation split (never the test
-    split) and record the default in `rec.inference`. Returns the default backend's classifier and dtype.
-
-    probs: the float32 model's validation probabilities.
-    """
-    from mathreport import onnx_backend
-
-    take = np.sort(np.random.default_rng(0).permutation(len(val))[:BACKEND_CHOICE_ITEMS])
-    split = f"validation split ({len(take)} of {len(val)} questions, seeded sample)"
-    rec.inference, default = onnx_backend.export_and_choose(
-        run_dir, classifier, val["Question"].iloc[take].tolist(), val["label"].to_numpy()[take],
-        np.asarray(probs)[take], split=split)
-    return default, onnx_backend.backend_named(rec.inference["default"]).dtype
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -293,8 +272,14 @@ def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier,
     artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
     evaluate_run(run_dir)
     rec.post_training_seconds = {"predict_test_and_val_s": time.perf_counter() - started}
-    if rec.kind == "transformer":
-        classifier, dtype = choose_inference_backend(run_dir, classifier, val, val_probs, rec)
+    if rec.kind == "transformer":  # the default backend, chosen on a seeded sample of validation, never on test
+        from mathreport import onnx_backend
+
+        take = np.sort(np.random.default_rng(0).permutation(len(val))[:BACKEND_CHOICE_ITEMS])
+        rec.inference, classifier = onnx_backend.export_and_choose(
+            run_dir, classifier, val["Question"].iloc[take].tolist(), val["label"].to_numpy()[take],
+            np.asarray(val_probs)[take], split=f"validation split ({len(take)} of {len(val)} questions, seeded sample)")
+        dtype = onnx_backend.backend_named(rec.inference["default"]).dtype
         rec.post_training_seconds["export_and_backend_choice_s"] = (
             time.perf_counter() - started - rec.post_training_seconds["predict_test_and_val_s"])
     if cfg.bench:

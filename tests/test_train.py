@@ -374,7 +374,7 @@ def test_default_imbalance_per_model_family():
     cfg = train.TrainConfig(model="tfidf", train_path=None, val_path=None, test_path=None, output_dir=None)
     for key in ("tfidf", "minilm"):
         preset = models.get_preset(key)
-        assert train.imbalance_for(cfg, preset) == train.DEFAULT_IMBALANCE[preset.kind]
+        assert train.hyperparameters(cfg, preset)["imbalance"] == train.DEFAULT_IMBALANCE[preset.kind]
     cfg.imbalance = "sometimes"
     with pytest.raises(ValueError, match="imbalance must be one of"):
-        train.imbalance_for(cfg, models.get_preset("tfidf"))
+        train.hyperparameters(cfg, models.get_preset("tfidf"))
