@@ -394,7 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mathreport` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, leftover = parser.parse_known_args(argv)
+    if leftover and args.command not in ("train", "search"):
+        parser.error(f"unrecognized arguments: {' '.join(leftover)}")
+    args.training_args = leftover  # Trainer's own flags (TrainingArguments), checked by options.trainer_overrides
     try:
         args.func(args)
     except MathreportError as exc:  # a message that names the file or flag and the fix: one line

@@ -2,7 +2,7 @@
 
 Counted: the matrix multiplications of the transformer layers (2 FLOP per weight per token) and attention's two
 products (QK^T and AV, 2 x 2 x length x hidden per token per layer); left out: embeddings, norms, activations,
-softmax, the head and LoRA's low-rank products (each a few percent at most for these models). Real tokens are
+softmax, the head and LoRA's low-rank products (each small next to the layer matmuls). Real tokens are
 counted, not padding: the figure is the useful work, so padding lowers the achieved FLOP/s instead of raising it.
 A training step of a layer whose weights are frozen (LoRA) costs its forward plus the backward product for the
 input gradient, twice the forward; weight gradients exist only for the small LoRA matrices.

@@ -1,22 +1,11 @@
-"""The training options, defined once: the fields of `TrainConfig`.
+"""The training options, defined once: the fields of `TrainConfig`, each with its help, flag and rule.
 
-Each field carries an `Option` in its metadata: its help text, its flag, the rule its value must meet, whether it
-is one of run.json's `hyperparameters` and whether the reproducible command writes it. Everything else is
-derived from the fields, so an option is added in one place (a field below) and then
-- is a flag of `mathreport train` (`add_flags`; `search` and `pipeline` pick the fields they take),
-- is read back from the parsed flags or a notebook's parameters (`from_values`), with no per-field mapping,
-- is checked before anything is written (`check`: one line, `--num_epochs 0: must be an integer >= 1`),
-- goes into run.json's `hyperparameters` when marked so (`hyperparameters`), and
-- is written into the run's command when it differs from the flag's default (`command`); parsing that command
-  gives the same config back (tests/test_options.py checks it for every field).
-
-Why a small generator and not transformers' `HfArgumentParser` (the pattern this follows): HfArgumentParser
-turns a `bool | None` field into `--bf16 [BOOL]` with no `--no-bf16`, while `--bf16/--no-bf16/(neither)` is a
-three-way choice here (neither: decided from the hardware by `train.resolve_defaults`); it makes a field without a
-default a required flag, while the split paths are required in the API but have flag defaults (and
-`--output_dir`'s default is computed from `--model`); and it imports transformers, which would slow every
-`mathreport` command, `--help` included. Validation, hyperparameters and the command are not its job anyway.
-`argparse` does the parsing; this module only writes its `add_argument` calls.
+From them come `mathreport train`'s flags (`add_flags`), the config from flags or a notebook (`from_values`), the
+one-line checks (`check`), run.json's `hyperparameters` and the command that reproduces a run (`command`). Trainer's
+own options are not declared again: other flags (`--report_to tensorboard`) are kept in `training_args` and parsed
+by transformers' HfArgumentParser (`trainer_overrides`). Ours are not: it has no `--no-bf16` for a `bool | None`
+(neither flag: decided from the hardware), makes a field without a default a required flag (the split paths have
+flag defaults), fills a whole parser rather than a subcommand, and imports torch, which would slow every `--help`.
 """
 
 from __future__ import annotations
@@ -40,27 +29,19 @@ from mathreport import models
 from mathreport.errors import ConfigError
 from mathreport.labels import NUM_CLASSES
 
-# How training treats the rare classes (Lineer Cebir, Soyut Cebir: ~1% of the data each). `class_weights`
-# weights each class's loss by n / (8 * n_class) (scikit-learn's "balanced"); `oversample` duplicates rows of
-# the minority classes up to the median class count (data.oversample_minority) before training.
+# The rare classes: `class_weights` weights each class's loss by n / (8 * n_class) (scikit-learn's "balanced");
+# `oversample` duplicates rows of the minority classes up to the median class count (data.oversample_minority).
 IMBALANCE_METHODS = ("none", "class_weights", "oversample")
-# Per model family; measured on the real data in docs/REAL_DATA.md (3 seeds per arm): both treatments beat "none"
-# on validation macro-F1 for both families; between the two, macro-F1 tied within one sd, and the tie went to
-# the cheaper one for tfidf (deterministic, no longer epochs) and to the higher validation accuracy for
-# transformers (oversampling; class weights cost minilm accuracy).
+# Per model family, chosen on validation macro-F1 and accuracy on the real data (docs/REAL_DATA.md).
 DEFAULT_IMBALANCE = {"tfidf": "class_weights", "transformer": "oversample"}
 
 PROGRAM = "mathreport train"
-
-
-class _NotSet:
-    """`Option.cli_default` when the flag's default is the field's own."""
-
-    def __repr__(self) -> str:
-        return "NOT_SET"
-
-
-NOT_SET = _NotSet()
+NOT_SET = object()  # Option.cli_default when the flag's default is the field's own
+# TrainingArguments that mathreport sets from its own options: refused in training_args, naming the option to use.
+OWN_TRAINER_FIELDS = {"output_dir": "--output_dir", "num_train_epochs": "--num_epochs",
+                      "learning_rate": "--learning_rate", "per_device_train_batch_size": "--batch_size",
+                      "seed": "--seed", "bf16": "--bf16/--no-bf16", "use_cpu": "--device",
+                      "resume_from_checkpoint": "--resume"}
 
 
 @dataclass(frozen=True)
@@ -70,25 +51,23 @@ class Option:
     help: str = ""
     rule: Callable[[Any], bool] | None = None  # True when a value is allowed
     allowed: str = ""  # what the error message says is allowed
-    flag: str | None = ""  # "": --<field name>; None: not a flag (e.g. Python callbacks)
+    flag: str | None = ""  # "": --<field name>; None: not a flag of its own
     choices: tuple | None = None
     cli_default: Any = NOT_SET  # the flag's default where the field has none (the split paths)
     fallback: Callable[[Mapping], str] | None = None  # a path computed from the other options when None is given
     command: str = "changed"  # written into the run's command: "always", "changed" (from the default), "never"
-    hyperparameter: bool = False  # one of run.json's "hyperparameters"
-    preset_default: Callable[[models.Preset], Any] | None = None  # the hyperparameter's value when None is given
+    hyperparameter: bool = False  # one of run.json's "hyperparameters"; None there means the preset's value
     transformer_only: bool = False  # does nothing for tfidf: a warning when given
 
 
-def option(default=MISSING, **meta) -> Any:
-    """A TrainConfig field: its default and its `Option` (help, rule, flag...)."""
-    return field(default=default, metadata={"option": Option(**meta)})
+def option(default=MISSING, *, factory=MISSING, **meta) -> Any:
+    """A TrainConfig field: its default (or default factory) and its `Option` (help, rule, flag...)."""
+    return field(default=default, default_factory=factory, metadata={"option": Option(**meta)})
 
 
 def override(cls, name: str, default) -> Any:
     """Field `name` of `cls` (same help, rule and flag) with another default, for a config that extends `cls`."""
-    base = {f.name: f for f in fields(cls)}[name]
-    return field(default=default, metadata=base.metadata)
+    return field(default=default, metadata={f.name: f for f in fields(cls)}[name].metadata)
 
 
 def _is_int(v) -> bool:
@@ -108,6 +87,7 @@ def _text(v) -> bool:
 
 
 _AT_LEAST_1 = {"rule": lambda v: _is_int(v) and v >= 1, "allowed": "an integer >= 1"}
+_OPTIONAL_AT_LEAST_1 = {"rule": _optional(_AT_LEAST_1["rule"]), "allowed": "an integer >= 1"}
 _PRESET_HELP = "default: the preset's"
 
 
@@ -122,19 +102,16 @@ class TrainConfig:
     test_path: Path = option(cli_default=Path("data/test_split.csv"), command="always")
     output_dir: Path = option(cli_default=None, fallback=lambda values: f"results/{Path(values['model']).name}",
                               help="default: results/<model> (where the report looks)", command="always")
-    num_epochs: int | None = option(None, help=_PRESET_HELP, rule=_optional(_AT_LEAST_1["rule"]),
-                                    allowed="an integer >= 1", hyperparameter=True, command="always",
-                                    preset_default=lambda preset: preset.num_epochs)
+    num_epochs: int | None = option(None, help=_PRESET_HELP, **_OPTIONAL_AT_LEAST_1, hyperparameter=True,
+                                    command="always")
     learning_rate: float | None = option(None, help=_PRESET_HELP, rule=_optional(lambda v: _is_number(v) and v > 0),
                                          allowed="a number > 0 (e.g. 2e-4)", hyperparameter=True,
-                                         preset_default=lambda preset: preset.learning_rate, transformer_only=True)
-    batch_size: int | None = option(None, help=_PRESET_HELP, rule=_optional(_AT_LEAST_1["rule"]),
-                                    allowed="an integer >= 1", hyperparameter=True,
-                                    preset_default=lambda preset: preset.batch_size)
+                                         transformer_only=True)
+    batch_size: int | None = option(None, help=_PRESET_HELP, **_OPTIONAL_AT_LEAST_1, hyperparameter=True)
     max_length: int | None = option(None, help="tokens; default: the preset's",
                                     rule=_optional(lambda v: _is_int(v) and v >= 2),
                                     allowed="an integer >= 2 (tokens, special ones included)", hyperparameter=True,
-                                    preset_default=lambda preset: preset.max_length, transformer_only=True)
+                                    transformer_only=True)
     seed: int = option(42, rule=lambda v: _is_int(v) and 0 <= v < 2**32, allowed="an integer in [0, 2**32 - 1]",
                        hyperparameter=True, command="always")
     resume: bool = option(False, help="continue an interrupted run from its last checkpoint", command="never")
@@ -142,12 +119,11 @@ class TrainConfig:
     model_path: str | None = option(None, help="local folder (or .gguf file) with the model's weights",
                                     transformer_only=True)
     load_in_4bit: bool | None = option(None, help="4-bit NF4 QLoRA (bitsandbytes, on any device it runs on); "
-                                       "default: on for qwen/mistral on CUDA",
-                                       transformer_only=True)
+                                       "default: on for qwen/mistral on CUDA", transformer_only=True)
     lora_mlp: bool = option(False, help="LoRA on the MLP projections too (decoders)")
     top_k_layers: int | None = option(
         None, rule=_optional(lambda v: _is_int(v) and v >= 0), allowed="an integer >= 0 (0: LoRA on every layer)",
-        hyperparameter=True, preset_default=lambda preset: preset.top_k_layers, transformer_only=True,
+        hyperparameter=True, transformer_only=True,
         help="LoRA and the head on the top K layers only, trained over cached outputs of the frozen layers below "
              "(0: every layer; default: the preset's)")
     allow_leakage: bool = option(False, help="train even if a question is in two splits")
@@ -178,9 +154,12 @@ class TrainConfig:
     imbalance: str | None = option(
         None, choices=IMBALANCE_METHODS, rule=_optional(lambda v: v in IMBALANCE_METHODS),
         allowed=f"one of {', '.join(IMBALANCE_METHODS)}", hyperparameter=True,
-        preset_default=lambda preset: DEFAULT_IMBALANCE[preset.kind],
         help="rare classes: weight the loss, oversample the train split, or neither "
              "(default: class_weights for tfidf, oversample for transformers; measured in docs/REAL_DATA.md)")
+    # Trainer's own flags as given (["--report_to", "tensorboard"]): the CLI's leftover arguments.
+    training_args: list[str] = option(factory=list, flag=None, transformer_only=True,
+                                      rule=lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
+                                      allowed="a list of strings (TrainingArguments flags and values)")
     callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks (Python only, not a flag)
 
 
@@ -199,9 +178,7 @@ def option_fields(cls) -> list[dataclasses.Field]:
 def flag_name(f: dataclasses.Field) -> str | None:
     """The field's flag (`--seed`, `--no_bench`), or None when it is not a flag."""
     opt = _option(f)
-    if opt is None or opt.flag is None:
-        return None
-    return opt.flag or f"--{f.name}"
+    return None if opt is None or opt.flag is None else opt.flag or f"--{f.name}"
 
 
 _type_hints = functools.cache(typing.get_type_hints)
@@ -218,23 +195,24 @@ def value_type(cls, f: dataclasses.Field):
 
 
 def _is_tristate(cls, f) -> bool:
-    hint = _type_hints(cls)[f.name]
-    return hint is not bool and value_type(cls, f)[0] is bool
+    return _type_hints(cls)[f.name] is not bool and value_type(cls, f)[0] is bool
 
 
 def flag_default(f: dataclasses.Field):
     """The value the flag has when it is not given."""
-    opt = _option(f)
-    if opt.cli_default is not NOT_SET:
-        return opt.cli_default
-    if f.default_factory is not MISSING:
-        return f.default_factory()
-    return f.default
+    if _option(f).cli_default is not NOT_SET:
+        return _option(f).cli_default
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def rules(cls=TrainConfig) -> dict[str, tuple[Callable, str]]:
     """{field name: (check, what the message says is allowed)} for every field of `cls` that has a rule."""
     return {f.name: (_option(f).rule, _option(f).allowed) for f in option_fields(cls) if _option(f).rule is not None}
+
+
+def transformer_only(cls=TrainConfig) -> tuple[str, ...]:
+    """The options that change nothing for the scikit-learn baseline."""
+    return tuple(f.name for f in option_fields(cls) if _option(f).transformer_only)
 
 
 # --- argparse ------------------------------------------------------------------------------------------------------
@@ -244,10 +222,14 @@ def add_flags(parser: argparse.ArgumentParser, cls=TrainConfig, names: tuple[str
               help_texts: Mapping[str, str] | None = None) -> None:
     """Add the flags of `cls`'s option fields to `parser` (only `names`, in that order, when given).
 
-    `help_texts` replaces a field's help text where a command means it differently (search: "search even if ...").
+    help_texts: a field's help where a command means it differently (search: "search even if ...").
     """
     by_name = {f.name: f for f in option_fields(cls)}
-    for name in names if names is not None else list(by_name):
+    names = list(by_name) if names is None else names
+    if "training_args" in names:
+        parser.epilog = ("Any other flag is one of transformers' TrainingArguments (e.g. --report_to tensorboard "
+                         "--gradient_accumulation_steps 4), passed to Trainer and checked by it.")
+    for name in names:
         f = by_name[name]
         flag = flag_name(f)
         if flag is None:
@@ -281,8 +263,7 @@ def from_values(cls, values: Mapping, path: Callable[[Any, str], Path] = _defaul
     for f in option_fields(cls):
         if f.name not in values:
             continue
-        value = values[f.name]
-        opt = _option(f)
+        value, opt = values[f.name], _option(f)
         if value_type(cls, f)[0] is Path and (value is not None or opt.cli_default is not NOT_SET):
             default = opt.fallback(values) if opt.fallback is not None else flag_default(f)
             value = path(value, str(default) if default is not None else None)
@@ -291,7 +272,7 @@ def from_values(cls, values: Mapping, path: Callable[[Any, str], Path] = _defaul
 
 
 def from_args(cls, args: argparse.Namespace):
-    """A `cls` from parsed flags (`add_flags`'s)."""
+    """A `cls` from parsed flags (`add_flags`'s; `args.training_args`: the leftover ones, if any)."""
     return from_values(cls, vars(args))
 
 
@@ -306,20 +287,40 @@ def check(cfg) -> None:
             raise ConfigError(f"--{name} {value!r}: must be {allowed}")
 
 
-def transformer_only(cls=TrainConfig) -> tuple[str, ...]:
-    """The options that change nothing for the scikit-learn baseline."""
-    return tuple(f.name for f in option_fields(cls) if _option(f).transformer_only)
+def trainer_overrides(tokens: list[str]) -> dict[str, Any]:
+    """The TrainingArguments fields that `tokens` (`["--report_to", "tensorboard"]`) set, parsed by transformers.
+
+    Raises ConfigError for a flag TrainingArguments lacks, a value it refuses, or a field set by our own options.
+    """
+    if not tokens:
+        return {}
+    from transformers import HfArgumentParser, TrainingArguments
+
+    class Parser(HfArgumentParser):
+        def error(self, message):
+            raise ConfigError(f"{' '.join(tokens)}: {message} (transformers' TrainingArguments)")
+
+    parser = Parser(TrainingArguments, prog=PROGRAM)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS  # so that only the fields given come back
+    given, unknown = parser.parse_known_args(tokens)
+    if unknown:
+        raise ConfigError(f"{' '.join(unknown)}: not an option of {PROGRAM} nor of transformers' TrainingArguments")
+    own = [f"--{name} (give {OWN_TRAINER_FIELDS[name]})" for name in vars(given) if name in OWN_TRAINER_FIELDS]
+    if own:
+        raise ConfigError(f"{', '.join(own)}: set by {PROGRAM}'s own option")
+    return vars(given)
 
 
 def hyperparameters(cfg, preset: models.Preset) -> dict:
-    """run.json's hyperparameters: the marked options as given, the preset's value where None was given."""
+    """run.json's hyperparameters: the marked options as given, where None the preset's value of the same name."""
     out = {}
     for f in option_fields(type(cfg)):
-        opt = _option(f)
-        if not opt.hyperparameter:
-            continue
-        value = getattr(cfg, f.name)
-        out[f.name] = opt.preset_default(preset) if value is None and opt.preset_default is not None else value
+        if _option(f).hyperparameter:
+            value = getattr(cfg, f.name)
+            if value is None:
+                value = DEFAULT_IMBALANCE[preset.kind] if f.name == "imbalance" else getattr(preset, f.name, None)
+            out[f.name] = value
     return out
 
 
@@ -327,7 +328,8 @@ def command(cfg, program: str = PROGRAM) -> str:
     """The command line that reproduces `cfg`: parsing it with `add_flags`'s parser gives `cfg` back.
 
     Options marked "always" are written (unless None), the others when they differ from their flag's default;
-    `--resume` / `--force` never (they say what to do with the folder, not what to train).
+    `--resume` / `--force` never (they say what to do with the folder, not what to train). Trainer's flags
+    (`training_args`) come last, as given.
     """
     parts = [program]
     for f in option_fields(type(cfg)):
@@ -346,4 +348,4 @@ def command(cfg, program: str = PROGRAM) -> str:
             parts.append(" ".join([flag, *(shlex.quote(str(v)) for v in value)]))
         else:
             parts.append(f"{flag} {shlex.quote(str(value))}")
-    return " ".join(parts)
+    return " ".join([*parts, *(shlex.quote(t) for t in getattr(cfg, "training_args", ()))])

@@ -1,22 +1,12 @@
 """Partial fine-tuning: LoRA (and the head) on the top k transformer layers, trained over cached outputs of the rest.
 
-The layers below the top k are frozen, so their output for a question is the same in every epoch: it is computed
-once (`frozen_states`, a tqdm bar), kept in memory and on disk in bfloat16 under a key made of everything it
-depends on (`cache_key`: the weights' and tokenizer's files, the split file's SHA-256, k, max_length, the token
-ids themselves), and a file whose recorded key differs is never read. Training then runs only the top k layers:
-
-- `add_top_lora` wraps the whole model with peft LoRA on the top k layers only (`layers_to_transform`); the head is
-  trained in full (peft's SEQ_CLS `modules_to_save`), and so is BERT's pooler, which sits above the layers and
-  which `layers_to_transform` would otherwise leave without its LoRA.
-- `top_model` builds a model of the same class from the config with k layers whose layers, final norm, rotary /
-  relative-position modules and head are the *same module objects* as the whole model's top (no copy): it takes
-  the cached state as `inputs_embeds` (encoders: a pass-through replaces the embeddings, so position and
-  token-type embeddings are not added twice). Trainer trains it; the parameters it updates are the whole model's.
-- At the end the whole peft model is saved (`model/` holds an ordinary adapter whose config names the top layers)
-  and merged, so predict, the ONNX export, bench and the report see a model like any full-LoRA run's.
-
-What differs from full LoRA besides the frozen layers: dropout below the top k is off (the states are computed in
-eval mode, once), and the top layers read the state rounded to bfloat16.
+The frozen layers' output for a question is the same in every epoch, so it is computed once (`frozen_states`) and
+kept in bfloat16, in memory and on disk, under a key of everything it depends on (`cache_key`); a file whose
+recorded key differs is never read. `add_top_lora` puts peft LoRA on the top k layers only (the head, and BERT's
+pooler above the layers, trained in full); `top_model` is a k-layer model of the same class whose modules are the
+*same objects* as the whole model's top, fed the cached states as `inputs_embeds`. Trainer trains it; at the end
+the whole peft model is saved and merged, so the run looks like any full-LoRA run's. Unlike full LoRA, dropout
+below the top k is off and the top layers read the state rounded to bfloat16.
 """
 
 from __future__ import annotations
@@ -31,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from transformers import DataCollatorWithPadding
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from mathreport import files, flops, models
+from mathreport.errors import ConfigError
 from mathreport.files import cache_dir
-from mathreport.options import ConfigError
 
 CACHE_FORMAT = 1
 CACHE_DTYPE = "bfloat16"
@@ -50,12 +43,13 @@ def states_dir() -> Path:
 # --- where the layers are ----------------------------------------------------------------------------------------
 
 
-def _layer_owner(hf_model) -> tuple[Any, Any, str]:
-    """(base model, the module holding the layer list, the list's attribute name) of a sequence classifier."""
-    base = getattr(hf_model, hf_model.base_model_prefix, None)
-    if base is not None and hasattr(base, "layers"):  # Qwen2, Llama, Mistral
+def _layer_owner(hf_model, base=None) -> tuple[Any, Any, str]:
+    """(base model, the module holding the layer list, the list's attribute name) of a sequence classifier (or of
+    `base`, a bare base model)."""
+    base = base if base is not None else getattr(hf_model, hf_model.base_model_prefix, None)
+    if hasattr(base, "layers"):  # Qwen2, Llama, Mistral
         return base, base, "layers"
-    if base is not None and hasattr(getattr(base, "encoder", None), "layer"):  # BERT, MPNet, RoBERTa
+    if hasattr(getattr(base, "encoder", None), "layer"):  # BERT, MPNet, RoBERTa
         return base, base.encoder, "layer"
     raise ConfigError(f"--top_k_layers: cannot find the transformer layers of {type(hf_model).__name__}; "
                       "supported: BERT/MPNet-style encoders and Qwen2/Llama/Mistral-style decoders (or pass 0)")
@@ -85,21 +79,15 @@ def unwrap(model):
     return get_base() if callable(get_base) else model
 
 
-def _pass_through_module():
+class _PassThrough(torch.nn.Module):
     """Stands in for the embeddings of a model fed cached states: returns `inputs_embeds` unchanged."""
-    import torch
 
-    class _PassThrough(torch.nn.Module):
-        def forward(self, input_ids=None, inputs_embeds=None, **_):
-            return inputs_embeds
-
-    return _PassThrough()
+    def forward(self, input_ids=None, inputs_embeds=None, **_):
+        return inputs_embeds
 
 
 def _shell(hf_model, n_layers: int, base_only: bool):
     """A model of `hf_model`'s class with `n_layers` layers, built on the meta device (no memory, no init)."""
-    import torch
-
     config = copy.deepcopy(hf_model.config)
     total = config.num_hidden_layers
     config.num_hidden_layers = n_layers
@@ -133,12 +121,10 @@ def top_model(model, k: int):
     _share_children(base, top_base, skip={"embeddings", "embed_tokens", attr if owner is base else "encoder"})
     if owner is not base:  # encoders: layers inside `encoder`, beside e.g. MPNet's relative position bias
         _share_children(owner, top_owner, skip={attr})
-    import torch
-
     setattr(top_owner, attr, torch.nn.ModuleList(list(getattr(owner, attr))[-k:]))
     for name in ("embeddings", "embed_tokens"):
         if hasattr(top_base, name):
-            setattr(top_base, name, _pass_through_module())
+            setattr(top_base, name, _PassThrough())
     top.config.use_cache = False
     _check_no_meta(top, "top model")
     return TopModel(top, decoder=owner is base, pad_token_id=hf.config.pad_token_id)
@@ -146,13 +132,11 @@ def top_model(model, k: int):
 
 def bottom_model(model, k: int):
     """The embeddings and the layers below the top `k` of `model` as a base model (no final norm, no pooler)."""
-    import torch
-
     hf = unwrap(model)
     base, owner, attr = _layer_owner(hf)
     layers = list(getattr(owner, attr))
     bottom = _shell(hf, len(layers) - k, base_only=True)
-    bottom_base, bottom_owner, _ = _layer_owner(_HasBase(bottom, hf.base_model_prefix))
+    _, bottom_owner, _ = _layer_owner(hf, base=bottom)
     _share_children(base, bottom, skip={attr if owner is base else "encoder", "norm", "pooler"})
     if owner is not base:
         _share_children(owner, bottom_owner, skip={attr})
@@ -166,51 +150,29 @@ def bottom_model(model, k: int):
     return bottom.eval()
 
 
-class _HasBase:
-    """Lets `_layer_owner` look into a bare base model."""
+class TopModel(torch.nn.Module):
+    """The module Trainer trains: `top` (a k-layer model sharing the whole model's modules) fed cached states;
+    decoders pool the last non-padding token."""
 
-    def __init__(self, base, prefix: str):
-        self.base_model_prefix = prefix
-        setattr(self, prefix, base)
+    def __init__(self, top, decoder: bool, pad_token_id: int | None):
+        super().__init__()
+        self.top, self.decoder, self.pad_token_id, self.config = top, decoder, pad_token_id, top.config
 
-
-def _top_model_class():
-    import torch
-    from transformers.modeling_outputs import SequenceClassifierOutput
-
-    class _TopModel(torch.nn.Module):
-        """A k-layer sequence classifier fed cached states; decoders pool the last non-padding token."""
-
-        def __init__(self, top, decoder: bool, pad_token_id: int | None):
-            super().__init__()
-            self.top = top
-            self.decoder = decoder
-            self.pad_token_id = pad_token_id
-            self.config = top.config
-
-        def forward(self, input_ids, inputs_embeds, attention_mask, labels=None):
-            if not self.decoder:
-                out = self.top(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels)
-                return SequenceClassifierOutput(loss=out.loss, logits=out.logits)
-            # transformers' decoder classifiers find the last token from input_ids, which a model fed
-            # inputs_embeds does not get; the same rule (the rightmost token that is not padding) on the ids.
-            base = getattr(self.top, self.top.base_model_prefix)
-            hidden = base(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
-            non_pad = (input_ids != self.pad_token_id).to(torch.int32)
-            positions = torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32)
-            last = (positions * non_pad).argmax(-1)
-            logits = self.top.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
-            loss = None
-            if labels is not None:
-                loss = self.top.loss_function(logits=logits, labels=labels, pooled_logits=logits, config=self.config)
-            return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    return _TopModel
-
-
-def TopModel(top, decoder: bool, pad_token_id: int | None):  # noqa: N802 (a class made lazily: torch is heavy)
-    """The module Trainer trains: `top` (a k-layer model sharing the whole model's modules) with decoder pooling."""
-    return _top_model_class()(top, decoder, pad_token_id)
+    def forward(self, input_ids, inputs_embeds, attention_mask, labels=None):
+        if not self.decoder:
+            out = self.top(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels)
+            return SequenceClassifierOutput(loss=out.loss, logits=out.logits)
+        # transformers' decoder classifiers find the last token from input_ids, which a model fed inputs_embeds
+        # does not get; the same rule (the rightmost token that is not padding) on the ids.
+        base = getattr(self.top, self.top.base_model_prefix)
+        hidden = base(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        non_pad = (input_ids != self.pad_token_id).to(torch.int32)
+        last = (torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32) * non_pad).argmax(-1)
+        logits = self.top.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+        loss = None
+        if labels is not None:
+            loss = self.top.loss_function(logits=logits, labels=labels, pooled_logits=logits, config=self.config)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 # --- LoRA on the top k layers ----------------------------------------------------------------------------------
@@ -288,7 +250,6 @@ def key_name(key: dict) -> str:
 def frozen_states(bottom, sequences: list[tuple[int, ...]], *, pad_token_id: int, batch_size: int = 32,
                   autocast: str | None = None, desc: str = "caching frozen layers") -> list:
     """The bottom model's last hidden state for each token-id sequence (bfloat16, one (length, hidden) each)."""
-    import torch
     from tqdm.auto import tqdm
 
     order = np.argsort([len(s) for s in sequences], kind="stable")  # batches of similar length pad little
@@ -315,9 +276,6 @@ def load_or_compute(bottom, sequences: list[tuple[int, ...]], key: dict, *, pad_
 
     Returns (states, loaded_from_disk).
     """
-    import torch
-
-
     path = (directory or states_dir()) / key_name(key)
     if path.is_file():
         try:
@@ -343,8 +301,7 @@ class CachedDataset:
     """Encoded rows (input_ids, attention_mask, labels) with the cached state of each as `inputs_embeds`."""
 
     def __init__(self, rows: list[dict], states: dict):
-        self.rows = rows
-        self.states = states
+        self.rows, self.states = rows, states
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -356,9 +313,6 @@ class CachedDataset:
 
 def collator(tokenizer):
     """Pads ids and masks (transformers' DataCollatorWithPadding) and the states (zeros), states in float32."""
-    import torch
-    from transformers import DataCollatorWithPadding
-
     pad = DataCollatorWithPadding(tokenizer)
 
     def collate(features: list[dict]) -> dict:
@@ -385,11 +339,10 @@ class PartialSetup:
 
 def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, weights: str, max_length: int,
             autocast: str | None) -> PartialSetup:
-    """Cache the frozen layers' states for `datasets` ({name: (encoded dataset, its split file)}); build the top model.
+    """Cache the frozen layers' states for `datasets` ({name: (encoded rows, their split file)}); build the top model.
 
     Datasets from the same split file (train and its scored sample) share one cache.
     """
-
     n = num_layers(model)
     check_k(k, n)
     bottom = bottom_model(model, k)
@@ -401,12 +354,8 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
     states_of: dict[Path, dict] = {}
     caches = {}
     for path, names in by_file.items():
-        seen: dict[tuple, None] = {}
-        for name in names:
-            for row in datasets[name][0].rows:
-                seen.setdefault(tuple(row["input_ids"]), None)
         # Sorted, so the key and the file do not depend on the row order (oversampling's seed, the sample).
-        sequences = sorted(seen)
+        sequences = sorted({tuple(row["input_ids"]) for name in names for row in datasets[name][0]})
         key = cache_key(weights_id=weights_id, split_sha256=files.file_sha256(path), k=k, max_length=max_length,
                         sequences_sha=sequences_sha256(sequences), autocast=autocast)
         start = time.perf_counter()
@@ -420,6 +369,6 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
             "splits": names, "key": key, "file": str(states_dir() / key_name(key)), "loaded": loaded,
             "questions": len(sequences), "seconds": seconds, "flop": None if loaded else work,
             "flop_per_s": None if loaded or not seconds else work / seconds}
-    cached = {name: CachedDataset(dataset.rows, states_of[Path(path)]) for name, (dataset, path) in datasets.items()}
+    cached = {name: CachedDataset(rows, states_of[Path(path)]) for name, (rows, path) in datasets.items()}
     record = {"top_k_layers": k, "layers": n, "trained_layers": list(range(n - k, n)), "caches": caches}
     return PartialSetup(top_model(model, k), cached, collator(tokenizer), record)

@@ -38,17 +38,9 @@ def ensure_data(data_dir: Path) -> str:
     return "demo"
 
 
-def run_pipeline(
-    models: list[str],
-    data_dir: Path = Path("data"),
-    results_dir: Path = Path("results"),
-    kernel: str | None = None,
-    force: bool = False,
-    num_epochs: int | None = None,
-    report_model: str | None = None,
-    pdf: bool = False,
-    lang: str = "tr",
-) -> dict[str, Path]:
+def run_pipeline(models: list[str], data_dir: Path = Path("data"), results_dir: Path = Path("results"),
+                 kernel: str | None = None, force: bool = False, num_epochs: int | None = None,
+                 report_model: str | None = None, pdf: bool = False, lang: str = "tr") -> dict[str, Path]:
     """Train (through `train_model.ipynb`) each model whose results are missing or incomplete, then report.
 
     num_epochs: for every model; None: each preset's own.
@@ -61,23 +53,17 @@ def run_pipeline(
         if artifacts.is_complete(run_dir) and not force:
             print(f"{run_dir}: complete results found, not retraining (use --force to retrain)")
             continue
-        resume = any((run_dir / "checkpoints").glob("checkpoint-*"))
+        resume = artifacts.has_checkpoints(run_dir)
         # An incomplete run directory is the pipeline's own unfinished output: continue or redo it.
         redo = force or (run_dir.is_dir() and not resume)
-        print(f"{run_dir}: training {name} via notebooks/train_model.ipynb"
-              + (" (resuming)" if resume else ""))
+        print(f"{run_dir}: training {name} via notebooks/train_model.ipynb" + (" (resuming)" if resume else ""))
         if run_dir.is_dir() and redo:
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        execute(
-            TRAIN_NOTEBOOK,
-            run_dir / "train_model.ipynb",
-            {"model": name, "num_epochs": num_epochs, "learning_rate": None,
-             "train_path": str(Path(data_dir) / DATA_FILES[0]), "val_path": str(Path(data_dir) / DATA_FILES[1]),
-             "test_path": str(Path(data_dir) / DATA_FILES[2]), "output_dir": str(run_dir),
-             "resume": resume, "force": redo},
-            kernel=kernel,
-            stream=True,
-        )
+            shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
+        train, val, test = (str(Path(data_dir) / file) for file in DATA_FILES)
+        execute(TRAIN_NOTEBOOK, run_dir / "train_model.ipynb",
+                {"model": name, "num_epochs": num_epochs, "learning_rate": None, "train_path": train, "val_path": val,
+                 "test_path": test, "output_dir": str(run_dir), "resume": resume, "force": redo},
+                kernel=kernel, stream=True)
     if "ensemble" in models:  # built after its members, from every other model named
         from mathreport import ensemble
 

@@ -1,14 +1,9 @@
-"""Learning-rate search: one short LoRA training per rate, scored on the validation split.
+"""Learning-rate search: one short LoRA training per rate (`train.fit_transformer`), scored on the validation split.
 
-`search(SearchConfig(...))` trains once per learning rate with `train.fit_transformer` (the same Trainer + peft
-code as `train`), scores the chosen checkpoint on the validation split and appends one row to
-`<output_dir>/lr_search.csv` as soon as that rate is done (atomic rewrite), so an interrupted search goes on
-where it stopped: rates already in the file are not trained again. The best rate (highest validation macro F1,
-then accuracy, then lowest loss) is marked in the `best` column and in `lr_search.json`, beside the settings
-the search ran with; rows from a search with other settings are refused rather than mixed in.
-
-The test split is never read: choosing a rate on the test split would leak it into the reported result.
-`tfidf` has no learning rate (logistic regression is solved by L-BFGS to convergence) and is refused.
+Each rate's row is appended to `<output_dir>/lr_search.csv` as soon as it is done, so an interrupted search goes
+on where it stopped; the best rate (validation macro F1, then accuracy, then lowest loss) is marked there and in
+`lr_search.json`, beside the settings, and rows of a search with other settings are refused rather than mixed in.
+The test split is never read: choosing a rate on it would leak it into the reported result.
 """
 
 from __future__ import annotations
@@ -19,13 +14,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, files, models, options
+from mathreport import artifacts, files, models, options, record
 from mathreport.errors import SearchError
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import TrainConfig
@@ -35,7 +29,7 @@ COLUMNS = ["learning_rate", "val_accuracy", "val_macro_f1", "val_loss", "seconds
            "best_epoch", "best"]
 # Settings that change what a row means; a resumed search must match them.
 SETTINGS = ("model", "num_epochs", "max_train_samples", "batch_size", "max_length", "seed", "bf16",
-            "lora_dropout", "train_sha256", "val_sha256")
+            "lora_dropout", "training_args", "train_sha256", "val_sha256")
 
 
 @dataclass(kw_only=True)
@@ -60,7 +54,7 @@ class SearchConfig(TrainConfig):
 # The flags of `mathreport search`, in --help's order, and the help texts that differ from `train`'s.
 FLAGS = ("model", "learning_rates", "train_path", "val_path", "output_dir", "num_epochs", "max_train_samples",
          "batch_size", "max_length", "seed", "bf16", "lora_dropout", "model_path", "device", "allow_leakage",
-         "allow_missing_classes", "text_col", "label_col")
+         "allow_missing_classes", "text_col", "label_col", "training_args")
 HELP = {
     "model": "a transformer preset (minilm, qwen, mistral) or HF id / path",
     "bf16": "CPU: bfloat16 autocast in training (default: as `train` decides it, on where the CPU has AVX-512 BF16 "
@@ -110,24 +104,19 @@ def _done(frame: pd.DataFrame, lr: float) -> bool:
 
 
 def _settings(cfg: SearchConfig, preset: models.Preset) -> dict:
-    return {
-        "model": preset.key,
-        "num_epochs": cfg.num_epochs,
-        "max_train_samples": cfg.max_train_samples,
-        "batch_size": cfg.batch_size or preset.batch_size,
-        "max_length": cfg.max_length or preset.max_length,
-        "seed": cfg.seed,
-        "bf16": cfg.bf16,
-        "lora_dropout": cfg.lora_dropout if cfg.lora_dropout is not None else preset.lora_dropout,
-        "train_sha256": files.file_sha256(cfg.train_path),
-        "val_sha256": files.file_sha256(cfg.val_path),
-    }
+    """What a row means: the resolved options (as `train` resolves them) and the two split files' SHA-256."""
+    from mathreport import train
+
+    hyper = options.hyperparameters(cfg, preset)
+    return {"model": preset.key, **{k: hyper[k] for k in ("num_epochs", "max_train_samples", "batch_size",
+                                                          "max_length", "seed")},
+            "bf16": cfg.bf16, "lora_dropout": train.preset_for(cfg).lora_dropout,
+            "training_args": cfg.training_args or None,  # None: as searches written before the option
+            "train_sha256": files.file_sha256(cfg.train_path), "val_sha256": files.file_sha256(cfg.val_path)}
 
 
-def _check_same_settings(output_dir: Path, settings: dict, have_rows: bool) -> None:
+def _check_same_settings(output_dir: Path, settings: dict) -> None:
     path = Path(output_dir) / SEARCH_JSON
-    if not have_rows:
-        return
     if not path.is_file():
         raise SearchError(f"{output_dir}/{artifacts.LR_SEARCH} exists without {SEARCH_JSON}, so its settings are "
                           "unknown; move it away to start a new search")
@@ -150,7 +139,7 @@ def _write(output_dir: Path, frame: pd.DataFrame, settings: dict, cfg: SearchCon
         "settings": settings,
         "rows": frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": record.now(),
     })
     return frame
 
@@ -172,11 +161,12 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
     # bf16 and LoRA dropout left open are decided as `train` decides them, so the rate found is the rate for the
     # trainings `train` runs (and the settings recorded below are the resolved ones).
     cfg = train.resolve_defaults(cfg)
-    models.resolve_weights(preset, cfg.model_path)  # fail before anything is written when weights are missing
+    train.base_model(cfg, preset)  # fail before anything is written when the weights (or 4-bit) cannot be had
     output_dir = Path(cfg.output_dir)
     settings = _settings(cfg, preset)
     frame = read_search(output_dir)
-    _check_same_settings(output_dir, settings, have_rows=not frame.empty)
+    if not frame.empty:
+        _check_same_settings(output_dir, settings)
     todo = [lr for lr in dict.fromkeys(cfg.learning_rates) if not _done(frame, lr)]
     for lr in cfg.learning_rates:
         if _done(frame, lr):
@@ -206,11 +196,9 @@ def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
         accuracy = history["val_accuracy"]
         best_epoch = int(history.loc[accuracy.idxmax(), "epoch"]) if accuracy.notna().any() else None
         row = {"learning_rate": lr, **scores, "seconds": time.perf_counter() - start,
-               "train_samples_per_second": stats.get("train_samples_per_second"),
-               "best_epoch": best_epoch}
-        added = pd.DataFrame([row])
-        frame = _write(output_dir, added if frame.empty else pd.concat([frame, added], ignore_index=True), settings,
-                       cfg)
+               "train_samples_per_second": stats.get("train_samples_per_second"), "best_epoch": best_epoch}
+        rows = pd.DataFrame([row]) if frame.empty else pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+        frame = _write(output_dir, rows, settings, cfg)
         log(f"lr {lr:g}: val accuracy {scores['val_accuracy']:.3f}, macro F1 {scores['val_macro_f1']:.3f}, "
             f"loss {scores['val_loss']:.3f} ({row['seconds']:.0f} s)")
     return frame

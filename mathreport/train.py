@@ -1,8 +1,8 @@
 """Fine-tuning: transformers `Trainer` + peft LoRA for transformer models, scikit-learn for `tfidf`.
 
-`train(TrainConfig(...))` reads the three split files, trains, evaluates on the test split and writes
-every file of the run directory (see `artifacts`). The loop, checkpoints, resume, mixed precision and
-distribution are Trainer's; this module only wires them.
+`train(TrainConfig(...))` reads the three split files, trains, evaluates on the test split and writes every file of
+the run directory (see `artifacts`). The loop, checkpoints, resume, mixed precision and distribution are Trainer's;
+this module only wires them.
 """
 
 from __future__ import annotations
@@ -12,66 +12,57 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import fields
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, bench, data, environment, files, modelcard, models, options, predict
-from mathreport.errors import RunExistsError
+from mathreport import artifacts, bench, data, environment, files, modelcard, models, options, predict, record
+from mathreport.errors import ConfigError, RunExistsError
 from mathreport.labels import NUM_CLASSES
-from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, ConfigError, TrainConfig  # noqa: F401 (re-exported)
+from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, TrainConfig  # noqa: F401 (re-exported)
+from mathreport.record import RunRecord
 
-# The options (fields, flags, rules, which are hyperparameters) are defined once, in `options`.
-OPTION_RULES = options.rules(TrainConfig)
-# Options that change nothing for the scikit-learn baseline; given anyway, they get a warning, not silence.
-TRANSFORMER_ONLY = options.transformer_only(TrainConfig)
+TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
+# LoRA dropout for CPU training when --lora_dropout is not given: on the CPU each dropout draws a random mask per
+# element for every LoRA module; pass --lora_dropout 0.1 --no-bf16 for the float32 settings (docs/PERFORMANCE.md).
+CPU_LORA_DROPOUT = 0.0
+# Validation questions every inference backend is checked on: enough to see an accuracy change of a few answers,
+# few enough that post-training work stays a small share of training.
+BACKEND_CHOICE_ITEMS = 400
+cli_command = options.command  # the `mathreport train` command that reproduces a config, from the CLI or a notebook
 
 
 def validate_config(cfg: TrainConfig) -> None:
-    """Check every option against OPTION_RULES (and max_length against the tokenizer) before anything is written.
-
-    Raises ConfigError with one line: the flag, the value given and what is allowed.
-    """
+    """Check every option (and max_length against the tokenizer) before anything is written; ConfigError if not."""
     options.check(cfg)
     if cfg.top_k_layers and cfg.load_in_4bit:
         raise ConfigError(f"--top_k_layers {cfg.top_k_layers} with --load_in_4bit: not supported together (the "
                           "frozen layers' states are cached in bfloat16 and the top layers are merged into full "
                           "weights); pass --top_k_layers 0 for 4-bit QLoRA, or drop --load_in_4bit")
-    output_dir = Path(cfg.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"--output_dir {output_dir}: is a file, not a directory")
+    if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
+        raise ConfigError(f"--output_dir {cfg.output_dir}: is a file, not a directory")
     preset = models.get_preset(cfg.model)
     if preset.kind == "tfidf":
-        ignored = [f"--{name} {getattr(cfg, name)}" for name in TRANSFORMER_ONLY if getattr(cfg, name) is not None]
+        ignored = [f"--{name} {value}" for name in options.transformer_only(TrainConfig)
+                   if (value := getattr(cfg, name)) is not None and value != []]
         if ignored:
             print(f"warning: {', '.join(ignored)}: not used by {preset.key} (TF-IDF reads whole questions, "
                   "logistic regression has no learning rate); ignored", file=sys.stderr)
-    elif cfg.max_length is not None:
-        tokenizer = models.load_tokenizer(models.resolve_weights(preset, cfg.model_path))
-        least = tokenizer.num_special_tokens_to_add() + 1
+        return
+    options.trainer_overrides(cfg.training_args)
+    if cfg.max_length is not None:
+        least = models.load_tokenizer(models.resolve_weights(preset, cfg.model_path)).num_special_tokens_to_add() + 1
         if cfg.max_length < least:
-            raise ConfigError(
-                f"--max_length {cfg.max_length}: must be >= {least} for {preset.key} (its tokenizer adds "
-                f"{least - 1} special token(s), and at least one token of the question must remain)"
-            )
-    if preset.kind != "tfidf" and cfg.top_k_layers:
+            raise ConfigError(f"--max_length {cfg.max_length}: must be >= {least} for {preset.key} (its tokenizer "
+                              f"adds {least - 1} special token(s), and at least one token of the question must remain)")
+    if cfg.top_k_layers:
         from transformers import AutoConfig
 
         from mathreport import partial
 
         layers = AutoConfig.from_pretrained(models.resolve_weights(preset, cfg.model_path)).num_hidden_layers
         partial.check_k(cfg.top_k_layers, layers, f" of {preset.key}")
-
-
-def cli_command(cfg: TrainConfig) -> str:
-    """The `mathreport train` command line that reproduces a run, whether it came from the CLI or a notebook."""
-    return options.command(cfg)
-
-
-TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
 
 
 def _check_output_dir(cfg: TrainConfig) -> Path:
@@ -86,14 +77,10 @@ def _check_output_dir(cfg: TrainConfig) -> Path:
     if state == "complete" and not cfg.force:
         raise RunExistsError(
             f"{run_dir} already holds a finished run ({artifacts.MANIFEST}/{artifacts.METRICS}); refusing to "
-            f"replace it. To train it again: {cli_command(cfg)} --force (or choose another --output_dir)"
-        )
+            f"replace it. To train it again: {cli_command(cfg)} --force (or choose another --output_dir)")
     if state == "unfinished" and not cfg.force:
-        raise RunExistsError(
-            f"{run_dir} holds an unfinished run (a checkpoint, or a finished training); continue it with: "
-            f"{cli_command(cfg)} "
-            f"--resume (or start it over with --force)"
-        )
+        raise RunExistsError(f"{run_dir} holds an unfinished run (a checkpoint, or a finished training); continue it "
+                             f"with: {cli_command(cfg)} --resume (or start it over with --force)")
     if (run_dir / artifacts.CHECKPOINTS).is_dir():
         shutil.rmtree(run_dir / artifacts.CHECKPOINTS)
     return run_dir
@@ -102,16 +89,9 @@ def _check_output_dir(cfg: TrainConfig) -> Path:
 def hyperparameters(cfg: TrainConfig, preset: models.Preset) -> dict:
     """The hyperparameters of a run: the flags given, the preset's values for the others."""
     hyper = options.hyperparameters(cfg, preset)
-    imbalance_for(cfg, preset)  # an unknown method is refused here too (fit_transformer is called without checks)
+    if hyper["imbalance"] not in IMBALANCE_METHODS:  # refused here too: fit_transformer is called without checks
+        raise ValueError(f"imbalance must be one of {IMBALANCE_METHODS}, found {hyper['imbalance']!r}")
     return hyper
-
-
-def imbalance_for(cfg: TrainConfig, preset: models.Preset) -> str:
-    """The class-imbalance treatment of a run: the one asked for, else the model family's default."""
-    method = options.hyperparameters(cfg, preset)["imbalance"]
-    if method not in IMBALANCE_METHODS:
-        raise ValueError(f"imbalance must be one of {IMBALANCE_METHODS}, found {method!r}")
-    return method
 
 
 def balance_train_split(splits: dict[str, pd.DataFrame], method: str, seed: int) -> dict | None:
@@ -125,8 +105,8 @@ def balance_train_split(splits: dict[str, pd.DataFrame], method: str, seed: int)
 
 def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
     """Read and validate the split files (test may be None), refusing leaking splits unless allowed."""
-    paths = {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
-    paths = {name: path for name, path in paths.items() if path is not None}
+    paths = {name: path for name, path in (("train", cfg.train_path), ("val", cfg.val_path),
+                                           ("test", cfg.test_path)) if path is not None}
     splits = {name: data.read_split(path, text_col=cfg.text_col, label_col=cfg.label_col)
               for name, path in paths.items()}
     data.assert_no_leakage({f"{name} ({paths[name]})": frame for name, frame in splits.items()},
@@ -145,26 +125,16 @@ def load_splits(cfg: TrainConfig) -> dict[str, pd.DataFrame]:
 def preset_for(cfg: TrainConfig) -> models.Preset:
     """The model's preset with the LoRA settings the config overrides."""
     preset = models.get_preset(cfg.model)
-    if cfg.lora_dropout is not None:
-        preset = dataclasses.replace(preset, lora_dropout=cfg.lora_dropout)
-    return preset
-
-
-# LoRA dropout for CPU training when --lora_dropout is not given: on the CPU each dropout draws a random mask
-# per element for every LoRA module, the largest cost after padding. On the real dev data (3 seeds,
-# docs/perf/training-seeds.md) bf16 + dropout 0 stayed within float32's seed-to-seed sd on macro-F1; pass
-# --lora_dropout 0.1 --no-bf16 for the float32 settings.
-CPU_LORA_DROPOUT = 0.0
+    return preset if cfg.lora_dropout is None else dataclasses.replace(preset, lora_dropout=cfg.lora_dropout)
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     """The config with `bf16`, `lora_dropout`, `top_k_layers`, `num_epochs` decided where the flags leave them open.
 
-    bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX,
-    read from /proc/cpuinfo), off on other CPUs, where it is emulated; CUDA runs use bf16 regardless.
-    lora_dropout: CPU_LORA_DROPOUT on the CPU, the preset's on CUDA. Both choices are measured in
-    docs/PERFORMANCE.md; top_k_layers and num_epochs: the preset's. The resolved values go into run.json and
-    its command.
+    bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), off on
+    other CPUs, where it is emulated; CUDA runs use bf16 regardless. lora_dropout: CPU_LORA_DROPOUT on the CPU,
+    the preset's on CUDA. top_k_layers and num_epochs: the preset's; an explicit --load_in_4bit means full QLoRA
+    (the two don't mix), and a top-k run is not loaded in 4-bit by default.
     """
     preset = models.get_preset(cfg.model)
     if preset.kind != "transformer":
@@ -172,38 +142,17 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     on_cpu = not models.pick_device(cfg.device).startswith("cuda")
     bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and environment.cpu_has_fast_bf16())
     dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
-    # top_k_layers: the preset's unless given; an explicit --load_in_4bit means full QLoRA (the two don't mix),
-    # and a top-k run is not loaded in 4-bit by default.
-    top_k = cfg.top_k_layers
-    if top_k is None:
-        top_k = 0 if cfg.load_in_4bit else preset.top_k_layers
+    top_k = cfg.top_k_layers if cfg.top_k_layers is not None else (0 if cfg.load_in_4bit else preset.top_k_layers)
     load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
     return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout, top_k_layers=top_k,
                                load_in_4bit=load_in_4bit, num_epochs=cfg.num_epochs or preset.num_epochs)
 
 
-# Validation questions every inference backend is checked on: enough to see an accuracy change of a few answers,
-# few enough that post-training work stays a small share of training (issue 21).
-BACKEND_CHOICE_ITEMS = 400
-
-
-def choose_inference_backend(run_dir: Path, classifier, val: pd.DataFrame, probs: np.ndarray, manifest: dict):
-    """Export the model to ONNX, verify every backend on (a seeded sample of) the validation split and record the
-    default in `manifest`; the test split plays no part in the choice.
-
-    probs: the float32 model's validation probabilities. Returns the default backend's classifier and dtype,
-    which the latency benchmark then measures.
-    """
-    from mathreport import onnx_backend
-
-    take = np.sort(np.random.default_rng(0).permutation(len(val))[:BACKEND_CHOICE_ITEMS])
-    split = f"validation split ({len(take)} of {len(val)} questions, seeded sample)"
-    # LOCK(safety): `train` should hold `artifacts.run_lock(run_dir)` while this writes model*.onnx.
-    section, default = onnx_backend.export_and_choose(run_dir, classifier, val["Question"].iloc[take].tolist(),
-                                                      val["label"].to_numpy()[take], np.asarray(probs)[take],
-                                                      split=split)
-    manifest["inference"] = section
-    return default, predict.backend_named(section["default"]).dtype
+def base_model(cfg: TrainConfig, preset: models.Preset) -> tuple[str, bool]:
+    """The base weights and whether they load in 4-bit; fails at once where either cannot be had (no weights, no
+    bitsandbytes for the device), so callers call it before writing anything."""
+    weights = models.resolve_weights(preset, cfg.model_path)
+    return weights, models.resolve_load_in_4bit(preset, models.pick_device(cfg.device), cfg.load_in_4bit)
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -225,9 +174,9 @@ def train(cfg: TrainConfig) -> Path:
         except BaseException as exc:
             _mark_failed(Path(cfg.output_dir), exc)
             raise
-        manifest = artifacts.read_manifest(run_dir)
-        manifest["outputs"] = artifacts.outputs_record(run_dir)
-        files.write_json(run_dir / artifacts.MANIFEST, manifest)
+        rec = record.read(run_dir)
+        rec.outputs = artifacts.outputs_record(run_dir)
+        record.write(run_dir, rec)
         # Checkpoints exist to resume a stopped run; only now that run.json says complete is nothing left to redo.
         shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
         return run_dir
@@ -235,29 +184,24 @@ def train(cfg: TrainConfig) -> Path:
 
 def _mark_failed(run_dir: Path, exc: BaseException) -> None:
     """After a failure: say so in run.json (if this run wrote one) and drop a checkpoint folder with no checkpoint."""
-    checkpoints = run_dir / artifacts.CHECKPOINTS
-    if checkpoints.is_dir() and not artifacts.has_checkpoints(run_dir):
-        shutil.rmtree(checkpoints, ignore_errors=True)
+    if (run_dir / artifacts.CHECKPOINTS).is_dir() and not artifacts.has_checkpoints(run_dir):
+        shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
     try:
-        manifest = artifacts.read_manifest(run_dir) if (run_dir / artifacts.MANIFEST).is_file() else None
+        rec = record.read_if_present(run_dir)
     except artifacts.ArtifactError:
         return
     # With the lock held, a "running" run.json is this run's (or one of a process that was killed).
-    if manifest is None or manifest.get("status") != "running":
+    if rec is None or rec.status != "running":
         return
-    manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-    manifest["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
-    manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    files.write_json(run_dir / artifacts.MANIFEST, manifest)
+    rec.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+    rec.stamp("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+    record.write(run_dir, rec)
 
 
 def _train_run(cfg: TrainConfig) -> Path:
     """The steps of `train`, with the run directory's lock held."""
     preset = preset_for(cfg)
-    # Weights that cannot be had fail here, before anything is read or written.
-    weights = models.resolve_weights(preset, cfg.model_path) if preset.kind == "transformer" else None
-    if preset.kind == "transformer":  # so does 4-bit where it cannot work (no CUDA, no bitsandbytes)
-        models.resolve_load_in_4bit(preset, models.pick_device(cfg.device), cfg.load_in_4bit)
+    weights, load_in_4bit = base_model(cfg, preset) if preset.kind == "transformer" else (None, False)
     run_dir = _check_output_dir(cfg)
     if cfg.resume and preset.kind == "transformer" and artifacts.training_finished(run_dir):
         return _finish_trained_run(cfg, run_dir)
@@ -265,98 +209,85 @@ def _train_run(cfg: TrainConfig) -> Path:
     splits = load_splits(cfg)
     oversampling = balance_train_split(splits, hyper["imbalance"], cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "model": preset.key,
-        "kind": preset.kind,
-        "hf_id": preset.hf_id,
-        "description": preset.description,
-        "command": cli_command(cfg),
-        "argv": list(sys.argv),
-        "config": {f.name: str(v) if isinstance(v := getattr(cfg, f.name), Path) else v
-                   for f in fields(cfg) if f.name != "callbacks"},
-        "hyperparameters": hyper,
-        "data": {
-            name: {"path": str(path), "sha256": files.file_sha256(path), "rows": len(splits[name])}
-            for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path))
-        },
-        "oversampling": oversampling,
-        "versions": environment.versions(environment.RUN_PACKAGES, python=True),
-        "hardware": environment.hardware(),
-        "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "running",
-    }
-    files.write_json(run_dir / artifacts.MANIFEST, manifest)
-
+    paths = {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
+    rec = RunRecord(
+        model=preset.key, kind=preset.kind, hf_id=preset.hf_id, description=preset.description,
+        command=cli_command(cfg), argv=list(sys.argv),
+        config={f.name: str(v) if isinstance(v := getattr(cfg, f.name), Path) else v
+                for f in dataclasses.fields(cfg) if f.name != "callbacks"},
+        hyperparameters=hyper, oversampling=oversampling,
+        data={name: record.DataFile(str(path), files.file_sha256(path), len(splits[name]))
+              for name, path in paths.items()},
+        versions=environment.versions(environment.RUN_PACKAGES, python=True), hardware=environment.hardware(),
+        start_time=record.now(), status="running")
+    record.write(run_dir, rec)
     if preset.kind == "tfidf":
-        classifier, history, stats = _train_tfidf(splits, hyper, run_dir)
+        classifier, history, rec.training = _train_tfidf(splits, hyper, run_dir)
         device, dtype = "cpu", "float64"
     else:
-        classifier, history, stats, extra = _train_transformer(preset, weights, splits, hyper, run_dir, cfg)
-        manifest.update(extra)
-        device, dtype = classifier.device, extra.get("dtype", "float32")
-    manifest["training"] = stats
-
+        classifier, history, rec.training, extra = _train_transformer(preset, weights, load_in_4bit, splits, hyper,
+                                                                      run_dir, cfg)
+        rec = dataclasses.replace(rec, **extra)
+        device, dtype = classifier.device, rec.dtype
     files.write_csv(run_dir / artifacts.HISTORY, history)
     # Training is done and its adapter is in model/: recorded now, so a stop in the steps below (which can take
     # long on a large test split) is resumed by redoing only them (`_finish_trained_run`).
-    files.write_json(run_dir / artifacts.MANIFEST, manifest)
-    return _after_training(cfg, run_dir, manifest, classifier, splits, hyper, device, dtype)
+    record.write(run_dir, rec)
+    return _after_training(cfg, run_dir, rec, classifier, splits, hyper, device, dtype)
 
 
 def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
     """`--resume` of a run stopped after its training finished: reload its final adapter and redo only the steps
     after training (predictions, metrics, ONNX export, latency), never the training."""
-    manifest = artifacts.read_manifest(run_dir)
+    rec = record.read(run_dir)
     for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path)):
-        recorded = ((manifest.get("data") or {}).get(name) or {}).get("sha256")
+        recorded = rec.split(name).sha256
         if path is not None and recorded and files.file_sha256(path) != recorded:
             raise ConfigError(
                 f"--resume: {path} is not the {name} split {run_dir} was trained with (SHA-256 differs from "
                 f"{run_dir / artifacts.MANIFEST}'s data.{name}.sha256); give the original file, or start over with "
-                f"{cli_command(cfg)} --force"
-            )
+                f"{cli_command(cfg)} --force")
     print(f"{run_dir}: training finished before the run stopped; reloading its adapter from {run_dir / 'model'} "
           "and redoing only predictions, metrics, export and latency", file=sys.stderr)
     splits = load_splits(cfg)
-    hyper = manifest.get("hyperparameters") or hyperparameters(cfg, preset_for(cfg))
+    hyper = rec.hyperparameters or hyperparameters(cfg, preset_for(cfg))
     # A 4-bit run reloads in 4-bit (its only weights); any other run as merged float32, as training left it.
-    dtype = predict.TORCH_NF4.dtype if manifest.load_in_4bit else "float32"
-    classifier = predict.load_torch(run_dir, manifest, cfg.device, True, dtype)
-    manifest["status"] = "running"
-    manifest["resumed_after_training"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    files.write_json(run_dir / artifacts.MANIFEST, manifest)
-    return _after_training(cfg, run_dir, manifest, classifier, splits, hyper, classifier.device,
-                           manifest.get("dtype", "float32"))
+    classifier = predict.load_torch(run_dir, rec, cfg.device, True,
+                                    predict.TORCH_NF4.dtype if rec.load_in_4bit else "float32")
+    rec.stamp("running")
+    rec.resumed_after_training = record.now()
+    record.write(run_dir, rec)
+    return _after_training(cfg, run_dir, rec, classifier, splits, hyper, classifier.device, rec.dtype or "float32")
 
 
-def _after_training(cfg: TrainConfig, run_dir: Path, manifest: dict, classifier, splits: dict[str, pd.DataFrame],
+def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier, splits: dict[str, pd.DataFrame],
                     hyper: dict, device: str, dtype: str) -> Path:
     """The steps after training: test and validation predictions, metrics, ONNX export, latency; run.json."""
-    # A transformer's predictions on a large split take minutes on a CPU: show a progress bar.
     progress = {"progress": True} if isinstance(classifier, predict.TransformerClassifier) else {}
-    test = splits["test"]
-    # Post-training work is timed so its share of the training time can be stated.
-    post = {"started": time.perf_counter()}
+    test, val = splits["test"], splits["val"]
+    started = time.perf_counter()  # post-training work is timed so its share of the training time can be stated
     probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
-    val = splits["val"]
     val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
     evaluate_run(run_dir)
-    post["predict_test_and_val_s"] = time.perf_counter() - post["started"]
-    if manifest.get("kind") == "transformer":
-        classifier, dtype = choose_inference_backend(run_dir, classifier, val, val_probs, manifest)
-        post["export_and_backend_choice_s"] = time.perf_counter() - post["started"] - post["predict_test_and_val_s"]
-    manifest["post_training_seconds"] = {k: v for k, v in post.items() if k != "started"}
+    rec.post_training_seconds = {"predict_test_and_val_s": time.perf_counter() - started}
+    if rec.kind == "transformer":  # the default backend, chosen on a seeded sample of validation, never on test
+        from mathreport import onnx_backend
+
+        take = np.sort(np.random.default_rng(0).permutation(len(val))[:BACKEND_CHOICE_ITEMS])
+        rec.inference, classifier = onnx_backend.export_and_choose(
+            run_dir, classifier, val["Question"].iloc[take].tolist(), val["label"].to_numpy()[take],
+            np.asarray(val_probs)[take], split=f"validation split ({len(take)} of {len(val)} questions, seeded sample)")
+        dtype = predict.backend_named(rec.inference["default"]).dtype
+        rec.post_training_seconds["export_and_backend_choice_s"] = (
+            time.perf_counter() - started - rec.post_training_seconds["predict_test_and_val_s"])
     if cfg.bench:
-        latency = bench.benchmark_latency(
+        files.write_json(run_dir / artifacts.LATENCY, bench.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
-            threads=bench.thread_candidates(),
-        )
-        files.write_json(run_dir / artifacts.LATENCY, latency)
-    manifest["end_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    manifest["status"] = "complete"
-    files.write_json(run_dir / artifacts.MANIFEST, manifest)
+            threads=bench.thread_candidates()))
+    rec.stamp("complete")
+    record.write(run_dir, rec)
     if modelcard.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written
         modelcard.write_model_card(run_dir)
     return run_dir
@@ -365,15 +296,15 @@ def _after_training(cfg: TrainConfig, run_dir: Path, manifest: dict, classifier,
 def fit_transformer(cfg: TrainConfig, splits: dict[str, pd.DataFrame], work_dir: Path):
     """Train a transformer on splits["train"] (checkpoints chosen on splits["val"]) into `work_dir`; no run files.
 
-    Returns (classifier, history, stats). The learning-rate search uses it; `train` adds the test evaluation
-    and the run files around the same steps.
+    Returns (classifier, history, stats). The learning-rate search uses it; `train` adds the test evaluation and the
+    run files around the same steps.
     """
     preset = preset_for(cfg)
-    weights = models.resolve_weights(preset, cfg.model_path)
     hyper = hyperparameters(cfg, preset)
     splits = dict(splits)
     balance_train_split(splits, hyper["imbalance"], cfg.seed)
-    classifier, history, stats, _ = _train_transformer(preset, weights, splits, hyper, Path(work_dir), cfg)
+    classifier, history, stats, _ = _train_transformer(preset, *base_model(cfg, preset), splits, hyper,
+                                                       Path(work_dir), cfg)
     return classifier, history, stats
 
 
@@ -387,13 +318,12 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
     with artifacts.run_lock(run_dir, "mathreport evaluate"):
         frame = artifacts.read_predictions(run_dir)
         probs = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
-        y_true = frame["y_true"].to_numpy()
-        y_pred = frame["y_pred"].to_numpy()
+        y_true, y_pred = frame["y_true"].to_numpy(), frame["y_pred"].to_numpy()
         result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
         files.write_json(Path(run_dir) / artifacts.METRICS, result)
         files.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
         # A finished run's adapter card holds these metrics; while training, train writes it once the run is whole.
-        if modelcard.has_adapter(run_dir) and artifacts.read_manifest(run_dir).get("status") == "complete":
+        if modelcard.has_adapter(run_dir) and record.read(run_dir).status == "complete":
             modelcard.write_model_card(run_dir)
     return result
 
@@ -406,29 +336,28 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
     recorded, so the predictions are for the rows the run was trained beside.
     """
     run_dir = Path(run_dir)
-    manifest = artifacts.read_manifest(run_dir)
-    recorded = (manifest.get("data") or {}).get("val") or {}
-    path = Path(val_path) if val_path is not None else Path(recorded.get("path") or "")
-    if not recorded.get("sha256"):
+    rec = artifacts.read_manifest(run_dir)
+    recorded = rec.split("val")
+    path = Path(val_path) if val_path is not None else Path(recorded.path)
+    if not recorded.sha256:
         raise artifacts.ArtifactError(f"{run_dir / artifacts.MANIFEST}: no data.val.sha256; cannot tell which "
                                       "validation rows the run saw")
     if not path.is_file():
         raise artifacts.ArtifactError(f"{run_dir}: its validation split {path} is missing; give it with --val_path")
-    if files.file_sha256(path) != recorded["sha256"]:
+    if files.file_sha256(path) != recorded.sha256:
         raise artifacts.ArtifactError(
             f"{path} is not the validation split {run_dir} was trained with (SHA-256 differs from "
-            f"{run_dir / artifacts.MANIFEST}'s data.val.sha256); give the original file with --val_path"
-        )
-    config = manifest.get("config") or {}
-    val = data.read_split(path, text_col=config.get("text_col", "Question"), label_col=config.get("label_col", "label"))
+            f"{run_dir / artifacts.MANIFEST}'s data.val.sha256); give the original file with --val_path")
+    val = data.read_split(path, text_col=rec.config.get("text_col", "Question"),
+                          label_col=rec.config.get("label_col", "label"))
     with artifacts.run_lock(run_dir, "mathreport evaluate --write_val_preds"):
         classifier = predict.load_classifier(run_dir, device=device)
         probs = classifier.predict_proba(val["Question"].tolist(), batch_size=batch_size)
         written = artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
-        manifest = artifacts.read_manifest(run_dir)
-        if "outputs" in manifest:  # readers check the run's files against this record (check_consistency)
-            manifest["outputs"] = artifacts.outputs_record(run_dir)
-            files.write_json(run_dir / artifacts.MANIFEST, manifest)
+        rec = record.read(run_dir)
+        if rec.outputs:  # readers check the run's files against this record (check_consistency)
+            rec.outputs = artifacts.outputs_record(run_dir)
+            record.write(run_dir, rec)
         return written
 
 
@@ -476,21 +405,11 @@ def _train_tfidf(splits, hyper, run_dir):
 # --- transformers + peft ---------------------------------------------------------------------------
 
 
-class _EncodedDataset:
-    """Pre-tokenised rows for Trainer; DataCollatorWithPadding pads each batch to its own longest row."""
-
-    def __init__(self, tokenizer, frame: pd.DataFrame, max_length: int):
-        enc = tokenizer(frame["Question"].tolist(), truncation=True, max_length=max_length)
-        self.rows = [
-            {"input_ids": ids, "attention_mask": mask, "labels": int(label)}
-            for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], frame["label"], strict=True)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.rows[i]
+def _encode(tokenizer, frame: pd.DataFrame, max_length: int) -> list[dict]:
+    """Pre-tokenised rows, a dataset for Trainer; DataCollatorWithPadding pads each batch to its own longest row."""
+    enc = tokenizer(frame["Question"].tolist(), truncation=True, max_length=max_length)
+    return [{"input_ids": ids, "attention_mask": mask, "labels": int(label)}
+            for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], frame["label"], strict=True)]
 
 
 def _accuracy(eval_pred) -> dict:
@@ -514,10 +433,8 @@ def history_from_log(log_history: list[dict]) -> pd.DataFrame:
             if src in entry:
                 row[dst] = entry[src]
     frame = pd.DataFrame([rows[e] for e in sorted(rows) if e > 0])
-    for col in artifacts.HISTORY_COLUMNS:
-        if col not in frame.columns:
-            frame[col] = np.nan
-    return frame[[*artifacts.HISTORY_COLUMNS, *[c for c in frame.columns if c not in artifacts.HISTORY_COLUMNS]]]
+    columns = artifacts.HISTORY_COLUMNS
+    return frame.reindex(columns=[*columns, *(c for c in frame if c not in columns)])
 
 
 def class_weighted_loss(train_labels):
@@ -544,20 +461,21 @@ def class_weighted_loss(train_labels):
     return loss
 
 
-def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: TrainConfig):
+def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, run_dir: Path, cfg: TrainConfig):
+    """Trainer + peft LoRA (on every layer, or the top k over cached states); (classifier, history, stats, record).
+
+    weights, load_in_4bit: from `base_model`. The returned record holds run.json's fields about the model.
+    """
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from mathreport import flops, partial
 
     set_seed(hyper["seed"])
     device = models.pick_device(cfg.device)
-    load_in_4bit = models.resolve_load_in_4bit(preset, device, cfg.load_in_4bit)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
     quantization = models.quantization_record(model)
-    top_k = hyper.get("top_k_layers") or 0
-    if top_k and load_in_4bit:
-        raise ConfigError(f"--top_k_layers {top_k} with 4-bit loading: not supported together; pass --top_k_layers 0")
+    top_k = hyper.get("top_k_layers") or 0  # never with 4-bit: validate_config and resolve_defaults see to it
     if top_k:  # LoRA on the top k layers, trained over cached states of the frozen ones (mathreport.partial)
         model, lora = partial.add_top_lora(model, preset, top_k, mlp=cfg.lora_mlp)
     else:
@@ -565,58 +483,37 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     trainable, total = model.get_nb_trainable_parameters()
 
     max_length = hyper["max_length"]
-    train_ds = _EncodedDataset(tokenizer, splits["train"], max_length)
-    val_ds = _EncodedDataset(tokenizer, splits["val"], max_length)
     sample = splits["train"].sample(n=min(cfg.train_eval_samples, len(splits["train"])), random_state=hyper["seed"])
-    train_eval_ds = _EncodedDataset(tokenizer, sample, max_length)
+    frames = {"train": (splits["train"], cfg.train_path), "val": (splits["val"], cfg.val_path),
+              "train_eval": (sample, cfg.train_path)}
+    rows = {name: _encode(tokenizer, frame, max_length) for name, (frame, _) in frames.items()}
     on_cuda = device.startswith("cuda")
-    trained, collator, setup = model, DataCollatorWithPadding(tokenizer), None
+    trained, collator, datasets, setup = model, DataCollatorWithPadding(tokenizer), rows, None
     if top_k:
-        setup = partial.prepare(
-            model, tokenizer, top_k, {"train": (train_ds, cfg.train_path), "val": (val_ds, cfg.val_path),
-                                      "train_eval": (train_eval_ds, cfg.train_path)},
-            weights=weights, max_length=max_length, autocast="bfloat16" if (cfg.bf16 or on_cuda) else None)
-        trained, collator = setup.model, setup.collator
-        train_ds, val_ds, train_eval_ds = (setup.datasets[n] for n in ("train", "val", "train_eval"))
-    args = TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=hyper["num_epochs"],
-        learning_rate=hyper["learning_rate"],
-        per_device_train_batch_size=hyper["batch_size"],
-        per_device_eval_batch_size=max(hyper["batch_size"], 32),
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="val_accuracy",
-        warmup_steps=0.06,
-        weight_decay=0.01,
-        seed=hyper["seed"],
-        report_to=[],
-        train_sampling_strategy="group_by_length",
-        bf16=on_cuda or cfg.bf16,
-        use_cpu=not on_cuda,
-        dataloader_num_workers=0,
-        save_only_model=False,
-        # transformers' decoder classification heads accept **kwargs but drop num_items_in_batch, so with this
-        # on, Trainer would multiply their loss by the number of processes under torchrun (history x2 on 2 GPUs).
-        average_tokens_across_devices=False,
+        setup = partial.prepare(model, tokenizer, top_k, {name: (rows[name], path) for name, (_, path) in
+                                                          frames.items()}, weights=weights, max_length=max_length,
+                                autocast="bfloat16" if (cfg.bf16 or on_cuda) else None)
+        trained, collator, datasets = setup.model, setup.collator, setup.datasets
+    # Our defaults; any TrainingArguments flag the user gave (training_args) replaces the one here.
+    args = TrainingArguments(**{
+        "output_dir": str(run_dir / "checkpoints"), "num_train_epochs": hyper["num_epochs"],
+        "learning_rate": hyper["learning_rate"], "per_device_train_batch_size": hyper["batch_size"],
+        "per_device_eval_batch_size": max(hyper["batch_size"], 32), "eval_strategy": "epoch",
+        "save_strategy": "epoch", "logging_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
+        "metric_for_best_model": "val_accuracy", "warmup_steps": 0.06, "weight_decay": 0.01, "seed": hyper["seed"],
+        "report_to": [], "train_sampling_strategy": "group_by_length", "bf16": on_cuda or cfg.bf16,
+        "use_cpu": not on_cuda, "dataloader_num_workers": 0, "save_only_model": False,
+        # transformers' decoder classification heads accept **kwargs but drop num_items_in_batch, so with this on,
+        # Trainer would multiply their loss by the number of processes under torchrun.
+        "average_tokens_across_devices": False,
         **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
            if load_in_4bit else {}),
-    )
+        **options.trainer_overrides(cfg.training_args)})
     loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
-    trainer = Trainer(
-        model=trained,
-        compute_loss_func=loss_func,
-        args=args,
-        data_collator=collator,
-        train_dataset=train_ds,
-        eval_dataset={"val": val_ds, "train": train_eval_ds},
-        processing_class=tokenizer,
-        compute_metrics=_accuracy,
-        callbacks=list(cfg.callbacks),
-    )
+    trainer = Trainer(model=trained, compute_loss_func=loss_func, args=args, data_collator=collator,
+                      train_dataset=datasets["train"],
+                      eval_dataset={"val": datasets["val"], "train": datasets["train_eval"]},
+                      processing_class=tokenizer, compute_metrics=_accuracy, callbacks=list(cfg.callbacks))
     if os.environ.get(TEXT_PROGRESS_ENV) == "1":
         # Run by `mathreport pipeline` through papermill: Trainer's HTML notebook bar would only land in the kept
         # notebook, so use its text bar, which papermill streams to the terminal.
@@ -625,7 +522,7 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
 
         trainer.remove_callback(NotebookProgressCallback)
         trainer.add_callback(ProgressCallback)
-    resume = cfg.resume and any((run_dir / "checkpoints").glob("checkpoint-*"))
+    resume = cfg.resume and artifacts.has_checkpoints(run_dir)
     if cfg.resume and not resume:
         print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
     output = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -637,27 +534,20 @@ def _train_transformer(preset, weights: str, splits, hyper, run_dir: Path, cfg: 
     stats = {
         "train_seconds": output.metrics.get("train_runtime"),
         "train_samples_per_second": output.metrics.get("train_samples_per_second"),
-        "train_loss": output.metrics.get("train_loss"),
-        "best_checkpoint_metric": "val_accuracy",
-        "train_accuracy_sample": len(sample),
-        "trainable_parameters": int(trainable),
-        "total_parameters": int(total),
+        "train_loss": output.metrics.get("train_loss"), "best_checkpoint_metric": args.metric_for_best_model,
+        "train_accuracy_sample": len(sample), "trainable_parameters": int(trainable), "total_parameters": int(total),
         "resumed": bool(resume),
         # Trainer's runtime of a resumed run covers only the rest of it, so no FLOP/s for it.
         "flop": flops.training_record(
             partial.layer_list(model), partial.unwrap(model).config.hidden_size,
-            trained=top_k or partial.num_layers(model), train_lengths=[len(r["input_ids"]) for r in train_ds.rows],
-            eval_lengths=[len(r["input_ids"]) for ds in (val_ds, train_eval_ds) for r in ds.rows],
+            trained=top_k or partial.num_layers(model), train_lengths=[len(r["input_ids"]) for r in rows["train"]],
+            eval_lengths=[len(r["input_ids"]) for r in (*rows["val"], *rows["train_eval"])],
             epochs=hyper["num_epochs"], seconds=None if resume else output.metrics.get("train_runtime")),
     }
     if loss_func is not None:  # the validation loss in history.csv is weighted the same way
-        stats["loss"] = "class-weighted cross-entropy"
-        stats["class_weights"] = loss_func.class_weights
+        stats.update(loss="class-weighted cross-entropy", class_weights=loss_func.class_weights)
     extra = {
-        "weights": weights,
-        "device": device,
-        "load_in_4bit": bool(load_in_4bit),
-        "quantization": quantization,
+        "weights": weights, "device": device, "load_in_4bit": bool(load_in_4bit), "quantization": quantization,
         "dtype": "nf4+bf16" if load_in_4bit else ("bfloat16" if on_cuda else "float32"),
         # The weights stay float32 on CPU (NF4 in 4-bit); --bf16 runs the training matmuls under bfloat16 autocast,
         # 4-bit runs included (Trainer's bf16 flag is the same).

@@ -80,8 +80,8 @@ def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, ke
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0] - 0.05
 
     manifest = artifacts.read_manifest(run_dir)
-    assert manifest["load_in_4bit"] is False and manifest["dtype"] == "float32"
-    assert manifest["lora"]["target_modules"] and set(manifest["lora"]["target_modules"]) == set(
+    assert manifest.load_in_4bit is False and manifest.dtype == "float32"
+    assert manifest.lora["target_modules"] and set(manifest.lora["target_modules"]) == set(
         models.DECODER_TARGETS)
     adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
     assert "score" in adapter_config["modules_to_save"]
@@ -122,7 +122,7 @@ def test_a_stop_after_training_resumes_without_training_again(tiny_cache, keywor
     with pytest.raises(KeyboardInterrupt):
         train(_config(keyword_splits, out, "tiny-qwen2", **common))
     manifest = artifacts.read_manifest(out)
-    assert manifest["status"] == "interrupted" and "training" in manifest
+    assert manifest.status == "interrupted" and manifest.trained
     assert (out / "model" / "adapter_config.json").is_file() and artifacts.has_checkpoints(out)
     assert not (out / artifacts.PREDICTIONS).exists() and not (out / artifacts.METRICS).exists()
     assert artifacts.run_state(out) == "unfinished"
@@ -134,14 +134,14 @@ def test_a_stop_after_training_resumes_without_training_again(tiny_cache, keywor
     monkeypatch.setattr(Trainer, "train", lambda *a, **k: pytest.fail("--resume trained again"))
     train(_config(keyword_splits, out, "tiny-qwen2", resume=True, **common))
     manifest = artifacts.read_manifest(out)
-    assert manifest["status"] == "complete" and manifest["resumed_after_training"]
+    assert manifest.status == "complete" and manifest.resumed_after_training
     assert (out / artifacts.HISTORY).read_bytes() == history  # the training's own history, kept
     assert not (out / artifacts.CHECKPOINTS).exists()  # removed once the run is complete
     artifacts.check_consistency(out)
     # The predictions are the saved adapter's.
     classifier = predict.load_classifier(out, device="cpu", backend="torch")
     four_bit = any(type(m).__name__ == "Linear4bit" for m in classifier.model.modules())
-    assert manifest["load_in_4bit"] is load_in_4bit and four_bit is load_in_4bit
+    assert manifest.load_in_4bit is load_in_4bit and four_bit is load_in_4bit
     test = pd.read_csv(keyword_splits / "test.csv")
     np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist(), batch_size=16),
                                artifacts.read_predictions(out)[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
@@ -300,9 +300,9 @@ def test_qlora_trains_resumes_and_records_nf4_qwen2_mistral(arch, qlora_runs):
 
     run_dir = qlora_runs / f"tiny-{arch}-4bit"
     manifest = artifacts.read_manifest(run_dir)
-    assert manifest["status"] == "complete" and manifest["training"]["resumed"] is True
-    assert manifest["load_in_4bit"] is True and manifest["dtype"] == "nf4+bf16"
-    assert manifest["quantization"] == {
+    assert manifest.status == "complete" and manifest.training["resumed"] is True
+    assert manifest.load_in_4bit is True and manifest.dtype == "nf4+bf16"
+    assert manifest.quantization == {
         "method": "bitsandbytes", "bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16",
         "skip_modules": list(models.HEAD_MODULES), "bitsandbytes": bitsandbytes.__version__}
     history = artifacts.read_history(run_dir)
@@ -310,8 +310,8 @@ def test_qlora_trains_resumes_and_records_nf4_qwen2_mistral(arch, qlora_runs):
     adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
     assert "score" in adapter_config["modules_to_save"]
     # The run's own backend is its 4-bit model; ONNX is refused with the reason.
-    assert manifest["inference"]["default"] == "torch-nf4"
-    assert "ONNX cannot hold" in manifest["inference"]["skipped"]["onnx"]
+    assert manifest.inference["default"] == "torch-nf4"
+    assert "ONNX cannot hold" in manifest.inference["skipped"]["onnx"]
     assert not list(run_dir.glob("*.onnx"))
 
 
@@ -325,10 +325,10 @@ def test_qlora_run_reloads_in_4bit_and_predicts_what_training_wrote_qwen2_mistra
     classifier = predict.load_classifier(run_dir, device="cpu")
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in classifier.model.modules())
     if arch == "mistral":  # no pad token in the base tokenizer (like Mistral-7B-v0.3): EOS pads, in 4-bit too
-        assert AutoTokenizer.from_pretrained(artifacts.read_manifest(run_dir)["weights"]).pad_token is None
+        assert AutoTokenizer.from_pretrained(artifacts.read_manifest(run_dir).weights).pad_token is None
         assert classifier.model.config.pad_token_id == classifier.tokenizer.eos_token_id
     preds = artifacts.read_predictions(run_dir)
-    batch_size = artifacts.read_manifest(run_dir)["hyperparameters"]["batch_size"]
+    batch_size = artifacts.read_manifest(run_dir).hyperparameters["batch_size"]
     probs = classifier.predict_proba(preds["text"].tolist(), batch_size=batch_size)
     # Reloaded in 4-bit with the same batches, the model computes what it computed at the end of training: the
     # same kernels on the same numbers, so equal up to float32 rounding (atol 1e-6), and the same answers.
@@ -399,13 +399,13 @@ def test_qlora_adapter_card_is_the_runs_own_qwen2_mistral(arch, qlora_runs, tmp_
     assert "[More Information Needed]" not in path.read_text(encoding="utf-8")
     assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-classification"
     assert card.data.base_model is None  # a random test model has no Hub id; its weights folder is named instead
-    assert f"| weights read from | `{artifacts.read_manifest(run_dir)['weights']}` |" in card.text
+    assert f"| weights read from | `{artifacts.read_manifest(run_dir).weights}` |" in card.text
     saved = artifacts.read_metrics(run_dir)
     by_name = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert by_name["Accuracy"] == saved["Accuracy"] and by_name["F1 (macro)"] == saved["F1_macro"]
     assert "| `bitsandbytes` | 4 | `nf4` | yes | `bfloat16` |" in card.text
     for split in ("train", "val", "test"):
-        assert artifacts.read_manifest(run_dir)["data"][split]["sha256"] in card.text
+        assert artifacts.read_manifest(run_dir).split(split).sha256 in card.text
     # `mathreport evaluate` recomputes metrics.json, and the card with it.
     path.unlink()
     evaluate_run(run_dir)

@@ -92,10 +92,10 @@ def test_mpnet_trains_from_its_parts_with_lora_and_reloads(small_data, tmp_path,
     run_dir = train(_config(small_data, tmp_path / "mpnet", num_epochs=1, max_train_samples=96, max_length=48,
                             learning_rate=5e-3, top_k_layers=0))
     manifest = artifacts.read_manifest(run_dir)
-    assert manifest["weights"] == str(weights.split_folder(source))
-    assert manifest["hf_id"] == "sentence-transformers/all-mpnet-base-v2"
-    assert set(manifest["lora"]["target_modules"]) == set(models.PRESETS["mpnet"].target_modules)
-    assert "classifier" in manifest["lora"]["modules_to_save"]
+    assert manifest.weights == str(weights.split_folder(source))
+    assert manifest.hf_id == "sentence-transformers/all-mpnet-base-v2"
+    assert set(manifest.lora["target_modules"]) == set(models.PRESETS["mpnet"].target_modules)
+    assert "classifier" in manifest.lora["modules_to_save"]
     # LoRA sits on every attention projection and both FFN layers of both blocks, and nowhere else.
     from safetensors import safe_open
 

@@ -25,11 +25,17 @@ def _dests(parser: argparse.ArgumentParser) -> list[str]:
     return [a.dest for a in parser._actions if a.dest != "help"]
 
 
+def _parse(argv: list[str], cls=TrainConfig):
+    """Flags as `mathreport` parses them: its own, and the leftover ones as Trainer's (`training_args`)."""
+    args, leftover = cli.build_parser().parse_known_args(argv)
+    return options.from_args(cls, argparse.Namespace(**vars(args), training_args=leftover))
+
+
 def _parse_command(command: str) -> TrainConfig:
     """A run's command, parsed by the `mathreport` command itself."""
     argv = shlex.split(command)
     assert argv[:2] == ["mathreport", "train"], command
-    return options.from_args(TrainConfig, cli.build_parser().parse_args(argv[1:]))
+    return _parse(argv[1:])
 
 
 # Values a field may take besides its default, by type; the first that its rule allows is used.
@@ -64,7 +70,9 @@ def test_train_flags_are_exactly_the_option_fields():
     expected = [f.name for f in options.option_fields(TrainConfig) if options.flag_name(f) is not None]
     assert _dests(_subparser("train")) == expected
     assert "callbacks" not in expected  # Python-only
-    assert _dests(_subparser("search")) == list(search.FLAGS)
+    assert _dests(_subparser("search")) == [name for name in search.FLAGS if name != "training_args"]
+    for command in ("train", "search"):  # Trainer's flags: not declared, but said
+        assert "TrainingArguments" in _subparser(command).format_help()
     assert "num_epochs" in _dests(_subparser("pipeline"))
 
 
@@ -81,7 +89,7 @@ def test_defaults_of_the_flags_are_the_ones_documented():
         load_in_4bit=None, lora_mlp=False, top_k_layers=None, allow_leakage=False, allow_missing_classes=False,
         max_train_samples=None,
         train_eval_samples=512, device=None, bench=True, bench_max_items=200, text_col="Question", label_col="label",
-        bf16=None, lora_dropout=None, imbalance=None)
+        bf16=None, lora_dropout=None, imbalance=None, training_args=[])
     flags = cli.build_parser().parse_args(["train", "--model", "m", "--no_bench", "--no-bf16", "--load_in_4bit",
                                            "--imbalance", "oversample", "--lora_dropout", "0"])
     cfg = options.from_args(TrainConfig, flags)
@@ -138,12 +146,54 @@ def test_a_trained_runs_command_gives_back_its_config(small_data, tmp_path):
     assert cli.main(argv) == 0
     manifest = artifacts.read_manifest(tmp_path / "a run")
     given = options.from_args(TrainConfig, cli.build_parser().parse_args(argv))
-    assert _parse_command(manifest["command"]) == given
-    assert manifest["hyperparameters"] == {"num_epochs": models.get_preset("tfidf").num_epochs,
+    assert _parse_command(manifest.command) == given
+    assert manifest.hyperparameters == {"num_epochs": models.get_preset("tfidf").num_epochs,
                                            "learning_rate": models.get_preset("tfidf").learning_rate,
                                            "batch_size": models.get_preset("tfidf").batch_size,
                                            "max_length": models.get_preset("tfidf").max_length, "seed": 3,
                                            "max_train_samples": 200, "imbalance": "none", "top_k_layers": 0}
+
+
+# --- Trainer's own options (TrainingArguments) ---------------------------------------------------------------------
+
+
+def test_trainer_flags_are_kept_parsed_by_transformers_and_written_into_the_command():
+    cfg = _parse(["train", "--model", "minilm", "--report_to", "tensorboard", "--seed", "3",
+                  "--gradient_accumulation_steps", "4", "--lr_scheduler_type=cosine"])
+    assert cfg.seed == 3
+    assert cfg.training_args == ["--report_to", "tensorboard", "--gradient_accumulation_steps", "4",
+                                 "--lr_scheduler_type=cosine"]
+    assert options.trainer_overrides(cfg.training_args) == {
+        "report_to": "tensorboard", "gradient_accumulation_steps": 4, "lr_scheduler_type": "cosine"}
+    command = options.command(cfg)
+    assert command.endswith(" --report_to tensorboard --gradient_accumulation_steps 4 --lr_scheduler_type=cosine")
+    assert _parse_command(command) == cfg
+    assert options.trainer_overrides([]) == {}
+
+
+@pytest.mark.parametrize(("tokens", "message"), [
+    (["--warmup_ratio", "0.1"], r"^--warmup_ratio 0\.1: not an option of mathreport train nor of transformers' "),
+    (["--gradient_accumulation_steps", "x"], r"invalid int value: 'x'"),
+    (["--optim", "sgdd"], r"invalid choice: 'sgdd'"),
+    (["--num_train_epochs", "2", "--per_device_train_batch_size", "4"],
+     r"^--num_train_epochs \(give --num_epochs\), --per_device_train_batch_size \(give --batch_size\): set by "),
+])
+def test_trainer_flags_transformers_refuses_are_one_line_config_errors(tokens, message):
+    with pytest.raises(options.ConfigError, match=message) as err:
+        options.trainer_overrides(tokens)
+    assert "\n" not in str(err.value)
+
+
+def test_a_refused_trainer_flag_stops_train_before_anything_is_written(small_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = _parse(["train", "--model", "minilm", "--output_dir", str(out), "--train_path",
+                  str(small_data / "augmented_train.csv"), "--val_path", str(small_data / "val_split.csv"),
+                  "--test_path", str(small_data / "test_split.csv"), "--logging_strategy", "sometimes"])
+    from mathreport import train
+
+    with pytest.raises(options.ConfigError, match="invalid choice: 'sometimes'"):
+        train.train(cfg)
+    assert not out.exists()
 
 
 # --- run.json's hyperparameters -------------------------------------------------------------------------------------

@@ -145,12 +145,12 @@ def test_top_k_run_trains_saves_and_predict_gives_its_predictions(keyword_splits
     run_dir = train(_config(keyword_splits, tmp_path / "run", key, num_epochs=3, top_k_layers=k, max_length=32,
                             **({"learning_rate": 5e-3} if key != "minilm" else {})))
     manifest = artifacts.read_manifest(run_dir)
-    assert manifest["hyperparameters"]["top_k_layers"] == k and f"--top_k_layers {k}" in manifest["command"]
-    layers = manifest["partial"]["layers"]
-    assert manifest["partial"]["trained_layers"] == list(range(layers - k, layers))
-    caches = manifest["partial"]["caches"]
+    assert manifest.hyperparameters["top_k_layers"] == k and f"--top_k_layers {k}" in manifest.command
+    layers = manifest.partial["layers"]
+    assert manifest.partial["trained_layers"] == list(range(layers - k, layers))
+    caches = manifest.partial["caches"]
     assert {tuple(c["splits"]) for c in caches.values()} == {("train", "train_eval"), ("val",)}
-    assert all(c["key"]["split_sha256"] == manifest["data"][c["splits"][0].split("_")[0]]["sha256"]
+    assert all(c["key"]["split_sha256"] == manifest.split(c["splits"][0].split("_")[0]).sha256
                for c in caches.values())
     adapter = json.loads((run_dir / "model" / "adapter_config.json").read_text())
     assert adapter["layers_to_transform"] == list(range(layers - k, layers))
@@ -191,8 +191,8 @@ def test_top_k_run_resumes_from_its_checkpoint_and_reuses_the_cache(keyword_spli
     train(_config(keyword_splits, out, "tiny-qwen2", resume=True, callbacks=[resumed], **common))
     assert resumed.steps > 0
     manifest = artifacts.read_manifest(out)
-    assert manifest["training"]["resumed"] is True and manifest["status"] == "complete"
-    assert all(c["loaded"] for c in manifest["partial"]["caches"].values())  # the interrupted run's states
+    assert manifest.training["resumed"] is True and manifest.status == "complete"
+    assert all(c["loaded"] for c in manifest.partial["caches"].values())  # the interrupted run's states
     history = artifacts.read_history(out)
     assert list(history["epoch"]) == [1, 2] and np.isfinite(history["train_loss"]).all()
     # The resumed run continued the first one's weights: one uninterrupted run ends with the same predictions.

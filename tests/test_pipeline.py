@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from mathreport import artifacts, demo, pipeline
+from mathreport.errors import DataError
 
 
 def test_existing_split_files_are_used_as_they_are(tmp_path):
@@ -18,7 +19,7 @@ def test_existing_split_files_are_used_as_they_are(tmp_path):
 
 def test_some_split_files_are_never_mixed_with_demo_data(tmp_path):
     (tmp_path / "val_split.csv").write_text("Question,label\nx,0\n")
-    with pytest.raises(FileNotFoundError, match="augmented_train.csv, test_split.csv"):
+    with pytest.raises(DataError, match="augmented_train.csv, test_split.csv"):
         pipeline.ensure_data(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["val_split.csv"]
 

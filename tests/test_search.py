@@ -112,6 +112,8 @@ def test_other_settings_are_refused_not_mixed_in(searched, small_data):
     out, _, _, _ = searched
     with pytest.raises(search.SearchError, match="num_epochs"):
         search.search(dataclasses.replace(_config(small_data, out), num_epochs=2))
+    with pytest.raises(search.SearchError, match="training_args"):  # Trainer's own flags change a row's meaning
+        search.search(dataclasses.replace(_config(small_data, out), training_args=["--weight_decay", "0"]))
 
 
 def test_report_figure_reads_the_search(searched):

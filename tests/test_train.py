@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import reference_metrics as ref
 
-from mathreport import artifacts, data, files, train
+from mathreport import artifacts, data, files, options, train
 from mathreport.labels import NUM_CLASSES
 
 MODELS = ("tfidf", "minilm")
@@ -57,11 +57,11 @@ def test_history_and_manifest(trained_results, small_data, model):
     run = trained_results / model
     history = artifacts.read_history(run)
     manifest = artifacts.read_manifest(run)
-    assert list(history["epoch"]) == list(range(1, manifest["hyperparameters"]["num_epochs"] + 1))
+    assert list(history["epoch"]) == list(range(1, manifest.hyperparameters["num_epochs"] + 1))
     assert history["val_loss"].notna().all() and history["val_accuracy"].between(0, 1).all()
-    assert manifest["status"] == "complete"
-    assert manifest["data"]["train"]["sha256"] == files.file_sha256(small_data / "augmented_train.csv")
-    assert manifest["data"]["test"]["rows"] == len(pd.read_csv(run / "preds_test.csv"))
+    assert manifest.status == "complete"
+    assert manifest.split("train").sha256 == files.file_sha256(small_data / "augmented_train.csv")
+    assert manifest.split("test").rows == len(pd.read_csv(run / "preds_test.csv"))
 
 
 def test_minilm_learns(trained_results, small_data):
@@ -130,10 +130,34 @@ def test_interrupted_run_resumes_from_checkpoint(small_data, tmp_path):
         train.train(_config(small_data, out, **common))
     train.train(_config(small_data, out, resume=True, **common))
     manifest = artifacts.read_manifest(out)
-    assert manifest["training"]["resumed"] is True
+    assert manifest.training["resumed"] is True
     history = artifacts.read_history(out)
     assert list(history["epoch"]) == [1, 2]  # the first epoch's log came back with the checkpoint
     assert np.isfinite(history["train_loss"]).all()
+
+
+def test_trainer_flags_reach_training_arguments_and_run_json(small_data, tmp_path):
+    """Trainer's own flags (training_args) replace train's defaults; run.json's config and command carry them."""
+    from transformers import TrainerCallback
+
+    seen = {}
+
+    class Stop(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            seen["args"] = args
+            raise KeyboardInterrupt("stop once Trainer has its arguments")
+
+    out = tmp_path / "minilm"
+    tokens = ["--gradient_accumulation_steps", "2", "--weight_decay", "0", "--lr_scheduler_type", "cosine"]
+    with pytest.raises(KeyboardInterrupt):
+        train.train(_config(small_data, out, model="minilm", num_epochs=1, max_length=32, max_train_samples=32,
+                            top_k_layers=0, training_args=tokens, callbacks=[Stop()]))
+    args = seen["args"]
+    assert (args.gradient_accumulation_steps, args.weight_decay, args.lr_scheduler_type) == (2, 0.0, "cosine")
+    assert (args.eval_strategy, args.metric_for_best_model, args.num_train_epochs) == ("epoch", "val_accuracy", 1)
+    manifest = artifacts.read_manifest(out)
+    assert manifest.status == "interrupted" and manifest.command.endswith(" " + " ".join(tokens))
+    assert manifest.config["training_args"] == tokens
 
 
 # --- options, resume, failures, class coverage and one writer per run (issue 12) ----------------------------------
@@ -145,9 +169,8 @@ def test_interrupted_run_resumes_from_checkpoint(small_data, tmp_path):
 ])
 def test_out_of_range_option_is_refused_before_anything_is_written(small_data, tmp_path, option, value):
     out = tmp_path / "run"
-    with pytest.raises(ValueError) as err:  # the rules hold for every model; tfidf keeps the test fast
+    with pytest.raises(train.ConfigError) as err:  # the rules hold for every model; tfidf keeps the test fast
         train.train(_config(small_data, out, **{option: value}))
-    assert type(err.value).__name__ == "ConfigError"
     message = str(err.value)
     assert message.startswith(f"--{option} {value!r}: must be") and "\n" not in message
     assert not out.exists()
@@ -155,7 +178,7 @@ def test_out_of_range_option_is_refused_before_anything_is_written(small_data, t
 
 def test_max_length_must_leave_room_after_the_special_tokens(small_data, tmp_path):
     # MiniLM's tokenizer adds [CLS] and [SEP]: 2 tokens would hold no word of the question.
-    with pytest.raises(ValueError, match=r"--max_length 2: must be >= 3 for minilm"):
+    with pytest.raises(train.ConfigError, match=r"--max_length 2: must be >= 3 for minilm"):
         train.train(_config(small_data, tmp_path / "run", model="minilm", max_length=2, num_epochs=1,
                             max_train_samples=32))
     assert not (tmp_path / "run").exists()
@@ -164,7 +187,7 @@ def test_max_length_must_leave_room_after_the_special_tokens(small_data, tmp_pat
 def test_every_numeric_option_has_a_rule():
     numeric = [f.name for f in dataclasses.fields(train.TrainConfig)
                if any(t in str(f.type) for t in ("int", "float"))]
-    assert numeric and set(numeric) <= set(train.OPTION_RULES)
+    assert numeric and set(numeric) <= set(options.rules(train.TrainConfig))
 
 
 @pytest.mark.slow  # trains a model
@@ -176,11 +199,11 @@ def test_resume_of_a_finished_run_changes_nothing(small_data, tmp_path, capsys):
     assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
     assert "nothing to continue" in capsys.readouterr().err
     train.train(_config(small_data, out, resume=True, force=True, seed=1))
-    assert artifacts.read_manifest(out)["config"]["seed"] == 1
+    assert artifacts.read_manifest(out).config["seed"] == 1
 
 
 def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, monkeypatch):
-    def fail_in_training(preset, weights, splits, hyper, run_dir, cfg):
+    def fail_in_training(preset, weights, load_in_4bit, splits, hyper, run_dir, cfg):
         (run_dir / "checkpoints").mkdir()  # what Trainer has made when the optimiser refuses its settings
         raise RuntimeError("optimiser refused")
 
@@ -189,7 +212,7 @@ def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, mo
     with pytest.raises(RuntimeError, match="optimiser refused"):
         train.train(_config(small_data, out, model="minilm"))
     manifest = artifacts.read_manifest(out)
-    assert manifest["status"] == "failed" and "optimiser refused" in manifest["error"]
+    assert manifest.status == "failed" and "optimiser refused" in manifest.error
     assert not (out / "checkpoints").exists() and not (out / artifacts.LOCK).exists()
 
     def reached(*args):
@@ -223,7 +246,7 @@ def test_allow_missing_classes_trains_with_a_warning(small_data, tmp_path, capsy
     assert "3 (Olasılık)" in capsys.readouterr().err
     preds = artifacts.read_predictions(tmp_path / "run")
     assert (preds["prob_class_3"] == 0).all() and (preds["y_true"] == 3).any()
-    assert "--allow_missing_classes" in artifacts.read_manifest(tmp_path / "run")["command"]
+    assert "--allow_missing_classes" in artifacts.read_manifest(tmp_path / "run").command
 
 
 def _train_argv(small_data, out, *extra):
@@ -261,7 +284,7 @@ def test_two_trains_into_one_folder_one_fails_at_once(small_data, tmp_path):
     (_, (_, _, stderr)), = [(s, r) for s, r in results.items() if r[0] == 2]
     assert "is being written by PID" in stderr and len(stderr.strip().splitlines()) == 1
     # The folder is the winner's alone, and what it printed is what it wrote.
-    assert artifacts.read_manifest(out)["config"]["seed"] == winner
+    assert artifacts.read_manifest(out).config["seed"] == winner
     artifacts.check_consistency(out)
     assert f"Accuracy {artifacts.read_metrics(out)['Accuracy']:.3f}" in stdout
 
@@ -283,11 +306,11 @@ def test_kill_9_during_training_then_resume(small_data, tmp_path, capsys):
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert artifacts.read_manifest(out)["status"] == "running" and not (out / artifacts.METRICS).exists()
+    assert artifacts.read_manifest(out).status == "running" and not (out / artifacts.METRICS).exists()
     train.train(_config(small_data, out, resume=True))
     err = capsys.readouterr().err
     assert f"PID {proc.pid}" in err and "no longer running" in err  # its lock, taken over
-    assert artifacts.read_manifest(out)["status"] == "complete"
+    assert artifacts.read_manifest(out).status == "complete"
     artifacts.check_consistency(out)
 
 # --- class imbalance and validation predictions ---------------------------------------------------------------
@@ -318,16 +341,16 @@ def test_tfidf_imbalance_option_and_val_predictions(small_data, tmp_path, imbala
     out = tmp_path / imbalance
     train.train(_config(small_data, out, imbalance=imbalance))
     manifest = artifacts.read_manifest(out)
-    assert manifest["hyperparameters"]["imbalance"] == imbalance
-    assert f"--imbalance {imbalance}" in manifest["command"]
+    assert manifest.hyperparameters["imbalance"] == imbalance
+    assert f"--imbalance {imbalance}" in manifest.command
     lr = joblib.load(out / "model" / "pipeline.joblib").steps[-1][1]
     assert lr.class_weight == ("balanced" if imbalance == "class_weights" else None)
     if imbalance == "oversample":
-        report = manifest["oversampling"]
+        report = manifest.oversampling
         assert report["rows_added"] > 0
-        assert manifest["data"]["train"]["rows"] == report["train_rows_before"] + report["rows_added"]
+        assert manifest.split("train").rows == report["train_rows_before"] + report["rows_added"]
     else:
-        assert manifest["oversampling"] is None
+        assert manifest.oversampling is None
     val = pd.read_csv(small_data / "val_split.csv")
     preds = artifacts.read_val_predictions(out)
     assert preds["y_true"].tolist() == val["label"].tolist() and preds["text"].tolist() == val["Question"].tolist()
@@ -358,7 +381,7 @@ def test_default_imbalance_per_model_family():
     cfg = train.TrainConfig(model="tfidf", train_path=None, val_path=None, test_path=None, output_dir=None)
     for key in ("tfidf", "minilm"):
         preset = models.get_preset(key)
-        assert train.imbalance_for(cfg, preset) == train.DEFAULT_IMBALANCE[preset.kind]
+        assert train.hyperparameters(cfg, preset)["imbalance"] == train.DEFAULT_IMBALANCE[preset.kind]
     cfg.imbalance = "sometimes"
     with pytest.raises(ValueError, match="imbalance must be one of"):
-        train.imbalance_for(cfg, models.get_preset("tfidf"))
+        train.hyperparameters(cfg, models.get_preset("tfidf"))
