@@ -1,27 +1,25 @@
-"""What the report says: loading the runs it is about, its tables, and prose generated from the numbers.
+"""What the report says: the runs it is about, its tables, and prose generated from the numbers.
 
-The notebook `notebooks/final_report.ipynb` calls these functions and displays what they return; every
-number in the report passes through here from a run's files, never from the notebook's own text.
+Every number in `notebooks/final_report.ipynb` comes from a run's files through here, never from the notebook's text.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
 
-from mathreport import artifacts, i18n, record
+from mathreport import artifacts, i18n, metrics, record
 from mathreport.errors import MissingResultsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
 
-# The report's title, section headings and banner, and each section's introduction, per language: live views
-# of the message catalog (`mathreport.i18n`), read by the notebook generator and the report sections.
+# The report's headings and banner, and each section's introduction, per language (views of `i18n`'s catalog).
 TEXT = i18n.Section("report.")
 INTRO = i18n.Section("intro.")
-
 
 SUMMARY_COLUMNS = ["Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F1_macro", "F1_weighted",
                    "AUC_macro"]
@@ -50,79 +48,55 @@ def load_run(results_dir: Path, name: str) -> Run:
     """Read and validate one run; a missing run or file raises MissingResultsError saying what to do."""
     run_dir = Path(results_dir) / name
     if not run_dir.is_dir():
-        raise MissingResultsError(
-            f"no results for model {name!r}: {run_dir}/ does not exist. Train it with "
-            f"`mathreport train --model {name} --output_dir {run_dir}` (qwen and mistral need a GPU machine "
-            f"with their weights), or copy its results/{name}/ folder from the machine that trained it."
-        )
+        raise MissingResultsError(f"no results for model {name!r}: {run_dir}/ does not exist. Train it with "
+                                  f"`mathreport train --model {name} --output_dir {run_dir}` (qwen and mistral need a "
+                                  f"GPU machine with their weights), or copy its results/{name}/ folder from the "
+                                  "machine that trained it.")
     missing = artifacts.missing_files(run_dir)
     if missing:
-        raise MissingResultsError(
-            f"results for model {name!r} are incomplete: {run_dir}/ lacks {', '.join(missing)}. "
-            f"Make them with: {artifacts.make_command(run_dir)}"
-        )
-    optional = {}
-    for key, reader, filename in (("latency", artifacts.read_latency, artifacts.LATENCY),
-                                  ("manifest", artifacts.read_manifest, artifacts.MANIFEST)):
-        optional[key] = reader(run_dir) if (run_dir / filename).is_file() else None
-    # The team's folders are named after their models; run.json may give a display name of its own.
+        raise MissingResultsError(f"results for model {name!r} are incomplete: {run_dir}/ lacks "
+                                  f"{', '.join(missing)}. Make them with: {artifacts.make_command(run_dir)}")
+    manifest = artifacts.read_manifest(run_dir) if (run_dir / artifacts.MANIFEST).is_file() else None
     return Run(
-        name=(optional["manifest"] or record.RunRecord()).display_name or name,
+        name=(manifest and manifest.display_name) or name,  # the folder's name unless run.json gives another
         path=run_dir,
         metrics=artifacts.read_metrics(run_dir),
         class_report=artifacts.read_class_report(run_dir),
         predictions=artifacts.read_predictions(run_dir),
         history=artifacts.read_history(run_dir),
-        **optional,
+        latency=artifacts.read_latency(run_dir) if (run_dir / artifacts.LATENCY).is_file() else None,
+        manifest=manifest,
     )
 
 
 def load_runs(results_dir: Path, model: str, compare: list[str] | None = None) -> dict[str, Run]:
-    """The report's runs keyed by display name, the main model first; `compare=None`: every complete run found.
-
-    Runs are named after their directories unless their run.json gives a `display_name`.
-    """
+    """The report's runs keyed by display name, `model` first; compare: the other folders (None: every run found)."""
     others = compare if compare is not None else [n for n in artifacts.find_runs(results_dir) if n != model]
     runs: dict[str, Run] = {}
     for directory in [model, *[n for n in others if n != model]]:
         run = load_run(results_dir, directory)
         if run.name in runs:
-            raise artifacts.ArtifactError(
-                f"two runs are both named {run.name!r} ({runs[run.name].path} and {run.path}); "
-                "give one of them another display_name in its run.json"
-            )
+            raise artifacts.ArtifactError(f"two runs are both named {run.name!r} ({runs[run.name].path} and "
+                                          f"{run.path}); give one of them another display_name in its run.json")
         runs[run.name] = run
     return runs
 
 
 def summary_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
     """One row per model: the headline metrics, test size and batch-1 latency."""
-    rows = []
-    for name, run in runs.items():
-        row = {text("model", lang): name}
-        for col in SUMMARY_COLUMNS:
-            row[col] = run.metrics.get(col)
-        row["n_test"] = len(run.predictions)
-        row["p50_ms (bs=1)"] = latency_p50(run)
-        rows.append(row)
+    rows = [{text("model", lang): name, **{col: run.metrics.get(col) for col in SUMMARY_COLUMNS},
+             "n_test": len(run.predictions), "p50_ms (bs=1)": latency_p50(run)} for name, run in runs.items()]
     return pd.DataFrame(rows).set_index(text("model", lang))
 
 
 def latency_p50(run: Run, batch_size: int = 1) -> float | None:
     """Per-item p50 latency at a batch size, or None when the run has no such measurement."""
-    if not run.latency:
-        return None
-    for entry in run.latency["results"]:
-        if entry["batch_size"] == batch_size:
-            return float(entry["p50_ms"])
-    return None
+    entries = run.latency["results"] if run.latency else []
+    return next((float(e["p50_ms"]) for e in entries if e["batch_size"] == batch_size), None)
 
 
 def format_table(frame: pd.DataFrame, digits: int = 3):
-    """A pandas Styler showing numbers with `digits` decimals and missing values as a dash.
-
-    Every string in it (cells, row and column labels: run names, devices, paths) is HTML-escaped.
-    """
+    """A pandas Styler: numbers with `digits` decimals, missing values as a dash, every string HTML-escaped."""
     # A zero-width space after each "_" lets a narrow column's header ("Precision_macro") wrap there.
     styler = (frame.style.format(precision=digits, na_rep="—", escape="html")
               .format_index(escape="html", axis=0)
@@ -134,11 +108,6 @@ def format_table(frame: pd.DataFrame, digits: int = 3):
 def is_synthetic(run: Run) -> bool:
     """Whether a run's run.json marks its results as synthetic (made for tests, not by training)."""
     return run.manifest is not None and run.manifest.synthetic is True
-
-
-def uses_demo_data(runs: dict[str, Run]) -> bool:
-    """Whether any run was trained on the offline demo corpus (per the prepare report beside its data)."""
-    return any(_trained_on_demo(run) for run in runs.values())
 
 
 def _trained_on_demo(run: Run) -> bool:
@@ -182,37 +151,35 @@ def leaders(runs: dict[str, Run], lang: str = "tr") -> list[str]:
     out = []
     for metric in HEADLINE:
         ranked = _ranked(runs, metric)
-        if not ranked:
-            continue
-        (best, value), rest = ranked[0], ranked[1:]
-        if not rest:
+        if len(ranked) == 1:
+            (best, value), = ranked
             out.append(i18n.message("summary.leader_alone", lang, metric=metric, best=md(best), value=_f(value)))
-            continue
-        second, value2 = rest[0]
-        gap = value - value2
-        out.append(i18n.message("summary.leader", lang, metric=metric, best=md(best), value=_f(value),
-                                second=md(second), value2=_f(value2), gap=_f(gap), gap_points=gap * 100))
+        elif ranked:
+            (best, value), (second, value2) = ranked[:2]
+            gap = value - value2
+            out.append(i18n.message("summary.leader", lang, metric=metric, best=md(best), value=_f(value),
+                                    second=md(second), value2=_f(value2), gap=_f(gap), gap_points=gap * 100))
     return out
 
 
 def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     """The report's opening paragraph: what was compared, on how many test questions, who leads."""
     listed = ", ".join(f"**{md(n)}**" for n in runs)
-    n_test = len(runs[model].predictions)
     best = winner(runs)
-    best_metrics = runs[best].metrics
-    return i18n.message("summary.overview", lang, model=md(model), n_runs=len(runs), runs=listed, n_test=n_test,
-                        best=md(best), f1_macro=_f(best_metrics["F1_macro"]), accuracy=_f(best_metrics["Accuracy"]))
+    return i18n.message("summary.overview", lang, model=md(model), n_runs=len(runs), runs=listed,
+                        n_test=len(runs[model].predictions), best=md(best),
+                        f1_macro=_f(runs[best].metrics["F1_macro"]), accuracy=_f(runs[best].metrics["Accuracy"]))
 
 
 def _prepare_report(run: Run) -> dict | None:
+    """The prepare_report.json beside the run's training split, if there is one."""
     train = run.manifest.split("train").path if run.manifest else None
-    if not train:
-        return None
-    path = Path(train).parent / "prepare_report.json"
-    if not path.is_file():
-        return None
-    return artifacts.read_json(path)
+    path = Path(train).parent / "prepare_report.json" if train else None
+    return artifacts.read_json(path) if path and path.is_file() else None
+
+
+def _first_prepare_report(runs: dict[str, Run]) -> dict | None:
+    return next((p for p in map(_prepare_report, runs.values()) if p), None)
 
 
 def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -227,7 +194,7 @@ def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
         sizes = ", ".join(f"{md(split)} {md(info.rows)}" for split, info in data.items())
         files = ", ".join(f"{md_code(info.path)} (sha256 {md(str(info.sha256)[:12])})" for info in data.values())
         lines.append(f"- **{md(name)}**: {sizes} — {files}")
-    prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
+    prep = _first_prepare_report(runs)
     if prep:
         lines.extend(cleaning_lines(prep, lang))
     return "\n".join(lines)
@@ -259,7 +226,7 @@ def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
 
 def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     """Class counts per split from prepare_report.json, with Turkish/English class names."""
-    prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
+    prep = _first_prepare_report(runs)
     if not prep or not prep.get("class_counts"):
         return None
     class_names = i18n.class_names(lang)
@@ -272,10 +239,8 @@ def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame |
 
 def class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     """Test-set class counts of each run (from preds_test.csv), one column per run."""
-    table = {}
-    for name, run in runs.items():
-        counts = run.predictions["y_true"].value_counts()
-        table[name] = [int(counts.get(i, 0)) for i in range(NUM_CLASSES)]
+    table = {name: run.predictions["y_true"].value_counts().reindex(range(NUM_CLASSES), fill_value=0).tolist()
+             for name, run in runs.items()}
     frame = pd.DataFrame(table, index=i18n.class_names(lang))
     frame.index.name = i18n.message("summary.topic_test", lang)
     return frame
@@ -296,9 +261,7 @@ def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
 
 def lr_searches(runs: dict[str, Run]) -> dict[str, pd.DataFrame]:
     """The learning-rate searches found beside each run (`<run>/lr_search.csv`)."""
-    from mathreport.artifacts import LR_SEARCH, read_lr_search
-
-    return {n: read_lr_search(r.path) for n, r in runs.items() if (r.path / LR_SEARCH).is_file()}
+    return {n: artifacts.read_lr_search(r.path) for n, r in runs.items() if (r.path / artifacts.LR_SEARCH).is_file()}
 
 
 def no_lr_search(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -316,15 +279,14 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
             lines.append(f"- **{md(name)}**: {why}")
             continue
         hyper = ", ".join(f"{k}={v}" for k, v in manifest.hyperparameters.items() if v is not None)
+        parts = [md(manifest.description), md(hyper)]
         training = manifest.training or {}
-        speed = training.get("train_samples_per_second")
-        seconds = training.get("train_seconds")
-        numbers = isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds
-        lines.append(f"- **{md(name)}** — {md_code(manifest.command)}  \n  {md(manifest.description)}; "
-                     f"{md(hyper)}"
-                     + ("; " + i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed)
-                        if numbers else "")
-                     + (f"; LoRA {md(manifest.lora)}" if manifest.lora else ""))
+        speed, seconds = training.get("train_samples_per_second"), training.get("train_seconds")
+        if isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds:
+            parts.append(i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed))
+        if manifest.lora:
+            parts.append(f"LoRA {md(manifest.lora)}")
+        lines.append(f"- **{md(name)}** — {md_code(manifest.command)}  \n  " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -361,13 +323,10 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
 
 def per_class_table(run: Run, lang: str = "tr") -> pd.DataFrame:
     """Per-class precision, recall, F1, AUC and support of one run."""
-    rows = []
-    class_names = i18n.class_names(lang)
-    for i in range(NUM_CLASSES):
-        entry = run.class_report["per_class"][f"class_{i}"]
-        rows.append({"precision": entry["precision"], "recall": entry["recall"], "f1_score": entry["f1_score"],
-                     "auc": entry.get("auc"), "support": int(entry["support"])})
-    frame = pd.DataFrame(rows, index=class_names)
+    entries = [run.class_report["per_class"][f"class_{i}"] for i in range(NUM_CLASSES)]
+    frame = pd.DataFrame([{"precision": e["precision"], "recall": e["recall"], "f1_score": e["f1_score"],
+                           "auc": e.get("auc"), "support": int(e["support"])} for e in entries],
+                         index=i18n.class_names(lang))
     frame.index.name = i18n.message("summary.topic", lang)
     return frame
 
@@ -384,16 +343,10 @@ def per_class_sentence(run: Run, lang: str = "tr") -> str:
 
 def latency_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
     """One row per (model, batch size): per-item p50/p95/p99 and throughput, with the device."""
-    rows = []
-    for name, run in runs.items():
-        if not run.latency:
-            continue
-        for entry in run.latency["results"]:
-            rows.append({text("model", lang): name, "batch_size": entry["batch_size"], "p50_ms": entry["p50_ms"],
-                         "p95_ms": entry["p95_ms"], "p99_ms": entry.get("p99_ms"),
-                         "items_per_s": entry["items_per_s"], "device": run.latency["device"],
-                         "dtype": run.latency.get("dtype")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{text("model", lang): name, "batch_size": entry["batch_size"], "p50_ms": entry["p50_ms"],
+                          "p95_ms": entry["p95_ms"], "p99_ms": entry.get("p99_ms"), "items_per_s": entry["items_per_s"],
+                          "device": run.latency["device"], "dtype": run.latency.get("dtype")}
+                         for name, run in runs.items() if run.latency for entry in run.latency["results"]])
 
 
 def no_latency(lang: str = "tr") -> str:
@@ -421,9 +374,7 @@ def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     parts = [i18n.message("summary.calibration_part", lang, run=md(n), ece=_f(r.metrics.get("ECE")),
                           log_loss=_f(r.metrics.get("LogLoss")))
              for n, r in runs.items() if r.metrics.get("ECE") is not None]
-    if not parts:
-        return ""
-    return i18n.message("summary.calibration", lang, parts="; ".join(parts))
+    return i18n.message("summary.calibration", lang, parts="; ".join(parts)) if parts else ""
 
 
 QUESTION_CHARS = 240
@@ -442,12 +393,7 @@ def shorten_question(question: str, limit: int = QUESTION_CHARS) -> str:
 
 
 def error_analysis_html(run: Run, lang: str = "tr", k: int = 5) -> str:
-    """The most frequent confusions with up to 3 example questions each, as HTML.
-
-    The questions are data: their text is escaped and their LaTeX rendered as MathML (`markup.question_html`).
-    """
-    from mathreport import metrics
-
+    """The most frequent confusions with up to 3 example questions each, as HTML (text escaped, LaTeX as MathML)."""
     frame = run.predictions
     texts = frame["text"].astype(str).tolist() if "text" in frame.columns else None
     confusions = metrics.top_confusions(frame["y_true"], frame["y_pred"], texts, k=k)
@@ -472,8 +418,6 @@ def error_analysis_html(run: Run, lang: str = "tr", k: int = 5) -> str:
 
 def significance(runs: dict[str, Run], a: str, b: str) -> dict | None:
     """McNemar's exact test and CI overlap between two runs, or None when their test items differ."""
-    from mathreport import metrics
-
     pa, pb = runs[a].predictions, runs[b].predictions
     if len(pa) != len(pb) or not (pa["y_true"].to_numpy() == pb["y_true"].to_numpy()).all():
         return None
@@ -489,12 +433,11 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     best_key = winner(runs)
     best = md(best_key)
     lines = leaders(runs, lang)
-    others = [n for n in runs if n != best_key]
+    others = {n: r for n, r in runs.items() if n != best_key}
     if others:
-        ranked = sorted(others, key=lambda n: (runs[n].metrics["F1_macro"], runs[n].metrics["Accuracy"]),
-                        reverse=True)
-        test = significance(runs, best_key, ranked[0])
-        second = md(ranked[0])
+        second_key = winner(others)
+        test = significance(runs, best_key, second_key)
+        second = md(second_key)
         if test is None:
             lines.append(i18n.message("summary.different_tests", lang, best=best, second=second))
         else:
@@ -507,8 +450,8 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
                 line += " " + i18n.message("summary.ci_overlap" if overlap.get("Accuracy") else "summary.ci_no_overlap",
                                            lang)
             lines.append(line)
-    p50_best = latency_p50(runs[best_key])
     measured = {n: latency_p50(r) for n, r in runs.items() if latency_p50(r) is not None}
+    p50_best = measured.get(best_key)
     if p50_best is not None and len(measured) > 1:
         fastest = min(measured, key=measured.get)
         if fastest != best_key:
@@ -522,12 +465,7 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
 
 
 def comparisons(runs: dict[str, Run]) -> list[dict]:
-    """McNemar's exact test and 95% CI overlap for every pair of runs evaluated on the same test items.
-
-    Pairs whose test items differ are listed with `comparable: false` and the reason, not tested.
-    """
-    from itertools import combinations
-
+    """McNemar's exact test and 95% CI overlap for every pair of runs; pairs of different test items: the reason."""
     rows = []
     for a, b in combinations(runs, 2):
         test = significance(runs, a, b)
