@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, cli, ensemble, files, summary, train
+from mathreport import artifacts, cli, ensemble, files, record, summary, train
 from mathreport.labels import NUM_CLASSES
 
 N = 160
@@ -71,18 +71,18 @@ def _replace_probs(run, filename, probs):
 def test_weights_depend_on_validation_only(members, tmp_path):
     results, runs = members
     first = ensemble.build_ensemble(runs, tmp_path / "e1")
-    weights = artifacts.read_manifest(first)["weights"]
+    weights = artifacts.read_manifest(first).member_weights
     assert weights["strong"] > weights["weak"]
 
     # New test probabilities for one member: the ensemble's test predictions change, its weights do not.
     _replace_probs(runs[1], artifacts.PREDICTIONS, _probs(Y_TEST, 6.0, 77))
     second = ensemble.build_ensemble(runs, tmp_path / "e2")
-    assert artifacts.read_manifest(second)["weights"] == weights
+    assert artifacts.read_manifest(second).member_weights == weights
     assert not pd.read_csv(second / artifacts.PREDICTIONS).equals(pd.read_csv(first / artifacts.PREDICTIONS))
 
     # Make the weak member the better one on validation: the weights follow.
     _replace_probs(runs[1], artifacts.PREDS_VAL, _probs(Y_VAL, 8.0, 78))
-    third = artifacts.read_manifest(ensemble.build_ensemble(runs, tmp_path / "e3"))["weights"]
+    third = artifacts.read_manifest(ensemble.build_ensemble(runs, tmp_path / "e3")).member_weights
     assert third["weak"] > third["strong"]
 
 
@@ -116,15 +116,15 @@ def test_ensemble_is_a_run_the_readers_and_compare_accept(members, tmp_path, cap
     assert artifacts.is_complete(out)
     artifacts.read_val_predictions(out)
     manifest = artifacts.read_manifest(out)
-    assert manifest["kind"] == "ensemble"
-    assert [m["name"] for m in manifest["members"]] == ["strong", "weak"]
-    assert manifest["members"][0]["data"]["val"]["sha256"] == "v" * 64
-    assert manifest["members"][0]["preds_val_sha256"] == files.file_sha256(runs[0] / artifacts.PREDS_VAL)
+    assert manifest.kind == "ensemble"
+    assert [m["name"] for m in manifest.members] == ["strong", "weak"]
+    assert manifest.members[0]["data"]["val"]["sha256"] == "v" * 64
+    assert manifest.members[0]["preds_val_sha256"] == files.file_sha256(runs[0] / artifacts.PREDS_VAL)
     # Accuracy and macro F1 are recomputed from the averaged probabilities it wrote.
     preds = artifacts.read_predictions(out)
     assert artifacts.read_metrics(out)["Accuracy"] == pytest.approx((preds["y_pred"] == Y_TEST).mean())
     mixed = ensemble.combine([artifacts.read_predictions(r)[artifacts.PROB_COLUMNS].to_numpy() for r in runs],
-                             np.array(list(manifest["weights"].values())), manifest["method"])
+                             np.array(list(manifest.member_weights.values())), manifest.method)
     np.testing.assert_allclose(preds[artifacts.PROB_COLUMNS].to_numpy(), mixed, atol=1e-12)
     # Latency is the members' summed, per batch size.
     latency = artifacts.read_latency(out)
@@ -133,7 +133,7 @@ def test_ensemble_is_a_run_the_readers_and_compare_accept(members, tmp_path, cap
     assert set(runs_loaded) == {"ensemble", "strong", "weak"}
     assert cli.main(["compare", "--results_dir", str(results), "--runs", "ensemble", "strong", "weak"]) == 0
     assert "ensemble" in capsys.readouterr().out
-    vs = manifest["vs_best_member"]
+    vs = manifest.vs_best_member
     assert vs["member"] == "strong" and 0 <= vs["p_value"] <= 1
 
 
@@ -218,7 +218,7 @@ def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data,
     runs = [train.train(train.TrainConfig(model="tfidf", output_dir=tmp_path / name, imbalance=imb, **common))
             for name, imb in (("a", "none"), ("b", "oversample"))]
     out = ensemble.build_ensemble(runs, tmp_path / "ens")
-    weights = np.array(list(artifacts.read_manifest(out)["weights"].values()))
+    weights = np.array(list(artifacts.read_manifest(out).member_weights.values()))
     text = "Find the eigenvalues of the matrix [[2, 1], [1, 2]]."
     expected = ensemble.combine([predict.load_classifier(r).predict_proba([text]) for r in runs], weights, "loglinear")
     assert cli.main(["predict", "--run_dir", str(out), "--json", "--lang", "en", text]) == 0
@@ -234,8 +234,8 @@ def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data,
 def _finish(run):
     """Mark a synthetic member as `train` leaves a finished run: complete, with its files' SHA-256 recorded."""
     manifest = artifacts.read_manifest(run)
-    files.write_json(run / artifacts.MANIFEST, {**manifest, "status": "complete",
-                                                    "outputs": artifacts.outputs_record(run)})
+    manifest.status, manifest.outputs = "complete", artifacts.outputs_record(run)
+    record.write(run, manifest)
 
 
 @pytest.mark.parametrize(("fault", "expected"), [
@@ -254,7 +254,8 @@ def test_a_member_that_is_not_a_whole_run_is_refused(members, tmp_path, hold_loc
     bad = runs[1]
     if fault in ("failed", "running"):
         manifest = artifacts.read_manifest(bad)
-        files.write_json(bad / artifacts.MANIFEST, {**manifest, "status": fault})
+        manifest.status = fault
+        record.write(bad, manifest)
     elif fault == "preds_val changed":
         _replace_probs(bad, artifacts.PREDS_VAL, _probs(Y_VAL, 8.0, 78))
     out = tmp_path / "out"
@@ -297,7 +298,7 @@ def test_member_paths_work_from_any_directory_and_after_a_move(members, tmp_path
     shutil.move(results, moved)  # the whole results folder, members and ensemble together
     artifacts.check_consistency(moved / "ensemble")
     manifest = artifacts.read_manifest(moved / "ensemble")
-    assert [artifacts.member_dir(moved / "ensemble", m) for m in manifest["members"]] == [moved / "strong",
+    assert [artifacts.member_dir(moved / "ensemble", m) for m in manifest.members] == [moved / "strong",
                                                                                           moved / "weak"]
 
 
@@ -310,7 +311,7 @@ def test_the_same_run_twice_is_refused_and_two_runs_of_one_name_are_not(members,
         ensemble.build_ensemble([runs[0], link], tmp_path / "out")
     other = make_member(tmp_path / "other", "strong", 2.0, 5)  # a different run, also named "strong"
     out = ensemble.build_ensemble([runs[0], other], tmp_path / "out")
-    names = [m["name"] for m in artifacts.read_manifest(out)["members"]]
+    names = [m["name"] for m in artifacts.read_manifest(out).members]
     assert len(set(names)) == 2
 
 
@@ -337,7 +338,8 @@ def test_an_ensemble_of_a_member_that_is_no_longer_whole_is_refused(members, tmp
         with pytest.raises(artifacts.RunLockedError, match="not whole now: .*is being written by PID"):
             artifacts.check_consistency(out)
     manifest = artifacts.read_manifest(runs[1])
-    files.write_json(runs[1] / artifacts.MANIFEST, {**manifest, "status": "failed"})
+    manifest.status = "failed"
+    record.write(runs[1], manifest)
     with pytest.raises(artifacts.ArtifactError, match="not whole now: .*'failed', not complete"):
         artifacts.check_consistency(out)
     assert not ensemble.is_current(out)
