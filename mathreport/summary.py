@@ -209,9 +209,8 @@ def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
     path = (prep.get("input") or {}).get("path", "")
     cleaning = prep.get("cleaning") or {}
     dropped = cleaning.get("rows_dropped") or {}
-    changed = cleaning.get("rows_changed") or {}
     drops = ", ".join(f"{md(words.get(f'drop.{k}', k))}: {md(v)}" for k, v in dropped.items())
-    changes = ", ".join(f"{md(k)}: {md(v)}" for k, v in changed.items())
+    changes = ", ".join(f"{md(k)}: {md(v)}" for k, v in (cleaning.get("rows_changed") or {}).items())
     aug = {k: md(v) for k, v in (prep.get("augmentation") or {}).items()}
     lines = [
         i18n.message("summary.cleaning_source", lang, source=md(label), path=md_code(path)),
@@ -224,26 +223,25 @@ def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
     return [f"- {line}" for line in lines]
 
 
+def _class_index(lang: str, heading: str = "summary.topic") -> pd.Index:
+    return pd.Index(i18n.class_names(lang), name=i18n.message(heading, lang))
+
+
 def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     """Class counts per split from prepare_report.json, with Turkish/English class names."""
     prep = _first_prepare_report(runs)
     if not prep or not prep.get("class_counts"):
         return None
-    class_names = i18n.class_names(lang)
-    frame = pd.DataFrame({split: [int(counts.get(str(i), counts.get(i, 0)) if isinstance(counts, dict) else 0)
-                                  for i in range(NUM_CLASSES)]
-                          for split, counts in prep["class_counts"].items()}, index=class_names)
-    frame.index.name = i18n.message("summary.topic", lang)
-    return frame
+    return pd.DataFrame({split: [int(counts.get(str(i), counts.get(i, 0)) if isinstance(counts, dict) else 0)
+                                 for i in range(NUM_CLASSES)]
+                         for split, counts in prep["class_counts"].items()}, index=_class_index(lang))
 
 
 def class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     """Test-set class counts of each run (from preds_test.csv), one column per run."""
     table = {name: run.predictions["y_true"].value_counts().reindex(range(NUM_CLASSES), fill_value=0).tolist()
              for name, run in runs.items()}
-    frame = pd.DataFrame(table, index=i18n.class_names(lang))
-    frame.index.name = i18n.message("summary.topic_test", lang)
-    return frame
+    return pd.DataFrame(table, index=_class_index(lang, "summary.topic_test"))
 
 
 def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
@@ -251,11 +249,8 @@ def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
     rows = {}
     for name, run in runs.items():
         manifest = run.manifest or record.RunRecord()
-        row = dict(manifest.versions)
-        row["cpu"] = manifest.hardware.get("cpu")
-        row["cuda"] = manifest.hardware.get("cuda")
-        row["device"] = manifest.device or ("cpu" if run.manifest else None)
-        rows[name] = row
+        rows[name] = {**manifest.versions, "cpu": manifest.hardware.get("cpu"), "cuda": manifest.hardware.get("cuda"),
+                      "device": manifest.device or ("cpu" if run.manifest else None)}
     return pd.DataFrame(rows).fillna("—")
 
 
@@ -306,15 +301,15 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
     """Macro/micro AUC over all 8 classes and the weakest class by AUC."""
     per_class = run.class_report["per_class"]
     aucs = [(int(k.split("_")[1]), v.get("auc")) for k, v in per_class.items() if v.get("auc") is not None]
-    m = run.metrics
     if not aucs:
         return ""
     worst = min(aucs, key=lambda x: x[1])
     undefined = [(int(k.split("_")[1]), v.get("auc_undefined_reason", "")) for k, v in per_class.items()
                  if v.get("auc") is None]
     class_names = i18n.class_names(lang)
-    out = i18n.message("summary.auc", lang, run=md(run.name), n_classes=NUM_CLASSES, macro=_f(m.get("AUC_macro")),
-                       micro=_f(m.get("AUC_micro")), worst=class_names[worst[0]], worst_auc=_f(worst[1]))
+    out = i18n.message("summary.auc", lang, run=md(run.name), n_classes=NUM_CLASSES,
+                       macro=_f(run.metrics.get("AUC_macro")), micro=_f(run.metrics.get("AUC_micro")),
+                       worst=class_names[worst[0]], worst_auc=_f(worst[1]))
     if undefined:
         out += " " + i18n.message("summary.auc_undefined", lang,
                                   classes="; ".join(f"{class_names[i]} ({md(why)})" for i, why in undefined))
@@ -324,11 +319,9 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
 def per_class_table(run: Run, lang: str = "tr") -> pd.DataFrame:
     """Per-class precision, recall, F1, AUC and support of one run."""
     entries = [run.class_report["per_class"][f"class_{i}"] for i in range(NUM_CLASSES)]
-    frame = pd.DataFrame([{"precision": e["precision"], "recall": e["recall"], "f1_score": e["f1_score"],
-                           "auc": e.get("auc"), "support": int(e["support"])} for e in entries],
-                         index=i18n.class_names(lang))
-    frame.index.name = i18n.message("summary.topic", lang)
-    return frame
+    return pd.DataFrame([{"precision": e["precision"], "recall": e["recall"], "f1_score": e["f1_score"],
+                          "auc": e.get("auc"), "support": int(e["support"])} for e in entries],
+                        index=_class_index(lang))
 
 
 def per_class_sentence(run: Run, lang: str = "tr") -> str:
