@@ -248,11 +248,8 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     member_acc = {name: float((pred == y_test).mean()) for name, pred in member_pred.items()}
     best = max(member_acc, key=member_acc.get)
     manifest = record.RunRecord(
-        model="ensemble",
-        kind="ensemble",
+        model="ensemble", kind="ensemble", method=method, method_description=METHODS[method],
         description=f"{method} pool of {', '.join(m.name for m in members)}, weights fitted on validation",
-        method=method,
-        method_description=METHODS[method],
         command="mathreport ensemble --runs " + " ".join(str(m.path.resolve()) for m in members)
                 + f" --method {method} --output_dir {output_dir}",
         argv=list(sys.argv),
