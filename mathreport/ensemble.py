@@ -289,7 +289,6 @@ _NOT_ENSEMBLE_FILES = ("model", artifacts.CHECKPOINTS, "model.onnx", "model-int8
 
 
 def _clear_replaced_run(output_dir: Path) -> None:
-    """Remove the files of a run that `--force` replaces which the ensemble will not write itself."""
     for name in _NOT_ENSEMBLE_FILES:
         path = Path(output_dir) / name
         if path.is_dir() and not path.is_symlink():

@@ -356,10 +356,9 @@ def latency_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     devices = {d for _, d in measured.values()}
     parts = [i18n.message("summary.latency_part", lang, run=md(name), p50_ms=p50, device=md(device))
              for name, (p50, device) in measured.items()]
-    out = i18n.message("summary.latency", lang, parts="; ".join(parts), fastest=md(fastest))
-    if len(devices) == 1:
-        return out + " " + i18n.message("summary.latency_same_hardware", lang, device=md(devices.pop()))
-    return out + " " + i18n.message("summary.latency_other_hardware", lang)
+    hardware = (i18n.message("summary.latency_same_hardware", lang, device=md(devices.pop())) if len(devices) == 1
+                else i18n.message("summary.latency_other_hardware", lang))
+    return i18n.message("summary.latency", lang, parts="; ".join(parts), fastest=md(fastest)) + " " + hardware
 
 
 def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -453,8 +452,7 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
                                       fastest_ms=measured[fastest]))
         else:
             lines.append(i18n.message("summary.also_fastest", lang, best=best))
-    verdict = i18n.message("summary.verdict", lang, best=best)
-    return "\n".join(["- " + line for line in lines] + ["", verdict])
+    return "\n".join(["- " + line for line in lines] + ["", i18n.message("summary.verdict", lang, best=best)])
 
 
 def comparisons(runs: dict[str, Run]) -> list[dict]:
