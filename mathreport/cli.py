@@ -11,14 +11,20 @@ from mathreport.errors import CommandError, MathreportError
 
 
 def _positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1 (batch sizes, counts), refused in one line otherwise."""
+    """An argparse type: an integer >= 1 (batch sizes, counts)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= 1") from None
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= 1")
     return value
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if not Path(run_dir).is_dir():
+        raise CommandError(f"run directory {run_dir} does not exist; train one with "
+                           f"`mathreport train --model MODEL --output_dir {run_dir}`")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -45,8 +51,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     from mathreport import data, prepare
 
     if args.kaggle:
-        raw_dir = args.out_dir / "kaggle"
-        source = prepare.download_kaggle(args.competition, raw_dir)
+        source = prepare.download_kaggle(args.competition, args.out_dir / "kaggle")
         origin = {"source": "kaggle", "source_info": {"competition": args.competition}}
     elif args.input is None:
         raise CommandError("prepare needs --input RAW.csv (or --kaggle to download the competition files)")
@@ -74,24 +79,21 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
                            "demo corpus. Pass --force (the old ones are moved to a backup folder), or choose another "
                            "--out-dir")
     if existing:
-        backup = prepare.move_to_backup(args.out_dir, existing)
+        backup = prepare.back_up(args.out_dir, existing, move=True)
         print(f"moved the previous files to {backup}/", file=sys.stderr)
     report = demo.write_demo_corpus(args.out_dir, seed=args.seed)
-
     print(data.class_counts_table(report))
     print(f"wrote the offline demo corpus to {args.out_dir}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from mathreport import summary
+    from mathreport import pipeline, summary
 
     names = args.runs or artifacts.find_runs(args.results_dir)
     if len(names) < 2:
         raise CommandError(f"compare needs at least 2 complete runs in {args.results_dir}/; found {names}")
     for name in names:
         artifacts.check_consistency(Path(args.results_dir) / name)
-    from mathreport import pipeline
-
     out = pipeline.write_comparisons(args.results_dir, names)
     runs = summary.load_runs(args.results_dir, names[0], names[1:])
     print(summary.comparisons_table(runs, "en").to_string(index=False))
@@ -133,20 +135,16 @@ def cmd_search(args: argparse.Namespace) -> None:
     from mathreport import search
 
     cfg = options.from_args(search.SearchConfig, args)
-    output_dir = cfg.output_dir
-    with artifacts.run_lock(output_dir, "mathreport search"):
+    with artifacts.run_lock(cfg.output_dir, "mathreport search"):
         table = search.search(cfg)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best = table.loc[table["best"]].iloc[0]
     print(f"best learning rate {best['learning_rate']:g} (validation macro F1 {best['val_macro_f1']:.3f}); "
-          f"table: {output_dir / artifacts.LR_SEARCH}")
+          f"table: {cfg.output_dir / artifacts.LR_SEARCH}")
 
 
+# --dtype's spellings and the dtype each means (None: the flag was not given).
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "int8": "int8"}
-
-
-def _dtype(args: argparse.Namespace) -> str | None:
-    return None if args.dtype is None else _DTYPES[args.dtype]
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -155,10 +153,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if ensemble.is_ensemble(args.run_dir):
         raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
                            "member, then rebuild it with `mathreport ensemble --force`")
-    if not Path(args.run_dir).is_dir():
-        raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
-                           f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
-    backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _dtype(args))
+    _check_run_dir(args.run_dir)
+    backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _DTYPES.get(args.dtype))
     with artifacts.run_lock(args.run_dir, "mathreport bench"):
         latency = bench.bench_run(
             args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
@@ -181,8 +177,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_export_onnx(args: argparse.Namespace) -> None:
     from mathreport import onnx_backend
 
-    if not Path(args.run_dir).is_dir():
-        raise CommandError(f"run directory {args.run_dir} does not exist")
+    _check_run_dir(args.run_dir)
     with artifacts.run_lock(args.run_dir, "mathreport export-onnx"):
         section = onnx_backend.export_run(args.run_dir)
     for c in section["candidates"]:
@@ -199,12 +194,9 @@ def _read_questions(args: argparse.Namespace) -> list[str]:
 
     if args.input is not None and args.texts:
         raise CommandError("give questions either as arguments or with --input FILE.csv, not both")
-    if args.input is not None:
-        texts = data.read_questions(args.input, args.text_col)
-    elif not args.texts:
+    if args.input is None and not args.texts:
         raise CommandError('give a question (mathreport predict --run_dir DIR "text") or --input FILE.csv')
-    else:
-        texts = list(args.texts)
+    texts = list(args.texts) if args.input is None else data.read_questions(args.input, args.text_col)
     predict.check_questions(texts)
     return texts
 
@@ -230,22 +222,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from mathreport import labels, predict
+    from mathreport import ensemble, labels, predict
 
     texts = _read_questions(args)
     _check_output(args.output)
-    if not Path(args.run_dir).is_dir():
-        raise CommandError(f"run directory {args.run_dir} does not exist; train one with "
-                           f"`mathreport train --model MODEL --output_dir {args.run_dir}`")
-    from mathreport import ensemble
-
+    _check_run_dir(args.run_dir)
     artifacts.check_consistency(args.run_dir)  # a whole, current run only (an ensemble: of current members)
-
+    dtype = _DTYPES.get(args.dtype)
     if ensemble.is_ensemble(args.run_dir):
-        classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args) or "float32")
+        classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=dtype or "float32")
     else:
-        classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=_dtype(args),
-                                             backend=args.backend)
+        classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=dtype, backend=args.backend)
     probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     names = labels.names(args.lang)
     if args.output is not None:
@@ -267,16 +254,37 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"wrote {args.output}", file=sys.stderr)
 
 
+# Flags that several subcommands share, each defined once: name -> (option strings, add_argument keywords).
+_SHARED = {
+    "run_dir": (("--run_dir",), {"type": Path, "required": True}),
+    "results_dir": (("--results-dir", "--results_dir"),
+                    {"dest": "results_dir", "type": Path, "default": Path("results")}),
+    "out_dir": (("--out-dir", "--out_dir"), {"dest": "out_dir", "type": Path, "default": Path("data")}),
+    "seed": (("--seed",), {"type": int, "default": 42}),
+    "lang": (("--lang",), {"choices": i18n.languages(), "default": "tr",
+                           "help": "the report's language (mathreport/i18n.py)"}),
+    "pdf": (("--pdf",), {"action": argparse.BooleanOptionalAction, "default": True}),
+}
+
+
+def _command(sub, name: str, func, help_text: str, *shared: str) -> argparse.ArgumentParser:
+    """A subcommand's parser that runs `func`, starting with the `_SHARED` flags named in `shared`."""
+    parser = sub.add_parser(name, help=help_text)
+    parser.set_defaults(func=func)
+    for flags, keywords in (_SHARED[n] for n in shared):
+        parser.add_argument(*flags, **keywords)
+    return parser
+
+
 def _add_engine_commands(sub) -> None:
-    """The `search`, `bench` and `predict` subcommands."""
+    """The `search`, `bench`, `export-onnx` and `predict` subcommands."""
     from mathreport import search
 
-    p = sub.add_parser("search", help="learning-rate search on the validation split; writes DIR/lr_search.csv")
+    p = _command(sub, "search", cmd_search, "learning-rate search on the validation split; writes DIR/lr_search.csv")
     options.add_flags(p, search.SearchConfig, search.FLAGS, search.HELP)
-    p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("bench", help="compare a run's inference backends, interleaved; writes latency.json")
-    p.add_argument("--run_dir", type=Path, required=True)
+    p = _command(sub, "bench", cmd_bench, "compare a run's inference backends, interleaved; writes latency.json",
+                 "run_dir")
     p.add_argument("--backend", choices=["all", "auto", "torch", "onnx"], default="all",
                    help="all (default): torch float32/bf16 and ONNX float32/int8 side by side; auto: the run's default")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="only the backends with these weights")
@@ -287,16 +295,13 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--repeats", type=_positive_int, default=3, help="passes over the questions, after warm-up")
     p.add_argument("--device", default=None, help="torch: cpu or cuda (default: cuda when available)")
     p.add_argument("--output", type=Path, default=None, help="write the JSON here (default: RUN_DIR/latency.json)")
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("export-onnx", help="export a transformer run to ONNX (float32, int8), verify it on the "
-                       "test split and record the default inference backend in run.json")
-    p.add_argument("--run_dir", type=Path, required=True)
-    p.set_defaults(func=cmd_export_onnx)
+    _command(sub, "export-onnx", cmd_export_onnx, "export a transformer run to ONNX (float32, int8), verify it on the "
+             "test split and record the default inference backend in run.json", "run_dir")
 
-    p = sub.add_parser("predict", help="the topic of questions, with class probabilities, from a run's model")
+    p = _command(sub, "predict", cmd_predict, "the topic of questions, with class probabilities, from a run's model",
+                 "run_dir")
     p.add_argument("texts", nargs="*", help="question text(s)")
-    p.add_argument("--run_dir", type=Path, required=True)
     p.add_argument("--input", type=Path, default=None, help="CSV of questions (column --text_col)")
     p.add_argument("--text_col", default="Question")
     p.add_argument("--output", type=Path, default=None, help="write topic and probabilities to this CSV")
@@ -308,7 +313,6 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
                    help="torch: float32, bf16; onnx: float32, int8 (default: the backend's float32, or auto's)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.set_defaults(func=cmd_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,79 +320,64 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mathreport", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="fine-tune and evaluate one model; writes results/<model>/")
+    p = _command(sub, "train", cmd_train, "fine-tune and evaluate one model; writes results/<model>/")
     options.add_flags(p, options.TrainConfig)  # every training option, defined once in mathreport/options.py
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="recompute metrics.json and class_report.json from preds_test.csv")
-    p.add_argument("--run_dir", type=Path, required=True)
+    p = _command(sub, "evaluate", cmd_evaluate, "recompute metrics.json and class_report.json from preds_test.csv",
+                 "run_dir")
     p.add_argument("--write_val_preds", action="store_true",
                    help=f"first write {artifacts.PREDS_VAL} by reloading the run's model (runs made before it existed)")
     p.add_argument("--val_path", type=Path, default=None, help="validation split (default: the one in run.json)")
     p.add_argument("--device", default=None, help="cpu or cuda, for --write_val_preds")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("prepare", help="clean a raw CSV and write leakage-free stratified splits")
+    p = _command(sub, "prepare", cmd_prepare, "clean a raw CSV and write leakage-free stratified splits",
+                 "out_dir", "seed")
     p.add_argument("--input", type=Path, default=None)
-    p.add_argument("--out-dir", "--out_dir", dest="out_dir", type=Path, default=Path("data"))
     p.add_argument("--text-col", "--text_col", dest="text_col", default="Question")
     p.add_argument("--label-col", "--label_col", dest="label_col", default="label")
     p.add_argument("--val-size", "--val_size", dest="val_size", type=float, default=0.1)
     p.add_argument("--test-size", "--test_size", dest="test_size", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=42)
     p.add_argument("--augment", choices=["none", "oversample"], default="none")
     p.add_argument("--kaggle", action="store_true", help="download the competition files with the kaggle package")
     p.add_argument("--competition", default="classification-of-math-problems-by-kasut-academy")
     p.add_argument("--force", action="store_true",
                    help="replace the split files of an earlier prepare in --out-dir (kept in a backup folder)")
-    p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("demo-data", help="write the offline demo corpus (splits) to --out-dir")
-    p.add_argument("--out-dir", "--out_dir", dest="out_dir", type=Path, default=Path("data"))
-    p.add_argument("--seed", type=int, default=42)
+    p = _command(sub, "demo-data", cmd_demo_data, "write the offline demo corpus (splits) to --out-dir",
+                 "out_dir", "seed")
     p.add_argument("--force", action="store_true", help="replace split files in --out-dir (moved to a backup folder)")
-    p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("compare", help="McNemar's exact test and CI overlap for each pair of runs")
-    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
+    p = _command(sub, "compare", cmd_compare, "McNemar's exact test and CI overlap for each pair of runs",
+                 "results_dir")
     p.add_argument("--runs", nargs="*", default=None, help="run folders (default: every complete run)")
-    p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("report", help="execute notebooks/final_report.ipynb and export it (HTML, PDF)")
+    p = _command(sub, "report", cmd_report, "execute notebooks/final_report.ipynb and export it (HTML, PDF)",
+                 "results_dir", "lang", "pdf")
     p.add_argument("--model", default="minilm")
     p.add_argument("--compare", nargs="*", default=None, help="other runs (default: every run found)")
-    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("results"))
     p.add_argument("--figures-dir", "--figures_dir", dest="figures_dir", type=Path, default=Path("figures"))
-    p.add_argument("--lang", choices=i18n.languages(), default="tr", help="the report's language (mathreport/i18n.py)")
-    p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=True)
-    p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("pipeline", help="train each model that lacks results (train_model.ipynb), then report")
+    p = _command(sub, "pipeline", cmd_pipeline, "train each model that lacks results (train_model.ipynb), then report",
+                 "results_dir", "lang", "pdf")
     p.add_argument("--models", nargs="+", default=["tfidf", "minilm"])
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", type=Path, default=Path("data"))
-    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
     p.add_argument("--kernel", default=None, help="Jupyter kernel for the training notebooks (e.g. a GPU kernel)")
     p.add_argument("--force", action="store_true", help="retrain models whose results exist")
     options.add_flags(p, options.TrainConfig, ("num_epochs",))  # passed on to train_model.ipynb
     p.add_argument("--report-model", "--report_model", dest="report_model", default=None,
                    help="the model the report is about (default: the last of --models)")
-    p.add_argument("--lang", choices=i18n.languages(), default="tr", help="the report's language (mathreport/i18n.py)")
-    p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=True)
-    p.set_defaults(func=cmd_pipeline)
 
     _add_engine_commands(sub)
 
-    p = sub.add_parser("ensemble", help="a run made from other runs' probabilities, weights fitted on validation")
+    p = _command(sub, "ensemble", cmd_ensemble, "a run made from other runs' probabilities, weights fitted on "
+                 "validation", "results_dir")
     p.add_argument("--runs", nargs="+", required=True,
                    help="member run directories (a bare name means results/NAME); each needs preds_val.csv")
     p.add_argument("--output_dir", "--output-dir", dest="output_dir", type=Path, default=Path("results/ensemble"))
-    p.add_argument("--results-dir", "--results_dir", dest="results_dir", type=Path, default=Path("results"))
     p.add_argument("--method", choices=["loglinear", "linear"], default="loglinear",
                    help="pool by weighted geometric mean (default) or weighted average of probabilities")
     p.add_argument("--force", action="store_true", help="replace an existing run in --output_dir")
-    p.set_defaults(func=cmd_ensemble)
-
     return parser
 
 

@@ -1,10 +1,6 @@
-"""A run made from other runs: a weighted average of their class probabilities, weights fitted on validation.
+"""A run made from other runs: their class probabilities pooled with weights fitted on the validation split only.
 
-`build_ensemble([run_dir, ...], output_dir)` reads each member's `preds_val.csv` and `preds_test.csv`, refuses
-members whose validation or test rows differ, chooses the weights that minimise the log-loss of the averaged
-probabilities on the validation split only, and writes a normal run directory (same files as a trained run),
-so the report, `mathreport compare` and McNemar's test treat it like any model. The test split is only ever
-averaged with the fitted weights, never looked at while fitting.
+The result is a normal run directory, so the report and `mathreport compare` treat it like any model.
 """
 
 from __future__ import annotations
@@ -19,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
 
 from mathreport import artifacts, environment, files, metrics, record
 from mathreport.errors import EnsembleError, RunExistsError
 from mathreport.labels import NUM_CLASSES
 
-# How the members' probabilities are pooled; the weights always minimise the log-loss on the validation split.
-# loglinear is the default: on the real data it had the lower cross-validated validation log-loss (docs/REAL_DATA.md).
+# How the members' probabilities are pooled (the default, loglinear, was chosen in docs/REAL_DATA.md).
 METHODS = {
     "loglinear": "weighted geometric mean of the members' class probabilities, renormalised (softmax of "
                  "sum_m w_m log p_m, w_m >= 0); weights minimise the validation log-loss (scipy L-BFGS-B)",
@@ -109,10 +106,9 @@ def check_members(members: list[Member]) -> None:
                 reason = f"their run.json data.{split}.sha256 differ ({hashes[0][:12]}… vs {hashes[1][:12]}…)"
             if reason:
                 what = "validation" if split == "val" else "test"
-                raise EnsembleError(
-                    f"runs {first.name!r} ({first.path}) and {other.name!r} ({other.path}) have different {what} "
-                    f"rows in {filename}: {reason}; an ensemble's members must be evaluated on the same split files"
-                )
+                raise EnsembleError(f"runs {first.name!r} ({first.path}) and {other.name!r} ({other.path}) have "
+                                    f"different {what} rows in {filename}: {reason}; an ensemble's members must be "
+                                    "evaluated on the same split files")
 
 
 def _probs(frame: pd.DataFrame) -> np.ndarray:
@@ -120,11 +116,7 @@ def _probs(frame: pd.DataFrame) -> np.ndarray:
 
 
 def combine(probs: list[np.ndarray], weights: np.ndarray, method: str = "loglinear") -> np.ndarray:
-    """The members' (n, 8) probability matrices pooled with `weights`, rows summing to 1.
-
-    loglinear: softmax(sum_m w_m log p_m), a weighted geometric mean whose total weight also sets its sharpness;
-    linear: sum_m w_m p_m.
-    """
+    """The members' (n, 8) probability matrices pooled with `weights` (see METHODS), rows summing to 1."""
     stacked = np.stack([np.asarray(p, dtype=float) for p in probs])
     weights = np.asarray(weights, dtype=float)
     if method == "linear":
@@ -132,8 +124,6 @@ def combine(probs: list[np.ndarray], weights: np.ndarray, method: str = "logline
         return mixed / mixed.sum(axis=1, keepdims=True)
     if method != "loglinear":
         raise ValueError(f"method must be one of {list(METHODS)}, found {method!r}")
-    from scipy.special import softmax
-
     return softmax(np.tensordot(weights, np.log(np.clip(stacked, EPS, None)), axes=1), axis=1)
 
 
@@ -143,14 +133,8 @@ def log_loss(y_true: np.ndarray, probs: np.ndarray) -> float:
 
 
 def fit_weights(val_probs: list[np.ndarray], y_val, method: str = "loglinear") -> np.ndarray:
-    """Weights (>= 0) minimising the validation log-loss of the pooled probabilities (see `combine`).
-
-    The log-loss is convex in the weights for both methods, so a local optimiser finds the optimum: L-BFGS-B
-    for loglinear (any non-negative weights), SLSQP on the simplex for linear.
-    """
-    from scipy.optimize import minimize
-    from scipy.special import logsumexp, softmax
-
+    """Weights (>= 0) minimising the validation log-loss of the pooled probabilities (see `combine`)."""
+    # The log-loss is convex in the weights for both methods, so a local optimiser finds the optimum.
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, found {method!r}")
     y_val = metrics.check_class_ids(y_val, "y_val")
@@ -218,10 +202,7 @@ def summed_latency(members: list[Member]) -> dict | None:
 
 
 def build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool = False, method: str = "loglinear") -> Path:
-    """Fit the weights on the members' validation predictions and write the ensemble's run directory.
-
-    One writer per run: the whole build holds `artifacts.run_lock(output_dir)`.
-    """
+    """Fit the weights on the members' validation predictions and write the ensemble's run directory (locked)."""
     with artifacts.run_lock(Path(output_dir), "mathreport ensemble"):
         return _build_ensemble(run_dirs, output_dir, force=force, method=method)
 
@@ -232,7 +213,7 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     output_dir = Path(output_dir)
     if (output_dir / artifacts.METRICS).exists() and not force:
         raise RunExistsError(f"{output_dir} already holds results ({artifacts.METRICS}); refusing to "
-                                   "overwrite them. Pass --force to replace them, or choose another --output_dir.")
+                             "overwrite them. Pass --force to replace them, or choose another --output_dir.")
     if any(output_dir.resolve() == Path(r).resolve() for r in run_dirs):
         raise EnsembleError(f"--output_dir {output_dir} is one of the members; write the ensemble elsewhere")
     start_time = record.now()
@@ -240,8 +221,8 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     check_members(members)
     _clear_replaced_run(output_dir)
 
-    y_val = members[0].val["y_true"].to_numpy()
-    y_test = members[0].test["y_true"].to_numpy()
+    val, test = members[0].val, members[0].test
+    y_val, y_test = val["y_true"].to_numpy(), test["y_true"].to_numpy()
     val_probs = [_probs(m.val) for m in members]
     started = time.perf_counter()
     weights = fit_weights(val_probs, y_val, method)
@@ -250,10 +231,8 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     test_mixed = combine([_probs(m.test) for m in members], weights, method)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    texts = {split: m_frame["text"].tolist() if "text" in m_frame.columns else None
-             for split, m_frame in (("val", members[0].val), ("test", members[0].test))}
-    artifacts.write_val_predictions(output_dir, y_val, val_mixed, texts["val"])
-    artifacts.write_predictions(output_dir, y_test, test_mixed, texts["test"])
+    artifacts.write_val_predictions(output_dir, y_val, val_mixed, val["text"].tolist() if "text" in val else None)
+    artifacts.write_predictions(output_dir, y_test, test_mixed, test["text"].tolist() if "text" in test else None)
     result = train.evaluate_run(output_dir)
     # Fitted on validation, so its validation loss and accuracy are in-sample; there is no training split.
     history = pd.DataFrame([{"epoch": 1, "train_loss": np.nan, "val_loss": log_loss(y_val, val_mixed),
@@ -262,18 +241,15 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     latency = summed_latency(members)
     if latency is not None:
         files.write_json(output_dir / artifacts.LATENCY, latency)
-    elif (output_dir / artifacts.LATENCY).exists():
-        (output_dir / artifacts.LATENCY).unlink()  # a stale one from a previous ensemble would be wrong
+    else:
+        (output_dir / artifacts.LATENCY).unlink(missing_ok=True)  # a stale one from a previous ensemble would be wrong
 
-    member_acc = {m.name: float((_probs(m.test).argmax(1) == y_test).mean()) for m in members}
+    member_pred = {m.name: _probs(m.test).argmax(1) for m in members}
+    member_acc = {name: float((pred == y_test).mean()) for name, pred in member_pred.items()}
     best = max(member_acc, key=member_acc.get)
-    best_pred = _probs(next(m for m in members if m.name == best).test).argmax(1)
     manifest = record.RunRecord(
-        model="ensemble",
-        kind="ensemble",
+        model="ensemble", kind="ensemble", method=method, method_description=METHODS[method],
         description=f"{method} pool of {', '.join(m.name for m in members)}, weights fitted on validation",
-        method=method,
-        method_description=METHODS[method],
         command="mathreport ensemble --runs " + " ".join(str(m.path.resolve()) for m in members)
                 + f" --method {method} --output_dir {output_dir}",
         argv=list(sys.argv),
@@ -290,7 +266,7 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
         validation={"rows": len(y_val), "log_loss_fitted": log_loss(y_val, val_mixed),
                     "log_loss_plain_average": log_loss(y_val, combine(val_probs, np.ones(len(members)), "linear"))},
         vs_best_member={"member": best, "accuracy_member": member_acc[best], "accuracy_ensemble":
-                        result["Accuracy"], **metrics.mcnemar_test(y_test, test_mixed.argmax(1), best_pred)},
+                        result["Accuracy"], **metrics.mcnemar_test(y_test, test_mixed.argmax(1), member_pred[best])},
         data={split: members[0].manifest.data[split] for split in ("val", "test") if split in members[0].manifest.data},
         training={"train_seconds": fit_seconds,
                   "members_train_seconds": {m.name: m.manifest.train_seconds for m in members}},
@@ -313,7 +289,6 @@ _NOT_ENSEMBLE_FILES = ("model", artifacts.CHECKPOINTS, "model.onnx", "model-int8
 
 
 def _clear_replaced_run(output_dir: Path) -> None:
-    """Remove the files of a run that `--force` replaces which the ensemble will not write itself."""
     for name in _NOT_ENSEMBLE_FILES:
         path = Path(output_dir) / name
         if path.is_dir() and not path.is_symlink():

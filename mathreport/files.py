@@ -1,8 +1,5 @@
-"""Writing files so that a reader never sees half of one: atomic files (`atomic_path`, `write_text`, `write_json`),
-atomic folders (`build_atomically`), SHA-256 of files, and the cache folder of weights and frozen-layer states.
-
-Everything the package writes goes through here; `artifacts` adds the schema of a run directory on top.
-"""
+"""Writing so that a reader never sees half a file or folder (`atomic_path`, `build_atomically`), SHA-256 of
+files, and the cache folder. Everything the package writes goes through here."""
 
 from __future__ import annotations
 
@@ -39,10 +36,8 @@ def umask_mode() -> int:
 def atomic_path(path: Path, *, suffix: str = ".tmp", failed: Path | None = None):
     """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed.
 
-    The one way every run file, figure, data split and report is written: a reader never sees a half-written
-    file, and a failed write leaves the previous file as it was. suffix: the temporary file's ending (papermill
-    wants `.ipynb`); failed: where to keep what a failed write left (an executed notebook's traceback) instead
-    of removing it.
+    suffix: the temporary file's ending (papermill wants `.ipynb`); failed: where to keep what a failed write left
+    (an executed notebook's traceback) instead of removing it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,8 +70,7 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_texts(files: Mapping[Path, str]) -> None:
-    """Write several UTF-8 text files that belong together: all are written beside their targets first, then all
-    are moved into place, so a failure on any of them replaces none."""
+    """Write several UTF-8 text files atomically together: a failure on any of them replaces none."""
     with contextlib.ExitStack() as stack:
         temps = {path: stack.enter_context(atomic_path(path)) for path in files}
         for path, tmp in temps.items():
@@ -123,10 +117,9 @@ def file_sha256(path: Path) -> str:
 
 
 def build_atomically(target: Path, build) -> Path:
-    """`build(scratch)` makes a folder inside a scratch folder beside `target`; it is then renamed to `target`.
+    """`build(scratch)` makes a folder inside a scratch folder beside `target`, then renamed to `target`.
 
-    Either `target` is whole or it does not exist; a failed build leaves nothing behind. When another process
-    renamed its copy into place first, that copy (built from the same checked source) is used.
+    A failed build leaves nothing behind; when another process renamed its copy into place first, that one is used.
     """
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

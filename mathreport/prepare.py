@@ -1,5 +1,4 @@
-"""`mathreport prepare`: one raw CSV (Kaggle's train.csv, a user's file, the demo corpus) into the three split files
-the rest of the package reads, plus `prepare_report.json` accounting for every input row; and the Kaggle download.
+"""`mathreport prepare`: one raw CSV into the three split files and `prepare_report.json`; the Kaggle download.
 
 The rules (reading, cleaning, splitting, leakage) are `data`'s; this module applies them in order and writes.
 """
@@ -9,58 +8,31 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import zipfile
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mathreport import files, labels
-from mathreport.data import (
-    AUGMENT_METHODS,
-    CONFLICT_POLICIES,
-    KAGGLE_COMPETITION,
-    LABEL_COL,
-    REPORT_FILE,
-    SPLIT_FILES,
-    TEST_FILE,
-    TEXT_COL,
-    TRAIN_FILE,
-    VAL_FILE,
-    assert_no_leakage,
-    class_counts,
-    class_list,
-    clean_questions,
-    coverage_warnings,
-    normalize_whitespace,
-    oversample_minority,
-    read_table,
-    split_stratified,
-)
+from mathreport import data, files, labels
 from mathreport.errors import DataError
 
 log = logging.getLogger(__name__)
-
 
 BACKUP_PREFIX = "replaced-"
 
 
 def existing_split_files(out_dir: Path) -> list[str]:
     """The files of an earlier prepare that `out_dir` holds."""
-    return [name for name in (*SPLIT_FILES.values(), REPORT_FILE) if (Path(out_dir) / name).exists()]
+    return [name for name in (*data.SPLIT_FILES.values(), data.REPORT_FILE) if (Path(out_dir) / name).exists()]
 
 
-def move_to_backup(out_dir: Path, names: list[str]) -> Path:
-    """Move files of `out_dir` into a new `replaced-<time>` folder of it (for writers that refuse existing files)."""
-    return _back_up(Path(out_dir), names, move=True)
-
-
-def _back_up(out_dir: Path, names: list[str], move: bool = False) -> Path:
-    """Hard-link (or copy; or with `move`, move) the earlier prepare's files into a new `replaced-<time>` folder."""
-    import shutil
-    from datetime import datetime
-
+def back_up(out_dir: Path, names: list[str], move: bool = False) -> Path:
+    """Hard-link (or copy; with `move`, move) the files `names` of `out_dir` into a new `replaced-<time>` folder."""
+    out_dir = Path(out_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     backup = out_dir / f"{BACKUP_PREFIX}{stamp}"
     n = 1
@@ -80,7 +52,7 @@ def _back_up(out_dir: Path, names: list[str], move: bool = False) -> Path:
 
 
 def _to_csv(frame: pd.DataFrame) -> str:
-    return frame[[TEXT_COL, LABEL_COL]].to_csv(index=False, lineterminator="\n")
+    return frame[[data.TEXT_COL, data.LABEL_COL]].to_csv(index=False, lineterminator="\n")
 
 
 def _check_params(val_size: float, test_size: float, augment: str, conflict_policy: str) -> None:
@@ -90,82 +62,57 @@ def _check_params(val_size: float, test_size: float, augment: str, conflict_poli
     if val_size + test_size >= 1:
         raise DataError(f"--val-size {val_size} + --test-size {test_size} = {val_size + test_size:g}: "
                         "val_size + test_size must be below 1, or nothing is left to train on")
-    if augment not in AUGMENT_METHODS:
-        raise ValueError(f"augment must be one of {AUGMENT_METHODS}, got {augment!r}")
-    if conflict_policy not in CONFLICT_POLICIES:
-        raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
+    if augment not in data.AUGMENT_METHODS:
+        raise ValueError(f"augment must be one of {data.AUGMENT_METHODS}, got {augment!r}")
+    if conflict_policy not in data.CONFLICT_POLICIES:
+        raise ValueError(f"conflict_policy must be one of {data.CONFLICT_POLICIES}, got {conflict_policy!r}")
 
 
-def prepare(
-    input_path: str | Path,
-    out_dir: str | Path,
-    text_col: str = TEXT_COL,
-    label_col: str = LABEL_COL,
-    val_size: float = 0.1,
-    test_size: float = 0.1,
-    seed: int = 42,
-    augment: str = "none",
-    *,
-    conflict_policy: str = "majority",
-    oversample_target: str | float = "median",
-    source: str = "file",
-    source_info: Mapping[str, Any] | None = None,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Validate, clean and split a raw CSV into the three split files and `prepare_report.json` in `out_dir`.
+def prepare(input_path: str | Path, out_dir: str | Path, text_col: str = data.TEXT_COL,
+            label_col: str = data.LABEL_COL, val_size: float = 0.1, test_size: float = 0.1, seed: int = 42,
+            augment: str = "none", *, conflict_policy: str = "majority", oversample_target: str | float = "median",
+            source: str = "file", source_info: Mapping[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
+    """Validate, clean and split a raw CSV into the three split files and `prepare_report.json`; returns the report.
 
-    Labels may be ids 0-7 or class names. Everything is checked before anything is written; on bad input a
-    DataError names the file and line and `out_dir` is left untouched. `source` ("file", "kaggle", "demo")
-    and `source_info` are recorded in the report so it can say where the data came from. Returns the report.
-    An `out_dir` that already holds split files is refused unless `force`; then the old set is first moved to a
-    backup folder beside them (named in the report's `replaced`).
+    Labels may be ids 0-7 or class names. Bad input raises a DataError naming the file and line before anything is
+    written. source: "file", "kaggle" or "demo", recorded with `source_info` in the report. force: replace the split
+    files an `out_dir` already holds, kept in a backup folder (the report's `replaced`); refused without it.
     """
     _check_params(val_size, test_size, augment, conflict_policy)
     input_path, out_dir = Path(input_path), Path(out_dir)
     existing = existing_split_files(out_dir)
     if existing and not force:
-        raise DataError(
-            f"{out_dir} already holds {', '.join(existing)} from an earlier prepare; refusing to replace them. "
-            f"Pass --force to replace them (the old ones are kept in {out_dir}/{BACKUP_PREFIX}<time>/), or choose "
-            "another --out-dir"
-        )
-    table = read_table(input_path, text_col, label_col, "give the raw CSV (e.g. Kaggle's train.csv)")
-    kept, cleaning = clean_questions(table, conflict_policy)
+        raise DataError(f"{out_dir} already holds {', '.join(existing)} from an earlier prepare; refusing to replace "
+                        f"them. Pass --force to replace them (the old ones are kept in "
+                        f"{out_dir}/{BACKUP_PREFIX}<time>/), or choose another --out-dir")
+    table = data.read_table(input_path, text_col, label_col, "give the raw CSV (e.g. Kaggle's train.csv)")
+    kept, cleaning = data.clean_questions(table, conflict_policy)
     if kept.empty:
         raise DataError(f"{input_path}: no rows left after cleaning ({cleaning['rows_dropped']})")
-    if kept[LABEL_COL].nunique() < 2:
-        raise DataError(f"{input_path}: every question is of class {class_list(kept[LABEL_COL].unique())}; a "
+    if kept[data.LABEL_COL].nunique() < 2:
+        raise DataError(f"{input_path}: every question is of class {data.class_list(kept[data.LABEL_COL].unique())}; a "
                         "classifier needs at least two classes")
     try:
-        train, val, test, warnings = split_stratified(kept, val_size, test_size, seed)
+        train, val, test, warnings = data.split_stratified(kept, val_size, test_size, seed)
     except DataError as err:
         raise DataError(f"{input_path}: {err}") from None
-    counts = {"train": class_counts(train), "val": class_counts(val), "test": class_counts(test)}
+    counts = {"train": data.class_counts(train), "val": data.class_counts(val), "test": data.class_counts(test)}
     augmentation: dict[str, Any] = {"method": "none", "rows_added": 0}
     if augment == "oversample":
-        train, augmentation = oversample_minority(train, seed, oversample_target)
-        counts = {"train_before_augmentation": counts["train"], **counts, "train": class_counts(train)}
+        train, augmentation = data.oversample_minority(train, seed, oversample_target)
+        counts = {"train_before_augmentation": counts["train"], **counts, "train": data.class_counts(train)}
     # De-duplication before splitting makes leakage impossible; checked anyway, as on the files `train` reads.
-    leakage = assert_no_leakage({"train": train, "val": val, "test": test})
+    leakage = data.assert_no_leakage({"train": train, "val": val, "test": test})
 
     rows_split = {"train": len(train) - augmentation["rows_added"], "val": len(val), "test": len(test)}
     report = {
         "source": source,
         "source_info": dict(source_info or {}),
-        "input": {
-            "path": str(input_path),
-            "sha256": files.file_sha256(input_path),
-            "text_col": text_col,
-            "label_col": label_col,
-        },
-        "params": {
-            "val_size": val_size,
-            "test_size": test_size,
-            "seed": seed,
-            "augment": augment,
-            "conflict_policy": conflict_policy,
-            "oversample_target": oversample_target if augment == "oversample" else None,
-        },
+        "input": {"path": str(input_path), "sha256": files.file_sha256(input_path), "text_col": text_col,
+                  "label_col": label_col},
+        "params": {"val_size": val_size, "test_size": test_size, "seed": seed, "augment": augment,
+                   "conflict_policy": conflict_policy,
+                   "oversample_target": oversample_target if augment == "oversample" else None},
         "rows_in": cleaning["rows_in"],
         "rows_kept": cleaning["rows_kept"],
         "cleaning": {"rows_changed": cleaning["rows_changed"], "rows_dropped": cleaning["rows_dropped"]},
@@ -177,78 +124,59 @@ def prepare(
         "unique_questions_in": cleaning["unique_questions_in"],
         "label_conflicts": cleaning["label_conflicts"],
         "dropped_examples": cleaning["dropped_examples"],
-        "files": dict(SPLIT_FILES),
+        "files": dict(data.SPLIT_FILES),
         "rows_per_split": rows_split,
-        "rows_per_file": {TRAIN_FILE: len(train), VAL_FILE: len(val), TEST_FILE: len(test)},
+        "rows_per_file": {data.TRAIN_FILE: len(train), data.VAL_FILE: len(val), data.TEST_FILE: len(test)},
         "class_names": labels.names("tr"),
         "class_counts": counts,
         "augmentation": augmentation,
         "leakage": leakage,
-        "warnings": warnings + coverage_warnings({name: counts[name] for name in ("train", "val", "test")}),
+        "warnings": warnings + data.coverage_warnings({name: counts[name] for name in ("train", "val", "test")}),
     }
     assert sum(rows_split.values()) == report["rows_kept"]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if existing:
-        report["replaced"] = str(_back_up(out_dir, existing))
-    files.write_texts(
-        {
-            out_dir / TRAIN_FILE: _to_csv(train),
-            out_dir / VAL_FILE: _to_csv(val),
-            out_dir / TEST_FILE: _to_csv(test),
-            out_dir / REPORT_FILE: json.dumps(report, ensure_ascii=False, indent=2) + "\n",
-        }
-    )
-    log.info(
-        "prepared %s: %d rows in, %d kept (train %d, val %d, test %d) -> %s",
-        input_path,
-        report["rows_in"],
-        report["rows_kept"],
-        len(train),
-        len(val),
-        len(test),
-        out_dir,
-    )
+        report["replaced"] = str(back_up(out_dir, existing))
+    files.write_texts({
+        out_dir / data.TRAIN_FILE: _to_csv(train),
+        out_dir / data.VAL_FILE: _to_csv(val),
+        out_dir / data.TEST_FILE: _to_csv(test),
+        out_dir / data.REPORT_FILE: json.dumps(report, ensure_ascii=False, indent=2) + "\n",
+    })
+    log.info("prepared %s: %d rows in, %d kept (train %d, val %d, test %d) -> %s", input_path, report["rows_in"],
+             report["rows_kept"], len(train), len(val), len(test), out_dir)
     return report
 
 
-# ------------------------------------------------------------------------------------------------- kaggle
-
-
-def download_kaggle(competition: str = KAGGLE_COMPETITION, dest: str | Path = "data/kaggle") -> Path:
+def download_kaggle(competition: str = data.KAGGLE_COMPETITION, dest: str | Path = "data/kaggle") -> Path:
     """Download a Kaggle competition's files with the official `kaggle` client; the path of its train.csv."""
     dest = Path(dest)
-    setup = (
-        "put your API token in ~/.kaggle/kaggle.json (chmod 600; from kaggle.com > Settings > API > "
-        "Create New Token) or set KAGGLE_USERNAME and KAGGLE_KEY"
-    )
+    setup = ("put your API token in ~/.kaggle/kaggle.json (chmod 600; from kaggle.com > Settings > API > "
+             "Create New Token) or set KAGGLE_USERNAME and KAGGLE_KEY")
     try:
         import kaggle  # authenticates on import and fails there without credentials
     except ImportError:
-        raise DataError(
-            f"the 'kaggle' package is not installed: pip install 'mathreport[kaggle]' (or pip install "
-            f"kaggle), then {setup}"
-        ) from None
+        raise DataError(f"the 'kaggle' package is not installed: pip install 'mathreport[kaggle]' (or pip install "
+                        f"kaggle), then {setup}") from None
     except (Exception, SystemExit) as err:  # older clients raise OSError, newer ones may call exit()
         raise DataError(f"kaggle could not authenticate ({_one_line(err)}): {setup}") from None
     dest.mkdir(parents=True, exist_ok=True)
     try:
         kaggle.api.competition_download_files(competition, path=str(dest), quiet=True)
     except Exception as err:
-        raise DataError(
-            f"could not download Kaggle competition {competition!r} into {dest} ({_one_line(err)}); check "
-            f"the internet connection and that you joined it and accepted its rules at "
-            f"https://www.kaggle.com/competitions/{competition}/rules"
-        ) from None
+        raise DataError(f"could not download Kaggle competition {competition!r} into {dest} ({_one_line(err)}); check "
+                        "the internet connection and that you joined it and accepted its rules at "
+                        f"https://www.kaggle.com/competitions/{competition}/rules") from None
     for archive in sorted(dest.glob("*.zip")):
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(dest)
     found = sorted(dest.rglob("train.csv"))
     if not found:
-        files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
-        raise DataError(f"{dest}: no train.csv after downloading {competition!r} (found: {files})")
+        names = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        raise DataError(f"{dest}: no train.csv after downloading {competition!r} (found: {names})")
     return found[0]
 
 
 def _one_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {normalize_whitespace(str(err))}"
+    return f"{type(err).__name__}: {data.normalize_whitespace(str(err))}"

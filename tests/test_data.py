@@ -428,7 +428,7 @@ def test_download_kaggle_offline(monkeypatch, tmp_path):
     with pytest.raises(data.DataError) as err:
         prepare.download_kaggle(dest=tmp_path / "kaggle")
     message = str(err.value)
-    assert prepare.KAGGLE_COMPETITION in message and "ConnectionError" in message and "internet" in message
+    assert data.KAGGLE_COMPETITION in message and "ConnectionError" in message and "internet" in message
 
 
 # ------------------------------------------------------------------- earlier splits, class coverage, file kinds

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, metrics, summary
+from mathreport import artifacts, metrics, record, summary
 
 
 def _run(name: str, y_true: np.ndarray, accuracy: float, p50: float, device: str, seed: int) -> summary.Run:
@@ -193,7 +193,7 @@ def test_shorten_question_never_cuts_inside_math():
 def test_banner_names_synthetic_runs_only():
     runs = _two_runs(0.8, 0.7)
     assert summary.banner(runs, "tr") == ""
-    runs["beta"].manifest = {"synthetic": True, "display_name": "beta"}
+    runs["beta"].manifest = record.RunRecord(synthetic=True, display_name="beta")
     text = summary.banner(runs, "tr")
     assert "**beta** (sentetik" in text and "alpha" not in text
     assert "synthetic" in summary.banner(runs, "en")
