@@ -42,7 +42,7 @@ def scores(run_dir: Path) -> dict:
             per_class = f1_score(frame["y_true"], frame["y_pred"], labels=LABELS, average=None, zero_division=0)
             out["f1_rare"] = float(per_class[list(RARE)].mean())
     manifest = artifacts.read_manifest(run_dir)
-    training = manifest.get("training") or {}
+    training = manifest.training or {}
     seconds = training.get("train_seconds")
     members = training.get("members_train_seconds")
     if members:
@@ -51,18 +51,18 @@ def scores(run_dir: Path) -> dict:
     out["samples_per_s"] = training.get("train_samples_per_second")
     # A top-k run computes the frozen layers' states before Trainer starts, or reads them from the disk cache that
     # an earlier run of the same split, k and max_length wrote: cache_s is the computing, None when all were read.
-    caches = list(((manifest.get("partial") or {}).get("caches") or {}).values())
+    caches = list(((manifest.partial or {}).get("caches") or {}).values())
     computed = [c["seconds"] for c in caches if not c["loaded"]]
     out["cache_s"] = sum(computed) if computed else None
     out["cache_loaded"] = bool(caches) and not computed
     out["flop_per_s"] = (training.get("flop") or {}).get("flop_per_s")
-    out["model"] = manifest.get("model")
-    out["hyperparameters"] = manifest.get("hyperparameters") or {}
+    out["model"] = manifest.model
+    out["hyperparameters"] = manifest.hyperparameters
     # Epochs mean something for a transformer only (tfidf is one fit; an ensemble trains nothing of its own).
-    out["epochs"] = out["hyperparameters"].get("num_epochs") if manifest.get("kind") == "transformer" else None
-    out["train_autocast"] = manifest.get("train_autocast")
+    out["epochs"] = out["hyperparameters"].get("num_epochs") if manifest.kind == "transformer" else None
+    out["train_autocast"] = manifest.train_autocast
     # An ensemble's run.json carries McNemar's exact test against its best member (mathreport.ensemble).
-    vs = manifest.get("vs_best_member")
+    vs = manifest.vs_best_member
     out["vs_best_member"] = (
         {k: vs[k] for k in ("member", "accuracy_member", "accuracy_ensemble", "b", "c", "p_value")} if vs else None
     )
