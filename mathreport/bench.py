@@ -288,6 +288,7 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
 def bench_run(run_dir: Path, backends: list[Backend] | None = None, *, output: Path | None = None,
               **kwargs) -> dict:
     """`mathreport bench`: compare_backends, written atomically to `output` (default: the run's latency.json)."""
-    latency = compare_backends(run_dir, backends, **kwargs)
-    files.write_json(Path(output) if output else Path(run_dir) / artifacts.LATENCY, latency)
+    with artifacts.run_lock(run_dir, "mathreport bench"):
+        latency = compare_backends(run_dir, backends, **kwargs)
+        files.write_json(Path(output) if output else Path(run_dir) / artifacts.LATENCY, latency)
     return latency

@@ -135,8 +135,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     from mathreport import search
 
     cfg = options.from_args(search.SearchConfig, args)
-    with artifacts.run_lock(cfg.output_dir, "mathreport search"):
-        table = search.search(cfg)
+    table = search.search(cfg)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best = table.loc[table["best"]].iloc[0]
     print(f"best learning rate {best['learning_rate']:g} (validation macro F1 {best['val_macro_f1']:.3f}); "
@@ -155,11 +154,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
                            "member, then rebuild it with `mathreport ensemble --force`")
     _check_run_dir(args.run_dir)
     backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _DTYPES.get(args.dtype))
-    with artifacts.run_lock(args.run_dir, "mathreport bench"):
-        latency = bench.bench_run(
-            args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
-            max_items=args.max_items, repeats=args.repeats, device=args.device,
-        )
+    latency = bench.bench_run(
+        args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
+        max_items=args.max_items, repeats=args.repeats, device=args.device,
+    )
     print(f"{latency['device']}, {latency['inputs']}, {latency['repeats']} interleaved repeat(s):")
     measured = latency.get("backends") or {f"{latency.get('backend', '')}-{latency['dtype']}": latency}
     for name, entry in measured.items():
@@ -178,8 +176,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
     from mathreport import onnx_backend
 
     _check_run_dir(args.run_dir)
-    with artifacts.run_lock(args.run_dir, "mathreport export-onnx"):
-        section = onnx_backend.export_run(args.run_dir)
+    section = onnx_backend.export_run(args.run_dir)
     for c in section["candidates"]:
         timed = f"{c['batch1_p50_ms']:.2f} ms batch-1 p50" if c.get("batch1_p50_ms") is not None else "not timed"
         print(f"  {c['backend']}: accuracy {c['accuracy']:.4f}, argmax agreement {c['argmax_agreement']:.4f}, "

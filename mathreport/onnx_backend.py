@@ -193,7 +193,11 @@ def _export_onnx_files(run_dir: Path, torch_classifier, section: dict) -> dict[s
 
 def export_run(run_dir: Path) -> dict:
     """`mathreport export-onnx`: export a finished transformer run, verify, choose its default; update run.json."""
-    run_dir = Path(run_dir)
+    with artifacts.run_lock(run_dir, "mathreport export-onnx"):
+        return _export_run(Path(run_dir))
+
+
+def _export_run(run_dir: Path) -> dict:
     manifest = artifacts.read_manifest(run_dir)
     if manifest.kind != "transformer":
         raise ArtifactError(f"{run_dir}: only transformer runs are exported to ONNX (this one is {manifest.kind!r})")

@@ -146,6 +146,11 @@ def _write(output_dir: Path, frame: pd.DataFrame, settings: dict, cfg: SearchCon
 
 def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
     """Train once per learning rate not yet in `lr_search.csv`, appending each row when done. Returns the table."""
+    with artifacts.run_lock(cfg.output_dir, "mathreport search"):
+        return _search(cfg, log)
+
+
+def _search(cfg: SearchConfig, log) -> pd.DataFrame:
     from mathreport import train
 
     preset = models.get_preset(cfg.model)
