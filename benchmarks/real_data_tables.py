@@ -14,6 +14,7 @@ included, no truncation): how many questions a `--max_length` cuts. OUT.json is 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,11 @@ def scores(run_dir: Path) -> dict:
     # Epochs mean something for a transformer only (tfidf is one fit; an ensemble trains nothing of its own).
     out["epochs"] = out["hyperparameters"].get("num_epochs") if manifest.kind == "transformer" else None
     out["train_autocast"] = manifest.train_autocast
+    # The whole run, training and the steps after it, from run.json's own clock (None where a time is missing).
+    times = [manifest.start_time, manifest.end_time]
+    out["wall_s"] = (datetime.fromisoformat(times[1]) - datetime.fromisoformat(times[0])).total_seconds() \
+        if all(times) else None
+    out["post_training_s"] = sum((manifest.post_training_seconds or {}).values()) or None
     # An ensemble's run.json carries McNemar's exact test against its best member (mathreport.ensemble).
     vs = manifest.vs_best_member
     out["vs_best_member"] = (

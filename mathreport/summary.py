@@ -279,6 +279,9 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
         speed, seconds = training.get("train_samples_per_second"), training.get("train_seconds")
         if isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds:
             parts.append(i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed))
+        total, trainable = training.get("total_parameters"), training.get("trainable_parameters")
+        if isinstance(total, int) and isinstance(trainable, int):  # the models' sizes, side by side
+            parts.append(i18n.message("summary.run_size", lang, total=total / 1e6, trainable=trainable / 1e6))
         if manifest.lora:
             parts.append(f"LoRA {md(manifest.lora)}")
         lines.append(f"- **{md(name)}** — {md_code(manifest.command)}  \n  " + "; ".join(parts))

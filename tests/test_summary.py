@@ -212,3 +212,17 @@ def test_report_names_the_classes_macro_means_leave_out(lang, words):
     assert f": {names[0]}," not in note and f"{names[1]}," not in note
     assert len(note.splitlines()) == 1  # a run of all 8 classes gets no note
     assert summary.macro_note({"all": runs["all"]}, lang) == ""
+
+
+def test_the_runs_description_states_each_models_size(tmp_path):
+    """The decoder comparison puts models of different sizes side by side: the report says how big each is."""
+    from mathreport import record
+
+    run = summary.Run(name="qwen-0.5b", path=tmp_path, metrics={}, class_report={}, predictions=None, history=None,
+                      latency=None, manifest=record.RunRecord(
+                          model="qwen-0.5b", kind="transformer", command="mathreport train --model qwen-0.5b",
+                          training={"total_parameters": 494_407_552, "trainable_parameters": 3_166_208}))
+    assert "494.4 M parameters, 3.17 M trained" in summary.runs_description({"qwen-0.5b": run}, "en")
+    assert "494.4 M parametre, 3.17 M eğitilen" in summary.runs_description({"qwen-0.5b": run}, "tr")
+    run.manifest.training = {}
+    assert "parameters" not in summary.runs_description({"qwen-0.5b": run}, "en")
