@@ -244,7 +244,8 @@ def lr_search(doc):
         yield bold(row) if r["best"] else row
 
 
-@table("make-report", "real-data-pipeline", "qwen05b-cpu-nf4-time", "qwen05b-cpu-bf16-time",
+@table("make-report", "real-data-pipeline", "real-data-pipeline-mpnet", "qwen05b-cpu-nf4-time", "qwen05b-cpu-bf16-time",
+       "qwen05b-k4-real-time",
        header="commit | wall seconds | user CPU seconds | system CPU seconds | peak memory MiB | exit status")
 def gnu_time(doc):
     """A command timed with `/usr/bin/time -v`, parsed by benchmarks/gnu_time.py."""
@@ -252,7 +253,8 @@ def gnu_time(doc):
              num(doc["system_seconds"], 1), f"{doc['max_rss_kb'] / 1024:.0f}", doc["exit_status"]]]
 
 
-@table("real-data-models", "qwen05b-cpu-models", header="run | test accuracy | test macro-F1 | val accuracy | "
+@table("real-data-models", "qwen05b-cpu-models", "real-data-pipeline-mpnet-models", "real-data-decoders",
+       header="run | test accuracy | test macro-F1 | val accuracy | "
        "val macro-F1 | F1 of the 2 rare classes (test) | epochs | training time (s) | p50 ms/item, batch 1")
 def real_data_models(doc):
     """benchmarks/real_data_tables.py models: a row per run."""
@@ -347,6 +349,34 @@ def targets(minilm, tfidf, mpnet, training, report, pipeline, models):
     for label, key, limit in (("test accuracy", "test_acc", 0.88), ("test macro-F1", "test_f1", 0.80)):
         yield [f"{label} ≥ {limit:.2f}, the run with the best validation accuracy (`{best['run']}`)",
                f"{best[key]:.4f}", "met" if best[key] >= limit else "not met"]
+
+
+@table("real-data-runs-time", reads=("real-data-pipeline-mpnet-models.json", "real-data-decoders.json"),
+       header="run | whole run (s) | Trainer (s) | frozen-layer caching (s) | after training (s) | "
+              "after training, share of Trainer")
+def runs_time(*docs):
+    """Where each trained run's time went, from its run.json: Trainer, caching, and the steps after training."""
+    for r in (r for doc in docs for r in doc["rows"] if r["post_training_s"] is not None):
+        yield [f"`{r['run']}`", num(r["wall_s"], 0), num(r["train_s"], 0), num(r["cache_s"], 0),
+               num(r["post_training_s"], 0), share(r["post_training_s"] / r["train_s"])]
+
+
+@table("targets-21", header="target | measured | status", reads=(
+    "real-data-pipeline-mpnet.json", "real-data-pipeline-mpnet-models.json", "real-data-decoders.json"))
+def targets_21(pipeline, models, decoders):
+    """Issue 21's goals for the pipeline with mpnet and for the two decoders, each against its measurement."""
+    yield target("`pipeline --models tfidf minilm mpnet ensemble`, cold, wall", pipeline["wall_seconds"], "≤", 1800,
+                 "s")
+    ensemble = next(r for r in models["rows"] if Path(r["run"]).name == "ensemble")
+    for label, key, limit in (("its ensemble's test accuracy", "test_acc", 0.86),
+                              ("its ensemble's test macro-F1", "test_f1", 0.80)):
+        yield [f"{label} ≥ {limit:.2f}", f"{ensemble[key]:.4f}", "met" if ensemble[key] >= limit else "not met"]
+    runs = {Path(r["run"]).name: r for r in decoders["rows"]}
+    for name, limit in (("qwen-0.5b", 7200), ("smollm2", 1800)):
+        yield target(f"`{name}` on the whole training split, whole run", runs[name]["wall_s"], "≤", limit, "s")
+    best = max((runs["qwen-0.5b"], runs["smollm2"]), key=lambda r: r["val_acc"])  # the better decoder, on validation
+    yield [f"the better decoder on validation (`{Path(best['run']).name}`): test accuracy ≥ 0.86",
+           f"{best['test_acc']:.4f}", "met" if best["test_acc"] >= 0.86 else "not met"]
 
 
 def render(name: str, perf_dir: Path = PERF_DIR) -> str:
