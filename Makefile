@@ -55,7 +55,7 @@ fetch-mpnet: env
 lab: env
 	$(BIN)/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks/final_report.ipynb $(LAB_ARGS)
 
-# The measured tables of docs/*.md (PERFORMANCE, REAL_DATA, MODELS, perf/training-seeds), from docs/perf/*.json.
+# The measured tables of docs/**/*.md, from docs/perf/*.json (tools/perf_doc.py).
 perf-doc:
 	$(PYTHON) tools/perf_doc.py
 

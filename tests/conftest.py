@@ -3,8 +3,9 @@
 Also two markers, applied here:
 - `requires_tools("chromium", "pdftotext", ...)`: skipped with the reason when a program is missing, except in CI
   (`CI=true`, as `.ci/run` sets), where a missing program fails the test: a broken PDF step must not pass CI.
-- `slow`: real training. Every test that uses a fixture of SLOW_FIXTURES is marked here, so `pytest -m "not slow"`
-  is the quick loop; `make test` and CI run everything.
+- `slow`: real training, notebooks, wheels and ONNX exports (pyproject.toml says what). Every test that uses a
+  fixture of SLOW_FIXTURES is marked here, the others where they are defined, so `pytest -m "not slow"` is the quick
+  loop; `make test` and CI run everything.
 """
 
 from __future__ import annotations
