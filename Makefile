@@ -36,9 +36,11 @@ test: env
 	$(BIN)/python -m pytest -q
 
 # The developer loop, under a minute on 2 cores: every test but the `slow` ones, those that train a model, run a
-# notebook, build a wheel or a venv, or draw every figure (marked in the tests and by tests/conftest.py).
+# notebook, build a wheel or a venv, or draw every figure (marked in the tests and by tests/conftest.py); one
+# pytest-xdist worker per core, since importing torch, peft and bitsandbytes is most of a serial run. `make test`
+# stays serial: its session fixtures train models, and two trainings at once on 2 cores slow each other down.
 test-fast: env
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 lint: env
 	$(BIN)/ruff check mathreport tests tools benchmarks
