@@ -293,3 +293,19 @@ def test_train_model_folder_without_config_is_refused_before_a_run_is_written(tm
     assert cli.main(argv) == 2
     assert "config.json" in _one_line_error(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_trainer_flags_pass_on_train_only_and_a_refused_one_is_one_line(small_data, tmp_path, capsys):
+    """train/search hand flags they do not know to transformers' TrainingArguments; other commands refuse them."""
+    out = tmp_path / "run"
+    splits = ["--train_path", str(small_data / "augmented_train.csv"), "--val_path", str(small_data / "val_split.csv"),
+              "--test_path", str(small_data / "test_split.csv")]
+    assert cli.main(["train", "--model", "minilm", "--output_dir", str(out), *splits,
+                     "--logging_strategy", "sometimes"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mathreport train: error: --logging_strategy sometimes") and "invalid choice" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", "--results-dir", str(tmp_path), "--gradient_accumulation_steps", "2"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --gradient_accumulation_steps 2" in capsys.readouterr().err
