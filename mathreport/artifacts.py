@@ -32,7 +32,7 @@ PREDICTIONS = "preds_test.csv"
 PREDS_VAL = "preds_val.csv"  # the same table for the validation split; ensembles are fitted on it
 HISTORY = "history.csv"
 LATENCY = "latency.json"
-MANIFEST = "run.json"
+MANIFEST = record.FILE
 LR_SEARCH = "lr_search.csv"
 CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
@@ -431,6 +431,14 @@ def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, PREDS_VAL
             for name in names if (run_dir / name).is_file()}
 
 
+def require_run_dir(run_dir: Path) -> Path:
+    """`run_dir`, which must exist (before a writer's lock, which would create it); else the command that makes it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {make_command(run_dir)}")
+    return run_dir
+
+
 def check_consistency(run_dir: Path) -> None:
     """Refuse, naming the file and the fix, a run that is not whole and current; every reader of a finished run asks.
 
@@ -438,9 +446,7 @@ def check_consistency(run_dir: Path) -> None:
     ensemble's members are current; metrics.json and class_report.json count the rows of preds_test.csv, and the
     accuracy is theirs. Folders without run.json get the checks that need none.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {make_command(run_dir)}")
+    run_dir = require_run_dir(run_dir)
     holder = lock_holder(run_dir)
     if holder is not None:
         raise RunLockedError(f"{run_dir} is being written by {_holder_text(holder)}; use it when that finishes")

@@ -32,10 +32,11 @@ def test_questions(run_dir: Path) -> list[str]:
         if "text" in frame.columns and frame["text"].notna().any():
             return frame["text"].dropna().astype(str).tolist()
     manifest = artifacts.read_manifest(run_dir)
-    if not manifest.split("test").path:
+    test_path = manifest.split("test").path
+    if not test_path:
         raise ArtifactError(f"{run_dir}: neither {artifacts.PREDICTIONS} has a 'text' column nor "
                             f"{artifacts.MANIFEST} a test path; latency is measured on real test questions only")
-    frame = data.read_split(manifest.split("test").path, text_col=manifest.config.get("text_col", "Question"),
+    frame = data.read_split(test_path, text_col=manifest.config.get("text_col", "Question"),
                             label_col=manifest.config.get("label_col", "label"))
     return frame["Question"].tolist()
 
@@ -237,9 +238,7 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
 
     from mathreport import models
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {artifacts.make_command(run_dir)}")
+    run_dir = artifacts.require_run_dir(run_dir)
     manifest = artifacts.read_manifest(run_dir)
     threads = threads or os.cpu_count() or 1
     if manifest.kind == "tfidf":  # one backend: scikit-learn
@@ -288,6 +287,7 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
 def bench_run(run_dir: Path, backends: list[Backend] | None = None, *, output: Path | None = None,
               **kwargs) -> dict:
     """`mathreport bench`: compare_backends, written atomically to `output` (default: the run's latency.json)."""
+    artifacts.require_run_dir(run_dir)
     with artifacts.run_lock(run_dir, "mathreport bench"):
         latency = compare_backends(run_dir, backends, **kwargs)
         files.write_json(Path(output) if output else Path(run_dir) / artifacts.LATENCY, latency)

@@ -21,12 +21,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _check_run_dir(run_dir: Path) -> None:
-    if not Path(run_dir).is_dir():
-        raise CommandError(f"run directory {run_dir} does not exist; train one with "
-                           f"`mathreport train --model MODEL --output_dir {run_dir}`")
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from mathreport.train import TrainConfig, train
 
@@ -152,7 +146,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if ensemble.is_ensemble(args.run_dir):
         raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
                            "member, then rebuild it with `mathreport ensemble --force`")
-    _check_run_dir(args.run_dir)
+    artifacts.require_run_dir(args.run_dir)
     backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _DTYPES.get(args.dtype))
     latency = bench.bench_run(
         args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
@@ -175,7 +169,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_export_onnx(args: argparse.Namespace) -> None:
     from mathreport import onnx_backend
 
-    _check_run_dir(args.run_dir)
     section = onnx_backend.export_run(args.run_dir)
     for c in section["candidates"]:
         timed = f"{c['batch1_p50_ms']:.2f} ms batch-1 p50" if c.get("batch1_p50_ms") is not None else "not timed"
@@ -223,7 +216,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     texts = _read_questions(args)
     _check_output(args.output)
-    _check_run_dir(args.run_dir)
     artifacts.check_consistency(args.run_dir)  # a whole, current run only (an ensemble: of current members)
     dtype = _DTYPES.get(args.dtype)
     if ensemble.is_ensemble(args.run_dir):

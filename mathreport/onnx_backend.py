@@ -193,6 +193,7 @@ def _export_onnx_files(run_dir: Path, torch_classifier, section: dict) -> dict[s
 
 def export_run(run_dir: Path) -> dict:
     """`mathreport export-onnx`: export a finished transformer run, verify, choose its default; update run.json."""
+    artifacts.require_run_dir(run_dir)
     with artifacts.run_lock(run_dir, "mathreport export-onnx"):
         return _export_run(Path(run_dir))
 
@@ -210,11 +211,10 @@ def _export_run(run_dir: Path) -> dict:
     if "text" not in frame.columns or frame["text"].isna().any():
         raise ArtifactError(f"{run_dir / source}: no 'text' column; the export is verified "
                             f"on its questions. Make it with: {artifacts.make_command(run_dir)}")
-    torch_classifier = predict.load_classifier(run_dir, backend="torch", dtype="float32")
+    torch_classifier = predict.load_torch(run_dir, manifest, None, True, "float32")
     section, _ = export_and_choose(run_dir, torch_classifier, frame["text"].astype(str).tolist(),
                                    frame["y_true"].to_numpy(), frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float),
                                    split=f"{'validation' if has_val else 'test'} split ({source})")
-    manifest = artifacts.read_manifest(run_dir)
     manifest.inference = section
     record.write(run_dir, manifest)
     return section

@@ -37,11 +37,15 @@ DEFAULT_IMBALANCE = {"tfidf": "class_weights", "transformer": "oversample"}
 
 PROGRAM = "mathreport train"
 NOT_SET = object()  # Option.cli_default when the flag's default is the field's own
-# TrainingArguments that mathreport sets from its own options: refused in training_args, naming the option to use.
-OWN_TRAINER_FIELDS = {"output_dir": "--output_dir", "num_train_epochs": "--num_epochs",
-                      "learning_rate": "--learning_rate", "per_device_train_batch_size": "--batch_size",
-                      "seed": "--seed", "bf16": "--bf16/--no-bf16", "use_cpu": "--device",
-                      "resume_from_checkpoint": "--resume"}
+# TrainingArguments that mathreport sets itself: refused in training_args, saying what to do instead. The epoch
+# cadence and the checkpoint choice are fixed because history.csv and run.json's best_checkpoint_metric describe them.
+_PER_EPOCH = "fixed: history.csv and the kept checkpoint are per epoch, chosen on validation accuracy"
+OWN_TRAINER_FIELDS = {"output_dir": "give --output_dir", "num_train_epochs": "give --num_epochs",
+                      "learning_rate": "give --learning_rate", "per_device_train_batch_size": "give --batch_size",
+                      "seed": "give --seed", "bf16": "give --bf16/--no-bf16", "use_cpu": "give --device",
+                      "resume_from_checkpoint": "give --resume", **dict.fromkeys(
+                          ("eval_strategy", "save_strategy", "logging_strategy", "load_best_model_at_end",
+                           "metric_for_best_model", "greater_is_better"), _PER_EPOCH)}
 
 
 @dataclass(frozen=True)
@@ -306,9 +310,9 @@ def trainer_overrides(tokens: list[str]) -> dict[str, Any]:
     given, unknown = parser.parse_known_args(tokens)
     if unknown:
         raise ConfigError(f"{' '.join(unknown)}: not an option of {PROGRAM} nor of transformers' TrainingArguments")
-    own = [f"--{name} (give {OWN_TRAINER_FIELDS[name]})" for name in vars(given) if name in OWN_TRAINER_FIELDS]
+    own = [f"--{name} ({OWN_TRAINER_FIELDS[name]})" for name in vars(given) if name in OWN_TRAINER_FIELDS]
     if own:
-        raise ConfigError(f"{', '.join(own)}: set by {PROGRAM}'s own option")
+        raise ConfigError(f"{', '.join(own)}: set by {PROGRAM}")
     return vars(given)
 
 

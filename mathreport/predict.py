@@ -169,13 +169,16 @@ class OnnxClassifier:
     backend: ClassVar[str] = "onnx"
     device: ClassVar[str] = "cpu"
 
+    def __post_init__(self) -> None:
+        self.input_names = [i.name for i in self.session.get_inputs()]  # asked once, not on every batch
+
     def predict_proba(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         return batched_probs(texts, batch_size, self._probs, sort=self.sort_by_length, progress=progress)
 
     def _probs(self, batch: list[str]) -> np.ndarray:
         enc = self.tokenizer(batch, padding=self.padding, truncation=True, max_length=self.max_length,
                              return_tensors="np")
-        feeds = {i.name: np.asarray(enc[i.name], dtype=np.int64) for i in self.session.get_inputs()}
+        feeds = {name: np.asarray(enc[name], dtype=np.int64) for name in self.input_names}
         z = self.session.run(None, feeds)[0].astype(np.float64)
         np.exp(z - z.max(axis=1, keepdims=True), out=z)
         return z / z.sum(axis=1, keepdims=True)

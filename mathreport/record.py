@@ -135,12 +135,10 @@ def migrate(raw: dict[str, Any]) -> dict[str, Any]:
     """A run.json object of an older version, as this version writes it.
 
     Version 1 (no "version" key) wrote an ensemble's member weights under "weights", which a trained run uses for
-    its base weights' folder.
+    its base weights' folder: a "weights" object is always member weights.
     """
-    version = raw.pop("version", 1)
-    if version == 1 and raw.get("kind") == "ensemble" and isinstance(raw.get("weights"), dict):
-        raw["member_weights"] = raw.pop("weights")
-    if isinstance(raw.get("weights"), dict):  # never a folder: keep it where nothing takes it for one
+    raw.pop("version", None)
+    if isinstance(raw.get("weights"), dict):
         raw["member_weights"] = raw.pop("weights")
     return raw
 

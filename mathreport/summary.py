@@ -56,7 +56,7 @@ def load_run(results_dir: Path, name: str) -> Run:
     if missing:
         raise MissingResultsError(f"results for model {name!r} are incomplete: {run_dir}/ lacks "
                                   f"{', '.join(missing)}. Make them with: {artifacts.make_command(run_dir)}")
-    manifest = artifacts.read_manifest(run_dir) if (run_dir / artifacts.MANIFEST).is_file() else None
+    manifest = record.read_if_present(run_dir)
     return Run(
         name=(manifest and manifest.display_name) or name,  # the folder's name unless run.json gives another
         path=run_dir,

@@ -43,6 +43,9 @@ def validate_config(cfg: TrainConfig) -> None:
     if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
         raise ConfigError(f"--output_dir {cfg.output_dir}: is a file, not a directory")
     preset = models.get_preset(cfg.model)
+    if preset.kind == "tfidf" and cfg.training_args:  # no Trainer here: a leftover flag is a typo, not an option
+        raise ConfigError(f"{' '.join(cfg.training_args)}: not an option of {options.PROGRAM} for {preset.key} "
+                          "(the flags of transformers' TrainingArguments apply to transformer models only)")
     if preset.kind == "tfidf":
         ignored = [f"--{name} {value}" for name in options.transformer_only(TrainConfig)
                    if (value := getattr(cfg, name)) is not None and value != []]
@@ -174,9 +177,6 @@ def train(cfg: TrainConfig) -> Path:
         except BaseException as exc:
             _mark_failed(Path(cfg.output_dir), exc)
             raise
-        rec = record.read(run_dir)
-        rec.outputs = artifacts.outputs_record(run_dir)
-        record.write(run_dir, rec)
         # Checkpoints exist to resume a stopped run; only now that run.json says complete is nothing left to redo.
         shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
         return run_dir
@@ -286,6 +286,7 @@ def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier,
         files.write_json(run_dir / artifacts.LATENCY, bench.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
             threads=bench.thread_candidates()))
+    rec.outputs = artifacts.outputs_record(run_dir)  # readers check the run's files against it (check_consistency)
     rec.stamp("complete")
     record.write(run_dir, rec)
     if modelcard.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written

@@ -123,3 +123,12 @@ def test_cpu_load_counts_this_process_apart_from_the_others():
     assert 0 <= other <= busy <= 1
     assert busy >= own - 0.05  # the machine was at least as busy as this process made it
     assert other == pytest.approx(max(busy - own, 0.0), abs=0.05)
+
+
+def test_a_missing_run_folder_is_named_and_not_created_by_the_lock(tmp_path):
+    from mathreport import onnx_backend
+
+    for call in (bench.bench_run, onnx_backend.export_run):
+        with pytest.raises(artifacts.ArtifactError, match=r"nope does not exist\. Make it with: mathreport train"):
+            call(tmp_path / "nope")
+        assert not (tmp_path / "nope").exists()

@@ -305,6 +305,10 @@ def test_trainer_flags_pass_on_train_only_and_a_refused_one_is_one_line(small_da
     err = capsys.readouterr().err
     assert err.startswith("mathreport train: error: --logging_strategy sometimes") and "invalid choice" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+    # tfidf has no Trainer: a leftover flag is a typo, refused (not ignored with a warning)
+    assert cli.main(["train", "--model", "tfidf", "--output_dir", str(out), *splits, "--lerning_rate", "0.1"]) == 2
+    assert "--lerning_rate 0.1: not an option of mathreport train for tfidf" in capsys.readouterr().err
+    assert not out.exists()
     with pytest.raises(SystemExit) as exit_:
         cli.main(["report", "--results-dir", str(tmp_path), "--gradient_accumulation_steps", "2"])
     assert exit_.value.code == 2

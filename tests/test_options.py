@@ -177,6 +177,7 @@ def test_trainer_flags_are_kept_parsed_by_transformers_and_written_into_the_comm
     (["--optim", "sgdd"], r"invalid choice: 'sgdd'"),
     (["--num_train_epochs", "2", "--per_device_train_batch_size", "4"],
      r"^--num_train_epochs \(give --num_epochs\), --per_device_train_batch_size \(give --batch_size\): set by "),
+    (["--save_strategy", "no"], r"^--save_strategy \(fixed: history.csv and the kept checkpoint are per epoch"),
 ])
 def test_trainer_flags_transformers_refuses_are_one_line_config_errors(tokens, message):
     with pytest.raises(options.ConfigError, match=message) as err:

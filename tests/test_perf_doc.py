@@ -153,3 +153,15 @@ def test_a_pipe_in_a_value_is_escaped_and_bold_rows_keep_blank_cells(tmp_path):
     (tmp_path / "training-seeds.json").write_text(json.dumps(seeds))
     table = perf_doc.render("training-seeds", tmp_path)
     assert "| **a\\|b** | **mean ± sd** |  |  | **" in table
+
+
+def test_a_goal_table_without_its_run_names_the_file(tmp_path):
+    """targets-21 needs the decoders' runs: a JSON without one is a named error, not a traceback."""
+    for path in perf_doc.PERF_DIR.glob("*.json"):
+        shutil.copy(path, tmp_path)
+    decoders = json.loads((tmp_path / "real-data-decoders.json").read_text(encoding="utf-8"))
+    decoders["rows"] = [r for r in decoders["rows"] if not r["run"].endswith("smollm2")]
+    (tmp_path / "real-data-decoders.json").write_text(json.dumps(decoders), encoding="utf-8")
+    assert "| met |" in perf_doc.render("targets-21")
+    with pytest.raises(perf_doc.PerfDocError, match=r"real-data-decoders.json: no run named smollm2"):
+        perf_doc.render("targets-21", tmp_path)
