@@ -216,10 +216,11 @@ def backends_to_bench(manifest: RunRecord, backend: str = "all", dtype: str | No
         return [predict.resolve_backend(manifest, "torch" if backend == "all" else backend, dtype)]
     if backend == "auto" or (backend in predict.DTYPES_OF and dtype is not None):
         return [predict.resolve_backend(manifest, backend, dtype)]
-    chosen = [b for b in predict.ALL_BACKENDS if backend in ("all", b.engine) and dtype in (None, b.dtype)]
+    pool = (*predict.ALL_BACKENDS, *((predict.TORCH_TOPK,) if manifest.partial else ()))
+    chosen = [b for b in pool if backend in ("all", b.engine) and dtype in (None, b.dtype)]
     if not chosen:
         raise ConfigError(f"--backend {backend} --dtype {dtype}: no backend {backend!r} runs {dtype} weights; the "
-                          f"backends are {', '.join(b.name for b in predict.ALL_BACKENDS)}")
+                          f"backends are {', '.join(b.name for b in pool)}")
     return chosen
 
 
@@ -270,7 +271,10 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
                 entries[name].update(predict.agreement(clf.predict_proba(texts, batch_size=32),
                                                        frame["y_true"].to_numpy(), reference))
         timed = texts[:max_items]
+        work = inference_flop_per_item(classifiers.values(), timed)
         for name, results in _latency_results(classifiers, timed, batch_sizes, warmup, repeats).items():
+            for r in results:  # the useful work done per second: the same questions' FLOP whatever the backend
+                r["gflop_per_s"] = None if work is None else work * r["items_per_s"] / 1e9
             entries[name]["results"] = results
     finally:
         torch.set_num_threads(original_threads)
@@ -280,8 +284,24 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
         models.pick_device(device), top["backend"], top["dtype"], threads, warmup, repeats, len(timed), top["results"],
         command="bench", interleaved="each pass over the questions runs for every backend in turn, repeats times",
         accuracy_on=f"all {len(texts)} test questions, against {artifacts.PREDICTIONS}" if verified else None,
-        default_backend=default, backends=entries, skipped=skipped,
+        default_backend=default, backends=entries, skipped=skipped, run=str(run_dir), flop_per_item=work,
+        flop_counted="mathreport.flops: layer matmuls + attention products over each timed question's real tokens",
     )
+
+
+def inference_flop_per_item(classifiers, texts: list[str]) -> float | None:
+    """Mean forward FLOP per question of `texts` (mathreport.flops: layer matmuls and attention over real tokens),
+    from the layers of the first torch classifier among `classifiers`; None without one (ONNX alone)."""
+    from mathreport import flops, partial
+
+    clf = next((c for c in classifiers if isinstance(c, (predict.TransformerClassifier, predict.TopKClassifier))),
+               None)
+    if clf is None or not texts:
+        return None
+    layers = partial.layer_list(clf.model)
+    lengths = [len(ids) for ids in clf.tokenizer(list(texts), truncation=True, max_length=clf.max_length)["input_ids"]]
+    return flops.forward_flop(lengths, weights_per_layer=flops.layer_matmul_weights(layers[-1]),
+                              hidden=partial.unwrap(clf.model).config.hidden_size, layers=len(layers)) / len(texts)
 
 
 def bench_run(run_dir: Path, backends: list[Backend] | None = None, *, output: Path | None = None,

@@ -137,7 +137,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 # --dtype's spellings and the dtype each means (None: the flag was not given).
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "int8": "int8"}
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "int8": "int8",
+           "topk": "topk"}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -172,6 +173,9 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
     section = onnx_backend.export_run(args.run_dir)
     for c in section["candidates"]:
         timed = f"{c['batch1_p50_ms']:.2f} ms batch-1 p50" if c.get("batch1_p50_ms") is not None else "not timed"
+        if c["accuracy"] is None:
+            print(f"  {c['backend']}: {timed}; not checked ({c['not_checked']})")
+            continue
         print(f"  {c['backend']}: accuracy {c['accuracy']:.4f}, argmax agreement {c['argmax_agreement']:.4f}, "
               f"max |dp| {c['max_abs_prob_diff']:.2g}, {timed}")
     for name, reason in section["skipped"].items():
@@ -219,7 +223,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     artifacts.check_consistency(args.run_dir)  # a whole, current run only (an ensemble: of current members)
     dtype = _DTYPES.get(args.dtype)
     if ensemble.is_ensemble(args.run_dir):
-        classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=dtype or "float32")
+        classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=dtype)
     else:
         classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=dtype, backend=args.backend)
     probs = classifier.predict_proba(texts, batch_size=args.batch_size)
@@ -300,7 +304,8 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: the run's default, chosen and verified when it was exported (docs/PERFORMANCE.md)")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
-                   help="torch: float32, bf16; onnx: float32, int8 (default: the backend's float32, or auto's)")
+                   help="torch: float32, bf16, and topk for a --top_k_layers run (as it was trained); onnx: "
+                        "float32, int8 (default: the backend's float32, or auto's)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 

@@ -338,13 +338,24 @@ class EnsembleClassifier:
                        self.method)
 
 
-def load_classifier(run_dir: Path, device: str | None = None, dtype: str = "float32") -> EnsembleClassifier:
-    """Load every member's saved model (predict.load_classifier) with the ensemble's weights."""
+def load_classifier(run_dir: Path, device: str | None = None, dtype: str | None = None) -> EnsembleClassifier:
+    """Load every member's saved model (predict.load_classifier) with the ensemble's weights.
+
+    dtype None: each member as it wrote the probabilities the weights were fitted on (its reference backend).
+    """
     from mathreport import predict
 
     # A stale ensemble (a member retrained since) would apply old weights to a new member: refused here.
     artifacts.check_consistency(Path(run_dir))
     manifest = artifacts.read_manifest(Path(run_dir))
-    return EnsembleClassifier([predict.load_classifier(artifacts.member_dir(run_dir, m), device=device, dtype=dtype)
-                               for m in manifest.members],
-                              np.array([m["weight"] for m in manifest.members], dtype=float), manifest.method)
+    members = []
+    for m in manifest.members:
+        member = artifacts.member_dir(run_dir, m)
+        member_record = artifacts.read_manifest(member)
+        if dtype is None and member_record.kind == "transformer":
+            wrote = predict.reference_backend(member_record)
+            members.append(predict.load_classifier(member, device=device, dtype=wrote.dtype, backend=wrote.engine))
+        else:
+            members.append(predict.load_classifier(member, device=device, dtype=dtype))
+    return EnsembleClassifier(members, np.array([m["weight"] for m in manifest.members], dtype=float),
+                              manifest.method)

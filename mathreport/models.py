@@ -217,6 +217,26 @@ def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool 
     return model
 
 
+def set_dropout(model, p: float) -> int:
+    """Set the dropout of the model's own layers and head to `p` (before LoRA is added: LoRA's is its own option).
+
+    Every `nn.Dropout` module, the attention rates kept as floats (decoders' `attention_dropout`) and the config's
+    rates, so a saved config says it too. Returns how many dropouts were set.
+    """
+    import torch
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p, count = p, count + 1
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout, count = p, count + 1
+    for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout", "classifier_dropout"):
+        if getattr(model.config, attr, None) is not None:
+            setattr(model.config, attr, p)
+    return count
+
+
 def lora_config(preset: Preset, model=None, mlp: bool = False):
     """The explicit peft LoRA config of a preset (saved with the run); `mlp` adds the decoder MLP projections."""
     from peft import LoraConfig, TaskType

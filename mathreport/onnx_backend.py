@@ -5,13 +5,13 @@ exporter, `dynamo=False`: it needs no extra package) to `model.onnx` in the run 
 `onnxruntime.quantization.quantize_dynamic` to `model-int8.onnx`. Both are written atomically; their SHA-256
 and the accuracy each reproduces are recorded in run.json under `inference` (`predict.load_onnx` loads no file
 whose hash differs). `choose_default` picks the fastest backend (timed by `bench`) whose accuracy is within
-`ACCURACY_TOLERANCE` of the reference model's; `predict.load_classifier` then uses it by default.
+`ACCURACY_TOLERANCE` of the reference model's (backends slower than the first that qualifies are timed, not
+checked); `predict.load_classifier` then uses it by default.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 import warnings
@@ -21,7 +21,17 @@ import numpy as np
 
 from mathreport import artifacts, bench, environment, files, predict, record
 from mathreport.errors import ArtifactError
-from mathreport.predict import FOUR_BIT_NO_ONNX, ONNX_FILES, TORCH_FLOAT32, TORCH_NF4, Backend, OnnxClassifier
+from mathreport.predict import (
+    FOUR_BIT_NO_ONNX,
+    ONNX_FILES,
+    TORCH_FLOAT32,
+    TORCH_NF4,
+    TORCH_TOPK,
+    Backend,
+    OnnxClassifier,
+    TopKClassifier,
+    TransformerClassifier,
+)
 
 log = logging.getLogger("mathreport")
 
@@ -80,18 +90,20 @@ def choose_default(candidates: list[dict], reference_accuracy: float,
                    reference: Backend = TORCH_FLOAT32) -> tuple[str, str]:
     """The name of the fastest candidate that reproduces the reference accuracy, and why.
 
-    candidates: dicts with `backend`, `accuracy` and `batch1_p50_ms` (None where not timed). Falls back to
-    the reference backend (float32 torch; torch-nf4 for a 4-bit run), with the reason, when no candidate qualifies.
+    candidates: dicts with `backend`, `accuracy` (None where it was not checked) and `batch1_p50_ms` (None where
+    not timed). Falls back to the reference backend (float32 torch; torch-nf4 for a 4-bit run, torch-topk for a
+    top-k run), with the reason, when no candidate qualifies.
     """
     def reproduces(c: dict) -> bool:
-        return abs(c["accuracy"] - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12
+        return c["accuracy"] is not None and abs(c["accuracy"] - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12
 
     ok = [c for c in candidates if reproduces(c) and c.get("batch1_p50_ms") is not None]
     if not ok:
         return reference.name, f"no backend was both verified and timed; {reference.name} is the reference"
     best = min(ok, key=lambda c: c["batch1_p50_ms"])
-    rejected = [f"{c['backend']} (accuracy {c['accuracy']:.4f})" for c in candidates if not reproduces(c)]
-    reason = (f"fastest at batch size 1 ({best['batch1_p50_ms']:.2f} ms per question) of the backends whose test "
+    rejected = [f"{c['backend']} (accuracy {c['accuracy']:.4f})" for c in candidates
+                if c["accuracy"] is not None and not reproduces(c)]
+    reason = (f"fastest at batch size 1 ({best['batch1_p50_ms']:.2f} ms per question) of the backends whose "
               f"accuracy is within {ACCURACY_TOLERANCE * 100:g} point of {reference.name} ({reference_accuracy:.4f})")
     if rejected:
         reason += "; not reproducing it: " + ", ".join(rejected)
@@ -99,25 +111,29 @@ def choose_default(candidates: list[dict], reference_accuracy: float,
 
 
 def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true, reference_probs,
-                      *, timing_items: int = 32, rounds: int = 3, split: str = "test") -> tuple[dict, object]:
-    """Export ONNX (float32 and int8), verify every backend on `texts`, time them, pick the default.
+                      *, timing_items: int = 10, rounds: int = 2, split: str = "test") -> tuple[dict, object]:
+    """Export ONNX (float32 and int8), time every backend, verify them fastest first, pick the default.
 
-    torch_classifier: the run's merged float32 `predict.TransformerClassifier` (or its 4-bit model with the
-    adapter: then it is the only backend, torch-nf4); reference_probs: its probabilities for `texts`; split: which
-    questions they are, as run.json says it (`train` passes a capped sample of the validation split: the choice
-    never looks at the test split). Writes model.onnx and model-int8.onnx into `run_dir` and returns the run.json
-    `inference` section and the default backend's classifier; never raises for a backend that cannot be made: its
-    reason is recorded and the default falls back to the reference.
+    torch_classifier: the run's reference: its merged float32 `predict.TransformerClassifier`, a top-k run's
+    `predict.TopKClassifier` (then float32 torch is one more candidate), or a 4-bit model with the adapter (then it
+    is the only backend, torch-nf4); reference_probs: its probabilities for `texts`; split: which questions they
+    are, as run.json says it (`train` passes a capped sample of the validation split: the choice never looks at
+    the test split). Every backend is timed at batch size 1 on the first `timing_items` questions; then, from the
+    fastest, each one's accuracy on `texts` is checked until one reproduces the reference: that one is the
+    default, and the slower ones, which could not be chosen, are recorded as timed but not checked. Writes
+    model.onnx and model-int8.onnx into `run_dir` and returns the run.json `inference` section and the default
+    backend's classifier; never raises for a backend that cannot be made: its reason is recorded and the default
+    falls back to the reference.
     """
     import torch
-    from tqdm.auto import tqdm
 
     run_dir, y_true = Path(run_dir), np.asarray(y_true)
     reference_probs = np.asarray(reference_probs, dtype=float)
     reference_accuracy = float((reference_probs.argmax(1) == y_true).mean())
     model = torch_classifier.model
     four_bit = bool(getattr(model, "is_loaded_in_4bit", False))
-    reference = TORCH_NF4 if four_bit else TORCH_FLOAT32
+    top_k = isinstance(torch_classifier, TopKClassifier)
+    reference = TORCH_NF4 if four_bit else TORCH_TOPK if top_k else TORCH_FLOAT32
     section: dict = {
         "reference": {"backend": reference.name, "accuracy": reference_accuracy, "split": split, "n": len(y_true)},
         "accuracy_tolerance": ACCURACY_TOLERANCE, "onnx": {}, "skipped": {},
@@ -126,7 +142,13 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
     }
     skipped = section["skipped"]
     classifiers: dict[str, object] = {reference.name: torch_classifier}
+    plain = dict(tokenizer=torch_classifier.tokenizer, max_length=torch_classifier.max_length,
+                 device=torch_classifier.device)
+    if top_k:  # the same merged model, every layer in float32
+        classifiers[TORCH_FLOAT32.name] = TransformerClassifier(model, **plain)
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    seconds: dict[str, float] = {}  # where the post-training time goes, recorded in run.json
+    clock = time.perf_counter()
     if four_bit:
         skipped["onnx"] = FOUR_BIT_NO_ONNX
     elif not torch_classifier.device.startswith("cpu"):
@@ -137,26 +159,37 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         skipped["onnx"] = "the model's weights are not all float32 (a 4-bit or half-precision run)"
     else:
         classifiers.update(_export_onnx_files(run_dir, torch_classifier, section))
+    seconds["export_quantize_load_onnx"], clock = time.perf_counter() - clock, time.perf_counter()
     if four_bit:
         skipped["torch-bfloat16"] = "a 4-bit run computes in bf16 already (NF4 weights, bf16 matmuls)"
     elif environment.cpu_has_fast_bf16() and torch_classifier.device.startswith("cpu"):
-        bf16 = copy.deepcopy(model).to(torch.bfloat16).eval()
-        classifiers["torch-bfloat16"] = dataclasses.replace(torch_classifier, model=bf16)
+        classifiers["torch-bfloat16"] = TransformerClassifier(copy.deepcopy(model).to(torch.bfloat16).eval(), **plain)
     else:
         skipped["torch-bfloat16"] = "this CPU has neither AVX-512 BF16 nor AMX"
 
-    candidates = []
-    for name, clf in tqdm(classifiers.items(), desc=f"checking backends on {split}", unit="backend"):
-        probs = reference_probs if name == reference.name else clf.predict_proba(texts, batch_size=32)
-        candidates.append({"backend": name, **predict.agreement(probs, y_true, reference_probs)})
+    seconds["copy_to_bfloat16"], clock = time.perf_counter() - clock, time.perf_counter()
     timed = bench.median_ms(classifiers, list(texts)[:timing_items], 1, rounds=rounds, warmup=3) if len(texts) else {}
-    for c in candidates:
-        c["batch1_p50_ms"] = timed.get(c["backend"])
-        if c["backend"].startswith("onnx-"):
-            section["onnx"][c["backend"][5:]].update({k: v for k, v in c.items() if k != "backend"})
+    seconds["timing"], clock = time.perf_counter() - clock, time.perf_counter()
+    candidates, found = [], None
+    for name in sorted(classifiers, key=lambda n: (timed.get(n) is None, timed.get(n) or 0.0)):
+        entry = {"backend": name, "batch1_p50_ms": timed.get(name)}
+        if found is not None:
+            entry.update(accuracy=None, not_checked=f"slower at batch size 1 than {found}, which reproduces "
+                                                    f"{reference.name}")
+        else:
+            probs = (reference_probs if name == reference.name
+                     else classifiers[name].predict_proba(texts, batch_size=32, progress=True))
+            entry.update(predict.agreement(probs, y_true, reference_probs))
+            if abs(entry["accuracy"] - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12 and timed.get(name):
+                found = name
+            seconds[f"check_{name}"], clock = time.perf_counter() - clock, time.perf_counter()
+        candidates.append(entry)
+        if name.startswith("onnx-"):
+            section["onnx"][name[5:]].update({k: v for k, v in entry.items() if k != "backend"})
     default, reason = choose_default(candidates, reference_accuracy, reference)
     section.update(candidates=candidates, timing=f"batch size 1, first {min(timing_items, len(texts))} questions "
-                   f"of the {split}, {rounds} interleaved rounds", default=default, reason=reason)
+                   f"of the {split}, {rounds} interleaved rounds", default=default, reason=reason,
+                   seconds={k: round(v, 2) for k, v in seconds.items()})
     log.info("default inference backend: %s (%s)", default, reason)
     return section, classifiers[default]
 
@@ -211,7 +244,8 @@ def _export_run(run_dir: Path) -> dict:
     if "text" not in frame.columns or frame["text"].isna().any():
         raise ArtifactError(f"{run_dir / source}: no 'text' column; the export is verified "
                             f"on its questions. Make it with: {artifacts.make_command(run_dir)}")
-    torch_classifier = predict.load_torch(run_dir, manifest, None, True, "float32")
+    # The reference is the backend that wrote the predictions (run.json says which; float32 torch before top-k).
+    torch_classifier = predict.load_torch(run_dir, manifest, None, True, predict.reference_backend(manifest).dtype)
     section, _ = export_and_choose(run_dir, torch_classifier, frame["text"].astype(str).tolist(),
                                    frame["y_true"].to_numpy(), frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float),
                                    split=f"{'validation' if has_val else 'test'} split ({source})")

@@ -248,14 +248,14 @@ def key_name(key: dict) -> str:
 
 
 def frozen_states(bottom, sequences: list[tuple[int, ...]], *, pad_token_id: int, batch_size: int = 32,
-                  autocast: str | None = None, desc: str = "caching frozen layers") -> list:
+                  autocast: str | None = None, desc: str = "caching frozen layers", progress: bool = True) -> list:
     """The bottom model's last hidden state for each token-id sequence (bfloat16, one (length, hidden) each)."""
     from tqdm.auto import tqdm
 
     order = np.argsort([len(s) for s in sequences], kind="stable")  # batches of similar length pad little
     out: list = [None] * len(sequences)
     dtype = getattr(torch, autocast) if autocast else None
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
         idx = order[start : start + batch_size]
         longest = max(len(sequences[i]) for i in idx)
         ids = torch.full((len(idx), longest), pad_token_id, dtype=torch.long)

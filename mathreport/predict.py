@@ -41,6 +41,10 @@ TORCH_FLOAT32 = Backend("torch", "float32")
 ALL_BACKENDS = (TORCH_FLOAT32, Backend("torch", "bfloat16"), Backend("onnx", "float32"), Backend("onnx", "int8"))
 # A run trained in 4-bit has this one backend: its NF4 base (bitsandbytes) with the adapter, as it was trained.
 TORCH_NF4 = Backend("torch", "nf4")
+# A run trained on its top k layers (--top_k_layers) computes as it was trained and evaluated: the frozen layers
+# under the training's autocast, their output rounded to bfloat16 (as the cache kept it), then the top k layers.
+# Its predictions files come from this backend; `TopKClassifier` runs it.
+TORCH_TOPK = Backend("torch", "topk")
 FOUR_BIT_NO_ONNX = ("a 4-bit run keeps its NF4 base (bitsandbytes' Linear4bit layers), which ONNX cannot hold; it "
                     "runs on torch (torch-nf4). For an ONNX model, train in full precision (--no-load_in_4bit)")
 ONNX_FILES = {"float32": "model.onnx", "int8": "model-int8.onnx"}
@@ -51,10 +55,11 @@ DTYPES_OF = {"torch": ("float32", "bfloat16"), "onnx": tuple(ONNX_FILES)}
 
 def backend_named(name: str) -> Backend:
     """The backend called `name` (e.g. "onnx-int8")."""
-    for backend in (*ALL_BACKENDS, TORCH_NF4):
+    for backend in (*ALL_BACKENDS, TORCH_NF4, TORCH_TOPK):
         if backend.name == name:
             return backend
-    raise ValueError(f"unknown backend {name!r}; expected one of {[b.name for b in (*ALL_BACKENDS, TORCH_NF4)]}")
+    raise ValueError(f"unknown backend {name!r}; expected one of "
+                     f"{[b.name for b in (*ALL_BACKENDS, TORCH_NF4, TORCH_TOPK)]}")
 
 
 class Classifier(Protocol):
@@ -156,6 +161,75 @@ class TransformerClassifier:
 
 
 @dataclass
+class TopKClassifier:
+    """A top-k run's merged model computing as training evaluated it (`TORCH_TOPK`).
+
+    The layers below the top k run under `autocast` over each distinct question once, in the batches the
+    frozen-layer cache is built in (`partial.frozen_states`), and their output is rounded to bfloat16; the top k
+    layers then read it, under the same autocast. `known_states` ({token ids: state}) are states already computed
+    the same way (training's cache of the validation split): they are used as they are, so no question's frozen
+    layers run twice.
+    """
+
+    model: object  # the whole merged model; bottom and top share its modules
+    tokenizer: object
+    max_length: int
+    k: int
+    autocast: str | None
+    device: str = "cpu"
+    known_states: dict | None = None
+    sort_by_length: bool = True
+    padding: str = "longest"
+    backend: ClassVar[str] = "torch"
+
+    def __post_init__(self) -> None:
+        from mathreport import partial
+
+        self.bottom, self.top = partial.bottom_model(self.model, self.k), partial.top_model(self.model, self.k).eval()
+        self._states: dict = {}
+
+    @property
+    def threads(self) -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        from mathreport import partial
+
+        check_questions(texts)
+        self.model.eval()
+        sequences = sorted({tuple(ids) for ids in self._ids(list(texts))})
+        known = self.known_states or {}
+        if not all(s in known for s in sequences):  # the states of all of them, as the cache would hold them
+            known = dict(zip(sequences, partial.frozen_states(
+                self.bottom, sequences, pad_token_id=self.tokenizer.pad_token_id, autocast=self.autocast,
+                desc="frozen layers", progress=progress), strict=True))
+        self._states = known
+        try:
+            return batched_probs(texts, batch_size, self._probs, sort=self.sort_by_length, progress=progress)
+        finally:
+            self._states = {}
+
+    def _ids(self, texts: list[str]) -> list:
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    def _probs(self, batch: list[str]) -> np.ndarray:
+        import torch
+
+        from mathreport import partial
+
+        rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": 0} for ids in self._ids(batch)]
+        features = [{**row, "inputs_embeds": self._states[tuple(row["input_ids"])]} for row in rows]
+        inputs = partial.collator(self.tokenizer)(features)
+        inputs.pop("labels")
+        dtype = getattr(torch, self.autocast) if self.autocast else None
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            logits = self.top(**{k: v.to(self.device) for k, v in inputs.items()}).logits
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+@dataclass
 class OnnxClassifier:
     """An ONNX Runtime session of a run's model and its tokenizer (CPU)."""
 
@@ -250,6 +324,14 @@ def default_backend(manifest: RunRecord) -> Backend:
     return backend_named(name) if name else TORCH_FLOAT32
 
 
+def reference_backend(manifest: RunRecord) -> Backend:
+    """The backend that wrote the run's preds_test.csv and preds_val.csv: torch-nf4 for a 4-bit run, the one
+    run.json names (torch-topk for a top-k run), else float32 torch (every run before top-k predictions)."""
+    if manifest.load_in_4bit:
+        return TORCH_NF4
+    return backend_named(manifest.predictions_backend) if manifest.predictions_backend else TORCH_FLOAT32
+
+
 def resolve_backend(manifest: RunRecord, backend: str = "auto", dtype: str | None = None) -> Backend:
     """Which engine and weights to run: `auto` is the run's default unless `dtype` asks for another precision.
 
@@ -257,7 +339,7 @@ def resolve_backend(manifest: RunRecord, backend: str = "auto", dtype: str | Non
     float32: torch, the reference). A 4-bit run runs as torch-nf4 only; `auto` with float32 (the reference that
     callers such as ensembles ask for) gives it too, with a warning; any other choice is refused.
     """
-    if dtype is not None and dtype not in (*INFERENCE_DTYPES, TORCH_NF4.dtype):
+    if dtype is not None and dtype not in (*INFERENCE_DTYPES, TORCH_NF4.dtype, TORCH_TOPK.dtype):
         raise ConfigError(f"--dtype {dtype}: dtype must be one of {INFERENCE_DTYPES}, found {dtype!r}")
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"--backend {backend}: backend must be one of {BACKEND_CHOICES}, found {backend!r}")
@@ -265,6 +347,14 @@ def resolve_backend(manifest: RunRecord, backend: str = "auto", dtype: str | Non
         return _resolve_4bit(backend, dtype)
     if dtype == TORCH_NF4.dtype:
         raise ConfigError("--dtype nf4: nf4 is the precision of runs trained with --load_in_4bit; this run was not")
+    if dtype == TORCH_TOPK.dtype:
+        if not manifest.partial:
+            raise ConfigError("--dtype topk: topk is how runs trained with --top_k_layers compute (frozen layers, "
+                              "their output in bfloat16, then the top k); this run trained all its layers")
+        if backend == "onnx":
+            raise ConfigError("--backend onnx --dtype topk: the onnx backend runs float32 or int8 weights; topk "
+                              "runs on torch")
+        return TORCH_TOPK
     if backend == "auto":
         recorded = default_backend(manifest)
         if dtype is None or dtype == recorded.dtype:
@@ -306,6 +396,10 @@ def load_classifier(run_dir: Path, device: str | None = None, merge_lora: bool =
     if manifest.kind == "tfidf":
         import joblib
 
+        if dtype not in (None, "float32"):
+            raise ConfigError(f"--dtype {dtype}: {run_dir} is a tfidf run, which scikit-learn runs in float64; "
+                              "--dtype is for transformer runs")
+
         path = run_dir / "model" / "pipeline.joblib"
         if not path.is_file():
             raise ArtifactError(f"{path} is missing. Make it with: {artifacts.make_command(run_dir)}")
@@ -314,7 +408,8 @@ def load_classifier(run_dir: Path, device: str | None = None, merge_lora: bool =
     from mathreport import models
 
     choice = resolve_backend(manifest, backend, dtype)
-    if choice.engine == "onnx" and backend == "auto" and models.pick_device(device).startswith("cuda"):
+    if (choice.engine == "onnx" or choice == TORCH_TOPK) and backend == "auto" \
+            and models.pick_device(device).startswith("cuda"):
         choice = TORCH_FLOAT32  # the default was chosen among CPU backends; on a GPU torch runs it
     if choice.engine == "onnx":
         try:
@@ -326,8 +421,9 @@ def load_classifier(run_dir: Path, device: str | None = None, merge_lora: bool =
 
 
 def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lora: bool, dtype: str):
-    """The run's LoRA adapter on its base model: merged, with float32 or bfloat16 weights; or, for a run trained
-    in 4-bit (dtype "nf4"), on its base loaded in 4-bit again, wherever bitsandbytes runs it."""
+    """The run's LoRA adapter on its base model: merged, with float32 or bfloat16 weights, or float32 computing as
+    a top-k run was trained (dtype "topk", a `TopKClassifier`); or, for a run trained in 4-bit (dtype "nf4"), on
+    its base loaded in 4-bit again, wherever bitsandbytes runs it."""
     import torch
     from peft import PeftModel
 
@@ -359,7 +455,13 @@ def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lor
         # which at batch size 1 costs more than the bf16 matmuls save.
         model = model.to(torch.bfloat16)
     model.eval()
-    return TransformerClassifier(model, tokenizer, int(manifest.hyperparameters["max_length"]), device)
+    max_length = int(manifest.hyperparameters["max_length"])
+    if dtype == TORCH_TOPK.dtype:
+        if not manifest.partial:
+            raise ConfigError(f"{run_dir}: torch-topk is for runs trained with --top_k_layers; this one was not")
+        return TopKClassifier(model, tokenizer, max_length, int(manifest.partial["top_k_layers"]),
+                              manifest.train_autocast, device)
+    return TransformerClassifier(model, tokenizer, max_length, device)
 
 
 @contextlib.contextmanager

@@ -63,6 +63,9 @@ class RunRecord:
     partial: dict | None = None
     training: dict | None = None  # train_seconds, samples/s, loss, parameters, FLOP
     inference: dict | None = None  # the default backend and what chose it (train, export-onnx)
+    # The backend that wrote preds_test.csv and preds_val.csv (torch-topk, torch-nf4); None: float32 torch, as
+    # every run before top-k predictions did.
+    predictions_backend: str | None = None
     post_training_seconds: dict | None = None
     outputs: dict[str, dict] = field(default_factory=dict)  # {file name: {"sha256", "bytes"}} of what the run wrote
     # An ensemble:

@@ -29,7 +29,7 @@ COLUMNS = ["learning_rate", "val_accuracy", "val_macro_f1", "val_loss", "seconds
            "best_epoch", "best"]
 # Settings that change what a row means; a resumed search must match them.
 SETTINGS = ("model", "num_epochs", "max_train_samples", "batch_size", "max_length", "seed", "bf16",
-            "lora_dropout", "training_args", "train_sha256", "val_sha256")
+            "lora_dropout", "model_dropout", "training_args", "train_sha256", "val_sha256")
 
 
 @dataclass(kw_only=True)
@@ -53,8 +53,8 @@ class SearchConfig(TrainConfig):
 
 # The flags of `mathreport search`, in --help's order, and the help texts that differ from `train`'s.
 FLAGS = ("model", "learning_rates", "train_path", "val_path", "output_dir", "num_epochs", "max_train_samples",
-         "batch_size", "max_length", "seed", "bf16", "lora_dropout", "model_path", "device", "allow_leakage",
-         "allow_missing_classes", "text_col", "label_col", "training_args")
+         "batch_size", "max_length", "seed", "bf16", "lora_dropout", "model_dropout", "model_path", "device",
+         "allow_leakage", "allow_missing_classes", "text_col", "label_col", "training_args")
 HELP = {
     "model": "a transformer preset (minilm, qwen, mistral) or HF id / path",
     "bf16": "CPU: bfloat16 autocast in training (default: as `train` decides it, on where the CPU has AVX-512 BF16 "
@@ -110,7 +110,7 @@ def _settings(cfg: SearchConfig, preset: models.Preset) -> dict:
     hyper = options.hyperparameters(cfg, preset)
     return {"model": preset.key, **{k: hyper[k] for k in ("num_epochs", "max_train_samples", "batch_size",
                                                           "max_length", "seed")},
-            "bf16": cfg.bf16, "lora_dropout": train.preset_for(cfg).lora_dropout,
+            "bf16": cfg.bf16, "lora_dropout": train.preset_for(cfg).lora_dropout, "model_dropout": cfg.model_dropout,
             "training_args": cfg.training_args or None,  # None: as searches written before the option
             "train_sha256": files.file_sha256(cfg.train_path), "val_sha256": files.file_sha256(cfg.val_path)}
 

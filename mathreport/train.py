@@ -251,9 +251,9 @@ def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
           "and redoing only predictions, metrics, export and latency", file=sys.stderr)
     splits = load_splits(cfg)
     hyper = rec.hyperparameters or hyperparameters(cfg, preset_for(cfg))
-    # A 4-bit run reloads in 4-bit (its only weights); any other run as merged float32, as training left it.
-    classifier = predict.load_torch(run_dir, rec, cfg.device, True,
-                                    predict.TORCH_NF4.dtype if rec.load_in_4bit else "float32")
+    # A 4-bit run reloads in 4-bit (its only weights); a top-k run computes as it trained (torch-topk).
+    classifier = predict.load_torch(run_dir, rec, cfg.device, True, predict.TORCH_NF4.dtype if rec.load_in_4bit
+                                    else predict.TORCH_TOPK.dtype if rec.partial else "float32")
     rec.stamp("running")
     rec.resumed_after_training = record.now()
     record.write(run_dir, rec)
@@ -263,13 +263,20 @@ def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
 def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier, splits: dict[str, pd.DataFrame],
                     hyper: dict, device: str, dtype: str) -> Path:
     """The steps after training: test and validation predictions, metrics, ONNX export, latency; run.json."""
-    progress = {"progress": True} if isinstance(classifier, predict.TransformerClassifier) else {}
+    progress = {"progress": True} if isinstance(classifier, (predict.TransformerClassifier, predict.TopKClassifier)) \
+        else {}
     test, val = splits["test"], splits["val"]
     started = time.perf_counter()  # post-training work is timed so its share of the training time can be stated
+    if isinstance(classifier, predict.TopKClassifier):
+        rec.predictions_backend = predict.TORCH_TOPK.name
+    elif rec.load_in_4bit:
+        rec.predictions_backend = predict.TORCH_NF4.name
     probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
     val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
+    if isinstance(classifier, predict.TopKClassifier):  # from here on (timing), every state is computed, as on reload
+        classifier.known_states = None
     evaluate_run(run_dir)
     rec.post_training_seconds = {"predict_test_and_val_s": time.perf_counter() - started}
     if rec.kind == "transformer":  # the default backend, chosen on a seeded sample of validation, never on test
@@ -352,7 +359,10 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
     val = data.read_split(path, text_col=rec.config.get("text_col", "Question"),
                           label_col=rec.config.get("label_col", "label"))
     with artifacts.run_lock(run_dir, "mathreport evaluate --write_val_preds"):
-        classifier = predict.load_classifier(run_dir, device=device)
+        # The backend that wrote the run's test predictions, so both files come from the same model.
+        wrote = predict.reference_backend(rec) if rec.kind == "transformer" else None
+        classifier = predict.load_classifier(run_dir, device=device, dtype=wrote and wrote.dtype,
+                                             backend=wrote.engine if wrote else "auto")
         probs = classifier.predict_proba(val["Question"].tolist(), batch_size=batch_size)
         written = artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
         rec = record.read(run_dir)
@@ -476,6 +486,8 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
     quantization = models.quantization_record(model)
+    if cfg.model_dropout is not None:
+        models.set_dropout(model, cfg.model_dropout)
     top_k = hyper.get("top_k_layers") or 0  # never with 4-bit: validate_config and resolve_defaults see to it
     if top_k:  # LoRA on the top k layers, trained over cached states of the frozen ones (mathreport.partial)
         model, lora = partial.add_top_lora(model, preset, top_k, mlp=cfg.lora_mlp)
@@ -568,4 +580,7 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
     else:  # a top-k run's whole model holds the trained top layers (mathreport.partial)
         final = (model if setup else trainer.model).merge_and_unload()
     final.eval()
+    if setup:  # it predicts as it was evaluated, reading the validation states training cached
+        return (predict.TopKClassifier(final, tokenizer, max_length, top_k, extra["train_autocast"], device,
+                                       known_states=setup.datasets["val"].states), history, stats, extra)
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra

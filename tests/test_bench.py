@@ -40,7 +40,8 @@ def test_bench_compares_every_backend_in_one_json(runs, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "wrote" in out
     latency = artifacts.read_latency(run)
-    assert set(latency["backends"]) == {"torch-float32", "torch-bfloat16", "onnx-float32", "onnx-int8"}
+    # The session's minilm run trained its top 2 layers: torch-topk (how it was trained) is one more backend.
+    assert set(latency["backends"]) == {"torch-float32", "torch-bfloat16", "onnx-float32", "onnx-int8", "torch-topk"}
     assert latency["skipped"] == {}
     manifest = artifacts.read_manifest(run)
     default = manifest.inference["default"]
@@ -54,8 +55,25 @@ def test_bench_compares_every_backend_in_one_json(runs, capsys):
         assert all(r["threads"] == 1 for r in entry["results"])
         assert name in out
         assert 0 <= entry["accuracy"] <= 1 and entry["argmax_agreement"] >= 0.9
-    assert latency["backends"]["torch-float32"]["argmax_agreement"] == 1.0
+    # torch-topk wrote preds_test.csv, in batches of the run's batch_size, which bench's 32 is for minilm.
+    assert manifest.hyperparameters["batch_size"] == 32
+    assert latency["backends"]["torch-topk"]["argmax_agreement"] == 1.0
+    assert latency["backends"]["torch-topk"]["max_abs_prob_diff"] < 1e-6
     assert str(n_test) in latency["accuracy_on"]
+    # The work per question, from BERT's shape (4 h^2 + 2 h i weights per layer, QK^T and AV) and the token counts.
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(manifest.weights)
+    h, layers = config.hidden_size, config.num_hidden_layers
+    tokenizer = AutoTokenizer.from_pretrained(run / "model")
+    lengths = np.array([len(t) for t in tokenizer(bench.test_questions(run)[:16], truncation=True,
+                                                   max_length=manifest.hyperparameters["max_length"])["input_ids"]])
+    expected = layers * (2 * (4 * h * h + 2 * h * config.intermediate_size) * lengths.sum()
+                         + 4 * h * (lengths ** 2).sum()) / len(lengths)
+    assert latency["flop_per_item"] == pytest.approx(expected, rel=1e-9)
+    for entry in latency["backends"].values():
+        for r in entry["results"]:
+            assert r["gflop_per_s"] == pytest.approx(expected * r["items_per_s"] / 1e9, rel=1e-9)
 
 
 def test_bench_one_backend_and_output_elsewhere(runs, tmp_path, capsys):

@@ -87,11 +87,23 @@ def test_onnx_int8_is_close_and_its_recorded_accuracy_is_true(run, test_split, t
     assert recorded["argmax_agreement"] == pytest.approx(measured["argmax_agreement"])
 
 
-def test_the_default_is_the_fastest_backend_that_reproduces_float32(run):
+def test_the_default_is_the_fastest_backend_that_reproduces_the_reference(run):
     section = artifacts.read_manifest(run).inference
+    # The session's minilm run trained its top 2 layers: its reference is itself computing as trained.
+    assert section["reference"]["backend"] == predict.TORCH_TOPK.name
     reference = section["reference"]["accuracy"]
-    ok = [c for c in section["candidates"] if abs(c["accuracy"] - reference) <= onnx_backend.ACCURACY_TOLERANCE]
-    assert section["default"] == min(ok, key=lambda c: c["batch1_p50_ms"])["backend"]
+    checked = [c for c in section["candidates"] if c["accuracy"] is not None]
+    ok = [c for c in checked if abs(c["accuracy"] - reference) <= onnx_backend.ACCURACY_TOLERANCE]
+    default = min(ok, key=lambda c: c["batch1_p50_ms"])
+    assert section["default"] == default["backend"]
+    # Checked fastest first until one reproduces the reference: every faster one was checked and failed, every
+    # slower one (the reference among them, or the reference is the default) was only timed.
+    assert all(c["batch1_p50_ms"] <= default["batch1_p50_ms"] for c in checked)
+    unchecked = [c for c in section["candidates"] if c["accuracy"] is None]
+    assert all(c["batch1_p50_ms"] >= default["batch1_p50_ms"] and section["default"] in c["not_checked"]
+               for c in unchecked)
+    assert {c["backend"] for c in section["candidates"]} >= {"torch-topk", "torch-float32", "onnx-float32",
+                                                            "onnx-int8"}
     clf = predict.load_classifier(run)
     engine, dtype = section["default"].split("-")
     assert clf.backend == engine

@@ -89,7 +89,7 @@ def test_defaults_of_the_flags_are_the_ones_documented():
         load_in_4bit=None, lora_mlp=False, top_k_layers=None, allow_leakage=False, allow_missing_classes=False,
         max_train_samples=None,
         train_eval_samples=512, device=None, bench=True, bench_max_items=200, text_col="Question", label_col="label",
-        bf16=None, lora_dropout=None, imbalance=None, training_args=[])
+        bf16=None, lora_dropout=None, model_dropout=None, imbalance=None, training_args=[])
     flags = cli.build_parser().parse_args(["train", "--model", "m", "--no_bench", "--no-bf16", "--load_in_4bit",
                                            "--imbalance", "oversample", "--lora_dropout", "0"])
     cfg = options.from_args(TrainConfig, flags)
@@ -242,6 +242,7 @@ def test_a_new_field_is_a_flag_a_hyperparameter_and_part_of_the_command():
 @pytest.mark.parametrize(("command", "flag", "value", "message"), [
     ("train", "--num_epochs", "0", "--num_epochs 0: must be an integer >= 1"),
     ("train", "--lora_dropout", "1.0", "--lora_dropout 1.0: must be a number in [0, 1)"),
+    ("train", "--model_dropout", "-0.1", "--model_dropout -0.1: must be a number in [0, 1)"),
     ("train", "--device", "gpu", "--device 'gpu': must be cpu, cuda, cuda:N or mps"),
     ("train", "--train_eval_samples", "0", "--train_eval_samples 0: must be an integer >= 1"),
     ("search", "--num_epochs", "0", "--num_epochs 0: must be an integer >= 1"),

@@ -42,6 +42,27 @@ def _lora_model(key: str, k: int, seed: int = 0):
     return model.eval(), tokenizer, weights
 
 
+@pytest.mark.parametrize("key", ["minilm", "tiny-qwen2"])
+def test_model_dropout_zero_makes_training_mode_deterministic(key):
+    """--model_dropout 0 switches off every dropout of the model's own layers and head (BERT's modules, the decoders'
+    attention rate): two forwards in training mode give the same logits; with the model's own rate they differ."""
+    import torch
+
+    weights = models.resolve_weights(models.PRESETS[key])
+    tokenizer = models.load_tokenizer(weights)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    model = models.load_base_model(weights, tokenizer, device="cpu").train()
+    if key == "minilm":  # BERT's own rate is 0.1: training mode is random
+        assert not torch.equal(model(**batch).logits, model(**batch).logits)
+    else:  # tiny decoders are built with attention dropout on, so the switch has something to turn off
+        models.set_dropout(model, 0.5)
+        assert not torch.equal(model(**batch).logits, model(**batch).logits)
+    assert models.set_dropout(model, 0.0) > 0
+    assert torch.equal(model(**batch).logits, model(**batch).logits)
+    assert all(getattr(model.config, a, 0.0) in (0.0, None)
+               for a in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout"))
+
+
 @pytest.mark.parametrize("key", MODELS)
 def test_top_model_on_cached_states_gives_the_whole_models_logits(key):
     import torch
@@ -142,9 +163,23 @@ def _config(data, out, model: str, **kw) -> TrainConfig:
 @pytest.mark.slow  # trains a model
 @pytest.mark.parametrize(("key", "k"), [("tiny-qwen2", 1), ("tiny-mistral", 1), ("minilm", 2)])
 def test_top_k_run_trains_saves_and_predict_gives_its_predictions(keyword_splits, tmp_path, key, k):
+    import torch
+    from transformers import TrainerCallback
+
+    class DropoutsSeen(TrainerCallback):
+        rates: set = set()
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.rates.update(m.p for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+    seen = DropoutsSeen()
+    # minilm (BERT's own dropout 0.1) trains with --model_dropout 0: none of the model Trainer trains draws masks.
     run_dir = train(_config(keyword_splits, tmp_path / "run", key, num_epochs=3, top_k_layers=k, max_length=32,
-                            **({"learning_rate": 5e-3} if key != "minilm" else {})))
+                            callbacks=[seen], **({"learning_rate": 5e-3} if key != "minilm" else
+                                                 {"model_dropout": 0.0})))
     manifest = artifacts.read_manifest(run_dir)
+    if key == "minilm":
+        assert seen.rates == {0.0} and "--model_dropout 0" in manifest.command
     assert manifest.hyperparameters["top_k_layers"] == k and f"--top_k_layers {k}" in manifest.command
     layers = manifest.partial["layers"]
     assert manifest.partial["trained_layers"] == list(range(layers - k, layers))
@@ -156,16 +191,29 @@ def test_top_k_run_trains_saves_and_predict_gives_its_predictions(keyword_splits
     assert adapter["layers_to_transform"] == list(range(layers - k, layers))
     history = artifacts.read_history(run_dir)
     assert len(history) == 3 and history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
-    # The whole model (merged) scores validation as the top model did on cached states at the best epoch: the
-    # trained top layers are the whole model's (at most one answer in 32 flipped by the bfloat16 states).
+    # The predictions come from the model computing as it was evaluated (torch-topk: the cached validation states,
+    # the top layers): validation scores as at the best epoch (batches differ: at most one answer in 32 flips).
+    assert manifest.inference["reference"]["backend"] == predict.TORCH_TOPK.name
     val = pd.read_csv(run_dir / "preds_val.csv")
     assert abs((val["y_true"] == val["y_pred"]).mean() - history["val_accuracy"].max()) <= 1 / len(val) + 1e-9
-    # The model is reloaded from model/ (a fresh base, the adapter on its top layers, merged): the same answers.
+    # The model is reloaded from model/ (a fresh base, the adapter on its top layers, merged) and, as torch-topk,
+    # computes the frozen layers of the questions itself: for the same questions in batches of the same size (under
+    # bf16 autocast the batches' padding shifts the last digits), the answers training wrote, test and validation.
     preds = artifacts.read_predictions(run_dir)
     test = pd.read_csv(keyword_splits / "test.csv")
-    classifier = predict.load_classifier(run_dir, device="cpu", backend="torch")
-    np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist()),
-                               preds[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
+    classifier = predict.load_classifier(run_dir, device="cpu", backend="torch", dtype="topk")
+    assert isinstance(classifier, predict.TopKClassifier)
+    batch = manifest.hyperparameters["batch_size"]
+    np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist(), batch_size=batch),
+                               preds[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(classifier.predict_proba(val["text"].tolist(), batch_size=batch),
+                               val[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist(), batch_size=batch * 2 + 1),
+                               preds[artifacts.PROB_COLUMNS].to_numpy(), atol=0.02)
+    # The whole model in float32 gives nearly the same answers (it reads unrounded states below the top k).
+    full = predict.load_classifier(run_dir, device="cpu", backend="torch", dtype="float32")
+    assert isinstance(full, predict.TransformerClassifier)
+    assert (full.predict_proba(test["Question"].tolist()).argmax(1) == preds["y_pred"].to_numpy()).mean() >= 0.9
 
 
 @pytest.mark.slow  # trains a model twice

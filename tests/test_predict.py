@@ -145,6 +145,32 @@ def test_resolve_backend(backend, dtype, expected):
     assert predict.resolve_backend(RunRecord(), "auto", None).name == "torch-float32"  # a run never exported
 
 
+def test_topk_backend_is_for_top_k_runs_on_torch_only():
+    top_k = RunRecord(kind="transformer", partial={"top_k_layers": 2}, inference={"default": "torch-topk"})
+    assert predict.resolve_backend(top_k).name == "torch-topk"
+    for backend in ("auto", "torch"):
+        assert predict.resolve_backend(top_k, backend, "topk") is predict.TORCH_TOPK
+    assert predict.resolve_backend(top_k, "auto", "float32").name == "torch-float32"
+    with pytest.raises(ConfigError, match="--backend onnx --dtype topk: .*runs on torch"):
+        predict.resolve_backend(top_k, "onnx", "topk")
+    with pytest.raises(ConfigError, match="--dtype topk: .*this run trained all its layers"):
+        predict.resolve_backend(RunRecord(kind="transformer"), "auto", "topk")
+    assert predict.backend_named("torch-topk") is predict.TORCH_TOPK
+
+
+def test_predict_cli_with_dtype_topk_answers_as_the_run_wrote(runs, capsys):
+    """The session's minilm run trained its top 2 layers: `--dtype topk` recomputes its test predictions."""
+    frame = artifacts.read_predictions(runs / "minilm")
+    text = frame["text"].iloc[0]
+    assert cli.main(["predict", "--run_dir", str(runs / "minilm"), "--dtype", "topk", "--json", text]) == 0
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    printed = np.array([answer["probabilities"][name] for name in labels.names("tr")])
+    # One question alone is its own batch, for the frozen layers too: bf16 rounding moves the last digits only.
+    np.testing.assert_allclose(printed, frame[artifacts.PROB_COLUMNS].iloc[0].to_numpy(dtype=float), atol=0.02)
+    assert cli.main(["predict", "--run_dir", str(runs / "tfidf"), "--dtype", "topk", text]) == 2
+    assert "--dtype topk" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("fast_bf16", [True, False])
 def test_training_defaults_follow_the_cpu(monkeypatch, small_data, fast_bf16):
     from mathreport import environment, train

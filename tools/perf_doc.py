@@ -160,8 +160,8 @@ def latency(doc):
 def export_choice(doc):
     """The export-time choice of the default backend (run.json's "inference"), the default in bold."""
     for c in doc["candidates"]:
-        row = [c["backend"], num(c["accuracy"], 4), num(c["argmax_agreement"], 4), num(c["max_abs_prob_diff"], 3),
-               num(c["batch1_p50_ms"], 2)]
+        row = [c["backend"], num(c.get("accuracy"), 4), num(c.get("argmax_agreement"), 4),
+               num(c.get("max_abs_prob_diff"), 3), num(c["batch1_p50_ms"], 2)]
         yield bold(row) if c["backend"] == doc["default"] else row
 
 
@@ -299,6 +299,36 @@ def real_data_partial(doc, ceiling):
                num(r["samples_per_s"], 1), giga(flop), share(None if flop is None else flop["mean"] / peak)]
 
 
+@table("real-data-dropout", reads=("real-data-dropout.json", "ceiling.json"), header="arm | k (top layers trained) | "
+       "runs | val accuracy | val macro-F1 | test accuracy | test macro-F1 | Trainer s | "
+       "caching s (runs that computed it) | samples/s (Trainer) | training GFLOP/s | share of the bf16 ceiling")
+def real_data_dropout(doc, ceiling):
+    """The model's own dropout on and off (`--model_dropout 0`), arms as in real-data-partial."""
+    yield from real_data_partial(doc, ceiling)
+
+
+# The ceiling a backend's matmuls run against: its weights' precision (torch-topk computes under bf16 autocast).
+CEILING_OF = {"float32": "float32", "bfloat16": "bfloat16", "topk": "bfloat16", "int8": "int8"}
+
+
+@table("inference-share", reads=("minilm-bench-amx.json", "mpnet-bench-amx.json", "ceiling.json"),
+       header="run | backend | batch size | items/s | GFLOP/s (int8: GOP/s) | ceiling of its precision | "
+              "share of the ceiling | other processes' CPU share")
+def inference_share(*docs):
+    """`mathreport bench` of each run (flop_per_item from mathreport.flops) against the measured matmul ceilings."""
+    *benches, ceiling = docs
+    for doc in benches:
+        if doc.get("flop_per_item") is None:
+            raise PerfDocError(f"{doc.where}: no flop_per_item (bench a transformer run with a torch backend)")
+        for name, entry in doc["backends"].items():
+            peak = ceiling["ceilings"][CEILING_OF[entry["dtype"]]]["flop_per_s"]
+            for r in entry["results"]:
+                row = [f"`{doc['run']}`", name, r["batch_size"], num(r["items_per_s"], 1), num(r["gflop_per_s"], 0),
+                       f"{CEILING_OF[entry['dtype']]} {peak / 1e9:.0f}", share(r["gflop_per_s"] * 1e9 / peak),
+                       share(r.get("cpu_busy_other"))]
+                yield bold(row) if name == doc["default_backend"] else row
+
+
 @table("partial-caching", header="model | k | questions (train + validation) | caching seconds (first run)")
 def partial_caching(doc):
     return [[r["model"], r["top_k_layers"], r["questions"], num(r["seconds"], 0)] for r in doc["rows"]]
@@ -354,12 +384,13 @@ def targets(minilm, tfidf, mpnet, training, report, pipeline, models, test_fast)
 
 @table("real-data-runs-time", reads=("real-data-pipeline-mpnet-models.json", "real-data-decoders.json"),
        header="run | whole run (s) | Trainer (s) | frozen-layer caching (s) | after training (s) | "
-              "after training, share of Trainer")
+              "after training, share of Trainer | after training, share of Trainer + caching")
 def runs_time(*docs):
     """Where each trained run's time went, from its run.json: Trainer, caching, and the steps after training."""
     for r in (r for doc in docs for r in doc["rows"] if r["post_training_s"] is not None and r["train_s"]):
         yield [f"`{r['run']}`", num(r["wall_s"], 0), num(r["train_s"], 0), num(r["cache_s"], 0),
-               num(r["post_training_s"], 0), share(r["post_training_s"] / r["train_s"])]
+               num(r["post_training_s"], 0), share(r["post_training_s"] / r["train_s"]),
+               share(r["post_training_s"] / (r["train_s"] + (r["cache_s"] or 0)))]
 
 
 @table("targets-21", header="target | measured | status", reads=(
@@ -375,6 +406,12 @@ def targets_21(pipeline, models, decoders):
     for label, key, limit in (("its ensemble's test accuracy", "test_acc", 0.86),
                               ("its ensemble's test macro-F1", "test_f1", 0.80)):
         yield [f"{label} ≥ {limit:.2f}", f"{ensemble[key]:.4f}", "met" if ensemble[key] >= limit else "not met"]
+    for r in models["rows"]:  # predictions, export and backend choice against training (Trainer + caching)
+        if r["post_training_s"] is not None and r["train_s"] and r["epochs"]:
+            trained = r["train_s"] + (r["cache_s"] or 0)
+            yield [f"`{Path(r['run']).name}`: after training ≤ 15 % of training (Trainer + caching, "
+                   f"{trained:.0f} s)", f"{r['post_training_s']:.0f} s, {share(r['post_training_s'] / trained)}",
+                   "met" if r["post_training_s"] <= 0.15 * trained else "not met"]
     runs = {Path(r["run"]).name: r for r in decoders["rows"]}
     for name, limit in (("qwen-0.5b", 7200), ("smollm2", 1800)):
         yield target(f"`{name}` on the whole training split, whole run", runs[name]["wall_s"], "≤", limit, "s")
