@@ -156,8 +156,8 @@ class TrainConfig:
         None, help="dropout on the LoRA input (default: 0 on CPU, where it is costly; the preset's on CUDA)",
         rule=_optional(lambda v: _is_number(v) and 0 <= v < 1), allowed="a number in [0, 1)", transformer_only=True)
     model_dropout: float | None = option(
-        None, help="dropout inside the model's own layers and head while training (default: the model's, 0.1 for "
-                   "minilm and mpnet); 0 turns it off, which on the CPU saves the random masks' cost",
+        None, help="dropout inside the model's own layers and head while training (default: the model's own, 0.1 "
+                   "for minilm and mpnet, except mpnet on the CPU: 0, which saves the random masks' cost)",
         rule=_optional(lambda v: _is_number(v) and 0 <= v < 1), allowed="a number in [0, 1)", transformer_only=True)
     imbalance: str | None = option(
         None, choices=IMBALANCE_METHODS, rule=_optional(lambda v: v in IMBALANCE_METHODS),

@@ -136,7 +136,8 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
 
     bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), off on
     other CPUs, where it is emulated; CUDA runs use bf16 regardless. lora_dropout: CPU_LORA_DROPOUT on the CPU,
-    the preset's on CUDA. top_k_layers and num_epochs: the preset's; an explicit --load_in_4bit means full QLoRA
+    the preset's on CUDA. model_dropout: the preset's `cpu_model_dropout` on the CPU (None: the model's own).
+    top_k_layers and num_epochs: the preset's; an explicit --load_in_4bit means full QLoRA
     (the two don't mix), and a top-k run is not loaded in 4-bit by default.
     """
     preset = models.get_preset(cfg.model)
@@ -147,8 +148,10 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
     top_k = cfg.top_k_layers if cfg.top_k_layers is not None else (0 if cfg.load_in_4bit else preset.top_k_layers)
     load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
+    model_dropout = cfg.model_dropout if cfg.model_dropout is not None or not on_cpu else preset.cpu_model_dropout
     return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout, top_k_layers=top_k,
-                               load_in_4bit=load_in_4bit, num_epochs=cfg.num_epochs or preset.num_epochs)
+                               load_in_4bit=load_in_4bit, num_epochs=cfg.num_epochs or preset.num_epochs,
+                               model_dropout=model_dropout)
 
 
 def base_model(cfg: TrainConfig, preset: models.Preset) -> tuple[str, bool]:

@@ -188,6 +188,12 @@ def test_training_defaults_follow_the_cpu(monkeypatch, small_data, fast_bf16):
     assert (given.bf16, given.lora_dropout) == (False, 0.2)
     tfidf = train.resolve_defaults(dataclasses.replace(cfg, model="tfidf"))
     assert tfidf.bf16 is None and "bf16" not in train.cli_command(tfidf)
+    # The model's own dropout: mpnet's preset turns it off on the CPU (and says so in the command); minilm's keeps
+    # it, and so does any preset on CUDA; a flag given wins.
+    assert resolved.model_dropout is None and "--model_dropout" not in command
+    mpnet = train.resolve_defaults(dataclasses.replace(cfg, model="mpnet"))
+    assert mpnet.model_dropout == 0.0 and "--model_dropout 0" in train.cli_command(mpnet)
+    assert train.resolve_defaults(dataclasses.replace(cfg, model="mpnet", model_dropout=0.1)).model_dropout == 0.1
 
 
 def test_tfidf_without_sklearn_checks_gives_the_same_probabilities(runs):
