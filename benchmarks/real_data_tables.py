@@ -58,6 +58,7 @@ def scores(run_dir: Path) -> dict:
     out["cache_loaded"] = bool(caches) and not computed
     out["flop_per_s"] = (training.get("flop") or {}).get("flop_per_s")
     out["model"] = manifest.model
+    out["default_backend"] = (manifest.inference or {}).get("default")
     out["hyperparameters"] = manifest.hyperparameters
     # Epochs mean something for a transformer only (tfidf is one fit; an ensemble trains nothing of its own).
     out["epochs"] = out["hyperparameters"].get("num_epochs") if manifest.kind == "transformer" else None
@@ -67,6 +68,11 @@ def scores(run_dir: Path) -> dict:
     out["wall_s"] = (datetime.fromisoformat(times[1]) - datetime.fromisoformat(times[0])).total_seconds() \
         if all(times) else None
     out["post_training_s"] = sum((manifest.post_training_seconds or {}).values()) or None
+    # Its steps: the predictions, then (run.json inference.seconds, recorded since the fastest-first choice) the export
+    # and each step of the backend choice.
+    out["post_training_steps"] = {
+        "predictions": (manifest.post_training_seconds or {}).get("predict_test_and_val_s"),
+        **((manifest.inference or {}).get("seconds") or {})} if manifest.post_training_seconds else None
     # An ensemble's run.json carries McNemar's exact test against its best member (mathreport.ensemble).
     vs = manifest.vs_best_member
     out["vs_best_member"] = (

@@ -299,12 +299,11 @@ def real_data_partial(doc, ceiling):
                num(r["samples_per_s"], 1), giga(flop), share(None if flop is None else flop["mean"] / peak)]
 
 
-@table("real-data-dropout", reads=("real-data-dropout.json", "ceiling.json"), header="arm | k (top layers trained) | "
-       "runs | val accuracy | val macro-F1 | test accuracy | test macro-F1 | Trainer s | "
-       "caching s (runs that computed it) | samples/s (Trainer) | training GFLOP/s | share of the bf16 ceiling")
-def real_data_dropout(doc, ceiling):
-    """The model's own dropout on and off (`--model_dropout 0`), arms as in real-data-partial."""
-    yield from real_data_partial(doc, ceiling)
+@table("ensemble-seeds", header="arm (the varied member) | seeds | ensemble accuracy, out of fold on validation | "
+       "ensemble macro-F1, out of fold on validation")
+def ensemble_seeds(doc):
+    """benchmarks/ensemble_seeds.py: the fixed members pooled with each seed of each arm, scored out of fold."""
+    return [[r["arm"], r["n_runs"], num(r["accuracy"], 4), num(r["macro_f1"], 4)] for r in doc["rows"]]
 
 
 # The ceiling a backend's matmuls run against: its weights' precision (torch-topk computes under bf16 autocast).
@@ -391,6 +390,20 @@ def runs_time(*docs):
         yield [f"`{r['run']}`", num(r["wall_s"], 0), num(r["train_s"], 0), num(r["cache_s"], 0),
                num(r["post_training_s"], 0), share(r["post_training_s"] / r["train_s"]),
                share(r["post_training_s"] / (r["train_s"] + (r["cache_s"] or 0)))]
+
+
+@table("real-data-post-training", reads=("real-data-pipeline-mpnet-models.json",),
+       header="run | predictions, test + validation (s) | ONNX export, int8, load (s) | timing every backend (s) | "
+              "backends checked (s each) | default")
+def post_training_steps(doc):
+    """Where the time after training goes, step by step (run.json post_training_seconds and inference.seconds)."""
+    for r in doc["rows"]:
+        steps = r.get("post_training_steps") or {}
+        if "timing" not in steps:
+            continue
+        checks = ", ".join(f"{k[6:]} {v:.0f}" for k, v in steps.items() if k.startswith("check_"))
+        yield [f"`{r['run']}`", num(steps["predictions"], 0), num(steps["export_quantize_load_onnx"], 0),
+               num(steps["timing"], 0), checks, r["default_backend"]]
 
 
 @table("targets-21", header="target | measured | status", reads=(
