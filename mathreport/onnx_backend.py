@@ -86,6 +86,11 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return Path(dst)
 
 
+def reproduces(accuracy: float | None, reference_accuracy: float) -> bool:
+    """Whether a checked backend's accuracy is within ACCURACY_TOLERANCE of the reference's (None: not checked)."""
+    return accuracy is not None and abs(accuracy - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12
+
+
 def choose_default(candidates: list[dict], reference_accuracy: float,
                    reference: Backend = TORCH_FLOAT32) -> tuple[str, str]:
     """The name of the fastest candidate that reproduces the reference accuracy, and why.
@@ -94,15 +99,12 @@ def choose_default(candidates: list[dict], reference_accuracy: float,
     not timed). Falls back to the reference backend (float32 torch; torch-nf4 for a 4-bit run, torch-topk for a
     top-k run), with the reason, when no candidate qualifies.
     """
-    def reproduces(c: dict) -> bool:
-        return c["accuracy"] is not None and abs(c["accuracy"] - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12
-
-    ok = [c for c in candidates if reproduces(c) and c.get("batch1_p50_ms") is not None]
+    ok = [c for c in candidates if reproduces(c["accuracy"], reference_accuracy) and c.get("batch1_p50_ms") is not None]
     if not ok:
         return reference.name, f"no backend was both verified and timed; {reference.name} is the reference"
     best = min(ok, key=lambda c: c["batch1_p50_ms"])
     rejected = [f"{c['backend']} (accuracy {c['accuracy']:.4f})" for c in candidates
-                if c["accuracy"] is not None and not reproduces(c)]
+                if c["accuracy"] is not None and not reproduces(c["accuracy"], reference_accuracy)]
     reason = (f"fastest at batch size 1 ({best['batch1_p50_ms']:.2f} ms per question) of the backends whose "
               f"accuracy is within {ACCURACY_TOLERANCE * 100:g} point of {reference.name} ({reference_accuracy:.4f})")
     if rejected:
@@ -180,7 +182,7 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
             probs = (reference_probs if name == reference.name
                      else classifiers[name].predict_proba(texts, batch_size=32, progress=True))
             entry.update(predict.agreement(probs, y_true, reference_probs))
-            if abs(entry["accuracy"] - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12 and timed.get(name):
+            if reproduces(entry["accuracy"], reference_accuracy) and timed.get(name):
                 found = name
             seconds[f"check_{name}"], clock = time.perf_counter() - clock, time.perf_counter()
         candidates.append(entry)

@@ -186,7 +186,7 @@ class TopKClassifier:
         from mathreport import partial
 
         self.bottom, self.top = partial.bottom_model(self.model, self.k), partial.top_model(self.model, self.k).eval()
-        self._states: dict = {}
+        self._collate = partial.collator(self.tokenizer)
 
     @property
     def threads(self) -> int:
@@ -199,29 +199,23 @@ class TopKClassifier:
 
         check_questions(texts)
         self.model.eval()
-        sequences = sorted({tuple(ids) for ids in self._ids(list(texts))})
-        known = self.known_states or {}
-        if not all(s in known for s in sequences):  # the states of all of them, as the cache would hold them
-            known = dict(zip(sequences, partial.frozen_states(
+        texts = list(texts)
+        ids_of = {text: tuple(ids) for text, ids in zip(
+            texts, self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"], strict=True)}
+        sequences = sorted(set(ids_of.values()))
+        states = self.known_states or {}
+        if not all(s in states for s in sequences):  # the states of all of them, as the cache would hold them
+            states = dict(zip(sequences, partial.frozen_states(
                 self.bottom, sequences, pad_token_id=self.tokenizer.pad_token_id, autocast=self.autocast,
                 desc="frozen layers", progress=progress), strict=True))
-        self._states = known
-        try:
-            return batched_probs(texts, batch_size, self._probs, sort=self.sort_by_length, progress=progress)
-        finally:
-            self._states = {}
+        return batched_probs(texts, batch_size, lambda batch: self._probs([ids_of[t] for t in batch], states),
+                             sort=self.sort_by_length, progress=progress)
 
-    def _ids(self, texts: list[str]) -> list:
-        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-
-    def _probs(self, batch: list[str]) -> np.ndarray:
+    def _probs(self, sequences: list[tuple[int, ...]], states: dict) -> np.ndarray:
         import torch
 
-        from mathreport import partial
-
-        rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": 0} for ids in self._ids(batch)]
-        features = [{**row, "inputs_embeds": self._states[tuple(row["input_ids"])]} for row in rows]
-        inputs = partial.collator(self.tokenizer)(features)
+        inputs = self._collate([{"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": 0,
+                                 "inputs_embeds": states[ids]} for ids in sequences])
         inputs.pop("labels")
         dtype = getattr(torch, self.autocast) if self.autocast else None
         with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):

@@ -270,10 +270,8 @@ def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier,
         else {}
     test, val = splits["test"], splits["val"]
     started = time.perf_counter()  # post-training work is timed so its share of the training time can be stated
-    if isinstance(classifier, predict.TopKClassifier):
-        rec.predictions_backend = predict.TORCH_TOPK.name
-    elif rec.load_in_4bit:
-        rec.predictions_backend = predict.TORCH_NF4.name
+    # Which backend writes the predictions (predict.reference_backend reads it back; a 4-bit run's is torch-nf4).
+    rec.predictions_backend = predict.TORCH_TOPK.name if isinstance(classifier, predict.TopKClassifier) else None
     probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
     artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
     val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
