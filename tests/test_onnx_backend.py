@@ -82,6 +82,10 @@ def test_onnx_int8_is_close_and_its_recorded_accuracy_is_true(run, test_split, t
     section = artifacts.read_manifest(run).inference
     assert section["reference"]["n"] == len(val_y) and "validation" in section["reference"]["split"]
     recorded = section["onnx"]["int8"]
+    if recorded["accuracy"] is None:  # a faster backend reproduced the reference first: int8 was timed, not checked
+        default = next(c for c in section["candidates"] if c["backend"] == section["default"])
+        assert recorded["batch1_p50_ms"] >= default["batch1_p50_ms"] and section["default"] in recorded["not_checked"]
+        return
     measured = predict.agreement(int8.predict_proba(val_texts), val_y, val_reference)
     assert recorded["accuracy"] == pytest.approx(measured["accuracy"])
     assert recorded["argmax_agreement"] == pytest.approx(measured["argmax_agreement"])

@@ -60,7 +60,10 @@ def test_predict_prints_turkish_argmax_and_probabilities(runs, model, backend, c
     topic, probs = _table(capsys.readouterr().out)
     expected = _direct_probs(runs / model, QUESTION)
     default = (artifacts.read_manifest(runs / model).inference or {}).get("default", "")
-    tolerance = 0.1 if backend == "auto" and default.endswith("int8") else _PRINT + 1e-6
+    # The default is chosen per run at export: its precision sets how far it may be from float32 (as in
+    # test_reduced_precision_weights_stay_close_to_float32; torch-topk reads bfloat16 states).
+    reduced = {"int8": 0.1, "bfloat16": 0.05, "topk": 0.05}
+    tolerance = reduced.get(default.rsplit("-", 1)[-1], _PRINT + 1e-6) if backend == "auto" else _PRINT + 1e-6
     assert code == 0
     assert set(probs) == set(labels.names("tr"))
     assert sum(probs.values()) == pytest.approx(1.0, abs=8 * 5e-5)  # 8 values printed to 4 decimals

@@ -381,7 +381,8 @@ def targets(minilm, tfidf, mpnet, training, report, pipeline, models, test_fast)
                f"{best[key]:.4f}", "met" if best[key] >= limit else "not met"]
 
 
-@table("real-data-runs-time", reads=("real-data-pipeline-mpnet-models.json", "real-data-decoders.json"),
+@table("real-data-runs-time", reads=("real-data-pipeline-mpnet-models.json", "real-data-decoders.json",
+                                     "real-data-smollm2-topk.json"),
        header="run | whole run (s) | Trainer (s) | frozen-layer caching (s) | after training (s) | "
               "after training, share of Trainer | after training, share of Trainer + caching")
 def runs_time(*docs):
@@ -392,12 +393,12 @@ def runs_time(*docs):
                share(r["post_training_s"] / (r["train_s"] + (r["cache_s"] or 0)))]
 
 
-@table("real-data-post-training", reads=("real-data-pipeline-mpnet-models.json",),
+@table("real-data-post-training", reads=("real-data-pipeline-mpnet-models.json", "real-data-smollm2-topk.json"),
        header="run | predictions, test + validation (s) | ONNX export, int8, load (s) | timing every backend (s) | "
               "backends checked (s each) | default")
-def post_training_steps(doc):
+def post_training_steps(*docs):
     """Where the time after training goes, step by step (run.json post_training_seconds and inference.seconds)."""
-    for r in doc["rows"]:
+    for r in (r for doc in docs for r in doc["rows"]):
         steps = r.get("post_training_steps") or {}
         if "timing" not in steps:
             continue
