@@ -54,7 +54,7 @@ def test_model_dropout_zero_makes_training_mode_deterministic(key):
     model = models.load_base_model(weights, tokenizer, device="cpu").train()
     if key == "minilm":  # BERT's own rate is 0.1: training mode is random
         assert not torch.equal(model(**batch).logits, model(**batch).logits)
-    else:  # tiny decoders are built with attention dropout on, so the switch has something to turn off
+    else:  # tiny decoders have no dropout of their own (attention 0.0): set one first, so there is one to turn off
         models.set_dropout(model, 0.5)
         assert not torch.equal(model(**batch).logits, model(**batch).logits)
     assert models.set_dropout(model, 0.0) > 0
