@@ -188,11 +188,7 @@ class TopKClassifier:
         self.bottom, self.top = partial.bottom_model(self.model, self.k), partial.top_model(self.model, self.k).eval()
         self._collate = partial.collator(self.tokenizer)
 
-    @property
-    def threads(self) -> int:
-        import torch
-
-        return torch.get_num_threads()
+    threads = TransformerClassifier.threads  # torch's threads, as for the whole model
 
     def predict_proba(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         from mathreport import partial
