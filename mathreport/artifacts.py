@@ -246,6 +246,88 @@ def run_lock(run_dir: Path, command: str | None = None):
         os.close(fd)
 
 
+# --- the one writer of a run -----------------------------------------------------------------------
+
+MODEL_DIR = "model"
+
+
+class RunWriter:
+    """Every file of a run directory written by one object, as Trainer's `save_model`/`save_metrics`/`save_state`.
+
+    Each process of a run makes one. Under torchrun or `accelerate launch` only the main process (rank 0,
+    `is_main`) takes the lock and writes; every method of the others does nothing, so "rank 0 writes" is this
+    one rule, not a check at each call site. One process alone is the main process.
+    """
+
+    def __init__(self, run_dir: Path, command: str | None = None, *, is_main: bool = True):
+        self.run_dir, self.command, self.is_main = Path(run_dir), command, is_main
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the run directory's one-writer lock (`run_lock`) on the main process; nothing elsewhere."""
+        if not self.is_main:
+            yield self
+            return
+        with run_lock(self.run_dir, self.command):
+            yield self
+
+    def record(self, rec: record.RunRecord) -> None:
+        """run.json."""
+        if self.is_main:
+            record.write(self.run_dir, rec)
+
+    def history(self, frame: pd.DataFrame) -> None:
+        """history.csv: one row per epoch."""
+        if self.is_main:
+            write_csv(self.run_dir / HISTORY, frame)
+
+    def predictions(self, split: str, y_true, probs, texts=None) -> None:
+        """preds_test.csv (split "test") or preds_val.csv (split "val")."""
+        if self.is_main:
+            (write_predictions if split == "test" else write_val_predictions)(self.run_dir, y_true, probs, texts)
+
+    def latency(self, result: dict) -> None:
+        """latency.json."""
+        if self.is_main:
+            from mathreport.files import write_json
+
+            write_json(self.run_dir / LATENCY, result)
+
+    def save_model(self, model, tokenizer=None, trainer=None) -> None:
+        """model/: a peft adapter or transformers model (`save_pretrained`) and its tokenizer, or a scikit-learn
+        pipeline (joblib).
+
+        trainer: save the model through Trainer's `save_model` instead, which every process must call (FSDP and
+        DeepSpeed gather the model's shards across them) and which writes on the main process only.
+        """
+        folder = self.run_dir / MODEL_DIR
+        if trainer is not None:
+            trainer.save_model(str(folder))
+        elif self.is_main and hasattr(model, "save_pretrained"):
+            model.save_pretrained(str(folder))
+        elif self.is_main:
+            import joblib
+
+            folder.mkdir(parents=True, exist_ok=True)
+            joblib.dump(model, folder / "pipeline.joblib")
+        if self.is_main and tokenizer is not None:
+            tokenizer.save_pretrained(str(folder))
+
+    def drop_checkpoints(self) -> None:
+        """Remove Trainer's checkpoints (a run that is complete, or one started over, needs none)."""
+        if self.is_main:
+            import shutil
+
+            shutil.rmtree(self.run_dir / CHECKPOINTS, ignore_errors=True)
+
+    def finish(self, rec: record.RunRecord) -> None:
+        """The last write: run.json records the SHA-256 of the files written, then says complete."""
+        if self.is_main:
+            rec.outputs = outputs_record(self.run_dir)  # readers check the files against it (check_consistency)
+            rec.stamp("complete")
+            record.write(self.run_dir, rec)
+
+
 # --- reading ---------------------------------------------------------------------------------------
 
 

@@ -85,3 +85,75 @@ def hardware() -> dict:
     info["cpu_count"] = os.cpu_count()
     info["cpu_bf16_flags"] = cpu_bf16_flags()
     return info
+
+
+# --- processes and GPUs -----------------------------------------------------------------------------------------
+
+
+def world_size() -> int:
+    """How many processes train together: WORLD_SIZE, which torchrun and `accelerate launch` set (1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def process_rank() -> int:
+    """This process's rank among them (RANK; 0 for a single process): rank 0 is the one that writes."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (LOCAL_RANK): the GPU it trains on under torchrun."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def cuda_capability(device: str) -> tuple[int, int] | None:
+    """The compute capability of a CUDA device ("cuda", "cuda:1"), e.g. (7, 5) for a T4; None off CUDA."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(torch.device(device)))
+
+
+# GPUs compute bfloat16 natively from compute capability 8.0 (Ampere: A100, A10, L4, RTX 30xx); a T4 (7.5) or V100
+# (7.0) emulates it, slower than float16, which they compute natively with Trainer's loss scaling.
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes bfloat16 natively: a CUDA GPU of capability >= 8.0, or a CPU with AVX-512 BF16/AMX."""
+    capability = cuda_capability(device)
+    if capability is not None:
+        return capability >= NATIVE_BF16_CAPABILITY
+    return str(device).startswith("cpu") and cpu_has_fast_bf16()
+
+
+def choose_precision(device: str, bf16: bool | None, fp16: bool | None) -> tuple[str | None, str]:
+    """The mixed precision a training run uses on `device`, and why: ("bfloat16" | "float16" | None, reason).
+
+    bf16, fp16: the flags as given (None: not given). A flag given is honoured on every device. Left open: bfloat16
+    where the device computes it natively, else float16 on CUDA (loss-scaled by Trainer), else float32.
+    """
+    from mathreport.errors import ConfigError
+
+    if bf16 and fp16:
+        raise ConfigError("--bf16 and --fp16: choose one mixed precision (or --no-bf16 --no-fp16 for float32)")
+    if fp16 and not str(device).startswith("cuda"):
+        # accelerate runs float16 autocast and loss scaling on GPUs only: elsewhere the flag would do nothing.
+        raise ConfigError(f"--fp16 on {device}: float16 mixed precision is for CUDA GPUs (accelerate runs no float16 "
+                          "autocast on the CPU); use --bf16 (native where the CPU has AVX-512 BF16 or AMX) or "
+                          "leave it out")
+    capability = cuda_capability(device)
+    where = (f"{device} (compute capability {capability[0]}.{capability[1]})" if capability is not None
+             else f"{device} ({'AVX-512 BF16/AMX' if cpu_has_fast_bf16() else 'no AVX-512 BF16 or AMX'})")
+    native = native_bf16(device)
+    if bf16:
+        return "bfloat16", f"--bf16 on {where}" + ("" if native else ", which emulates bfloat16 (slow)")
+    if fp16:
+        return "float16", f"--fp16 on {where}"
+    if bf16 is None and native:
+        return "bfloat16", f"default: {where} computes bfloat16 natively"
+    if fp16 is None and capability is not None and not native:
+        return "float16", f"default: {where} has no native bfloat16; float16 with loss scaling"
+    if bf16 is False or fp16 is False:
+        return None, f"float32: {'--no-bf16' if bf16 is False else '--no-fp16'} on {where}"
+    return None, f"default: float32 on {where}, which has no native bfloat16"

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from mathreport.environment import versions
-from mathreport.errors import FourBitUnavailableError, ModelUnavailableError, NeedsCudaError  # noqa: F401
+from mathreport.errors import ConfigError, FourBitUnavailableError, ModelUnavailableError, NeedsCudaError  # noqa: F401
 from mathreport.labels import NUM_CLASSES, names
 from mathreport.presets import (  # noqa: F401  (the registry, re-exported where models are loaded)
     DECODER_MLP_TARGETS,
@@ -83,14 +83,21 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
 
 
 def pick_device(device: str | None = None) -> str:
-    """`device` if given (RuntimeError for CUDA that torch cannot see), else `cuda` when available, else `cpu`."""
+    """`device` if given (ConfigError for CUDA that torch cannot see), else `cuda` when available, else `cpu`.
+
+    Under torchrun / accelerate launch, plain `cuda` is this process's own GPU, `cuda:LOCAL_RANK`.
+    """
     import torch
 
-    if device:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} was asked for, but torch sees no CUDA device here")
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from mathreport import environment
+
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: torch sees no CUDA device here (a CPU build of torch, or no GPU); "
+                          "pass --device cpu, or install a CUDA build of torch on a GPU machine")
+    chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if chosen == "cuda" and environment.world_size() > 1:
+        return f"cuda:{environment.local_rank()}"
+    return chosen
 
 
 def load_tokenizer(weights: str):
@@ -159,17 +166,25 @@ def resolve_load_in_4bit(preset: Preset, device: str, requested: bool | None = N
     return bool(load)
 
 
-def quantization_config(load_in_4bit: bool, device: str):
-    """BitsAndBytes NF4 config for QLoRA, or None; refused at once where bitsandbytes cannot run it on `device`."""
+def quantization_config(load_in_4bit: bool, device: str, compute_dtype: str = "bfloat16",
+                        quant_storage: bool = False):
+    """BitsAndBytes NF4 config for QLoRA, or None; refused at once where bitsandbytes cannot run it on `device`.
+
+    compute_dtype: what the 4-bit matmuls compute in (the run's mixed precision: float16 on a T4).
+    quant_storage: store the packed 4-bit weights in `compute_dtype` instead of uint8, which FSDP needs to shard
+    them with the other weights (bitsandbytes' FSDP-QLoRA guide).
+    """
     if not load_in_4bit:
         return None
     check_4bit_possible(device)
     import torch
     from transformers import BitsAndBytesConfig
 
-    # The QLoRA recipe (Dettmers et al. 2023): NF4 weights, quantized quantization constants, bf16 matmuls.
+    dtype = getattr(torch, compute_dtype)
+    # The QLoRA recipe (Dettmers et al. 2023): NF4 weights, quantized quantization constants, 16-bit matmuls.
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=list(HEAD_MODULES))
+                              bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=list(HEAD_MODULES),
+                              **({"bnb_4bit_quant_storage": dtype} if quant_storage else {}))
 
 
 def quantization_record(model) -> dict | None:
@@ -193,20 +208,26 @@ def _cuda_index(device: str) -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
-def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool = False):
-    """A sequence-classification model with 8 labels on top of `weights` (4-bit NF4 on `device` if asked)."""
+def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool = False,
+                    compute_dtype: str = "bfloat16", quant_storage: bool = False):
+    """A sequence-classification model with 8 labels on top of `weights` (4-bit NF4 on `device` if asked).
+
+    compute_dtype: the dtype of a GPU model's weights (and of 4-bit matmuls); "float32" keeps full precision.
+    quant_storage: see `quantization_config` (FSDP).
+    """
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    quant = quantization_config(load_in_4bit, device)
+    quant = quantization_config(load_in_4bit, device, compute_dtype, quant_storage)
     kwargs: dict = {"num_labels": NUM_CLASSES, "id2label": dict(enumerate(names("en"))),
                     "label2id": {n: i for i, n in enumerate(names("en"))}}
     if quant is not None:
         # bitsandbytes quantizes while the weights are placed, so the device goes into from_pretrained.
         place = _cuda_index(device) if device.startswith("cuda") else device
-        kwargs.update({"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": place}})
+        kwargs.update({"quantization_config": quant, "dtype": getattr(torch, compute_dtype),
+                       "device_map": {"": place}})
     elif device.startswith("cuda"):
-        kwargs["dtype"] = torch.bfloat16
+        kwargs["dtype"] = getattr(torch, compute_dtype)
     model = AutoModelForSequenceClassification.from_pretrained(weights, **kwargs)
     # Decoders pool the last non-padding token, found through pad_token_id.
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -215,6 +236,18 @@ def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool 
     if quant is None:
         model.to(device)
     return model
+
+
+def upcast_trainable(model) -> int:
+    """Hold every trainable parameter in float32 (LoRA, the head): Trainer's float16 loss scaling refuses float16
+    gradients, and bfloat16 weights lose small updates. The frozen weights keep their dtype. Returns how many."""
+    import torch
+
+    count = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data, count = param.data.float(), count + 1
+    return count
 
 
 def set_dropout(model, p: float) -> int:

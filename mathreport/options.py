@@ -42,7 +42,8 @@ NOT_SET = object()  # Option.cli_default when the flag's default is the field's 
 _PER_EPOCH = "fixed: history.csv and the kept checkpoint are per epoch, chosen on validation accuracy"
 OWN_TRAINER_FIELDS = {"output_dir": "give --output_dir", "num_train_epochs": "give --num_epochs",
                       "learning_rate": "give --learning_rate", "per_device_train_batch_size": "give --batch_size",
-                      "seed": "give --seed", "bf16": "give --bf16/--no-bf16", "use_cpu": "give --device",
+                      "seed": "give --seed", "bf16": "give --bf16/--no-bf16", "fp16": "give --fp16/--no-fp16",
+                      "use_cpu": "give --device",
                       "resume_from_checkpoint": "give --resume", **dict.fromkeys(
                           ("eval_strategy", "save_strategy", "logging_strategy", "load_best_model_at_end",
                            "metric_for_best_model", "greater_is_better"), _PER_EPOCH)}
@@ -151,7 +152,11 @@ class TrainConfig:
     # Left open (None), bf16 and lora_dropout are decided by train.resolve_defaults from the hardware; the
     # resolved values go into run.json and its command, so the command means the same on any machine.
     bf16: bool | None = option(
-        None, help="CPU: bfloat16 autocast in training (default: on where the CPU has AVX-512 BF16 or AMX)")
+        None, help="bfloat16 mixed precision in training (default: on where the device computes it natively: a "
+                   "CPU with AVX-512 BF16 or AMX, a GPU of compute capability >= 8.0)")
+    fp16: bool | None = option(
+        None, help="float16 mixed precision with loss scaling, CUDA only (default: on for GPUs without native "
+                   "bfloat16, e.g. a T4)")
     lora_dropout: float | None = option(
         None, help="dropout on the LoRA input (default: 0 on CPU, where it is costly; the preset's on CUDA)",
         rule=_optional(lambda v: _is_number(v) and 0 <= v < 1), allowed="a number in [0, 1)", transformer_only=True)

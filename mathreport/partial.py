@@ -11,6 +11,7 @@ below the top k is off and the top layers read the state rounded to bfloat16.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -247,14 +248,33 @@ def key_name(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32] + ".pt"
 
 
+def module_device(module) -> torch.device:
+    """The device of a module's weights (its first parameter or buffer): where the tensors it consumes must be."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def autocast_for(device, dtype: str | None):
+    """Mixed precision for modules on `device` ("cpu", "cuda:1", a torch.device): `torch.autocast` of that device's
+    type in `dtype` ("bfloat16", "float16"), or nothing when `dtype` is None (also on devices autocast lacks)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))
+
+
 def frozen_states(bottom, sequences: list[tuple[int, ...]], *, pad_token_id: int, batch_size: int = 32,
                   autocast: str | None = None, desc: str = "caching frozen layers", progress: bool = True) -> list:
-    """The bottom model's last hidden state for each token-id sequence (bfloat16, one (length, hidden) each)."""
+    """The bottom model's last hidden state for each token-id sequence (bfloat16, one (length, hidden) each).
+
+    The ids go to the bottom model's device and run under that device's autocast; the states come back to the CPU
+    (the cache and Trainer's dataset hold them there; Trainer moves each batch to the training device).
+    """
     from tqdm.auto import tqdm
 
     order = np.argsort([len(s) for s in sequences], kind="stable")  # batches of similar length pad little
     out: list = [None] * len(sequences)
-    dtype = getattr(torch, autocast) if autocast else None
+    device = module_device(bottom)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
         idx = order[start : start + batch_size]
         longest = max(len(sequences[i]) for i in idx)
@@ -263,10 +283,11 @@ def frozen_states(bottom, sequences: list[tuple[int, ...]], *, pad_token_id: int
         for row, i in enumerate(idx):
             ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
             mask[row, : len(sequences[i])] = 1
-        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            hidden = bottom(input_ids=ids, attention_mask=mask).last_hidden_state
+        with torch.inference_mode(), autocast_for(device, autocast):
+            hidden = bottom(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+        hidden = hidden.to(torch.bfloat16).cpu()
         for row, i in enumerate(idx):
-            out[i] = hidden[row, : len(sequences[i])].to(torch.bfloat16).clone()
+            out[i] = hidden[row, : len(sequences[i])].clone()
     return out
 
 

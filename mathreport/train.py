@@ -132,24 +132,28 @@ def preset_for(cfg: TrainConfig) -> models.Preset:
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
-    """The config with `bf16`, `lora_dropout`, `top_k_layers`, `num_epochs` decided where the flags leave them open.
+    """The config with `bf16`, `fp16`, `lora_dropout`, `top_k_layers`, `num_epochs` decided where the flags leave
+    them open.
 
-    bf16 autocast: on for CPU training where the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), off on
-    other CPUs, where it is emulated; CUDA runs use bf16 regardless. lora_dropout: CPU_LORA_DROPOUT on the CPU,
-    the preset's on CUDA. model_dropout: the preset's `cpu_model_dropout` on the CPU (None: the model's own).
+    bf16 / fp16: the mixed precision `environment.choose_precision` picks for the device (bfloat16 where it is
+    native: AVX-512 BF16 or AMX CPUs, GPUs of compute capability >= 8.0; float16 on older GPUs).
+    lora_dropout: CPU_LORA_DROPOUT on the CPU, the preset's on CUDA. model_dropout: the preset's
+    `cpu_model_dropout` on the CPU (None: the model's own).
     top_k_layers and num_epochs: the preset's; an explicit --load_in_4bit means full QLoRA
     (the two don't mix), and a top-k run is not loaded in 4-bit by default.
     """
     preset = models.get_preset(cfg.model)
     if preset.kind != "transformer":
         return cfg
-    on_cpu = not models.pick_device(cfg.device).startswith("cuda")
-    bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cpu and environment.cpu_has_fast_bf16())
+    device = models.pick_device(cfg.device)
+    on_cpu = not device.startswith("cuda")
+    mixed, _ = environment.choose_precision(device, cfg.bf16, cfg.fp16)
     dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
     top_k = cfg.top_k_layers if cfg.top_k_layers is not None else (0 if cfg.load_in_4bit else preset.top_k_layers)
     load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
     model_dropout = cfg.model_dropout if cfg.model_dropout is not None or not on_cpu else preset.cpu_model_dropout
-    return dataclasses.replace(cfg, bf16=bool(bf16), lora_dropout=dropout, top_k_layers=top_k,
+    return dataclasses.replace(cfg, bf16=mixed == "bfloat16", fp16=mixed == "float16", lora_dropout=dropout,
+                               top_k_layers=top_k,
                                load_in_4bit=load_in_4bit, num_epochs=cfg.num_epochs or preset.num_epochs,
                                model_dropout=model_dropout)
 
@@ -167,28 +171,80 @@ def train(cfg: TrainConfig) -> Path:
     Options are validated before anything is written; the run directory's lock is held throughout, so a second
     process writing into it fails at once. `--resume` of a finished run does nothing (unless `force`). A run that
     fails is marked "failed" in run.json and leaves no empty checkpoint folder, so the same command starts it over.
+    Under torchrun or `accelerate launch` every process trains (Trainer's DDP, FSDP or DeepSpeed) and only the
+    main one (rank 0) holds the lock and writes (`artifacts.RunWriter`); the steps after training run there once.
     """
     validate_config(cfg)
+    device = models.pick_device(cfg.device)
+    transformer = models.get_preset(cfg.model).kind == "transformer"
+    precision = environment.choose_precision(device, cfg.bf16, cfg.fp16) if transformer else None
     cfg = resolve_defaults(cfg)
-    with artifacts.run_lock(cfg.output_dir, f"mathreport train --model {cfg.model}"):
-        if cfg.resume and not cfg.force and artifacts.run_state(cfg.output_dir) == "complete":
-            print(f"{cfg.output_dir} holds a finished run; --resume has nothing to continue, its files are "
-                  f"unchanged (to train it again: {cli_command(cfg)} --force)", file=sys.stderr)
+    state = _processes(device, transformer)
+    writer = artifacts.RunWriter(cfg.output_dir, f"mathreport train --model {cfg.model}",
+                                 is_main=state is None or state.is_main_process)
+    with writer.locked():
+        if _from_main(state, lambda: cfg.resume and not cfg.force
+                      and artifacts.run_state(cfg.output_dir) == "complete"):
+            if writer.is_main:
+                print(f"{cfg.output_dir} holds a finished run; --resume has nothing to continue, its files are "
+                      f"unchanged (to train it again: {cli_command(cfg)} --force)", file=sys.stderr)
             return Path(cfg.output_dir)
         try:
-            run_dir = _train_run(cfg)
+            run_dir = _train_run(cfg, writer, state, precision)
         except BaseException as exc:
-            _mark_failed(Path(cfg.output_dir), exc)
+            if writer.is_main:
+                _mark_failed(writer, exc)
             raise
         # Checkpoints exist to resume a stopped run; only now that run.json says complete is nothing left to redo.
-        shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
+        writer.drop_checkpoints()
         return run_dir
 
 
-def _mark_failed(run_dir: Path, exc: BaseException) -> None:
+def _processes(device: str, transformer: bool):
+    """accelerate's PartialState of the processes training together (torchrun, accelerate launch), or None for one.
+
+    Made before anything is read or written, so rank 0's checks can be shared with the others (`_from_main`);
+    TrainingArguments later finds the same process group.
+    """
+    if environment.world_size() <= 1:
+        return None
+    if not transformer:
+        raise ConfigError(f"{environment.world_size()} processes (WORLD_SIZE): tfidf trains in one process; run "
+                          "it without torchrun / accelerate launch")
+    from accelerate import PartialState
+
+    return PartialState(cpu=not device.startswith("cuda"))
+
+
+def _from_main(state, compute):
+    """`compute()` on the main process, and its value on every process; a MathreportError it raises is raised on
+    every process (so all stop with the same one line, rather than the others waiting for a rank that is gone)."""
+    from mathreport.errors import MathreportError
+
+    value, error = None, None
+    if state is None or state.is_main_process:
+        try:
+            value = compute()
+        except MathreportError as exc:
+            if state is None:
+                raise
+            error = exc
+    if state is not None:
+        from accelerate.utils import broadcast_object_list
+
+        box = [value, error]
+        broadcast_object_list(box, from_process=0)
+        value, error = box
+    if error is not None:
+        raise error
+    return value
+
+
+def _mark_failed(writer: artifacts.RunWriter, exc: BaseException) -> None:
     """After a failure: say so in run.json (if this run wrote one) and drop a checkpoint folder with no checkpoint."""
+    run_dir = writer.run_dir
     if (run_dir / artifacts.CHECKPOINTS).is_dir() and not artifacts.has_checkpoints(run_dir):
-        shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
+        writer.drop_checkpoints()
     try:
         rec = record.read_if_present(run_dir)
     except artifacts.ArtifactError:
@@ -198,20 +254,24 @@ def _mark_failed(run_dir: Path, exc: BaseException) -> None:
         return
     rec.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
     rec.stamp("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-    record.write(run_dir, rec)
+    writer.record(rec)
 
 
-def _train_run(cfg: TrainConfig) -> Path:
-    """The steps of `train`, with the run directory's lock held."""
+def _train_run(cfg: TrainConfig, writer: artifacts.RunWriter, state=None, precision=None) -> Path:
+    """The steps of `train`, with the run directory's lock held (by the main process)."""
     preset = preset_for(cfg)
     weights, load_in_4bit = base_model(cfg, preset) if preset.kind == "transformer" else (None, False)
-    run_dir = _check_output_dir(cfg)
-    if cfg.resume and preset.kind == "transformer" and artifacts.training_finished(run_dir):
-        return _finish_trained_run(cfg, run_dir)
+    run_dir = Path(cfg.output_dir)
+    # Rank 0 checks the folder (and clears what a rerun redoes) before any process reads it.
+    finished = _from_main(state, lambda: bool(_check_output_dir(cfg)) and cfg.resume
+                          and preset.kind == "transformer" and artifacts.training_finished(run_dir))
+    if finished:  # only the steps after training are left: one process does them
+        return _finish_trained_run(cfg, writer) if writer.is_main else run_dir
     hyper = hyperparameters(cfg, preset)
     splits = load_splits(cfg)
     oversampling = balance_train_split(splits, hyper["imbalance"], cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if writer.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     paths = {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
     rec = RunRecord(
         model=preset.key, kind=preset.kind, hf_id=preset.hf_id, description=preset.description,
@@ -223,25 +283,28 @@ def _train_run(cfg: TrainConfig) -> Path:
               for name, path in paths.items()},
         versions=environment.versions(environment.RUN_PACKAGES, python=True), hardware=environment.hardware(),
         start_time=record.now(), status="running")
-    record.write(run_dir, rec)
+    writer.record(rec)
     if preset.kind == "tfidf":
-        classifier, history, rec.training = _train_tfidf(splits, hyper, run_dir)
+        classifier, history, rec.training = _train_tfidf(splits, hyper, writer)
         device, dtype = "cpu", "float64"
     else:
         classifier, history, rec.training, extra = _train_transformer(preset, weights, load_in_4bit, splits, hyper,
-                                                                      run_dir, cfg)
+                                                                      run_dir, cfg, precision, writer)
         rec = dataclasses.replace(rec, **extra)
-        device, dtype = classifier.device, rec.dtype
-    files.write_csv(run_dir / artifacts.HISTORY, history)
+        device, dtype = rec.device, rec.dtype
+    writer.history(history)
     # Training is done and its adapter is in model/: recorded now, so a stop in the steps below (which can take
     # long on a large test split) is resumed by redoing only them (`_finish_trained_run`).
-    record.write(run_dir, rec)
-    return _after_training(cfg, run_dir, rec, classifier, splits, hyper, device, dtype)
+    writer.record(rec)
+    if not writer.is_main:  # the other processes' part ends with the training
+        return run_dir
+    return _after_training(cfg, writer, rec, classifier, splits, hyper, device, dtype)
 
 
-def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
+def _finish_trained_run(cfg: TrainConfig, writer: artifacts.RunWriter) -> Path:
     """`--resume` of a run stopped after its training finished: reload its final adapter and redo only the steps
     after training (predictions, metrics, ONNX export, latency), never the training."""
+    run_dir = writer.run_dir
     rec = record.read(run_dir)
     for name, path in (("train", cfg.train_path), ("val", cfg.val_path), ("test", cfg.test_path)):
         recorded = rec.split(name).sha256
@@ -259,13 +322,15 @@ def _finish_trained_run(cfg: TrainConfig, run_dir: Path) -> Path:
                                     else predict.TORCH_TOPK.dtype if rec.partial else "float32")
     rec.stamp("running")
     rec.resumed_after_training = record.now()
-    record.write(run_dir, rec)
-    return _after_training(cfg, run_dir, rec, classifier, splits, hyper, classifier.device, rec.dtype or "float32")
+    writer.record(rec)
+    return _after_training(cfg, writer, rec, classifier, splits, hyper, classifier.device, rec.dtype or "float32")
 
 
-def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier, splits: dict[str, pd.DataFrame],
-                    hyper: dict, device: str, dtype: str) -> Path:
-    """The steps after training: test and validation predictions, metrics, ONNX export, latency; run.json."""
+def _after_training(cfg: TrainConfig, writer: artifacts.RunWriter, rec: RunRecord, classifier,
+                    splits: dict[str, pd.DataFrame], hyper: dict, device: str, dtype: str) -> Path:
+    """The steps after training, on the main process: test and validation predictions, metrics, ONNX export,
+    latency; run.json."""
+    run_dir = writer.run_dir
     progress = {"progress": True} if isinstance(classifier, (predict.TransformerClassifier, predict.TopKClassifier)) \
         else {}
     test, val = splits["test"], splits["val"]
@@ -273,9 +338,9 @@ def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier,
     # Which backend writes the predictions (predict.reference_backend reads it back; a 4-bit run's is torch-nf4).
     rec.predictions_backend = predict.TORCH_TOPK.name if isinstance(classifier, predict.TopKClassifier) else None
     probs = classifier.predict_proba(test["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
-    artifacts.write_predictions(run_dir, test["label"].to_numpy(), probs, test["Question"].tolist())
+    writer.predictions("test", test["label"].to_numpy(), probs, test["Question"].tolist())
     val_probs = classifier.predict_proba(val["Question"].tolist(), batch_size=hyper["batch_size"] or 64, **progress)
-    artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), val_probs, val["Question"].tolist())
+    writer.predictions("val", val["label"].to_numpy(), val_probs, val["Question"].tolist())
     if isinstance(classifier, predict.TopKClassifier):  # from here on (timing), every state is computed, as on reload
         classifier.known_states = None
     evaluate_run(run_dir)
@@ -291,12 +356,10 @@ def _after_training(cfg: TrainConfig, run_dir: Path, rec: RunRecord, classifier,
         rec.post_training_seconds["export_and_backend_choice_s"] = (
             time.perf_counter() - started - rec.post_training_seconds["predict_test_and_val_s"])
     if cfg.bench:
-        files.write_json(run_dir / artifacts.LATENCY, bench.benchmark_latency(
+        writer.latency(bench.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
             threads=bench.thread_candidates()))
-    rec.outputs = artifacts.outputs_record(run_dir)  # readers check the run's files against it (check_consistency)
-    rec.stamp("complete")
-    record.write(run_dir, rec)
+    writer.finish(rec)
     if modelcard.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written
         modelcard.write_model_card(run_dir)
     return run_dir
@@ -313,7 +376,7 @@ def fit_transformer(cfg: TrainConfig, splits: dict[str, pd.DataFrame], work_dir:
     splits = dict(splits)
     balance_train_split(splits, hyper["imbalance"], cfg.seed)
     classifier, history, stats, _ = _train_transformer(preset, *base_model(cfg, preset), splits, hyper,
-                                                       Path(work_dir), cfg)
+                                                       Path(work_dir), cfg, None, artifacts.RunWriter(work_dir))
     return classifier, history, stats
 
 
@@ -376,8 +439,7 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
 # --- scikit-learn baseline -------------------------------------------------------------------------
 
 
-def _train_tfidf(splits, hyper, run_dir):
-    import joblib
+def _train_tfidf(splits, hyper, writer: artifacts.RunWriter):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, log_loss
@@ -408,8 +470,7 @@ def _train_tfidf(splits, hyper, run_dir):
     val_loss, val_acc = score(val)
     history = pd.DataFrame([{"epoch": 1, "train_loss": train_loss, "val_loss": val_loss,
                              "train_accuracy": train_acc, "val_accuracy": val_acc}])
-    (run_dir / "model").mkdir(exist_ok=True)
-    joblib.dump(pipeline, run_dir / "model" / "pipeline.joblib")
+    writer.save_model(pipeline)
     stats = {"train_seconds": seconds, "train_samples_per_second": len(train) / seconds}
     return classifier, history, stats
 
@@ -473,27 +534,63 @@ def class_weighted_loss(train_labels):
     return loss
 
 
-def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, run_dir: Path, cfg: TrainConfig):
+def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, run_dir: Path, cfg: TrainConfig,
+                       precision: tuple[str | None, str] | None = None, writer: artifacts.RunWriter | None = None):
     """Trainer + peft LoRA (on every layer, or the top k over cached states); (classifier, history, stats, record).
 
-    weights, load_in_4bit: from `base_model`. The returned record holds run.json's fields about the model.
+    weights, load_in_4bit: from `base_model`. precision: `environment.choose_precision`'s answer for the flags as
+    given (None: from the resolved config). The returned record holds run.json's fields about the model; the
+    classifier is None on the processes other than the main one, which predict nothing.
     """
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from mathreport import flops, partial
 
+    writer = writer or artifacts.RunWriter(run_dir)
     set_seed(hyper["seed"])
     device = models.pick_device(cfg.device)
+    on_cuda = device.startswith("cuda")
+    mixed, why = precision or environment.choose_precision(device, cfg.bf16, cfg.fp16)
+    top_k = hyper.get("top_k_layers") or 0  # never with 4-bit: validate_config and resolve_defaults see to it
+    overrides = options.trainer_overrides(cfg.training_args)
+    sharded = _sharded(overrides)
+    if top_k and sharded:
+        raise ConfigError(f"--top_k_layers {top_k} with {sharded}: the top-k path trains a small top model over "
+                          "cached states, which FSDP / DeepSpeed do not shard; pass --top_k_layers 0")
+    # Our defaults; any TrainingArguments flag the user gave (training_args) replaces the one here. Made first:
+    # under torchrun it joins the processes' group, which the frozen-layer cache below waits on.
+    args = TrainingArguments(**{
+        "output_dir": str(run_dir / "checkpoints"), "num_train_epochs": hyper["num_epochs"],
+        "learning_rate": hyper["learning_rate"], "per_device_train_batch_size": hyper["batch_size"],
+        "per_device_eval_batch_size": max(hyper["batch_size"], 32), "eval_strategy": "epoch",
+        "save_strategy": "epoch", "logging_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
+        "metric_for_best_model": "val_accuracy", "warmup_steps": 0.06, "weight_decay": 0.01, "seed": hyper["seed"],
+        "report_to": [], "train_sampling_strategy": "group_by_length",
+        "bf16": mixed == "bfloat16", "fp16": mixed == "float16",
+        "use_cpu": not on_cuda, "dataloader_num_workers": 0, "save_only_model": False,
+        # transformers' decoder classification heads accept **kwargs but drop num_items_in_batch, so with this on,
+        # Trainer would multiply their loss by the number of processes under torchrun.
+        "average_tokens_across_devices": False,
+        # Every LoRA parameter takes part in each step; DDP's search for unused ones is a wasted pass per step.
+        "ddp_find_unused_parameters": False,
+        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+           if load_in_4bit else {}),
+        **overrides})
+    device = one_device(args, device)
+    if on_cuda:  # before minutes of loading: refuse a run that cannot fit, naming settings that would
+        _check_memory(weights, device, cfg, hyper, load_in_4bit, args)
     tokenizer = models.load_tokenizer(weights)
-    model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
+    model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit,
+                                   compute_dtype=_compute_dtype(mixed, on_cuda), quant_storage=sharded is not None)
     quantization = models.quantization_record(model)
     if cfg.model_dropout is not None:
         models.set_dropout(model, cfg.model_dropout)
-    top_k = hyper.get("top_k_layers") or 0  # never with 4-bit: validate_config and resolve_defaults see to it
     if top_k:  # LoRA on the top k layers, trained over cached states of the frozen ones (mathreport.partial)
         model, lora = partial.add_top_lora(model, preset, top_k, mlp=cfg.lora_mlp)
     else:
         model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
+    if mixed is not None:  # Trainer's loss scaling refuses float16 trainable weights; bf16 ones lose updates
+        models.upcast_trainable(model)
     trainable, total = model.get_nb_trainable_parameters()
 
     max_length = hyper["max_length"]
@@ -501,28 +598,14 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
     frames = {"train": (splits["train"], cfg.train_path), "val": (splits["val"], cfg.val_path),
               "train_eval": (sample, cfg.train_path)}
     rows = {name: _encode(tokenizer, frame, max_length) for name, (frame, _) in frames.items()}
-    on_cuda = device.startswith("cuda")
     trained, collator, datasets, setup = model, DataCollatorWithPadding(tokenizer), rows, None
     if top_k:
-        setup = partial.prepare(model, tokenizer, top_k, {name: (rows[name], path) for name, (_, path) in
-                                                          frames.items()}, weights=weights, max_length=max_length,
-                                autocast="bfloat16" if (cfg.bf16 or on_cuda) else None)
+        # One process per machine computes the frozen layers' states and caches them; the others then read them.
+        with args.main_process_first(local=True, desc="caching frozen layers"):
+            setup = partial.prepare(model, tokenizer, top_k, {name: (rows[name], path) for name, (_, path) in
+                                                              frames.items()}, weights=weights,
+                                    max_length=max_length, autocast=mixed)
         trained, collator, datasets = setup.model, setup.collator, setup.datasets
-    # Our defaults; any TrainingArguments flag the user gave (training_args) replaces the one here.
-    args = TrainingArguments(**{
-        "output_dir": str(run_dir / "checkpoints"), "num_train_epochs": hyper["num_epochs"],
-        "learning_rate": hyper["learning_rate"], "per_device_train_batch_size": hyper["batch_size"],
-        "per_device_eval_batch_size": max(hyper["batch_size"], 32), "eval_strategy": "epoch",
-        "save_strategy": "epoch", "logging_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
-        "metric_for_best_model": "val_accuracy", "warmup_steps": 0.06, "weight_decay": 0.01, "seed": hyper["seed"],
-        "report_to": [], "train_sampling_strategy": "group_by_length", "bf16": on_cuda or cfg.bf16,
-        "use_cpu": not on_cuda, "dataloader_num_workers": 0, "save_only_model": False,
-        # transformers' decoder classification heads accept **kwargs but drop num_items_in_batch, so with this on,
-        # Trainer would multiply their loss by the number of processes under torchrun.
-        "average_tokens_across_devices": False,
-        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
-           if load_in_4bit else {}),
-        **options.trainer_overrides(cfg.training_args)})
     loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
     trainer = Trainer(model=trained, compute_loss_func=loss_func, args=args, data_collator=collator,
                       train_dataset=datasets["train"],
@@ -542,8 +625,8 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     history = history_from_log(trainer.state.log_history)
     # A top-k run trained the whole model's top layers through the top model; the adapter saved is the whole one's.
-    (model.save_pretrained if setup else trainer.save_model)(str(run_dir / "model"))
-    tokenizer.save_pretrained(str(run_dir / "model"))
+    # Otherwise Trainer saves it, on every process: FSDP and DeepSpeed gather the shards, and only rank 0 writes.
+    writer.save_model(model, tokenizer, trainer=None if setup else trainer)
     # The checkpoints stay until run.json says complete (`train` removes them then): a stop before that resumes.
     stats = {
         "train_seconds": output.metrics.get("train_runtime"),
@@ -562,15 +645,18 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
         stats.update(loss="class-weighted cross-entropy", class_weights=loss_func.class_weights)
     extra = {
         "weights": weights, "device": device, "load_in_4bit": bool(load_in_4bit), "quantization": quantization,
-        "dtype": "nf4+bf16" if load_in_4bit else ("bfloat16" if on_cuda else "float32"),
-        # The weights stay float32 on CPU (NF4 in 4-bit); --bf16 runs the training matmuls under bfloat16 autocast,
-        # 4-bit runs included (Trainer's bf16 flag is the same).
-        "train_autocast": "bfloat16" if (cfg.bf16 or on_cuda) else None,
+        "dtype": _weights_dtype(load_in_4bit, on_cuda, mixed),
+        # The weights stay float32 on CPU (NF4 in 4-bit); mixed precision runs the training matmuls under autocast,
+        # 4-bit runs included (Trainer's bf16 / fp16 flag is the same).
+        "train_autocast": mixed, "precision": {"dtype": mixed, "reason": why},
+        "world_size": args.world_size, "global_batch_size": global_batch_size(args),
         "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
                  if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save",
                           "layers_to_transform")},
         "partial": setup.record if setup else None,
     }
+    if not writer.is_main:  # the other processes predict nothing
+        return None, history, stats, extra
     # Merging LoRA into full-precision weights removes the adapter's extra matmuls at inference; a 4-bit base
     # cannot take the merge without dequantising, so it keeps the adapter.
     if load_in_4bit:
@@ -585,3 +671,68 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
         return (predict.TopKClassifier(final, tokenizer, max_length, top_k, extra["train_autocast"], device,
                                        known_states=setup.datasets["val"].states), history, stats, extra)
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra
+
+
+def global_batch_size(args) -> int:
+    """The questions one optimizer step sees: per-device batch x accumulation x processes x GPUs of one process."""
+    return (args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+            * max(1, args.n_gpu))
+
+
+def one_device(args, device: str) -> str:
+    """Train one process on one device: the one asked for (`--device cuda:1`) or cuda:0, never all of them.
+
+    Trainer puts a single process that sees several GPUs on cuda:0 and wraps the model in nn.DataParallel
+    (multiplying the batch; a 4-bit model stays on one GPU with the multiplied batch). Several GPUs are for
+    torchrun, one process each; this says so in one line. Returns the device the process trains on.
+    """
+    import torch
+
+    if args.world_size > 1 or not device.startswith("cuda"):
+        return str(args.device)
+    index = torch.device(device).index or 0
+    if args.n_gpu > 1:
+        print(f"note: {args.n_gpu} GPUs are visible to this one process; it trains on cuda:{index} only. To train on "
+              f"all of them: torchrun --nproc_per_node {args.n_gpu} -m mathreport.cli train ...", file=sys.stderr)
+        args._n_gpu = 1
+    if args.device != torch.device("cuda", index):
+        # TrainingArguments caches its device here; Trainer and accelerate then move the model to it.
+        torch.cuda.set_device(index)
+        args.__dict__["_setup_devices"] = torch.device("cuda", index)
+    return f"cuda:{index}"
+
+
+def _sharded(overrides: dict) -> str | None:
+    """The flag that shards the model across processes (FSDP or DeepSpeed), given to Trainer or by accelerate's
+    config, or None."""
+    if overrides.get("fsdp"):
+        return "--fsdp"
+    if overrides.get("deepspeed"):
+        return "--deepspeed"
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "accelerate's FSDP"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
+        return "accelerate's DeepSpeed"
+    return None
+
+
+def _compute_dtype(mixed: str | None, on_cuda: bool) -> str:
+    """The dtype 4-bit layers compute in: the mixed precision's; bfloat16 on the CPU (bitsandbytes' CPU kernels),
+    float32 on a GPU told to train without mixed precision."""
+    return mixed or ("float32" if on_cuda else "bfloat16")
+
+
+def _weights_dtype(load_in_4bit: bool, on_cuda: bool, mixed: str | None) -> str:
+    """What run.json says the trained weights were held in."""
+    if load_in_4bit:
+        return {"bfloat16": "nf4+bf16", "float16": "nf4+fp16", "float32": "nf4+fp32"}[_compute_dtype(mixed, on_cuda)]
+    return mixed if on_cuda and mixed else "float32"
+
+
+def _check_memory(weights: str, device: str, cfg: TrainConfig, hyper: dict, load_in_4bit: bool, args) -> None:
+    """Refuse, before loading, a run whose estimated peak GPU memory exceeds what the GPU has free (memplan)."""
+    from mathreport import memplan
+
+    memplan.check_cuda(weights, device, batch_size=hyper["batch_size"], max_length=hyper["max_length"],
+                       load_in_4bit=load_in_4bit, gradient_checkpointing=bool(args.gradient_checkpointing),
+                       gradient_accumulation_steps=args.gradient_accumulation_steps)
