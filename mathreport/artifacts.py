@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterable
@@ -22,7 +23,7 @@ import pandas as pd
 
 from mathreport import record
 from mathreport.errors import ArtifactError, RunLockedError
-from mathreport.files import file_sha256, write_csv
+from mathreport.files import file_sha256, write_csv, write_json
 from mathreport.labels import NUM_CLASSES
 from mathreport.presets import PRESETS
 
@@ -85,7 +86,6 @@ def _with_output_dir(command: str, run_dir: Path) -> str:
     return shlex.join(words)
 
 
-
 def predictions_frame(
     y_true: Iterable[int], probs: np.ndarray, texts: Iterable[str] | None = None
 ) -> pd.DataFrame:
@@ -112,7 +112,6 @@ def write_val_predictions(run_dir: Path, y_true, probs, texts=None) -> Path:
 def val_predictions_command(run_dir: Path) -> str:
     """The command that writes `preds_val.csv` for a run trained before every run wrote it."""
     return f"mathreport evaluate --run_dir {Path(run_dir)} --write_val_preds"
-
 
 
 # --- one writer per run directory ------------------------------------------------------------------
@@ -265,10 +264,7 @@ class RunWriter:
     @contextlib.contextmanager
     def locked(self):
         """Hold the run directory's one-writer lock (`run_lock`) on the main process; nothing elsewhere."""
-        if not self.is_main:
-            yield self
-            return
-        with run_lock(self.run_dir, self.command):
+        with run_lock(self.run_dir, self.command) if self.is_main else contextlib.nullcontext():
             yield self
 
     def record(self, rec: record.RunRecord) -> None:
@@ -289,16 +285,13 @@ class RunWriter:
     def latency(self, result: dict) -> None:
         """latency.json."""
         if self.is_main:
-            from mathreport.files import write_json
-
             write_json(self.run_dir / LATENCY, result)
 
     def save_model(self, model, tokenizer=None, trainer=None) -> None:
-        """model/: a peft adapter or transformers model (`save_pretrained`) and its tokenizer, or a scikit-learn
-        pipeline (joblib).
+        """model/: a peft adapter (`save_pretrained`) and its tokenizer, or a scikit-learn pipeline (joblib).
 
-        trainer: save the model through Trainer's `save_model` instead, which every process must call (FSDP and
-        DeepSpeed gather the model's shards across them) and which writes on the main process only.
+        trainer: save through Trainer's `save_model`, which every process must call (FSDP and DeepSpeed gather
+        the shards across them) and which writes on the main process only.
         """
         folder = self.run_dir / MODEL_DIR
         if trainer is not None:
@@ -316,8 +309,6 @@ class RunWriter:
     def drop_checkpoints(self) -> None:
         """Remove Trainer's checkpoints (a run that is complete, or one started over, needs none)."""
         if self.is_main:
-            import shutil
-
             shutil.rmtree(self.run_dir / CHECKPOINTS, ignore_errors=True)
 
     def finish(self, rec: record.RunRecord) -> None:
@@ -506,9 +497,24 @@ def read_manifest(run_dir: Path) -> record.RunRecord:
     return record.read(_require(Path(run_dir) / MANIFEST).parent)
 
 
-def outputs_record(run_dir: Path, names: Iterable[str] = (PREDICTIONS, PREDS_VAL, HISTORY)) -> dict:
-    """What run.json records of the files a run wrote ({name: {"sha256", "bytes"}}), for `check_consistency`."""
+MODEL_CARD = "README.md"  # model/README.md: written after run.json says complete, from it (modelcard)
+
+
+def model_files(run_dir: Path) -> list[str]:
+    """The files of a run's `model/` folder (adapter, tokenizer, scikit-learn pipeline), as run-relative POSIX paths;
+    not its card, which is made from run.json after it."""
+    folder = Path(run_dir) / MODEL_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p.relative_to(run_dir).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.relative_to(folder).as_posix() != MODEL_CARD)
+
+
+def outputs_record(run_dir: Path, names: Iterable[str] | None = None) -> dict:
+    """What run.json records of the files a run wrote ({name: {"sha256", "bytes"}}), for `check_consistency`:
+    predictions, history and the model's files (names: those instead)."""
     run_dir = Path(run_dir)
+    names = (PREDICTIONS, PREDS_VAL, HISTORY, *model_files(run_dir)) if names is None else names
     return {name: {"sha256": file_sha256(run_dir / name), "bytes": (run_dir / name).stat().st_size}
             for name in names if (run_dir / name).is_file()}
 
@@ -537,14 +543,21 @@ def check_consistency(run_dir: Path) -> None:
     redo = f"retrain it with: {make_command(run_dir)}"
     manifest = record.read_if_present(run_dir)
     if manifest is not None:
+        if manifest.status == "running":  # nobody holds the lock (checked above): its writer stopped midway
+            raise ArtifactError(f"{run_dir} is incomplete: the process that wrote it is gone (killed, or its disk "
+                                f"was full) before {MANIFEST} said complete; {redo}")
         if manifest.status not in (None, "complete"):
             raise ArtifactError(f"{run_dir / MANIFEST} says the run is {manifest.status!r}, not complete; {redo}")
         for name, output in manifest.outputs.items():
             path = run_dir / name
+            model_file = name.startswith(f"{MODEL_DIR}/")
+            if model_file and isinstance(output, dict) and not path.is_file():
+                raise ArtifactError(f"{path} is missing (the run of {run_dir / MANIFEST} wrote it); {redo}")
             if isinstance(output, dict) and path.is_file() and output.get("sha256") != file_sha256(path):
+                why = ("damaged, cut short or replaced" if model_file else "the folder mixes files of two runs")
                 raise ArtifactError(
-                    f"{path} is not the file that the run of {run_dir / MANIFEST} wrote (SHA-256 differs): the "
-                    f"folder mixes files of two runs; {redo}"
+                    f"{path} is not the file that the run of {run_dir / MANIFEST} wrote (SHA-256 differs: {why}); "
+                    f"{redo}"
                 )
         if manifest.kind == "ensemble":
             check_members_current(run_dir, manifest)

@@ -17,7 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mathreport import artifacts, bench, data, environment, files, modelcard, models, options, predict, record
+from mathreport import (
+    artifacts,
+    bench,
+    data,
+    devices,
+    environment,
+    files,
+    modelcard,
+    models,
+    options,
+    predict,
+    record,
+)
 from mathreport.errors import ConfigError, RunExistsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, TrainConfig  # noqa: F401 (re-exported)
@@ -135,7 +147,7 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     """The config with `bf16`, `fp16`, `lora_dropout`, `top_k_layers`, `num_epochs` decided where the flags leave
     them open.
 
-    bf16 / fp16: the mixed precision `environment.choose_precision` picks for the device (bfloat16 where it is
+    bf16 / fp16: the mixed precision `devices.choose_precision` picks for the device (bfloat16 where it is
     native: AVX-512 BF16 or AMX CPUs, GPUs of compute capability >= 8.0; float16 on older GPUs).
     lora_dropout: CPU_LORA_DROPOUT on the CPU, the preset's on CUDA. model_dropout: the preset's
     `cpu_model_dropout` on the CPU (None: the model's own).
@@ -147,7 +159,7 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
         return cfg
     device = models.pick_device(cfg.device)
     on_cpu = not device.startswith("cuda")
-    mixed, _ = environment.choose_precision(device, cfg.bf16, cfg.fp16)
+    mixed, _ = devices.choose_precision(device, cfg.bf16, cfg.fp16)
     dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
     top_k = cfg.top_k_layers if cfg.top_k_layers is not None else (0 if cfg.load_in_4bit else preset.top_k_layers)
     load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
@@ -177,13 +189,13 @@ def train(cfg: TrainConfig) -> Path:
     validate_config(cfg)
     device = models.pick_device(cfg.device)
     transformer = models.get_preset(cfg.model).kind == "transformer"
-    precision = environment.choose_precision(device, cfg.bf16, cfg.fp16) if transformer else None
+    precision = devices.choose_precision(device, cfg.bf16, cfg.fp16) if transformer else None
     cfg = resolve_defaults(cfg)
-    state = _processes(device, transformer)
+    state = devices.processes(device, transformer)
     writer = artifacts.RunWriter(cfg.output_dir, f"mathreport train --model {cfg.model}",
                                  is_main=state is None or state.is_main_process)
     with writer.locked():
-        if _from_main(state, lambda: cfg.resume and not cfg.force
+        if devices.from_main(state, lambda: cfg.resume and not cfg.force
                       and artifacts.run_state(cfg.output_dir) == "complete"):
             if writer.is_main:
                 print(f"{cfg.output_dir} holds a finished run; --resume has nothing to continue, its files are "
@@ -200,46 +212,6 @@ def train(cfg: TrainConfig) -> Path:
         return run_dir
 
 
-def _processes(device: str, transformer: bool):
-    """accelerate's PartialState of the processes training together (torchrun, accelerate launch), or None for one.
-
-    Made before anything is read or written, so rank 0's checks can be shared with the others (`_from_main`);
-    TrainingArguments later finds the same process group.
-    """
-    if environment.world_size() <= 1:
-        return None
-    if not transformer:
-        raise ConfigError(f"{environment.world_size()} processes (WORLD_SIZE): tfidf trains in one process; run "
-                          "it without torchrun / accelerate launch")
-    from accelerate import PartialState
-
-    return PartialState(cpu=not device.startswith("cuda"))
-
-
-def _from_main(state, compute):
-    """`compute()` on the main process, and its value on every process; a MathreportError it raises is raised on
-    every process (so all stop with the same one line, rather than the others waiting for a rank that is gone)."""
-    from mathreport.errors import MathreportError
-
-    value, error = None, None
-    if state is None or state.is_main_process:
-        try:
-            value = compute()
-        except MathreportError as exc:
-            if state is None:
-                raise
-            error = exc
-    if state is not None:
-        from accelerate.utils import broadcast_object_list
-
-        box = [value, error]
-        broadcast_object_list(box, from_process=0)
-        value, error = box
-    if error is not None:
-        raise error
-    return value
-
-
 def _mark_failed(writer: artifacts.RunWriter, exc: BaseException) -> None:
     """After a failure: say so in run.json (if this run wrote one) and drop a checkpoint folder with no checkpoint."""
     run_dir = writer.run_dir
@@ -254,7 +226,10 @@ def _mark_failed(writer: artifacts.RunWriter, exc: BaseException) -> None:
         return
     rec.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
     rec.stamp("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-    writer.record(rec)
+    try:
+        writer.record(rec)
+    except Exception:  # a full disk refuses this write too: run.json stays "running", which no lock holds, and
+        pass  # every reader calls such a run incomplete (artifacts.check_consistency); the first error is the one
 
 
 def _train_run(cfg: TrainConfig, writer: artifacts.RunWriter, state=None, precision=None) -> Path:
@@ -263,7 +238,7 @@ def _train_run(cfg: TrainConfig, writer: artifacts.RunWriter, state=None, precis
     weights, load_in_4bit = base_model(cfg, preset) if preset.kind == "transformer" else (None, False)
     run_dir = Path(cfg.output_dir)
     # Rank 0 checks the folder (and clears what a rerun redoes) before any process reads it.
-    finished = _from_main(state, lambda: bool(_check_output_dir(cfg)) and cfg.resume
+    finished = devices.from_main(state, lambda: bool(_check_output_dir(cfg)) and cfg.resume
                           and preset.kind == "transformer" and artifacts.training_finished(run_dir))
     if finished:  # only the steps after training are left: one process does them
         return _finish_trained_run(cfg, writer) if writer.is_main else run_dir
@@ -395,7 +370,10 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
         files.write_json(Path(run_dir) / artifacts.METRICS, result)
         files.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
         # A finished run's adapter card holds these metrics; while training, train writes it once the run is whole.
-        if modelcard.has_adapter(run_dir) and record.read(run_dir).status == "complete":
+        # A folder made elsewhere (the team's Colab run: an adapter and predictions, no run.json) has no card to
+        # refresh: the card is made from run.json.
+        rec = record.read_if_present(run_dir)
+        if modelcard.has_adapter(run_dir) and rec is not None and rec.status == "complete":
             modelcard.write_model_card(run_dir)
     return result
 
@@ -538,7 +516,7 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
                        precision: tuple[str | None, str] | None = None, writer: artifacts.RunWriter | None = None):
     """Trainer + peft LoRA (on every layer, or the top k over cached states); (classifier, history, stats, record).
 
-    weights, load_in_4bit: from `base_model`. precision: `environment.choose_precision`'s answer for the flags as
+    weights, load_in_4bit: from `base_model`. precision: `devices.choose_precision`'s answer for the flags as
     given (None: from the resolved config). The returned record holds run.json's fields about the model; the
     classifier is None on the processes other than the main one, which predict nothing.
     """
@@ -550,10 +528,10 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
     set_seed(hyper["seed"])
     device = models.pick_device(cfg.device)
     on_cuda = device.startswith("cuda")
-    mixed, why = precision or environment.choose_precision(device, cfg.bf16, cfg.fp16)
+    mixed, why = precision or devices.choose_precision(device, cfg.bf16, cfg.fp16)
     top_k = hyper.get("top_k_layers") or 0  # never with 4-bit: validate_config and resolve_defaults see to it
     overrides = options.trainer_overrides(cfg.training_args)
-    sharded = _sharded(overrides)
+    sharded = devices.sharded(overrides)
     if top_k and sharded:
         raise ConfigError(f"--top_k_layers {top_k} with {sharded}: the top-k path trains a small top model over "
                           "cached states, which FSDP / DeepSpeed do not shard; pass --top_k_layers 0")
@@ -576,12 +554,13 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
         **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
            if load_in_4bit else {}),
         **overrides})
-    device = one_device(args, device)
+    device = devices.one_device(args, device)
     if on_cuda:  # before minutes of loading: refuse a run that cannot fit, naming settings that would
         _check_memory(weights, device, cfg, hyper, load_in_4bit, args)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit,
-                                   compute_dtype=_compute_dtype(mixed, on_cuda), quant_storage=sharded is not None)
+                                   compute_dtype=devices.compute_dtype(mixed, on_cuda),
+                                   quant_storage=sharded is not None)
     quantization = models.quantization_record(model)
     if cfg.model_dropout is not None:
         models.set_dropout(model, cfg.model_dropout)
@@ -645,11 +624,11 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
         stats.update(loss="class-weighted cross-entropy", class_weights=loss_func.class_weights)
     extra = {
         "weights": weights, "device": device, "load_in_4bit": bool(load_in_4bit), "quantization": quantization,
-        "dtype": _weights_dtype(load_in_4bit, on_cuda, mixed),
+        "dtype": devices.weights_dtype(load_in_4bit, on_cuda, mixed),
         # The weights stay float32 on CPU (NF4 in 4-bit); mixed precision runs the training matmuls under autocast,
         # 4-bit runs included (Trainer's bf16 / fp16 flag is the same).
         "train_autocast": mixed, "precision": {"dtype": mixed, "reason": why},
-        "world_size": args.world_size, "global_batch_size": global_batch_size(args),
+        "world_size": args.world_size, "global_batch_size": devices.global_batch_size(args),
         "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
                  if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save",
                           "layers_to_transform")},
@@ -671,62 +650,6 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
         return (predict.TopKClassifier(final, tokenizer, max_length, top_k, extra["train_autocast"], device,
                                        known_states=setup.datasets["val"].states), history, stats, extra)
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra
-
-
-def global_batch_size(args) -> int:
-    """The questions one optimizer step sees: per-device batch x accumulation x processes x GPUs of one process."""
-    return (args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-            * max(1, args.n_gpu))
-
-
-def one_device(args, device: str) -> str:
-    """Train one process on one device: the one asked for (`--device cuda:1`) or cuda:0, never all of them.
-
-    Trainer puts a single process that sees several GPUs on cuda:0 and wraps the model in nn.DataParallel
-    (multiplying the batch; a 4-bit model stays on one GPU with the multiplied batch). Several GPUs are for
-    torchrun, one process each; this says so in one line. Returns the device the process trains on.
-    """
-    import torch
-
-    if args.world_size > 1 or not device.startswith("cuda"):
-        return str(args.device)
-    index = torch.device(device).index or 0
-    if args.n_gpu > 1:
-        print(f"note: {args.n_gpu} GPUs are visible to this one process; it trains on cuda:{index} only. To train on "
-              f"all of them: torchrun --nproc_per_node {args.n_gpu} -m mathreport.cli train ...", file=sys.stderr)
-        args._n_gpu = 1
-    if args.device != torch.device("cuda", index):
-        # TrainingArguments caches its device here; Trainer and accelerate then move the model to it.
-        torch.cuda.set_device(index)
-        args.__dict__["_setup_devices"] = torch.device("cuda", index)
-    return f"cuda:{index}"
-
-
-def _sharded(overrides: dict) -> str | None:
-    """The flag that shards the model across processes (FSDP or DeepSpeed), given to Trainer or by accelerate's
-    config, or None."""
-    if overrides.get("fsdp"):
-        return "--fsdp"
-    if overrides.get("deepspeed"):
-        return "--deepspeed"
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
-        return "accelerate's FSDP"
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
-        return "accelerate's DeepSpeed"
-    return None
-
-
-def _compute_dtype(mixed: str | None, on_cuda: bool) -> str:
-    """The dtype 4-bit layers compute in: the mixed precision's; bfloat16 on the CPU (bitsandbytes' CPU kernels),
-    float32 on a GPU told to train without mixed precision."""
-    return mixed or ("float32" if on_cuda else "bfloat16")
-
-
-def _weights_dtype(load_in_4bit: bool, on_cuda: bool, mixed: str | None) -> str:
-    """What run.json says the trained weights were held in."""
-    if load_in_4bit:
-        return {"bfloat16": "nf4+bf16", "float16": "nf4+fp16", "float32": "nf4+fp32"}[_compute_dtype(mixed, on_cuda)]
-    return mixed if on_cuda and mixed else "float32"
 
 
 def _check_memory(weights: str, device: str, cfg: TrainConfig, hyper: dict, load_in_4bit: bool, args) -> None:

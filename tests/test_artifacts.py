@@ -209,7 +209,7 @@ def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path, hold_lock):
     _consistent_run(run)
     manifest = json.loads((run / artifacts.MANIFEST).read_text())
     files.write_json(run / artifacts.MANIFEST, {**manifest, "status": "running"})
-    with pytest.raises(artifacts.ArtifactError, match="'running', not complete"):
+    with pytest.raises(artifacts.ArtifactError, match="incomplete: the process that wrote it is gone"):
         artifacts.check_consistency(run)
     files.write_json(run / artifacts.MANIFEST, manifest)
     with hold_lock(run) as holder:
@@ -316,3 +316,28 @@ def test_hint_for_a_copied_folder_names_the_copy_not_the_original(tmp_path):
     (copy / artifacts.PREDICTIONS).unlink()
     hint = artifacts.make_command(copy)
     assert hint == f"mathreport train --model tfidf --seed 2 --output_dir {copy} --force"
+
+
+def test_a_damaged_model_file_is_one_line_naming_it(keyword_splits, tmp_path, capsys):
+    """run.json records the SHA-256 of the model's files; a cut pipeline.joblib is refused by the consistency check,
+    and a load that fails anyway (the check bypassed) names the file and the command that remakes it."""
+    from mathreport import cli, predict, record
+    from mathreport.train import TrainConfig, train
+
+    run_dir = train(TrainConfig(model="tfidf", train_path=keyword_splits / "train.csv",
+                                val_path=keyword_splits / "val.csv", test_path=keyword_splits / "test.csv",
+                                output_dir=tmp_path / "tfidf", bench=False))
+    model = run_dir / "model" / "pipeline.joblib"
+    assert record.read(run_dir).outputs["model/pipeline.joblib"]["sha256"] == files.file_sha256(model)
+    artifacts.check_consistency(run_dir)
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    assert cli.main(["predict", "--run_dir", str(run_dir), "Solve x^2 = 4."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pipeline.joblib" in err and "SHA-256 differs" in err
+    assert "Traceback" not in err
+    with pytest.raises(artifacts.ArtifactError,
+                       match=r"pipeline\.joblib cannot be loaded .*mathreport train --model tfidf"):
+        predict.load_classifier(run_dir)
+    model.unlink()
+    with pytest.raises(artifacts.ArtifactError, match=r"pipeline\.joblib is missing"):
+        artifacts.check_consistency(run_dir)

@@ -241,7 +241,7 @@ def _finish(run):
 
 @pytest.mark.parametrize(("fault", "expected"), [
     ("failed", "says the run is 'failed', not complete"),
-    ("running", "says the run is 'running', not complete"),  # e.g. killed right after metrics.json appeared
+    ("running", "incomplete: the process that wrote it is gone"),  # e.g. killed right after metrics.json appeared
     ("preds_val changed", "preds_val.csv is not the file that the run of .* wrote"),
     ("locked", "is being written by PID"),
 ])

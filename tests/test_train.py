@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -203,7 +204,7 @@ def test_resume_of_a_finished_run_changes_nothing(small_data, tmp_path, capsys):
 
 
 def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, monkeypatch):
-    def fail_in_training(preset, weights, load_in_4bit, splits, hyper, run_dir, cfg):
+    def fail_in_training(preset, weights, load_in_4bit, splits, hyper, run_dir, cfg, *rest):
         (run_dir / "checkpoints").mkdir()  # what Trainer has made when the optimiser refuses its settings
         raise RuntimeError("optimiser refused")
 
@@ -385,3 +386,21 @@ def test_default_imbalance_per_model_family():
     cfg.imbalance = "sometimes"
     with pytest.raises(ValueError, match="imbalance must be one of"):
         train.hyperparameters(cfg, models.get_preset("tfidf"))
+
+
+def test_evaluate_a_colab_folder_with_an_adapter_but_no_run_json(tmp_path):
+    """The team's own folder as a Colab run leaves it: predictions and a saved LoRA adapter, no run.json."""
+    import shutil
+
+    from mathreport import cli
+
+    run_dir = tmp_path / "qwen_math"
+    run_dir.mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures" / "team_results" / "qwen_math" / "preds_test.csv", run_dir)
+    (run_dir / "model").mkdir()
+    (run_dir / "model" / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 16}', encoding="utf-8")
+    assert cli.main(["evaluate", "--run_dir", str(run_dir)]) == 0
+    preds = artifacts.read_predictions(run_dir)
+    metrics = artifacts.read_metrics(run_dir)
+    assert metrics["Accuracy"] == pytest.approx(float((preds["y_true"] == preds["y_pred"]).mean()))
+    assert not (run_dir / "run.json").exists() and not (run_dir / "model" / "README.md").exists()
