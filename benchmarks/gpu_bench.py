@@ -1,7 +1,14 @@
-"""GPU benchmark of the 7B decoders with random weights: LoRA training throughput and MFU, peak memory, latency.
+"""The first run on a GPU: `mathreport train` on the GPU, then the 7B decoders' speed and memory (random weights).
 
     python benchmarks/gpu_bench.py          # on a CUDA GPU: writes docs/GPU.md's results and docs/gpu_bench.json
-    python benchmarks/gpu_bench.py --tiny   # the same code on tiny models on a CPU (measures nothing)
+    python benchmarks/gpu_bench.py --model_path qwen=~/models/Qwen2.5-Math-7B   # real weights trained as well
+    python benchmarks/gpu_bench.py --tiny   # the measuring code on tiny models on a CPU (measures nothing)
+
+First, the product on the GPU (`train_checks`): `mathreport train` as a user runs it, one process per run, on tiny
+Qwen2 / Mistral models (full precision, 4-bit, top layers over cached frozen states), on minilm (its preset's top-k
+path), and `mathreport pipeline` (notebooks and report); with `--model_path NAME=DIR`, the real model too, on
+`--train_samples` questions. Each run's exit status, error line, time and what its run.json says (device,
+precision, 4-bit) go into the JSON; one that fails does not stop the others, and the exit status is then 1.
 
 The models have the exact shapes of Qwen2.5-Math-7B and Mistral-7B-v0.3 (from their published configs) but random
 weights, so the numbers need no download: speed and memory do not depend on the values of the weights. The model
@@ -78,6 +85,11 @@ class BenchConfig:
     work_dir: Path | None = None  # where the random bf16 weights are saved for loading in 4-bit
     tiny: bool = False
     seed: int = 0
+    # `mathreport train` / `pipeline` on the GPU first (never in the tiny dry run, which measures on the CPU).
+    train_checks: bool = True
+    model_paths: dict[str, str] = field(default_factory=dict)  # {preset: local weights} trained for real too
+    data_dir: Path = Path("data")  # the split files real weights train on (the demo corpus when missing)
+    train_samples: int = 512
 
 
 def require_cuda() -> str:
@@ -334,6 +346,96 @@ def versions() -> dict:
                                    missing="not installed")}
 
 
+# What `train_checks` runs with tiny or offline weights: (name, model, flags). The tiny decoders cover both
+# precisions of the 7B presets' code, and a decoder's top layers over cached frozen states (qwen-0.5b's and
+# smollm2's default path); minilm's preset trains its top 2 layers the same way on an encoder.
+TRAIN_CHECKS = (
+    ("tiny-qwen2 full precision", "tiny-qwen2", ["--no-load_in_4bit"]),
+    ("tiny-qwen2 4-bit", "tiny-qwen2", ["--load_in_4bit"]),
+    ("tiny-mistral 4-bit", "tiny-mistral", ["--load_in_4bit"]),
+    ("tiny-qwen2 top-k", "tiny-qwen2", ["--no-load_in_4bit", "--top_k_layers", "1"]),
+    ("minilm top-k", "minilm", []),
+)
+
+
+def _split_flags(data_dir: Path) -> list[str]:
+    """`--train_path ... --val_path ... --test_path ...` of the split files in `data_dir`."""
+    names = {"train_path": "augmented_train.csv", "val_path": "val_split.csv", "test_path": "test_split.csv"}
+    return [part for flag, name in names.items() for part in (f"--{flag}", str(Path(data_dir) / name))]
+
+
+def _run_command(name: str, argv: list[str], timeout: int) -> dict:
+    """Run one `mathreport` command in its own process: exit status, seconds, the last error line, output tail."""
+    import subprocess
+
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "mathreport.cli", *argv], capture_output=True, text=True,
+                              timeout=timeout)
+        code, out, err = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as exc:
+        code, out, err = None, str(exc.stdout or ""), f"timed out after {timeout} s"
+    lines = [line for line in err.splitlines() if line.strip()]
+    return {"check": name, "command": "mathreport " + " ".join(argv), "exit_status": code,
+            "seconds": round(time.perf_counter() - start, 1), "ok": code == 0,
+            "error": None if code == 0 else (lines[-1] if lines else f"exit status {code}"),
+            "output_tail": None if code == 0 else (out + err)[-3000:]}
+
+
+def _run_facts(run_dir: Path) -> dict:
+    """What a finished run's own files say about how it ran on this machine."""
+    from mathreport import artifacts
+
+    try:
+        manifest = artifacts.read_manifest(run_dir)
+        accuracy = artifacts.read_metrics(run_dir).get("Accuracy")
+    except Exception as exc:  # a failed run may lack them; its error line says why
+        return {"run_files": f"{type(exc).__name__}: {exc}"}
+    return {"status": manifest.status, "device": manifest.device, "load_in_4bit": manifest.load_in_4bit,
+            "precision": manifest.precision, "train_autocast": manifest.train_autocast,
+            "world_size": manifest.world_size, "global_batch_size": manifest.global_batch_size,
+            "train_seconds": manifest.train_seconds, "predictions_backend": manifest.predictions_backend,
+            "default_backend": (manifest.inference or {}).get("default"),
+            "skipped_backends": (manifest.inference or {}).get("skipped"), "test_accuracy": accuracy}
+
+
+def train_checks(device: str, work_dir: Path, model_paths: dict[str, str] | None = None,
+                 data_dir: Path | None = None, train_samples: int = 512,
+                 checks: tuple = TRAIN_CHECKS, pipeline: bool = True, timeout: int = 3600) -> list[dict]:
+    """`mathreport train` (and `pipeline`) on `device`, each in its own process; one result per run.
+
+    The tiny checks train on a small demo corpus written into `work_dir`; real weights (`model_paths`,
+    {preset: folder}) on `data_dir`'s split files when it has them (else that corpus), `train_samples` of them.
+    """
+    from mathreport import demo
+
+    work_dir = Path(work_dir)
+    demo_dir = work_dir / "data"
+    if not (demo_dir / "test_split.csv").is_file():
+        demo.write_demo_corpus(demo_dir, seed=0, n_total=480)
+    common = ["--num_epochs", "1", "--device", device, "--force"]
+    out = []
+    for name, model, flags in checks:
+        run_dir = work_dir / "runs" / name.replace(" ", "-")
+        result = _run_command(name, ["train", "--model", model, *_split_flags(demo_dir), "--output_dir", str(run_dir),
+                                     "--bench_max_items", "32", *common, *flags], timeout)
+        out.append({**result, **_run_facts(run_dir)})
+    if pipeline:
+        results_dir = work_dir / "pipeline-results"
+        result = _run_command("pipeline tiny-qwen2 + report", [
+            "pipeline", "--models", "tiny-qwen2", "--data_dir", str(demo_dir), "--results_dir", str(results_dir),
+            "--num_epochs", "1", "--device", device, "--force", "--no-pdf"], timeout)
+        out.append({**result, **_run_facts(results_dir / "tiny-qwen2")})
+    real_data = data_dir if data_dir is not None and (Path(data_dir) / "test_split.csv").is_file() else demo_dir
+    for key, path in (model_paths or {}).items():
+        run_dir = work_dir / "runs" / key
+        result = _run_command(f"{key} from {path}", [
+            "train", "--model", key, "--model_path", str(path), *_split_flags(real_data), "--output_dir", str(run_dir),
+            "--max_train_samples", str(train_samples), "--bench_max_items", "32", *common], timeout)
+        out.append({**result, **_run_facts(run_dir), "data": str(real_data)})
+    return out
+
+
 def run_benchmark(cfg: BenchConfig) -> dict:
     """Measure every model x precision in `cfg`; fails at once without CUDA unless `cfg.tiny`."""
     import torch
@@ -351,6 +453,8 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     peak = None if cfg.tiny else peak_tflops(device_name)
     results: dict = {
         "device": device_name,
+        # bf16 is native from capability 8.0 (A100, L4); a T4 (7.5) emulates it, slowly.
+        "compute_capability": None if cfg.tiny else ".".join(map(str, torch.cuda.get_device_capability(0))),
         "peak_bf16_tflops": peak,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
@@ -360,12 +464,23 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     }
     work_dir = Path(cfg.work_dir or tempfile.mkdtemp(prefix="mathreport-gpu-bench-"))
     try:
+        if cfg.train_checks and not cfg.tiny:
+            results["train_runs"] = train_checks(device, work_dir / "train-checks", cfg.model_paths, cfg.data_dir,
+                                                 cfg.train_samples)
         for key in cfg.models:
             preset = models.PRESETS[key]
             max_length = cfg.max_length or (64 if cfg.tiny else preset.max_length)
             lengths, source = question_token_lengths(cfg.questions, max_length)
             results["lengths"] = source
-            results["runs"].extend(_bench_model(key, lengths, cfg, device, dtype, peak, work_dir))
+            out_of_memory = None
+            try:
+                results["runs"].extend(_bench_model(key, lengths, cfg, device, dtype, peak, work_dir))
+            except torch.cuda.OutOfMemoryError as exc:  # a 16 GB card cannot hold a 7B model in bf16
+                out_of_memory = str(exc).splitlines()[0]
+            if out_of_memory is not None:  # outside the handler, whose traceback holds the model
+                _free(device)
+                results["runs"].append({"model": key, "precision": ", ".join(cfg.precisions),
+                                        "skipped": f"out of GPU memory: {out_of_memory}"})
     finally:
         if cfg.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -442,9 +557,17 @@ def results_markdown(results: dict) -> str:
         f"{results['config']['train_steps']} timed steps after {results['config']['warmup_steps']} warm-up, "
         "a hand-written loop (forward, backward, AdamW step; not Trainer), bf16 autocast; 4-bit with gradient "
         "checkpointing. Tokens/s counts real (non-padding) tokens.",
-        END,
     ]
-    return "\n".join(lines) + "\n"
+    if results.get("train_runs"):
+        lines += ["", "`mathreport train` / `pipeline` on this GPU, one process each, one epoch:", "",
+                  "| check | result | seconds | device | precision | 4-bit | test accuracy |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for run in results["train_runs"]:
+            outcome = "ok" if run["ok"] else f"failed: {run['error']}".replace("|", "\\|")
+            precision = (run.get("precision") or {}).get("dtype") or run.get("train_autocast") or "n/a"
+            lines.append(f"| {run['check']} | {outcome} | {run['seconds']:.0f} | {run.get('device') or 'n/a'} | "
+                         f"{precision} | {run.get('load_in_4bit', 'n/a')} | {_fmt(run.get('test_accuracy'), '.3f')} |")
+    return "\n".join([*lines, END]) + "\n"
 
 
 def write_results(results: dict, output: Path) -> Path:
@@ -484,10 +607,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the random weights are saved for 4-bit loading (default: a temporary folder)")
     parser.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
                         help="the same code on tiny models on the CPU (checks the code path, measures nothing real)")
+    parser.add_argument("--model_path", "--model-path", dest="model_path", nargs="+", default=[],
+                        metavar="NAME=DIR", help="real weights to train with `mathreport train` too (qwen=DIR ...)")
+    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", type=Path, default=Path("data"),
+                        help="split files the real weights train on (default: the demo corpus if missing)")
+    parser.add_argument("--train-samples", "--train_samples", dest="train_samples", type=int, default=512,
+                        help="training questions for the real weights (one epoch)")
+    parser.add_argument("--no-train-checks", "--no_train_checks", dest="train_checks", action="store_false",
+                        help="skip `mathreport train` / `pipeline` on the GPU; measure the 7B shapes only")
     args = parser.parse_args(argv)
+    model_paths = {}
+    for value in args.model_path:
+        name, sep, path = value.partition("=")
+        if not sep or name not in models.PRESETS or not Path(path).expanduser().is_dir():
+            parser.error(f"--model_path {value}: expected NAME=DIR with NAME a preset ({', '.join(SHAPES)}, ...) "
+                         "and DIR the folder `hf download REPO --local-dir DIR` wrote")
+        model_paths[name] = str(Path(path).expanduser().resolve())
     cfg = BenchConfig(models=tuple(args.models), precisions=tuple(args.precisions), batch_size=args.batch_size,
                       train_steps=args.train_steps, lora_mlp=args.lora_mlp, questions=args.questions,
-                      work_dir=args.work_dir, tiny=args.tiny)
+                      work_dir=args.work_dir, tiny=args.tiny, train_checks=args.train_checks,
+                      model_paths=model_paths, data_dir=args.data_dir, train_samples=args.train_samples)
     if args.tiny:  # a few batches are enough to run every line of the code path
         cfg.warmup_steps, cfg.train_steps, cfg.latency_batches, cfg.latency_warmup = 1, 3, {1: 4, 32: 2}, 1
     # The dry run's CPU numbers must never land in docs/GPU.md: it writes only where --output says.
@@ -500,7 +639,11 @@ def main(argv: list[str] | None = None) -> int:
     print(results_markdown(results))
     if output is not None:
         print(f"wrote {write_results(results, output)}")
-    return 0
+    failed = [run["check"] for run in results.get("train_runs", []) if not run["ok"]]
+    if failed:  # the measurements are written all the same; the failures are what to fix first
+        print(f"{parser.prog}: failed on this GPU: {', '.join(failed)} (their errors are in the JSON)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

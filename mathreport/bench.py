@@ -186,7 +186,10 @@ def benchmark_latency(classifier: Classifier, texts: list[str], *, batch_sizes: 
 
     Each batch of `batch_size` consecutive test questions (real lengths) is timed; per-item latency is
     the batch time divided by its size. threads: a torch thread count, or several to measure on a few
-    batches and take the fastest for each batch size (None: leave torch's setting).
+    batches and take the fastest for each batch size (None: leave torch's setting). On a device other than
+    the CPU (`device="cuda:0"`) several counts are not swept and torch's current one is used: the accelerator
+    computes the model, so a sweep over CPU threads would time noise; latency.json's `thread_choice` says
+    which was done.
     """
     import torch
 
@@ -195,16 +198,24 @@ def benchmark_latency(classifier: Classifier, texts: list[str], *, batch_sizes: 
     texts = list(texts)[:max_items]
     counts = () if threads is None else threads if isinstance(threads, tuple) else (threads,)
     uses_torch = isinstance(classifier, predict.TransformerClassifier)
+    on_cpu = device.startswith("cpu")
     original_threads = torch.get_num_threads()
     try:
         if uses_torch and len(counts) == 1:
             torch.set_num_threads(counts[0])
-        choice = counts if uses_torch and len(counts) > 1 else ()
+        choice = counts if uses_torch and on_cpu and len(counts) > 1 else ()
         results = _latency_results({"": classifier}, texts, batch_sizes, warmup, repeats, choice)[""]
     finally:
         torch.set_num_threads(original_threads)  # the choice is for this benchmark, not for the caller
+    if choice:
+        thread_choice = f"the fastest of {', '.join(map(str, choice))} torch threads, per batch size"
+    elif uses_torch and len(counts) > 1:  # a sweep was asked for, on an accelerator
+        thread_choice = (f"torch's {original_threads} CPU threads as set, not swept: on {device} the model "
+                         "computes on the accelerator")
+    else:
+        thread_choice = f"{results[0]['threads']} thread(s), as set"
     return _latency_json(device, classifier.backend, dtype, results[0]["threads"], warmup, repeats, len(texts),
-                         results)
+                         results, thread_choice=thread_choice)
 
 
 def backends_to_bench(manifest: RunRecord, backend: str = "all", dtype: str | None = None) -> list[Backend]:

@@ -88,3 +88,22 @@ class UnknownLanguageError(MathreportError):
 
 class MissingMessageError(MathreportError):
     """A key that a language's table lacks, or a placeholder given no value."""
+
+
+class WriteError(MathreportError):
+    """A file or folder that could not be written (a full disk, a quota, a read-only or forbidden folder).
+
+    `path`: what was being written; `free`: the bytes free on its file system (None where unknown); `needed`: the
+    bytes the write needed, where known.
+    """
+
+    def __init__(self, message: str = "", *, path: str | Path | None = None, fix: str | None = None,
+                 free: int | None = None, needed: int | None = None):
+        super().__init__(message, path=path, fix=fix)
+        self.free = free
+        self.needed = needed
+
+
+class MemoryPlanError(MathreportError):
+    """A training run whose estimated GPU memory exceeds what the device has free; the message names settings that
+    fit (mathreport.memplan)."""

@@ -59,3 +59,74 @@ def training_record(layers: Sequence, hidden: int, *, trained: int, train_length
         "flop_per_s": total / seconds if seconds else None,
         "counted": "layer matmuls + attention products, real tokens; training step = 2 forwards",
     }
+
+
+# --- the machine's ceiling -----------------------------------------------------------------------------------------
+
+CEILING_N = 2048  # a square matmul this size reaches the best rate on the CPUs measured (docs/perf/ceiling.json)
+
+
+def measure_ceiling(dtype: str, device: str = "cpu", n: int = CEILING_N, min_seconds: float = 0.5) -> float:
+    """FLOP/s of an n x n torch matmul in `dtype` on `device`: the median of repeated calls after warm-up."""
+    import statistics
+    import time
+
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=gen).to(device=device, dtype=getattr(torch, dtype)) for _ in range(2))
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    for _ in range(2):
+        torch.mm(a, b)
+    sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
+def ceiling(dtype: str, device: str = "cpu") -> dict:
+    """This machine's matmul ceiling in `dtype` on `device`: measured once (`measure_ceiling`) and cached under the
+    cache folder, keyed by the CPU or GPU, its flags, torch's threads and version; {"flop_per_s", "measured",
+    "cache"}. Training and inference rates are stated as a share of it."""
+    import hashlib
+    import json
+
+    import torch
+
+    from mathreport import environment, files, record
+
+    hw = environment.hardware()
+    gpu = torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda") else None
+    key = {"dtype": dtype, "device": gpu or hw.get("cpu") or hw.get("processor"), "flags": environment.cpu_flags(),
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "n": CEILING_N}
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = files.cache_dir() / "ceilings" / f"{name}.json"
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached.get("key") == key and cached.get("flop_per_s", 0) > 0:
+            return {"flop_per_s": cached["flop_per_s"], "measured": cached["measured"], "cache": str(path)}
+    except (OSError, ValueError):
+        pass
+    measured = {"key": key, "flop_per_s": measure_ceiling(dtype, device), "measured": record.now()}
+    try:
+        files.write_json(path, measured)
+    except Exception:  # an unwritable cache: measured again next time, nothing lost
+        pass
+    return {"flop_per_s": measured["flop_per_s"], "measured": measured["measured"], "cache": str(path)}
+
+
+def training_rate(flop_record: dict, dtype: str, device: str = "cpu") -> dict:
+    """run.json's `training.gflop_per_s` and `training.ceiling_share` (a fraction of the ceiling of the precision that
+    ran, `dtype`), from `training_record`'s achieved FLOP/s; empty when the run has none (a resumed run)."""
+    rate = flop_record.get("flop_per_s")
+    if not rate:
+        return {}
+    top = ceiling(dtype, device)
+    return {"gflop_per_s": rate / 1e9, "ceiling_share": rate / top["flop_per_s"],
+            "ceiling": {"dtype": dtype, "device": device, "gflop_per_s": top["flop_per_s"] / 1e9,
+                        "measured": top["measured"]}}

@@ -151,10 +151,13 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     seconds: dict[str, float] = {}  # where the post-training time goes, recorded in run.json
     clock = time.perf_counter()
+    on_cpu = torch_classifier.device.startswith("cpu")
     if four_bit:
         skipped["onnx"] = FOUR_BIT_NO_ONNX
-    elif not torch_classifier.device.startswith("cpu"):
-        skipped["onnx"] = f"the model is on {torch_classifier.device}; ONNX Runtime here runs on the CPU"
+    elif not on_cpu:
+        skipped["onnx"] = (f"the run predicts with torch on {torch_classifier.device}; the ONNX files are made for "
+                           f"ONNX Runtime on a CPU: `mathreport export-onnx --run_dir {run_dir}` on a machine without "
+                           "a GPU exports them")
     elif n_bytes > MAX_EXPORT_BYTES:
         skipped["onnx"] = f"{n_bytes / 1e9:.1f} GB of weights is over a single ONNX file's 2 GB limit"
     elif any(p.dtype != torch.float32 for p in model.parameters()):
@@ -163,8 +166,12 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         classifiers.update(_export_onnx_files(run_dir, torch_classifier, section))
     seconds["export_quantize_load_onnx"], clock = time.perf_counter() - clock, time.perf_counter()
     if four_bit:
-        skipped["torch-bfloat16"] = "a 4-bit run computes in bf16 already (NF4 weights, bf16 matmuls)"
-    elif environment.cpu_has_fast_bf16() and torch_classifier.device.startswith("cpu"):
+        # Its matmuls run in the 4-bit layers' compute dtype: bf16, or fp16 on a GPU without native bf16 (a T4).
+        skipped["torch-bfloat16"] = "a 4-bit run computes in 16 bits already (NF4 weights, 16-bit matmuls)"
+    elif not on_cpu:
+        skipped["torch-bfloat16"] = (f"the run predicts with torch on {torch_classifier.device}; a bf16 copy is "
+                                     "a CPU backend (for CPUs with AVX-512 BF16 or AMX)")
+    elif environment.cpu_has_fast_bf16():
         classifiers["torch-bfloat16"] = TransformerClassifier(copy.deepcopy(model).to(torch.bfloat16).eval(), **plain)
     else:
         skipped["torch-bfloat16"] = "this CPU has neither AVX-512 BF16 nor AMX"

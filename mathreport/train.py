@@ -556,7 +556,7 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
         **overrides})
     device = devices.one_device(args, device)
     if on_cuda:  # before minutes of loading: refuse a run that cannot fit, naming settings that would
-        _check_memory(weights, device, cfg, hyper, load_in_4bit, args)
+        _check_memory(weights, device, cfg, preset, hyper, load_in_4bit, args, mixed, top_k)
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit,
                                    compute_dtype=devices.compute_dtype(mixed, on_cuda),
@@ -577,31 +577,34 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
     frames = {"train": (splits["train"], cfg.train_path), "val": (splits["val"], cfg.val_path),
               "train_eval": (sample, cfg.train_path)}
     rows = {name: _encode(tokenizer, frame, max_length) for name, (frame, _) in frames.items()}
-    trained, collator, datasets, setup = model, DataCollatorWithPadding(tokenizer), rows, None
-    if top_k:
-        # One process per machine computes the frozen layers' states and caches them; the others then read them.
-        with args.main_process_first(local=True, desc="caching frozen layers"):
-            setup = partial.prepare(model, tokenizer, top_k, {name: (rows[name], path) for name, (_, path) in
-                                                              frames.items()}, weights=weights,
-                                    max_length=max_length, autocast=mixed)
-        trained, collator, datasets = setup.model, setup.collator, setup.datasets
-    loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
-    trainer = Trainer(model=trained, compute_loss_func=loss_func, args=args, data_collator=collator,
-                      train_dataset=datasets["train"],
-                      eval_dataset={"val": datasets["val"], "train": datasets["train_eval"]},
-                      processing_class=tokenizer, compute_metrics=_accuracy, callbacks=list(cfg.callbacks))
-    if os.environ.get(TEXT_PROGRESS_ENV) == "1":
-        # Run by `mathreport pipeline` through papermill: Trainer's HTML notebook bar would only land in the kept
-        # notebook, so use its text bar, which papermill streams to the terminal.
-        from transformers import ProgressCallback
-        from transformers.utils.notebook import NotebookProgressCallback
+    # On the CPU, the frozen matmul weights are held in the autocast dtype while training: the same numbers as
+    # autocast's per-call casts, without the copies (devices.frozen_linears_in). GPUs load them in it already.
+    with devices.frozen_linears_in(model, None if on_cuda else mixed):
+        trained, collator, datasets, setup = model, DataCollatorWithPadding(tokenizer), rows, None
+        if top_k:
+            # One process per machine computes the frozen layers' states and caches them; the others then read them.
+            with args.main_process_first(local=True, desc="caching frozen layers"):
+                setup = partial.prepare(model, tokenizer, top_k, {name: (rows[name], path) for name, (_, path) in
+                                                                  frames.items()}, weights=weights,
+                                        max_length=max_length, autocast=mixed)
+            trained, collator, datasets = setup.model, setup.collator, setup.datasets
+        loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
+        trainer = Trainer(model=trained, compute_loss_func=loss_func, args=args, data_collator=collator,
+                          train_dataset=datasets["train"],
+                          eval_dataset={"val": datasets["val"], "train": datasets["train_eval"]},
+                          processing_class=tokenizer, compute_metrics=_accuracy, callbacks=list(cfg.callbacks))
+        if os.environ.get(TEXT_PROGRESS_ENV) == "1":
+            # Run by `mathreport pipeline` through papermill: Trainer's HTML notebook bar would only land in the kept
+            # notebook, so use its text bar, which papermill streams to the terminal.
+            from transformers import ProgressCallback
+            from transformers.utils.notebook import NotebookProgressCallback
 
-        trainer.remove_callback(NotebookProgressCallback)
-        trainer.add_callback(ProgressCallback)
-    resume = cfg.resume and artifacts.has_checkpoints(run_dir)
-    if cfg.resume and not resume:
-        print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
-    output = trainer.train(resume_from_checkpoint=True if resume else None)
+            trainer.remove_callback(NotebookProgressCallback)
+            trainer.add_callback(ProgressCallback)
+        resume = cfg.resume and artifacts.has_checkpoints(run_dir)
+        if cfg.resume and not resume:
+            print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
+        output = trainer.train(resume_from_checkpoint=True if resume else None)
     history = history_from_log(trainer.state.log_history)
     # A top-k run trained the whole model's top layers through the top model; the adapter saved is the whole one's.
     # Otherwise Trainer saves it, on every process: FSDP and DeepSpeed gather the shards, and only rank 0 writes.
@@ -620,6 +623,9 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
             eval_lengths=[len(r["input_ids"]) for r in (*rows["val"], *rows["train_eval"])],
             epochs=hyper["num_epochs"], seconds=None if resume else output.metrics.get("train_runtime")),
     }
+    if writer.is_main:  # the achieved rate as a share of this machine's ceiling in the precision that ran
+        ran = devices.compute_dtype(mixed, on_cuda) if load_in_4bit else mixed or "float32"
+        stats.update(flops.training_rate(stats["flop"], ran, device))
     if loss_func is not None:  # the validation loss in history.csv is weighted the same way
         stats.update(loss="class-weighted cross-entropy", class_weights=loss_func.class_weights)
     extra = {
@@ -652,10 +658,21 @@ def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, 
     return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra
 
 
-def _check_memory(weights: str, device: str, cfg: TrainConfig, hyper: dict, load_in_4bit: bool, args) -> None:
-    """Refuse, before loading, a run whose estimated peak GPU memory exceeds what the GPU has free (memplan)."""
+def _check_memory(weights: str, device: str, cfg: TrainConfig, preset, hyper: dict, load_in_4bit: bool, args,
+                  mixed: str | None, top_k: int) -> None:
+    """Refuse, before loading, a run whose estimated peak GPU memory exceeds what the GPU has free (memplan), in one
+    line naming settings that fit."""
     from mathreport import memplan
 
-    memplan.check_cuda(weights, device, batch_size=hyper["batch_size"], max_length=hyper["max_length"],
-                       load_in_4bit=load_in_4bit, gradient_checkpointing=bool(args.gradient_checkpointing),
-                       gradient_accumulation_steps=args.gradient_accumulation_steps)
+    checkpointing = getattr(args, "activation_checkpointing", None)
+    if checkpointing is None:
+        checkpointing = args.gradient_checkpointing
+    show = (f"mathreport plan --model {cfg.model}" + (f" --model_path {cfg.model_path}" if cfg.model_path else "")
+            + f" --batch_size {hyper['batch_size']} --max_length {hyper['max_length']}")
+    memplan.check_cuda(
+        weights, device, batch_size=hyper["batch_size"], max_length=hyper["max_length"], load_in_4bit=load_in_4bit,
+        gradient_checkpointing=bool(checkpointing), gradient_accumulation_steps=args.gradient_accumulation_steps,
+        eval_batch_size=args.per_device_eval_batch_size, lora_r=preset.lora_r, lora_dropout=preset.lora_dropout,
+        lora_targets=tuple(models.lora_config(preset, mlp=cfg.lora_mlp).target_modules),
+        trainable_top_k=top_k or None, optimizer=str(getattr(args.optim, "value", args.optim)),
+        compute_dtype=mixed or "bfloat16", show=show)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, bench, cli
+from mathreport import artifacts, bench, cli, predict
 
 
 def _check_entries(results: list[dict], n_items: int) -> None:
@@ -150,3 +150,35 @@ def test_a_missing_run_folder_is_named_and_not_created_by_the_lock(tmp_path):
         with pytest.raises(artifacts.ArtifactError, match=r"nope does not exist\. Make it with: mathreport train"):
             call(tmp_path / "nope")
         assert not (tmp_path / "nope").exists()
+
+
+class _TimedTorchClassifier(predict.TransformerClassifier):
+    """A torch classifier that computes nothing and records torch's thread count at each call."""
+
+    def __init__(self):
+        super().__init__(model=None, tokenizer=None, max_length=8)
+        self.seen = []
+
+    def predict_proba(self, texts, batch_size=32, progress=False):
+        import torch
+
+        self.seen.append(torch.get_num_threads())
+        return np.full((len(texts), 8), 1 / 8)
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "cpu"])
+def test_cpu_threads_are_swept_on_the_cpu_only(device):
+    import torch
+
+    clf, before = _TimedTorchClassifier(), torch.get_num_threads()
+    latency = bench.benchmark_latency(clf, [f"q{i}" for i in range(8)], batch_sizes=(1, 4), warmup=1,
+                                      device=device, threads=(1, 2))
+    assert torch.get_num_threads() == before
+    swept = [r for r in latency["results"] if "threads_p50_ms" in r]
+    if device == "cpu":  # the fastest of 1 and 2 threads, per batch size
+        assert len(swept) == 2 and {1, 2} <= set(clf.seen)
+        assert latency["thread_choice"].startswith("the fastest of 1, 2")
+    else:  # the GPU computes: CPU threads are left as they were and the JSON says so
+        assert swept == [] and set(clf.seen) == {before}
+        assert "not swept" in latency["thread_choice"] and "cuda:0" in latency["thread_choice"]
+        assert latency["device"] == "cuda:0" and all(r["threads"] == before for r in latency["results"])

@@ -1,6 +1,6 @@
-"""GPU code paths proven on the CPU: precision by compute capability, one GPU per process, the top-k path on the
-model's own device, FSDP's 4-bit storage. CUDA is simulated (mocked capability and device count, the `meta` device);
-the two-process runs are in tests/test_distributed.py."""
+"""devices: GPU code paths proven on the CPU (precision by compute capability, one GPU per process, the top-k
+path on the model's own device, FSDP's 4-bit storage) and the frozen weights held in bf16. CUDA is simulated (mocked
+capability and device count, the `meta` device); the two-process runs are in tests/test_distributed.py."""
 
 from __future__ import annotations
 
@@ -175,3 +175,75 @@ def test_trainable_weights_are_float32_for_loss_scaling():
     model[0].bias.requires_grad_(False)
     assert models.upcast_trainable(model) == 2
     assert model[1].weight.dtype == torch.float32 and model[0].weight.dtype == torch.float16
+
+
+@pytest.mark.slow  # trains a model twice
+@pytest.mark.parametrize("model, extra", [("tiny-qwen2", {"top_k_layers": 0}), ("minilm", {"top_k_layers": 2})])
+def test_frozen_weights_held_in_bf16_train_bit_for_bit_like_autocasts_copies(model, extra, keyword_splits, tmp_path,
+                                                                                monkeypatch):
+    import contextlib
+
+    import numpy as np
+
+    from mathreport import files
+
+    monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path / "cache"))
+    histories = {}
+    for arm in ("copies", "held"):
+        if arm == "copies":
+            monkeypatch.setattr(devices, "frozen_linears_in", lambda model, dtype: contextlib.nullcontext())
+        else:
+            monkeypatch.undo()
+            monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path / f"cache-{arm}"))  # the cache is computed again
+        files.cache_dir().mkdir(parents=True, exist_ok=True)
+        cfg = train.TrainConfig(model=model, train_path=keyword_splits / "train.csv",
+                                val_path=keyword_splits / "val.csv", test_path=keyword_splits / "test.csv",
+                                output_dir=tmp_path / arm, device="cpu", bf16=True, num_epochs=2, batch_size=8,
+                                max_length=32, train_eval_samples=16, **extra)
+        cfg = train.resolve_defaults(cfg)
+        splits = train.load_splits(cfg)
+        classifier, history, _ = train.fit_transformer(cfg, splits, tmp_path / arm)
+        histories[arm] = (history, classifier.predict_proba(splits["test"]["Question"].tolist()))
+        # After training the float32 weights are back: the merged model and what export sees are float32.
+        linears = [m for m in classifier.model.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears and all(m.weight.dtype == torch.float32 for m in linears)
+    (copies, copies_probs), (held, held_probs) = histories["copies"], histories["held"]
+    for column in ("train_loss", "val_loss"):
+        assert copies[column].tolist() == held[column].tolist(), column  # equal, not close
+    np.testing.assert_array_equal(copies_probs, held_probs)
+
+
+def test_frozen_linears_in_holds_only_frozen_float32_weights_and_gives_them_back():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    model[0].requires_grad_(False)
+    original = model[0].weight.data_ptr()
+    with devices.frozen_linears_in(model, "bfloat16"):
+        assert model[0].weight.dtype == torch.bfloat16 and model[0].bias.dtype == torch.bfloat16
+        assert model[2].weight.dtype == torch.float32  # trainable: the optimizer's float32 master weights
+        assert model[1].weight.dtype == torch.float32  # not a matmul weight
+    assert model[0].weight.data_ptr() == original and model[0].weight.dtype == torch.float32
+    with devices.frozen_linears_in(model, None):
+        assert model[0].weight.dtype == torch.float32
+
+
+def test_train_refuses_before_loading_a_run_the_gpu_cannot_hold(gpu, monkeypatch, tmp_path):
+    """train's memory check (memplan) with CUDA simulated: too little free memory is one line with settings that fit."""
+    import peft  # noqa: F401  (imported before CUDA is simulated: bitsandbytes would load its CUDA kernels)
+
+    from mathreport import memplan, tiny
+
+    gpu((7, 5))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 2**20, 16 * 2**30))
+    weights = str(tiny.build_tiny_model("qwen2", tmp_path / "tiny"))
+    cfg = train.TrainConfig(model="tiny-qwen2", train_path="t", val_path="v", test_path="s", output_dir="o")
+    preset = models.get_preset("tiny-qwen2")
+    args = types.SimpleNamespace(activation_checkpointing=False, gradient_checkpointing=False,
+                                 gradient_accumulation_steps=1, per_device_eval_batch_size=32, optim="adamw_torch")
+    with pytest.raises(memplan.MemoryPlanError) as refused:
+        train._check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
+                            "float16", 0)
+    message = str(refused.value)
+    assert "\n" not in message and "cuda:0" in message and "mathreport plan --model tiny-qwen2" in message
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (15 * 2**30, 16 * 2**30))
+    train._check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
+                        "float16", 0)  # a tiny model fits a T4: no error

@@ -30,9 +30,15 @@ CASES = {
 
 
 def _train(data: Path, out: Path, preset: str, flags: list[str], *, processes: int, batch_size: int,
-           cache: Path) -> subprocess.CompletedProcess:
-    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-              if processes > 1 else [sys.executable])
+           cache: Path, launcher: str = "torchrun") -> subprocess.CompletedProcess:
+    launch = {
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"],
+        # accelerate's multi-process launcher (torchrun underneath); on a machine without GPUs it runs gloo on the
+        # CPU. (Its --cpu mode runs several processes only through MPI.)
+        "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                       f"--num_processes={processes}", "--num_machines=1", "--mixed_precision=no",
+                       "--dynamo_backend=no"],
+    }[launcher] if processes > 1 else [sys.executable]
     command = [*launch, "-m", "mathreport.cli", "train", "--model", preset, "--device", "cpu",
                "--train_path", str(data / "train.csv"), "--val_path", str(data / "val.csv"),
                "--test_path", str(data / "test.csv"), "--output_dir", str(out), "--num_epochs", "2",
@@ -62,7 +68,11 @@ def test_two_processes_write_one_run_with_the_losses_of_one_process(case, keywor
     run_dir = tmp_path / "two"
     rec = record.read(run_dir)
     assert rec.status == "complete" and rec.world_size == 2 and rec.global_batch_size == 4
-    assert record.read(tmp_path / "one").global_batch_size == 4
+    single = record.read(tmp_path / "one")
+    assert single.global_batch_size == 4 and single.world_size == 1
+    # Every run states its achieved FLOP/s as a share of this machine's ceiling in the precision that ran.
+    assert single.training["gflop_per_s"] > 0 and 0 < single.training["ceiling_share"] < 1
+    assert single.training["ceiling"]["dtype"] == (single.precision["dtype"] or "float32") or single.load_in_4bit
     artifacts.check_consistency(run_dir)  # the files run.json recorded are those on disk, and no lock is held
     # Rank 0 alone wrote: no file or temporary left anywhere but the run's own, and the model card written once.
     names = sorted(p.name for p in run_dir.iterdir())
@@ -86,6 +96,20 @@ def test_rank0s_refusal_stops_every_process_with_its_one_line(keyword_splits, ca
     before = (tmp_path / "run" / record.FILE).read_bytes()
     again = _train(keyword_splits, tmp_path / "run", preset, flags, processes=2, batch_size=2, cache=cache)
     assert again.returncode != 0
-    assert "already holds a finished run" in again.stderr
+    assert again.stderr.count("already holds a finished run") == 1  # rank 0 says it, once; rank 1 stops with it
     assert "is being written by" not in again.stderr
     assert (tmp_path / "run" / record.FILE).read_bytes() == before  # nothing of the finished run was touched
+
+
+def test_accelerate_launch_two_processes_write_one_run_with_the_losses_of_one_process(keyword_splits, cache, tmp_path):
+    preset, flags = CASES["tiny-qwen2-full"]
+    two = _train(keyword_splits, tmp_path / "two", preset, flags, processes=2, batch_size=2, cache=cache,
+                 launcher="accelerate")
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = _train(keyword_splits, tmp_path / "one", preset, flags, processes=1, batch_size=4, cache=cache)
+    assert one.returncode == 0, one.stderr[-3000:]
+    rec = record.read(tmp_path / "two")
+    assert rec.status == "complete" and rec.world_size == 2 and rec.global_batch_size == 4
+    artifacts.check_consistency(tmp_path / "two")
+    np.testing.assert_allclose(artifacts.read_history(tmp_path / "two")["train_loss"],
+                               artifacts.read_history(tmp_path / "one")["train_loss"], rtol=2e-3)

@@ -410,3 +410,19 @@ def test_report_runs_from_a_wheel_install(tmp_path):
     where = subprocess.run([str(python), "-c", "import mathreport; print(mathreport.__file__)"], cwd=work, env=env,
                            capture_output=True, text=True, check=True).stdout
     assert where.startswith(site), where  # the wheel's copy ran, not the checkout
+
+
+def test_run_report_runs_the_kernel_it_is_given_with_declared_parameters(tmp_path, monkeypatch):
+    import papermill
+
+    from mathreport import summary
+
+    monkeypatch.setattr(summary, "load_runs", lambda *a, **k: {})  # no runs needed: nothing is executed
+    calls = []
+    monkeypatch.setattr(export, "execute", lambda nb, out, params, kernel=None, **k: calls.append((params, kernel))
+                        or out)
+    monkeypatch.setattr(export, "export_html", lambda executed, html, lang="tr": html)
+    export.run_report(model="qwen", compare=[], results_dir=tmp_path, output_dir=tmp_path, kernel="gpu-env")
+    ((params, kernel),) = calls
+    assert kernel == "gpu-env"
+    assert set(params) <= set(papermill.inspect_notebook(str(export.REPORT_NOTEBOOK)))

@@ -50,3 +50,26 @@ def test_training_record_counts_two_forwards_per_step_and_evaluation():
     assert rec["flop_per_s"] == rec["flop"] / 10.0
     assert flops.training_record([layer], 4, trained=1, train_lengths=[3], eval_lengths=[], epochs=1,
                                  seconds=None)["flop_per_s"] is None
+
+
+def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
+    from mathreport import flops
+
+    monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path))
+    calls = []
+    real = flops.measure_ceiling
+
+    def counted(dtype, device="cpu", n=flops.CEILING_N, min_seconds=0.5):
+        calls.append(dtype)
+        return real(dtype, device, n=256, min_seconds=0.05)
+
+    monkeypatch.setattr(flops, "measure_ceiling", counted)
+    rate = flops.training_rate({"flop_per_s": 5e9}, "float32")
+    assert calls == ["float32"] and rate["gflop_per_s"] == 5.0
+    assert rate["ceiling_share"] == pytest.approx(5e9 / (rate["ceiling"]["gflop_per_s"] * 1e9))
+    again = flops.training_rate({"flop_per_s": 1e9}, "float32")
+    assert calls == ["float32"]  # measured once per machine, then read from the cache
+    assert again["ceiling"] == rate["ceiling"] and again["ceiling_share"] == pytest.approx(rate["ceiling_share"] / 5)
+    assert flops.training_rate({"flop_per_s": None}, "float32") == {}  # a resumed run has no rate
+    flops.training_rate({"flop_per_s": 1e9}, "bfloat16")
+    assert calls == ["float32", "bfloat16"]  # each precision has its own ceiling

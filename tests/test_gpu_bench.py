@@ -79,3 +79,27 @@ def test_matmul_params_match_the_published_7b_sizes():
     assert gpu_bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert gpu_bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu_bench.peak_tflops("Tesla T4") is None
+
+
+def test_model_path_must_name_a_preset_and_a_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gpu_bench.main(["--model_path", str(tmp_path)])
+    assert "NAME=DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gpu_bench.main(["--model_path", f"qwen={tmp_path / 'missing'}"])
+
+
+@pytest.mark.slow  # trains tiny-qwen2 with `mathreport train` in a subprocess
+def test_train_checks_run_the_command_and_record_each_outcome(tmp_path):
+    checks = (("tiny-qwen2 full precision", "tiny-qwen2", ["--no-load_in_4bit", "--max_train_samples", "64"]),
+              ("refused", "tiny-qwen2", ["--batch_size", "0"]))
+    ok, refused = gpu_bench.train_checks("cpu", tmp_path, checks=checks, pipeline=False, timeout=900)
+    assert ok["ok"] and ok["exit_status"] == 0 and ok["error"] is None
+    assert (ok["status"], ok["device"], ok["load_in_4bit"]) == ("complete", "cpu", False)
+    assert 0 <= ok["test_accuracy"] <= 1 and ok["command"].startswith("mathreport train --model tiny-qwen2")
+    # A failure is recorded with its one-line error; the checks after it still run.
+    assert not refused["ok"] and refused["exit_status"] == 2 and "--batch_size 0" in refused["error"]
+    text = gpu_bench.results_markdown({"device": "cpu", "date": "d", "versions": {}, "tiny": True,
+                                       "peak_bf16_tflops": None, "config": {"train_steps": 0, "warmup_steps": 0},
+                                       "runs": [], "train_runs": [ok, refused]})
+    assert "| tiny-qwen2 full precision | ok |" in text and "| refused | failed: " in text

@@ -221,3 +221,23 @@ def test_choose_default_rules():
 def test_agreement_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="same test questions"):
         predict.agreement(np.zeros((3, 8)), np.zeros(2), np.zeros((3, 8)))
+
+
+@pytest.mark.parametrize("fast_bf16_cpu", [True, False])
+def test_a_run_on_cuda_says_why_it_has_no_onnx_and_no_bf16_copy(tmp_path, monkeypatch, fast_bf16_cpu):
+    import torch
+
+    class OnCuda(predict.TransformerClassifier):  # the model stays on the CPU; only its device says cuda:0
+        def predict_proba(self, texts, batch_size=32, progress=False):
+            return np.full((len(texts), 8), 1 / 8)
+
+    monkeypatch.setattr(environment, "cpu_has_fast_bf16", lambda *a: fast_bf16_cpu)
+    clf = OnCuda(model=torch.nn.Linear(2, 8), tokenizer=None, max_length=8, device="cuda:0")
+    probs = np.eye(8)[[0, 1, 2, 3]] * 0.9 + 0.1 / 8
+    section, default = onnx_backend.export_and_choose(tmp_path, clf, ["a", "b", "c", "d"], np.arange(4), probs)
+    reasons = section["skipped"]
+    assert set(reasons) == {"onnx", "torch-bfloat16"} and default is clf
+    for reason in reasons.values():  # what is true of a GPU run, not of this machine's CPU
+        assert "cuda:0" in reason and "predicts with torch" in reason and "neither AVX-512" not in reason
+    assert "mathreport export-onnx" in reasons["onnx"]
+    assert list(tmp_path.iterdir()) == []  # no ONNX file exported

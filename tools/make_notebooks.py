@@ -86,9 +86,10 @@ REPORT = notebook([
 ])
 
 # The training notebook's parameters: these options of TrainConfig, with its defaults and help (mathreport/options.py).
-# Every other option can be passed too (papermill -p seed 7); papermill warns that it is not listed here.
+# Every other option can be passed too (papermill -p seed 7); papermill warns that it is not listed here, so every
+# parameter `mathreport pipeline` passes is (tests/test_pipeline.py checks it).
 TRAIN_PARAMETERS = ("model", "num_epochs", "learning_rate", "train_path", "val_path", "test_path", "output_dir",
-                    "resume", "force")
+                    "resume", "force", "model_path", "batch_size", "device", "load_in_4bit", "training_args")
 
 
 def train_parameters(defaults: dict, notes: dict) -> str:
@@ -116,7 +117,9 @@ def train_parameters(defaults: dict, notes: dict) -> str:
 
 TRAIN = notebook([
     new_markdown_cell(i18n.message("train_notebook.intro", "tr")),
-    params(train_parameters(defaults={"model": "minilm"}, notes={"model": "a preset, HF id or local path"})),
+    params(train_parameters(defaults={"model": "minilm"}, notes={
+        "model": "a preset, HF id or local path",
+        "training_args": 'transformers\' TrainingArguments flags, e.g. ["--gradient_accumulation_steps", "4"]'})),
     new_markdown_cell(i18n.message("train_notebook.training", "tr")),
     new_code_cell("from mathreport import artifacts, options\n"
                   "from mathreport.sections import project_path\n"

@@ -211,6 +211,23 @@ def training_speed(doc):
              num(doc["train_seconds"], 1), num(doc["train_samples_per_second"], 1)]]
 
 
+@table("memplan", header="settings | Qwen2.5-Math-7B, GiB | Mistral-7B-v0.3, GiB | smallest listed GPU that fits "
+       "(Qwen / Mistral)")
+def memory_plan(doc):
+    """`mathreport plan` estimates (no weights loaded, nothing measured on a GPU) at the settings of each row."""
+    by = {}
+    for row in doc["rows"]:
+        by.setdefault(row["settings"], {})[row["model"]] = row["plan"]
+
+    def first_fit(plan):
+        return next((g["gpu"] for g in plan["gpus"] if g["fits"]), "none listed")
+
+    for settings, plans in by.items():
+        qwen, mistral = plans["qwen"], plans["mistral"]
+        yield [settings, num(qwen["bytes"]["total"] / 2**30, 1), num(mistral["bytes"]["total"] / 2**30, 1),
+               f"{first_fit(qwen)} / {first_fit(mistral)}"]
+
+
 @table("training-seeds", header="arm | seed | bf16 autocast | lora_dropout | val macro-F1 | val accuracy | "
        "test macro-F1 | test accuracy | samples/s (Trainer)")
 def training_seeds(doc):
