@@ -24,7 +24,10 @@ pdf-tools:
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# The CPU build of torch that lies on this machine's disk; plain `torch` would pull GBs of CUDA packages.
+	# torch first, pinned to the version the tests ran with, so the package's `torch` requirement is already met.
+	# pip takes the CPU build (2.13.0+cpu) where its index or find-links offer one (the project's machines do);
+	# from PyPI alone it takes the default Linux wheel, which pulls GBs of CUDA packages. For the CPU build there:
+	# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make env
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
 	# The notebooks' kernel: this .venv, registered as "mathreport" inside it (JupyterLab and papermill find it).

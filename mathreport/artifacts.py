@@ -23,7 +23,7 @@ import pandas as pd
 
 from mathreport import record
 from mathreport.errors import ArtifactError, RunLockedError
-from mathreport.files import file_sha256, write_csv, write_json
+from mathreport.files import file_sha256, write_csv, write_json, writing
 from mathreport.labels import NUM_CLASSES
 from mathreport.presets import PRESETS
 
@@ -294,17 +294,18 @@ class RunWriter:
         the shards across them) and which writes on the main process only.
         """
         folder = self.run_dir / MODEL_DIR
-        if trainer is not None:
-            trainer.save_model(str(folder))
-        elif self.is_main and hasattr(model, "save_pretrained"):
-            model.save_pretrained(str(folder))
-        elif self.is_main:
-            import joblib
+        with writing(folder):  # a full disk in the libraries' own writes: one line naming the file (WriteError)
+            if trainer is not None:
+                trainer.save_model(str(folder))
+            elif self.is_main and hasattr(model, "save_pretrained"):
+                model.save_pretrained(str(folder))
+            elif self.is_main:
+                import joblib
 
-            folder.mkdir(parents=True, exist_ok=True)
-            joblib.dump(model, folder / "pipeline.joblib")
-        if self.is_main and tokenizer is not None:
-            tokenizer.save_pretrained(str(folder))
+                folder.mkdir(parents=True, exist_ok=True)
+                joblib.dump(model, folder / "pipeline.joblib")
+            if self.is_main and tokenizer is not None:
+                tokenizer.save_pretrained(str(folder))
 
     def drop_checkpoints(self) -> None:
         """Remove Trainer's checkpoints (a run that is complete, or one started over, needs none)."""

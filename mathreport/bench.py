@@ -84,6 +84,57 @@ def median_ms(classifiers: dict, texts: list[str], batch_size: int = 1, **kwargs
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def spread(ms: np.ndarray, rounds: int) -> dict:
+    """The median per-item ms of `time_calls`' output for one classifier, and its spread over the rounds.
+
+    ms: its per-item times, round-major (each round the same items). Returns `median_ms` (over every item),
+    `round_ms` (each round's median) and `interval_ms`: [fastest round, slowest round].
+    """
+    ms = np.asarray(ms, dtype=float)
+    if rounds < 1 or not len(ms) or len(ms) % rounds:
+        raise ValueError(f"{len(ms)} timed items cannot be {rounds} rounds of the same items")
+    per_round = [float(np.median(r)) for r in ms.reshape(rounds, -1)]
+    return {"median_ms": float(np.median(ms)), "interval_ms": [min(per_round), max(per_round)],
+            "round_ms": per_round}
+
+
+def overlaps(a: list[float], b: list[float]) -> bool:
+    """Whether two [low, high] intervals share a point."""
+    return bool(a[0] <= b[1] and b[0] <= a[1])
+
+
+# A backend's answers are refused only when they are significantly worse than the reference's on the same
+# questions (McNemar's exact test, one-sided): a threshold on a difference of a few answers is noise.
+SIGNIFICANCE = 0.05
+
+
+def paired_accuracy(probs: np.ndarray, y_true: np.ndarray, reference: np.ndarray,
+                    significance: float = SIGNIFICANCE) -> dict:
+    """A backend's answers against the reference backend's on the same questions.
+
+    Returns predict.agreement's numbers, `accuracy_difference` (this minus the reference), its 95 % paired
+    bootstrap interval `accuracy_difference_ci95` (the same resamples for both), `mcnemar` (b: questions only
+    the reference gets right, c: only this one; p of "this one is worse", exact and one-sided) and `passes`:
+    False only when p < significance.
+    """
+    from mathreport import metrics
+
+    out = predict.agreement(probs, y_true, reference)
+    y_true = np.asarray(y_true)
+    ours, theirs = np.asarray(probs).argmax(1), np.asarray(reference).argmax(1)
+    if not len(y_true):
+        return {**out, "accuracy_difference": 0.0, "accuracy_difference_ci95": None, "mcnemar": None,
+                "passes": True}
+    test = metrics.mcnemar_test(y_true, theirs, ours, alternative="greater")
+    difference = (metrics.bootstrap_replicates(y_true, ours)["Accuracy"]
+                  - metrics.bootstrap_replicates(y_true, theirs)["Accuracy"])
+    return {**out, "accuracy_difference": float((ours == y_true).mean() - (theirs == y_true).mean()),
+            "accuracy_difference_ci95": [float(v) for v in np.percentile(difference, [2.5, 97.5])],
+            "mcnemar": {"b": test["b"], "c": test["c"], "p_value": test["p_value"],
+                        "alternative": "worse than the reference"},
+            "passes": bool(test["p_value"] >= significance)}
+
+
 def thread_candidates() -> tuple[int, ...]:
     """The torch thread counts worth measuring: one, and one per CPU core."""
     return tuple(sorted({1, os.cpu_count() or 1}))
@@ -160,6 +211,7 @@ def _latency_results(classifiers: dict[str, Classifier], texts: list[str], batch
                 "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
                 "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
                 "items_per_s": float(len(ms) * 1000 / ms.sum()), "threads": getattr(clf, "threads", 1),
+                "round_p50_ms": spread(ms, repeats)["round_ms"],  # the spread a comparison must beat
             }
             if measured is not None:
                 entry["threads_p50_ms"] = {str(n): v for n, v in measured.items()}
@@ -218,6 +270,26 @@ def benchmark_latency(classifier: Classifier, texts: list[str], *, batch_sizes: 
                          results, thread_choice=thread_choice)
 
 
+def benchmark_choices(chosen: dict[int, tuple[str, Classifier]], texts: list[str], **kwargs) -> dict:
+    """latency.json of the backends a run chose: each batch size timed with the backend chosen for it.
+
+    chosen: {batch size: (backend name, classifier)}, e.g. {1: the latency choice, 32: the throughput choice};
+    kwargs: benchmark_latency's. Each result row names its `backend` and `dtype`; the top level is the smallest
+    batch size's (the latency choice's: what the report quotes as the run's latency).
+    """
+    parts = []
+    for size, (name, clf) in sorted(chosen.items()):
+        part = benchmark_latency(clf, texts, batch_sizes=(size,), dtype=predict.backend_named(name).dtype, **kwargs)
+        parts.append((size, name, part))
+    top = parts[0][2]
+    notes = dict.fromkeys(part["thread_choice"] for _, _, part in parts)
+    return {**top, "results": [{**part["results"][0], "backend": name, "dtype": part["dtype"]}
+                               for _, name, part in parts],
+            "thread_choice": next(iter(notes)) if len(notes) == 1 else
+            "; ".join(f"batch {size}: {part['thread_choice']}" for size, _, part in parts),
+            "backends_by_batch_size": {str(size): name for size, name, _ in parts}}
+
+
 def backends_to_bench(manifest: RunRecord, backend: str = "all", dtype: str | None = None) -> list[Backend]:
     """The backends `mathreport bench` compares: all of them, one engine's, or the run's default (`auto`).
 
@@ -236,15 +308,17 @@ def backends_to_bench(manifest: RunRecord, backend: str = "all", dtype: str | No
 
 
 def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, threads: int | None = None,
-                     batch_sizes: tuple[int, ...] = (1, 32), max_items: int = 200, repeats: int = 3, warmup: int = 3,
-                     device: str | None = None) -> dict:
+                     batch_sizes: tuple[int, ...] | None = None, max_items: int = 200, repeats: int = 3,
+                     warmup: int = 3, device: str | None = None) -> dict:
     """Time several backends of one run in this process, interleaved, on its test questions; the latency.json dict.
 
-    Each backend's test accuracy, and how its answers compare with the run's float32 predictions
-    (preds_test.csv), is measured on the whole test split. The top-level `results` are those of the run's
-    default backend (what the report shows) when it was measured; `backends` holds every one. A backend that
-    cannot be loaded (no verified ONNX file) is listed under `skipped` with the reason, never replaced by another.
-    threads: torch threads and ONNX Runtime intra-op threads alike (None: one per CPU core).
+    Each backend's test accuracy, and how its answers compare with the run's reference predictions
+    (preds_test.csv: `paired_accuracy`), is measured on the whole test split. The top-level `results` are those
+    of the run's default backend (its latency choice, what the report shows) when it was measured; `backends`
+    holds every one; `choice` says, per batch size of the run's choice, whether bench's fastest agrees with it
+    (`against_choice`). A backend that cannot be loaded (no verified ONNX file) is listed under `skipped` with
+    the reason, never replaced by another. threads: torch threads and ONNX Runtime intra-op threads alike (None:
+    one per CPU core). batch_sizes: None for 1, 32 and the batch size of the run's throughput choice.
     """
     import torch
 
@@ -253,6 +327,8 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
     run_dir = artifacts.require_run_dir(run_dir)
     manifest = artifacts.read_manifest(run_dir)
     threads = threads or os.cpu_count() or 1
+    if batch_sizes is None:
+        batch_sizes = tuple(sorted({1, 32, *(size for _, size in run_choices(manifest).values())}))
     if manifest.kind == "tfidf":  # one backend: scikit-learn
         latency = benchmark_latency(predict.load_classifier(run_dir), test_questions(run_dir), batch_sizes=batch_sizes,
                                     warmup=warmup, max_items=max_items, repeats=repeats, dtype="float64")
@@ -279,8 +355,8 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
         if verified:
             reference = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
             for name, clf in classifiers.items():
-                entries[name].update(predict.agreement(clf.predict_proba(texts, batch_size=32),
-                                                       frame["y_true"].to_numpy(), reference))
+                entries[name].update(paired_accuracy(clf.predict_proba(texts, batch_size=32),
+                                                     frame["y_true"].to_numpy(), reference))
         timed = texts[:max_items]
         work = inference_flop_per_item(classifiers.values(), timed)
         for name, results in _latency_results(classifiers, timed, batch_sizes, warmup, repeats).items():
@@ -297,7 +373,61 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
         accuracy_on=f"all {len(texts)} test questions, against {artifacts.PREDICTIONS}" if verified else None,
         default_backend=default, backends=entries, skipped=skipped, run=str(run_dir), flop_per_item=work,
         flop_counted="mathreport.flops: layer matmuls + attention products over each timed question's real tokens",
+        choice=against_choice(manifest, entries),
     )
+
+
+def run_choices(manifest: RunRecord) -> dict[str, tuple[str, int]]:
+    """{purpose: (backend, batch size)} the run chose (run.json `inference.choices`); an older run.json, with one
+    `default`, has it for both: at batch size 1 and at the run's throughput batch size."""
+    recorded = (manifest.inference or {}).get("choices") or {}
+    batch = throughput_batch_size((manifest.hyperparameters or {}).get("batch_size"))
+    return {purpose: (predict.default_backend(manifest, purpose).name,
+                      int((recorded.get(purpose) or {}).get("batch_size") or size))
+            for purpose, size in (("latency", 1), ("throughput", batch))}
+
+
+# The smallest batch the throughput choice is timed at: smaller runs' batches would time per-call overhead.
+MIN_THROUGHPUT_BATCH = 8
+
+
+def throughput_batch_size(run_batch_size: int | None) -> int:
+    """The batch size of a run's throughput choice: its training batch size (32 where unknown), at least 8."""
+    return max(MIN_THROUGHPUT_BATCH, int(run_batch_size or 32))
+
+
+def against_choice(manifest: RunRecord, entries: dict) -> dict:
+    """For each purpose, whether bench agrees with the run's choice.
+
+    entries: compare_backends' backends. Each purpose gets the backend the run chose and bench's fastest (by
+    p50) among the backends whose answers pass the paired test on the test split (`paired_accuracy`), each with
+    its p50 and [fastest, slowest] repeat; `agrees`: the same backend, or their intervals overlap (the difference
+    is within bench's own spread); None when bench did not time the chosen backend at that batch size.
+    """
+    out = {}
+    for purpose, (chosen, size) in run_choices(manifest).items():
+        timed = {}
+        for name, e in entries.items():
+            row = next((r for r in e.get("results", []) if r["batch_size"] == size and r.get("round_p50_ms")), None)
+            if row is not None:
+                timed[name] = {"p50_ms": row["p50_ms"],
+                               "interval_ms": [min(row["round_p50_ms"]), max(row["round_p50_ms"])]}
+        passing = [name for name in timed if entries[name].get("passes", True)]
+        entry: dict = {"batch_size": size, "chosen": chosen, "chosen_timing": timed.get(chosen), "agrees": None}
+        if passing:
+            fastest = min(passing, key=lambda n: (timed[n]["p50_ms"], n))
+            entry.update(fastest=fastest, fastest_timing=timed[fastest])
+            if chosen in timed:
+                entry["agrees"] = fastest == chosen or overlaps(timed[chosen]["interval_ms"],
+                                                                timed[fastest]["interval_ms"])
+        if chosen in entries and not entries[chosen].get("passes", True):
+            entry["chosen_fails_here"] = "its answers are significantly worse than the reference's on this split"
+        if entry["agrees"] is None:
+            entry["not_compared"] = (f"bench timed no batch of {size}" if not timed else
+                                     f"bench did not time {chosen}" if chosen not in timed else
+                                     "no backend's answers passed the paired test here")
+        out[purpose] = entry
+    return out
 
 
 def inference_flop_per_item(classifiers, texts: list[str]) -> float | None:

@@ -22,9 +22,12 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from mathreport import environment
     from mathreport.train import TrainConfig, train
 
     run_dir = train(options.from_args(TrainConfig, args))
+    if environment.process_rank() != 0:  # under torchrun, rank 0 wrote the run and reports it
+        return
     metrics = artifacts.read_metrics(run_dir)
     print(f"{run_dir}: Accuracy {metrics['Accuracy']:.3f}, F1_macro {metrics['F1_macro']:.3f} "
           f"on {metrics.get('n_test', '?')} test questions")
@@ -111,7 +114,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     paths = pipeline.run_pipeline(
         models=args.models, data_dir=args.data_dir, results_dir=args.results_dir, kernel=args.kernel,
         force=args.force, num_epochs=args.num_epochs, report_model=args.report_model, pdf=args.pdf,
-        lang=args.lang,
+        lang=args.lang, model_path=args.model_path, batch_size=args.batch_size, device=args.device,
+        load_in_4bit=args.load_in_4bit, training_args=args.training_args,
     )
     for path in paths.values():
         print(f"wrote {path}")
@@ -189,7 +193,8 @@ def _read_questions(args: argparse.Namespace) -> list[str]:
     if args.input is not None and args.texts:
         raise CommandError("give questions either as arguments or with --input FILE.csv, not both")
     if args.input is None and not args.texts:
-        raise CommandError('give a question (mathreport predict --run_dir DIR "text") or --input FILE.csv')
+        raise CommandError('give a question (mathreport predict --run_dir DIR "text"), --input FILE.csv, or '
+                           "questions on standard input, one per line (... --run_dir DIR - < questions.txt)")
     texts = list(args.texts) if args.input is None else data.read_questions(args.input, args.text_col)
     predict.check_questions(texts)
     return texts
@@ -211,14 +216,41 @@ def _check_output(path: Path | None) -> None:
                            "write to a file of its own, e.g. --output predictions.csv")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
+def _reads_stdin(args: argparse.Namespace) -> bool:
+    """Whether the questions come on standard input: `-` as the question, or none given while standard input is
+    not a terminal (a pipe or a file), as Unix tools read it."""
+    if args.input is not None:
+        return False
+    return args.texts == ["-"] or (not args.texts and sys.stdin is not None and not sys.stdin.isatty())
+
+
+def _answer_json(text: str, row, names: list[str], **more) -> str:
     import json
 
+    best = int(row.argmax())
+    return json.dumps({**more, "text": text, "class_id": best, "topic": names[best],
+                       "probabilities": {names[i]: float(p) for i, p in enumerate(row)}}, ensure_ascii=False)
+
+
+def _answer_line(text: str, row, names: list[str]) -> str:
+    best = int(row.argmax())
+    return f"{names[best]}\t{row[best]:.4f}\t{text[:80]}"
+
+
+def _answers_frame(texts: list[str], probs, names: list[str]):
+    """--output's rows: y_pred, topic, the probabilities and the text of each question."""
+    out = artifacts.predictions_frame([0] * len(texts), probs, texts).drop(columns="y_true")
+    out.insert(1, "topic", [names[i] for i in out["y_pred"]])
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
     import numpy as np
 
     from mathreport import ensemble, labels, predict
 
-    texts = _read_questions(args)
+    stream = _reads_stdin(args)
+    texts = None if stream else _read_questions(args)
     _check_output(args.output)
     artifacts.check_consistency(args.run_dir)  # a whole, current run only (an ensemble: of current members)
     dtype = _DTYPES.get(args.dtype)
@@ -226,25 +258,106 @@ def cmd_predict(args: argparse.Namespace) -> None:
         classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=dtype)
     else:
         classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=dtype, backend=args.backend)
-    probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     names = labels.names(args.lang)
+    if stream:
+        _predict_stdin(args, classifier, names)
+        return
+    probs = classifier.predict_proba(texts, batch_size=args.batch_size)
     if args.output is not None:
-        out = artifacts.predictions_frame([0] * len(texts), probs, texts).drop(columns="y_true")
-        out.insert(1, "topic", [names[i] for i in out["y_pred"]])
-        files.write_csv(args.output, out)
+        files.write_csv(args.output, _answers_frame(texts, probs, names))
     for text, row in zip(texts, probs, strict=True):
         best = int(row.argmax())
         if args.json:
-            print(json.dumps({"text": text, "class_id": best, "topic": names[best],
-                              "probabilities": {names[i]: float(p) for i, p in enumerate(row)}}, ensure_ascii=False))
+            print(_answer_json(text, row, names))
         elif len(texts) == 1:
             print(f"{names[best]} ({row[best]:.4f})")
             for i in np.argsort(-row, kind="stable"):
                 print(f"  {names[i]:<16} {row[i]:.4f}")
         else:
-            print(f"{names[best]}\t{row[best]:.4f}\t{text[:80]}")
+            print(_answer_line(text, row, names))
     if args.output is not None:
         print(f"wrote {args.output}", file=sys.stderr)
+
+
+def _predict_stdin(args: argparse.Namespace, classifier, names: list[str]) -> None:
+    """Questions on standard input, one per line, answered --batch_size lines at a time (one at a time from a
+    terminal): one answer line (or JSON object, with its input line number) per question, each batch printed as
+    soon as it is answered, so memory stays bounded on any number of lines. A blank or non-UTF-8 line gets no
+    answer; one warning at the end names them. --output is written as the answers come, and replaced only whole."""
+    import contextlib
+    import io
+    import os
+
+    from mathreport import predict
+
+    skipped: dict[str, list[int]] = {}  # reason -> the first line numbers; counts in `counts`
+    counts: dict[str, int] = {}
+
+    def skip(line: int, reason: str) -> None:
+        reason = reason.split(" (")[0]  # "not UTF-8 text (byte 0xff)": grouped by kind
+        counts[reason] = counts.get(reason, 0) + 1
+        if len(skipped.setdefault(reason, [])) < 10:
+            skipped[reason].append(line)
+
+    def which_lines() -> str:
+        return "; ".join(f"{reason}: line{'s' if counts[reason] > 1 else ''} {', '.join(map(str, lines))}"
+                         + (f" and {counts[reason] - len(lines)} more" if counts[reason] > len(lines) else "")
+                         for reason, lines in skipped.items())
+
+    raw = getattr(sys.stdin, "buffer", None)
+    lines = (io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="\n")
+             if raw is not None else sys.stdin)
+    batch_size = 1 if sys.stdin.isatty() else args.batch_size
+    answered = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            table = None
+            if args.output is not None:
+                tmp = stack.enter_context(files.atomic_path(args.output))
+                table = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+            for part in predict.stream_answers(classifier, lines, batch_size, on_skip=skip):
+                if table is not None:
+                    _answers_frame(part.texts, part.probs, names).to_csv(table, index=False, header=not answered)
+                for line, text, row in zip(part.lines, part.texts, part.probs, strict=True):
+                    print(_answer_json(text, row, names, line=line) if args.json else _answer_line(text, row, names))
+                sys.stdout.flush()
+                answered += len(part.texts)
+            if not answered:
+                found = f" ({which_lines()})" if counts else ""
+                raise CommandError(f"standard input held no question{found}; give one question per line, or a "
+                                   'question as an argument (mathreport predict --run_dir DIR "text")')
+    except BrokenPipeError:
+        # The reader stopped (`| head`): no more output is wanted. Quiet the interpreter's own flush at exit; a
+        # --output file is not replaced with a part of the answers.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141) from None  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+    finally:
+        if raw is not None:
+            lines.detach()  # leave sys.stdin's own buffer open
+    if counts:
+        print(f"warning: standard input: {sum(counts.values())} line(s) got no answer ({which_lines()})",
+              file=sys.stderr)
+    if args.output is not None:
+        print(f"wrote {args.output}", file=sys.stderr)
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    import json
+
+    from mathreport import memplan
+
+    plan = memplan.plan_preset(
+        args.model, model_path=args.model_path, batch_size=args.batch_size, max_length=args.max_length,
+        load_in_4bit=args.load_in_4bit, gradient_checkpointing=args.gradient_checkpointing, lora_mlp=args.lora_mlp,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, eval_batch_size=args.eval_batch_size,
+        optimizer=args.optimizer, compute_dtype=args.compute_dtype)
+    if args.json:
+        print(json.dumps({**plan.to_dict(), "gpus": memplan.gpu_table(plan, args.gpu_memory)}, indent=2))
+    else:
+        print(memplan.format_plan(plan, args.gpu_memory))
+    if args.gpu_memory:  # what train would say on a GPU of this size: a refusal naming the settings that fit
+        memplan.check_fits(plan, int(args.gpu_memory * memplan.GIB) - plan.cuda_context,
+                           device=f"--gpu_memory {args.gpu_memory:g}", flags=memplan.PLAN_FLAGS)
 
 
 # Flags that several subcommands share, each defined once: name -> (option strings, add_argument keywords).
@@ -294,7 +407,7 @@ def _add_engine_commands(sub) -> None:
 
     p = _command(sub, "predict", cmd_predict, "the topic of questions, with class probabilities, from a run's model",
                  "run_dir")
-    p.add_argument("texts", nargs="*", help="question text(s)")
+    p.add_argument("texts", nargs="*", help="question text(s); none (or -): one question per line on standard input")
     p.add_argument("--input", type=Path, default=None, help="CSV of questions (column --text_col)")
     p.add_argument("--text_col", default="Question")
     p.add_argument("--output", type=Path, default=None, help="write topic and probabilities to this CSV")
@@ -309,9 +422,27 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
+# The packages whose versions `mathreport --version` prints: what a bug report needs to know.
+VERSION_PACKAGES = ("mathreport", "torch", "transformers", "peft", "bitsandbytes", "onnxruntime")
+
+
+class _PrintVersions(argparse.Action):
+    """`--version`: mathreport's version and those of the libraries it runs on, one per line; then exit."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mathreport import environment
+
+        found = environment.versions(VERSION_PACKAGES, python=True, missing="not installed")
+        found = {"mathreport": found.pop("mathreport"), **found}  # the program first, as --version does elsewhere
+        print("\n".join(f"{name} {version}" for name, version in found.items()))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `mathreport` command."""
     parser = argparse.ArgumentParser(prog="mathreport", description=__doc__)
+    parser.add_argument("--version", nargs=0, action=_PrintVersions,
+                        help="print the versions of mathreport, python, " + ", ".join(VERSION_PACKAGES[1:]))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _command(sub, "train", cmd_train, "fine-tune and evaluate one model; writes results/<model>/")
@@ -356,9 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
                  "results_dir", "lang", "pdf")
     p.add_argument("--models", nargs="+", default=["tfidf", "minilm"])
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", type=Path, default=Path("data"))
-    p.add_argument("--kernel", default=None, help="Jupyter kernel for the training notebooks (e.g. a GPU kernel)")
+    p.add_argument("--kernel", default=None,
+                   help="Jupyter kernel for the notebooks, training and report (e.g. a GPU machine's kernel)")
     p.add_argument("--force", action="store_true", help="retrain models whose results exist")
-    options.add_flags(p, options.TrainConfig, ("num_epochs",))  # passed on to train_model.ipynb
+    # Passed on to train_model.ipynb as papermill parameters; the leftover flags are Trainer's (training_args).
+    options.add_flags(p, options.TrainConfig, ("num_epochs", "batch_size", "device", "load_in_4bit"))
+    p.add_argument("--model_path", nargs="+", default=None, metavar="[NAME=]PATH",
+                   help="local weights: PATH for the one model of --models that loads weights, or NAME=PATH each")
+    p.epilog = ("Any other flag is one of transformers' TrainingArguments (e.g. --gradient_accumulation_steps 4), "
+                "passed to the training of each transformer model and checked by transformers before any starts.")
     p.add_argument("--report-model", "--report_model", dest="report_model", default=None,
                    help="the model the report is about (default: the last of --models)")
 
@@ -372,6 +509,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["loglinear", "linear"], default="loglinear",
                    help="pool by weighted geometric mean (default) or weighted average of probabilities")
     p.add_argument("--force", action="store_true", help="replace an existing run in --output_dir")
+
+    from mathreport import memplan  # light: no torch until a plan is made
+
+    p = _command(sub, "plan", cmd_plan, "estimate a model's GPU memory for training, part by part, and which GPUs "
+                 "it fits; loads no weights")
+    p.add_argument("--model", required=True, help="a preset (qwen, mistral, ...), a hub id or a model folder")
+    p.add_argument("--model_path", default=None, help="a local folder (or .gguf file) whose config.json to read")
+    p.add_argument("--gpu_memory", type=float, default=None, metavar="GIB",
+                   help="also compare with a GPU of this much memory (GiB); exit status 2 when it does not fit")
+    p.add_argument("--batch_size", type=_positive_int, default=None, help="per device (default: the preset's)")
+    p.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1)
+    p.add_argument("--eval_batch_size", type=_positive_int, default=None,
+                   help="default: as train, max(batch_size, 32)")
+    p.add_argument("--max_length", type=_positive_int, default=None, help="tokens (default: the preset's)")
+    p.add_argument("--load_in_4bit", action=argparse.BooleanOptionalAction, default=None,
+                   help="4-bit NF4 QLoRA (default: as train on CUDA, on for decoders)")
+    p.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: as train, on in 4-bit")
+    p.add_argument("--lora_mlp", action="store_true", help="LoRA on the MLP projections too (decoders)")
+    p.add_argument("--optimizer", default="adamw_torch", choices=sorted(memplan.OPTIMIZER_STATE_BYTES),
+                   help="TrainingArguments' optim")
+    p.add_argument("--compute_dtype", choices=["bfloat16", "float16"], default="bfloat16")
+    p.add_argument("--json", action="store_true", help="the plan as JSON (bytes)")
     return parser
 
 
@@ -379,13 +539,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mathreport` console script."""
     parser = build_parser()
     args, leftover = parser.parse_known_args(argv)
-    if leftover and args.command not in ("train", "search"):
+    if leftover and args.command not in ("train", "search", "pipeline"):
         parser.error(f"unrecognized arguments: {' '.join(leftover)}")
     args.training_args = leftover  # Trainer's own flags (TrainingArguments), checked by options.trainer_overrides
     try:
         args.func(args)
     except MathreportError as exc:  # a message that names the file or flag and the fix: one line
-        print(f"mathreport {args.command}: error: {exc}", file=sys.stderr)
+        from mathreport import environment
+
+        if environment.process_rank() == 0:  # under torchrun every process stops with it; one says why
+            print(f"mathreport {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         # A notebook that failed inside papermill: its own error is the message, the cell traceback is noise.

@@ -124,7 +124,7 @@ def _read_records(
     # The csv module, not pandas, because a question may span several lines (LaTeX environments) and
     # error messages must name the line the record starts on in the file, not its row index.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long LaTeX questions are fine
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, text, (text_col, label_col)))
     header: list[str] | None = None
     records: list[list[str]] = []
     starts: list[int] = []
@@ -146,6 +146,28 @@ def _read_records(
     return header, records, starts
 
 
+_TOLD_SEMICOLON: set[str] = set()
+
+
+def _delimiter(path: Path, text: str, columns: tuple[str | None, ...]) -> str:
+    # "," unless the header is one comma-field that, split at ";", names every column asked for: a spreadsheet in a
+    # locale whose decimal mark is "," (Turkish, German, ...) saves CSV that way. No comma-separated file has such
+    # a header, so the header decides alone, and the reader is told in one line.
+    first = re.search(r"^[^\n]*\S[^\n]*$", text, re.M)  # the first line that is not blank
+    header = first.group(0).rstrip("\r") if first else ""
+    if len(next(csv.reader([header]), [])) != 1 or ";" not in header:
+        return ","
+    names = [name.strip() for name in next(csv.reader([header], delimiter=";"))]
+    if not all(col in names for col in columns if col):
+        return ","
+    if str(path) in _TOLD_SEMICOLON:  # said once per file and process, however often it is read again
+        return ";"
+    _TOLD_SEMICOLON.add(str(path))
+    log.warning("%s: read as ';'-separated (its header %r joins the columns with ';', as spreadsheets set to Turkish "
+                "or another language with a decimal comma save CSV)", path, header)
+    return ";"
+
+
 def _check_columns(path: Path, header: list[str], text_col: str, label_col: str | None) -> None:
     # A missing column is a DataError, which spots a file with another delimiter.
     missing = [col for col in (text_col, label_col) if col and col not in header]
@@ -154,10 +176,15 @@ def _check_columns(path: Path, header: list[str], text_col: str, label_col: str 
     if len(header) == 1:
         for sep, sep_name in _OTHER_DELIMITERS.items():
             if sep in header[0]:
+                if sep == ";":  # read when its header names the columns (_delimiter); this one's does not
+                    wanted = " and ".join(repr(col) for col in (text_col, label_col) if col)
+                    fix = (f", which is read when its header names the columns {wanted}: rename them, or name "
+                           "its own with --text_col / --label_col")
+                else:
+                    fix = "; mathreport reads comma-separated CSV, re-save it with ',' as the delimiter"
                 raise DataError(
                     f"{path}: line 1 (the header) {header[0]!r} is one column containing {sep!r}: the file "
-                    f"looks {sep_name}-separated; mathreport reads comma-separated CSV, re-save it with ',' "
-                    f"as the delimiter"
+                    f"looks {sep_name}-separated{fix}"
                 )
     flags = {text_col: "--text_col", label_col: "--label_col"}
     found = ", ".join(repr(col) for col in header)

@@ -4,6 +4,7 @@ the distributing; this module only chooses their settings and keeps our own step
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -147,3 +148,32 @@ def weights_dtype(load_in_4bit: bool, on_cuda: bool, mixed: str | None) -> str:
     if load_in_4bit:
         return {"bfloat16": "nf4+bf16", "float16": "nf4+fp16", "float32": "nf4+fp32"}[compute_dtype(mixed, on_cuda)]
     return mixed if on_cuda and mixed else "float32"
+
+
+@contextlib.contextmanager
+def frozen_linears_in(model, dtype: str | None):
+    """Hold the frozen nn.Linear weights and biases of `model` in `dtype` while the block runs; the float32 originals
+    come back after it (merging LoRA, saving and exporting see them unchanged).
+
+    Under CPU autocast each linear layer casts its float32 weight to bfloat16 on every call, forward and backward.
+    A weight already held in bfloat16 is not copied, and its values are the ones the cast makes, so training
+    computes bit for bit the same (tests/test_gpu_paths.py). Trainable weights (LoRA, the head) stay float32: they
+    are the optimizer's master weights. dtype None (no mixed precision): nothing changes.
+    """
+    import torch
+
+    if dtype is None:
+        yield
+        return
+    target, kept = getattr(torch, dtype), []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            for param in (module.weight, module.bias):
+                if param is not None and not param.requires_grad and param.dtype == torch.float32:
+                    kept.append((param, param.data))
+                    param.data = param.data.to(target)
+    try:
+        yield
+    finally:
+        for param, data in kept:
+            param.data = data

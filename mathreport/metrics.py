@@ -341,8 +341,18 @@ def per_class_report(y_true: ArrayLike, probs: ArrayLike, y_pred: ArrayLike | No
 
 
 # ----------------------------------------------------------------------------------------- comparisons
-def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> dict[str, Any]:
-    """Exact McNemar test: b = items A gets right and B wrong, c = the reverse, two-sided binomial p."""
+MCNEMAR_ALTERNATIVES = ("two-sided", "greater", "less")
+
+
+def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike,
+                 alternative: str = "two-sided") -> dict[str, Any]:
+    """Exact McNemar test: b = items A gets right and B wrong, c = the reverse, binomial p on the b + c pairs.
+
+    alternative: "two-sided" (A and B differ); "greater": A is right more often than B (b > c), the test of B
+    being worse than A; "less": the reverse. A one-sided result says which in its "alternative" key.
+    """
+    if alternative not in MCNEMAR_ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {MCNEMAR_ALTERNATIVES}; found {alternative!r}")
     y_true = check_class_ids(y_true, "y_true")
     pred_a = check_class_ids(pred_a, "pred_a")
     pred_b = check_class_ids(pred_b, "pred_b")
@@ -351,8 +361,9 @@ def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> dic
     b = int(np.sum(right_a & ~right_b))
     c = int(np.sum(~right_a & right_b))
     # With no discordant pairs the exact test has a single possible outcome, observed with probability 1.
-    p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
-    return {"b": b, "c": c, "n_discordant": b + c, "p_value": p_value, "n": len(y_true), "method": "exact"}
+    p_value = float(stats.binomtest(b, b + c, 0.5, alternative=alternative).pvalue) if b + c else 1.0
+    result = {"b": b, "c": c, "n_discordant": b + c, "p_value": p_value, "n": len(y_true), "method": "exact"}
+    return result if alternative == "two-sided" else {**result, "alternative": alternative}
 
 
 def _intervals_overlap(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -76,7 +76,7 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
         f"model {preset.key!r} needs the weights of {preset.hf_id}, which are neither a local folder nor in "
         f"the Hugging Face cache here. To get results for {preset.key}: on a machine with internet"
         f"{' and a GPU' if preset.gpu_recommended else ''}, "
-        f"`huggingface-cli download {preset.hf_id} --local-dir DIR` (or get a GGUF file of it) and run "
+        f"`hf download {preset.hf_id} --local-dir DIR` (or get a GGUF file of it) and run "
         f"`mathreport train --model {preset.key} --model_path DIR_OR_GGUF ... --output_dir results/{preset.key}` "
         f"(or set MATHREPORT_ALLOW_DOWNLOAD=1 to let transformers download), then copy results/{preset.key}/ here."
     )

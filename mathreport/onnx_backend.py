@@ -1,12 +1,16 @@
-"""Exporting a transformer run to ONNX, verifying every inference backend on it, and choosing the run's default.
+"""Exporting a transformer run to ONNX, verifying every inference backend on it, and choosing the run's backends.
 
 A run's merged (LoRA folded in) float32 model is exported once with `torch.onnx.export` (the TorchScript
 exporter, `dynamo=False`: it needs no extra package) to `model.onnx` in the run directory, and quantized with
 `onnxruntime.quantization.quantize_dynamic` to `model-int8.onnx`. Both are written atomically; their SHA-256
-and the accuracy each reproduces are recorded in run.json under `inference` (`predict.load_onnx` loads no file
-whose hash differs). `choose_default` picks the fastest backend (timed by `bench`) whose accuracy is within
-`ACCURACY_TOLERANCE` of the reference model's (backends slower than the first that qualifies are timed, not
-checked); `predict.load_classifier` then uses it by default.
+and what each backend's answers are worth are recorded in run.json under `inference` (`predict.load_onnx`
+loads no file whose hash differs).
+
+The choice, made once per batch size (`latency`: one question; `throughput`: the run's batch size), keeps the
+reference backend (the one that wrote the run's predictions) unless another is faster beyond the spread of
+interleaved timing rounds and its answers are not significantly worse on the same validation questions
+(`bench.paired_accuracy`: McNemar's exact test, one-sided); `choose` is the rule. `predict.load_classifier`
+then uses the choice for its purpose.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from mathreport.predict import (
     TORCH_FLOAT32,
     TORCH_NF4,
     TORCH_TOPK,
-    Backend,
     OnnxClassifier,
     TopKClassifier,
     TransformerClassifier,
@@ -35,8 +38,11 @@ from mathreport.predict import (
 
 log = logging.getLogger("mathreport")
 
-# A backend may be the default only if its accuracy is within this of the reference's (half a percentage point).
-ACCURACY_TOLERANCE = 0.005
+# The choice's timing (bench.time_calls, every backend round by round): batch size 1 over LATENCY_QUESTIONS
+# questions, LATENCY_ROUNDS times; the throughput batch size over THROUGHPUT_BATCHES batches, THROUGHPUT_ROUNDS
+# times. Enough rounds that the spread between them is measured; few enough to cost seconds per backend.
+LATENCY_QUESTIONS, LATENCY_ROUNDS = 24, 5
+THROUGHPUT_BATCHES, THROUGHPUT_ROUNDS = 4, 3
 OPSET = 17
 # A protobuf file holds at most 2 GiB; larger models (the 7B decoders) stay on torch.
 MAX_EXPORT_BYTES = 1_800_000_000
@@ -86,59 +92,82 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return Path(dst)
 
 
-def reproduces(accuracy: float | None, reference_accuracy: float) -> bool:
-    """Whether a checked backend's accuracy is within ACCURACY_TOLERANCE of the reference's (None: not checked)."""
-    return accuracy is not None and abs(accuracy - reference_accuracy) <= ACCURACY_TOLERANCE + 1e-12
+def choose(timings: dict[str, dict], checks: dict[str, dict], reference: str) -> tuple[str, str]:
+    """The backend to use at one batch size, and why: the reference unless another is faster beyond the spread.
 
-
-def choose_default(candidates: list[dict], reference_accuracy: float,
-                   reference: Backend = TORCH_FLOAT32) -> tuple[str, str]:
-    """The name of the fastest candidate that reproduces the reference accuracy, and why.
-
-    candidates: dicts with `backend`, `accuracy` (None where it was not checked) and `batch1_p50_ms` (None where
-    not timed). Falls back to the reference backend (float32 torch; torch-nf4 for a 4-bit run, torch-topk for a
-    top-k run), with the reason, when no candidate qualifies.
+    timings: {backend: bench.spread(...)} of the backends timed (the reference among them); checks: {backend:
+    bench.paired_accuracy(...)} (`passes`, `argmax_agreement`). A candidate qualifies when its answers pass and
+    its slowest round is faster than the reference's fastest. Of those, the fastest by median wins; the ones
+    whose [fastest, slowest] round overlaps its interval are tied with it, and among tied ones the highest argmax
+    agreement with the reference (then the name) decides: a fact of the answers, not of the timing, so that the
+    same run chooses the same backend each time.
     """
-    ok = [c for c in candidates if reproduces(c["accuracy"], reference_accuracy) and c.get("batch1_p50_ms") is not None]
-    if not ok:
-        return reference.name, f"no backend was both verified and timed; {reference.name} is the reference"
-    best = min(ok, key=lambda c: c["batch1_p50_ms"])
-    rejected = [f"{c['backend']} (accuracy {c['accuracy']:.4f})" for c in candidates
-                if c["accuracy"] is not None and not reproduces(c["accuracy"], reference_accuracy)]
-    reason = (f"fastest at batch size 1 ({best['batch1_p50_ms']:.2f} ms per question) of the backends whose "
-              f"accuracy is within {ACCURACY_TOLERANCE * 100:g} point of {reference.name} ({reference_accuracy:.4f})")
-    if rejected:
-        reason += "; not reproducing it: " + ", ".join(rejected)
-    return best["backend"], reason
+    if reference not in timings:
+        return reference, f"{reference} was not timed; it is the reference"
+    floor = timings[reference]["interval_ms"][0]
+    faster = [name for name, t in timings.items() if name != reference and checks.get(name, {}).get("passes")
+              and t["interval_ms"][1] < floor]
+    if not faster:
+        return reference, (f"no backend whose answers pass is faster than {reference} beyond the spread (its "
+                           f"fastest round {floor:.2f} ms per question); the reference is kept")
+    fastest = min(faster, key=lambda n: (timings[n]["median_ms"], n))
+    tied = [n for n in faster if bench.overlaps(timings[n]["interval_ms"], timings[fastest]["interval_ms"])]
+    best = min(tied, key=lambda n: (-checks[n]["argmax_agreement"], n))
+    t = timings[best]
+    reason = (f"slowest round {t['interval_ms'][1]:.2f} ms per question, faster than {reference}'s fastest "
+              f"{floor:.2f} ms; answers not significantly worse (McNemar, one-sided)")
+    if len(tied) > 1:
+        reason += (f"; tied within the spread with {', '.join(n for n in tied if n != best)}: the highest argmax "
+                   f"agreement with {reference} ({checks[best]['argmax_agreement']:.4f}) decides")
+    return best, reason
 
 
-def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true, reference_probs,
-                      *, timing_items: int = 10, rounds: int = 2, split: str = "test") -> tuple[dict, object]:
-    """Export ONNX (float32 and int8), time every backend, verify them fastest first, pick the default.
+def time_backends(classifiers: dict, texts: list[str], batch_size: int) -> tuple[dict[str, dict], dict | None]:
+    """Every classifier timed at `batch_size` on the first questions of `texts`, interleaved round by round.
+
+    Batch size 1: LATENCY_QUESTIONS questions, LATENCY_ROUNDS rounds; larger: THROUGHPUT_BATCHES batches,
+    THROUGHPUT_ROUNDS rounds. Returns {name: bench.spread(...)} (median, [fastest, slowest] round, each round)
+    and how busy the CPUs were meanwhile (bench.CpuLoad).
+    """
+    latency = batch_size == 1
+    take = LATENCY_QUESTIONS if latency else THROUGHPUT_BATCHES * batch_size
+    rounds = LATENCY_ROUNDS if latency else THROUGHPUT_ROUNDS
+    batches = bench.batches_of(list(texts)[:take], batch_size)
+    times, load = bench.time_calls(classifiers, batches, batch_size, rounds=rounds, warmup=3 if latency else 1)
+    return {name: bench.spread(ms, rounds) for name, ms in times.items()}, load
+
+
+def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true, reference_probs, *,
+                      batch_size: int | None = None, split: str = "test") -> tuple[dict, dict]:
+    """Export ONNX (float32 and int8), check and time every backend, choose one per batch size (`choose`).
 
     torch_classifier: the run's reference: its merged float32 `predict.TransformerClassifier`, a top-k run's
     `predict.TopKClassifier` (then float32 torch is one more candidate), or a 4-bit model with the adapter (then it
-    is the only backend, torch-nf4); reference_probs: its probabilities for `texts`; split: which questions they
-    are, as run.json says it (`train` passes a capped sample of the validation split: the choice never looks at
-    the test split). Every backend is timed at batch size 1 on the first `timing_items` questions; then, from the
-    fastest, each one's accuracy on `texts` is checked until one reproduces the reference: that one is the
-    default, and the slower ones, which could not be chosen, are recorded as timed but not checked. Writes
-    model.onnx and model-int8.onnx into `run_dir` and returns the run.json `inference` section and the default
-    backend's classifier; never raises for a backend that cannot be made: its reason is recorded and the default
-    falls back to the reference.
+    is the only backend, torch-nf4); reference_probs: its probabilities for `texts`; batch_size: the run's
+    (the throughput choice is made at `bench.throughput_batch_size` of it); split: which questions `texts` are,
+    as run.json says it (`train` passes the validation split, capped: the choice never looks at the test split).
+    Every candidate's answers on all of `texts` are compared with the reference's (`bench.paired_accuracy`);
+    those that pass, and the reference, are timed at batch size 1 and at the throughput batch size. Writes
+    model.onnx and model-int8.onnx into `run_dir` and returns the run.json `inference` section (`choices`, and
+    `default`: the latency choice, for older readers) and {purpose: the chosen backend's classifier}; never
+    raises for a backend that cannot be made: its reason is recorded and the choice falls back to the reference.
     """
     import torch
 
     run_dir, y_true = Path(run_dir), np.asarray(y_true)
+    texts = list(texts)
     reference_probs = np.asarray(reference_probs, dtype=float)
-    reference_accuracy = float((reference_probs.argmax(1) == y_true).mean())
+    reference_accuracy = float((reference_probs.argmax(1) == y_true).mean()) if len(y_true) else None
     model = torch_classifier.model
     four_bit = bool(getattr(model, "is_loaded_in_4bit", False))
     top_k = isinstance(torch_classifier, TopKClassifier)
     reference = TORCH_NF4 if four_bit else TORCH_TOPK if top_k else TORCH_FLOAT32
     section: dict = {
         "reference": {"backend": reference.name, "accuracy": reference_accuracy, "split": split, "n": len(y_true)},
-        "accuracy_tolerance": ACCURACY_TOLERANCE, "onnx": {}, "skipped": {},
+        "accuracy_test": (f"McNemar's exact test, one-sided, on the same {len(y_true)} questions: a backend is "
+                          f"refused when its answers are worse than {reference.name}'s with p < "
+                          f"{bench.SIGNIFICANCE:g}"),
+        "onnx": {}, "skipped": {},
         "versions": environment.versions(environment.ONNX_PACKAGES),
         "exported_at": record.now(),
     }
@@ -175,32 +204,42 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
         classifiers["torch-bfloat16"] = TransformerClassifier(copy.deepcopy(model).to(torch.bfloat16).eval(), **plain)
     else:
         skipped["torch-bfloat16"] = "this CPU has neither AVX-512 BF16 nor AMX"
-
     seconds["copy_to_bfloat16"], clock = time.perf_counter() - clock, time.perf_counter()
-    timed = bench.median_ms(classifiers, list(texts)[:timing_items], 1, rounds=rounds, warmup=3) if len(texts) else {}
-    seconds["timing"], clock = time.perf_counter() - clock, time.perf_counter()
-    candidates, found = [], None
-    for name in sorted(classifiers, key=lambda n: (timed.get(n) is None, timed.get(n) or 0.0)):
-        entry = {"backend": name, "batch1_p50_ms": timed.get(name)}
-        if found is not None:
-            entry.update(accuracy=None, not_checked=f"slower at batch size 1 than {found}, which reproduces "
-                                                    f"{reference.name}")
-        else:
-            probs = (reference_probs if name == reference.name
-                     else classifiers[name].predict_proba(texts, batch_size=32, progress=True))
-            entry.update(predict.agreement(probs, y_true, reference_probs))
-            if reproduces(entry["accuracy"], reference_accuracy) and timed.get(name):
-                found = name
-            seconds[f"check_{name}"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    big = bench.throughput_batch_size(batch_size)
+    # Every candidate is checked: each batch size may choose a different one.
+    checks: dict[str, dict] = {}
+    for name, clf in classifiers.items():
+        probs = (reference_probs if name == reference.name
+                 else clf.predict_proba(texts, batch_size=big, progress=True) if texts else reference_probs)
+        checks[name] = bench.paired_accuracy(probs, y_true, reference_probs)
+        seconds[f"check_{name}"], clock = time.perf_counter() - clock, time.perf_counter()
+    eligible = {name: clf for name, clf in classifiers.items() if checks[name]["passes"]}
+    choices = {}
+    for purpose, size in (("latency", 1), ("throughput", big)):
+        timings, load = time_backends(eligible, texts, size) if texts else ({}, None)
+        seconds[f"timing_{purpose}"], clock = time.perf_counter() - clock, time.perf_counter()
+        backend, reason = choose(timings, checks, reference.name)
+        rounds = LATENCY_ROUNDS if size == 1 else THROUGHPUT_ROUNDS
+        items = LATENCY_QUESTIONS if size == 1 else THROUGHPUT_BATCHES * size
+        choices[purpose] = {"backend": backend, "batch_size": size, "reason": reason,
+                            "timing": f"first {min(items, len(texts))} questions of the {split} in batches of "
+                                      f"{size}, {rounds} interleaved rounds",
+                            "backends": timings, "cpu_load": load}
+    candidates = []
+    for name in classifiers:
+        entry = {"backend": name, **checks[name]}
+        if not checks[name]["passes"]:
+            entry["not_timed"] = f"its answers are significantly worse than {reference.name}'s"
         candidates.append(entry)
         if name.startswith("onnx-"):
             section["onnx"][name[5:]].update({k: v for k, v in entry.items() if k != "backend"})
-    default, reason = choose_default(candidates, reference_accuracy, reference)
-    section.update(candidates=candidates, timing=f"batch size 1, first {min(timing_items, len(texts))} questions "
-                   f"of the {split}, {rounds} interleaved rounds", default=default, reason=reason,
-                   seconds={k: round(v, 2) for k, v in seconds.items()})
-    log.info("default inference backend: %s (%s)", default, reason)
-    return section, classifiers[default]
+    section.update(candidates=candidates, choices=choices, default=choices["latency"]["backend"],
+                   reason=choices["latency"]["reason"], seconds={k: round(v, 2) for k, v in seconds.items()})
+    for purpose, choice in choices.items():
+        log.info("%s backend (batch size %d): %s (%s)", purpose, choice["batch_size"], choice["backend"],
+                 choice["reason"])
+    return section, {purpose: classifiers[choice["backend"]] for purpose, choice in choices.items()}
 
 
 def _export_onnx_files(run_dir: Path, torch_classifier, section: dict) -> dict[str, OnnxClassifier]:
@@ -257,6 +296,7 @@ def _export_run(run_dir: Path) -> dict:
     torch_classifier = predict.load_torch(run_dir, manifest, None, True, predict.reference_backend(manifest).dtype)
     section, _ = export_and_choose(run_dir, torch_classifier, frame["text"].astype(str).tolist(),
                                    frame["y_true"].to_numpy(), frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float),
+                                   batch_size=(manifest.hyperparameters or {}).get("batch_size"),
                                    split=f"{'validation' if has_val else 'test'} split ({source})")
     manifest.inference = section
     record.write(run_dir, manifest)

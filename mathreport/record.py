@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mathreport import __version__
 from mathreport.errors import ArtifactError
 from mathreport.files import write_json
 
@@ -59,6 +60,11 @@ class RunRecord:
     quantization: dict | None = None
     dtype: str | None = None
     train_autocast: str | None = None
+    # Mixed precision of the training ({"dtype": "bfloat16" | "float16" | None, "reason": why}), the processes
+    # that trained it (torchrun / accelerate launch) and the batch one optimizer step saw across all of them.
+    precision: dict | None = None
+    world_size: int | None = None
+    global_batch_size: int | None = None
     lora: dict | None = None
     partial: dict | None = None
     training: dict | None = None  # train_seconds, samples/s, loss, parameters, FLOP
@@ -117,7 +123,11 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: Path | str = FILE) -> RunRecord:
-        """A record from a run.json object of any version (through `migrate`)."""
+        """A record from a run.json object of this version or an older one (through `migrate`).
+
+        A record of a newer version is refused (ArtifactError): what its fields mean may have changed.
+        """
+        check_version(raw.get("version", 1), source)
         raw = migrate(dict(raw))
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: v for k, v in raw.items() if k in known}
@@ -132,6 +142,17 @@ class RunRecord:
 
 _FALSE_IS_ABSENT = ("synthetic",)
 _ALWAYS_WRITTEN = ("load_in_4bit", "quantization", "train_autocast", "partial")
+
+
+def check_version(version: Any, source: Path | str = FILE) -> None:
+    """ArtifactError unless `version` (run.json's "version") is one this code reads: 1 up to VERSION."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ArtifactError(f"{source}: 'version' must be a whole number >= 1, found {version!r}", path=source)
+    if version > VERSION:
+        raise ArtifactError(
+            f"{source}: written by a newer mathreport (run.json version {version}); this mathreport "
+            f"{__version__} reads run.json up to version {VERSION}: upgrade it (pip install -U mathreport, or git "
+            "pull in a checkout) to read this run", path=source, fix="pip install -U mathreport")
 
 
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mathreport import artifacts, i18n, metrics, record
+from mathreport import artifacts, i18n, metrics, options, record
 from mathreport.errors import MissingResultsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
@@ -264,6 +264,17 @@ def no_lr_search(runs: dict[str, Run], lang: str = "tr") -> str:
     return i18n.message("summary.no_lr_search", lang)
 
 
+# scikit-learn fits the whole train split in one call: a tfidf run has no batches and no epochs either.
+_UNUSED_BY_TFIDF = ("batch_size", "num_epochs")
+
+
+def used_hyperparameters(manifest: record.RunRecord) -> dict:
+    """The hyperparameters of run.json that its model uses: none left open (None), and for a tfidf run none of
+    the transformer options (learning rate, max_length, top_k_layers), batches or epochs."""
+    unused = {*options.transformer_only(), *_UNUSED_BY_TFIDF} if manifest.kind == "tfidf" else set()
+    return {k: v for k, v in manifest.hyperparameters.items() if v is not None and k not in unused}
+
+
 def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
     """The exact command and settings of each run (from run.json)."""
     lines = []
@@ -273,12 +284,20 @@ def runs_description(runs: dict[str, Run], lang: str = "tr") -> str:
             why = i18n.message("summary.run_synthetic" if is_synthetic(run) else "summary.run_no_record", lang)
             lines.append(f"- **{md(name)}**: {why}")
             continue
-        hyper = ", ".join(f"{k}={v}" for k, v in manifest.hyperparameters.items() if v is not None)
+        hyper = ", ".join(f"{k}={v}" for k, v in used_hyperparameters(manifest).items())
         parts = [md(manifest.description), md(hyper)]
         training = manifest.training or {}
         speed, seconds = training.get("train_samples_per_second"), training.get("train_seconds")
         if isinstance(speed, (int, float)) and isinstance(seconds, (int, float)) and speed and seconds:
             parts.append(i18n.message("summary.run_speed", lang, seconds=seconds, speed=speed))
+        rate, share, top = training.get("gflop_per_s"), training.get("ceiling_share"), training.get("ceiling") or {}
+        if isinstance(rate, (int, float)) and isinstance(share, (int, float)) and top.get("dtype"):
+            # The achieved arithmetic rate against this machine's matmul ceiling in the precision that ran.
+            parts.append(i18n.message("summary.run_rate", lang, rate=rate, share=share * 100, dtype=md(top["dtype"]),
+                                      ceiling=top.get("gflop_per_s", 0.0)))
+        if manifest.world_size and manifest.world_size > 1:
+            parts.append(i18n.message("summary.run_processes", lang, n=manifest.world_size,
+                                      batch=manifest.global_batch_size))
         total, trainable = training.get("total_parameters"), training.get("trainable_parameters")
         if isinstance(total, int) and isinstance(trainable, int):  # the models' sizes, side by side
             parts.append(i18n.message("summary.run_size", lang, total=total / 1e6, trainable=trainable / 1e6))

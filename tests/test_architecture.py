@@ -109,3 +109,11 @@ def test_user_errors_are_one_family():
 def test_no_module_is_over_700_lines():
     long = {p.name: n for p in PACKAGE.glob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 700}
     assert long == {}
+
+
+def test_every_module_has_its_own_test_file():
+    """README: tests mirror modules, one file each (tests/test_<module>.py)."""
+    tests = Path(__file__).parent
+    missing = sorted(p.stem for p in PACKAGE.glob("*.py")
+                     if p.stem != "__init__" and not (tests / f"test_{p.stem}.py").is_file())
+    assert missing == []

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mathreport import artifacts, cli
@@ -65,7 +66,7 @@ def test_prepare_prints_class_table_and_refuses_bad_input(tmp_path, capsys):
     assert {p.name for p in (tmp_path / "data").iterdir()} >= {"augmented_train.csv", "val_split.csv",
                                                                "test_split.csv", "prepare_report.json"}
     bad = tmp_path / "bad.csv"
-    bad.write_text("Question;label\nWhat is 2+2?;0\n", encoding="utf-8")
+    bad.write_text("Soru;Etiket\nWhat is 2+2?;0\n", encoding="utf-8")  # ';' with columns of other names
     assert cli.main(["prepare", "--input", str(bad), "--out-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and "semicolon" in err and len(err.strip().splitlines()) == 1
@@ -313,3 +314,80 @@ def test_trainer_flags_pass_on_train_only_and_a_refused_one_is_one_line(small_da
         cli.main(["report", "--results-dir", str(tmp_path), "--gradient_accumulation_steps", "2"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --gradient_accumulation_steps 2" in capsys.readouterr().err
+
+
+# --- issue 28: --version, a full disk, spreadsheet CSVs --------------------------------------------------------------
+
+
+def test_version_prints_mathreport_and_the_libraries_it_runs_on(capsys):
+    """Issue 28, 5: `mathreport --version` was "the following arguments are required: command"."""
+    import importlib.metadata as md
+
+    import mathreport
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"mathreport {mathreport.__version__}" and lines[1] == f"python {sys.version.split()[0]}"
+    found = dict(line.split(" ", 1) for line in lines)
+    for package in ("torch", "transformers", "peft", "bitsandbytes", "onnxruntime"):
+        try:
+            assert found[package] == md.version(package)
+        except md.PackageNotFoundError:
+            assert found[package] == "not installed"
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path, capsys, monkeypatch):
+    """Issue 28, 2: `OSError: [Errno 28] No space left on device` came with a whole traceback."""
+    import errno
+
+    from mathreport import files
+
+    def full(path, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "_write_bytes", full)
+    fixture = Path(__file__).parent / "fixtures" / "raw_kaggle_like.csv"
+    assert cli.main(["prepare", "--input", str(fixture), "--out-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"cannot write {tmp_path / 'data'}" in err and "No space left on device" in err
+    assert "free on its file system" in err and "needed" in err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == []  # no split file, no temporary file
+
+
+def _semicolon_copy(source: Path, target: Path) -> Path:
+    """`source` as Excel saves it with a Turkish locale: BOM, CRLF, ';' between fields."""
+    import csv
+
+    with open(source, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    with open(target, "w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh, delimiter=";", lineterminator="\r\n").writerows(rows)
+    return target
+
+
+@pytest.mark.slow  # tfidf_run trains a model
+def test_predict_reads_a_semicolon_csv_as_the_comma_one(tfidf_run, small_data, tmp_path, capsys):
+    """Issue 28, 6: a ';' CSV was refused."""
+    excel = _semicolon_copy(small_data / "test_split.csv", tmp_path / "excel.csv")
+    assert cli.main(["predict", "--run_dir", str(tfidf_run), "--input", str(excel), "--json"]) == 0
+    from_excel = capsys.readouterr().out
+    assert cli.main(["predict", "--run_dir", str(tfidf_run), "--input", str(small_data / "test_split.csv"),
+                     "--json"]) == 0
+    assert from_excel == capsys.readouterr().out and from_excel.count("\n") > 10
+
+
+@pytest.mark.slow  # trains tfidf
+def test_train_reads_semicolon_split_files_and_says_so(small_data, tmp_path):
+    """Issue 28, 6: `train` with split files saved by a Turkish-locale spreadsheet."""
+    excel = {name: _semicolon_copy(small_data / name, tmp_path / name)
+             for name in ("augmented_train.csv", "val_split.csv", "test_split.csv")}
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "mathreport.cli", *_train_tfidf_argv(tmp_path, out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    told = [line for line in done.stderr.splitlines() if "';'-separated" in line]
+    assert sorted(line.split(":")[0] for line in told) == sorted(str(path) for path in excel.values())
+    assert artifacts.read_metrics(out)["n_test"] == len(pd.read_csv(small_data / "test_split.csv"))

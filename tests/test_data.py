@@ -342,10 +342,13 @@ def test_refuses_empty_or_nan_text(tmp_path, missing):
     assert "line 3 (line 1 is the header)" in message and "column 'Question' is empty" in message
 
 
-@pytest.mark.parametrize(("sep", "name"), [(";", "semicolon"), ("\t", "tab")])
-def test_refuses_other_delimiter(tmp_path, sep, name):
-    message = _refused(tmp_path, f"Question{sep}label\nWhat is 2+2?{sep}0\n")
+@pytest.mark.parametrize(("header", "sep", "name"), [("Soru;Etiket", ";", "semicolon"),
+                                                     ("Question\tlabel", "\t", "tab")])
+def test_refuses_other_delimiter(tmp_path, header, sep, name):
+    message = _refused(tmp_path, f"{header}\nWhat is 2+2?{sep}0\n")
     assert f"looks {name}-separated" in message and repr(sep) in message
+    if sep == ";":  # read only when its header names the columns: says which it needs
+        assert "'Question' and 'label'" in message and "--text_col" in message
 
 
 def test_refuses_ragged_row_and_counts_the_rest(tmp_path):
@@ -555,3 +558,39 @@ def test_max_train_samples_does_not_make_search_refuse_a_rare_class(tmp_path):
     # The flag a refusal for a split that truly lacks a class names is one `search` accepts.
     args = cli.build_parser().parse_args(["search", "--model", "minilm", "--lrs", "1e-4", "--allow_missing_classes"])
     assert args.allow_missing_classes is True
+
+
+# --- issue 28, 6: CSV saved by a spreadsheet set to Turkish (';' between fields) -------------------------------------
+
+# What Excel writes with a Turkish locale: a BOM, CRLF, ';' between fields and a decimal comma inside the text (so
+# quoted when it holds ';').
+SEMICOLON_CSV = ("\ufeffQuestion;label\r\n"
+                 '"Compute 2,5 + 1,5; then halve it.";0\r\n'
+                 "Find the area of a triangle with sides 3, 4 and 5.;1\r\n"
+                 "What is the derivative of x^2?;Kalkülüs\r\n")
+SEMICOLON_ROWS = [("Compute 2,5 + 1,5; then halve it.", 0), ("Find the area of a triangle with sides 3, 4 and 5.", 1),
+                  ("What is the derivative of x^2?", 2)]
+
+
+def test_a_semicolon_csv_whose_header_names_the_columns_is_read_and_said_once(tmp_path, caplog):
+    raw = _write(tmp_path / "excel.csv", SEMICOLON_CSV)
+    with caplog.at_level("WARNING", logger="mathreport.data"):
+        table = data.read_split(raw)
+        assert data.read_questions(raw) == [text for text, _ in SEMICOLON_ROWS]
+    assert list(zip(table["Question"], table["label"], strict=True)) == SEMICOLON_ROWS
+    told = [r.getMessage() for r in caplog.records if "';'-separated" in r.getMessage()]
+    assert len(told) == 1 and str(raw) in told[0] and "\n" not in told[0]
+
+
+def test_a_semicolon_header_in_another_order_or_with_more_columns_is_read(tmp_path):
+    raw = _write(tmp_path / "excel.csv", "id;label;Question\n1;3;Two dice are thrown, what is P(sum = 7)?\n")
+    table = data.read_split(raw)
+    assert table["Question"].tolist() == ["Two dice are thrown, what is P(sum = 7)?"] and table["label"].tolist() == [3]
+
+
+def test_a_comma_csv_with_semicolons_in_its_questions_stays_comma_separated(tmp_path, caplog):
+    raw = _write(tmp_path / "plain.csv", 'Question,label\n"Solve x; then y",0\nIs 7 prime?;,4\n')
+    with caplog.at_level("WARNING", logger="mathreport.data"):
+        table = data.read_split(raw)
+    assert table["Question"].tolist() == ["Solve x; then y", "Is 7 prime?;"]
+    assert not [r for r in caplog.records if "';'-separated" in r.getMessage()]

@@ -385,6 +385,22 @@ def test_mcnemar_counts_and_exact_p() -> None:
         metrics.mcnemar_test(y, pred_a, pred_b[:-1])
 
 
+def test_mcnemar_one_sided_asks_whether_b_is_worse_than_a() -> None:
+    y = np.zeros(20, dtype=int)
+    pred_a = np.zeros(20, dtype=int)
+    pred_b = np.zeros(20, dtype=int)
+    pred_b[:7] = 1  # B wrong where A is right, 7 times; A never wrong where B is right
+    worse = metrics.mcnemar_test(y, pred_a, pred_b, alternative="greater")
+    assert (worse["b"], worse["c"], worse["alternative"]) == (7, 0, "greater")
+    assert worse["p_value"] == pytest.approx(0.5 ** 7)  # all 7 discordant pairs against B
+    # The same pairs say nothing for "B better" and half as much two-sided as one-sided.
+    assert metrics.mcnemar_test(y, pred_a, pred_b, alternative="less")["p_value"] == pytest.approx(1.0)
+    two_sided = metrics.mcnemar_test(y, pred_a, pred_b)
+    assert two_sided["p_value"] == pytest.approx(2 * 0.5 ** 7) and "alternative" not in two_sided
+    with pytest.raises(ValueError, match="alternative must be one of"):
+        metrics.mcnemar_test(y, pred_a, pred_b, alternative="worse")
+
+
 def test_compare_runs_pairs_and_ci_overlap() -> None:
     y, p = random_run(0)
     rng = np.random.default_rng(2)

@@ -231,3 +231,130 @@ def test_batched_probs_answers_in_input_order_whatever_the_batches(sort):
     assert [len(b) for b in seen] == [3, 3, 1]
     assert seen[0] == (["a", "aa", "aaa"] if sort else texts[:3])
     assert predict.batched_probs([], 3, probs_of).shape == (0, labels.NUM_CLASSES)
+
+
+# --- issue 28, 4: questions on standard input, streamed ------------------------------------------------------------
+
+
+class _LengthClassifier:
+    """A stand-in model: class = len(text) % 8, probability 1; records the batches it is asked."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def predict_proba(self, texts, batch_size=32):
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), labels.NUM_CLASSES))
+        out[np.arange(len(texts)), [len(t) % labels.NUM_CLASSES for t in texts]] = 1.0
+        return out
+
+
+def test_stream_answers_reads_lazily_in_batches_and_skips_blank_lines():
+    pulled = []
+
+    def lines():  # an endless stream: only a lazy reader gets an answer out of it
+        yield "\ufeffwhat is 1+1?\r\n"
+        yield "\n"
+        yield "   \t\u200b\n"
+        yield b"bad \xff byte\n".decode("utf-8", "surrogateescape")
+        n = 0
+        while True:
+            n += 1
+            pulled.append(n)
+            yield f"question {n}\n"
+
+    model, skipped = _LengthClassifier(), []
+    stream = predict.stream_answers(model, lines(), batch_size=3, on_skip=lambda line, why: skipped.append((line, why)))
+    first, second = next(stream), next(stream)
+    assert first.lines == [1, 5, 6] and first.texts == ["what is 1+1?", "question 1", "question 2"]
+    assert second.lines == [7, 8, 9] and len(pulled) == 5  # read no further than the batch it answers
+    assert first.probs.argmax(1).tolist() == [len(t) % labels.NUM_CLASSES for t in first.texts]
+    assert skipped == [(2, "empty"), (3, "empty"), (4, "not UTF-8 text (byte 0xff)")]
+    assert [len(c) for c in model.calls] == [3, 3]
+    # The last, shorter batch comes too.
+    tail = list(predict.stream_answers(model, ["a\n", "bb\n", "ccc\n", "dddd"], batch_size=3))
+    assert [part.texts for part in tail] == [["a", "bb", "ccc"], ["dddd"]]
+
+
+@pytest.fixture(scope="module")
+def tfidf_alone(small_data, tmp_path_factory):
+    """A tfidf run of the small demo split (trained in seconds), without the session's minilm."""
+    from mathreport.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("stdin") / "tfidf"
+    train(TrainConfig(model="tfidf", train_path=small_data / "augmented_train.csv",
+                      val_path=small_data / "val_split.csv", test_path=small_data / "test_split.csv",
+                      output_dir=out, bench=False))
+    return out
+
+
+def _stdin(monkeypatch, content: bytes) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(content), encoding="utf-8"))
+
+
+@pytest.mark.slow  # trains tfidf
+def test_predict_answers_standard_input_line_by_line_as_predict_proba_does(tfidf_alone, small_data, tmp_path,
+                                                                           capsys, monkeypatch):
+    questions = pd.read_csv(small_data / "test_split.csv")["Question"].tolist()
+    assert len(questions) > 40
+    expected = predict.load_classifier(tfidf_alone).predict_proba(questions)
+    content = ("\n".join(questions[:40]) + "\n\n  \n" + "\r\n".join(questions[40:]) + "\n").encode("utf-8")
+    names = labels.names("en")
+
+    _stdin(monkeypatch, content)  # no question given, standard input not a terminal: read it
+    code = cli.main(["predict", "--run_dir", str(tfidf_alone), "--json", "--lang", "en", "--batch_size", "16",
+                     "--output", str(tmp_path / "answers.csv")])
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 0 and [row["text"] for row in rows] == questions
+    assert [row["line"] for row in rows] == [*range(1, 41), *range(43, len(questions) + 3)]  # 41, 42: blank
+    got = np.array([[row["probabilities"][name] for name in names] for row in rows])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert [row["class_id"] for row in rows] == expected.argmax(1).tolist()
+    assert "2 line(s) got no answer (empty: lines 41, 42)" in captured.err
+    written = pd.read_csv(tmp_path / "answers.csv")  # --output as the answers came, in one piece
+    assert written["text"].tolist() == questions
+    np.testing.assert_allclose(written[artifacts.PROB_COLUMNS].to_numpy(), expected, rtol=0, atol=1e-12)
+
+    _stdin(monkeypatch, "\n".join(questions[:5]).encode("utf-8"))  # `-` asks for it; one answer line each
+    assert cli.main(["predict", "--run_dir", str(tfidf_alone), "-"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in out] == [labels.name(int(i)) for i in expected[:5].argmax(1)]
+    assert [float(line.split("\t")[1]) for line in out] == pytest.approx(expected[:5].max(1), abs=5e-5)
+
+    _stdin(monkeypatch, b"\n \n")  # nothing to answer: one line, exit 2, --output left as it was
+    before = (tmp_path / "answers.csv").read_bytes()
+    assert cli.main(["predict", "--run_dir", str(tfidf_alone), "--output", str(tmp_path / "answers.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "standard input held no question (empty: lines 1, 2)" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "answers.csv").read_bytes() == before
+
+
+@pytest.mark.slow  # trains tfidf
+def test_predict_reads_a_real_pipe_and_stops_quietly_when_its_reader_leaves(tfidf_alone):
+    import contextlib
+    import subprocess
+    import sys
+    import threading
+
+    lines = "".join(f"what is the probability of {i} heads in a row?\n" for i in range(5000))
+    cmd = [sys.executable, "-m", "mathreport.cli", "predict", "--run_dir", str(tfidf_alone)]
+    done = subprocess.run(cmd, input=lines, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 5000, done.stderr
+    # `| head -1`: the reader closes the pipe; no traceback, the exit status a shell gives a writer it cut off.
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def feed():  # from a thread: the pipes hold less than the whole input and output
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(lines * 4)
+            proc.stdin.close()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    assert proc.stdout.readline().startswith(labels.name(3))
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 141
+    writer.join()
+    assert "Traceback" not in proc.stderr.read()

@@ -84,3 +84,34 @@ def test_a_missing_run_json_is_named(tmp_path):
     with pytest.raises(ArtifactError, match="run.json is missing"):
         record.read(tmp_path)
     assert record.read_if_present(tmp_path) is None
+
+
+# --- issue 28, 1: a run.json from a newer mathreport -------------------------------------------------------------
+
+
+def test_a_record_from_a_newer_version_is_refused_in_one_line(tmp_path):
+    rec = _trained()
+    rec.version = record.VERSION + 97
+    record.write(tmp_path, rec)
+    with pytest.raises(ArtifactError) as info:
+        record.read(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "run.json") in message
+    assert f"version {record.VERSION + 97}" in message and f"up to version {record.VERSION}" in message
+    assert "pip install -U mathreport" in message
+
+
+@pytest.mark.parametrize("version", [record.VERSION, 1])
+def test_this_version_and_older_ones_are_read(tmp_path, version):
+    raw = _trained().to_dict()
+    raw["version"] = version
+    (tmp_path / "run.json").write_text(json.dumps(raw), encoding="utf-8")
+    assert record.read(tmp_path).model == "minilm"
+
+
+@pytest.mark.parametrize("version", ["3", 2.5, 0, True, None])
+def test_a_version_that_is_not_a_whole_number_is_named(tmp_path, version):
+    raw = {**_trained().to_dict(), "version": version}
+    (tmp_path / "run.json").write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="'version' must be a whole number"):
+        record.read(tmp_path)

@@ -226,3 +226,48 @@ def test_the_runs_description_states_each_models_size(tmp_path):
     assert "494.4 M parametre, 3.17 M eğitilen" in summary.runs_description({"qwen-0.5b": run}, "tr")
     run.manifest.training = {}
     assert "parameters" not in summary.runs_description({"qwen-0.5b": run}, "en")
+
+
+# --- issue 28, 7: the settings each model uses, and no others ------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["tfidf", "minilm"])
+def test_the_runs_description_lists_only_the_settings_the_model_uses(tmp_path, model):
+    """The tfidf row read `learning_rate=0.0, batch_size=0, max_length=0, top_k_layers=0`."""
+    from mathreport import models, options
+
+    preset = models.PRESETS[model]
+    cfg = options.TrainConfig(model=model, train_path=Path("t.csv"), val_path=Path("v.csv"),
+                              test_path=Path("s.csv"), output_dir=tmp_path)
+    hyper = options.hyperparameters(cfg, preset)  # as train writes them
+    run = summary.Run(name=model, path=tmp_path, metrics={}, class_report={}, predictions=None, history=None,
+                      latency=None, manifest=record.RunRecord(model=model, kind=preset.kind, hyperparameters=hyper,
+                                                              command=f"mathreport train --model {model}"))
+    text = summary.runs_description({model: run}, "en").replace("\\", "")  # markdown escapes off
+    transformer_settings = ("learning_rate=", "batch_size=", "max_length=", "top_k_layers=", "num_epochs=")
+    assert f"seed={hyper['seed']}" in text and f"imbalance={hyper['imbalance']}" in text
+    if model == "tfidf":
+        assert not any(setting in text for setting in transformer_settings), text
+    else:
+        assert all(setting in text for setting in transformer_settings), text
+        assert f"learning_rate={preset.learning_rate}" in text
+    assert "max_train_samples" not in text  # not given: left open, so not a setting of the run
+
+
+def test_the_runs_description_states_the_training_rate_against_the_ceiling(tmp_path):
+    """Issue 29: each run's achieved FLOP/s as a share of the machine's ceiling in the precision that ran."""
+    from mathreport import record
+
+    training = {"gflop_per_s": 297.2, "ceiling_share": 0.1554,
+                "ceiling": {"dtype": "bfloat16", "device": "cpu", "gflop_per_s": 1912.4, "measured": "2026-12-06"}}
+    run = summary.Run(name="mpnet", path=tmp_path, metrics={}, class_report={}, predictions=None, history=None,
+                      latency=None, manifest=record.RunRecord(
+                          model="mpnet", kind="transformer", command="mathreport train --model mpnet",
+                          training=training, world_size=2, global_batch_size=32))
+    en = summary.runs_description({"mpnet": run}, "en")
+    assert "297 GFLOP/s, 15.5 % of this machine's bfloat16 matmul ceiling (1912 GFLOP/s)" in en
+    assert "trained by 2 processes (global batch 32)" in en
+    assert "bfloat16 matris çarpımı tavanının %15.5'i" in summary.runs_description({"mpnet": run}, "tr")
+    run.manifest.training, run.manifest.world_size = {}, 1
+    assert "GFLOP/s" not in summary.runs_description({"mpnet": run}, "en")
+    assert "processes" not in summary.runs_description({"mpnet": run}, "en")

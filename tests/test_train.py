@@ -404,3 +404,29 @@ def test_evaluate_a_colab_folder_with_an_adapter_but_no_run_json(tmp_path):
     metrics = artifacts.read_metrics(run_dir)
     assert metrics["Accuracy"] == pytest.approx(float((preds["y_true"] == preds["y_pred"]).mean()))
     assert not (run_dir / "run.json").exists() and not (run_dir / "model" / "README.md").exists()
+
+
+def test_a_full_disk_while_training_is_one_line_and_the_run_says_failed(small_data, tmp_path, monkeypatch, capsys):
+    """Issue 28, 2: ENOSPC from joblib's write of the model was a traceback, and run.json stayed "running"."""
+    import errno
+
+    import joblib
+
+    from mathreport import cli, record
+
+    def full(value, filename, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+
+    monkeypatch.setattr(joblib, "dump", full)
+    out = tmp_path / "tfidf"
+    status = cli.main(["train", "--model", "tfidf", "--train_path", str(small_data / "augmented_train.csv"),
+                       "--val_path", str(small_data / "val_split.csv"), "--test_path",
+                       str(small_data / "test_split.csv"), "--output_dir", str(out), "--no_bench"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "pipeline.joblib" in err[0] and "No space left" in err[0]
+    rec = record.read(out)
+    assert rec.status == "failed" and "WriteError" in rec.error
+    # Nothing claims to be complete; the same command starts the run over (no --force needed).
+    with pytest.raises(artifacts.ArtifactError, match="is missing. Make it with: mathreport train --model tfidf"):
+        artifacts.check_consistency(out)
+    assert artifacts.run_state(out) == "failed"

