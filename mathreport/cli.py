@@ -154,8 +154,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     artifacts.require_run_dir(args.run_dir)
     backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _DTYPES.get(args.dtype))
     latency = bench.bench_run(
-        args.run_dir, backends, output=args.output, threads=args.threads, batch_sizes=tuple(args.batch_sizes),
-        max_items=args.max_items, repeats=args.repeats, device=args.device,
+        args.run_dir, backends, output=args.output, threads=args.threads,
+        batch_sizes=tuple(args.batch_sizes) if args.batch_sizes else None, max_items=args.max_items,
+        repeats=args.repeats, device=args.device,
     )
     print(f"{latency['device']}, {latency['inputs']}, {latency['repeats']} interleaved repeat(s):")
     measured = latency.get("backends") or {f"{latency.get('backend', '')}-{latency['dtype']}": latency}
@@ -168,23 +169,48 @@ def cmd_bench(args: argparse.Namespace) -> None:
                   f"p99 {r['p99_ms']:.2f} ms per item, {r['items_per_s']:.1f} items/s, {r['threads']} thread(s)")
     for name, reason in (latency.get("skipped") or {}).items():
         print(f"  {name}: not measured ({reason})")
+    for purpose, c in (latency.get("choice") or {}).items():
+        print(f"  the run's {purpose} choice (batch {c['batch_size']}): {c['chosen']}{_interval(c['chosen_timing'])}"
+              + (f"; bench's fastest that passes: {c['fastest']}{_interval(c['fastest_timing'])}"
+                 if c.get("fastest") else "")
+              + ("; agree (within bench's spread)" if c["agrees"] else "; DISAGREE" if c["agrees"] is False
+                 else f"; not compared ({c['not_compared']})"))
     print(f"wrote {args.output or Path(args.run_dir) / artifacts.LATENCY}")
+
+
+def _interval(timing: dict | None) -> str:
+    """A backend's p50 per item and the range of its repeats' p50s, as " p50 X ms [low-high]"; "" if untimed."""
+    if not timing:
+        return ""
+    low, high = timing["interval_ms"]
+    return f" p50 {timing['p50_ms']:.2f} ms [{low:.2f}-{high:.2f}]"
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> None:
     from mathreport import onnx_backend
 
     section = onnx_backend.export_run(args.run_dir)
+    print(f"on {section['reference']['n']} questions of the {section['reference']['split']}, against "
+          f"{section['reference']['backend']}:")
     for c in section["candidates"]:
-        timed = f"{c['batch1_p50_ms']:.2f} ms batch-1 p50" if c.get("batch1_p50_ms") is not None else "not timed"
-        if c["accuracy"] is None:
-            print(f"  {c['backend']}: {timed}; not checked ({c['not_checked']})")
-            continue
-        print(f"  {c['backend']}: accuracy {c['accuracy']:.4f}, argmax agreement {c['argmax_agreement']:.4f}, "
-              f"max |dp| {c['max_abs_prob_diff']:.2g}, {timed}")
+        test, ci = c.get("mcnemar"), c.get("accuracy_difference_ci95")
+        paired = (f", only the reference right {test['b']}, only this one {test['c']}, p(worse) "
+                  f"{test['p_value']:.3g}, difference {c['accuracy_difference']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+                  if test and ci else "")
+        verdict = "" if c["passes"] else f"; refused: {c['not_timed']}"
+        print(f"  {c['backend']}: accuracy {c['accuracy']:.4f}, argmax agreement {c['argmax_agreement']:.4f}"
+              f"{paired}{verdict}")
     for name, reason in section["skipped"].items():
         print(f"  {name}: skipped ({reason})")
-    print(f"default backend: {section['default']} ({section['reason']}); recorded in {args.run_dir}/run.json")
+    for purpose, choice in section["choices"].items():
+        if choice["backends"]:
+            print(f"{purpose} (batch {choice['batch_size']}), median ms per question [fastest-slowest round]:")
+        for name, t in choice["backends"].items():
+            low, high = t["interval_ms"]
+            print(f"  {name}: {t['median_ms']:.2f} [{low:.2f}-{high:.2f}]"
+                  + (" <- chosen" if name == choice["backend"] else ""))
+        print(f"  {purpose} backend: {choice['backend']} ({choice['reason']})")
+    print(f"recorded in {Path(args.run_dir) / artifacts.MANIFEST}")
 
 
 def _read_questions(args: argparse.Namespace) -> list[str]:
@@ -257,7 +283,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if ensemble.is_ensemble(args.run_dir):
         classifier = ensemble.load_classifier(args.run_dir, device=args.device, dtype=dtype)
     else:
-        classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=dtype, backend=args.backend)
+        # Questions in a file or a stream are answered in batches: the run's throughput choice serves them.
+        purpose = "throughput" if stream or args.input is not None else "latency"
+        classifier = predict.load_classifier(args.run_dir, device=args.device, dtype=dtype, backend=args.backend,
+                                             purpose=purpose)
     names = labels.names(args.lang)
     if stream:
         _predict_stdin(args, classifier, names)
@@ -392,18 +421,21 @@ def _add_engine_commands(sub) -> None:
     p = _command(sub, "bench", cmd_bench, "compare a run's inference backends, interleaved; writes latency.json",
                  "run_dir")
     p.add_argument("--backend", choices=["all", "auto", "torch", "onnx"], default="all",
-                   help="all (default): torch float32/bf16 and ONNX float32/int8 side by side; auto: the run's default")
+                   help="all (default): torch float32/bf16 and ONNX float32/int8 side by side; auto: the run's "
+                        "latency choice")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="only the backends with these weights")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch and ONNX Runtime threads (default: all cores)")
-    p.add_argument("--batch_sizes", type=_positive_int, nargs="+", default=[1, 32])
+    p.add_argument("--batch_sizes", type=_positive_int, nargs="+", default=None,
+                   help="default: 1, 32 and the batch size of the run's throughput choice")
     p.add_argument("--max_items", type=_positive_int, default=200, help="the first N test questions")
     p.add_argument("--repeats", type=_positive_int, default=3, help="passes over the questions, after warm-up")
     p.add_argument("--device", default=None, help="torch: cpu or cuda (default: cuda when available)")
     p.add_argument("--output", type=Path, default=None, help="write the JSON here (default: RUN_DIR/latency.json)")
 
-    _command(sub, "export-onnx", cmd_export_onnx, "export a transformer run to ONNX (float32, int8), verify it on the "
-             "test split and record the default inference backend in run.json", "run_dir")
+    _command(sub, "export-onnx", cmd_export_onnx, "export a transformer run to ONNX (float32, int8), compare every "
+             "backend with the reference on the validation split, time them and record the backend chosen per "
+             "batch size in run.json", "run_dir")
 
     p = _command(sub, "predict", cmd_predict, "the topic of questions, with class probabilities, from a run's model",
                  "run_dir")
@@ -415,7 +447,9 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per question")
     p.add_argument("--batch_size", type=_positive_int, default=32)
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="auto: the run's default, chosen and verified when it was exported (docs/PERFORMANCE.md)")
+                   help="auto: the run's choice, made when it was exported: for questions given as arguments its "
+                        "latency choice, for --input and standard input its throughput choice "
+                        "(docs/PERFORMANCE.md)")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
                    help="torch: float32, bf16, and topk for a --top_k_layers run (as it was trained); onnx: "
                         "float32, int8 (default: the backend's float32, or auto's)")

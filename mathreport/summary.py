@@ -357,10 +357,11 @@ def per_class_sentence(run: Run, lang: str = "tr") -> str:
 
 
 def latency_table(runs: dict[str, Run], lang: str = "tr") -> pd.DataFrame:
-    """One row per (model, batch size): per-item p50/p95/p99 and throughput, with the device."""
+    """One row per (model, batch size): per-item p50/p95/p99 and throughput, with the device and what ran (a
+    run's rows may name different backends: the one it chose for single questions, and for batches)."""
     return pd.DataFrame([{text("model", lang): name, "batch_size": entry["batch_size"], "p50_ms": entry["p50_ms"],
                           "p95_ms": entry["p95_ms"], "p99_ms": entry.get("p99_ms"), "items_per_s": entry["items_per_s"],
-                          "device": run.latency["device"], "dtype": run.latency.get("dtype")}
+                          "device": run.latency["device"], "dtype": entry.get("backend", run.latency.get("dtype"))}
                          for name, run in runs.items() if run.latency for entry in run.latency["results"]])
 
 

@@ -60,6 +60,15 @@ def test_bench_compares_every_backend_in_one_json(runs, capsys):
     assert latency["backends"]["torch-topk"]["argmax_agreement"] == 1.0
     assert latency["backends"]["torch-topk"]["max_abs_prob_diff"] < 1e-6
     assert str(n_test) in latency["accuracy_on"]
+    # Bench says, per batch size of the run's choice, what the run chose; batch 32 (the throughput choice's
+    # batch size) was not timed here (--batch_sizes 1 8), so it is not compared.
+    choices = manifest.inference["choices"]
+    for purpose, c in latency["choice"].items():
+        assert c["chosen"] == choices[purpose]["backend"] and c["batch_size"] == choices[purpose]["batch_size"]
+    assert latency["choice"]["latency"]["agrees"] in (True, False)
+    assert latency["choice"]["throughput"]["agrees"] is None
+    assert "no batch of 32" in latency["choice"]["throughput"]["not_compared"]
+    assert "the run's latency choice (batch 1)" in out
     # The work per question, from BERT's shape (4 h^2 + 2 h i weights per layer, QK^T and AV) and the token counts.
     from transformers import AutoConfig, AutoTokenizer
 
@@ -182,3 +191,86 @@ def test_cpu_threads_are_swept_on_the_cpu_only(device):
         assert swept == [] and set(clf.seen) == {before}
         assert "not swept" in latency["thread_choice"] and "cuda:0" in latency["thread_choice"]
         assert latency["device"] == "cuda:0" and all(r["threads"] == before for r in latency["results"])
+
+
+def test_spread_is_taken_per_round_of_time_calls():
+    ms = np.array([1.0, 2.0, 3.0, 10.0, 11.0, 30.0])  # two rounds of three items, round-major
+    got = bench.spread(ms, 2)
+    assert got == {"median_ms": 6.5, "interval_ms": [2.0, 11.0], "round_ms": [2.0, 11.0]}
+    with pytest.raises(ValueError, match="cannot be 4 rounds"):
+        bench.spread(ms, 4)
+
+
+def test_paired_accuracy_tests_for_worse_answers_on_the_same_questions():
+    y = np.arange(200) % 8
+    reference = np.eye(8)[y]
+    worse = reference.copy()
+    worse[:12] = np.eye(8)[(y[:12] + 1) % 8]  # 12 answers the reference gets right, wrong
+    got = bench.paired_accuracy(worse, y, reference)
+    assert got["mcnemar"]["b"] == 12 and got["mcnemar"]["c"] == 0 and got["passes"] is False
+    assert got["accuracy_difference"] == pytest.approx(-0.06)
+    low, high = got["accuracy_difference_ci95"]
+    assert low < -0.06 < high < 0 and got["argmax_agreement"] == pytest.approx(0.94)
+    # Better answers are never refused by a one-sided test; a few changed answers either way are no evidence.
+    assert bench.paired_accuracy(reference, y, worse)["passes"] is True
+    mixed = reference.copy()
+    mixed[:2] = np.eye(8)[(y[:2] + 1) % 8]
+    assert bench.paired_accuracy(mixed, y, reference)["passes"] is True
+
+
+def test_benchmark_choices_times_each_batch_size_with_its_backend(tmp_path):
+    calls = []
+
+    class Fake:
+        threads = 1
+
+        def __init__(self, name):
+            self.name, self.backend = name, "onnx"
+
+        def predict_proba(self, texts, batch_size=32):
+            calls.append((self.name, len(texts)))
+            return np.full((len(texts), 8), 1 / 8)
+
+    latency = bench.benchmark_choices({8: ("torch-bfloat16", Fake("b")), 1: ("onnx-int8", Fake("a"))},
+                                      [f"q{i}" for i in range(16)], warmup=1, max_items=16)
+    assert [(r["batch_size"], r["backend"], r["dtype"]) for r in latency["results"]] == \
+        [(1, "onnx-int8", "int8"), (8, "torch-bfloat16", "bfloat16")]
+    assert {n for n, size in calls if size == 1} == {"a"} and {n for n, size in calls if size == 8} == {"b"}
+    assert latency["dtype"] == "int8" and latency["backends_by_batch_size"] == {"1": "onnx-int8",
+                                                                                 "8": "torch-bfloat16"}
+    (tmp_path / artifacts.LATENCY).write_text(json.dumps(latency))
+    assert artifacts.read_latency(tmp_path)["results"][0]["backend"] == "onnx-int8"  # the report's reader
+
+
+def _row(size: int, *rounds: float) -> dict:
+    return {"batch_size": size, "p50_ms": sorted(rounds)[len(rounds) // 2], "round_p50_ms": list(rounds)}
+
+
+def test_bench_says_whether_its_fastest_agrees_with_the_runs_choice_within_its_spread():
+    from mathreport.record import RunRecord
+
+    choices = {"latency": {"backend": "onnx-int8", "batch_size": 1},
+               "throughput": {"backend": "torch-bfloat16", "batch_size": 16}}
+    manifest = RunRecord(kind="transformer", hyperparameters={"batch_size": 16},
+                         inference={"default": "onnx-int8", "choices": choices})
+    entries = {
+        "torch-float32": {"passes": True, "results": [_row(1, 20, 21, 22), _row(16, 9, 10, 11)]},
+        "onnx-int8": {"passes": True, "results": [_row(1, 5, 6, 7), _row(16, 4, 4.5, 5)]},
+        "torch-bfloat16": {"passes": True, "results": [_row(1, 6.5, 8, 9), _row(16, 3, 3.2, 3.5)]},
+        "onnx-float32": {"passes": False, "results": [_row(1, 1, 1, 1), _row(16, 1, 1, 1)]},  # fails: ignored
+    }
+    got = bench.against_choice(manifest, entries)
+    assert got["latency"]["fastest"] == "onnx-int8" and got["latency"]["agrees"] is True
+    assert got["throughput"]["fastest"] == "torch-bfloat16" and got["throughput"]["agrees"] is True
+    # bench's fastest is another backend, but within bench's spread of the chosen one: they agree.
+    entries["torch-bfloat16"]["results"][0] = _row(1, 4, 5.5, 6)
+    again = bench.against_choice(manifest, entries)
+    assert again["latency"]["fastest"] == "torch-bfloat16" and again["latency"]["agrees"] is True
+    # Faster beyond the spread: they disagree.
+    entries["torch-bfloat16"]["results"][0] = _row(1, 2, 2.5, 3)
+    assert bench.against_choice(manifest, entries)["latency"]["agrees"] is False
+    # A run.json with only a default: that backend at batch 1 and at the run's batch size.
+    older = RunRecord(kind="transformer", hyperparameters={"batch_size": 16}, inference={"default": "onnx-int8"})
+    got = bench.against_choice(older, entries)
+    assert (got["throughput"]["chosen"], got["throughput"]["batch_size"]) == ("onnx-int8", 16)
+    assert got["throughput"]["agrees"] is False  # bf16 is faster beyond the spread at 16

@@ -148,6 +148,23 @@ def test_resolve_backend(backend, dtype, expected):
     assert predict.resolve_backend(RunRecord(), "auto", None).name == "torch-float32"  # a run never exported
 
 
+def test_each_purpose_gets_its_choice_and_an_older_run_json_its_one_default():
+    choices = {"latency": {"backend": "onnx-int8", "batch_size": 1},
+               "throughput": {"backend": "torch-bfloat16", "batch_size": 32}}
+    manifest = RunRecord(kind="transformer", inference={"default": "onnx-int8", "choices": choices})
+    assert predict.resolve_backend(manifest).name == "onnx-int8"  # latency unless asked
+    assert predict.resolve_backend(manifest, purpose="throughput").name == "torch-bfloat16"
+    # A precision asked for still wins over the choice.
+    assert predict.resolve_backend(manifest, "auto", "int8", purpose="throughput").name == "onnx-int8"
+    # A run.json written before the choice per batch size has only `default`: it serves both.
+    older = RunRecord(kind="transformer", inference={"default": "onnx-float32"})
+    assert {predict.resolve_backend(older, purpose=p).name for p in predict.PURPOSES} == {"onnx-float32"}
+    assert {predict.default_backend(RunRecord(load_in_4bit=True), p).name for p in predict.PURPOSES} == \
+        {"torch-nf4"}
+    with pytest.raises(ValueError, match="purpose must be one of"):
+        predict.resolve_backend(manifest, purpose="fast")
+
+
 def test_topk_backend_is_for_top_k_runs_on_torch_only():
     top_k = RunRecord(kind="transformer", partial={"top_k_layers": 2}, inference={"default": "torch-topk"})
     assert predict.resolve_backend(top_k).name == "torch-topk"
@@ -358,3 +375,23 @@ def test_predict_reads_a_real_pipe_and_stops_quietly_when_its_reader_leaves(tfid
     assert proc.wait(timeout=300) == 141
     writer.join()
     assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.slow  # trains tfidf
+def test_questions_as_arguments_use_the_latency_choice_files_and_streams_the_throughput_one(tfidf_alone, tmp_path,
+                                                                                           monkeypatch, capsys):
+    seen, load = [], predict.load_classifier
+
+    def recording(*args, purpose="latency", **kwargs):
+        seen.append(purpose)
+        return load(*args, purpose=purpose, **kwargs)
+
+    monkeypatch.setattr(predict, "load_classifier", recording)
+    assert cli.main(["predict", "--run_dir", str(tfidf_alone), QUESTION, "Solve 2x + 3 = 7."]) == 0
+    questions = tmp_path / "questions.csv"
+    pd.DataFrame({"Question": [QUESTION, "Solve 2x + 3 = 7."]}).to_csv(questions, index=False)
+    assert cli.main(["predict", "--run_dir", str(tfidf_alone), "--input", str(questions)]) == 0
+    _stdin(monkeypatch, f"{QUESTION}\nSolve 2x + 3 = 7.\n".encode())
+    assert cli.main(["predict", "--run_dir", str(tfidf_alone)]) == 0
+    assert seen == ["latency", "throughput", "throughput"]
+    capsys.readouterr()

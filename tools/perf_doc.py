@@ -165,6 +165,68 @@ def export_choice(doc):
         yield bold(row) if c["backend"] == doc["default"] else row
 
 
+def rounds(timing: Any) -> str:
+    """A timed backend's median ms per question and its [fastest, slowest] round; blank when not timed."""
+    if not timing:
+        return ""
+    low, high = timing["interval_ms"]
+    median = timing["median_ms"] if "median_ms" in timing else timing["p50_ms"]
+    return f"{median:.2f} [{low:.2f}–{high:.2f}]"
+
+
+CHOICE_HEADER = ("export | latency choice (batch 1) | its ms/question, median [fastest–slowest round] | the "
+                 "reference's | runner-up | throughput choice (batch) | its ms/question | the reference's | runner-up")
+
+
+def choices(exports: list, reference: str) -> Iterable[list]:
+    """One row per export: per batch size the backend chosen, its rounds, the reference's, and the fastest other."""
+    for i, export in enumerate(exports, 1):
+        row: list = [i]
+        for purpose in ("latency", "throughput"):
+            c = export[purpose]
+            timed = c["backends"]
+            others = [n for n in timed if n not in (c["backend"], reference)]
+            other = min(others, key=lambda n: timed[n]["median_ms"]) if others else None
+            row += [c["backend"] if purpose == "latency" else f"{c['backend']} ({c['batch_size']})",
+                    rounds(timed.get(c["backend"])), rounds(timed.get(reference)),
+                    f"{other} {rounds(timed[other])}" if other else ""]
+        yield row
+
+
+@table("backend-choice-minilm", header=CHOICE_HEADER)
+def backend_choice(doc):
+    """`mathreport export-onnx` repeated on one run: the backend chosen per batch size each time."""
+    return choices(doc["exports"], doc["reference"])
+
+
+@table("backend-choice-minilm-overlap-ties", reads=("backend-choice-minilm.json",), header=CHOICE_HEADER)
+def backend_choice_overlap_ties(doc):
+    """The same, made before ties were told apart round by round (ties: overlapping intervals)."""
+    return choices(doc["before_paired_ties"]["exports"], doc["reference"])
+
+
+@table("backend-choice-minilm-accuracy", reads=("backend-choice-minilm.json",),
+       header="backend | validation accuracy | answers unchanged vs the reference | accuracy difference [95% CI] | "
+              "only the reference right | only this one right | p (worse, one-sided) | passes")
+def backend_choice_accuracy(doc):
+    """The paired test of every backend against the reference on the validation questions (the last export)."""
+    for c in doc["candidates"]:
+        test, ci = c["mcnemar"], c["accuracy_difference_ci95"]
+        yield [c["backend"], num(c["accuracy"], 4), num(c["argmax_agreement"], 4),
+               f"{c['accuracy_difference']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]", test["b"], test["c"],
+               f"{test['p_value']:.3g}", "yes" if c["passes"] else "no"]
+
+
+@table("backend-choice-minilm-bench", reads=("backend-choice-minilm.json",),
+       header="batch size | the run's choice | its ms/question in bench, p50 [fastest–slowest repeat] | "
+              "bench's fastest that passes | its ms/question | within bench's spread")
+def backend_choice_bench(doc):
+    """`mathreport bench` on the same run: does its fastest agree with the run's choice (bench.against_choice)?"""
+    for c in doc["bench"]["choice"].values():
+        yield [c["batch_size"], c["chosen"], rounds(c["chosen_timing"]), c.get("fastest", ""),
+               rounds(c.get("fastest_timing")), {True: "yes", False: "no", None: ""}[c["agrees"]]]
+
+
 INT8_VARIANTS = {  # the keys of int8-variants-val.json, in words
     "matmul": "MatMul, per tensor", "matmul_perchannel": "MatMul, per channel",
     "matmul_reduce": "MatMul, per tensor, reduce_range",
@@ -226,6 +288,17 @@ def memory_plan(doc):
         qwen, mistral = plans["qwen"], plans["mistral"]
         yield [settings, num(qwen["bytes"]["total"] / 2**30, 1), num(mistral["bytes"]["total"] / 2**30, 1),
                f"{first_fit(qwen)} / {first_fit(mistral)}"]
+
+
+@table("train-speed-minilm", "train-speed-mpnet", "train-speed-minilm-compile",
+       header="arm | round | Trainer seconds | samples/s | GFLOP/s | share of the bf16 ceiling | val accuracy | "
+              "val macro-F1")
+def train_speed(doc):
+    """`benchmarks/train_speed.py`: the arms of one training change, interleaved in one process."""
+    for run in doc["runs"]:
+        yield [run["arm"], run["round"], num(run["train_seconds"], 1), num(run["train_samples_per_second"], 1),
+               giga(run["flop_per_s"]), share(run["ceiling_share"]), num(run["val_accuracy"], 4),
+               num(run["val_macro_f1"], 4)]
 
 
 @table("training-seeds", header="arm | seed | bf16 autocast | lora_dropout | val macro-F1 | val accuracy | "
