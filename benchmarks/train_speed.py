@@ -32,7 +32,7 @@ EXTRA_ARMS = {"held-bf16+compile": ["--torch_compile"]}
 
 
 def run_once(model: str, data_dir: Path, arm: str, *, num_epochs: int, seed: int,
-             max_train_samples: int | None) -> dict:
+             max_train_samples: int | None, top_k_layers: int | None = None) -> dict:
     """One `train.fit_transformer` run of `model` in arm `arm`; Trainer's time, FLOP/s and validation scores."""
     held = devices.frozen_linears_in
     if arm == "autocast-copies":
@@ -42,7 +42,8 @@ def run_once(model: str, data_dir: Path, arm: str, *, num_epochs: int, seed: int
             cfg = train.TrainConfig(model=model, train_path=data_dir / "augmented_train.csv",
                                     val_path=data_dir / "val_split.csv", test_path=None, output_dir=Path(tmp),
                                     num_epochs=num_epochs, seed=seed, bench=False, bf16=True,
-                                    max_train_samples=max_train_samples, training_args=EXTRA_ARMS.get(arm, []))
+                                    max_train_samples=max_train_samples, training_args=EXTRA_ARMS.get(arm, []),
+                                    top_k_layers=top_k_layers)
             cfg = train.resolve_defaults(cfg)
             splits = train.load_splits(cfg)
             start = time.perf_counter()
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--top_k_layers", type=int, default=None, help="default: the preset's (0: LoRA on every layer)")
     parser.add_argument("--ceiling", type=Path, default=Path(__file__).parent.parent / "docs/perf/ceiling.json")
     parser.add_argument("--lock", type=Path, default=None, help="hold an exclusive flock on this file throughout")
     parser.add_argument("--out", type=Path, required=True)
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for arm in args.arms:
                 run = run_once(args.model, args.data_dir, arm, num_epochs=args.num_epochs, seed=args.seed,
-                               max_train_samples=args.max_train_samples)
+                               max_train_samples=args.max_train_samples, top_k_layers=args.top_k_layers)
                 run["round"] = round_
                 run["ceiling_share"] = run["flop_per_s"] / ceiling if run["flop_per_s"] else None
                 print(json.dumps(run), flush=True)
