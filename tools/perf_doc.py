@@ -291,7 +291,8 @@ def memory_plan(doc):
 
 
 @table("train-speed-minilm", "train-speed-mpnet", "train-speed-minilm-compile", "train-speed-smollm2-k0",
-       "train-speed-smollm2-k4", header="arm | round | Trainer seconds | samples/s | GFLOP/s | share of the bf16 ceiling | val accuracy | "
+       "train-speed-smollm2-k4",
+       header="arm | round | Trainer seconds | samples/s | GFLOP/s | share of the bf16 ceiling | val accuracy | "
               "val macro-F1")
 def train_speed(doc):
     """`benchmarks/train_speed.py`: the arms of one training change, interleaved in one process."""
