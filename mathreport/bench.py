@@ -98,11 +98,6 @@ def spread(ms: np.ndarray, rounds: int) -> dict:
             "round_ms": per_round}
 
 
-def overlaps(a: list[float], b: list[float]) -> bool:
-    """Whether two [low, high] intervals share a point."""
-    return bool(a[0] <= b[1] and b[0] <= a[1])
-
-
 # A backend's answers are refused only when they are significantly worse than the reference's on the same
 # questions (McNemar's exact test, one-sided): a threshold on a difference of a few answers is noise.
 SIGNIFICANCE = 0.05
@@ -404,6 +399,8 @@ def against_choice(manifest: RunRecord, entries: dict) -> dict:
     its p50 and [fastest, slowest] repeat; `agrees`: the same backend, or their intervals overlap (the difference
     is within bench's own spread); None when bench did not time the chosen backend at that batch size.
     """
+    from mathreport import metrics
+
     out = {}
     for purpose, (chosen, size) in run_choices(manifest).items():
         timed = {}
@@ -418,7 +415,7 @@ def against_choice(manifest: RunRecord, entries: dict) -> dict:
             fastest = min(passing, key=lambda n: (timed[n]["p50_ms"], n))
             entry.update(fastest=fastest, fastest_timing=timed[fastest])
             if chosen in timed:
-                entry["agrees"] = fastest == chosen or overlaps(timed[chosen]["interval_ms"],
+                entry["agrees"] = fastest == chosen or metrics.intervals_overlap(timed[chosen]["interval_ms"],
                                                                 timed[fastest]["interval_ms"])
         if chosen in entries and not entries[chosen].get("passes", True):
             entry["chosen_fails_here"] = "its answers are significantly worse than the reference's on this split"

@@ -9,7 +9,7 @@ import os
 import sys
 
 from mathreport import environment
-from mathreport.errors import ConfigError
+from mathreport.errors import ConfigError, MathreportError
 
 # GPUs compute bfloat16 natively from compute capability 8.0 (Ampere: A100, A10, L4, RTX 30xx); a T4 (7.5) or V100
 # (7.0) emulates it, slower than float16, which they compute natively with Trainer's loss scaling.
@@ -73,8 +73,6 @@ def processes(device: str, transformer: bool):
 def from_main(state, compute):
     """`compute()` on the main process, and its value on every process; a MathreportError it raises is raised on
     every process (so all stop with the same one line, rather than the others waiting for a rank that is gone)."""
-    from mathreport.errors import MathreportError
-
     value, error = None, None
     if state is None or state.is_main_process:
         try:

@@ -366,7 +366,8 @@ def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike,
     return result if alternative == "two-sided" else {**result, "alternative": alternative}
 
 
-def _intervals_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+def intervals_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two [low, high] intervals share a point."""
     return bool(a[0] <= b[1] and b[0] <= a[1])
 
 
@@ -421,7 +422,7 @@ def compare_runs(
                                "accuracy_b": float(accuracy_score(y_true, pred_b)),
                                **mcnemar_test(y_true, pred_a, pred_b)}
         if ci95:
-            row["ci_overlap"] = {m: _intervals_overlap(ci95[name_a][m], ci95[name_b][m]) for m in compared}
+            row["ci_overlap"] = {m: intervals_overlap(ci95[name_a][m], ci95[name_b][m]) for m in compared}
         rows.append(row)
     return rows
 

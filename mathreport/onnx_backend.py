@@ -133,6 +133,13 @@ def _faster_every_round(a: dict, b: dict) -> bool:
     return all(x < y for x, y in zip(a["round_ms"], b["round_ms"], strict=True))
 
 
+def timing_plan(batch_size: int) -> tuple[int, int]:
+    """(rounds, questions) the choice times a batch size over: the latency plan at 1, the throughput plan above."""
+    if batch_size == 1:
+        return LATENCY_ROUNDS, LATENCY_QUESTIONS
+    return THROUGHPUT_ROUNDS, THROUGHPUT_BATCHES * batch_size
+
+
 def time_backends(classifiers: dict, texts: list[str], batch_size: int) -> tuple[dict[str, dict], dict]:
     """Every classifier timed at `batch_size` on the first questions of `texts`, interleaved round by round.
 
@@ -142,8 +149,7 @@ def time_backends(classifiers: dict, texts: list[str], batch_size: int) -> tuple
     times). Returns {name: bench.spread(...)} (median, [fastest, slowest] round, each round) and the CPU load
     of each kept round and of each round timed again (bench.CpuLoad).
     """
-    rounds = LATENCY_ROUNDS if batch_size == 1 else THROUGHPUT_ROUNDS
-    take = LATENCY_QUESTIONS if batch_size == 1 else THROUGHPUT_BATCHES * batch_size
+    rounds, take = timing_plan(batch_size)
     batches = bench.batches_of(list(texts)[:take], batch_size)
     kept: dict[str, list] = {name: [] for name in classifiers}
     loads: dict[str, list] = {"kept": [], "timed_again": []}
@@ -249,8 +255,7 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
             timings, load = time_backends(eligible, texts, size)
             backend, reason = choose(timings, checks, reference.name)
         seconds[f"timing_{purpose}"], clock = time.perf_counter() - clock, time.perf_counter()
-        rounds = LATENCY_ROUNDS if size == 1 else THROUGHPUT_ROUNDS
-        items = LATENCY_QUESTIONS if size == 1 else THROUGHPUT_BATCHES * size
+        rounds, items = timing_plan(size)
         choices[purpose] = {"backend": backend, "batch_size": size, "reason": reason,
                             "timing": f"first {min(items, len(texts))} questions of the {split} in batches of "
                                       f"{size}, {rounds} interleaved rounds" if timings else "not timed",

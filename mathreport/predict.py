@@ -18,7 +18,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from mathreport import artifacts, data, files
-from mathreport.errors import ArtifactError, ConfigError, EmptyQuestionError, OnnxUnavailable
+from mathreport.errors import ArtifactError, ConfigError, EmptyQuestionError, MathreportError, OnnxUnavailable
 from mathreport.labels import NUM_CLASSES
 from mathreport.record import RunRecord
 
@@ -531,8 +531,6 @@ def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lor
 def _loading(path: Path | str, run_dir: Path, fix: str | None = None):
     """Turn a failure to load a run's model file (cut short, damaged, another library's) into one line naming the
     file and the command that makes it again (or `fix`, what to do instead)."""
-    from mathreport.errors import MathreportError
-
     try:
         yield
     except MathreportError:
@@ -545,8 +543,9 @@ def _loading(path: Path | str, run_dir: Path, fix: str | None = None):
 
 
 def _reload_dtype(manifest: RunRecord, device: str) -> str:
-    """The dtype a run's base model is reloaded in: a 4-bit run's recorded compute dtype; on a GPU, bfloat16 where
-    it is native, else float16 (a T4); float32 elsewhere (the CPU reload keeps full precision)."""
+    """The dtype a run's base model is reloaded in (`models.load_base_model`'s compute_dtype): a 4-bit run's
+    recorded compute dtype; on a GPU, bfloat16 where it is native, else float16 (a T4). On the CPU a full-precision
+    base stays float32 whatever this says; a 4-bit one computes in bfloat16, bitsandbytes' CPU kernels' dtype."""
     from mathreport import devices
 
     recorded = (manifest.quantization or {}).get("compute_dtype")

@@ -359,7 +359,7 @@ def fit_transformer(cfg: TrainConfig, splits: dict[str, pd.DataFrame], work_dir:
     splits = dict(splits)
     balance_train_split(splits, hyper["imbalance"], cfg.seed)
     classifier, history, stats, _ = _train_transformer(preset, *base_model(cfg, preset), splits, hyper,
-                                                       Path(work_dir), cfg, None, artifacts.RunWriter(work_dir))
+                                                       Path(work_dir), cfg)
     return classifier, history, stats
 
 
@@ -683,4 +683,4 @@ def _check_memory(weights: str, device: str, cfg: TrainConfig, preset, hyper: di
         eval_batch_size=args.per_device_eval_batch_size, lora_r=preset.lora_r, lora_dropout=preset.lora_dropout,
         lora_targets=tuple(models.lora_config(preset, mlp=cfg.lora_mlp).target_modules),
         trainable_top_k=top_k or None, optimizer=str(getattr(args.optim, "value", args.optim)),
-        compute_dtype=mixed or "bfloat16", show=show)
+        compute_dtype=devices.compute_dtype(mixed, on_cuda=True), show=show)

@@ -247,3 +247,18 @@ def test_train_refuses_before_loading_a_run_the_gpu_cannot_hold(gpu, monkeypatch
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (15 * 2**30, 16 * 2**30))
     train._check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
                         "float16", 0)  # a tiny model fits a T4: no error
+
+
+def test_the_memory_check_plans_the_dtype_the_weights_load_in(monkeypatch):
+    """--no-bf16 --no-fp16 on a GPU loads float32 weights (devices.compute_dtype): the plan must count 4 bytes each."""
+    from mathreport import memplan
+
+    seen = {}
+    monkeypatch.setattr(memplan, "check_cuda", lambda weights, device, **settings: seen.update(settings))
+    cfg = train.TrainConfig(model="tiny-qwen2", train_path="t", val_path="v", test_path="s", output_dir="o")
+    args = types.SimpleNamespace(activation_checkpointing=False, gradient_checkpointing=False,
+                                 gradient_accumulation_steps=1, per_device_eval_batch_size=32, optim="adamw_torch")
+    hyper = {"batch_size": 8, "max_length": 64}
+    for mixed, planned in ((None, "float32"), ("float16", "float16"), ("bfloat16", "bfloat16")):
+        train._check_memory("w", "cuda:0", cfg, models.get_preset("tiny-qwen2"), hyper, False, args, mixed, 0)
+        assert seen["compute_dtype"] == planned

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from mathreport import artifacts, bench, cli, environment, onnx_backend, predict, record, train
+from mathreport import artifacts, bench, cli, environment, metrics, onnx_backend, predict, record, train
 
 # float32 ONNX Runtime and torch differ only in the order of float32 additions.
 FLOAT32_PROB_TOLERANCE = 1e-4
@@ -261,7 +261,7 @@ def test_choose_breaks_ties_by_agreement_with_the_reference_then_name():
     assert name == "torch-bfloat16" and "tied with onnx-int8" in reason and "0.9950" in reason
     # int8 faster in every interleaved round: told apart, though the [fastest, slowest] intervals overlap.
     timings["onnx-int8"] = _timed(5.0, 5.5, 6.0)
-    assert bench.overlaps(timings["onnx-int8"]["interval_ms"], timings["torch-bfloat16"]["interval_ms"])
+    assert metrics.intervals_overlap(timings["onnx-int8"]["interval_ms"], timings["torch-bfloat16"]["interval_ms"])
     assert onnx_backend.choose(timings, checks, ref)[0] == "onnx-int8"
     # Tied, with equal agreement: the name decides.
     timings["onnx-int8"] = _timed(5.0, 7.0, 5.5)
