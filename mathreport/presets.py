@@ -6,6 +6,29 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Kind:
+    """What a kind of run can do: the one place code asks, instead of comparing a kind's name with a string.
+
+    A new kind of model (or run) is one `KINDS` entry; every caller reads these traits."""
+
+    name: str
+    neural: bool  # weights loaded through transformers, trained by Trainer, with torch/ONNX backends and a dtype
+    combines_runs: bool = False  # an ensemble: made from other runs' predictions, nothing trained
+
+
+KINDS: dict[str, Kind] = {
+    "transformer": Kind("transformer", neural=True),
+    "tfidf": Kind("tfidf", neural=False),
+    "ensemble": Kind("ensemble", neural=False, combines_runs=True),
+}
+
+
+def kind(name: str | None) -> Kind:
+    """The traits of a kind by its name (a run.json `kind`); an unknown name is not neural and combines nothing."""
+    return KINDS.get(name or "", Kind(str(name), neural=False))
+
+
+@dataclass(frozen=True)
 class Preset:
     """One model's preset."""
 
@@ -28,6 +51,11 @@ class Preset:
     cpu_model_dropout: float | None = None
     num_epochs: int = 3  # --num_epochs overrides it
     extra: dict = field(default_factory=dict)
+
+    @property
+    def traits(self) -> Kind:
+        """What this preset's kind of run can do (`KINDS`)."""
+        return kind(self.kind)
 
 
 DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -16,6 +16,8 @@ from typing import Any
 from mathreport import __version__
 from mathreport.errors import ArtifactError
 from mathreport.files import write_json
+from mathreport.presets import Kind
+from mathreport.presets import kind as kind_traits
 
 FILE = "run.json"
 VERSION = 2
@@ -98,6 +100,11 @@ class RunRecord:
     def train_seconds(self) -> float | None:
         return (self.training or {}).get("train_seconds")
 
+    @property
+    def traits(self) -> Kind:
+        """What this kind of run can do (`presets.KINDS`)."""
+        return kind_traits(self.kind)
+
     def stamp(self, status: str) -> None:
         """Set the status, and the end time when the run stopped."""
         self.status = status
@@ -116,7 +123,7 @@ class RunRecord:
             if value is None or value == {} or value == [] or (f.name in _FALSE_IS_ABSENT and value is False):
                 continue
             out[f.name] = value
-        if self.kind == "transformer":
+        if self.traits.neural:
             for name in _ALWAYS_WRITTEN:  # null is an answer here ("not quantised"), not a missing value
                 out.setdefault(name, getattr(self, name))
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
