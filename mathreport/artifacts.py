@@ -6,26 +6,27 @@ the command that makes it, so a report never shows a number that no computation 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import io
 import json
 import os
-import platform
 import shlex
 import shutil
-import sys
-import time
-from collections.abc import Iterable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 
-from mathreport import record
+from mathreport import lockfile, record
 from mathreport.errors import ArtifactError, RunLockedError
-from mathreport.files import file_sha256, write_csv, write_json, writing
+from mathreport.files import file_sha256, write_csv, write_json, write_text, writing
 from mathreport.labels import NUM_CLASSES
-from mathreport.presets import PRESETS
+from mathreport.presets import PRESETS, gpu_presets
+
+_F = TypeVar("_F", bound=Callable)
 
 METRICS = "metrics.json"
 CLASS_REPORT = "class_report.json"
@@ -35,8 +36,36 @@ HISTORY = "history.csv"
 LATENCY = "latency.json"
 MANIFEST = record.FILE
 LR_SEARCH = "lr_search.csv"
-CHECKPOINTS = "checkpoints"
+LR_SEARCH_JSON = "lr_search.json"  # the search's settings and best rate, beside lr_search.csv
+LR_SCRATCH = ".lr_search-"  # the prefix of a search training's scratch folder
+CHECKPOINTS = "checkpoints"  # Trainer's output_dir: what `train --resume` continues from
 LOCK = ".lock"
+MODEL_DIR = "model"
+# Inside model/: its card (written from run.json once it says complete: modelcard), peft's
+# adapter files, and a scikit-learn run's pipeline.
+MODEL_CARD = "README.md"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+SKLEARN_PIPELINE = "pipeline.joblib"
+# export-onnx's files by the dtype of their weights, and the external-data file torch.onnx
+# writes beside a model over 2 GiB.
+ONNX_FILES = {"float32": "model.onnx", "int8": "model-int8.onnx"}
+ONNX_DATA = "model.onnx.data"
+COMPARISONS = "comparisons.json"  # in the results folder, beside its runs (compare, pipeline)
+
+# What a trained run has that an ensemble has not: left in a folder an ensemble replaces
+# (--force), it would be taken for the ensemble's own (predict, bench, export-onnx read model/).
+TRAINED_ONLY = (MODEL_DIR, CHECKPOINTS, *ONNX_FILES.values(), ONNX_DATA, LR_SEARCH)
+# Every name above. No other module spells one (tests/test_artifacts.py checks the package), so
+# renaming a run folder's file is an edit of this block only; run.json's is record.FILE.
+RUN_FOLDER_NAMES = (
+    METRICS, CLASS_REPORT, PREDICTIONS, PREDS_VAL, HISTORY, LATENCY, MANIFEST, LR_SEARCH,
+    LR_SEARCH_JSON, LR_SCRATCH, CHECKPOINTS, LOCK, MODEL_DIR, MODEL_CARD, ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS, SKLEARN_PIPELINE, *ONNX_FILES.values(), ONNX_DATA, COMPARISONS,
+)
+# The files of a run's own folder that a user's output must never replace (predict --output).
+RUN_FILES = (METRICS, CLASS_REPORT, PREDICTIONS, PREDS_VAL, HISTORY, LATENCY, MANIFEST, LR_SEARCH,
+             LR_SEARCH_JSON, LOCK, *ONNX_FILES.values(), ONNX_DATA)
 
 # The files a run must have before a report can be made of it (latency and the manifest are
 # optional so that the team's own result folders, which lack them, still load).
@@ -61,11 +90,10 @@ def make_command(run_dir: Path) -> str:
     if isinstance(recorded, str) and recorded.startswith("mathreport train"):
         return f"{_with_output_dir(recorded, run_dir)}{flag}"
     model = run_dir.name if run_dir.name in PRESETS else "MODEL"
-    return (
-        f"mathreport train --model {model} --output_dir {run_dir}{flag} "
-        f"(or `mathreport pipeline --models {model}`; for a 7B model train on a GPU machine "
-        f"and copy its {run_dir}/ here)"
-    )
+    gpu = gpu_presets()  # the registry says which presets a CPU cannot train (Preset.needs_gpu)
+    elsewhere = f"; for {' or '.join(gpu)} train on a GPU machine and copy its {run_dir}/ here"
+    return (f"mathreport train --model {model} --output_dir {run_dir}{flag} "
+            f"(or `mathreport pipeline --models {model}`{elsewhere if gpu else ''})")
 
 
 def _with_output_dir(command: str, run_dir: Path) -> str:
@@ -84,6 +112,23 @@ def _with_output_dir(command: str, run_dir: Path) -> str:
     else:
         words += ["--output_dir", str(run_dir)]
     return shlex.join(words)
+
+
+def model_dir(run_dir: Path) -> Path:
+    """A run's `model/` folder: the adapter and tokenizer, or the scikit-learn pipeline."""
+    return Path(run_dir) / MODEL_DIR
+
+
+def has_adapter(run_dir: Path) -> bool:
+    """Whether the run saved a peft adapter (transformer runs; not tfidf or ensembles)."""
+    return (model_dir(run_dir) / ADAPTER_CONFIG).is_file()
+
+
+def onnx_path(run_dir: Path, dtype: str) -> Path:
+    """The ONNX file of a run whose weights are `dtype` ("float32" or "int8": ONNX_FILES)."""
+    if dtype not in ONNX_FILES:
+        raise ValueError(f"the onnx backend runs {sorted(ONNX_FILES)}, not {dtype!r}")
+    return Path(run_dir) / ONNX_FILES[dtype]
 
 
 def predictions_frame(
@@ -114,140 +159,61 @@ def val_predictions_command(run_dir: Path) -> str:
     return f"mathreport evaluate --run_dir {Path(run_dir)} --write_val_preds"
 
 
-# --- one writer per run directory ------------------------------------------------------------------
-
-# Locks this process holds: resolved run directory -> [open lock file descriptor, depth].
-_HELD: dict[str, list[int]] = {}
-
-
-def _holder_text(info: dict) -> str:
-    if not info:
-        return "another process (it took the lock a moment ago)"
-    host = f" on {info['host']}" if info.get("host") and info.get("host") != platform.node() else ""
-    return (f"PID {info.get('pid', '?')}{host} ({info.get('command') or 'mathreport'}, "
-            f"started {info.get('started', '?')})")
-
-
-def _read_holder(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _is_held(path: Path) -> bool:
-    """Whether a process holds the lock file's flock now: a non-blocking shared lock is refused exactly while a writer
-    holds its exclusive one, and granted when the holder died (the kernel drops a dead process's flock)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:  # a file system without flock: nothing can hold it
-        return False
-    finally:
-        os.close(fd)  # closing the descriptor releases the shared lock, if it was granted
-    return False
+# --- one writer per run directory --------------------------------------------------------
 
 
 def lock_holder(run_dir: Path) -> dict | None:
-    """Who is writing into a run directory ({"pid", "host", "command", "started"}), or None: nobody, or this process.
-
-    Only probes the lock, so a reader never makes a writer fail."""
-    path = Path(run_dir) / LOCK
-    if os.path.realpath(run_dir) in _HELD or not path.is_file() or not _is_held(path):
-        return None
-    return _read_holder(path)
+    """Who is writing into a run directory ({"pid", "host", "command", "started"}), or None:
+    nobody, or this process. Only probes the lock, so a reader never makes a writer fail."""
+    return lockfile.holder(Path(run_dir) / LOCK)
 
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path, command: str | None = None):
-    """Hold the one-writer lock of a run directory while the block writes into it.
+    """Hold the one-writer lock of a run directory while the block writes into it (`lockfile`).
 
-    An exclusive flock on `run_dir/.lock`, which records the holder; a second process fails at once with
-    RunLockedError naming it, the same process re-enters. The lock of a killed process is taken over with a warning.
-    `run_dir` is created if needed and removed on exit if it stayed empty. `command`: what the holder does.
+    A second process fails at once with RunLockedError naming the holder, the same process
+    re-enters, a killed holder's lock is taken over with a warning. `run_dir` is created if needed
+    and removed on exit if it stayed empty. command: what the holder does.
     """
-    import fcntl
-
-    run_dir = Path(run_dir)
-    key = os.path.realpath(run_dir)
-    if key in _HELD:
-        _HELD[key][1] += 1
-        try:
-            yield run_dir
-        finally:
-            _HELD[key][1] -= 1
-        return
-    created = not run_dir.exists()
-    path = run_dir / LOCK
-    for _ in range(100):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # not a fallback: the directory was removed by a holder releasing it; make it again
-            continue
-        except PermissionError:
-            raise ArtifactError(f"{run_dir}: cannot write into it (permission denied)") from None
-        # Refused for a moment, the lock may be a reader's probe (`lock_holder`) rather than a writer's; and a
-        # writer records its PID just after taking it, so waiting a moment also lets the message name it.
-        started = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited, holder = time.monotonic() - started, _read_holder(path)
-                if waited >= 1.0 or (holder and waited >= 0.05):
-                    os.close(fd)
-                    raise RunLockedError(
-                        f"{run_dir} is being written by {_holder_text(holder)}; wait for it to finish, "
-                        "or write into another directory (--output_dir / --run_dir)"
-                    ) from None
-                time.sleep(0.01)
-        # The file may have been unlinked by a holder releasing it between our open and flock: then we locked a
-        # file nobody else will see, so start again on the one at `path`.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:  # not a fallback: the lock file was unlinked by its holder; take it anew
-            same = False
-        if same:
-            break
-        os.close(fd)
-    else:
-        raise RunLockedError(f"{run_dir}: could not take the lock {path} (it kept changing under this process)")
-    try:
-        stale = _read_holder(path)
-        if stale:  # released locks leave no file, so its holder died while holding it
-            print(f"warning: {run_dir}: taking over the lock of {_holder_text(stale)}, which is no longer running",
-                  file=sys.stderr)
-        info = {"pid": os.getpid(), "host": platform.node(), "command": command or " ".join(sys.argv[:2]),
-                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
-        _HELD[key] = [fd, 1]
-        yield run_dir
-    finally:
-        _HELD.pop(key, None)
-        # Unlinked while still held: a process that opened the old file finds it unlinked and retries.
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        if created:
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # only if empty: a run that wrote nothing leaves nothing
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    with lockfile.hold(Path(run_dir) / LOCK, command):
+        yield Path(run_dir)
 
 
-# --- the one writer of a run -----------------------------------------------------------------------
+def locked(command: str, run_dir: str, *, existing: bool = False) -> Callable[[_F], _F]:
+    """Decorate a function that writes into a run directory: each call holds its lock (`run_lock`).
 
-MODEL_DIR = "model"
+    command: what the holder does, as the lock records it ("mathreport search"). run_dir: the
+    parameter that holds the directory, or an attribute of one ("cfg.output_dir"). existing:
+    refuse a directory that does not exist (`require_run_dir`) before the lock would create it.
+
+        @artifacts.locked("mathreport export-onnx", "run_dir", existing=True)
+        def export_run(run_dir: Path) -> dict: ...
+    """
+    parameter, *attributes = run_dir.split(".")
+
+    def decorate(func: _F) -> _F:
+        signature = inspect.signature(func)
+        if parameter not in signature.parameters:
+            raise TypeError(f"locked({command!r}, {run_dir!r}): {func.__qualname__} has no "
+                            f"parameter {parameter!r}")
+
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            folder = functools.reduce(getattr, attributes, bound.arguments[parameter])
+            if existing:
+                require_run_dir(folder)
+            with run_lock(Path(folder), command):
+                return func(*args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return decorate
+
+
+# --- the one writer of a run ---------------------------------------------------------------
 
 
 class RunWriter:
@@ -271,6 +237,19 @@ class RunWriter:
         """run.json."""
         if self.is_main:
             record.write(self.run_dir, rec)
+
+    def record_outputs(self, rec: record.RunRecord) -> None:
+        """run.json with the files on disk recorded anew, after a file was added to a finished run
+        (a backfilled preds_val.csv); a record without outputs (an older run) is left as it is."""
+        if self.is_main and rec.outputs:
+            rec.outputs = outputs_record(self.run_dir)
+            record.write(self.run_dir, rec)
+
+    def metrics(self, result: dict, class_report: dict) -> None:
+        """metrics.json and class_report.json, computed from preds_test.csv."""
+        if self.is_main:
+            write_json(self.run_dir / METRICS, result)
+            write_json(self.run_dir / CLASS_REPORT, class_report)
 
     def history(self, frame: pd.DataFrame) -> None:
         """history.csv: one row per epoch."""
@@ -303,9 +282,33 @@ class RunWriter:
                 import joblib
 
                 folder.mkdir(parents=True, exist_ok=True)
-                joblib.dump(model, folder / "pipeline.joblib")
+                joblib.dump(model, folder / SKLEARN_PIPELINE)
             if self.is_main and tokenizer is not None:
                 tokenizer.save_pretrained(str(folder))
+
+    def model_card(self, text: str) -> Path:
+        """model/README.md, the adapter's card (modelcard makes it from a complete run.json)."""
+        path = model_dir(self.run_dir) / MODEL_CARD
+        if self.is_main:
+            write_text(path, text)
+        return path
+
+    def lr_search(self, frame: pd.DataFrame, summary: dict) -> None:
+        """lr_search.csv (one row per learning rate) and lr_search.json (settings, best rate)."""
+        if self.is_main:
+            write_csv(self.run_dir / LR_SEARCH, frame)
+            write_json(self.run_dir / LR_SEARCH_JSON, summary)
+
+    def remove(self, *names: str) -> None:
+        """Remove files or folders of the run by name: what an earlier run left there."""
+        if not self.is_main:
+            return
+        for name in names:
+            path = self.run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
 
     def drop_checkpoints(self) -> None:
         """Remove Trainer's checkpoints (a run that is complete, or one started over, needs none)."""
@@ -498,9 +501,6 @@ def read_manifest(run_dir: Path) -> record.RunRecord:
     return record.read(_require(Path(run_dir) / MANIFEST).parent)
 
 
-MODEL_CARD = "README.md"  # model/README.md: written after run.json says complete, from it (modelcard)
-
-
 def model_files(run_dir: Path) -> list[str]:
     """The files of a run's `model/` folder (adapter, tokenizer, scikit-learn pipeline), as run-relative POSIX paths;
     not its card, which is made from run.json after it."""
@@ -538,7 +538,8 @@ def check_consistency(run_dir: Path) -> None:
     run_dir = require_run_dir(run_dir)
     holder = lock_holder(run_dir)
     if holder is not None:
-        raise RunLockedError(f"{run_dir} is being written by {_holder_text(holder)}; use it when that finishes")
+        raise RunLockedError(f"{run_dir} is being written by {lockfile.describe(holder)}; use it "
+                             "when that finishes")
     preds = read_predictions(run_dir)
     n = len(preds)
     redo = f"retrain it with: {make_command(run_dir)}"
@@ -560,7 +561,7 @@ def check_consistency(run_dir: Path) -> None:
                     f"{path} is not the file that the run of {run_dir / MANIFEST} wrote (SHA-256 differs: {why}); "
                     f"{redo}"
                 )
-        if manifest.kind == "ensemble":
+        if manifest.traits.combines_runs:
             check_members_current(run_dir, manifest)
         rows = manifest.split("test").rows
         if isinstance(rows, int) and rows != n:
@@ -639,8 +640,7 @@ def training_finished(run_dir: Path) -> bool:
         manifest = record.read(run_dir)
     except (OSError, ArtifactError):
         return False
-    return (manifest.trained
-            and (run_dir / "model" / "adapter_config.json").is_file() and (run_dir / HISTORY).is_file())
+    return manifest.trained and has_adapter(run_dir) and (run_dir / HISTORY).is_file()
 
 
 def has_checkpoints(run_dir: Path) -> bool:
@@ -668,6 +668,12 @@ def run_state(run_dir: Path) -> str:
     if (run_dir / METRICS).is_file():
         return "complete"
     return "unfinished" if has_checkpoints(run_dir) else "empty"
+
+
+def write_comparisons(results_dir: Path, pairs: list) -> Path:
+    """Write `comparisons.json` in the results folder: McNemar's exact test and CI overlap for each
+    pair of runs."""
+    return write_json(Path(results_dir) / COMPARISONS, {"pairs": pairs})
 
 
 def find_runs(results_dir: Path) -> list[str]:

@@ -324,7 +324,7 @@ def compare_backends(run_dir: Path, backends: list[Backend] | None = None, *, th
     threads = threads or os.cpu_count() or 1
     if batch_sizes is None:
         batch_sizes = tuple(sorted({1, 32, *(size for _, size in run_choices(manifest).values())}))
-    if manifest.kind == "tfidf":  # one backend: scikit-learn
+    if not manifest.traits.neural:  # one backend: scikit-learn
         latency = benchmark_latency(predict.load_classifier(run_dir), test_questions(run_dir), batch_sizes=batch_sizes,
                                     warmup=warmup, max_items=max_items, repeats=repeats, dtype="float64")
         return {**latency, "command": "bench"}
@@ -442,11 +442,13 @@ def inference_flop_per_item(classifiers, texts: list[str]) -> float | None:
                               hidden=partial.unwrap(clf.model).config.hidden_size, layers=len(layers)) / len(texts)
 
 
+@artifacts.locked("mathreport bench", "run_dir", existing=True)
 def bench_run(run_dir: Path, backends: list[Backend] | None = None, *, output: Path | None = None,
               **kwargs) -> dict:
     """`mathreport bench`: compare_backends, written atomically to `output` (default: the run's latency.json)."""
-    artifacts.require_run_dir(run_dir)
-    with artifacts.run_lock(run_dir, "mathreport bench"):
-        latency = compare_backends(run_dir, backends, **kwargs)
-        files.write_json(Path(output) if output else Path(run_dir) / artifacts.LATENCY, latency)
+    latency = compare_backends(run_dir, backends, **kwargs)
+    if output:
+        files.write_json(Path(output), latency)
+    else:
+        artifacts.RunWriter(run_dir).latency(latency)
     return latency

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathreport import artifacts, files, i18n, options
+from mathreport import artifacts, export, files, i18n, options
 from mathreport.errors import CommandError, MathreportError
 
 
@@ -74,7 +74,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     if existing and not args.force:
         raise CommandError(f"{args.out_dir} already holds {', '.join(existing)}; refusing to replace them with the "
                            "demo corpus. Pass --force (the old ones are moved to a backup folder), or choose another "
-                           "--out-dir")
+                           "--out_dir")
     if existing:
         backup = prepare.back_up(args.out_dir, existing, move=True)
         print(f"moved the previous files to {backup}/", file=sys.stderr)
@@ -149,8 +149,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from mathreport import bench, ensemble
 
     if ensemble.is_ensemble(args.run_dir):
-        raise CommandError(f"{args.run_dir} is an ensemble: its latency.json is the sum of its members'; bench each "
-                           "member, then rebuild it with `mathreport ensemble --force`")
+        raise CommandError(f"{args.run_dir} is an ensemble: its {artifacts.LATENCY} is the sum of "
+                           "its members'; bench each member, then rebuild it with "
+                           "`mathreport ensemble --force`")
     artifacts.require_run_dir(args.run_dir)
     backends = bench.backends_to_bench(artifacts.read_manifest(args.run_dir), args.backend, _DTYPES.get(args.dtype))
     latency = bench.bench_run(
@@ -235,8 +236,7 @@ def _check_output(path: Path | None) -> None:
     parent = path.resolve().parent
     if parent.exists() and not parent.is_dir():
         raise CommandError(f"--output {path}: {path.parent} is a file, not a directory")
-    run_file = path.name in (*artifacts.REQUIRED, artifacts.PREDS_VAL, artifacts.LATENCY, artifacts.MANIFEST,
-                             artifacts.LR_SEARCH, artifacts.LOCK)
+    run_file = path.name in artifacts.RUN_FILES
     if run_file and any((parent / name).is_file() for name in (artifacts.MANIFEST, artifacts.METRICS)):
         raise CommandError(f"--output {path}: is a file of the run in {parent}, which predict must not replace; "
                            "write to a file of its own, e.g. --output predictions.csv")
@@ -389,12 +389,23 @@ def cmd_plan(args: argparse.Namespace) -> None:
                            device=f"--gpu_memory {args.gpu_memory:g}", flags=memplan.PLAN_FLAGS)
 
 
-# Flags that several subcommands share, each defined once: name -> (option strings, add_argument keywords).
+def _flag(parser: argparse.ArgumentParser, flag: str, *aliases: str, **keywords) -> None:
+    """Add `flag`, the one spelling --help shows (underscores, as train's generated flags), and
+    `aliases`: older spellings that parse the same and are not shown."""
+    action = parser.add_argument(flag, **keywords)
+    # An alias sets nothing when absent (the flag's default stands) and is left out of --help.
+    hidden = {**keywords, "dest": action.dest, "default": argparse.SUPPRESS,
+              "help": argparse.SUPPRESS}
+    for alias in aliases:
+        parser.add_argument(alias, **{**hidden, "required": False})
+
+
+# Flags that several subcommands share, each defined once: name -> (option strings, add_argument
+# keywords); the first option string is the one --help shows, the others hidden aliases (`_flag`).
 _SHARED = {
     "run_dir": (("--run_dir",), {"type": Path, "required": True}),
-    "results_dir": (("--results-dir", "--results_dir"),
-                    {"dest": "results_dir", "type": Path, "default": Path("results")}),
-    "out_dir": (("--out-dir", "--out_dir"), {"dest": "out_dir", "type": Path, "default": Path("data")}),
+    "results_dir": (("--results_dir", "--results-dir"), {"type": Path, "default": Path("results")}),
+    "out_dir": (("--out_dir", "--out-dir"), {"type": Path, "default": Path("data")}),
     "seed": (("--seed",), {"type": int, "default": 42}),
     "lang": (("--lang",), {"choices": i18n.languages(), "default": "tr",
                            "help": "the report's language (mathreport/i18n.py)"}),
@@ -404,10 +415,10 @@ _SHARED = {
 
 def _command(sub, name: str, func, help_text: str, *shared: str) -> argparse.ArgumentParser:
     """A subcommand's parser that runs `func`, starting with the `_SHARED` flags named in `shared`."""
-    parser = sub.add_parser(name, help=help_text)
+    parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(func=func)
     for flags, keywords in (_SHARED[n] for n in shared):
-        parser.add_argument(*flags, **keywords)
+        _flag(parser, *flags, **keywords)
     return parser
 
 
@@ -415,11 +426,12 @@ def _add_engine_commands(sub) -> None:
     """The `search`, `bench`, `export-onnx` and `predict` subcommands."""
     from mathreport import search
 
-    p = _command(sub, "search", cmd_search, "learning-rate search on the validation split; writes DIR/lr_search.csv")
+    p = _command(sub, "search", cmd_search, "learning-rate search on the validation split; writes "
+                 f"DIR/{artifacts.LR_SEARCH}")
     options.add_flags(p, search.SearchConfig, search.FLAGS, search.HELP)
 
-    p = _command(sub, "bench", cmd_bench, "compare a run's inference backends, interleaved; writes latency.json",
-                 "run_dir")
+    p = _command(sub, "bench", cmd_bench, "compare a run's inference backends, interleaved; writes "
+                 f"{artifacts.LATENCY}", "run_dir")
     p.add_argument("--backend", choices=["all", "auto", "torch", "onnx"], default="all",
                    help="all (default): torch float32/bf16 and ONNX float32/int8 side by side; auto: the run's "
                         "latency choice")
@@ -431,11 +443,14 @@ def _add_engine_commands(sub) -> None:
     p.add_argument("--max_items", type=_positive_int, default=200, help="the first N test questions")
     p.add_argument("--repeats", type=_positive_int, default=3, help="passes over the questions, after warm-up")
     p.add_argument("--device", default=None, help="torch: cpu or cuda (default: cuda when available)")
-    p.add_argument("--output", type=Path, default=None, help="write the JSON here (default: RUN_DIR/latency.json)")
+    p.add_argument("--output", type=Path, default=None,
+                   help=f"write the JSON here (default: RUN_DIR/{artifacts.LATENCY})")
 
-    _command(sub, "export-onnx", cmd_export_onnx, "export a transformer run to ONNX (float32, int8), compare every "
-             "backend with the reference on the validation split, time them and record the backend chosen per "
-             "batch size in run.json", "run_dir")
+    _command(sub, "export-onnx", cmd_export_onnx,
+             "export a transformer run to ONNX (float32, int8), compare every backend with the "
+             f"reference on the validation split ({artifacts.PREDS_VAL}; a run made before it "
+             f"existed: {artifacts.PREDICTIONS}), time them and record the backend chosen per "
+             f"batch size in {artifacts.MANIFEST}", "run_dir")
 
     p = _command(sub, "predict", cmd_predict, "the topic of questions, with class probabilities, from a run's model",
                  "run_dir")
@@ -482,29 +497,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "train", cmd_train, "fine-tune and evaluate one model; writes results/<model>/")
     options.add_flags(p, options.TrainConfig)  # every training option, defined once in mathreport/options.py
 
-    p = _command(sub, "evaluate", cmd_evaluate, "recompute metrics.json and class_report.json from preds_test.csv",
-                 "run_dir")
+    p = _command(sub, "evaluate", cmd_evaluate,
+                 f"recompute {artifacts.METRICS} and {artifacts.CLASS_REPORT} from "
+                 f"{artifacts.PREDICTIONS}", "run_dir")
     p.add_argument("--write_val_preds", action="store_true",
                    help=f"first write {artifacts.PREDS_VAL} by reloading the run's model (runs made before it existed)")
-    p.add_argument("--val_path", type=Path, default=None, help="validation split (default: the one in run.json)")
+    p.add_argument("--val_path", type=Path, default=None,
+                   help=f"validation split (default: the one in {artifacts.MANIFEST})")
     p.add_argument("--device", default=None, help="cpu or cuda, for --write_val_preds")
 
     p = _command(sub, "prepare", cmd_prepare, "clean a raw CSV and write leakage-free stratified splits",
                  "out_dir", "seed")
     p.add_argument("--input", type=Path, default=None)
-    p.add_argument("--text-col", "--text_col", dest="text_col", default="Question")
-    p.add_argument("--label-col", "--label_col", dest="label_col", default="label")
-    p.add_argument("--val-size", "--val_size", dest="val_size", type=float, default=0.1)
-    p.add_argument("--test-size", "--test_size", dest="test_size", type=float, default=0.1)
+    _flag(p, "--text_col", "--text-col", default="Question")
+    _flag(p, "--label_col", "--label-col", default="label")
+    _flag(p, "--val_size", "--val-size", type=float, default=0.1)
+    _flag(p, "--test_size", "--test-size", type=float, default=0.1)
     p.add_argument("--augment", choices=["none", "oversample"], default="none")
     p.add_argument("--kaggle", action="store_true", help="download the competition files with the kaggle package")
     p.add_argument("--competition", default="classification-of-math-problems-by-kasut-academy")
     p.add_argument("--force", action="store_true",
-                   help="replace the split files of an earlier prepare in --out-dir (kept in a backup folder)")
+                   help="replace the split files of an earlier prepare in --out_dir (kept in a "
+                        "backup folder)")
 
-    p = _command(sub, "demo-data", cmd_demo_data, "write the offline demo corpus (splits) to --out-dir",
-                 "out_dir", "seed")
-    p.add_argument("--force", action="store_true", help="replace split files in --out-dir (moved to a backup folder)")
+    p = _command(sub, "demo-data", cmd_demo_data,
+                 "write the offline demo corpus (splits) to --out_dir", "out_dir", "seed")
+    p.add_argument("--force", action="store_true",
+                   help="replace split files in --out_dir (moved to a backup folder)")
 
     p = _command(sub, "compare", cmd_compare, "McNemar's exact test and CI overlap for each pair of runs",
                  "results_dir")
@@ -514,13 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
                  "results_dir", "lang", "pdf")
     p.add_argument("--model", default="minilm")
     p.add_argument("--compare", nargs="*", default=None, help="other runs (default: every run found)")
-    p.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("results"))
-    p.add_argument("--figures-dir", "--figures_dir", dest="figures_dir", type=Path, default=Path("figures"))
+    _flag(p, "--output_dir", "--output-dir", type=Path, default=Path("results"))
+    _flag(p, "--figures_dir", "--figures-dir", type=Path, default=Path("figures"))
 
-    p = _command(sub, "pipeline", cmd_pipeline, "train each model that lacks results (train_model.ipynb), then report",
-                 "results_dir", "lang", "pdf")
+    p = _command(sub, "pipeline", cmd_pipeline, "train each model that lacks results "
+                 f"({export.TRAIN_NOTEBOOK.name}), then report", "results_dir", "lang", "pdf")
     p.add_argument("--models", nargs="+", default=["tfidf", "minilm"])
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", type=Path, default=Path("data"))
+    _flag(p, "--data_dir", "--data-dir", type=Path, default=Path("data"))
     p.add_argument("--kernel", default=None,
                    help="Jupyter kernel for the notebooks, training and report (e.g. a GPU machine's kernel)")
     p.add_argument("--force", action="store_true", help="retrain models whose results exist")
@@ -530,16 +549,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local weights: PATH for the one model of --models that loads weights, or NAME=PATH each")
     p.epilog = ("Any other flag is one of transformers' TrainingArguments (e.g. --gradient_accumulation_steps 4), "
                 "passed to the training of each transformer model and checked by transformers before any starts.")
-    p.add_argument("--report-model", "--report_model", dest="report_model", default=None,
-                   help="the model the report is about (default: the last of --models)")
+    _flag(p, "--report_model", "--report-model", default=None,
+          help="the model the report is about (default: the last of --models)")
 
     _add_engine_commands(sub)
 
     p = _command(sub, "ensemble", cmd_ensemble, "a run made from other runs' probabilities, weights fitted on "
                  "validation", "results_dir")
     p.add_argument("--runs", nargs="+", required=True,
-                   help="member run directories (a bare name means results/NAME); each needs preds_val.csv")
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", type=Path, default=Path("results/ensemble"))
+                   help="member run directories (a bare name means results/NAME); each needs "
+                        f"{artifacts.PREDS_VAL}")
+    _flag(p, "--output_dir", "--output-dir", type=Path, default=Path("results/ensemble"))
     p.add_argument("--method", choices=["loglinear", "linear"], default="loglinear",
                    help="pool by weighted geometric mean (default) or weighted average of probabilities")
     p.add_argument("--force", action="store_true", help="replace an existing run in --output_dir")

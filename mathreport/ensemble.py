@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ def load_member(run_dir: Path) -> Member:
         raise EnsembleError(f"ensemble member {run_dir} does not exist. Make it with: "
                             f"{artifacts.make_command(run_dir)}")
     manifest = artifacts.read_manifest(run_dir)
-    if manifest.kind == "ensemble":
+    if manifest.traits.combines_runs:
         # Its validation probabilities were fitted on the validation split; a second fit there would overfit it.
         raise EnsembleError(f"{run_dir} is itself an ensemble; give its members instead: "
                             f"{', '.join(str(artifacts.member_dir(run_dir, m)) for m in manifest.members)}")
@@ -103,7 +102,8 @@ def check_members(members: list[Member]) -> None:
             reason = _rows_differ(getattr(first, split), getattr(other, split))
             hashes = [m.manifest.split(split).sha256 for m in (first, other)]
             if reason is None and all(hashes) and hashes[0] != hashes[1]:
-                reason = f"their run.json data.{split}.sha256 differ ({hashes[0][:12]}… vs {hashes[1][:12]}…)"
+                reason = (f"their {artifacts.MANIFEST} data.{split}.sha256 differ "
+                          f"({hashes[0][:12]}… vs {hashes[1][:12]}…)")
             if reason:
                 what = "validation" if split == "val" else "test"
                 raise EnsembleError(f"runs {first.name!r} ({first.path}) and {other.name!r} ({other.path}) have "
@@ -201,13 +201,9 @@ def summed_latency(members: list[Member]) -> dict | None:
     }
 
 
+@artifacts.locked("mathreport ensemble", "output_dir")
 def build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool = False, method: str = "loglinear") -> Path:
     """Fit the weights on the members' validation predictions and write the ensemble's run directory (locked)."""
-    with artifacts.run_lock(Path(output_dir), "mathreport ensemble"):
-        return _build_ensemble(run_dirs, output_dir, force=force, method=method)
-
-
-def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method: str) -> Path:
     from mathreport import train
 
     output_dir = Path(output_dir)
@@ -219,7 +215,8 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     start_time = record.now()
     members = [load_member(r) for r in run_dirs]
     check_members(members)
-    _clear_replaced_run(output_dir)
+    writer = artifacts.RunWriter(output_dir)  # the lock is held (build_ensemble is `locked`)
+    writer.remove(*artifacts.TRAINED_ONLY)
 
     val, test = members[0].val, members[0].test
     y_val, y_test = val["y_true"].to_numpy(), test["y_true"].to_numpy()
@@ -231,18 +228,19 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
     test_mixed = combine([_probs(m.test) for m in members], weights, method)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_val_predictions(output_dir, y_val, val_mixed, val["text"].tolist() if "text" in val else None)
-    artifacts.write_predictions(output_dir, y_test, test_mixed, test["text"].tolist() if "text" in test else None)
+    writer.predictions("val", y_val, val_mixed, val["text"].tolist() if "text" in val else None)
+    writer.predictions("test", y_test, test_mixed,
+                       test["text"].tolist() if "text" in test else None)
     result = train.evaluate_run(output_dir)
     # Fitted on validation, so its validation loss and accuracy are in-sample; there is no training split.
     history = pd.DataFrame([{"epoch": 1, "train_loss": np.nan, "val_loss": log_loss(y_val, val_mixed),
                              "train_accuracy": np.nan, "val_accuracy": float((val_mixed.argmax(1) == y_val).mean())}])
-    files.write_csv(output_dir / artifacts.HISTORY, history)
+    writer.history(history)
     latency = summed_latency(members)
     if latency is not None:
-        files.write_json(output_dir / artifacts.LATENCY, latency)
+        writer.latency(latency)
     else:
-        (output_dir / artifacts.LATENCY).unlink(missing_ok=True)  # a stale one from a previous ensemble would be wrong
+        writer.remove(artifacts.LATENCY)  # a stale one from a previous ensemble would be wrong
 
     member_pred = {m.name: _probs(m.test).argmax(1) for m in members}
     member_acc = {name: float((pred == y_test).mean()) for name, pred in member_pred.items()}
@@ -271,30 +269,13 @@ def _build_ensemble(run_dirs: list[Path], output_dir: Path, force: bool, method:
         training={"train_seconds": fit_seconds,
                   "members_train_seconds": {m.name: m.manifest.train_seconds for m in members}},
         latency_note="an ensemble runs every member: its latency is the sum of theirs" if latency else
-                     "a member has no latency.json, so the ensemble has none",
+                     f"a member has no {artifacts.LATENCY}, so the ensemble has none",
         versions=environment.versions(environment.RUN_PACKAGES, python=True),
         hardware=environment.hardware(),
         start_time=start_time,
-        outputs=artifacts.outputs_record(output_dir),
     )
-    manifest.stamp("complete")
-    record.write(output_dir, manifest)
+    writer.finish(manifest)
     return output_dir
-
-
-# What a trained run has that an ensemble has not: left in a folder the ensemble replaces (--force), it would be
-# taken for the ensemble's own (predict, bench and export-onnx read model/).
-_NOT_ENSEMBLE_FILES = ("model", artifacts.CHECKPOINTS, "model.onnx", "model-int8.onnx", "model.onnx.data",
-                       artifacts.LR_SEARCH)
-
-
-def _clear_replaced_run(output_dir: Path) -> None:
-    for name in _NOT_ENSEMBLE_FILES:
-        path = Path(output_dir) / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
 
 
 def is_current(run_dir: Path) -> bool:
@@ -321,8 +302,8 @@ def summary_line(run_dir: Path) -> str:
 
 
 def is_ensemble(run_dir: Path) -> bool:
-    """Whether a run directory holds an ensemble (its run.json says kind "ensemble")."""
-    return record.exists(run_dir) and record.read(run_dir).kind == "ensemble"
+    """Whether a run directory holds an ensemble (its run.json's kind combines runs)."""
+    return record.exists(run_dir) and record.read(run_dir).traits.combines_runs
 
 
 @dataclass
@@ -352,7 +333,7 @@ def load_classifier(run_dir: Path, device: str | None = None, dtype: str | None 
     for m in manifest.members:
         member = artifacts.member_dir(run_dir, m)
         member_record = artifacts.read_manifest(member)
-        if dtype is None and member_record.kind == "transformer":
+        if dtype is None and member_record.traits.neural:
             wrote = predict.reference_backend(member_record)
             members.append(predict.load_classifier(member, device=device, dtype=wrote.dtype, backend=wrote.engine))
         else:

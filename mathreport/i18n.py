@@ -5,13 +5,20 @@ into one is data, formatted and escaped by the caller. Topic names (`class.<id>`
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 
 import tomllib
 
 from mathreport.errors import MissingMessageError, UnknownLanguageError
 from mathreport.labels import NUM_CLASSES, TOPICS
+
+
+def catalog_file(lang: str) -> str:
+    """Where the table of `lang` is edited: its file in the package, or what `register` got."""
+    if resources.files("mathreport").joinpath("locales", f"{lang}.toml").is_file():
+        return f"mathreport/locales/{lang}.toml"
+    return f"the {lang!r} table given to register"
 
 
 def _load(lang: str) -> dict[str, str]:
@@ -55,6 +62,20 @@ def message(key: str, lang: str = "tr", **values: object) -> str:
         raise MissingMessageError(
             f"message {key!r} ({lang!r}) needs a value for placeholder {missing}; given {sorted(values)}"
         ) from None
+
+
+def require(keys: Iterable[str], user: str) -> None:
+    """MissingMessageError naming the first catalog that lacks any of `keys` and the keys to add.
+
+    user: what shows the keys (e.g. a report section), named in the message.
+    """
+    keys = list(keys)
+    for lang in languages():
+        lacking = [key for key in keys if key not in CATALOG[lang]]
+        if lacking:
+            names = ", ".join(map(repr, lacking))
+            raise MissingMessageError(f"{catalog_file(lang)} has no {names}, which {user} shows; "
+                                      "add them to every catalog in mathreport/locales/")
 
 
 def class_names(lang: str = "tr") -> list[str]:

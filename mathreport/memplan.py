@@ -560,7 +560,7 @@ def preset_config(model: str, model_path: str | None = None):
     preset = get_preset(model)
     if not model_path and preset.hf_id and (CONFIG_DIR / f"{preset.hf_id.replace('/', '--')}.json").is_file():
         return load_config(preset.hf_id)
-    if preset.kind != "transformer":
+    if not preset.traits.neural:
         raise MemoryPlanError(f"--model {model}: {preset.description} trains on the CPU; it has no GPU memory plan")
     from mathreport import models
 

@@ -7,10 +7,9 @@ import json
 import re
 from pathlib import Path
 
-from mathreport import artifacts, files, labels, record
+from mathreport import artifacts, labels, record
 from mathreport.markup import md, md_code
 
-CARD = "README.md"
 PIPELINE_TAG = "text-classification"
 # metrics.json key -> (model-index metric type, its config, the name shown); the CIs come from metrics.json's ci95.
 CARD_METRICS = {
@@ -25,9 +24,7 @@ CARD_METRICS = {
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
-def has_adapter(run_dir: Path) -> bool:
-    """Whether the run saved a peft adapter (transformer runs; not tfidf or ensembles)."""
-    return (Path(run_dir) / "model" / "adapter_config.json").is_file()
+has_adapter = artifacts.has_adapter  # whether the run saved a peft adapter: only then it has a card
 
 
 def hub_id(name: str | None) -> str | None:
@@ -122,9 +119,7 @@ def model_card(run_dir: Path):
 
 def write_model_card(run_dir: Path) -> Path:
     """Write `model/README.md` of a finished transformer run (atomically), replacing peft's template."""
-    path = Path(run_dir) / "model" / CARD
-    files.write_text(path, str(model_card(run_dir)))
-    return path
+    return artifacts.RunWriter(run_dir).model_card(str(model_card(run_dir)))
 
 
 def _body(manifest: record.RunRecord, metrics: dict, base: dict, model_name: str) -> str:
@@ -132,7 +127,8 @@ def _body(manifest: record.RunRecord, metrics: dict, base: dict, model_name: str
     described = f"`{base['hub_id']}`" if base["hub_id"] else "a base model that has no Hub id (below)"
     lines += [f"A LoRA adapter (peft) with a trained classification head on {described}: it reads a math question "
               f"and gives the probabilities of {labels.NUM_CLASSES} topics. Trained and evaluated by mathreport; "
-              "every figure below is copied from the run's `run.json` and `metrics.json`.", ""]
+              "every figure below is copied from the run's "
+              f"`{artifacts.MANIFEST}` and `{artifacts.METRICS}`.", ""]
     lines += _table(("id", "topic", "Turkish name (the report's)"),
                     [(str(t.id), t.en, t.tr) for t in labels.TOPICS])
     lines += ["## Base model", ""] + _base_lines(manifest, base)

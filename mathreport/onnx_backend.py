@@ -27,7 +27,6 @@ from mathreport import artifacts, bench, environment, files, predict, record
 from mathreport.errors import ArtifactError
 from mathreport.predict import (
     FOUR_BIT_NO_ONNX,
-    ONNX_FILES,
     TORCH_FLOAT32,
     TORCH_NF4,
     TORCH_TOPK,
@@ -279,9 +278,9 @@ def export_and_choose(run_dir: Path, torch_classifier, texts: list[str], y_true,
 def _export_onnx_files(run_dir: Path, torch_classifier, section: dict) -> dict[str, OnnxClassifier]:
     """Write model.onnx and model-int8.onnx and load them; what fails is recorded in section["skipped"]."""
     made = {}
-    fp32_path = run_dir / ONNX_FILES["float32"]
+    fp32_path = artifacts.onnx_path(run_dir, "float32")
     steps = (("float32", lambda: export_onnx(torch_classifier.model, torch_classifier.tokenizer, fp32_path)),
-             ("int8", lambda: quantize_int8(fp32_path, run_dir / ONNX_FILES["int8"])))
+             ("int8", lambda: quantize_int8(fp32_path, artifacts.onnx_path(run_dir, "int8"))))
     for dtype, make in steps:
         name = f"onnx-{dtype}"
         if dtype == "int8" and "onnx-float32" not in made:
@@ -306,16 +305,12 @@ def _export_onnx_files(run_dir: Path, torch_classifier, section: dict) -> dict[s
     return made
 
 
+@artifacts.locked("mathreport export-onnx", "run_dir", existing=True)
 def export_run(run_dir: Path) -> dict:
     """`mathreport export-onnx`: export a finished transformer run, verify, choose its default; update run.json."""
-    artifacts.require_run_dir(run_dir)
-    with artifacts.run_lock(run_dir, "mathreport export-onnx"):
-        return _export_run(Path(run_dir))
-
-
-def _export_run(run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
     manifest = artifacts.read_manifest(run_dir)
-    if manifest.kind != "transformer":
+    if not manifest.traits.neural:
         raise ArtifactError(f"{run_dir}: only transformer runs are exported to ONNX (this one is {manifest.kind!r})")
     if manifest.load_in_4bit:
         raise ArtifactError(f"{run_dir} was trained in 4-bit and is not exported to ONNX: {FOUR_BIT_NO_ONNX}")
@@ -333,5 +328,5 @@ def _export_run(run_dir: Path) -> dict:
                                    batch_size=(manifest.hyperparameters or {}).get("batch_size"),
                                    split=f"{'validation' if has_val else 'test'} split ({source})")
     manifest.inference = section
-    record.write(run_dir, manifest)
+    artifacts.RunWriter(run_dir).record(manifest)
     return section

@@ -25,21 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from mathreport import models
+from mathreport import artifacts, models
 from mathreport.errors import ConfigError
 from mathreport.labels import NUM_CLASSES
+from mathreport.presets import KINDS
 
 # The rare classes: `class_weights` weights each class's loss by n / (8 * n_class) (scikit-learn's "balanced");
 # `oversample` duplicates rows of the minority classes up to the median class count (data.oversample_minority).
 IMBALANCE_METHODS = ("none", "class_weights", "oversample")
 # Per model family, chosen on validation macro-F1 and accuracy on the real data (docs/REAL_DATA.md).
-DEFAULT_IMBALANCE = {"tfidf": "class_weights", "transformer": "oversample"}
+DEFAULT_IMBALANCE = {name: kind.imbalance for name, kind in KINDS.items() if kind.imbalance}  # by kind (KINDS)
 
 PROGRAM = "mathreport train"
 NOT_SET = object()  # Option.cli_default when the flag's default is the field's own
 # TrainingArguments that mathreport sets itself: refused in training_args, saying what to do instead. The epoch
 # cadence and the checkpoint choice are fixed because history.csv and run.json's best_checkpoint_metric describe them.
-_PER_EPOCH = "fixed: history.csv and the kept checkpoint are per epoch, chosen on validation accuracy"
+_PER_EPOCH = f"fixed: {artifacts.HISTORY} and the kept checkpoint are per epoch, chosen on validation accuracy"
 OWN_TRAINER_FIELDS = {"output_dir": "give --output_dir", "num_train_epochs": "give --num_epochs",
                       "learning_rate": "give --learning_rate", "per_device_train_batch_size": "give --batch_size",
                       "seed": "give --seed", "bf16": "give --bf16/--no-bf16", "fp16": "give --fp16/--no-fp16",
@@ -332,7 +333,7 @@ def hyperparameters(cfg, preset: models.Preset) -> dict:
         if _option(f).hyperparameter:
             value = getattr(cfg, f.name)
             if value is None:
-                value = DEFAULT_IMBALANCE[preset.kind] if f.name == "imbalance" else getattr(preset, f.name, None)
+                value = preset.traits.imbalance if f.name == "imbalance" else getattr(preset, f.name, None)
             out[f.name] = value
     return out
 

@@ -350,7 +350,8 @@ def collator(tokenizer):
 
 @dataclass
 class PartialSetup:
-    """What `_train_transformer` swaps in for a top-k run: the model Trainer trains, its datasets and collator."""
+    """What `fitting.train_transformer` swaps in for a top-k run: the model Trainer trains, its
+    datasets and collator."""
 
     model: Any
     datasets: dict[str, CachedDataset]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mathreport import artifacts, data, files, options, presets
+from mathreport import artifacts, data, options, presets
 from mathreport.errors import ConfigError, DataError
 from mathreport.export import TRAIN_NOTEBOOK, execute, run_report
 
@@ -31,7 +31,7 @@ def ensure_data(data_dir: Path) -> str:
         missing = sorted(set(DATA_FILES) - set(present))
         raise DataError(
             f"{data_dir}/ has {', '.join(present)} but not {', '.join(missing)}; refusing to mix them with demo "
-            f"data. Make all three with `mathreport prepare --input RAW.csv --out-dir {data_dir}`, or move them away."
+            f"data. Make all three with `mathreport prepare --input RAW.csv --out_dir {data_dir}`, or move them away."
         )
     from mathreport import demo
 
@@ -48,7 +48,7 @@ def weights_of(models: list[str], model_path: list[str] | None) -> dict[str, str
     the notebook's kernel may start in another folder.
     """
     members = [name for name in models if name != "ensemble"]
-    loading = [name for name in members if presets.get_preset(name).kind != "tfidf"]
+    loading = [name for name in members if presets.get_preset(name).traits.neural]
     out: dict[str, str] = {}
     for value in model_path or []:
         name, sep, path = value.partition("=")
@@ -113,7 +113,7 @@ def run_pipeline(models: list[str], data_dir: Path = Path("data"), results_dir: 
             shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
         train, val, test = (str(Path(data_dir) / file) for file in DATA_FILES)
         # TF-IDF refuses Trainer flags and warns about the others: it is given none of them.
-        own = tuning if presets.get_preset(name).kind != "tfidf" else {}
+        own = tuning if presets.get_preset(name).traits.neural else {}
         execute(TRAIN_NOTEBOOK, run_dir / "train_model.ipynb",
                 {"model": name, "num_epochs": num_epochs, "learning_rate": None, "train_path": train, "val_path": val,
                  "test_path": test, "output_dir": str(run_dir), "resume": resume, "force": redo,
@@ -141,4 +141,4 @@ def write_comparisons(results_dir: Path, names: list[str]) -> Path:
     from mathreport import summary
 
     runs = summary.load_runs(Path(results_dir), names[0], names[1:])
-    return files.write_json(Path(results_dir) / "comparisons.json", {"pairs": summary.comparisons(runs)})
+    return artifacts.write_comparisons(results_dir, summary.comparisons(runs))

@@ -47,10 +47,9 @@ TORCH_NF4 = Backend("torch", "nf4")
 TORCH_TOPK = Backend("torch", "topk")
 FOUR_BIT_NO_ONNX = ("a 4-bit run keeps its NF4 base (bitsandbytes' Linear4bit layers), which ONNX cannot hold; it "
                     "runs on torch (torch-nf4). For an ONNX model, train in full precision (--no-load_in_4bit)")
-ONNX_FILES = {"float32": "model.onnx", "int8": "model-int8.onnx"}
 INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
 BACKEND_CHOICES = ("auto", "torch", "onnx")
-DTYPES_OF = {"torch": ("float32", "bfloat16"), "onnx": tuple(ONNX_FILES)}
+DTYPES_OF = {"torch": ("float32", "bfloat16"), "onnx": tuple(artifacts.ONNX_FILES)}
 
 
 def backend_named(name: str) -> Backend:
@@ -316,9 +315,7 @@ def load_onnx(run_dir: Path, dtype: str, manifest: RunRecord, threads: int | Non
     (OnnxUnavailable, saying why, otherwise)."""
     from mathreport import models
 
-    if dtype not in ONNX_FILES:
-        raise ValueError(f"the onnx backend runs {sorted(ONNX_FILES)}, not {dtype!r}")
-    path = Path(run_dir) / ONNX_FILES[dtype]
+    path = artifacts.onnx_path(run_dir, dtype)
     expected = (((manifest.inference or {}).get("onnx") or {}).get(dtype) or {}).get("sha256")
     if not expected:
         raise OnnxUnavailable(f"{path} was never exported and verified for this run "
@@ -331,12 +328,12 @@ def load_onnx(run_dir: Path, dtype: str, manifest: RunRecord, threads: int | Non
     found = files.sha256_bytes(model_bytes)
     if found != expected:
         raise OnnxUnavailable(f"{path} is not the file that was verified (SHA-256 {found[:12]}…, "
-                              f"run.json records {expected[:12]}…)")
+                              f"{artifacts.MANIFEST} records {expected[:12]}…)")
     try:
         session = make_session(model_bytes, threads)
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
         raise OnnxUnavailable(f"{path} cannot be loaded by onnxruntime: {exc}") from exc
-    tokenizer = models.load_tokenizer(str(Path(run_dir) / "model"))
+    tokenizer = models.load_tokenizer(str(artifacts.model_dir(run_dir)))
     return OnnxClassifier(session, tokenizer, int(manifest.hyperparameters["max_length"]), dtype,
                           session.get_session_options().intra_op_num_threads)
 
@@ -449,14 +446,14 @@ def load_classifier(run_dir: Path, device: str | None = None, merge_lora: bool =
     if not run_dir.is_dir():
         raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {artifacts.make_command(run_dir)}")
     manifest = artifacts.read_manifest(run_dir)
-    if manifest.kind == "tfidf":
+    if not manifest.traits.neural:  # a scikit-learn pipeline (tfidf)
         import joblib
 
         if dtype not in (None, "float32"):
             raise ConfigError(f"--dtype {dtype}: {run_dir} is a tfidf run, which scikit-learn runs in float64; "
                               "--dtype is for transformer runs")
 
-        path = run_dir / "model" / "pipeline.joblib"
+        path = artifacts.model_dir(run_dir) / artifacts.SKLEARN_PIPELINE
         if not path.is_file():
             raise ArtifactError(f"{path} is missing. Make it with: {artifacts.make_command(run_dir)}")
         with _loading(path, run_dir):
@@ -486,9 +483,9 @@ def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lor
 
     from mathreport import models
 
-    model_dir = run_dir / "model"
-    if not (model_dir / "adapter_config.json").is_file():
-        raise ArtifactError(f"{model_dir}/adapter_config.json is missing. Make it with: "
+    model_dir = artifacts.model_dir(run_dir)
+    if not artifacts.has_adapter(run_dir):
+        raise ArtifactError(f"{model_dir / artifacts.ADAPTER_CONFIG} is missing. Make it with: "
                             f"{artifacts.make_command(run_dir)}")
     load_in_4bit = bool(manifest.load_in_4bit)
     if load_in_4bit != (dtype == TORCH_NF4.dtype):
@@ -507,7 +504,7 @@ def load_torch(run_dir: Path, manifest: RunRecord, device: str | None, merge_lor
                                       compute_dtype=_reload_dtype(manifest, device))
         if load_in_4bit:
             base = models.prepare_4bit_for_inference(base)
-    with _quiet_loading(), _loading(model_dir / "adapter_model.safetensors", run_dir):
+    with _quiet_loading(), _loading(model_dir / artifacts.ADAPTER_WEIGHTS, run_dir):
         model = PeftModel.from_pretrained(base, str(model_dir))
     if merge_lora and not load_in_4bit:
         # Folding the low-rank update into the weights removes the adapter's extra matmuls at inference

@@ -56,11 +56,11 @@ def _to_csv(frame: pd.DataFrame) -> str:
 
 
 def _check_params(val_size: float, test_size: float, augment: str, conflict_policy: str) -> None:
-    for flag, value in (("--val-size", val_size), ("--test-size", test_size)):
+    for flag, value in (("--val_size", val_size), ("--test_size", test_size)):
         if not (isinstance(value, (int, float)) and 0 < value < 1):
             raise DataError(f"{flag} {value!r}: must be a fraction in (0, 1), e.g. 0.1")
     if val_size + test_size >= 1:
-        raise DataError(f"--val-size {val_size} + --test-size {test_size} = {val_size + test_size:g}: "
+        raise DataError(f"--val_size {val_size} + --test_size {test_size} = {val_size + test_size:g}: "
                         "val_size + test_size must be below 1, or nothing is left to train on")
     if augment not in data.AUGMENT_METHODS:
         raise ValueError(f"augment must be one of {data.AUGMENT_METHODS}, got {augment!r}")
@@ -84,7 +84,7 @@ def prepare(input_path: str | Path, out_dir: str | Path, text_col: str = data.TE
     if existing and not force:
         raise DataError(f"{out_dir} already holds {', '.join(existing)} from an earlier prepare; refusing to replace "
                         f"them. Pass --force to replace them (the old ones are kept in "
-                        f"{out_dir}/{BACKUP_PREFIX}<time>/), or choose another --out-dir")
+                        f"{out_dir}/{BACKUP_PREFIX}<time>/), or choose another --out_dir")
     table = data.read_table(input_path, text_col, label_col, "give the raw CSV (e.g. Kaggle's train.csv)")
     kept, cleaning = data.clean_questions(table, conflict_policy)
     if kept.empty:

@@ -24,7 +24,6 @@ from mathreport.errors import SearchError
 from mathreport.labels import NUM_CLASSES
 from mathreport.options import TrainConfig
 
-SEARCH_JSON = "lr_search.json"
 COLUMNS = ["learning_rate", "val_accuracy", "val_macro_f1", "val_loss", "seconds", "train_samples_per_second",
            "best_epoch", "best"]
 # Settings that change what a row means; a resumed search must match them.
@@ -116,10 +115,11 @@ def _settings(cfg: SearchConfig, preset: models.Preset) -> dict:
 
 
 def _check_same_settings(output_dir: Path, settings: dict) -> None:
-    path = Path(output_dir) / SEARCH_JSON
+    path = Path(output_dir) / artifacts.LR_SEARCH_JSON
     if not path.is_file():
-        raise SearchError(f"{output_dir}/{artifacts.LR_SEARCH} exists without {SEARCH_JSON}, so its settings are "
-                          "unknown; move it away to start a new search")
+        raise SearchError(f"{output_dir}/{artifacts.LR_SEARCH} exists without "
+                          f"{artifacts.LR_SEARCH_JSON}, so its settings are unknown; move it away "
+                          "to start a new search")
     previous = artifacts.read_json(path).get("settings", {})
     differ = {k: (previous.get(k), settings[k]) for k in SETTINGS if previous.get(k) != settings[k]}
     if differ:
@@ -130,9 +130,8 @@ def _check_same_settings(output_dir: Path, settings: dict) -> None:
 
 def _write(output_dir: Path, frame: pd.DataFrame, settings: dict, cfg: SearchConfig) -> pd.DataFrame:
     frame = mark_best(frame)[COLUMNS]
-    files.write_csv(Path(output_dir) / artifacts.LR_SEARCH, frame)
     best = frame.loc[frame["best"]].iloc[0]
-    files.write_json(Path(output_dir) / SEARCH_JSON, {
+    artifacts.RunWriter(output_dir).lr_search(frame, {
         "best_learning_rate": float(best["learning_rate"]),
         "selected_by": "val_macro_f1, then val_accuracy, then lowest val_loss",
         "scored_on": str(cfg.val_path),
@@ -144,17 +143,13 @@ def _write(output_dir: Path, frame: pd.DataFrame, settings: dict, cfg: SearchCon
     return frame
 
 
+@artifacts.locked("mathreport search", "cfg.output_dir")
 def search(cfg: SearchConfig, log=print) -> pd.DataFrame:
     """Train once per learning rate not yet in `lr_search.csv`, appending each row when done. Returns the table."""
-    with artifacts.run_lock(cfg.output_dir, "mathreport search"):
-        return _search(cfg, log)
-
-
-def _search(cfg: SearchConfig, log) -> pd.DataFrame:
     from mathreport import train
 
     preset = models.get_preset(cfg.model)
-    if preset.kind != "transformer":
+    if not preset.traits.neural:
         raise SearchError(f"model {preset.key!r} has no learning rate: its logistic regression is solved to "
                           "convergence by L-BFGS. Search a transformer model (e.g. --model minilm).")
     if not cfg.learning_rates:
@@ -183,13 +178,13 @@ def _search(cfg: SearchConfig, log) -> pd.DataFrame:
     splits = train.load_splits(base)
     val = splits["val"]
     output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in output_dir.glob(".lr_search-*"):
+    for stale in output_dir.glob(f"{artifacts.LR_SCRATCH}*"):
         # Scratch folder of a training that was killed (SIGTERM/SIGKILL skip the cleanup below).
         shutil.rmtree(stale, ignore_errors=True)
     for lr in todo:
         start = time.perf_counter()
         # Checkpoints and the adapter go to a scratch folder: output_dir may hold a finished run (results/minilm).
-        work = Path(tempfile.mkdtemp(prefix=".lr_search-", dir=output_dir))
+        work = Path(tempfile.mkdtemp(prefix=artifacts.LR_SCRATCH, dir=output_dir))
         try:
             cfg_lr = cfg.train_config(test_path=None, bench=False, learning_rate=lr, output_dir=work)
             classifier, history, stats = train.fit_transformer(cfg_lr, splits, work)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mathreport import artifacts, i18n, metrics, options, record
+from mathreport import artifacts, i18n, metrics, options, presets, record
 from mathreport.errors import MissingResultsError
 from mathreport.labels import NUM_CLASSES
 from mathreport.markup import dollar_math, escape_html, md, md_code, question_html
@@ -44,14 +44,21 @@ class Run:
     manifest: record.RunRecord | None
 
 
+def _gpu_note() -> str:
+    """Which presets need a GPU machine, from the registry (`Preset.needs_gpu`)."""
+    names = presets.gpu_presets()
+    verb = "needs" if len(names) == 1 else "need"
+    return f" ({' and '.join(names)} {verb} a GPU machine with their weights)" if names else ""
+
+
 def load_run(results_dir: Path, name: str) -> Run:
     """Read and validate one run; a missing run or file raises MissingResultsError saying what to do."""
     run_dir = Path(results_dir) / name
     if not run_dir.is_dir():
-        raise MissingResultsError(f"no results for model {name!r}: {run_dir}/ does not exist. Train it with "
-                                  f"`mathreport train --model {name} --output_dir {run_dir}` (qwen and mistral need a "
-                                  f"GPU machine with their weights), or copy its results/{name}/ folder from the "
-                                  "machine that trained it.")
+        raise MissingResultsError(
+            f"no results for model {name!r}: {run_dir}/ does not exist. Train it with `mathreport train --model "
+            f"{name} --output_dir {run_dir}`{_gpu_note()}, or copy its results/{name}/ folder from the machine "
+            "that trained it.")
     missing = artifacts.missing_files(run_dir)
     if missing:
         raise MissingResultsError(f"results for model {name!r} are incomplete: {run_dir}/ lacks "
@@ -76,8 +83,9 @@ def load_runs(results_dir: Path, model: str, compare: list[str] | None = None) -
     for directory in [model, *[n for n in others if n != model]]:
         run = load_run(results_dir, directory)
         if run.name in runs:
-            raise artifacts.ArtifactError(f"two runs are both named {run.name!r} ({runs[run.name].path} and "
-                                          f"{run.path}); give one of them another display_name in its run.json")
+            raise artifacts.ArtifactError(
+                f"two runs are both named {run.name!r} ({runs[run.name].path} and {run.path}); give one of "
+                f"them another display_name in its {artifacts.MANIFEST}")
         runs[run.name] = run
     return runs
 
@@ -271,7 +279,7 @@ _UNUSED_BY_TFIDF = ("batch_size", "num_epochs")
 def used_hyperparameters(manifest: record.RunRecord) -> dict:
     """The hyperparameters of run.json that its model uses: none left open (None), and for a tfidf run none of
     the transformer options (learning rate, max_length, top_k_layers), batches or epochs."""
-    unused = {*options.transformer_only(), *_UNUSED_BY_TFIDF} if manifest.kind == "tfidf" else set()
+    unused = {*options.transformer_only(), *_UNUSED_BY_TFIDF} if not manifest.traits.neural else set()
     return {k: v for k, v in manifest.hyperparameters.items() if v is not None and k not in unused}
 
 

@@ -8,7 +8,6 @@ this module only wires them.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import sys
 import time
@@ -24,6 +23,7 @@ from mathreport import (
     devices,
     environment,
     files,
+    fitting,
     modelcard,
     models,
     options,
@@ -31,14 +31,17 @@ from mathreport import (
     record,
 )
 from mathreport.errors import ConfigError, RunExistsError
-from mathreport.labels import NUM_CLASSES
+from mathreport.fitting import (  # noqa: F401 (re-exported: callers and tests name them train.*)
+    CPU_LORA_DROPOUT,
+    TEXT_PROGRESS_ENV,
+    base_model,
+    class_weighted_loss,
+    history_from_log,
+    training_path,
+)
 from mathreport.options import DEFAULT_IMBALANCE, IMBALANCE_METHODS, TrainConfig  # noqa: F401 (re-exported)
 from mathreport.record import RunRecord
 
-TEXT_PROGRESS_ENV = "MATHREPORT_TEXT_PROGRESS"
-# LoRA dropout for CPU training when --lora_dropout is not given: on the CPU each dropout draws a random mask per
-# element for every LoRA module; pass --lora_dropout 0.1 --no-bf16 for the float32 settings (docs/PERFORMANCE.md).
-CPU_LORA_DROPOUT = 0.0
 # Validation questions every inference backend's answers are compared on (paired, with the reference's): the
 # whole split up to this cap; the check costs seconds per backend, and more questions give McNemar's test power.
 BACKEND_CHOICE_ITEMS = 1000
@@ -55,29 +58,7 @@ def validate_config(cfg: TrainConfig) -> None:
     if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
         raise ConfigError(f"--output_dir {cfg.output_dir}: is a file, not a directory")
     preset = models.get_preset(cfg.model)
-    if preset.kind == "tfidf" and cfg.training_args:  # no Trainer here: a leftover flag is a typo, not an option
-        raise ConfigError(f"{' '.join(cfg.training_args)}: not an option of {options.PROGRAM} for {preset.key} "
-                          "(the flags of transformers' TrainingArguments apply to transformer models only)")
-    if preset.kind == "tfidf":
-        ignored = [f"--{name} {value}" for name in options.transformer_only(TrainConfig)
-                   if (value := getattr(cfg, name)) is not None and value != []]
-        if ignored:
-            print(f"warning: {', '.join(ignored)}: not used by {preset.key} (TF-IDF reads whole questions, "
-                  "logistic regression has no learning rate); ignored", file=sys.stderr)
-        return
-    options.trainer_overrides(cfg.training_args)
-    if cfg.max_length is not None:
-        least = models.load_tokenizer(models.resolve_weights(preset, cfg.model_path)).num_special_tokens_to_add() + 1
-        if cfg.max_length < least:
-            raise ConfigError(f"--max_length {cfg.max_length}: must be >= {least} for {preset.key} (its tokenizer "
-                              f"adds {least - 1} special token(s), and at least one token of the question must remain)")
-    if cfg.top_k_layers:
-        from transformers import AutoConfig
-
-        from mathreport import partial
-
-        layers = AutoConfig.from_pretrained(models.resolve_weights(preset, cfg.model_path)).num_hidden_layers
-        partial.check_k(cfg.top_k_layers, layers, f" of {preset.key}")
+    training_path(preset).check(cfg, preset)
 
 
 def _check_output_dir(cfg: TrainConfig) -> Path:
@@ -155,26 +136,7 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     (the two don't mix), and a top-k run is not loaded in 4-bit by default.
     """
     preset = models.get_preset(cfg.model)
-    if preset.kind != "transformer":
-        return cfg
-    device = models.pick_device(cfg.device)
-    on_cpu = not device.startswith("cuda")
-    mixed, _ = devices.choose_precision(device, cfg.bf16, cfg.fp16)
-    dropout = cfg.lora_dropout if cfg.lora_dropout is not None or not on_cpu else CPU_LORA_DROPOUT
-    top_k = cfg.top_k_layers if cfg.top_k_layers is not None else (0 if cfg.load_in_4bit else preset.top_k_layers)
-    load_in_4bit = False if top_k and cfg.load_in_4bit is None else cfg.load_in_4bit
-    model_dropout = cfg.model_dropout if cfg.model_dropout is not None or not on_cpu else preset.cpu_model_dropout
-    return dataclasses.replace(cfg, bf16=mixed == "bfloat16", fp16=mixed == "float16", lora_dropout=dropout,
-                               top_k_layers=top_k,
-                               load_in_4bit=load_in_4bit, num_epochs=cfg.num_epochs or preset.num_epochs,
-                               model_dropout=model_dropout)
-
-
-def base_model(cfg: TrainConfig, preset: models.Preset) -> tuple[str, bool]:
-    """The base weights and whether they load in 4-bit; fails at once where either cannot be had (no weights, no
-    bitsandbytes for the device), so callers call it before writing anything."""
-    weights = models.resolve_weights(preset, cfg.model_path)
-    return weights, models.resolve_load_in_4bit(preset, models.pick_device(cfg.device), cfg.load_in_4bit)
+    return training_path(preset).defaults(cfg, preset)
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -188,7 +150,7 @@ def train(cfg: TrainConfig) -> Path:
     """
     validate_config(cfg)
     device = models.pick_device(cfg.device)
-    transformer = models.get_preset(cfg.model).kind == "transformer"
+    transformer = models.get_preset(cfg.model).traits.neural
     precision = devices.choose_precision(device, cfg.bf16, cfg.fp16) if transformer else None
     cfg = resolve_defaults(cfg)
     state = devices.processes(device, transformer)
@@ -235,11 +197,12 @@ def _mark_failed(writer: artifacts.RunWriter, exc: BaseException) -> None:
 def _train_run(cfg: TrainConfig, writer: artifacts.RunWriter, state=None, precision=None) -> Path:
     """The steps of `train`, with the run directory's lock held (by the main process)."""
     preset = preset_for(cfg)
-    weights, load_in_4bit = base_model(cfg, preset) if preset.kind == "transformer" else (None, False)
+    path = training_path(preset)
+    base = path.base(cfg, preset)  # fails here, before anything is written, where the weights cannot be had
     run_dir = Path(cfg.output_dir)
     # Rank 0 checks the folder (and clears what a rerun redoes) before any process reads it.
     finished = devices.from_main(state, lambda: bool(_check_output_dir(cfg)) and cfg.resume
-                          and preset.kind == "transformer" and artifacts.training_finished(run_dir))
+                          and path.resumes_after_training and artifacts.training_finished(run_dir))
     if finished:  # only the steps after training are left: one process does them
         return _finish_trained_run(cfg, writer) if writer.is_main else run_dir
     hyper = hyperparameters(cfg, preset)
@@ -259,21 +222,15 @@ def _train_run(cfg: TrainConfig, writer: artifacts.RunWriter, state=None, precis
         versions=environment.versions(environment.RUN_PACKAGES, python=True), hardware=environment.hardware(),
         start_time=record.now(), status="running")
     writer.record(rec)
-    if preset.kind == "tfidf":
-        classifier, history, rec.training = _train_tfidf(splits, hyper, writer)
-        device, dtype = "cpu", "float64"
-    else:
-        classifier, history, rec.training, extra = _train_transformer(preset, weights, load_in_4bit, splits, hyper,
-                                                                      run_dir, cfg, precision, writer)
-        rec = dataclasses.replace(rec, **extra)
-        device, dtype = rec.device, rec.dtype
-    writer.history(history)
+    fitted = path.fit(cfg, preset, base, splits, hyper, writer, precision)
+    rec = dataclasses.replace(rec, training=fitted.training, **fitted.fields)
+    writer.history(fitted.history)
     # Training is done and its adapter is in model/: recorded now, so a stop in the steps below (which can take
     # long on a large test split) is resumed by redoing only them (`_finish_trained_run`).
     writer.record(rec)
     if not writer.is_main:  # the other processes' part ends with the training
         return run_dir
-    return _after_training(cfg, writer, rec, classifier, splits, hyper, device, dtype)
+    return _after_training(cfg, writer, rec, fitted.classifier, splits, hyper, fitted.device, fitted.dtype)
 
 
 def _finish_trained_run(cfg: TrainConfig, writer: artifacts.RunWriter) -> Path:
@@ -288,8 +245,8 @@ def _finish_trained_run(cfg: TrainConfig, writer: artifacts.RunWriter) -> Path:
                 f"--resume: {path} is not the {name} split {run_dir} was trained with (SHA-256 differs from "
                 f"{run_dir / artifacts.MANIFEST}'s data.{name}.sha256); give the original file, or start over with "
                 f"{cli_command(cfg)} --force")
-    print(f"{run_dir}: training finished before the run stopped; reloading its adapter from {run_dir / 'model'} "
-          "and redoing only predictions, metrics, export and latency", file=sys.stderr)
+    print(f"{run_dir}: training finished before the run stopped; reloading its adapter from "
+          f"{artifacts.model_dir(run_dir)} and redoing only predictions, metrics, export and latency", file=sys.stderr)
     splits = load_splits(cfg)
     hyper = rec.hyperparameters or hyperparameters(cfg, preset_for(cfg))
     # A 4-bit run reloads in 4-bit (its only weights); a top-k run computes as it trained (torch-topk).
@@ -321,7 +278,7 @@ def _after_training(cfg: TrainConfig, writer: artifacts.RunWriter, rec: RunRecor
     evaluate_run(run_dir)
     rec.post_training_seconds = {"predict_test_and_val_s": time.perf_counter() - started}
     chosen = None  # {batch size: (backend, classifier)} the run chose, for its latency.json
-    if rec.kind == "transformer":  # the backends, chosen per batch size on validation, never on test
+    if rec.traits.neural:  # the backends, chosen per batch size on validation, never on test
         from mathreport import onnx_backend
 
         take = np.sort(np.random.default_rng(0).permutation(len(val))[:BACKEND_CHOICE_ITEMS])
@@ -343,7 +300,7 @@ def _after_training(cfg: TrainConfig, writer: artifacts.RunWriter, rec: RunRecor
             classifier, test["Question"].tolist(), device=device, dtype=dtype, max_items=cfg.bench_max_items,
             threads=bench.thread_candidates()))
     writer.finish(rec)
-    if modelcard.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written
+    if artifacts.has_adapter(run_dir):  # the folder a user shares: its card, from the files just written
         modelcard.write_model_card(run_dir)
     return run_dir
 
@@ -358,8 +315,8 @@ def fit_transformer(cfg: TrainConfig, splits: dict[str, pd.DataFrame], work_dir:
     hyper = hyperparameters(cfg, preset)
     splits = dict(splits)
     balance_train_split(splits, hyper["imbalance"], cfg.seed)
-    classifier, history, stats, _ = _train_transformer(preset, *base_model(cfg, preset), splits, hyper,
-                                                       Path(work_dir), cfg)
+    classifier, history, stats, _ = fitting.train_transformer(preset, *base_model(cfg, preset), splits, hyper,
+                                                              Path(work_dir), cfg)
     return classifier, history, stats
 
 
@@ -375,13 +332,12 @@ def evaluate_run(run_dir: Path, n_bootstrap: int = 1000) -> dict:
         probs = frame[artifacts.PROB_COLUMNS].to_numpy(dtype=float)
         y_true, y_pred = frame["y_true"].to_numpy(), frame["y_pred"].to_numpy()
         result = metrics.compute_metrics(y_true, probs, y_pred=y_pred, n_bootstrap=n_bootstrap)
-        files.write_json(Path(run_dir) / artifacts.METRICS, result)
-        files.write_json(Path(run_dir) / artifacts.CLASS_REPORT, metrics.per_class_report(y_true, probs, y_pred))
+        artifacts.RunWriter(run_dir).metrics(result, metrics.per_class_report(y_true, probs, y_pred))
         # A finished run's adapter card holds these metrics; while training, train writes it once the run is whole.
         # A folder made elsewhere (the team's Colab run: an adapter and predictions, no run.json) has no card to
         # refresh: the card is made from run.json.
         rec = record.read_if_present(run_dir)
-        if modelcard.has_adapter(run_dir) and rec is not None and rec.status == "complete":
+        if artifacts.has_adapter(run_dir) and rec is not None and rec.status == "complete":
             modelcard.write_model_card(run_dir)
     return result
 
@@ -410,277 +366,14 @@ def backfill_val_predictions(run_dir: Path, val_path: Path | None = None, device
                           label_col=rec.config.get("label_col", "label"))
     with artifacts.run_lock(run_dir, "mathreport evaluate --write_val_preds"):
         # The backend that wrote the run's test predictions, so both files come from the same model.
-        wrote = predict.reference_backend(rec) if rec.kind == "transformer" else None
+        wrote = predict.reference_backend(rec) if rec.traits.neural else None
         classifier = predict.load_classifier(run_dir, device=device, dtype=wrote and wrote.dtype,
                                              backend=wrote.engine if wrote else "auto")
         probs = classifier.predict_proba(val["Question"].tolist(), batch_size=batch_size)
         written = artifacts.write_val_predictions(run_dir, val["label"].to_numpy(), probs, val["Question"].tolist())
         rec = record.read(run_dir)
         if rec.outputs:  # readers check the run's files against this record (check_consistency)
-            rec.outputs = artifacts.outputs_record(run_dir)
-            record.write(run_dir, rec)
+            artifacts.RunWriter(run_dir).record_outputs(rec)
         return written
 
 
-# --- scikit-learn baseline -------------------------------------------------------------------------
-
-
-def _train_tfidf(splits, hyper, writer: artifacts.RunWriter):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, log_loss
-    from sklearn.pipeline import FeatureUnion, make_pipeline
-
-    features = FeatureUnion([
-        ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
-    ])
-    pipeline = make_pipeline(
-        features, LogisticRegression(C=10.0, max_iter=2000, random_state=hyper["seed"],
-                                     class_weight="balanced" if hyper["imbalance"] == "class_weights" else None)
-    )
-    start = time.perf_counter()
-    train, val = splits["train"], splits["val"]
-    # Classes the train split lacks were refused (or allowed) by data.check_class_coverage in load_splits;
-    # SklearnClassifier gives them probability 0.
-    pipeline.fit(train["Question"].tolist(), train["label"].to_numpy())
-    seconds = time.perf_counter() - start
-    classifier = predict.SklearnClassifier(pipeline)
-    labels = list(range(NUM_CLASSES))
-
-    def score(frame):
-        probs = classifier.predict_proba(frame["Question"].tolist())
-        return log_loss(frame["label"], probs, labels=labels), accuracy_score(frame["label"], probs.argmax(1))
-
-    train_loss, train_acc = score(train)
-    val_loss, val_acc = score(val)
-    history = pd.DataFrame([{"epoch": 1, "train_loss": train_loss, "val_loss": val_loss,
-                             "train_accuracy": train_acc, "val_accuracy": val_acc}])
-    writer.save_model(pipeline)
-    stats = {"train_seconds": seconds, "train_samples_per_second": len(train) / seconds}
-    return classifier, history, stats
-
-
-# --- transformers + peft ---------------------------------------------------------------------------
-
-
-def _encode(tokenizer, frame: pd.DataFrame, max_length: int) -> list[dict]:
-    """Pre-tokenised rows, a dataset for Trainer; DataCollatorWithPadding pads each batch to its own longest row."""
-    enc = tokenizer(frame["Question"].tolist(), truncation=True, max_length=max_length)
-    return [{"input_ids": ids, "attention_mask": mask, "labels": int(label)}
-            for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], frame["label"], strict=True)]
-
-
-def _accuracy(eval_pred) -> dict:
-    logits, labels = eval_pred
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return {"accuracy": float((np.asarray(logits).argmax(-1) == labels).mean())}
-
-
-def history_from_log(log_history: list[dict]) -> pd.DataFrame:
-    """One row per epoch from Trainer's log: train loss, and loss/accuracy on val and a train sample."""
-    rows: dict[int, dict] = {}
-    for entry in log_history:
-        if "epoch" not in entry:
-            continue
-        epoch = int(round(entry["epoch"]))
-        row = rows.setdefault(epoch, {"epoch": epoch})
-        if "loss" in entry:
-            row["train_loss"] = entry["loss"]
-        for src, dst in (("eval_val_loss", "val_loss"), ("eval_val_accuracy", "val_accuracy"),
-                         ("eval_train_accuracy", "train_accuracy"), ("eval_train_loss", "train_eval_loss")):
-            if src in entry:
-                row[dst] = entry[src]
-    frame = pd.DataFrame([rows[e] for e in sorted(rows) if e > 0])
-    columns = artifacts.HISTORY_COLUMNS
-    return frame.reindex(columns=[*columns, *(c for c in frame if c not in columns)])
-
-
-def class_weighted_loss(train_labels):
-    """A Trainer `compute_loss_func`: cross-entropy with each class weighted by n / (8 * n_class).
-
-    The sum is divided by the number of labelled items Trainer counted in the (accumulated) batch, as
-    transformers' own losses do; balanced weights average 1 per item, so the scale matches the plain loss.
-    """
-    import torch
-    from sklearn.utils.class_weight import compute_class_weight
-
-    labels = np.asarray(train_labels)
-    weights = torch.tensor(compute_class_weight("balanced", classes=np.arange(NUM_CLASSES), y=labels),
-                           dtype=torch.float32)
-
-    def loss(outputs, labels, num_items_in_batch=None):
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        total = torch.nn.functional.cross_entropy(logits.float(), labels.to(logits.device),
-                                                  weight=weights.to(logits.device), reduction="sum")
-        count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
-        return total / count
-
-    loss.class_weights = weights.tolist()
-    return loss
-
-
-def _train_transformer(preset, weights: str, load_in_4bit: bool, splits, hyper, run_dir: Path, cfg: TrainConfig,
-                       precision: tuple[str | None, str] | None = None, writer: artifacts.RunWriter | None = None):
-    """Trainer + peft LoRA (on every layer, or the top k over cached states); (classifier, history, stats, record).
-
-    weights, load_in_4bit: from `base_model`. precision: `devices.choose_precision`'s answer for the flags as
-    given (None: from the resolved config). The returned record holds run.json's fields about the model; the
-    classifier is None on the processes other than the main one, which predict nothing.
-    """
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
-
-    from mathreport import flops, partial
-
-    writer = writer or artifacts.RunWriter(run_dir)
-    set_seed(hyper["seed"])
-    device = models.pick_device(cfg.device)
-    on_cuda = device.startswith("cuda")
-    mixed, why = precision or devices.choose_precision(device, cfg.bf16, cfg.fp16)
-    top_k = hyper.get("top_k_layers") or 0  # never with 4-bit: validate_config and resolve_defaults see to it
-    overrides = options.trainer_overrides(cfg.training_args)
-    sharded = devices.sharded(overrides)
-    if top_k and sharded:
-        raise ConfigError(f"--top_k_layers {top_k} with {sharded}: the top-k path trains a small top model over "
-                          "cached states, which FSDP / DeepSpeed do not shard; pass --top_k_layers 0")
-    # Our defaults; any TrainingArguments flag the user gave (training_args) replaces the one here. Made first:
-    # under torchrun it joins the processes' group, which the frozen-layer cache below waits on.
-    args = TrainingArguments(**{
-        "output_dir": str(run_dir / "checkpoints"), "num_train_epochs": hyper["num_epochs"],
-        "learning_rate": hyper["learning_rate"], "per_device_train_batch_size": hyper["batch_size"],
-        "per_device_eval_batch_size": max(hyper["batch_size"], 32), "eval_strategy": "epoch",
-        "save_strategy": "epoch", "logging_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
-        "metric_for_best_model": "val_accuracy", "warmup_steps": 0.06, "weight_decay": 0.01, "seed": hyper["seed"],
-        "report_to": [], "train_sampling_strategy": "group_by_length",
-        "bf16": mixed == "bfloat16", "fp16": mixed == "float16",
-        "use_cpu": not on_cuda, "dataloader_num_workers": 0, "save_only_model": False,
-        # transformers' decoder classification heads accept **kwargs but drop num_items_in_batch, so with this on,
-        # Trainer would multiply their loss by the number of processes under torchrun.
-        "average_tokens_across_devices": False,
-        # Every LoRA parameter takes part in each step; DDP's search for unused ones is a wasted pass per step.
-        "ddp_find_unused_parameters": False,
-        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
-           if load_in_4bit else {}),
-        **overrides})
-    device = devices.one_device(args, device)
-    if on_cuda:  # before minutes of loading: refuse a run that cannot fit, naming settings that would
-        _check_memory(weights, device, cfg, preset, hyper, load_in_4bit, args, mixed, top_k)
-    tokenizer = models.load_tokenizer(weights)
-    model = models.load_base_model(weights, tokenizer, device=device, load_in_4bit=load_in_4bit,
-                                   compute_dtype=devices.compute_dtype(mixed, on_cuda),
-                                   quant_storage=sharded is not None)
-    quantization = models.quantization_record(model)
-    if cfg.model_dropout is not None:
-        models.set_dropout(model, cfg.model_dropout)
-    if top_k:  # LoRA on the top k layers, trained over cached states of the frozen ones (mathreport.partial)
-        model, lora = partial.add_top_lora(model, preset, top_k, mlp=cfg.lora_mlp)
-    else:
-        model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
-    if mixed is not None:  # Trainer's loss scaling refuses float16 trainable weights; bf16 ones lose updates
-        models.upcast_trainable(model)
-    trainable, total = model.get_nb_trainable_parameters()
-
-    max_length = hyper["max_length"]
-    sample = splits["train"].sample(n=min(cfg.train_eval_samples, len(splits["train"])), random_state=hyper["seed"])
-    frames = {"train": (splits["train"], cfg.train_path), "val": (splits["val"], cfg.val_path),
-              "train_eval": (sample, cfg.train_path)}
-    rows = {name: _encode(tokenizer, frame, max_length) for name, (frame, _) in frames.items()}
-    # On the CPU, the frozen matmul weights are held in the autocast dtype while training: the same numbers as
-    # autocast's per-call casts, without the copies (devices.frozen_linears_in). GPUs load them in it already.
-    with devices.frozen_linears_in(model, None if on_cuda else mixed):
-        trained, collator, datasets, setup = model, DataCollatorWithPadding(tokenizer), rows, None
-        if top_k:
-            # One process per machine computes the frozen layers' states and caches them; the others then read them.
-            with args.main_process_first(local=True, desc="caching frozen layers"):
-                setup = partial.prepare(model, tokenizer, top_k, {name: (rows[name], path) for name, (_, path) in
-                                                                  frames.items()}, weights=weights,
-                                        max_length=max_length, autocast=mixed)
-            trained, collator, datasets = setup.model, setup.collator, setup.datasets
-        loss_func = class_weighted_loss(splits["train"]["label"]) if hyper["imbalance"] == "class_weights" else None
-        trainer = Trainer(model=trained, compute_loss_func=loss_func, args=args, data_collator=collator,
-                          train_dataset=datasets["train"],
-                          eval_dataset={"val": datasets["val"], "train": datasets["train_eval"]},
-                          processing_class=tokenizer, compute_metrics=_accuracy, callbacks=list(cfg.callbacks))
-        if os.environ.get(TEXT_PROGRESS_ENV) == "1":
-            # Run by `mathreport pipeline` through papermill: Trainer's HTML notebook bar would only land in the kept
-            # notebook, so use its text bar, which papermill streams to the terminal.
-            from transformers import ProgressCallback
-            from transformers.utils.notebook import NotebookProgressCallback
-
-            trainer.remove_callback(NotebookProgressCallback)
-            trainer.add_callback(ProgressCallback)
-        resume = cfg.resume and artifacts.has_checkpoints(run_dir)
-        if cfg.resume and not resume:
-            print(f"--resume: no checkpoint under {run_dir}/checkpoints; starting from scratch", file=sys.stderr)
-        output = trainer.train(resume_from_checkpoint=True if resume else None)
-    history = history_from_log(trainer.state.log_history)
-    # A top-k run trained the whole model's top layers through the top model; the adapter saved is the whole one's.
-    # Otherwise Trainer saves it, on every process: FSDP and DeepSpeed gather the shards, and only rank 0 writes.
-    writer.save_model(model, tokenizer, trainer=None if setup else trainer)
-    # The checkpoints stay until run.json says complete (`train` removes them then): a stop before that resumes.
-    stats = {
-        "train_seconds": output.metrics.get("train_runtime"),
-        "train_samples_per_second": output.metrics.get("train_samples_per_second"),
-        "train_loss": output.metrics.get("train_loss"), "best_checkpoint_metric": args.metric_for_best_model,
-        "train_accuracy_sample": len(sample), "trainable_parameters": int(trainable), "total_parameters": int(total),
-        "resumed": bool(resume),
-        # Trainer's runtime of a resumed run covers only the rest of it, so no FLOP/s for it.
-        "flop": flops.training_record(
-            partial.layer_list(model), partial.unwrap(model).config.hidden_size,
-            trained=top_k or partial.num_layers(model), train_lengths=[len(r["input_ids"]) for r in rows["train"]],
-            eval_lengths=[len(r["input_ids"]) for r in (*rows["val"], *rows["train_eval"])],
-            epochs=hyper["num_epochs"], seconds=None if resume else output.metrics.get("train_runtime")),
-    }
-    if writer.is_main:  # the achieved rate as a share of this machine's ceiling in the precision that ran
-        ran = devices.compute_dtype(mixed, on_cuda) if load_in_4bit else mixed or "float32"
-        stats.update(flops.training_rate(stats["flop"], ran, device))
-    if loss_func is not None:  # the validation loss in history.csv is weighted the same way
-        stats.update(loss="class-weighted cross-entropy", class_weights=loss_func.class_weights)
-    extra = {
-        "weights": weights, "device": device, "load_in_4bit": bool(load_in_4bit), "quantization": quantization,
-        "dtype": devices.weights_dtype(load_in_4bit, on_cuda, mixed),
-        # The weights stay float32 on CPU (NF4 in 4-bit); mixed precision runs the training matmuls under autocast,
-        # 4-bit runs included (Trainer's bf16 / fp16 flag is the same).
-        "train_autocast": mixed, "precision": {"dtype": mixed, "reason": why},
-        "world_size": args.world_size, "global_batch_size": devices.global_batch_size(args),
-        "lora": {k: (list(v) if isinstance(v, (set, tuple)) else v) for k, v in lora.to_dict().items()
-                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "modules_to_save",
-                          "layers_to_transform")},
-        "partial": setup.record if setup else None,
-    }
-    if not writer.is_main:  # the other processes predict nothing
-        return None, history, stats, extra
-    # Merging LoRA into full-precision weights removes the adapter's extra matmuls at inference; a 4-bit base
-    # cannot take the merge without dequantising, so it keeps the adapter.
-    if load_in_4bit:
-        # As a reloaded run predicts: without the bf16 autocast Trainer (accelerate) wrapped the forward in, and with
-        # bitsandbytes' CPU inference kernel, which training kept off (models.add_lora).
-        final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-        models.set_cpu_inference_packing(final, True)
-    else:  # a top-k run's whole model holds the trained top layers (mathreport.partial)
-        final = (model if setup else trainer.model).merge_and_unload()
-    final.eval()
-    if setup:  # it predicts as it was evaluated, reading the validation states training cached
-        return (predict.TopKClassifier(final, tokenizer, max_length, top_k, extra["train_autocast"], device,
-                                       known_states=setup.datasets["val"].states), history, stats, extra)
-    return predict.TransformerClassifier(final, tokenizer, max_length, device), history, stats, extra
-
-
-def _check_memory(weights: str, device: str, cfg: TrainConfig, preset, hyper: dict, load_in_4bit: bool, args,
-                  mixed: str | None, top_k: int) -> None:
-    """Refuse, before loading, a run whose estimated peak GPU memory exceeds what the GPU has free (memplan), in one
-    line naming settings that fit."""
-    from mathreport import memplan
-
-    checkpointing = getattr(args, "activation_checkpointing", None)
-    if checkpointing is None:
-        checkpointing = args.gradient_checkpointing
-    show = (f"mathreport plan --model {cfg.model}" + (f" --model_path {cfg.model_path}" if cfg.model_path else "")
-            + f" --batch_size {hyper['batch_size']} --max_length {hyper['max_length']}")
-    memplan.check_cuda(
-        weights, device, batch_size=hyper["batch_size"], max_length=hyper["max_length"], load_in_4bit=load_in_4bit,
-        gradient_checkpointing=bool(checkpointing), gradient_accumulation_steps=args.gradient_accumulation_steps,
-        eval_batch_size=args.per_device_eval_batch_size, lora_r=preset.lora_r, lora_dropout=preset.lora_dropout,
-        lora_targets=tuple(models.lora_config(preset, mlp=cfg.lora_mlp).target_modules),
-        trainable_top_k=top_k or None, optimizer=str(getattr(args.optim, "value", args.optim)),
-        compute_dtype=devices.compute_dtype(mixed, on_cuda=True), show=show)

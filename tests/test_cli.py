@@ -391,3 +391,73 @@ def test_train_reads_semicolon_split_files_and_says_so(small_data, tmp_path):
     told = [line for line in done.stderr.splitlines() if "';'-separated" in line]
     assert sorted(line.split(":")[0] for line in told) == sorted(str(path) for path in excel.values())
     assert artifacts.read_metrics(out)["n_test"] == len(pd.read_csv(small_data / "test_split.csv"))
+
+
+# --- one spelling per flag (issue 30) ------------------------------------------------------
+
+# Spellings with hyphens that --help showed before every flag took underscores: still parsed,
+# no longer shown.
+OLDER_SPELLINGS = [
+    ("prepare", [], "--out-dir"), ("prepare", [], "--text-col"), ("prepare", [], "--label-col"),
+    ("prepare", [], "--val-size"), ("prepare", [], "--test-size"), ("demo-data", [], "--out-dir"),
+    ("compare", [], "--results-dir"), ("report", [], "--results-dir"),
+    ("report", [], "--output-dir"), ("report", [], "--figures-dir"),
+    ("pipeline", [], "--results-dir"), ("pipeline", [], "--data-dir"),
+    ("pipeline", [], "--report-model"), ("ensemble", ["--runs", "a", "b"], "--results-dir"),
+    ("ensemble", ["--runs", "a", "b"], "--output-dir"),
+]
+
+
+def _parsers():
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"": parser, **sub.choices}
+
+
+def test_every_flag_in_every_help_has_one_spelling():
+    import argparse
+    import re
+
+    for command, parser in _parsers().items():
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS or not action.option_strings:  # hidden; positional
+                continue
+            flags = [o for o in action.option_strings if o.startswith("--")]
+            # --pdf and its --no-pdf are one flag (BooleanOptionalAction); others show one spelling
+            pair = isinstance(action, argparse.BooleanOptionalAction)
+            assert len(flags) == (2 if pair else 1), (command, flags)
+        shown = set(re.findall(r"--[\w-]+", parser.format_help()))
+        hyphenated = {f for f in shown if "-" in f[2:].removeprefix("no-")}
+        assert not hyphenated, f"mathreport {command} --help"
+
+
+def test_every_hidden_spelling_is_an_older_one_of_a_shown_flag():
+    import argparse
+
+    hidden = set()
+    for command, parser in _parsers().items():
+        shown = {o: a.dest for a in parser._actions if a.help != argparse.SUPPRESS
+                 for o in a.option_strings}
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS and action.option_strings:
+                (alias,) = action.option_strings
+                flag = "--" + alias[2:].replace("-", "_")
+                assert shown.get(flag) == action.dest, (command, alias)
+                hidden.add((command, alias))
+    assert hidden == {(command, alias) for command, _, alias in OLDER_SPELLINGS}
+
+
+@pytest.mark.parametrize(("command", "required", "older"), OLDER_SPELLINGS)
+def test_an_older_spelling_of_a_flag_still_works(command, required, older):
+    parser = cli.build_parser()
+    flag = "--" + older[2:].replace("-", "_")
+    new = parser.parse_args([command, *required, flag, "0.25"])  # a float, a path or a name
+    old = parser.parse_args([command, *required, older, "0.25"])
+    assert vars(old) == vars(new) and str(getattr(new, flag[2:])) == "0.25"
+
+
+def test_export_onnx_help_says_it_checks_on_the_validation_split():
+    text = " ".join(_parsers()["export-onnx"].format_help().split())
+    assert "on the validation split" in text and "test split" not in text

@@ -272,7 +272,7 @@ def test_read_split_missing_file_names_the_command(tmp_path):
     with pytest.raises(data.DataError) as err:
         data.read_split(tmp_path / "val_split.csv")
     assert "val_split.csv" in str(err.value)
-    assert "mathreport prepare --input RAW.csv --out-dir data" in str(err.value)
+    assert "mathreport prepare --input RAW.csv --out_dir data" in str(err.value)
     assert "make report" in str(err.value)
 
 

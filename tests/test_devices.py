@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from mathreport import devices, models, partial, train
+from mathreport import devices, fitting, models, partial, train
 from mathreport.errors import ConfigError
 
 
@@ -240,12 +240,12 @@ def test_train_refuses_before_loading_a_run_the_gpu_cannot_hold(gpu, monkeypatch
     args = types.SimpleNamespace(activation_checkpointing=False, gradient_checkpointing=False,
                                  gradient_accumulation_steps=1, per_device_eval_batch_size=32, optim="adamw_torch")
     with pytest.raises(memplan.MemoryPlanError) as refused:
-        train._check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
+        fitting.check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
                             "float16", 0)
     message = str(refused.value)
     assert "\n" not in message and "cuda:0" in message and "mathreport plan --model tiny-qwen2" in message
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (15 * 2**30, 16 * 2**30))
-    train._check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
+    fitting.check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
                         "float16", 0)  # a tiny model fits a T4: no error
 
 
@@ -260,5 +260,5 @@ def test_the_memory_check_plans_the_dtype_the_weights_load_in(monkeypatch):
                                  gradient_accumulation_steps=1, per_device_eval_batch_size=32, optim="adamw_torch")
     hyper = {"batch_size": 8, "max_length": 64}
     for mixed, planned in ((None, "float32"), ("float16", "float16"), ("bfloat16", "bfloat16")):
-        train._check_memory("w", "cuda:0", cfg, models.get_preset("tiny-qwen2"), hyper, False, args, mixed, 0)
+        fitting.check_memory("w", "cuda:0", cfg, models.get_preset("tiny-qwen2"), hyper, False, args, mixed, 0)
         assert seen["compute_dtype"] == planned

@@ -320,7 +320,7 @@ def test_force_over_a_trained_run_leaves_none_of_its_model(members, tmp_path):
     """Issue 20, 12: `ensemble --force` into a trained run's folder kept its model/, which predict would read."""
     results, runs = members
     out = make_member(tmp_path, "trained", 3.0, 9)
-    (out / "model").mkdir()
+    artifacts.model_dir(out).mkdir()
     (out / "model" / "pipeline.joblib").write_bytes(b"x")
     (out / "model.onnx").write_bytes(b"x")
     ensemble.build_ensemble(runs, out, force=True)
@@ -344,3 +344,37 @@ def test_an_ensemble_of_a_member_that_is_no_longer_whole_is_refused(members, tmp
     with pytest.raises(artifacts.ArtifactError, match="not whole now: .*'failed', not complete"):
         artifacts.check_consistency(out)
     assert not ensemble.is_current(out)
+
+
+def test_a_run_file_renamed_in_artifacts_is_renamed_for_the_ensemble(tmp_path, monkeypatch):
+    """Issue 30: a run folder's names are artifacts' alone; the ensemble writes what they say."""
+    renamed = {"PREDICTIONS": "test_probs.csv", "PREDS_VAL": "val_probs.csv",
+               "HISTORY": "epochs.csv", "LATENCY": "timing.json", "METRICS": "scores.json",
+               "CLASS_REPORT": "per_class.json"}
+    for name, new in renamed.items():
+        monkeypatch.setattr(artifacts, name, new)
+    required = (artifacts.METRICS, artifacts.CLASS_REPORT, artifacts.PREDICTIONS, artifacts.HISTORY)
+    monkeypatch.setattr(artifacts, "REQUIRED", required)
+    runs = [make_member(tmp_path, "strong", 3.0, 1), make_member(tmp_path, "weak", 1.5, 2)]
+    out = ensemble.build_ensemble(runs, tmp_path / "ensemble")
+    assert sorted(p.name for p in out.iterdir()) == sorted([*renamed.values(), artifacts.MANIFEST])
+    artifacts.check_consistency(out)
+    recorded = set(artifacts.read_manifest(out).outputs)
+    assert recorded == {artifacts.PREDICTIONS, artifacts.PREDS_VAL, artifacts.HISTORY}
+
+
+def test_whether_a_run_combines_others_is_its_kinds_trait(members, tmp_path, monkeypatch):
+    """Issue 30: no `kind == "ensemble"`: a kind that combines runs is an ensemble everywhere."""
+    from mathreport import presets
+
+    _, runs = members
+    out = ensemble.build_ensemble(runs, tmp_path / "ens")
+    manifest = artifacts.read_manifest(out)
+    manifest.kind = "stack"
+    record.write(out, manifest)
+    assert not ensemble.is_ensemble(out)
+    stack = presets.Kind("stack", neural=False, combines_runs=True)
+    monkeypatch.setitem(presets.KINDS, "stack", stack)
+    assert ensemble.is_ensemble(out)
+    with pytest.raises(ensemble.EnsembleError, match="is itself an ensemble"):
+        ensemble.load_member(out)

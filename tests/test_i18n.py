@@ -66,6 +66,17 @@ def test_register_refuses_an_incomplete_table():
     assert "xx" not in i18n.CATALOG
 
 
+def test_require_names_the_catalog_to_edit_and_every_missing_key(monkeypatch):
+    i18n.require(["report.title", "plot.roc_title"], "a test")  # every language has them: nothing
+    with pytest.raises(MissingMessageError, match=r"^mathreport/locales/en\.toml has no 'nope\.a', "
+                                                  r"'nope\.b', which a test shows; add them"):
+        i18n.require(["report.title", "nope.a", "nope.b"], "a test")
+    monkeypatch.setitem(i18n.CATALOG, "xx", {})  # a table given to `register`, not a shipped file
+    assert i18n.catalog_file("xx") == "the 'xx' table given to register"
+    with pytest.raises(MissingMessageError, match=r"^the 'xx' table given to register has no "):
+        i18n.require(["report.title"], "a test")
+
+
 # --- a new language is one table -------------------------------------------------------------------------
 MARK = "ΩΩ"  # letters: markdown escaping leaves them as they are
 

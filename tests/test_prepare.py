@@ -75,7 +75,7 @@ def test_a_second_prepare_is_refused_without_force_and_keeps_the_first_with_it(t
     assert (tmp_path / "data" / data.TRAIN_FILE).read_bytes() != first
 
 
-@pytest.mark.parametrize(("val", "test", "flag"), [(0, 0.1, "--val-size"), (0.1, 1.5, "--test-size"),
+@pytest.mark.parametrize(("val", "test", "flag"), [(0, 0.1, "--val_size"), (0.1, 1.5, "--test_size"),
                                                    (0.5, 0.5, "must be below 1")])
 def test_split_sizes_are_checked_before_anything_is_read(tmp_path, val, test, flag):
     with pytest.raises(DataError, match=flag):

@@ -87,7 +87,7 @@ def test_resumed_search_trains_only_the_missing_rate(searched):
 def test_best_rate_is_recorded_and_is_the_top_macro_f1(searched):
     out, _, _, _ = searched
     written = pd.read_csv(out / artifacts.LR_SEARCH)
-    meta = json.loads((out / search.SEARCH_JSON).read_text())
+    meta = json.loads((out / artifacts.LR_SEARCH_JSON).read_text())
     best = written.loc[written["best"]].iloc[0]
     assert meta["best_learning_rate"] == pytest.approx(best["learning_rate"])
     assert best["val_macro_f1"] == written["val_macro_f1"].max()

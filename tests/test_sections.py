@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from mathreport import export, sections, summary
+from mathreport import export, i18n, notebook_build, sections, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "team_results"
@@ -48,16 +47,9 @@ def test_report_context_loads_default_results_from_notebooks_folder(tmp_path, mo
         sections.ReportContext.load("qwen")
 
 
-def _generated():
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", ["final_report.ipynb", "train_model.ipynb"])
 def test_notebooks_are_the_generated_ones_in_both_places(name):
-    generated = _generated().NOTEBOOKS[name]
+    generated = notebook_build.notebooks()[name]
     for folder in (export.NOTEBOOKS, ROOT / "notebooks"):
         on_disk = nbformat.read(str(folder / name), as_version=4)
         assert [c.source for c in on_disk.cells] == [c.source for c in generated.cells], folder
@@ -85,3 +77,51 @@ def test_every_report_section_has_a_turkish_markdown_cell_then_one_or_two_calls(
         calls = [line for line in following.source.splitlines() if line.strip()]
         assert 1 <= len(calls) <= 2 and all(line.startswith("ctx.") for line in calls)
     assert set(summary.INTRO["tr"]) == set(summary.INTRO["en"])
+
+
+# --- the section registry ------------------------------------------------------------------------
+
+
+def _section_keys(lang: str) -> set[str]:
+    return {key for key in i18n.CATALOG[lang] if key.startswith(sections.SECTION_NAMESPACES)}
+
+
+@pytest.mark.parametrize("lang", ["tr", "en"])
+def test_every_key_a_section_declares_is_in_every_catalog(lang):
+    assert sections.SECTIONS, "no section registered"
+    assert sections.catalog_keys() - set(i18n.CATALOG[lang]) == set(), i18n.catalog_file(lang)
+
+
+@pytest.mark.parametrize("lang", ["tr", "en"])
+def test_no_catalog_holds_a_section_key_that_no_section_declares(lang):
+    orphans = _section_keys(lang) - sections.catalog_keys()
+    assert orphans == set(), f"{i18n.catalog_file(lang)}: keys no section in sections.py declares"
+
+
+@pytest.mark.parametrize("lang", ["tr", "en"])
+def test_the_catalogs_introduce_the_sections_in_their_order(lang):
+    # summary.INTRO keeps the catalog's order, which tests walk as the report's order.
+    order = [sections.TITLE.key, *sections.SECTIONS]
+    assert list(summary.INTRO[lang]) == order, i18n.catalog_file(lang)
+
+
+def test_every_section_is_a_report_context_method_and_every_section_method_is_registered():
+    methods = {name for name in vars(sections.ReportContext) if name.endswith("_section")}
+    registered = [spec.method for spec in sections.SECTIONS.values()]
+    assert len(set(registered)) == len(registered)
+    assert methods <= set(registered)
+    for name in [*registered, sections.TITLE.method]:
+        assert callable(getattr(sections.ReportContext, name)), name
+
+
+def test_a_section_key_registered_twice_is_refused(monkeypatch):
+    monkeypatch.setattr(sections, "SECTIONS", dict(sections.SECTIONS))
+
+    def again(self) -> None:
+        pass
+
+    with pytest.raises(ValueError, match=r"'confusion' is registered twice in mathreport/sections"):
+        sections.section("confusion")(again)
+    with pytest.raises(ValueError, match="'title' is registered twice"):
+        sections.section("title")(again)
+    assert sections.SECTIONS["confusion"].method == "confusion_section"

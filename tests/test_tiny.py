@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mathreport import tiny
+from mathreport import presets, tiny, weights
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +54,15 @@ def test_the_preset_folder_is_built_once(cache, monkeypatch):
 
     monkeypatch.setattr(tiny, "build_tiny_model", refuse)
     assert tiny.ensure_tiny_model("mistral") == folder
+    # The presets' Tiny source is that folder (issue 30: the arch is typed on the preset).
+    assert presets.PRESETS["tiny-mistral"].source.resolve("tiny-mistral") == str(folder)
+
+
+def test_every_tiny_preset_names_an_architecture_tiny_builds():
+    sources = [p.source for p in presets.PRESETS.values() if isinstance(p.source, weights.Tiny)]
+    assert sorted(s.arch for s in sources) == sorted(tiny.ARCHS)
+    # Nothing to download.
+    assert all(s.hub_id is None and s.fetch_command() is None for s in sources)
 
 
 def test_an_unknown_architecture_is_refused():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import reference_metrics as ref
 
-from mathreport import artifacts, data, files, options, train
+from mathreport import artifacts, data, files, fitting, options, train
 from mathreport.labels import NUM_CLASSES
 
 MODELS = ("tfidf", "minilm")
@@ -209,7 +209,7 @@ def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, mo
         raise RuntimeError("optimiser refused")
 
     out = tmp_path / "minilm"
-    monkeypatch.setattr(train, "_train_transformer", fail_in_training)
+    monkeypatch.setattr(fitting, "train_transformer", fail_in_training)
     with pytest.raises(RuntimeError, match="optimiser refused"):
         train.train(_config(small_data, out, model="minilm"))
     manifest = artifacts.read_manifest(out)
@@ -219,7 +219,7 @@ def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, mo
     def reached(*args):
         raise RuntimeError("reached training")
 
-    monkeypatch.setattr(train, "_train_transformer", reached)
+    monkeypatch.setattr(fitting, "train_transformer", reached)
     with pytest.raises(RuntimeError, match="reached training"):  # not RunExistsError: no --force needed
         train.train(_config(small_data, out, model="minilm"))
 

