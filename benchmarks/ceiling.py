@@ -31,8 +31,18 @@ from mathreport import bench, environment, files
 TORCH_SIZES = (1024, 2048, 4096)
 INT8_SIZES = (1024, 2048)
 # Flags in /proc/cpuinfo that decide the matmul kernels oneDNN / MLAS pick.
-KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16",
-                "amx_int8", "avx512_fp16")
+KERNEL_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "avx512_fp16",
+)
 
 
 def _time(fn, *, warmup: int, repeats: int, min_seconds: float) -> list[float]:
@@ -48,7 +58,9 @@ def _time(fn, *, warmup: int, repeats: int, min_seconds: float) -> list[float]:
     return times
 
 
-def torch_matmul(n: int, dtype: str, *, warmup: int = 3, repeats: int = 10, min_seconds: float = 2.0) -> dict:
+def torch_matmul(
+    n: int, dtype: str, *, warmup: int = 3, repeats: int = 10, min_seconds: float = 2.0
+) -> dict:
     """An n x n @ n x n torch matmul in `dtype` (float32 or bfloat16): 2 n^3 FLOP per call."""
     import torch
 
@@ -59,7 +71,9 @@ def torch_matmul(n: int, dtype: str, *, warmup: int = 3, repeats: int = 10, min_
     return _result("torch.mm", dtype, n, times)
 
 
-def ort_matmul_integer(n: int, threads: int, *, warmup: int = 3, repeats: int = 10, min_seconds: float = 2.0) -> dict:
+def ort_matmul_integer(
+    n: int, threads: int, *, warmup: int = 3, repeats: int = 10, min_seconds: float = 2.0
+) -> dict:
     """An n x n uint8 @ n x n int8 ONNX Runtime MatMulInteger (int32 out, the op dynamic quantization emits)."""
     import onnx
     import onnxruntime as ort
@@ -68,7 +82,8 @@ def ort_matmul_integer(n: int, threads: int, *, warmup: int = 3, repeats: int = 
     rng = np.random.default_rng(0)
     weight = rng.integers(-127, 128, size=(n, n), dtype=np.int8)
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "matmul_integer",
+        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
+        "matmul_integer",
         [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
         [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])],
         [numpy_helper.from_array(weight, "B")],
@@ -82,14 +97,25 @@ def ort_matmul_integer(n: int, threads: int, *, warmup: int = 3, repeats: int = 
         onnx.save(model, path)
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     a = rng.integers(0, 256, size=(n, n), dtype=np.uint8)
-    times = _time(lambda: session.run(None, {"A": a}), warmup=warmup, repeats=repeats, min_seconds=min_seconds)
+    times = _time(
+        lambda: session.run(None, {"A": a}), warmup=warmup, repeats=repeats, min_seconds=min_seconds
+    )
     return _result("onnxruntime MatMulInteger", "int8", n, times)
 
 
 def _result(op: str, dtype: str, n: int, times: list[float]) -> dict:
     median = statistics.median(times)
-    return {"op": op, "dtype": dtype, "n": n, "calls": len(times), "median_s": median, "best_s": min(times),
-            "flop_per_call": 2 * n**3, "median_flop_per_s": 2 * n**3 / median, "best_flop_per_s": 2 * n**3 / min(times)}
+    return {
+        "op": op,
+        "dtype": dtype,
+        "n": n,
+        "calls": len(times),
+        "median_s": median,
+        "best_s": min(times),
+        "flop_per_call": 2 * n**3,
+        "median_flop_per_s": 2 * n**3 / median,
+        "best_flop_per_s": 2 * n**3 / min(times),
+    }
 
 
 @contextlib.contextmanager
@@ -105,8 +131,13 @@ def _held(lock: Path | None):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def measure(threads: int, lock: Path | None = None, torch_sizes=TORCH_SIZES, int8_sizes=INT8_SIZES,
-            min_seconds: float = 2.0) -> dict:
+def measure(
+    threads: int,
+    lock: Path | None = None,
+    torch_sizes=TORCH_SIZES,
+    int8_sizes=INT8_SIZES,
+    min_seconds: float = 2.0,
+) -> dict:
     """Time every kind at every size; the ceiling of a kind is its best median FLOP/s over sizes."""
     import torch
 
@@ -121,14 +152,23 @@ def measure(threads: int, lock: Path | None = None, torch_sizes=TORCH_SIZES, int
         for fn, n, dtype in cases:
             # Other processes' share of the CPUs during each case: a busy neighbour halves a 2-core ceiling.
             with bench.CpuLoad() as load:
-                result = fn(n, dtype, min_seconds=min_seconds) if fn is torch_matmul else \
-                    fn(n, threads, min_seconds=min_seconds)
+                result = (
+                    fn(n, dtype, min_seconds=min_seconds)
+                    if fn is torch_matmul
+                    else fn(n, threads, min_seconds=min_seconds)
+                )
             results.append({**result, **(load.result or {})})
         load_after = os.getloadavg()
     ceilings = {}
     for dtype in ("float32", "bfloat16", "int8"):
-        best = max((r for r in results if r["dtype"] == dtype), key=lambda r: r["median_flop_per_s"])
-        ceilings[dtype] = {"flop_per_s": best["median_flop_per_s"], "n": best["n"], "op": best["op"]}
+        best = max(
+            (r for r in results if r["dtype"] == dtype), key=lambda r: r["median_flop_per_s"]
+        )
+        ceilings[dtype] = {
+            "flop_per_s": best["median_flop_per_s"],
+            "n": best["n"],
+            "op": best["op"],
+        }
     return {
         "what": "square matmul throughput, the ceiling training and inference are compared with",
         "command": "python benchmarks/ceiling.py " + " ".join(sys.argv[1:]),
@@ -137,8 +177,12 @@ def measure(threads: int, lock: Path | None = None, torch_sizes=TORCH_SIZES, int
         "ceilings": ceilings,
         "results": results,
         "cpu_kernel_flags": {f: f in flags for f in KERNEL_FLAGS},
-        "machine": {"lock": str(lock) if lock else None, "lock_held_throughout": held,
-                    "loadavg_1_5_15_before": list(load_before), "loadavg_1_5_15_after": list(load_after)},
+        "machine": {
+            "lock": str(lock) if lock else None,
+            "lock_held_throughout": held,
+            "loadavg_1_5_15_before": list(load_before),
+            "loadavg_1_5_15_after": list(load_after),
+        },
         "hardware": environment.hardware(),
         "versions": environment.versions(("torch", "onnx", "onnxruntime", "numpy"), python=True),
     }
@@ -146,10 +190,18 @@ def measure(threads: int, lock: Path | None = None, torch_sizes=TORCH_SIZES, int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write (kept unless --force)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and ONNX Runtime threads")
-    parser.add_argument("--lock", type=Path, default=None, help="hold an exclusive flock on this file while timing")
-    parser.add_argument("--min_seconds", type=float, default=2.0, help="time each case at least this long")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="JSON file to write (kept unless --force)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch and ONNX Runtime threads"
+    )
+    parser.add_argument(
+        "--lock", type=Path, default=None, help="hold an exclusive flock on this file while timing"
+    )
+    parser.add_argument(
+        "--min_seconds", type=float, default=2.0, help="time each case at least this long"
+    )
     parser.add_argument("--force", action="store_true", help="replace --out")
     args = parser.parse_args(argv)
     if args.threads < 1:

@@ -22,14 +22,22 @@ def _stack_features(probs):
 
 
 POOLS = {
-    "plain average": (lambda probs, y: np.ones(len(probs)), lambda w, probs: ensemble.combine(probs, w, "linear")),
-    "linear (fitted)": (lambda probs, y: ensemble.fit_weights(probs, y, "linear"),
-                        lambda w, probs: ensemble.combine(probs, w, "linear")),
-    "loglinear (fitted)": (lambda probs, y: ensemble.fit_weights(probs, y, "loglinear"),
-                           lambda w, probs: ensemble.combine(probs, w, "loglinear")),
+    "plain average": (
+        lambda probs, y: np.ones(len(probs)),
+        lambda w, probs: ensemble.combine(probs, w, "linear"),
+    ),
+    "linear (fitted)": (
+        lambda probs, y: ensemble.fit_weights(probs, y, "linear"),
+        lambda w, probs: ensemble.combine(probs, w, "linear"),
+    ),
+    "loglinear (fitted)": (
+        lambda probs, y: ensemble.fit_weights(probs, y, "loglinear"),
+        lambda w, probs: ensemble.combine(probs, w, "loglinear"),
+    ),
     "logistic-regression stacking": (
         lambda probs, y: LogisticRegression(max_iter=2000).fit(_stack_features(probs), y),
-        lambda model, probs: model.predict_proba(_stack_features(probs))),
+        lambda model, probs: model.predict_proba(_stack_features(probs)),
+    ),
 }
 
 
@@ -40,19 +48,25 @@ def cross_validate(runs: list[str], folds: int = 5, shuffles: int = 3) -> str:
     probs = [f[artifacts.PROB_COLUMNS].to_numpy(dtype=float) for f in frames]
     lines = ["| on the validation split | accuracy | log-loss |", "| --- | --- | --- |"]
     for run, p in zip(runs, probs, strict=True):
-        lines.append(f"| member `{run}` | {(p.argmax(1) == y).mean():.4f} | {ensemble.log_loss(y, p):.4f} |")
+        lines.append(
+            f"| member `{run}` | {(p.argmax(1) == y).mean():.4f} | {ensemble.log_loss(y, p):.4f} |"
+        )
     for name, (fit, apply) in POOLS.items():
         out = np.zeros_like(probs[0])
         for seed in range(shuffles):
             for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y):
                 model = fit([p[train] for p in probs], y[train])
                 out[held] += apply(model, [p[held] for p in probs]) / shuffles
-        lines.append(f"| {name}, {folds}-fold CV | {(out.argmax(1) == y).mean():.4f} | "
-                     f"{ensemble.log_loss(y, out):.4f} |")
+        lines.append(
+            f"| {name}, {folds}-fold CV | {(out.argmax(1) == y).mean():.4f} | "
+            f"{ensemble.log_loss(y, out):.4f} |"
+        )
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:
-        sys.exit(f"usage: python benchmarks/ensemble_cv.py RUN_DIR RUN_DIR ...\n{__doc__.splitlines()[0]}")
+        sys.exit(
+            f"usage: python benchmarks/ensemble_cv.py RUN_DIR RUN_DIR ...\n{__doc__.splitlines()[0]}"
+        )
     print(cross_validate(sys.argv[1:]))

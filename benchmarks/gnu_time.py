@@ -52,7 +52,9 @@ def parse(log: Path) -> dict:
         found = re.findall(r"^\s*" + pattern + r"\s*$", text, flags=re.MULTILINE)
         if not found:
             label = pattern.split(":")[0].replace("\\", "")
-            raise ValueError(f"{log}: no GNU time line {label!r}; run the command as `/usr/bin/time -v COMMAND`")
+            raise ValueError(
+                f"{log}: no GNU time line {label!r}; run the command as `/usr/bin/time -v COMMAND`"
+            )
         value = found[-1]
         if key == "command":
             out[key] = value
@@ -67,8 +69,13 @@ def parse(log: Path) -> dict:
 
 def git_commit() -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).resolve().parent)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return result.stdout.strip() or None
@@ -76,11 +83,15 @@ def git_commit() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("log", type=Path, help="the output of `/usr/bin/time -v COMMAND` (stderr included)")
+    parser.add_argument(
+        "log", type=Path, help="the output of `/usr/bin/time -v COMMAND` (stderr included)"
+    )
     parser.add_argument("out", type=Path, help="the JSON to write (docs/perf/NAME.json)")
     parser.add_argument("--what", required=True, help="what was timed, on what data")
     parser.add_argument("--note", help="what else ran on the machine at the time")
-    parser.add_argument("--commit", help="the commit that was timed (default: this checkout's HEAD)")
+    parser.add_argument(
+        "--commit", help="the commit that was timed (default: this checkout's HEAD)"
+    )
     args = parser.parse_args(argv)
     try:
         figures = parse(args.log)
@@ -95,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         "commit": args.commit or git_commit(),
         "other_processes_at_start": args.note,
         "cpu": f"{hardware.get('cpu')}, {hardware.get('cpu_count')} cores, {flags}",
-        "made_by": shlex.join(["python", "benchmarks/gnu_time.py", *(sys.argv[1:] if argv is None else argv)]),
+        "made_by": shlex.join(
+            ["python", "benchmarks/gnu_time.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
     }
     files.write_json(args.out, record)
-    print(f"wrote {args.out}: {figures['wall_seconds']} s wall, exit status {figures['exit_status']}")
+    print(
+        f"wrote {args.out}: {figures['wall_seconds']} s wall, exit status {figures['exit_status']}"
+    )
     return 0
 
 

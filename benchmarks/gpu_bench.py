@@ -46,23 +46,46 @@ from mathreport.labels import NUM_CLASSES
 
 # https://huggingface.co/Qwen/Qwen2.5-Math-7B/blob/main/config.json
 QWEN25_MATH_7B = {
-    "arch": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
-    "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 4096,
-    "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False,
+    "arch": "qwen2",
+    "hidden_size": 3584,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "intermediate_size": 18944,
+    "vocab_size": 152064,
+    "max_position_embeddings": 4096,
+    "rope_theta": 10000.0,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
 }
 # https://huggingface.co/mistralai/Mistral-7B-v0.3/blob/main/config.json
 MISTRAL_7B_V03 = {
-    "arch": "mistral", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-    "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32768, "max_position_embeddings": 32768,
-    "rope_theta": 1000000.0, "rms_norm_eps": 1e-5, "sliding_window": None, "tie_word_embeddings": False,
+    "arch": "mistral",
+    "hidden_size": 4096,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 14336,
+    "vocab_size": 32768,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0,
+    "rms_norm_eps": 1e-5,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
 }
 SHAPES = {"qwen": QWEN25_MATH_7B, "mistral": MISTRAL_7B_V03}
 PRECISIONS = ("bf16", "4bit")
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's datasheets (the "with sparsity" figures halved); the
 # first name contained in torch.cuda.get_device_name() wins, so the PCIe/NVL variants come before "H100".
-PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "GH200": 989.0,
-                    "A100": 312.0}
+PEAK_BF16_TFLOPS = {
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H100": 989.0,
+    "H200": 989.0,
+    "GH200": 989.0,
+    "A100": 312.0,
+}
 
 BEGIN, END = "<!-- gpu-bench:begin -->", "<!-- gpu-bench:end -->"
 PAD_ID = 0
@@ -78,17 +101,25 @@ class BenchConfig:
     max_length: int | None = None  # None: the preset's
     train_steps: int = 10
     warmup_steps: int = 3
-    latency_batches: dict[int, int] = field(default_factory=lambda: {1: 100, 32: 20})  # batch size: timed batches
+    latency_batches: dict[int, int] = field(
+        default_factory=lambda: {1: 100, 32: 20}
+    )  # batch size: timed batches
     latency_warmup: int = 3
     lora_mlp: bool = False
-    questions: Path | None = Path("data/test_split.csv")  # their lengths; the demo corpus when missing
+    questions: Path | None = Path(
+        "data/test_split.csv"
+    )  # their lengths; the demo corpus when missing
     work_dir: Path | None = None  # where the random bf16 weights are saved for loading in 4-bit
     tiny: bool = False
     seed: int = 0
     # `mathreport train` / `pipeline` on the GPU first (never in the tiny dry run, which measures on the CPU).
     train_checks: bool = True
-    model_paths: dict[str, str] = field(default_factory=dict)  # {preset: local weights} trained for real too
-    data_dir: Path = Path("data")  # the split files real weights train on (the demo corpus when missing)
+    model_paths: dict[str, str] = field(
+        default_factory=dict
+    )  # {preset: local weights} trained for real too
+    data_dir: Path = Path(
+        "data"
+    )  # the split files real weights train on (the demo corpus when missing)
     train_samples: int = 512
 
 
@@ -129,8 +160,11 @@ def question_token_lengths(path: Path | None, max_length: int) -> tuple[np.ndarr
         source = "demo corpus (800 problems)"
     # ~4 characters per token for English BPE vocabularies; the real tokenizers are not available offline.
     lengths = np.clip(np.round(texts.str.len().to_numpy() / 4), 4, max_length).astype(int)
-    return lengths, f"{source}: {len(lengths)} questions, tokens = chars/4, median {int(np.median(lengths))}, " \
-                    f"p95 {int(np.percentile(lengths, 95))}, max {lengths.max()}"
+    return (
+        lengths,
+        f"{source}: {len(lengths)} questions, tokens = chars/4, median {int(np.median(lengths))}, "
+        f"p95 {int(np.percentile(lengths, 95))}, max {lengths.max()}",
+    )
 
 
 def model_config(key: str, tiny_shape: bool):
@@ -167,7 +201,14 @@ def _build_random(config, device: str, dtype):
     return model
 
 
-def _batches(rng: np.random.Generator, lengths: np.ndarray, batch_size: int, n: int, vocab: int, grouped: bool):
+def _batches(
+    rng: np.random.Generator,
+    lengths: np.ndarray,
+    batch_size: int,
+    n: int,
+    vocab: int,
+    grouped: bool,
+):
     """`n` batches of random token ids with real lengths, right-padded with PAD_ID to the longest in the batch.
 
     `grouped` mimics Trainer's group_by_length sampler, which sorts by length within mega-batches of 50 batches
@@ -218,7 +259,9 @@ def _peak_gib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def measure_training(model, config, batches: list[dict], warmup: int, device: str, peak: float | None) -> dict:
+def measure_training(
+    model, config, batches: list[dict], warmup: int, device: str, peak: float | None
+) -> dict:
     """Time LoRA training steps of a hand-written loop (not Trainer): forward under bf16 autocast (CUDA), backward,
     AdamW step, zero_grad. No gradient clipping, scheduler or data loader: the step itself."""
     import torch
@@ -276,7 +319,9 @@ def measure_training(model, config, batches: list[dict], warmup: int, device: st
     return out
 
 
-def measure_latency(model, batches_by_size: dict[int, list[dict]], warmup: int, device: str) -> dict:
+def measure_latency(
+    model, batches_by_size: dict[int, list[dict]], warmup: int, device: str
+) -> dict:
     """p50/p95 latency of whole batches (random real lengths, padded to the longest) under inference_mode."""
     import torch
 
@@ -306,18 +351,31 @@ def measure_latency(model, batches_by_size: dict[int, list[dict]], warmup: int, 
     return out
 
 
-def _measure(model, key: str, precision: str, config, lengths, cfg: BenchConfig, device: str, peak) -> dict:
+def _measure(
+    model, key: str, precision: str, config, lengths, cfg: BenchConfig, device: str, peak
+) -> dict:
     """Add LoRA as `mathreport train` does, time training, then inference as train() evaluates."""
     preset = models.PRESETS[key]
     load_in_4bit = precision == "4bit"
-    dtype = "nf4+bf16" if load_in_4bit else str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
+    dtype = (
+        "nf4+bf16"
+        if load_in_4bit
+        else str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
+    )
     model, lora = models.add_lora(model, preset, load_in_4bit=load_in_4bit, mlp=cfg.lora_mlp)
     rng = np.random.default_rng(cfg.seed)
     batch_size = cfg.batch_size or preset.batch_size
-    train_batches = _batches(rng, lengths, batch_size, cfg.warmup_steps + cfg.train_steps, config.vocab_size, True)
-    result = {"model": key, "precision": precision, "dtype": dtype,
-              "gradient_checkpointing": load_in_4bit,
-              "lora_targets": sorted(lora.target_modules), "modules_to_save": sorted(lora.modules_to_save or [])}
+    train_batches = _batches(
+        rng, lengths, batch_size, cfg.warmup_steps + cfg.train_steps, config.vocab_size, True
+    )
+    result = {
+        "model": key,
+        "precision": precision,
+        "dtype": dtype,
+        "gradient_checkpointing": load_in_4bit,
+        "lora_targets": sorted(lora.target_modules),
+        "modules_to_save": sorted(lora.modules_to_save or []),
+    }
     result.update(measure_training(model, config, train_batches, cfg.warmup_steps, device, peak))
     # train() merges LoRA into a bf16 base for inference; a 4-bit base keeps the adapter.
     model = model if load_in_4bit else model.merge_and_unload()
@@ -341,9 +399,12 @@ def versions() -> dict:
     """Versions of the packages the numbers depend on, and the CUDA torch was built with."""
     import torch
 
-    return {"torch_cuda": torch.version.cuda,
-            **environment.versions(("torch", "transformers", "peft", "accelerate", "bitsandbytes"),
-                                   missing="not installed")}
+    return {
+        "torch_cuda": torch.version.cuda,
+        **environment.versions(
+            ("torch", "transformers", "peft", "accelerate", "bitsandbytes"), missing="not installed"
+        ),
+    }
 
 
 # What `train_checks` runs with tiny or offline weights: (name, model, flags). The tiny decoders cover both
@@ -360,8 +421,14 @@ TRAIN_CHECKS = (
 
 def _split_flags(data_dir: Path) -> list[str]:
     """`--train_path ... --val_path ... --test_path ...` of the split files in `data_dir`."""
-    names = {"train_path": "augmented_train.csv", "val_path": "val_split.csv", "test_path": "test_split.csv"}
-    return [part for flag, name in names.items() for part in (f"--{flag}", str(Path(data_dir) / name))]
+    names = {
+        "train_path": "augmented_train.csv",
+        "val_path": "val_split.csv",
+        "test_path": "test_split.csv",
+    }
+    return [
+        part for flag, name in names.items() for part in (f"--{flag}", str(Path(data_dir) / name))
+    ]
 
 
 def _run_command(name: str, argv: list[str], timeout: int) -> dict:
@@ -370,16 +437,25 @@ def _run_command(name: str, argv: list[str], timeout: int) -> dict:
 
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "mathreport.cli", *argv], capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "mathreport.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         code, out, err = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as exc:
         code, out, err = None, str(exc.stdout or ""), f"timed out after {timeout} s"
     lines = [line for line in err.splitlines() if line.strip()]
-    return {"check": name, "command": "mathreport " + " ".join(argv), "exit_status": code,
-            "seconds": round(time.perf_counter() - start, 1), "ok": code == 0,
-            "error": None if code == 0 else (lines[-1] if lines else f"exit status {code}"),
-            "output_tail": None if code == 0 else (out + err)[-3000:]}
+    return {
+        "check": name,
+        "command": "mathreport " + " ".join(argv),
+        "exit_status": code,
+        "seconds": round(time.perf_counter() - start, 1),
+        "ok": code == 0,
+        "error": None if code == 0 else (lines[-1] if lines else f"exit status {code}"),
+        "output_tail": None if code == 0 else (out + err)[-3000:],
+    }
 
 
 def _run_facts(run_dir: Path) -> dict:
@@ -391,17 +467,32 @@ def _run_facts(run_dir: Path) -> dict:
         accuracy = artifacts.read_metrics(run_dir).get("Accuracy")
     except Exception as exc:  # a failed run may lack them; its error line says why
         return {"run_files": f"{type(exc).__name__}: {exc}"}
-    return {"status": manifest.status, "device": manifest.device, "load_in_4bit": manifest.load_in_4bit,
-            "precision": manifest.precision, "train_autocast": manifest.train_autocast,
-            "world_size": manifest.world_size, "global_batch_size": manifest.global_batch_size,
-            "train_seconds": manifest.train_seconds, "predictions_backend": manifest.predictions_backend,
-            "default_backend": (manifest.inference or {}).get("default"),
-            "skipped_backends": (manifest.inference or {}).get("skipped"), "test_accuracy": accuracy}
+    return {
+        "status": manifest.status,
+        "device": manifest.device,
+        "load_in_4bit": manifest.load_in_4bit,
+        "precision": manifest.precision,
+        "train_autocast": manifest.train_autocast,
+        "world_size": manifest.world_size,
+        "global_batch_size": manifest.global_batch_size,
+        "train_seconds": manifest.train_seconds,
+        "predictions_backend": manifest.predictions_backend,
+        "default_backend": (manifest.inference or {}).get("default"),
+        "skipped_backends": (manifest.inference or {}).get("skipped"),
+        "test_accuracy": accuracy,
+    }
 
 
-def train_checks(device: str, work_dir: Path, model_paths: dict[str, str] | None = None,
-                 data_dir: Path | None = None, train_samples: int = 512,
-                 checks: tuple = TRAIN_CHECKS, pipeline: bool = True, timeout: int = 3600) -> list[dict]:
+def train_checks(
+    device: str,
+    work_dir: Path,
+    model_paths: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+    train_samples: int = 512,
+    checks: tuple = TRAIN_CHECKS,
+    pipeline: bool = True,
+    timeout: int = 3600,
+) -> list[dict]:
     """`mathreport train` (and `pipeline`) on `device`, each in its own process; one result per run.
 
     The tiny checks train on a small demo corpus written into `work_dir`; real weights (`model_paths`,
@@ -417,21 +508,71 @@ def train_checks(device: str, work_dir: Path, model_paths: dict[str, str] | None
     out = []
     for name, model, flags in checks:
         run_dir = work_dir / "runs" / name.replace(" ", "-")
-        result = _run_command(name, ["train", "--model", model, *_split_flags(demo_dir), "--output_dir", str(run_dir),
-                                     "--bench_max_items", "32", *common, *flags], timeout)
+        result = _run_command(
+            name,
+            [
+                "train",
+                "--model",
+                model,
+                *_split_flags(demo_dir),
+                "--output_dir",
+                str(run_dir),
+                "--bench_max_items",
+                "32",
+                *common,
+                *flags,
+            ],
+            timeout,
+        )
         out.append({**result, **_run_facts(run_dir)})
     if pipeline:
         results_dir = work_dir / "pipeline-results"
-        result = _run_command("pipeline tiny-qwen2 + report", [
-            "pipeline", "--models", "tiny-qwen2", "--data_dir", str(demo_dir), "--results_dir", str(results_dir),
-            "--num_epochs", "1", "--device", device, "--force", "--no-pdf"], timeout)
+        result = _run_command(
+            "pipeline tiny-qwen2 + report",
+            [
+                "pipeline",
+                "--models",
+                "tiny-qwen2",
+                "--data_dir",
+                str(demo_dir),
+                "--results_dir",
+                str(results_dir),
+                "--num_epochs",
+                "1",
+                "--device",
+                device,
+                "--force",
+                "--no-pdf",
+            ],
+            timeout,
+        )
         out.append({**result, **_run_facts(results_dir / "tiny-qwen2")})
-    real_data = data_dir if data_dir is not None and (Path(data_dir) / "test_split.csv").is_file() else demo_dir
+    real_data = (
+        data_dir
+        if data_dir is not None and (Path(data_dir) / "test_split.csv").is_file()
+        else demo_dir
+    )
     for key, path in (model_paths or {}).items():
         run_dir = work_dir / "runs" / key
-        result = _run_command(f"{key} from {path}", [
-            "train", "--model", key, "--model_path", str(path), *_split_flags(real_data), "--output_dir", str(run_dir),
-            "--max_train_samples", str(train_samples), "--bench_max_items", "32", *common], timeout)
+        result = _run_command(
+            f"{key} from {path}",
+            [
+                "train",
+                "--model",
+                key,
+                "--model_path",
+                str(path),
+                *_split_flags(real_data),
+                "--output_dir",
+                str(run_dir),
+                "--max_train_samples",
+                str(train_samples),
+                "--bench_max_items",
+                "32",
+                *common,
+            ],
+            timeout,
+        )
         out.append({**result, **_run_facts(run_dir), "data": str(real_data)})
     return out
 
@@ -454,7 +595,9 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     results: dict = {
         "device": device_name,
         # bf16 is native from capability 8.0 (A100, L4); a T4 (7.5) emulates it, slowly.
-        "compute_capability": None if cfg.tiny else ".".join(map(str, torch.cuda.get_device_capability(0))),
+        "compute_capability": None
+        if cfg.tiny
+        else ".".join(map(str, torch.cuda.get_device_capability(0))),
         "peak_bf16_tflops": peak,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
@@ -465,8 +608,9 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     work_dir = Path(cfg.work_dir or tempfile.mkdtemp(prefix="mathreport-gpu-bench-"))
     try:
         if cfg.train_checks and not cfg.tiny:
-            results["train_runs"] = train_checks(device, work_dir / "train-checks", cfg.model_paths, cfg.data_dir,
-                                                 cfg.train_samples)
+            results["train_runs"] = train_checks(
+                device, work_dir / "train-checks", cfg.model_paths, cfg.data_dir, cfg.train_samples
+            )
         for key in cfg.models:
             preset = models.PRESETS[key]
             max_length = cfg.max_length or (64 if cfg.tiny else preset.max_length)
@@ -474,20 +618,31 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             results["lengths"] = source
             out_of_memory = None
             try:
-                results["runs"].extend(_bench_model(key, lengths, cfg, device, dtype, peak, work_dir))
-            except torch.cuda.OutOfMemoryError as exc:  # a 16 GB card cannot hold a 7B model in bf16
+                results["runs"].extend(
+                    _bench_model(key, lengths, cfg, device, dtype, peak, work_dir)
+                )
+            except (
+                torch.cuda.OutOfMemoryError
+            ) as exc:  # a 16 GB card cannot hold a 7B model in bf16
                 out_of_memory = str(exc).splitlines()[0]
             if out_of_memory is not None:  # outside the handler, whose traceback holds the model
                 _free(device)
-                results["runs"].append({"model": key, "precision": ", ".join(cfg.precisions),
-                                        "skipped": f"out of GPU memory: {out_of_memory}"})
+                results["runs"].append(
+                    {
+                        "model": key,
+                        "precision": ", ".join(cfg.precisions),
+                        "skipped": f"out of GPU memory: {out_of_memory}",
+                    }
+                )
     finally:
         if cfg.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
     return results
 
 
-def _bench_model(key: str, lengths, cfg: BenchConfig, device: str, dtype, peak, work_dir: Path) -> list[dict]:
+def _bench_model(
+    key: str, lengths, cfg: BenchConfig, device: str, dtype, peak, work_dir: Path
+) -> list[dict]:
     config = model_config(key, cfg.tiny)
     runs = []
     want_4bit = "4bit" in cfg.precisions
@@ -510,8 +665,9 @@ def _bench_model(key: str, lengths, cfg: BenchConfig, device: str, dtype, peak, 
         if skip_4bit is not None:
             runs.append({"model": key, "precision": "4bit", "skipped": skip_4bit})
         else:
-            model = models.load_base_model(str(saved), SimpleNamespace(pad_token_id=PAD_ID), device=device,
-                                           load_in_4bit=True)
+            model = models.load_base_model(
+                str(saved), SimpleNamespace(pad_token_id=PAD_ID), device=device, load_in_4bit=True
+            )
             shutil.rmtree(saved, ignore_errors=True)
             runs.append(_measure(model, key, "4bit", config, lengths, cfg, device, peak))
             del model
@@ -541,8 +697,9 @@ def results_markdown(results: dict) -> str:
     ]
     for run in results["runs"]:
         if "skipped" in run:
-            lines.append(f"| {run['model']} | {run['precision']} | skipped: {run['skipped']} "
-                         "| | | | | | |")
+            lines.append(
+                f"| {run['model']} | {run['precision']} | skipped: {run['skipped']} | | | | | | |"
+            )
             continue
         lat = [run.get(f"bs{bs}") for bs in (1, 32)]
         cells = [f"{x['p50_ms']:.1f} / {x['p95_ms']:.1f}" if x else "n/a" for x in lat]
@@ -559,14 +716,22 @@ def results_markdown(results: dict) -> str:
         "checkpointing. Tokens/s counts real (non-padding) tokens.",
     ]
     if results.get("train_runs"):
-        lines += ["", "`mathreport train` / `pipeline` on this GPU, one process each, one epoch:", "",
-                  "| check | result | seconds | device | precision | 4-bit | test accuracy |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "`mathreport train` / `pipeline` on this GPU, one process each, one epoch:",
+            "",
+            "| check | result | seconds | device | precision | 4-bit | test accuracy |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for run in results["train_runs"]:
             outcome = "ok" if run["ok"] else f"failed: {run['error']}".replace("|", "\\|")
-            precision = (run.get("precision") or {}).get("dtype") or run.get("train_autocast") or "n/a"
-            lines.append(f"| {run['check']} | {outcome} | {run['seconds']:.0f} | {run.get('device') or 'n/a'} | "
-                         f"{precision} | {run.get('load_in_4bit', 'n/a')} | {_fmt(run.get('test_accuracy'), '.3f')} |")
+            precision = (
+                (run.get("precision") or {}).get("dtype") or run.get("train_autocast") or "n/a"
+            )
+            lines.append(
+                f"| {run['check']} | {outcome} | {run['seconds']:.0f} | {run.get('device') or 'n/a'} | "
+                f"{precision} | {run.get('load_in_4bit', 'n/a')} | {_fmt(run.get('test_accuracy'), '.3f')} |"
+            )
     return "\n".join([*lines, END]) + "\n"
 
 
@@ -591,44 +756,117 @@ def write_results(results: dict, output: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure what the flags ask for, print the markdown table and write it (docs/GPU.md by default)."""
-    parser = argparse.ArgumentParser(prog="python benchmarks/gpu_bench.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/gpu_bench.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--models", nargs="+", choices=sorted(SHAPES), default=["qwen", "mistral"])
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    parser.add_argument("--output", type=Path, default=None,
-                        help="markdown file for the results section (default docs/GPU.md; with --tiny: none)")
-    parser.add_argument("--questions", type=Path, default=Path("data/test_split.csv"),
-                        help="split CSV whose question lengths the inputs follow (default: the demo corpus if missing)")
-    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
-                        help="training batch (default: the preset's)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file for the results section (default docs/GPU.md; with --tiny: none)",
+    )
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        default=Path("data/test_split.csv"),
+        help="split CSV whose question lengths the inputs follow (default: the demo corpus if missing)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        type=int,
+        default=None,
+        help="training batch (default: the preset's)",
+    )
     parser.add_argument("--train-steps", "--train_steps", dest="train_steps", type=int, default=10)
-    parser.add_argument("--lora-mlp", "--lora_mlp", dest="lora_mlp", action="store_true",
-                        help="LoRA on the MLP projections too")
-    parser.add_argument("--work-dir", "--work_dir", dest="work_dir", type=Path, default=None,
-                        help="where the random weights are saved for 4-bit loading (default: a temporary folder)")
-    parser.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
-                        help="the same code on tiny models on the CPU (checks the code path, measures nothing real)")
-    parser.add_argument("--model_path", "--model-path", dest="model_path", nargs="+", default=[],
-                        metavar="NAME=DIR", help="real weights to train with `mathreport train` too (qwen=DIR ...)")
-    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", type=Path, default=Path("data"),
-                        help="split files the real weights train on (default: the demo corpus if missing)")
-    parser.add_argument("--train-samples", "--train_samples", dest="train_samples", type=int, default=512,
-                        help="training questions for the real weights (one epoch)")
-    parser.add_argument("--no-train-checks", "--no_train_checks", dest="train_checks", action="store_false",
-                        help="skip `mathreport train` / `pipeline` on the GPU; measure the 7B shapes only")
+    parser.add_argument(
+        "--lora-mlp",
+        "--lora_mlp",
+        dest="lora_mlp",
+        action="store_true",
+        help="LoRA on the MLP projections too",
+    )
+    parser.add_argument(
+        "--work-dir",
+        "--work_dir",
+        dest="work_dir",
+        type=Path,
+        default=None,
+        help="where the random weights are saved for 4-bit loading (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--tiny",
+        "--dry-run",
+        dest="tiny",
+        action="store_true",
+        help="the same code on tiny models on the CPU (checks the code path, measures nothing real)",
+    )
+    parser.add_argument(
+        "--model_path",
+        "--model-path",
+        dest="model_path",
+        nargs="+",
+        default=[],
+        metavar="NAME=DIR",
+        help="real weights to train with `mathreport train` too (qwen=DIR ...)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        "--data_dir",
+        dest="data_dir",
+        type=Path,
+        default=Path("data"),
+        help="split files the real weights train on (default: the demo corpus if missing)",
+    )
+    parser.add_argument(
+        "--train-samples",
+        "--train_samples",
+        dest="train_samples",
+        type=int,
+        default=512,
+        help="training questions for the real weights (one epoch)",
+    )
+    parser.add_argument(
+        "--no-train-checks",
+        "--no_train_checks",
+        dest="train_checks",
+        action="store_false",
+        help="skip `mathreport train` / `pipeline` on the GPU; measure the 7B shapes only",
+    )
     args = parser.parse_args(argv)
     model_paths = {}
     for value in args.model_path:
         name, sep, path = value.partition("=")
         if not sep or name not in models.PRESETS or not Path(path).expanduser().is_dir():
-            parser.error(f"--model_path {value}: expected NAME=DIR with NAME a preset ({', '.join(SHAPES)}, ...) "
-                         "and DIR the folder `hf download REPO --local-dir DIR` wrote")
+            parser.error(
+                f"--model_path {value}: expected NAME=DIR with NAME a preset ({', '.join(SHAPES)}, ...) "
+                "and DIR the folder `hf download REPO --local-dir DIR` wrote"
+            )
         model_paths[name] = str(Path(path).expanduser().resolve())
-    cfg = BenchConfig(models=tuple(args.models), precisions=tuple(args.precisions), batch_size=args.batch_size,
-                      train_steps=args.train_steps, lora_mlp=args.lora_mlp, questions=args.questions,
-                      work_dir=args.work_dir, tiny=args.tiny, train_checks=args.train_checks,
-                      model_paths=model_paths, data_dir=args.data_dir, train_samples=args.train_samples)
+    cfg = BenchConfig(
+        models=tuple(args.models),
+        precisions=tuple(args.precisions),
+        batch_size=args.batch_size,
+        train_steps=args.train_steps,
+        lora_mlp=args.lora_mlp,
+        questions=args.questions,
+        work_dir=args.work_dir,
+        tiny=args.tiny,
+        train_checks=args.train_checks,
+        model_paths=model_paths,
+        data_dir=args.data_dir,
+        train_samples=args.train_samples,
+    )
     if args.tiny:  # a few batches are enough to run every line of the code path
-        cfg.warmup_steps, cfg.train_steps, cfg.latency_batches, cfg.latency_warmup = 1, 3, {1: 4, 32: 2}, 1
+        cfg.warmup_steps, cfg.train_steps, cfg.latency_batches, cfg.latency_warmup = (
+            1,
+            3,
+            {1: 4, 32: 2},
+            1,
+        )
     # The dry run's CPU numbers must never land in docs/GPU.md: it writes only where --output says.
     output = args.output or (None if args.tiny else Path("docs/GPU.md"))
     try:
@@ -641,8 +879,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write_results(results, output)}")
     failed = [run["check"] for run in results.get("train_runs", []) if not run["ok"]]
     if failed:  # the measurements are written all the same; the failures are what to fix first
-        print(f"{parser.prog}: failed on this GPU: {', '.join(failed)} (their errors are in the JSON)",
-              file=sys.stderr)
+        print(
+            f"{parser.prog}: failed on this GPU: {', '.join(failed)} (their errors are in the JSON)",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

@@ -41,12 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    rows = [{"settings": label, "flags": flags, "model": model, "plan": plan(model, flags)}
-            for label, flags in SETTINGS.items() for model in MODELS]
-    files.write_json(args.out, {"what": "estimated peak GPU memory of training (mathreport plan), not measured",
-                                "command": "python benchmarks/memplan_table.py --out " + str(args.out),
-                                "versions": environment.versions(["mathreport", "transformers", "peft"]),
-                                "rows": rows})
+    rows = [
+        {"settings": label, "flags": flags, "model": model, "plan": plan(model, flags)}
+        for label, flags in SETTINGS.items()
+        for model in MODELS
+    ]
+    files.write_json(
+        args.out,
+        {
+            "what": "estimated peak GPU memory of training (mathreport plan), not measured",
+            "command": "python benchmarks/memplan_table.py --out " + str(args.out),
+            "versions": environment.versions(["mathreport", "transformers", "peft"]),
+            "rows": rows,
+        },
+    )
     return 0
 
 

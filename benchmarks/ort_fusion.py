@@ -11,6 +11,7 @@ batch-1 p50 over the first ITEMS test questions, ROUNDS rounds; items/s over the
 batches of 32; accuracy and argmax agreement with the float32 graph on the whole test split. Nothing in the run
 directory is changed; the fused graphs go to a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("model.onnx", "model-int8.onnx", "preds_test.csv"):
         if not (run / name).is_file():
             how = "train" if name == "preds_test.csv" else "export-onnx"
-            print(f"{run / name}: missing; make it with `mathreport {how} --run_dir {run}`"
-                  if how == "export-onnx" else f"{run / name}: missing; this is not a finished run", file=sys.stderr)
+            print(
+                f"{run / name}: missing; make it with `mathreport {how} --run_dir {run}`"
+                if how == "export-onnx"
+                else f"{run / name}: missing; this is not a finished run",
+                file=sys.stderr,
+            )
             return 2
 
     import pandas as pd
@@ -54,31 +59,67 @@ def main(argv: list[str] | None = None) -> int:
     cfg = model.config
     tmp = Path(tempfile.mkdtemp(prefix="ort-fusion-"))
     onnx_backend.export_onnx(model, clf.tokenizer, tmp / "eager.onnx")
-    fused = optimizer.optimize_model(str(tmp / "eager.onnx"), model_type="bert",
-                                     num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size)
+    fused = optimizer.optimize_model(
+        str(tmp / "eager.onnx"),
+        model_type="bert",
+        num_heads=cfg.num_attention_heads,
+        hidden_size=cfg.hidden_size,
+    )
     fused_ops = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
     fused.save_model_to_file(str(tmp / "fused.onnx"))
-    quantize_dynamic(str(tmp / "fused.onnx"), str(tmp / "fused-int8.onnx"), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul"], per_channel=True, extra_options={"DefaultTensorType": 1})
-    paths = {"onnx-float32": run / "model.onnx", "onnx-int8": run / "model-int8.onnx",
-             "fused-float32": tmp / "fused.onnx", "fused-int8": tmp / "fused-int8.onnx"}
+    quantize_dynamic(
+        str(tmp / "fused.onnx"),
+        str(tmp / "fused-int8.onnx"),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        extra_options={"DefaultTensorType": 1},
+    )
+    paths = {
+        "onnx-float32": run / "model.onnx",
+        "onnx-int8": run / "model-int8.onnx",
+        "fused-float32": tmp / "fused.onnx",
+        "fused-int8": tmp / "fused-int8.onnx",
+    }
     max_length = int(artifacts.read_manifest(run).hyperparameters["max_length"])
-    graphs = {k: predict.OnnxClassifier(predict.make_session(p.read_bytes(), THREADS), clf.tokenizer, max_length,
-                                        k.split("-")[1], THREADS) for k, p in paths.items()}
+    graphs = {
+        k: predict.OnnxClassifier(
+            predict.make_session(p.read_bytes(), THREADS),
+            clf.tokenizer,
+            max_length,
+            k.split("-")[1],
+            THREADS,
+        )
+        for k, p in paths.items()
+    }
 
-    preds = pd.read_csv(run / "preds_test.csv")  # written by train: the test questions and their true labels
+    preds = pd.read_csv(
+        run / "preds_test.csv"
+    )  # written by train: the test questions and their true labels
     texts, y = preds["text"].astype(str).tolist(), preds["y_true"].to_numpy()
     answers = {k: g.predict_proba(texts).argmax(1) for k, g in graphs.items()}
-    batch1 = bench.median_ms(graphs, texts[:args.items], 1, rounds=args.rounds)
+    batch1 = bench.median_ms(graphs, texts[: args.items], 1, rounds=args.rounds)
     # One call per round over the whole test split: the classifier sorts it by length into batches of 32.
     sorted32, _ = bench.time_calls(graphs, [texts], 32, rounds=args.rounds)
-    result = {"run_dir": str(run), "n_test": len(texts), "rounds": args.rounds, "batch1_items": args.items,
-              "fused_operators": fused_ops, "threads": THREADS,
-              "graphs": {k: {"accuracy": float((answers[k] == y).mean()),
-                             "argmax_agreement_vs_onnx_float32": float((answers[k] == answers["onnx-float32"]).mean()),
-                             "batch1_p50_ms": batch1[k],
-                             "sorted_batch32_items_per_s_median": 1000 / float(np.median(sorted32[k]))}
-                         for k in graphs}}
+    result = {
+        "run_dir": str(run),
+        "n_test": len(texts),
+        "rounds": args.rounds,
+        "batch1_items": args.items,
+        "fused_operators": fused_ops,
+        "threads": THREADS,
+        "graphs": {
+            k: {
+                "accuracy": float((answers[k] == y).mean()),
+                "argmax_agreement_vs_onnx_float32": float(
+                    (answers[k] == answers["onnx-float32"]).mean()
+                ),
+                "batch1_p50_ms": batch1[k],
+                "sorted_batch32_items_per_s_median": 1000 / float(np.median(sorted32[k])),
+            }
+            for k in graphs
+        },
+    }
     files.write_json(args.output, result)
     print(json.dumps(result, indent=2))
     return 0

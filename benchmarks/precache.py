@@ -29,8 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--top_k_layers", type=int, required=True)
-    parser.add_argument("--data_dir", type=Path, required=True, help="holds augmented_train/val_split/test_split.csv")
-    parser.add_argument("--scratch_dir", type=Path, required=True, help="a run directory to leave unfinished")
+    parser.add_argument(
+        "--data_dir",
+        type=Path,
+        required=True,
+        help="holds augmented_train/val_split/test_split.csv",
+    )
+    parser.add_argument(
+        "--scratch_dir", type=Path, required=True, help="a run directory to leave unfinished"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -44,25 +51,49 @@ def main(argv: list[str] | None = None) -> int:
     def timed(bottom, sequences, key, **kw):
         start = time.perf_counter()
         out = inner(bottom, sequences, key, **kw)
-        timings.append({"file": partial.key_name(key), "questions": len(sequences), "loaded": out[1],
-                        "seconds": time.perf_counter() - start, "key": key})
+        timings.append(
+            {
+                "file": partial.key_name(key),
+                "questions": len(sequences),
+                "loaded": out[1],
+                "seconds": time.perf_counter() - start,
+                "key": key,
+            }
+        )
         return out
 
     partial.load_or_compute = timed
     d = args.data_dir
     try:
-        train(TrainConfig(model=args.model, top_k_layers=args.top_k_layers, train_path=d / "augmented_train.csv",
-                          val_path=d / "val_split.csv", test_path=d / "test_split.csv", output_dir=args.scratch_dir,
-                          bench=False, force=True, callbacks=[Stop()]))
+        train(
+            TrainConfig(
+                model=args.model,
+                top_k_layers=args.top_k_layers,
+                train_path=d / "augmented_train.csv",
+                val_path=d / "val_split.csv",
+                test_path=d / "test_split.csv",
+                output_dir=args.scratch_dir,
+                bench=False,
+                force=True,
+                callbacks=[Stop()],
+            )
+        )
     except _Stop:
         pass
     finally:
         partial.load_or_compute = inner
-    files.write_json(args.out, {"command": "python benchmarks/precache.py " + " ".join(sys.argv[1:] if argv is None
-                                                                                       else argv),
-                                    "model": args.model, "top_k_layers": args.top_k_layers, "caches": timings,
-                                    "seconds": sum(t["seconds"] for t in timings if not t["loaded"]),
-                                    "hardware": environment.hardware()})
+    files.write_json(
+        args.out,
+        {
+            "command": "python benchmarks/precache.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "model": args.model,
+            "top_k_layers": args.top_k_layers,
+            "caches": timings,
+            "seconds": sum(t["seconds"] for t in timings if not t["loaded"]),
+            "hardware": environment.hardware(),
+        },
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -34,13 +34,21 @@ def scores(run_dir: Path) -> dict:
     """Accuracy and macro F1 on validation and test, training seconds, batch-1 p50 latency of one run."""
     run_dir = Path(run_dir)
     out: dict = {"run": str(run_dir)}
-    frames = {"val": artifacts.read_val_predictions(run_dir), "test": artifacts.read_predictions(run_dir)}
+    frames = {
+        "val": artifacts.read_val_predictions(run_dir),
+        "test": artifacts.read_predictions(run_dir),
+    }
     for split, frame in frames.items():
         out[f"{split}_acc"] = float(accuracy_score(frame["y_true"], frame["y_pred"]))
-        out[f"{split}_f1"] = float(f1_score(frame["y_true"], frame["y_pred"], labels=LABELS, average="macro",
-                                            zero_division=0))
+        out[f"{split}_f1"] = float(
+            f1_score(
+                frame["y_true"], frame["y_pred"], labels=LABELS, average="macro", zero_division=0
+            )
+        )
         if split == "test":
-            per_class = f1_score(frame["y_true"], frame["y_pred"], labels=LABELS, average=None, zero_division=0)
+            per_class = f1_score(
+                frame["y_true"], frame["y_pred"], labels=LABELS, average=None, zero_division=0
+            )
             out["f1_rare"] = float(per_class[list(RARE)].mean())
     manifest = artifacts.read_manifest(run_dir)
     training = manifest.training or {}
@@ -61,22 +69,34 @@ def scores(run_dir: Path) -> dict:
     out["default_backend"] = (manifest.inference or {}).get("default")
     out["hyperparameters"] = manifest.hyperparameters
     # Epochs mean something for a transformer only (tfidf is one fit; an ensemble trains nothing of its own).
-    out["epochs"] = out["hyperparameters"].get("num_epochs") if manifest.kind == "transformer" else None
+    out["epochs"] = (
+        out["hyperparameters"].get("num_epochs") if manifest.kind == "transformer" else None
+    )
     out["train_autocast"] = manifest.train_autocast
     # The whole run, training and the steps after it, from run.json's own clock (None where a time is missing).
     times = [manifest.start_time, manifest.end_time]
-    out["wall_s"] = (datetime.fromisoformat(times[1]) - datetime.fromisoformat(times[0])).total_seconds() \
-        if all(times) else None
+    out["wall_s"] = (
+        (datetime.fromisoformat(times[1]) - datetime.fromisoformat(times[0])).total_seconds()
+        if all(times)
+        else None
+    )
     out["post_training_s"] = sum((manifest.post_training_seconds or {}).values()) or None
     # Its steps: the predictions, then (run.json inference.seconds, recorded since the fastest-first choice) the export
     # and each step of the backend choice.
-    out["post_training_steps"] = {
-        "predictions": (manifest.post_training_seconds or {}).get("predict_test_and_val_s"),
-        **((manifest.inference or {}).get("seconds") or {})} if manifest.post_training_seconds else None
+    out["post_training_steps"] = (
+        {
+            "predictions": (manifest.post_training_seconds or {}).get("predict_test_and_val_s"),
+            **((manifest.inference or {}).get("seconds") or {}),
+        }
+        if manifest.post_training_seconds
+        else None
+    )
     # An ensemble's run.json carries McNemar's exact test against its best member (mathreport.ensemble).
     vs = manifest.vs_best_member
     out["vs_best_member"] = (
-        {k: vs[k] for k in ("member", "accuracy_member", "accuracy_ensemble", "b", "c", "p_value")} if vs else None
+        {k: vs[k] for k in ("member", "accuracy_member", "accuracy_ensemble", "b", "c", "p_value")}
+        if vs
+        else None
     )
     out["p50_ms"] = None
     if (run_dir / artifacts.LATENCY).is_file():
@@ -105,8 +125,10 @@ def arms_rows(arms: list[str]) -> list[dict]:
             if key in SPEED_KEYS and len(values) == 0:
                 row[key] = None
                 continue
-            row[key] = {"mean": float(values.mean()),
-                        "sd": float(values.std(ddof=1)) if len(values) > 1 else None}
+            row[key] = {
+                "mean": float(values.mean()),
+                "sd": float(values.std(ddof=1)) if len(values) > 1 else None,
+            }
         ks = {r["hyperparameters"].get("top_k_layers") for r in runs_scores}
         row["top_k_layers"] = ks.pop() if len(ks) == 1 else None
         rows.append(row)
@@ -122,9 +144,12 @@ def length_row(name: str, counts: np.ndarray) -> dict:
     counts = np.asarray(counts)
     if counts.size == 0:
         raise ValueError(f"{name}: no questions")
-    return {"split": name, "n": int(counts.size),
-            "percentiles": {str(q): float(np.percentile(counts, q)) for q in LENGTH_PERCENTILES},
-            "share_longer": {str(cut): float(np.mean(counts > cut)) for cut in LENGTH_CUTS}}
+    return {
+        "split": name,
+        "n": int(counts.size),
+        "percentiles": {str(q): float(np.percentile(counts, q)) for q in LENGTH_PERCENTILES},
+        "share_longer": {str(cut): float(np.mean(counts > cut)) for cut in LENGTH_CUTS},
+    }
 
 
 def lengths_rows(preset_name: str, csv_paths: list[str]) -> list[dict]:
@@ -138,15 +163,24 @@ def lengths_rows(preset_name: str, csv_paths: list[str]) -> list[dict]:
     rows = []
     for path in csv_paths:
         ids = tokenizer(data.read_questions(path), truncation=False)["input_ids"]
-        rows.append({"model": preset_name, **length_row(Path(path).name, np.array([len(x) for x in ids]))})
+        rows.append(
+            {"model": preset_name, **length_row(Path(path).name, np.array([len(x) for x in ids]))}
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) < 3 or argv[0] not in ("models", "arms", "lengths") or (argv[0] == "lengths" and len(argv) < 4):
-        print("usage:\n" + "\n".join(line for line in __doc__.splitlines() if "python benchmarks/" in line),
-              file=sys.stderr)
+    if (
+        len(argv) < 3
+        or argv[0] not in ("models", "arms", "lengths")
+        or (argv[0] == "lengths" and len(argv) < 4)
+    ):
+        print(
+            "usage:\n"
+            + "\n".join(line for line in __doc__.splitlines() if "python benchmarks/" in line),
+            file=sys.stderr,
+        )
         return 2
     kind, out, *rest = argv
     if kind == "lengths":

@@ -31,33 +31,61 @@ ARMS = ("autocast-copies", "held-bf16")
 EXTRA_ARMS = {"held-bf16+compile": ["--torch_compile"]}
 
 
-def run_once(model: str, data_dir: Path, arm: str, *, num_epochs: int, seed: int,
-             max_train_samples: int | None, top_k_layers: int | None = None) -> dict:
+def run_once(
+    model: str,
+    data_dir: Path,
+    arm: str,
+    *,
+    num_epochs: int,
+    seed: int,
+    max_train_samples: int | None,
+    top_k_layers: int | None = None,
+) -> dict:
     """One `train.fit_transformer` run of `model` in arm `arm`; Trainer's time, FLOP/s and validation scores."""
     held = devices.frozen_linears_in
     if arm == "autocast-copies":
         devices.frozen_linears_in = lambda model, dtype: contextlib.nullcontext()
     try:
         with tempfile.TemporaryDirectory(prefix="mathreport-train-speed-") as tmp:
-            cfg = train.TrainConfig(model=model, train_path=data_dir / "augmented_train.csv",
-                                    val_path=data_dir / "val_split.csv", test_path=None, output_dir=Path(tmp),
-                                    num_epochs=num_epochs, seed=seed, bench=False, bf16=True,
-                                    max_train_samples=max_train_samples, training_args=EXTRA_ARMS.get(arm, []),
-                                    top_k_layers=top_k_layers)
+            cfg = train.TrainConfig(
+                model=model,
+                train_path=data_dir / "augmented_train.csv",
+                val_path=data_dir / "val_split.csv",
+                test_path=None,
+                output_dir=Path(tmp),
+                num_epochs=num_epochs,
+                seed=seed,
+                bench=False,
+                bf16=True,
+                max_train_samples=max_train_samples,
+                training_args=EXTRA_ARMS.get(arm, []),
+                top_k_layers=top_k_layers,
+            )
             cfg = train.resolve_defaults(cfg)
             splits = train.load_splits(cfg)
             start = time.perf_counter()
             classifier, _, stats = train.fit_transformer(cfg, splits, Path(tmp))
             wall = time.perf_counter() - start
             val = splits["val"]
-            scores = search.validation_scores(val["label"].to_numpy(),
-                                              classifier.predict_proba(val["Question"].tolist()))
+            scores = search.validation_scores(
+                val["label"].to_numpy(), classifier.predict_proba(val["Question"].tolist())
+            )
     finally:
         devices.frozen_linears_in = held
-    return {"arm": arm, "model": model, "seed": seed, "num_epochs": num_epochs, "n_train": len(splits["train"]),
-            "top_k_layers": cfg.top_k_layers, "train_seconds": stats["train_seconds"],
-            "train_samples_per_second": stats["train_samples_per_second"], "flop": stats["flop"]["flop"],
-            "flop_per_s": stats["flop"]["flop_per_s"], "fit_seconds": wall, **scores}
+    return {
+        "arm": arm,
+        "model": model,
+        "seed": seed,
+        "num_epochs": num_epochs,
+        "n_train": len(splits["train"]),
+        "top_k_layers": cfg.top_k_layers,
+        "train_seconds": stats["train_seconds"],
+        "train_samples_per_second": stats["train_samples_per_second"],
+        "flop": stats["flop"]["flop"],
+        "flop_per_s": stats["flop"]["flop_per_s"],
+        "fit_seconds": wall,
+        **scores,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_train_samples", type=int, default=None)
-    parser.add_argument("--top_k_layers", type=int, default=None, help="default: the preset's (0: LoRA on every layer)")
-    parser.add_argument("--ceiling", type=Path, default=Path(__file__).parent.parent / "docs/perf/ceiling.json")
-    parser.add_argument("--lock", type=Path, default=None, help="hold an exclusive flock on this file throughout")
+    parser.add_argument(
+        "--top_k_layers",
+        type=int,
+        default=None,
+        help="default: the preset's (0: LoRA on every layer)",
+    )
+    parser.add_argument(
+        "--ceiling", type=Path, default=Path(__file__).parent.parent / "docs/perf/ceiling.json"
+    )
+    parser.add_argument(
+        "--lock", type=Path, default=None, help="hold an exclusive flock on this file throughout"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=[*ARMS, *EXTRA_ARMS])
     args = parser.parse_args(argv)
@@ -82,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     with bench.CpuLoad() as load:
         for round_ in range(args.rounds):
             for arm in args.arms:
-                run = run_once(args.model, args.data_dir, arm, num_epochs=args.num_epochs, seed=args.seed,
-                               max_train_samples=args.max_train_samples, top_k_layers=args.top_k_layers)
+                run = run_once(
+                    args.model,
+                    args.data_dir,
+                    arm,
+                    num_epochs=args.num_epochs,
+                    seed=args.seed,
+                    max_train_samples=args.max_train_samples,
+                    top_k_layers=args.top_k_layers,
+                )
                 run["round"] = round_
                 run["ceiling_share"] = run["flop_per_s"] / ceiling if run["flop_per_s"] else None
                 print(json.dumps(run), flush=True)
@@ -91,20 +135,32 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for arm in args.arms:
         mine = [r for r in runs if r["arm"] == arm]
-        summary[arm] = {key: float(np.median([r[key] for r in mine]))
-                        for key in ("train_seconds", "train_samples_per_second", "flop_per_s", "ceiling_share")}
+        summary[arm] = {
+            key: float(np.median([r[key] for r in mine]))
+            for key in ("train_seconds", "train_samples_per_second", "flop_per_s", "ceiling_share")
+        }
     pairs = [[r for r in runs if r["round"] == k and r["arm"] in ARMS] for k in range(args.rounds)]
     same = all(len({(r["val_accuracy"], r["val_macro_f1"]) for r in pair}) == 1 for pair in pairs)
-    result = {"what": "Trainer speed: frozen matmul weights cast by autocast on every call vs held in bf16",
-              "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
-              "hardware": environment.hardware(), "versions": environment.versions(environment.RUN_PACKAGES),
-              "ceiling_bf16_flop_per_s": ceiling, "ceiling_file": str(args.ceiling), "runs": runs,
-              "median": summary,
-              "speedup": {arm: summary[args.arms[0]]["train_seconds"] / summary[arm]["train_seconds"]
-                          for arm in args.arms},
-              "validation_scores_equal_between_arms": same, "cpu_load": load.result}
+    result = {
+        "what": "Trainer speed: frozen matmul weights cast by autocast on every call vs held in bf16",
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
+        "hardware": environment.hardware(),
+        "versions": environment.versions(environment.RUN_PACKAGES),
+        "ceiling_bf16_flop_per_s": ceiling,
+        "ceiling_file": str(args.ceiling),
+        "runs": runs,
+        "median": summary,
+        "speedup": {
+            arm: summary[args.arms[0]]["train_seconds"] / summary[arm]["train_seconds"]
+            for arm in args.arms
+        },
+        "validation_scores_equal_between_arms": same,
+        "cpu_load": load.result,
+    }
     files.write_json(args.out, result)
-    print(f"speed-up over {args.arms[0]}: {result['speedup']}; the two bit-identical arms' scores equal: {same}")
+    print(
+        f"speed-up over {args.arms[0]}: {result['speedup']}; the two bit-identical arms' scores equal: {same}"
+    )
     return 0
 
 

@@ -59,20 +59,56 @@ TRAINED_ONLY = (MODEL_DIR, CHECKPOINTS, *ONNX_FILES.values(), ONNX_DATA, LR_SEAR
 # Every name above. No other module spells one (tests/test_artifacts.py checks the package), so
 # renaming a run folder's file is an edit of this block only; run.json's is record.FILE.
 RUN_FOLDER_NAMES = (
-    METRICS, CLASS_REPORT, PREDICTIONS, PREDS_VAL, HISTORY, LATENCY, MANIFEST, LR_SEARCH,
-    LR_SEARCH_JSON, LR_SCRATCH, CHECKPOINTS, LOCK, MODEL_DIR, MODEL_CARD, ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS, SKLEARN_PIPELINE, *ONNX_FILES.values(), ONNX_DATA, COMPARISONS,
+    METRICS,
+    CLASS_REPORT,
+    PREDICTIONS,
+    PREDS_VAL,
+    HISTORY,
+    LATENCY,
+    MANIFEST,
+    LR_SEARCH,
+    LR_SEARCH_JSON,
+    LR_SCRATCH,
+    CHECKPOINTS,
+    LOCK,
+    MODEL_DIR,
+    MODEL_CARD,
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    SKLEARN_PIPELINE,
+    *ONNX_FILES.values(),
+    ONNX_DATA,
+    COMPARISONS,
 )
 # The files of a run's own folder that a user's output must never replace (predict --output).
-RUN_FILES = (METRICS, CLASS_REPORT, PREDICTIONS, PREDS_VAL, HISTORY, LATENCY, MANIFEST, LR_SEARCH,
-             LR_SEARCH_JSON, LOCK, *ONNX_FILES.values(), ONNX_DATA)
+RUN_FILES = (
+    METRICS,
+    CLASS_REPORT,
+    PREDICTIONS,
+    PREDS_VAL,
+    HISTORY,
+    LATENCY,
+    MANIFEST,
+    LR_SEARCH,
+    LR_SEARCH_JSON,
+    LOCK,
+    *ONNX_FILES.values(),
+    ONNX_DATA,
+)
 
 # The files a run must have before a report can be made of it (latency and the manifest are
 # optional so that the team's own result folders, which lack them, still load).
 REQUIRED = (METRICS, CLASS_REPORT, PREDICTIONS, HISTORY)
 PROB_COLUMNS = [f"prob_class_{i}" for i in range(NUM_CLASSES)]
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
-REQUIRED_METRICS = ("Accuracy", "Precision_macro", "Recall_macro", "F1_micro", "F1_macro", "F1_weighted")
+REQUIRED_METRICS = (
+    "Accuracy",
+    "Precision_macro",
+    "Recall_macro",
+    "F1_micro",
+    "F1_macro",
+    "F1_weighted",
+)
 
 
 def make_command(run_dir: Path) -> str:
@@ -80,8 +116,11 @@ def make_command(run_dir: Path) -> str:
     missing, else the run's recorded `train` command aimed at `run_dir` (never at the folder it was copied from),
     with `--force` or `--resume` as the folder's state needs."""
     run_dir = Path(run_dir)
-    if (run_dir / PREDICTIONS).is_file() and missing_files(run_dir, REQUIRED) in ([METRICS], [CLASS_REPORT],
-                                                                               [METRICS, CLASS_REPORT]):
+    if (run_dir / PREDICTIONS).is_file() and missing_files(run_dir, REQUIRED) in (
+        [METRICS],
+        [CLASS_REPORT],
+        [METRICS, CLASS_REPORT],
+    ):
         return f"mathreport evaluate --run_dir {shlex.quote(str(run_dir))}"
     recorded = None
     with contextlib.suppress(OSError, ArtifactError):
@@ -92,8 +131,10 @@ def make_command(run_dir: Path) -> str:
     model = run_dir.name if run_dir.name in PRESETS else "MODEL"
     gpu = gpu_presets()  # the registry says which presets a CPU cannot train (Preset.needs_gpu)
     elsewhere = f"; for {' or '.join(gpu)} train on a GPU machine and copy its {run_dir}/ here"
-    return (f"mathreport train --model {model} --output_dir {run_dir}{flag} "
-            f"(or `mathreport pipeline --models {model}`{elsewhere if gpu else ''})")
+    return (
+        f"mathreport train --model {model} --output_dir {run_dir}{flag} "
+        f"(or `mathreport pipeline --models {model}`{elsewhere if gpu else ''})"
+    )
 
 
 def _with_output_dir(command: str, run_dir: Path) -> str:
@@ -136,7 +177,9 @@ def predictions_frame(
 ) -> pd.DataFrame:
     """The `preds_test.csv` table: y_true, y_pred (argmax), prob_class_0..7 and optional text."""
     probs = np.asarray(probs, dtype=float)
-    frame = pd.DataFrame({"y_true": np.asarray(list(y_true), dtype=int), "y_pred": probs.argmax(axis=1)})
+    frame = pd.DataFrame(
+        {"y_true": np.asarray(list(y_true), dtype=int), "y_pred": probs.argmax(axis=1)}
+    )
     for i, col in enumerate(PROB_COLUMNS):
         frame[col] = probs[:, i]
     if texts is not None:
@@ -195,8 +238,10 @@ def locked(command: str, run_dir: str, *, existing: bool = False) -> Callable[[_
     def decorate(func: _F) -> _F:
         signature = inspect.signature(func)
         if parameter not in signature.parameters:
-            raise TypeError(f"locked({command!r}, {run_dir!r}): {func.__qualname__} has no "
-                            f"parameter {parameter!r}")
+            raise TypeError(
+                f"locked({command!r}, {run_dir!r}): {func.__qualname__} has no "
+                f"parameter {parameter!r}"
+            )
 
         @functools.wraps(func)
         def call(*args, **kwargs):
@@ -259,7 +304,9 @@ class RunWriter:
     def predictions(self, split: str, y_true, probs, texts=None) -> None:
         """preds_test.csv (split "test") or preds_val.csv (split "val")."""
         if self.is_main:
-            (write_predictions if split == "test" else write_val_predictions)(self.run_dir, y_true, probs, texts)
+            (write_predictions if split == "test" else write_val_predictions)(
+                self.run_dir, y_true, probs, texts
+            )
 
     def latency(self, result: dict) -> None:
         """latency.json."""
@@ -273,7 +320,9 @@ class RunWriter:
         the shards across them) and which writes on the main process only.
         """
         folder = self.run_dir / MODEL_DIR
-        with writing(folder):  # a full disk in the libraries' own writes: one line naming the file (WriteError)
+        with writing(
+            folder
+        ):  # a full disk in the libraries' own writes: one line naming the file (WriteError)
             if trainer is not None:
                 trainer.save_model(str(folder))
             elif self.is_main and hasattr(model, "save_pretrained"):
@@ -318,7 +367,9 @@ class RunWriter:
     def finish(self, rec: record.RunRecord) -> None:
         """The last write: run.json records the SHA-256 of the files written, then says complete."""
         if self.is_main:
-            rec.outputs = outputs_record(self.run_dir)  # readers check the files against it (check_consistency)
+            rec.outputs = outputs_record(
+                self.run_dir
+            )  # readers check the files against it (check_consistency)
             rec.stamp("complete")
             record.write(self.run_dir, rec)
 
@@ -340,7 +391,9 @@ def read_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object at the top, found {type(data).__name__}")
+        raise ArtifactError(
+            f"{path}: expected a JSON object at the top, found {type(data).__name__}"
+        )
     return data
 
 
@@ -368,7 +421,9 @@ def read_class_report(run_dir: Path) -> dict:
             raise ArtifactError(f"{path}: per_class has no entry 'class_{i}'")
         for key in ("precision", "recall", "f1_score", "support"):
             if not isinstance(entry.get(key), (int, float)):
-                raise ArtifactError(f"{path}: per_class.class_{i}.{key} must be a number, found {entry.get(key)!r}")
+                raise ArtifactError(
+                    f"{path}: per_class.class_{i}.{key} must be a number, found {entry.get(key)!r}"
+                )
     return data
 
 
@@ -401,16 +456,22 @@ def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ArtifactError(f"{path}: line {line}: byte {raw[exc.start:exc.start + 1]!r} is not UTF-8 text; "
-                            f"{redo()}") from None
+        raise ArtifactError(
+            f"{path}: line {line}: byte {raw[exc.start : exc.start + 1]!r} is not UTF-8 text; "
+            f"{redo()}"
+        ) from None
     if not text.strip():
-        raise ArtifactError(f"{path}: the file is empty; expected a header line ({', '.join(columns)}) and rows; "
-                            f"{redo()}")
+        raise ArtifactError(
+            f"{path}: the file is empty; expected a header line ({', '.join(columns)}) and rows; "
+            f"{redo()}"
+        )
     try:
         frame = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ArtifactError(f"{path}: {_csv_fault(text) or ' '.join(str(exc).split())}; not a whole CSV "
-                            f"table (cut short or edited?); {redo()}") from None
+        raise ArtifactError(
+            f"{path}: {_csv_fault(text) or ' '.join(str(exc).split())}; not a whole CSV "
+            f"table (cut short or edited?); {redo()}"
+        ) from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ArtifactError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
@@ -438,7 +499,9 @@ def _read_prediction_table(path: Path, atol: float) -> pd.DataFrame:
         bad = frame[col].isna() | ~frame[col].map(lambda v: isinstance(v, (int, float, np.number)))
         if bad.any():
             row = int(bad.idxmax())
-            raise ArtifactError(f"{path}: line {row + 2}, column {col!r}: expected a number, found {frame[col][row]!r}")
+            raise ArtifactError(
+                f"{path}: line {row + 2}, column {col!r}: expected a number, found {frame[col][row]!r}"
+            )
     for col in ("y_true", "y_pred"):
         out = ~frame[col].isin(range(NUM_CLASSES))
         if out.any():
@@ -485,15 +548,21 @@ def read_latency(run_dir: Path) -> dict:
     for i, entry in enumerate(results):
         for key in ("batch_size", "p50_ms", "p95_ms", "items_per_s"):
             if not isinstance(entry.get(key), (int, float)):
-                raise ArtifactError(f"{path}: results[{i}].{key} must be a number, found {entry.get(key)!r}")
+                raise ArtifactError(
+                    f"{path}: results[{i}].{key} must be a number, found {entry.get(key)!r}"
+                )
     if "device" not in data:
-        raise ArtifactError(f"{path}: no 'device': latency without the hardware it was measured on is meaningless")
+        raise ArtifactError(
+            f"{path}: no 'device': latency without the hardware it was measured on is meaningless"
+        )
     return data
 
 
 def read_lr_search(run_dir: Path) -> pd.DataFrame:
     """Read `lr_search.csv` (one row per learning rate tried), checking the columns the report and search use."""
-    return _read_csv(_require(Path(run_dir) / LR_SEARCH), ("learning_rate", "val_accuracy", "val_macro_f1"))
+    return _read_csv(
+        _require(Path(run_dir) / LR_SEARCH), ("learning_rate", "val_accuracy", "val_macro_f1")
+    )
 
 
 def read_manifest(run_dir: Path) -> record.RunRecord:
@@ -507,8 +576,11 @@ def model_files(run_dir: Path) -> list[str]:
     folder = Path(run_dir) / MODEL_DIR
     if not folder.is_dir():
         return []
-    return sorted(p.relative_to(run_dir).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and p.relative_to(folder).as_posix() != MODEL_CARD)
+    return sorted(
+        p.relative_to(run_dir).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).as_posix() != MODEL_CARD
+    )
 
 
 def outputs_record(run_dir: Path, names: Iterable[str] | None = None) -> dict:
@@ -516,15 +588,20 @@ def outputs_record(run_dir: Path, names: Iterable[str] | None = None) -> dict:
     predictions, history and the model's files (names: those instead)."""
     run_dir = Path(run_dir)
     names = (PREDICTIONS, PREDS_VAL, HISTORY, *model_files(run_dir)) if names is None else names
-    return {name: {"sha256": file_sha256(run_dir / name), "bytes": (run_dir / name).stat().st_size}
-            for name in names if (run_dir / name).is_file()}
+    return {
+        name: {"sha256": file_sha256(run_dir / name), "bytes": (run_dir / name).stat().st_size}
+        for name in names
+        if (run_dir / name).is_file()
+    }
 
 
 def require_run_dir(run_dir: Path) -> Path:
     """`run_dir`, which must exist (before a writer's lock, which would create it); else the command that makes it."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ArtifactError(f"run directory {run_dir} does not exist. Make it with: {make_command(run_dir)}")
+        raise ArtifactError(
+            f"run directory {run_dir} does not exist. Make it with: {make_command(run_dir)}"
+        )
     return run_dir
 
 
@@ -538,25 +615,42 @@ def check_consistency(run_dir: Path) -> None:
     run_dir = require_run_dir(run_dir)
     holder = lock_holder(run_dir)
     if holder is not None:
-        raise RunLockedError(f"{run_dir} is being written by {lockfile.describe(holder)}; use it "
-                             "when that finishes")
+        raise RunLockedError(
+            f"{run_dir} is being written by {lockfile.describe(holder)}; use it when that finishes"
+        )
     preds = read_predictions(run_dir)
     n = len(preds)
     redo = f"retrain it with: {make_command(run_dir)}"
     manifest = record.read_if_present(run_dir)
     if manifest is not None:
-        if manifest.status == "running":  # nobody holds the lock (checked above): its writer stopped midway
-            raise ArtifactError(f"{run_dir} is incomplete: the process that wrote it is gone (killed, or its disk "
-                                f"was full) before {MANIFEST} said complete; {redo}")
+        if (
+            manifest.status == "running"
+        ):  # nobody holds the lock (checked above): its writer stopped midway
+            raise ArtifactError(
+                f"{run_dir} is incomplete: the process that wrote it is gone (killed, or its disk "
+                f"was full) before {MANIFEST} said complete; {redo}"
+            )
         if manifest.status not in (None, "complete"):
-            raise ArtifactError(f"{run_dir / MANIFEST} says the run is {manifest.status!r}, not complete; {redo}")
+            raise ArtifactError(
+                f"{run_dir / MANIFEST} says the run is {manifest.status!r}, not complete; {redo}"
+            )
         for name, output in manifest.outputs.items():
             path = run_dir / name
             model_file = name.startswith(f"{MODEL_DIR}/")
             if model_file and isinstance(output, dict) and not path.is_file():
-                raise ArtifactError(f"{path} is missing (the run of {run_dir / MANIFEST} wrote it); {redo}")
-            if isinstance(output, dict) and path.is_file() and output.get("sha256") != file_sha256(path):
-                why = ("damaged, cut short or replaced" if model_file else "the folder mixes files of two runs")
+                raise ArtifactError(
+                    f"{path} is missing (the run of {run_dir / MANIFEST} wrote it); {redo}"
+                )
+            if (
+                isinstance(output, dict)
+                and path.is_file()
+                and output.get("sha256") != file_sha256(path)
+            ):
+                why = (
+                    "damaged, cut short or replaced"
+                    if model_file
+                    else "the folder mixes files of two runs"
+                )
                 raise ArtifactError(
                     f"{path} is not the file that the run of {run_dir / MANIFEST} wrote (SHA-256 differs: {why}); "
                     f"{redo}"
@@ -571,8 +665,10 @@ def check_consistency(run_dir: Path) -> None:
             )
     metrics = read_metrics(run_dir)
     if isinstance(metrics.get("n_test"), int) and metrics["n_test"] != n:
-        raise ArtifactError(f"{run_dir}: {METRICS} counts {metrics['n_test']} test rows but {PREDICTIONS} has {n}; "
-                            f"recompute it with: mathreport evaluate --run_dir {run_dir}")
+        raise ArtifactError(
+            f"{run_dir}: {METRICS} counts {metrics['n_test']} test rows but {PREDICTIONS} has {n}; "
+            f"recompute it with: mathreport evaluate --run_dir {run_dir}"
+        )
     accuracy = float((preds["y_true"] == preds["y_pred"]).mean())
     if abs(metrics["Accuracy"] - accuracy) > 1e-9:
         raise ArtifactError(
@@ -582,8 +678,10 @@ def check_consistency(run_dir: Path) -> None:
     per_class = read_class_report(run_dir)["per_class"]
     support = sum(per_class[f"class_{i}"]["support"] for i in range(NUM_CLASSES))
     if support != n:
-        raise ArtifactError(f"{run_dir}: {CLASS_REPORT} counts {support:g} test rows but {PREDICTIONS} has {n}; "
-                            f"recompute it with: mathreport evaluate --run_dir {run_dir}")
+        raise ArtifactError(
+            f"{run_dir}: {CLASS_REPORT} counts {support:g} test rows but {PREDICTIONS} has {n}; "
+            f"recompute it with: mathreport evaluate --run_dir {run_dir}"
+        )
 
 
 def member_dir(ensemble_dir: Path, member: dict) -> Path:
@@ -603,14 +701,18 @@ def check_members_current(run_dir: Path, manifest: record.RunRecord) -> None:
     members = manifest.members
     if not members:
         raise ArtifactError(f"{Path(run_dir) / MANIFEST}: an ensemble without 'members'")
-    rebuild = (f"rebuild it with: mathreport ensemble --runs "
-               f"{' '.join(shlex.quote(str(member_dir(run_dir, m))) for m in members)} "
-               f"--method {manifest.method or 'loglinear'} --output_dir {shlex.quote(str(run_dir))} --force")
+    rebuild = (
+        f"rebuild it with: mathreport ensemble --runs "
+        f"{' '.join(shlex.quote(str(member_dir(run_dir, m))) for m in members)} "
+        f"--method {manifest.method or 'loglinear'} --output_dir {shlex.quote(str(run_dir))} --force"
+    )
     for member in members:
         path = member_dir(run_dir, member)
         for key, name in (("preds_val_sha256", PREDS_VAL), ("preds_test_sha256", PREDICTIONS)):
             if not (path / name).is_file():
-                raise ArtifactError(f"{run_dir} is an ensemble of {path}, whose {name} is gone; {rebuild}")
+                raise ArtifactError(
+                    f"{run_dir} is an ensemble of {path}, whose {name} is gone; {rebuild}"
+                )
             if file_sha256(path / name) != member.get(key):
                 raise ArtifactError(
                     f"{run_dir} is stale: its member {path} has a different {name} (SHA-256) than the one its "
@@ -619,7 +721,9 @@ def check_members_current(run_dir: Path, manifest: record.RunRecord) -> None:
         try:
             check_consistency(path)
         except ArtifactError as exc:
-            raise type(exc)(f"{run_dir} is an ensemble of a run that is not whole now: {exc}") from None
+            raise type(exc)(
+                f"{run_dir} is an ensemble of a run that is not whole now: {exc}"
+            ) from None
 
 
 def missing_files(run_dir: Path, names: Iterable[str] = REQUIRED) -> list[str]:
@@ -664,7 +768,9 @@ def run_state(run_dir: Path) -> str:
         if status == "complete":
             return "complete"
         if status is not None:  # "running" (killed), "failed", "interrupted"
-            return "unfinished" if has_checkpoints(run_dir) or training_finished(run_dir) else "failed"
+            return (
+                "unfinished" if has_checkpoints(run_dir) or training_finished(run_dir) else "failed"
+            )
     if (run_dir / METRICS).is_file():
         return "complete"
     return "unfinished" if has_checkpoints(run_dir) else "empty"
@@ -690,5 +796,8 @@ def incomplete_runs(results_dir: Path) -> dict[str, list[str]]:
     if not results_dir.is_dir():
         return {}
     known = (*REQUIRED, PREDS_VAL, MANIFEST, LATENCY)
-    return {p.name: missing_files(p) for p in sorted(results_dir.iterdir())
-            if p.is_dir() and missing_files(p) and any((p / name).is_file() for name in known)}
+    return {
+        p.name: missing_files(p)
+        for p in sorted(results_dir.iterdir())
+        if p.is_dir() and missing_files(p) and any((p / name).is_file() for name in known)
+    }

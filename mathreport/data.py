@@ -36,8 +36,13 @@ LEAKAGE_FLAG = "--allow_leakage"
 CONFLICT_POLICIES = ("majority", "drop")
 AUGMENT_METHODS = ("none", "oversample")
 # Every reason a row can be dropped; all are always present in the report so its schema is stable.
-DROP_REASONS = ("empty_after_cleaning", "label_conflict_minority", "label_conflict_unresolved", "duplicate_exact",
-                "duplicate_normalized")
+DROP_REASONS = (
+    "empty_after_cleaning",
+    "label_conflict_minority",
+    "label_conflict_unresolved",
+    "duplicate_exact",
+    "duplicate_normalized",
+)
 _LINE_NOTE = "line 1 is the header"
 _MAX_EXAMPLES = 5
 # What pandas and spreadsheets write for a missing value; no real question reads like this.
@@ -51,7 +56,10 @@ _NOT_CSV = (
     (b"\x1f\x8b", "is gzip-compressed, not a CSV: decompress it first (gunzip)"),
     (b"BZh", "is bzip2-compressed, not a CSV: decompress it first (bunzip2)"),
     (b"\xfd7zXZ\x00", "is xz-compressed, not a CSV: decompress it first (unxz)"),
-    (b"\xd0\xcf\x11\xe0", "is an old Excel (.xls) or other Office file, not a CSV: save it as 'CSV UTF-8'"),
+    (
+        b"\xd0\xcf\x11\xe0",
+        "is an old Excel (.xls) or other Office file, not a CSV: save it as 'CSV UTF-8'",
+    ),
     (b"%PDF", "is a PDF, not a CSV"),
     (b"PAR1", "is a Parquet file, not a CSV: convert it (pandas.read_parquet(...).to_csv(...))"),
     (b"\xff\xfe", "is UTF-16 encoded: re-save it as UTF-8 ('CSV UTF-8' in Excel)"),
@@ -73,7 +81,9 @@ def _not_csv_reason(path: Path, raw: bytes) -> str | None:
         if raw.startswith(magic):
             return reason
     head = raw[:4000]
-    if len(head) >= 4 and head.count(b"\x00") * 3 >= len(head):  # every other byte NUL: UTF-16 without a BOM
+    if len(head) >= 4 and head.count(b"\x00") * 3 >= len(
+        head
+    ):  # every other byte NUL: UTF-16 without a BOM
         return "is UTF-16 encoded (every other byte is 0): re-save it as UTF-8"
     return None
 
@@ -88,7 +98,9 @@ def check_input_file(path: str | Path, missing_hint: str) -> Path:
     if not path.exists():
         raise DataError(f"{path}: file not found; {missing_hint}")
     if not path.is_file():
-        raise DataError(f"{path}: is not a regular file (a device, pipe or socket); give a CSV file")
+        raise DataError(
+            f"{path}: is not a regular file (a device, pipe or socket); give a CSV file"
+        )
     return path
 
 
@@ -96,7 +108,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except PermissionError:
-        raise DataError(f"{path}: cannot be read (permission denied); check its permissions (ls -l {path})") from None
+        raise DataError(
+            f"{path}: cannot be read (permission denied); check its permissions (ls -l {path})"
+        ) from None
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
 
@@ -112,7 +126,9 @@ def _read_records(
     if reason:
         raise DataError(f"{path}: {reason}")
     if not raw.strip():
-        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{expected}')")
+        raise DataError(
+            f"{path}: the file is empty (expected a CSV with a header row '{expected}')"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -124,7 +140,9 @@ def _read_records(
     # The csv module, not pandas, because a question may span several lines (LaTeX environments) and
     # error messages must name the line the record starts on in the file, not its row index.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long LaTeX questions are fine
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, text, (text_col, label_col)))
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_delimiter(path, text, (text_col, label_col))
+    )
     header: list[str] | None = None
     records: list[list[str]] = []
     starts: list[int] = []
@@ -132,7 +150,9 @@ def _read_records(
     try:
         for record in reader:
             start, next_start = next_start, reader.line_num + 1
-            if not record or (not any(field.strip() for field in record) and not (keep_blank and header)):
+            if not record or (
+                not any(field.strip() for field in record) and not (keep_blank and header)
+            ):
                 continue
             if header is None:
                 header = [field.strip() for field in record]
@@ -140,9 +160,13 @@ def _read_records(
             records.append(record)
             starts.append(start)
     except csv.Error as err:
-        raise DataError(f"{path}: line {reader.line_num} ({_LINE_NOTE}): malformed CSV ({err})") from None
+        raise DataError(
+            f"{path}: line {reader.line_num} ({_LINE_NOTE}): malformed CSV ({err})"
+        ) from None
     if header is None:  # only separators and blanks, e.g. ",,,"
-        raise DataError(f"{path}: the file is empty (expected a CSV with a header row '{expected}')")
+        raise DataError(
+            f"{path}: the file is empty (expected a CSV with a header row '{expected}')"
+        )
     return header, records, starts
 
 
@@ -160,11 +184,17 @@ def _delimiter(path: Path, text: str, columns: tuple[str | None, ...]) -> str:
     names = [name.strip() for name in next(csv.reader([header], delimiter=";"))]
     if not all(col in names for col in columns if col):
         return ","
-    if str(path) in _TOLD_SEMICOLON:  # said once per file and process, however often it is read again
+    if (
+        str(path) in _TOLD_SEMICOLON
+    ):  # said once per file and process, however often it is read again
         return ";"
     _TOLD_SEMICOLON.add(str(path))
-    log.warning("%s: read as ';'-separated (its header %r joins the columns with ';', as spreadsheets set to Turkish "
-                "or another language with a decimal comma save CSV)", path, header)
+    log.warning(
+        "%s: read as ';'-separated (its header %r joins the columns with ';', as spreadsheets set to Turkish "
+        "or another language with a decimal comma save CSV)",
+        path,
+        header,
+    )
     return ";"
 
 
@@ -176,10 +206,14 @@ def _check_columns(path: Path, header: list[str], text_col: str, label_col: str 
     if len(header) == 1:
         for sep, sep_name in _OTHER_DELIMITERS.items():
             if sep in header[0]:
-                if sep == ";":  # read when its header names the columns (_delimiter); this one's does not
+                if (
+                    sep == ";"
+                ):  # read when its header names the columns (_delimiter); this one's does not
                     wanted = " and ".join(repr(col) for col in (text_col, label_col) if col)
-                    fix = (f", which is read when its header names the columns {wanted}: rename them, or name "
-                           "its own with --text_col / --label_col")
+                    fix = (
+                        f", which is read when its header names the columns {wanted}: rename them, or name "
+                        "its own with --text_col / --label_col"
+                    )
                 else:
                     fix = "; mathreport reads comma-separated CSV, re-save it with ',' as the delimiter"
                 raise DataError(
@@ -239,7 +273,9 @@ def blank_text(text: str) -> bool:
     """Whether `text` shows nothing: empty, or only white space, zero-width or control characters."""
     import unicodedata
 
-    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in str(text))
+    return all(
+        ch.isspace() or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in str(text)
+    )
 
 
 def read_questions(path: str | Path, text_col: str = TEXT_COL) -> list[str]:
@@ -254,13 +290,17 @@ def read_questions(path: str | Path, text_col: str = TEXT_COL) -> list[str]:
     for record, line in zip(records, starts, strict=True):
         text = record[idx] if idx < len(record) else ""
         if blank_text(text):
-            raise DataError(f"{path}: line {line} ({_LINE_NOTE}): column {text_col!r} is empty; every row needs "
-                            "a question")
+            raise DataError(
+                f"{path}: line {line} ({_LINE_NOTE}): column {text_col!r} is empty; every row needs "
+                "a question"
+            )
         texts.append(text)
     return texts
 
 
-def read_split(path: str | Path, text_col: str = TEXT_COL, label_col: str = LABEL_COL) -> pd.DataFrame:
+def read_split(
+    path: str | Path, text_col: str = TEXT_COL, label_col: str = LABEL_COL
+) -> pd.DataFrame:
     """One split file as columns exactly `Question` (str) and `label` (int 0..7), validated row by row."""
     hint = f"make the split files with `{PREPARE_COMMAND}` (or `make report` for the demo data)"
     return read_table(path, text_col, label_col, hint).drop(columns="line")
@@ -316,7 +356,9 @@ def _shorten(text: str, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def clean_questions(table: pd.DataFrame, conflict_policy: str = "majority") -> tuple[pd.DataFrame, dict]:
+def clean_questions(
+    table: pd.DataFrame, conflict_policy: str = "majority"
+) -> tuple[pd.DataFrame, dict]:
     """Clean, drop empty questions, resolve conflicting labels and collapse duplicates; (kept rows, report).
 
     table: columns `Question` (raw text), `label`, optionally `line` (file line, for the report).
@@ -324,10 +366,16 @@ def clean_questions(table: pd.DataFrame, conflict_policy: str = "majority") -> t
     drops the question); "drop" drops every copy.
     """
     if conflict_policy not in CONFLICT_POLICIES:
-        raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}")
-    df = pd.DataFrame({"raw": table[TEXT_COL].astype(str), LABEL_COL: table[LABEL_COL].astype("int64"),
-                       "line": table["line"] if "line" in table else pd.RangeIndex(2, len(table) + 2)}
-                      ).reset_index(drop=True)
+        raise ValueError(
+            f"conflict_policy must be one of {CONFLICT_POLICIES}, got {conflict_policy!r}"
+        )
+    df = pd.DataFrame(
+        {
+            "raw": table[TEXT_COL].astype(str),
+            LABEL_COL: table[LABEL_COL].astype("int64"),
+            "line": table["line"] if "line" in table else pd.RangeIndex(2, len(table) + 2),
+        }
+    ).reset_index(drop=True)
     unwrapped = df["raw"].map(unwrap_bytes_literal)
     df[TEXT_COL] = unwrapped.map(normalize_whitespace)
     changed = {
@@ -413,9 +461,15 @@ def split_stratified(
     rest = frame[~frame[LABEL_COL].isin(rare)]
     rare_rows = frame[frame[LABEL_COL].isin(rare)]
     try:
-        train_val, test = train_test_split(rest, test_size=test_size, stratify=rest[LABEL_COL], random_state=seed)
-        train, val = train_test_split(train_val, test_size=val_size / (1.0 - test_size),
-                                      stratify=train_val[LABEL_COL], random_state=seed)
+        train_val, test = train_test_split(
+            rest, test_size=test_size, stratify=rest[LABEL_COL], random_state=seed
+        )
+        train, val = train_test_split(
+            train_val,
+            test_size=val_size / (1.0 - test_size),
+            stratify=train_val[LABEL_COL],
+            random_state=seed,
+        )
     except ValueError as err:
         raise DataError(
             f"cannot make stratified splits of {len(frame)} rows with val_size={val_size}, test_size={test_size}: {err}"
@@ -434,7 +488,9 @@ def class_list(ids) -> str:
     return ", ".join(f"{int(i)} ({labels.name(int(i))})" for i in sorted(ids))
 
 
-def coverage_warnings(counts: Mapping[str, Mapping[str, int]], min_rows: int = MIN_ROWS_PER_SPLIT) -> list[str]:
+def coverage_warnings(
+    counts: Mapping[str, Mapping[str, int]], min_rows: int = MIN_ROWS_PER_SPLIT
+) -> list[str]:
     """One warning per class that has rows but fewer than `min_rows` in some split.
 
     counts: {split: {class id (str): rows}}, as in prepare_report.json's `class_counts`.
@@ -446,13 +502,17 @@ def coverage_warnings(counts: Mapping[str, Mapping[str, int]], min_rows: int = M
         thin = [name for name in splits if per[name] < min_rows]
         if sum(per.values()) and thin:
             split = " / ".join(f"{name} {per[name]}" for name in splits)
-            out.append(f"class {class_list([i])}: {split} rows; fewer than {min_rows} in {', '.join(thin)}, so "
-                       "its scores there rest on too few questions (none at 0)")
+            out.append(
+                f"class {class_list([i])}: {split} rows; fewer than {min_rows} in {', '.join(thin)}, so "
+                "its scores there rest on too few questions (none at 0)"
+            )
     return out
 
 
 def check_class_coverage(
-    splits: Mapping[str, pd.DataFrame], allow_missing: bool = False, where: Mapping[str, str] | None = None
+    splits: Mapping[str, pd.DataFrame],
+    allow_missing: bool = False,
+    where: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The class rule every model trains under: train has two classes or more (else DataError) and every class of
     val and test (else DataError, or with `allow_missing` the warnings returned).
@@ -462,22 +522,33 @@ def check_class_coverage(
     where = {name: where.get(name, name) if where else name for name in splits}
     train_ids = set(int(i) for i in splits["train"][LABEL_COL].unique())
     if len(train_ids) < 2:
-        raise DataError(f"{where['train']}: the train split has only class {class_list(train_ids)}; a classifier "
-                        "needs at least two classes")
+        raise DataError(
+            f"{where['train']}: the train split has only class {class_list(train_ids)}; a classifier "
+            "needs at least two classes"
+        )
     problems = []
     for name in ("val", "test"):
         if name in splits and splits[name] is not None:
             lacking = set(int(i) for i in splits[name][LABEL_COL].unique()) - train_ids
             if lacking:
-                problems.append(f"{where['train']} has no question of class {class_list(lacking)}, which "
-                                f"{where[name]} has")
+                problems.append(
+                    f"{where['train']} has no question of class {class_list(lacking)}, which "
+                    f"{where[name]} has"
+                )
     if problems and not allow_missing:
-        raise DataError("; ".join(problems) + ": no model can learn a class it never sees. Re-make the splits "
-                        f"with `{PREPARE_COMMAND}`, or pass {MISSING_CLASSES_FLAG} to train anyway")
-    return [p + f" ({MISSING_CLASSES_FLAG}: its scores will be those of a model that never saw it)" for p in problems]
+        raise DataError(
+            "; ".join(problems) + ": no model can learn a class it never sees. Re-make the splits "
+            f"with `{PREPARE_COMMAND}`, or pass {MISSING_CLASSES_FLAG} to train anyway"
+        )
+    return [
+        p + f" ({MISSING_CLASSES_FLAG}: its scores will be those of a model that never saw it)"
+        for p in problems
+    ]
 
 
-def stratified_sample(frame: pd.DataFrame, n: int, seed: int, where: str = "the train split") -> pd.DataFrame:
+def stratified_sample(
+    frame: pd.DataFrame, n: int, seed: int, where: str = "the train split"
+) -> pd.DataFrame:
     """`n` rows of `frame`, in order: one of every class, the rest shared in proportion (largest remainder).
 
     DataError when `n` is below the number of classes.
@@ -489,8 +560,10 @@ def stratified_sample(frame: pd.DataFrame, n: int, seed: int, where: str = "the 
         return frame
     counts = frame[LABEL_COL].value_counts().sort_index()
     if n < len(counts):
-        raise DataError(f"--max_train_samples {n}: {where} has {len(counts)} classes, and a sample must keep one "
-                        f"question of each; give at least {len(counts)}")
+        raise DataError(
+            f"--max_train_samples {n}: {where} has {len(counts)} classes, and a sample must keep one "
+            f"question of each; give at least {len(counts)}"
+        )
     spare = counts - 1
     quota = spare / spare.sum() * (n - len(counts))
     take = np.floor(quota).astype(int)
@@ -498,7 +571,10 @@ def stratified_sample(frame: pd.DataFrame, n: int, seed: int, where: str = "the 
     order = sorted(counts.index, key=lambda c: (-(quota[c] - take[c]), c))
     for c in order[: n - len(counts) - int(take.sum())]:
         take[c] += 1
-    parts = [frame[frame[LABEL_COL] == c].sample(n=int(take[c]) + 1, random_state=seed) for c in counts.index]
+    parts = [
+        frame[frame[LABEL_COL] == c].sample(n=int(take[c]) + 1, random_state=seed)
+        for c in counts.index
+    ]
     return pd.concat(parts).sort_index()
 
 
@@ -515,17 +591,28 @@ def oversample_minority(
     elif isinstance(target, (int, float)) and 0 < float(target) <= 1:
         goal = round(float(target) * int(counts.max()))
     else:
-        raise ValueError(f"oversample target must be 'median' or a fraction in (0, 1], got {target!r}")
+        raise ValueError(
+            f"oversample target must be 'median' or a fraction in (0, 1], got {target!r}"
+        )
     extra = [
-        train[train[LABEL_COL] == cls].sample(n=goal - int(n), replace=True, random_state=seed + int(cls))
+        train[train[LABEL_COL] == cls].sample(
+            n=goal - int(n), replace=True, random_state=seed + int(cls)
+        )
         for cls, n in counts.sort_index().items()
         if n < goal
     ]
     added = class_counts(pd.concat(extra)) if extra else class_counts(train.iloc[:0])
     # Shuffled so the copies are not all at the end of the file.
-    augmented = pd.concat([train, *extra]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    return augmented, {"method": "oversample", "target": target, "target_rows_per_class": goal,
-                       "rows_added": int(sum(added.values())), "rows_added_per_class": added}
+    augmented = (
+        pd.concat([train, *extra]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    )
+    return augmented, {
+        "method": "oversample",
+        "target": target,
+        "target_rows_per_class": goal,
+        "rows_added": int(sum(added.values())),
+        "rows_added_per_class": added,
+    }
 
 
 def class_counts_table(report: Mapping[str, Any]) -> str:
@@ -533,14 +620,17 @@ def class_counts_table(report: Mapping[str, Any]) -> str:
     counts = report["class_counts"]
     columns = [c for c in ("train_before_augmentation", "train", "val", "test") if c in counts]
     table = pd.DataFrame(
-        {col: [counts[col][str(i)] for i in labels.CLASS_IDS] for col in columns}, index=labels.names("tr")
+        {col: [counts[col][str(i)] for i in labels.CLASS_IDS] for col in columns},
+        index=labels.names("tr"),
     )
     table.loc["Toplam"] = table.sum()
     return table.rename(columns={"train_before_augmentation": "train (orig.)"}).to_string()
 
 
 # ------------------------------------------------------------------------------------------------ leakage
-def _leakage_inputs(paths_or_frames: Mapping[str, pd.DataFrame | str | Path]) -> dict[str, tuple[str, pd.Series]]:
+def _leakage_inputs(
+    paths_or_frames: Mapping[str, pd.DataFrame | str | Path],
+) -> dict[str, tuple[str, pd.Series]]:
     # Display name and question texts of each split.
     out = {}
     for name, value in paths_or_frames.items():
@@ -552,14 +642,19 @@ def _leakage_inputs(paths_or_frames: Mapping[str, pd.DataFrame | str | Path]) ->
     return out
 
 
-def check_leakage(paths_or_frames: Mapping[str, pd.DataFrame | str | Path]) -> dict[str, dict[str, Any]]:
+def check_leakage(
+    paths_or_frames: Mapping[str, pd.DataFrame | str | Path],
+) -> dict[str, dict[str, Any]]:
     """The questions each pair of splits shares, compared by `normalize_question`.
 
     Values: frames with a `Question` column, or split files. Returns {"a vs b": {"splits": [a, b], "overlap":
     distinct shared questions, "example": one of them}}.
     """
     splits = _leakage_inputs(paths_or_frames)
-    keyed = {name: dict(zip(texts.map(normalize_question), texts, strict=True)) for name, (_, texts) in splits.items()}
+    keyed = {
+        name: dict(zip(texts.map(normalize_question), texts, strict=True))
+        for name, (_, texts) in splits.items()
+    }
     result = {}
     for a, b in itertools.combinations(splits, 2):
         shared = sorted(keyed[a].keys() & keyed[b].keys())
@@ -580,10 +675,16 @@ def assert_no_leakage(
     if not leaks:
         return result
     first = leaks[0]
-    others = "".join(f"; also {p['overlap']} in {p['splits'][0]} and {p['splits'][1]}" for p in leaks[1:])
-    message = (f"{first['overlap']} question(s) appear in both {first['splits'][0]} and {first['splits'][1]} "
-               f"(compared after whitespace/case normalisation), e.g. {first['example']!r}{others}")
+    others = "".join(
+        f"; also {p['overlap']} in {p['splits'][0]} and {p['splits'][1]}" for p in leaks[1:]
+    )
+    message = (
+        f"{first['overlap']} question(s) appear in both {first['splits'][0]} and {first['splits'][1]} "
+        f"(compared after whitespace/case normalisation), e.g. {first['example']!r}{others}"
+    )
     if allow:
         log.warning("leakage allowed by %s: %s", LEAKAGE_FLAG, message)
         return result
-    raise LeakageError(f"{message}; re-make the splits with `{PREPARE_COMMAND}` or pass {LEAKAGE_FLAG} to go on")
+    raise LeakageError(
+        f"{message}; re-make the splits with `{PREPARE_COMMAND}` or pass {LEAKAGE_FLAG} to go on"
+    )

@@ -31,18 +31,27 @@ def choose_precision(device: str, bf16: bool | None, fp16: bool | None) -> tuple
     where the device computes it natively, else float16 on CUDA (loss-scaled by Trainer), else float32.
     """
     if bf16 and fp16:
-        raise ConfigError("--bf16 and --fp16: choose one mixed precision (or --no-bf16 --no-fp16 for float32)")
+        raise ConfigError(
+            "--bf16 and --fp16: choose one mixed precision (or --no-bf16 --no-fp16 for float32)"
+        )
     if fp16 and not str(device).startswith("cuda"):
         # accelerate runs float16 autocast and loss scaling on GPUs only: elsewhere the flag would do nothing.
-        raise ConfigError(f"--fp16 on {device}: float16 mixed precision is for CUDA GPUs (accelerate runs no float16 "
-                          "autocast on the CPU); use --bf16 (native where the CPU has AVX-512 BF16 or AMX) or "
-                          "leave it out")
+        raise ConfigError(
+            f"--fp16 on {device}: float16 mixed precision is for CUDA GPUs (accelerate runs no float16 "
+            "autocast on the CPU); use --bf16 (native where the CPU has AVX-512 BF16 or AMX) or "
+            "leave it out"
+        )
     capability = environment.cuda_capability(device)
-    where = (f"{device} (compute capability {capability[0]}.{capability[1]})" if capability is not None
-             else f"{device} ({'AVX-512 BF16/AMX' if environment.cpu_has_fast_bf16() else 'no AVX-512 BF16 or AMX'})")
+    where = (
+        f"{device} (compute capability {capability[0]}.{capability[1]})"
+        if capability is not None
+        else f"{device} ({'AVX-512 BF16/AMX' if environment.cpu_has_fast_bf16() else 'no AVX-512 BF16 or AMX'})"
+    )
     native = native_bf16(device)
     if bf16:
-        return "bfloat16", f"--bf16 on {where}" + ("" if native else ", which emulates bfloat16 (slow)")
+        return "bfloat16", f"--bf16 on {where}" + (
+            "" if native else ", which emulates bfloat16 (slow)"
+        )
     if fp16:
         return "float16", f"--fp16 on {where}"
     if bf16 is None and native:
@@ -63,8 +72,10 @@ def processes(device: str, transformer: bool):
     if environment.world_size() <= 1:
         return None
     if not transformer:
-        raise ConfigError(f"{environment.world_size()} processes (WORLD_SIZE): tfidf trains in one process; run "
-                          "it without torchrun / accelerate launch")
+        raise ConfigError(
+            f"{environment.world_size()} processes (WORLD_SIZE): tfidf trains in one process; run "
+            "it without torchrun / accelerate launch"
+        )
     from accelerate import PartialState
 
     return PartialState(cpu=not device.startswith("cuda"))
@@ -94,8 +105,12 @@ def from_main(state, compute):
 
 def global_batch_size(args) -> int:
     """The questions one optimizer step sees: per-device batch x accumulation x processes x GPUs of one process."""
-    return (args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-            * max(1, args.n_gpu))
+    return (
+        args.per_device_train_batch_size
+        * args.gradient_accumulation_steps
+        * args.world_size
+        * max(1, args.n_gpu)
+    )
 
 
 def one_device(args, device: str) -> str:
@@ -111,8 +126,11 @@ def one_device(args, device: str) -> str:
         return str(args.device)
     index = torch.device(device).index or 0
     if args.n_gpu > 1:
-        print(f"note: {args.n_gpu} GPUs are visible to this one process; it trains on cuda:{index} only. To train on "
-              f"all of them: torchrun --nproc_per_node {args.n_gpu} -m mathreport.cli train ...", file=sys.stderr)
+        print(
+            f"note: {args.n_gpu} GPUs are visible to this one process; it trains on cuda:{index} only. To train on "
+            f"all of them: torchrun --nproc_per_node {args.n_gpu} -m mathreport.cli train ...",
+            file=sys.stderr,
+        )
         args._n_gpu = 1
     if args.device != torch.device("cuda", index):
         # TrainingArguments caches its device here; Trainer and accelerate then move the model to it.
@@ -144,7 +162,9 @@ def compute_dtype(mixed: str | None, on_cuda: bool) -> str:
 def weights_dtype(load_in_4bit: bool, on_cuda: bool, mixed: str | None) -> str:
     """What run.json says the trained weights were held in."""
     if load_in_4bit:
-        return {"bfloat16": "nf4+bf16", "float16": "nf4+fp16", "float32": "nf4+fp32"}[compute_dtype(mixed, on_cuda)]
+        return {"bfloat16": "nf4+bf16", "float16": "nf4+fp16", "float32": "nf4+fp32"}[
+            compute_dtype(mixed, on_cuda)
+        ]
     return mixed if on_cuda and mixed else "float32"
 
 

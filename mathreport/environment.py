@@ -11,13 +11,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # The packages whose versions each record lists (what its numbers depend on).
-RUN_PACKAGES = ("mathreport", "torch", "transformers", "peft", "accelerate", "scikit-learn", "numpy", "pandas",
-                "bitsandbytes")
+RUN_PACKAGES = (
+    "mathreport",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "bitsandbytes",
+)
 LATENCY_PACKAGES = ("torch", "transformers", "peft", "scikit-learn", "onnxruntime")
 ONNX_PACKAGES = ("onnx", "onnxruntime", "torch")
 
 CPUINFO = "/proc/cpuinfo"
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names of the CPU instructions that compute in bfloat16
+BF16_FLAGS = (
+    "avx512_bf16",
+    "amx_bf16",
+)  # /proc/cpuinfo names of the CPU instructions that compute in bfloat16
 
 
 def versions(packages: Iterable[str], *, python: bool = False, missing: str | None = None) -> dict:
@@ -71,7 +83,10 @@ def cpu_has_fast_bf16(cpuinfo: str | Path = CPUINFO) -> bool:
 
 def hardware() -> dict:
     """What the numbers were measured on: platform, CPU model and count, torch threads, the CUDA device."""
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
     try:
         import torch
 

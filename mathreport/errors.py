@@ -12,7 +12,9 @@ from pathlib import Path
 class MathreportError(Exception):
     """Base class. `path`: the file or folder at fault, when there is one; `fix`: the command that mends it."""
 
-    def __init__(self, message: str = "", *, path: str | Path | None = None, fix: str | None = None):
+    def __init__(
+        self, message: str = "", *, path: str | Path | None = None, fix: str | None = None
+    ):
         super().__init__(message)
         self.path = None if path is None else Path(path)
         self.fix = fix
@@ -97,8 +99,15 @@ class WriteError(MathreportError):
     bytes the write needed, where known.
     """
 
-    def __init__(self, message: str = "", *, path: str | Path | None = None, fix: str | None = None,
-                 free: int | None = None, needed: int | None = None):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        path: str | Path | None = None,
+        fix: str | None = None,
+        free: int | None = None,
+        needed: int | None = None,
+    ):
         super().__init__(message, path=path, fix=fix)
         self.free = free
         self.needed = needed

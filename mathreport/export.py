@@ -33,7 +33,9 @@ def _notebook(path: Path) -> Path:
     return path
 
 
-def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None = None, stream: bool = False) -> Path:
+def execute(
+    notebook: Path, output: Path, parameters: dict, kernel: str | None = None, stream: bool = False
+) -> Path:
     """Execute a notebook with papermill into `output`, atomically (a failed run leaves `<stem>.failed.ipynb`).
 
     stream: pass the kernel's stdout/stderr through (training progress bars) instead of only keeping them.
@@ -45,14 +47,20 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str | None =
 
     previous = os.environ.get(TEXT_PROGRESS_ENV)
     if stream:
-        os.environ[TEXT_PROGRESS_ENV] = "1"  # the kernel inherits it: Trainer shows a text progress bar
+        os.environ[TEXT_PROGRESS_ENV] = (
+            "1"  # the kernel inherits it: Trainer shows a text progress bar
+        )
     failed = output.with_name(output.stem + ".failed.ipynb")
     try:
         with files.atomic_path(output, suffix=".ipynb", failed=failed) as tmp:
             papermill.execute_notebook(
-                str(_notebook(notebook)), str(tmp), parameters=parameters, kernel_name=kernel or DEFAULT_KERNEL,
+                str(_notebook(notebook)),
+                str(tmp),
+                parameters=parameters,
+                kernel_name=kernel or DEFAULT_KERNEL,
                 cwd=os.getcwd(),
-                progress_bar=not stream, stdout_file=sys.stdout if stream else None,
+                progress_bar=not stream,
+                stdout_file=sys.stdout if stream else None,
                 stderr_file=sys.stderr if stream else None,
             )
     finally:
@@ -73,11 +81,18 @@ def export_html(executed: Path, html_path: Path, lang: str = "tr") -> Path:
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
-    exporter = HTMLExporter(template_name=REPORT_TEMPLATE, extra_template_basedirs=[str(TEMPLATES)],
-                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            language_code=lang)
+    exporter = HTMLExporter(
+        template_name=REPORT_TEMPLATE,
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        language_code=lang,
+    )
     if lang != "tr":
-        exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={TURKISH_TAG}), enabled=True)
+        exporter.register_preprocessor(
+            TagRemovePreprocessor(remove_cell_tags={TURKISH_TAG}), enabled=True
+        )
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     files.write_text(html_path, body)
     return Path(html_path)
@@ -95,9 +110,16 @@ def find_chromium() -> str:
     )
 
 
-def run_report(model: str = "minilm", compare: list[str] | None = None, results_dir: Path = Path("results"),
-               output_dir: Path = Path("results"), figures_dir: Path = Path("figures"), lang: str = "tr",
-               pdf: bool = False, kernel: str | None = None) -> dict[str, Path]:
+def run_report(
+    model: str = "minilm",
+    compare: list[str] | None = None,
+    results_dir: Path = Path("results"),
+    output_dir: Path = Path("results"),
+    figures_dir: Path = Path("figures"),
+    lang: str = "tr",
+    pdf: bool = False,
+    kernel: str | None = None,
+) -> dict[str, Path]:
     """Execute `final_report.ipynb` for `model` and export it; returns the written paths."""
     from mathreport import summary
 
@@ -107,14 +129,29 @@ def run_report(model: str = "minilm", compare: list[str] | None = None, results_
     if compare is None:  # every run found: say which folders were left out, and why
         for name, missing in artifacts.incomplete_runs(Path(results_dir)).items():
             if name != model:
-                print(f"warning: {Path(results_dir) / name} is left out of the report: it lacks {', '.join(missing)}; "
-                      f"make them with: {artifacts.make_command(Path(results_dir) / name)}", file=sys.stderr)
+                print(
+                    f"warning: {Path(results_dir) / name} is left out of the report: it lacks {', '.join(missing)}; "
+                    f"make them with: {artifacts.make_command(Path(results_dir) / name)}",
+                    file=sys.stderr,
+                )
     output_dir = Path(output_dir)
     suffix = "" if lang == "tr" else f"_{lang}"
-    executed = execute(REPORT_NOTEBOOK, output_dir / f"final_report{suffix}.ipynb",
-                       {"model": model, "compare": compare, "results_dir": str(Path(results_dir).resolve()),
-                        "figures_dir": str(Path(figures_dir).resolve()), "lang": lang}, kernel=kernel)
-    paths = {"notebook": executed, "html": export_html(executed, output_dir / f"final_report{suffix}.html", lang)}
+    executed = execute(
+        REPORT_NOTEBOOK,
+        output_dir / f"final_report{suffix}.ipynb",
+        {
+            "model": model,
+            "compare": compare,
+            "results_dir": str(Path(results_dir).resolve()),
+            "figures_dir": str(Path(figures_dir).resolve()),
+            "lang": lang,
+        },
+        kernel=kernel,
+    )
+    paths = {
+        "notebook": executed,
+        "html": export_html(executed, output_dir / f"final_report{suffix}.html", lang),
+    }
     if pdf:
         paths["pdf"] = export_pdf(paths["html"], output_dir / f"final_report{suffix}.pdf")
     return paths
@@ -130,14 +167,27 @@ def export_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         tmp = Path(profile) / "report.pdf"
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}/user", "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
-               f"--print-to-pdf={tmp}", Path(html_path).resolve().as_uri()]
+        cmd = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}/user",
+            "--no-pdf-header-footer",
+            "--run-all-compositor-stages-before-draw",
+            f"--print-to-pdf={tmp}",
+            Path(html_path).resolve().as_uri(),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
-            raise RuntimeError(f"Chromium could not print {html_path} to PDF (exit {result.returncode}): "
-                               f"{result.stderr.strip()[-500:]}")
+            raise RuntimeError(
+                f"Chromium could not print {html_path} to PDF (exit {result.returncode}): "
+                f"{result.stderr.strip()[-500:]}"
+            )
         with files.atomic_path(pdf_path) as target:
             shutil.copyfile(tmp, target)
     return pdf_path

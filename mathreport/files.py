@@ -61,7 +61,9 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def write_error(path: Path, exc: OSError, needed: int | None = None, fix: str | None = None) -> WriteError:
+def write_error(
+    path: Path, exc: OSError, needed: int | None = None, fix: str | None = None
+) -> WriteError:
     """The one-line WriteError for `exc`, met while writing `path`: the file, why, the free space on its file
     system, the bytes needed (when known) and what to do.
 
@@ -86,12 +88,19 @@ def write_error(path: Path, exc: OSError, needed: int | None = None, fix: str | 
             fix = f"{folder} is a file, not a folder: write elsewhere"
         else:
             fix = f"check {folder} and run the command again"
-    return WriteError(f"cannot write {path}: {exc.strerror or exc}{room}; {fix}", path=path, fix=fix, free=free,
-                      needed=needed)
+    return WriteError(
+        f"cannot write {path}: {exc.strerror or exc}{room}; {fix}",
+        path=path,
+        fix=fix,
+        free=free,
+        needed=needed,
+    )
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, *, suffix: str = ".tmp", failed: Path | None = None, size: int | None = None):
+def atomic_path(
+    path: Path, *, suffix: str = ".tmp", failed: Path | None = None, size: int | None = None
+):
     """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed.
 
     suffix: the temporary file's ending (papermill wants `.ipynb`); failed: where to keep what a failed write left
@@ -160,7 +169,10 @@ def write_texts(files: Mapping[Path, str]) -> None:
     """Write several UTF-8 text files atomically together: a failure on any of them replaces none."""
     encoded = {path: text.encode("utf-8") for path, text in files.items()}
     with contextlib.ExitStack() as stack:
-        temps = {path: stack.enter_context(atomic_path(path, size=len(data))) for path, data in encoded.items()}
+        temps = {
+            path: stack.enter_context(atomic_path(path, size=len(data)))
+            for path, data in encoded.items()
+        }
         for path, tmp in temps.items():
             _write_bytes(tmp, encoded[path])
 
@@ -173,7 +185,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        raise ArtifactError(f"refusing to write a non-finite number ({value}) to JSON; report it as null")
+        raise ArtifactError(
+            f"refusing to write a non-finite number ({value}) to JSON; report it as null"
+        )
     if isinstance(value, Path):
         return str(value)
     return value

@@ -26,19 +26,31 @@ def layer_matmul_weights(layer) -> int:
 
     total = 0
     for name, module in layer.named_modules():
-        if isinstance(module, torch.nn.Linear) and not any(part in name.split(".") for part in ("lora_A", "lora_B")):
+        if isinstance(module, torch.nn.Linear) and not any(
+            part in name.split(".") for part in ("lora_A", "lora_B")
+        ):
             total += module.weight.numel()
     return total
 
 
-def forward_flop(lengths: Iterable[int], *, weights_per_layer: int, hidden: int, layers: int) -> float:
+def forward_flop(
+    lengths: Iterable[int], *, weights_per_layer: int, hidden: int, layers: int
+) -> float:
     """FLOP of a forward pass of `layers` layers over sequences of these lengths (real tokens)."""
     n = np.asarray(list(lengths), dtype=float)
     return float(layers * (2 * weights_per_layer * n.sum() + 4 * hidden * (n**2).sum()))
 
 
-def training_record(layers: Sequence, hidden: int, *, trained: int, train_lengths: Sequence[int],
-                    eval_lengths: Sequence[int], epochs: int, seconds: float | None) -> dict:
+def training_record(
+    layers: Sequence,
+    hidden: int,
+    *,
+    trained: int,
+    train_lengths: Sequence[int],
+    eval_lengths: Sequence[int],
+    epochs: int,
+    seconds: float | None,
+) -> dict:
     """run.json's `flop`: the work of Trainer's run (training steps on the trained layers, evaluation forwards) and
     the achieved FLOP/s over Trainer's runtime.
 
@@ -48,7 +60,9 @@ def training_record(layers: Sequence, hidden: int, *, trained: int, train_length
     """
     per_layer = layer_matmul_weights(layers[-1])
     train = forward_flop(train_lengths, weights_per_layer=per_layer, hidden=hidden, layers=trained)
-    evaluate = forward_flop(eval_lengths, weights_per_layer=per_layer, hidden=hidden, layers=trained)
+    evaluate = forward_flop(
+        eval_lengths, weights_per_layer=per_layer, hidden=hidden, layers=trained
+    )
     total = epochs * (TRAIN_STEP_FORWARDS * train + evaluate)
     return {
         "weights_per_layer": per_layer,
@@ -66,7 +80,9 @@ def training_record(layers: Sequence, hidden: int, *, trained: int, train_length
 CEILING_N = 2048  # a square matmul this size reaches the best rate on the CPUs measured (docs/perf/ceiling.json)
 
 
-def measure_ceiling(dtype: str, device: str = "cpu", n: int = CEILING_N, min_seconds: float = 0.5) -> float:
+def measure_ceiling(
+    dtype: str, device: str = "cpu", n: int = CEILING_N, min_seconds: float = 0.5
+) -> float:
     """FLOP/s of an n x n torch matmul in `dtype` on `device`: the median of repeated calls after warm-up."""
     import statistics
     import time
@@ -74,7 +90,10 @@ def measure_ceiling(dtype: str, device: str = "cpu", n: int = CEILING_N, min_sec
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=gen).to(device=device, dtype=getattr(torch, dtype)) for _ in range(2))
+    a, b = (
+        torch.randn(n, n, generator=gen).to(device=device, dtype=getattr(torch, dtype))
+        for _ in range(2)
+    )
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     for _ in range(2):
         torch.mm(a, b)
@@ -101,15 +120,27 @@ def ceiling(dtype: str, device: str = "cpu") -> dict:
     from mathreport import environment, files, record
 
     hw = environment.hardware()
-    gpu = torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda") else None
-    key = {"dtype": dtype, "device": gpu or hw.get("cpu") or hw.get("processor"), "flags": environment.cpu_flags(),
-           "threads": torch.get_num_threads(), "torch": torch.__version__, "n": CEILING_N}
+    gpu = (
+        torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda") else None
+    )
+    key = {
+        "dtype": dtype,
+        "device": gpu or hw.get("cpu") or hw.get("processor"),
+        "flags": environment.cpu_flags(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "n": CEILING_N,
+    }
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path = files.cache_dir() / "ceilings" / f"{name}.json"
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("key") == key and cached.get("flop_per_s", 0) > 0:
-            return {"flop_per_s": cached["flop_per_s"], "measured": cached["measured"], "cache": str(path)}
+            return {
+                "flop_per_s": cached["flop_per_s"],
+                "measured": cached["measured"],
+                "cache": str(path),
+            }
     except (OSError, ValueError):
         pass
     measured = {"key": key, "flop_per_s": measure_ceiling(dtype, device), "measured": record.now()}
@@ -117,7 +148,11 @@ def ceiling(dtype: str, device: str = "cpu") -> dict:
         files.write_json(path, measured)
     except Exception:  # an unwritable cache: measured again next time, nothing lost
         pass
-    return {"flop_per_s": measured["flop_per_s"], "measured": measured["measured"], "cache": str(path)}
+    return {
+        "flop_per_s": measured["flop_per_s"],
+        "measured": measured["measured"],
+        "cache": str(path),
+    }
 
 
 def training_rate(flop_record: dict, dtype: str, device: str = "cpu") -> dict:
@@ -127,6 +162,13 @@ def training_rate(flop_record: dict, dtype: str, device: str = "cpu") -> dict:
     if not rate:
         return {}
     top = ceiling(dtype, device)
-    return {"gflop_per_s": rate / 1e9, "ceiling_share": rate / top["flop_per_s"],
-            "ceiling": {"dtype": dtype, "device": device, "gflop_per_s": top["flop_per_s"] / 1e9,
-                        "measured": top["measured"]}}
+    return {
+        "gflop_per_s": rate / 1e9,
+        "ceiling_share": rate / top["flop_per_s"],
+        "ceiling": {
+            "dtype": dtype,
+            "device": device,
+            "gflop_per_s": top["flop_per_s"] / 1e9,
+            "measured": top["measured"],
+        },
+    }

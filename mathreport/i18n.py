@@ -74,8 +74,10 @@ def require(keys: Iterable[str], user: str) -> None:
         lacking = [key for key in keys if key not in CATALOG[lang]]
         if lacking:
             names = ", ".join(map(repr, lacking))
-            raise MissingMessageError(f"{catalog_file(lang)} has no {names}, which {user} shows; "
-                                      "add them to every catalog in mathreport/locales/")
+            raise MissingMessageError(
+                f"{catalog_file(lang)} has no {names}, which {user} shows; "
+                "add them to every catalog in mathreport/locales/"
+            )
 
 
 def class_names(lang: str = "tr") -> list[str]:
@@ -89,7 +91,9 @@ def placeholders(template: str) -> set[str]:
     for _, field, _, _ in string.Formatter().parse(template):
         if field is not None:
             if not field or field.isdigit():
-                raise ValueError(f"template {template!r} has a positional placeholder; name every placeholder")
+                raise ValueError(
+                    f"template {template!r} has a positional placeholder; name every placeholder"
+                )
             names.add(field.split(".")[0].split("[")[0])
     return names
 
@@ -106,7 +110,9 @@ def register(lang: str, messages: Mapping[str, str]) -> None:
     for key in sorted(set(reference) & set(messages)):
         want, found = placeholders(reference[key]), placeholders(messages[key])
         if want != found:
-            problems.append(f"{key!r} has placeholders {sorted(found)}; the {REFERENCE!r} one has {sorted(want)}")
+            problems.append(
+                f"{key!r} has placeholders {sorted(found)}; the {REFERENCE!r} one has {sorted(want)}"
+            )
     if problems:
         raise ValueError(f"the {lang!r} message table is incomplete: " + "; ".join(problems))
     CATALOG[lang] = dict(messages)
@@ -121,7 +127,9 @@ class Section(Mapping):
     def __getitem__(self, lang: str) -> dict[str, str]:
         if lang not in CATALOG:
             raise KeyError(lang)
-        return {k[len(self.prefix):]: v for k, v in CATALOG[lang].items() if k.startswith(self.prefix)}
+        return {
+            k[len(self.prefix) :]: v for k, v in CATALOG[lang].items() if k.startswith(self.prefix)
+        }
 
     def __iter__(self) -> Iterator[str]:
         return iter(CATALOG)

@@ -28,8 +28,10 @@ def describe(info: dict) -> str:
     if not info:
         return "another process (it took the lock a moment ago)"
     host = f" on {info['host']}" if info.get("host") and info.get("host") != platform.node() else ""
-    return (f"PID {info.get('pid', '?')}{host} ({info.get('command') or 'mathreport'}, "
-            f"started {info.get('started', '?')})")
+    return (
+        f"PID {info.get('pid', '?')}{host} ({info.get('command') or 'mathreport'}, "
+        f"started {info.get('started', '?')})"
+    )
 
 
 def _read_holder(path: Path) -> dict:
@@ -123,16 +125,23 @@ def hold(path: Path, command: str | None = None):
             break
         os.close(fd)
     else:
-        raise RunLockedError(f"{folder}: could not take the lock {path} (it kept changing under "
-                             "this process)")
+        raise RunLockedError(
+            f"{folder}: could not take the lock {path} (it kept changing under this process)"
+        )
     try:
         stale = _read_holder(path)
         if stale:  # released locks leave no file, so its holder died while holding it
-            print(f"warning: {folder}: taking over the lock of {describe(stale)}, which is no "
-                  "longer running", file=sys.stderr)
-        info = {"pid": os.getpid(), "host": platform.node(),
-                "command": command or " ".join(sys.argv[:2]),
-                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            print(
+                f"warning: {folder}: taking over the lock of {describe(stale)}, which is no "
+                "longer running",
+                file=sys.stderr,
+            )
+        info = {
+            "pid": os.getpid(),
+            "host": platform.node(),
+            "command": command or " ".join(sys.argv[:2]),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
         _HELD[key] = [fd, 1]

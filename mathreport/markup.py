@@ -16,18 +16,86 @@ MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 
 # MathML presentation elements and the attributes that only change layout; anything else (href, style, event
 # handlers, foreign elements) is dropped.
-MATHML_TAGS = frozenset({
-    "math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msup", "msub", "msubsup", "mfrac", "msqrt",
-    "mroot", "mstyle", "merror", "mpadded", "mphantom", "mfenced", "menclose", "munder", "mover", "munderover",
-    "mtable", "mtr", "mtd", "mlabeledtr", "mmultiscripts", "mprescripts", "none", "semantics",
-})
-MATHML_ATTRIBUTES = frozenset({
-    "display", "mathvariant", "mathsize", "stretchy", "fence", "separator", "form", "lspace", "rspace",
-    "movablelimits", "accent", "accentunder", "linethickness", "columnalign", "columnspacing", "rowspacing",
-    "columnlines", "rowlines", "frame", "framespacing", "width", "height", "depth", "notation", "open", "close",
-    "separators", "scriptlevel", "displaystyle", "minsize", "maxsize", "symmetric", "largeop", "align",
-    "rowalign", "voffset", "bevelled", "numalign", "denomalign", "columnspan", "rowspan",
-})
+MATHML_TAGS = frozenset(
+    {
+        "math",
+        "mrow",
+        "mi",
+        "mn",
+        "mo",
+        "ms",
+        "mtext",
+        "mspace",
+        "msup",
+        "msub",
+        "msubsup",
+        "mfrac",
+        "msqrt",
+        "mroot",
+        "mstyle",
+        "merror",
+        "mpadded",
+        "mphantom",
+        "mfenced",
+        "menclose",
+        "munder",
+        "mover",
+        "munderover",
+        "mtable",
+        "mtr",
+        "mtd",
+        "mlabeledtr",
+        "mmultiscripts",
+        "mprescripts",
+        "none",
+        "semantics",
+    }
+)
+MATHML_ATTRIBUTES = frozenset(
+    {
+        "display",
+        "mathvariant",
+        "mathsize",
+        "stretchy",
+        "fence",
+        "separator",
+        "form",
+        "lspace",
+        "rspace",
+        "movablelimits",
+        "accent",
+        "accentunder",
+        "linethickness",
+        "columnalign",
+        "columnspacing",
+        "rowspacing",
+        "columnlines",
+        "rowlines",
+        "frame",
+        "framespacing",
+        "width",
+        "height",
+        "depth",
+        "notation",
+        "open",
+        "close",
+        "separators",
+        "scriptlevel",
+        "displaystyle",
+        "minsize",
+        "maxsize",
+        "symmetric",
+        "largeop",
+        "align",
+        "rowalign",
+        "voffset",
+        "bevelled",
+        "numalign",
+        "denomalign",
+        "columnspan",
+        "rowspan",
+    }
+)
 
 
 def one_line(text: object) -> str:
@@ -76,14 +144,18 @@ def _decode_char_refs(text: str | None) -> str | None:
     # serializer escapes the text once, and escapes any `<` or `&` that came from the question itself.
     if text is None:
         return None
-    return _CHAR_REF.sub(lambda m: chr(int(m.group(1), 16) if m.group(1) else int(m.group(2))), text)
+    return _CHAR_REF.sub(
+        lambda m: chr(int(m.group(1), 16) if m.group(1) else int(m.group(2))), text
+    )
 
 
 def _clean_mathml(element: ElementTree.Element) -> ElementTree.Element:
     tag = element.tag.split("}")[-1]
     if tag not in MATHML_TAGS:
         raise ValueError(f"unexpected element {tag!r} in MathML")
-    clean = ElementTree.Element(tag, {k: v for k, v in element.attrib.items() if k in MATHML_ATTRIBUTES})
+    clean = ElementTree.Element(
+        tag, {k: v for k, v in element.attrib.items() if k in MATHML_ATTRIBUTES}
+    )
     clean.text = _decode_char_refs(element.text)
     for child in element:
         clean.append(_clean_mathml(child))
@@ -123,8 +195,13 @@ def _question_renderer():
     # "zero": no markdown at all (no emphasis, links, code, HTML); only $...$ / $$...$$ are parsed. A closing `$`
     # followed by a digit does not close math, so prices stay text ("costs $5 and $10"); spaces inside are
     # allowed ("$ ABC$", common in competition problems).
-    return MarkdownIt("zero").use(dollarmath_plugin, allow_space=True, allow_digits=False, double_inline=True,
-                                  renderer=_render_math)
+    return MarkdownIt("zero").use(
+        dollarmath_plugin,
+        allow_space=True,
+        allow_digits=False,
+        double_inline=True,
+        renderer=_render_math,
+    )
 
 
 _DISPLAY_MATH = re.compile(r"\\\[(.+?)\\\]")

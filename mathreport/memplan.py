@@ -47,8 +47,17 @@ CONFIG_DIR = Path(__file__).with_name("model_configs")
 NF4_BYTES_PER_WEIGHT = (4 + 8 / 64 + 32 / (64 * 256)) / 8
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Bytes of optimizer state per trained parameter (torch keeps Adam's two moments in the parameter's float32).
-OPTIMIZER_STATE_BYTES = {"adamw_torch": 8, "adamw_torch_fused": 8, "adamw_hf": 8, "paged_adamw_32bit": 8,
-                         "adamw_8bit": 2, "adamw_bnb_8bit": 2, "paged_adamw_8bit": 2, "adafactor": 4, "sgd": 0}
+OPTIMIZER_STATE_BYTES = {
+    "adamw_torch": 8,
+    "adamw_torch_fused": 8,
+    "adamw_hf": 8,
+    "paged_adamw_32bit": 8,
+    "adamw_8bit": 2,
+    "adamw_bnb_8bit": 2,
+    "paged_adamw_8bit": 2,
+    "adafactor": 4,
+    "sgd": 0,
+}
 # Assumptions, stated once: the CUDA context (kernels, cuBLAS handles) of a recent CUDA with lazy module loading,
 # and what PyTorch's caching allocator reserves beyond the tensors it holds (block rounding, fragmentation).
 CUDA_CONTEXT_BYTES = 512 * 2**20
@@ -56,15 +65,29 @@ ALLOCATOR_MARGIN = 0.10
 # train evaluates with per_device_eval_batch_size = max(batch_size, EVAL_BATCH_MIN).
 EVAL_BATCH_MIN = 32
 # Memory of common GPUs as nvidia-smi reports it (MiB; the driver keeps a little of it), for `mathreport plan`.
-GPUS = (("T4 16 GB", 15360), ("L4 24 GB", 23034), ("A10G 24 GB", 23028), ("A100 40 GB", 40960),
-        ("A100 80 GB", 81920), ("H100 80 GB", 81559))
+GPUS = (
+    ("T4 16 GB", 15360),
+    ("L4 24 GB", 23034),
+    ("A10G 24 GB", 23028),
+    ("A100 40 GB", 40960),
+    ("A100 80 GB", 81920),
+    ("H100 80 GB", 81559),
+)
 # The flags of `mathreport train` that change each setting (the Trainer ones pass through train).
-TRAIN_FLAGS = {"batch_size": "--batch_size", "gradient_accumulation_steps": "--gradient_accumulation_steps",
-               "eval_batch_size": "--per_device_eval_batch_size", "load_in_4bit": "--load_in_4bit",
-               "gradient_checkpointing": "--activation_checkpointing", "max_length": "--max_length"}
+TRAIN_FLAGS = {
+    "batch_size": "--batch_size",
+    "gradient_accumulation_steps": "--gradient_accumulation_steps",
+    "eval_batch_size": "--per_device_eval_batch_size",
+    "load_in_4bit": "--load_in_4bit",
+    "gradient_checkpointing": "--activation_checkpointing",
+    "max_length": "--max_length",
+}
 # The same for `mathreport plan`.
-PLAN_FLAGS = {**TRAIN_FLAGS, "eval_batch_size": "--eval_batch_size",
-              "gradient_checkpointing": "--gradient_checkpointing"}
+PLAN_FLAGS = {
+    **TRAIN_FLAGS,
+    "eval_batch_size": "--eval_batch_size",
+    "gradient_checkpointing": "--gradient_checkpointing",
+}
 
 
 # --- the model, counted on the meta device ------------------------------------------------------------------
@@ -84,7 +107,9 @@ class ModelShape:
     gated_mlp: bool  # SwiGLU (gate and up projections) rather than one activation
     norms_per_layer: int
     norms_outside: int  # final norm, embedding norm
-    attention: str  # transformers' attention implementation: sdpa / flash_attention_2 keep no s x s matrix
+    attention: (
+        str  # transformers' attention implementation: sdpa / flash_attention_2 keep no s x s matrix
+    )
     hidden_dropout: float
     attention_dropout: float
     total_params: int
@@ -109,12 +134,16 @@ def load_config(source: Any, *, num_labels: int | None = None):
         data = source if isinstance(source, dict) else _read_config_json(str(source))
         data = {k: v for k, v in data.items() if not k.startswith("_")}
         if "model_type" not in data:
-            raise MemoryPlanError(f"{source}: a config without model_type; give a model's config.json")
+            raise MemoryPlanError(
+                f"{source}: a config without model_type; give a model's config.json"
+            )
         kind = data.pop("model_type")
         try:
             config = AutoConfig.for_model(kind, **data)
         except ValueError as exc:
-            raise MemoryPlanError(f"{source}: transformers does not know model_type {kind!r} ({exc})") from exc
+            raise MemoryPlanError(
+                f"{source}: transformers does not know model_type {kind!r} ({exc})"
+            ) from exc
         if not isinstance(source, dict):
             config._name_or_path = str(source)
     if num_labels is not None:
@@ -133,11 +162,14 @@ def _read_config_json(source: str) -> dict:
         else:
             from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(source, "config.json") if source.count("/") == 1 else None
+            cached = (
+                try_to_load_from_cache(source, "config.json") if source.count("/") == 1 else None
+            )
             if not isinstance(cached, str):
                 raise MemoryPlanError(
                     f"{source}: no config.json there, none shipped in {CONFIG_DIR.name}/ and none in the Hugging "
-                    "Face cache; give --model_path a folder holding the model's config.json")
+                    "Face cache; give --model_path a folder holding the model's config.json"
+                )
             path = Path(cached)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -148,7 +180,9 @@ def _read_config_json(source: str) -> dict:
 def shape_of(config, *, task: str = "seq_cls") -> ModelShape:
     """The model's shape, counted on a `meta`-device skeleton of AutoModelForSequenceClassification (task
     "seq_cls", as train builds it) or AutoModelForCausalLM ("causal_lm": the published checkpoints)."""
-    return _shape_of(config.to_json_string(use_diff=False), task, getattr(config, "_name_or_path", "") or "")
+    return _shape_of(
+        config.to_json_string(use_diff=False), task, getattr(config, "_name_or_path", "") or ""
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -163,24 +197,37 @@ def _shape_of(config_json: str, task: str, name: str) -> ModelShape:
         with torch.device("meta"):
             model = auto.from_config(config)
     except (ValueError, KeyError) as exc:
-        raise MemoryPlanError(f"{name or config.model_type}: transformers cannot build {auto.__name__} from this "
-                              f"config ({exc})") from exc
+        raise MemoryPlanError(
+            f"{name or config.model_type}: transformers cannot build {auto.__name__} from this "
+            f"config ({exc})"
+        ) from exc
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     n_layers = text.num_hidden_layers
-    layer_lists = [(n, m) for n, m in model.named_modules()
-                   if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
+    layer_lists = [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers
+    ]
     if not layer_lists:
-        raise MemoryPlanError(f"{name or config.model_type}: no list of {n_layers} transformer layers in the model")
+        raise MemoryPlanError(
+            f"{name or config.model_type}: no list of {n_layers} transformer layers in the model"
+        )
     prefix, layers = layer_lists[0]
     output = model.get_output_embeddings() if task == "causal_lm" else None
-    head_names = {n for n, _ in model.named_children() if n in HEAD_MODULES} if task == "seq_cls" else set()
+    head_names = (
+        {n for n, _ in model.named_children() if n in HEAD_MODULES} if task == "seq_cls" else set()
+    )
     quantizable = head = 0
     linears = []
     for qual, module in model.named_modules():
         in_head = qual.split(".", 1)[0] in head_names
         if isinstance(module, torch.nn.Linear) and not in_head and module is not output:
             quantizable += module.weight.numel()
-            index = int(qual[len(prefix) + 1:].split(".", 1)[0]) if qual.startswith(prefix + ".") else -1
+            index = (
+                int(qual[len(prefix) + 1 :].split(".", 1)[0])
+                if qual.startswith(prefix + ".")
+                else -1
+            )
             linears.append((qual, module.in_features, module.out_features, index))
     for qual, param in model.named_parameters():
         if qual.split(".", 1)[0] in head_names:
@@ -193,16 +240,29 @@ def _shape_of(config_json: str, task: str, name: str) -> ModelShape:
     norms_all = sum(_is_norm(m) for m in model.modules())
     heads = text.num_attention_heads
     return ModelShape(
-        name=name or (config.architectures or [config.model_type])[0], model_type=config.model_type, hidden=hidden,
-        intermediate=intermediate, layers=n_layers, heads=heads,
+        name=name or (config.architectures or [config.model_type])[0],
+        model_type=config.model_type,
+        hidden=hidden,
+        intermediate=intermediate,
+        layers=n_layers,
+        heads=heads,
         head_dim=getattr(text, "head_dim", None) or hidden // heads,
-        gated_mlp=sum(w == intermediate for w in widths) >= 2, norms_per_layer=norms_in_layer,
+        gated_mlp=sum(w == intermediate for w in widths) >= 2,
+        norms_per_layer=norms_in_layer,
         norms_outside=norms_all - n_layers * norms_in_layer,
         attention=getattr(model.config, "_attn_implementation", None) or "eager",
-        hidden_dropout=_first(text, "hidden_dropout_prob", "hidden_dropout", "resid_pdrop", "dropout"),
-        attention_dropout=_first(text, "attention_probs_dropout_prob", "attention_dropout", "attn_pdrop"),
-        total_params=total, quantizable_params=quantizable, other_params=total - quantizable, head_params=head,
-        linears=tuple(linears))
+        hidden_dropout=_first(
+            text, "hidden_dropout_prob", "hidden_dropout", "resid_pdrop", "dropout"
+        ),
+        attention_dropout=_first(
+            text, "attention_probs_dropout_prob", "attention_dropout", "attn_pdrop"
+        ),
+        total_params=total,
+        quantizable_params=quantizable,
+        other_params=total - quantizable,
+        head_params=head,
+        linears=tuple(linears),
+    )
 
 
 def _is_norm(module) -> bool:
@@ -291,7 +351,13 @@ class Plan:
 
     @property
     def static(self) -> int:
-        return self.quantized_weights + self.other_weights + self.lora + self.head_copy + self.optimizer_states
+        return (
+            self.quantized_weights
+            + self.other_weights
+            + self.lora
+            + self.head_copy
+            + self.optimizer_states
+        )
 
     def with_settings(self, **changes) -> Plan:
         """The plan of the same model with some settings changed (no new skeleton)."""
@@ -299,21 +365,49 @@ class Plan:
 
     def to_dict(self) -> dict:
         """The plan as JSON-ready data: settings, parts in bytes, the shape's counts."""
-        parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("shape",
-                                                                                                     "settings")}
+        parts = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("shape", "settings")
+        }
         shape = {k: v for k, v in dataclasses.asdict(self.shape).items() if k != "linears"}
-        return {"model": shape, "settings": dataclasses.asdict(self.settings),
-                "bytes": {**parts, "needed_free": self.needed_free, "weights_as_loaded": self.weights_as_loaded,
-                          "training_peak": self.training_peak, "eval_peak": self.eval_peak},
-                "assumptions": {"nf4_bytes_per_weight": NF4_BYTES_PER_WEIGHT, "cuda_context_bytes": CUDA_CONTEXT_BYTES,
-                                "allocator_margin": ALLOCATOR_MARGIN, "eval_batch_min": EVAL_BATCH_MIN}}
+        return {
+            "model": shape,
+            "settings": dataclasses.asdict(self.settings),
+            "bytes": {
+                **parts,
+                "needed_free": self.needed_free,
+                "weights_as_loaded": self.weights_as_loaded,
+                "training_peak": self.training_peak,
+                "eval_peak": self.eval_peak,
+            },
+            "assumptions": {
+                "nf4_bytes_per_weight": NF4_BYTES_PER_WEIGHT,
+                "cuda_context_bytes": CUDA_CONTEXT_BYTES,
+                "allocator_margin": ALLOCATOR_MARGIN,
+                "eval_batch_min": EVAL_BATCH_MIN,
+            },
+        }
 
 
-def estimate(config, *, batch_size: int, max_length: int, load_in_4bit: bool, lora_r: int = 16,
-             lora_targets=DECODER_TARGETS, gradient_checkpointing: bool | None = None, lora_dropout: float = 0.05,
-             optimizer: str = "adamw_torch", compute_dtype: str = "bfloat16", trainable_top_k: int | None = None,
-             gradient_accumulation_steps: int = 1, eval_batch_size: int | None = None, task: str = "seq_cls",
-             device: str = "cuda") -> Plan:
+def estimate(
+    config,
+    *,
+    batch_size: int,
+    max_length: int,
+    load_in_4bit: bool,
+    lora_r: int = 16,
+    lora_targets=DECODER_TARGETS,
+    gradient_checkpointing: bool | None = None,
+    lora_dropout: float = 0.05,
+    optimizer: str = "adamw_torch",
+    compute_dtype: str = "bfloat16",
+    trainable_top_k: int | None = None,
+    gradient_accumulation_steps: int = 1,
+    eval_batch_size: int | None = None,
+    task: str = "seq_cls",
+    device: str = "cuda",
+) -> Plan:
     """The estimated peak GPU memory of training `config` with LoRA, part by part.
 
     config: a transformers config, a dict, a config.json path, a model folder or a hub id (`load_config`).
@@ -327,26 +421,42 @@ def estimate(config, *, batch_size: int, max_length: int, load_in_4bit: bool, lo
     config = load_config(config, num_labels=NUM_CLASSES if task == "seq_cls" else None)
     if gradient_checkpointing is None:
         gradient_checkpointing = bool(load_in_4bit)
-    settings = Settings(batch_size=int(batch_size), max_length=int(max_length), load_in_4bit=bool(load_in_4bit),
-                        gradient_checkpointing=bool(gradient_checkpointing), lora_r=int(lora_r),
-                        lora_targets=tuple(lora_targets), lora_dropout=float(lora_dropout), optimizer=optimizer,
-                        compute_dtype=compute_dtype, trainable_top_k=trainable_top_k or None,
-                        gradient_accumulation_steps=int(gradient_accumulation_steps),
-                        eval_batch_size=eval_batch_size, device=device.split(":", 1)[0])
+    settings = Settings(
+        batch_size=int(batch_size),
+        max_length=int(max_length),
+        load_in_4bit=bool(load_in_4bit),
+        gradient_checkpointing=bool(gradient_checkpointing),
+        lora_r=int(lora_r),
+        lora_targets=tuple(lora_targets),
+        lora_dropout=float(lora_dropout),
+        optimizer=optimizer,
+        compute_dtype=compute_dtype,
+        trainable_top_k=trainable_top_k or None,
+        gradient_accumulation_steps=int(gradient_accumulation_steps),
+        eval_batch_size=eval_batch_size,
+        device=device.split(":", 1)[0],
+    )
     return plan_for(shape_of(config, task=task), settings)
 
 
 def plan_for(shape: ModelShape, s: Settings) -> Plan:
     """The plan of a counted model under settings `s` (pure arithmetic)."""
     if s.compute_dtype not in DTYPE_BYTES:
-        raise MemoryPlanError(f"compute dtype {s.compute_dtype!r}: expected one of {', '.join(DTYPE_BYTES)}")
+        raise MemoryPlanError(
+            f"compute dtype {s.compute_dtype!r}: expected one of {', '.join(DTYPE_BYTES)}"
+        )
     if s.batch_size < 1 or s.max_length < 1:
-        raise MemoryPlanError(f"batch size {s.batch_size} and max_length {s.max_length}: both must be >= 1")
+        raise MemoryPlanError(
+            f"batch size {s.batch_size} and max_length {s.max_length}: both must be >= 1"
+        )
     p = DTYPE_BYTES[s.compute_dtype]
     top = shape.layers - s.trainable_top_k if s.trainable_top_k else 0
     # peft's layers_to_transform (top k) leaves out modules outside the layers; full LoRA takes them too (a pooler).
-    lora_modules = [(fin, fout) for name, fin, fout, layer in shape.linears
-                    if lora_matches(name, s.lora_targets) and (not top or layer >= top)]
+    lora_modules = [
+        (fin, fout)
+        for name, fin, fout, layer in shape.linears
+        if lora_matches(name, s.lora_targets) and (not top or layer >= top)
+    ]
     lora_params = sum(s.lora_r * (fin + fout) for fin, fout in lora_modules)
     if s.load_in_4bit:
         quantized = math.ceil(shape.quantizable_params * NF4_BYTES_PER_WEIGHT)
@@ -357,23 +467,41 @@ def plan_for(shape: ModelShape, s: Settings) -> Plan:
     trainable = lora_params + shape.head_params
     full = activation_bytes(shape, s, checkpointing=False)
     ckpt = activation_bytes(shape, s, checkpointing=True)
-    parts = {"quantized_weights": quantized, "other_weights": other, "upcast": upcast, "lora": lora_params * 4,
-             "head_copy": shape.head_params * head_bytes,
-             "gradients": lora_params * 4 + shape.head_params * head_bytes,
-             "optimizer_states": trainable * optimizer_state_bytes(s.optimizer),
-             "activations": ckpt if s.gradient_checkpointing else full, "activations_no_checkpointing": full,
-             "activations_checkpointing": ckpt, "eval_forward": eval_forward_bytes(shape, s)}
+    parts = {
+        "quantized_weights": quantized,
+        "other_weights": other,
+        "upcast": upcast,
+        "lora": lora_params * 4,
+        "head_copy": shape.head_params * head_bytes,
+        "gradients": lora_params * 4 + shape.head_params * head_bytes,
+        "optimizer_states": trainable * optimizer_state_bytes(s.optimizer),
+        "activations": ckpt if s.gradient_checkpointing else full,
+        "activations_no_checkpointing": full,
+        "activations_checkpointing": ckpt,
+        "eval_forward": eval_forward_bytes(shape, s),
+    }
     static = quantized + other + parts["lora"] + parts["head_copy"] + parts["optimizer_states"]
-    tensors = max(static + parts["gradients"] + parts["activations"], static + parts["eval_forward"])
+    tensors = max(
+        static + parts["gradients"] + parts["activations"], static + parts["eval_forward"]
+    )
     margin = round(ALLOCATOR_MARGIN * tensors)
-    return Plan(shape=shape, settings=s, **parts, trainable_params=trainable, allocator_margin=margin,
-                cuda_context=CUDA_CONTEXT_BYTES, total=tensors + margin + CUDA_CONTEXT_BYTES)
+    return Plan(
+        shape=shape,
+        settings=s,
+        **parts,
+        trainable_params=trainable,
+        allocator_margin=margin,
+        cuda_context=CUDA_CONTEXT_BYTES,
+        total=tensors + margin + CUDA_CONTEXT_BYTES,
+    )
 
 
 def optimizer_state_bytes(optimizer: str) -> int:
     """Bytes of state per trained parameter; an optimizer the table lacks counts as AdamW's (LoRA trains few
     parameters, so this part stays small either way)."""
-    return OPTIMIZER_STATE_BYTES.get(str(getattr(optimizer, "value", optimizer)), OPTIMIZER_STATE_BYTES["adamw_torch"])
+    return OPTIMIZER_STATE_BYTES.get(
+        str(getattr(optimizer, "value", optimizer)), OPTIMIZER_STATE_BYTES["adamw_torch"]
+    )
 
 
 def _dtypes(s: Settings) -> tuple[int, int, int]:
@@ -392,7 +520,9 @@ def layer_activation_bytes(shape: ModelShape, s: Settings, *, batch: int | None 
     h, width = shape.hidden, shape.heads * shape.head_dim
     cuda = s.device == "cuda"
     total = shape.norms_per_layer * pn * t * h
-    if shape.attention == "eager":  # q and k for the scores, v, and the softmax output (and its dropout)
+    if (
+        shape.attention == "eager"
+    ):  # q and k for the scores, v, and the softmax output (and its dropout)
         total += 3 * p * t * width + p * shape.heads * seq * t
         if shape.attention_dropout:
             total += ((1 if cuda else p) + p) * shape.heads * seq * t
@@ -401,13 +531,17 @@ def layer_activation_bytes(shape: ModelShape, s: Settings, *, batch: int | None 
         total += 4 * p * t * width + 4 * shape.heads * t + p * b * seq * seq
     if shape.hidden_dropout:  # dropout masks after attention and after the MLP
         total += 2 * (1 if cuda else ps) * t * h
-    total += (3 if shape.gated_mlp else 1) * ps * t * shape.intermediate  # act(gate) * up, or act's input
+    total += (
+        (3 if shape.gated_mlp else 1) * ps * t * shape.intermediate
+    )  # act(gate) * up, or act's input
     top = shape.layers - s.trainable_top_k if s.trainable_top_k else 0
     for name, fin, _fout, layer in shape.linears:
         if layer == top and lora_matches(name, s.lora_targets):
             # lora_A keeps its input (cast to the compute dtype), lora_B lora_A's output; peft runs the dropout
             # on the input cast to float32: CUDA keeps a one-byte mask, the CPU its float32 noise.
-            total += p * t * (fin + s.lora_r) + ((1 if cuda else 4) * t * fin if s.lora_dropout else 0)
+            total += p * t * (fin + s.lora_r) + (
+                (1 if cuda else 4) * t * fin if s.lora_dropout else 0
+            )
     return total
 
 
@@ -420,7 +554,7 @@ def activation_bytes(shape: ModelShape, s: Settings, *, checkpointing: bool) -> 
     layers = s.trainable_top_k or shape.layers
     per_layer = layer_activation_bytes(shape, s)
     # The final (and embedding) norms, the head's input, and the boolean padding mask.
-    outside = shape.norms_outside * pn * t * h + p * t * h + s.batch_size * s.max_length ** 2
+    outside = shape.norms_outside * pn * t * h + p * t * h + s.batch_size * s.max_length**2
     if checkpointing:
         return layers * ps * t * h + per_layer + outside
     # Without checkpointing the top layer's saved tensors are still held while its backward allocates the
@@ -436,13 +570,17 @@ def eval_forward_bytes(shape: ModelShape, s: Settings) -> int:
     b, seq = s.eval_batch, s.max_length
     t = b * seq
     widest = 3 if shape.gated_mlp else 1
-    return (1 + p) * b * seq * seq + 2 * ps * t * shape.hidden + widest * ps * t * shape.intermediate
+    return (
+        (1 + p) * b * seq * seq + 2 * ps * t * shape.hidden + widest * ps * t * shape.intermediate
+    )
 
 
 # --- does it fit ---------------------------------------------------------------------------------------------
 
 
-def suggest(plan: Plan, free_bytes: int, flags: dict[str, str] | None = None) -> list[tuple[str, Plan]]:
+def suggest(
+    plan: Plan, free_bytes: int, flags: dict[str, str] | None = None
+) -> list[tuple[str, Plan]]:
     """Settings that fit in `free_bytes`, one per way out, as (flags, plan): a smaller per-device batch with
     gradient accumulation keeping the global batch, 4-bit, gradient checkpointing, a shorter max_length; when no
     single change fits, all of them together. `flags` names each setting's flag (default: train's)."""
@@ -457,11 +595,16 @@ def suggest(plan: Plan, free_bytes: int, flags: dict[str, str] | None = None) ->
         b, steps = base.settings.batch_size, base.settings.gradient_accumulation_steps
         for nb in (d for d in range(b - 1, 0, -1) if b % d == 0):
             for eval_batch in (base.settings.eval_batch_size, nb):
-                alt = base.with_settings(batch_size=nb, gradient_accumulation_steps=steps * b // nb,
-                                         eval_batch_size=eval_batch)
+                alt = base.with_settings(
+                    batch_size=nb,
+                    gradient_accumulation_steps=steps * b // nb,
+                    eval_batch_size=eval_batch,
+                )
                 if fits(alt):
-                    text = (f"{flags['batch_size']} {nb} {flags['gradient_accumulation_steps']} {steps * b // nb}"
-                            + (f" {flags['eval_batch_size']} {eval_batch}" if eval_batch else ""))
+                    text = (
+                        f"{flags['batch_size']} {nb} {flags['gradient_accumulation_steps']} {steps * b // nb}"
+                        + (f" {flags['eval_batch_size']} {eval_batch}" if eval_batch else "")
+                    )
                     return text, alt
         return None
 
@@ -477,9 +620,13 @@ def suggest(plan: Plan, free_bytes: int, flags: dict[str, str] | None = None) ->
     found = smaller_batch(plan)
     if found:
         out.append(found)
-    if not s.load_in_4bit and fits(alt := plan.with_settings(load_in_4bit=True, gradient_checkpointing=True)):
+    if not s.load_in_4bit and fits(
+        alt := plan.with_settings(load_in_4bit=True, gradient_checkpointing=True)
+    ):
         out.append((flags["load_in_4bit"], alt))
-    if not s.gradient_checkpointing and fits(alt := plan.with_settings(gradient_checkpointing=True)):
+    if not s.gradient_checkpointing and fits(
+        alt := plan.with_settings(gradient_checkpointing=True)
+    ):
         out.append((flags["gradient_checkpointing"], alt))
     if found := shorter(plan):
         out.append(found)
@@ -487,16 +634,27 @@ def suggest(plan: Plan, free_bytes: int, flags: dict[str, str] | None = None) ->
         return out
     # No single change fits: all of them, the batch first, then the length.
     both = plan.with_settings(load_in_4bit=True, gradient_checkpointing=True)
-    prefix = " ".join(f for f, on in ((flags["load_in_4bit"], not s.load_in_4bit),
-                                      (flags["gradient_checkpointing"], not s.gradient_checkpointing)) if on)
+    prefix = " ".join(
+        f
+        for f, on in (
+            (flags["load_in_4bit"], not s.load_in_4bit),
+            (flags["gradient_checkpointing"], not s.gradient_checkpointing),
+        )
+        if on
+    )
     for step in (smaller_batch, shorter):
         if found := step(both):
             return [(" ".join(x for x in (prefix, found[0]) if x), found[1])]
-    one = both.with_settings(batch_size=1, eval_batch_size=1,
-                             gradient_accumulation_steps=s.gradient_accumulation_steps * s.batch_size)
+    one = both.with_settings(
+        batch_size=1,
+        eval_batch_size=1,
+        gradient_accumulation_steps=s.gradient_accumulation_steps * s.batch_size,
+    )
     if found := shorter(one):
-        text = (f"{prefix} {flags['batch_size']} 1 {flags['gradient_accumulation_steps']} "
-                f"{one.settings.gradient_accumulation_steps} {flags['eval_batch_size']} 1 {found[0]}")
+        text = (
+            f"{prefix} {flags['batch_size']} 1 {flags['gradient_accumulation_steps']} "
+            f"{one.settings.gradient_accumulation_steps} {flags['eval_batch_size']} 1 {found[0]}"
+        )
         return [(text.strip(), found[1])]
     return []
 
@@ -507,12 +665,21 @@ def describe(s: Settings) -> str:
     if s.gradient_accumulation_steps > 1:
         parts.append(f"gradient accumulation {s.gradient_accumulation_steps}")
     parts.append("4-bit NF4" if s.load_in_4bit else s.compute_dtype)
-    parts.append("gradient checkpointing" if s.gradient_checkpointing else "no gradient checkpointing")
+    parts.append(
+        "gradient checkpointing" if s.gradient_checkpointing else "no gradient checkpointing"
+    )
     return ", ".join(parts)
 
 
-def check_fits(plan: Plan, free_bytes: int, *, device: str = "cuda", flags: dict[str, str] | None = None,
-               show: str | None = None, override: str | None = None) -> None:
+def check_fits(
+    plan: Plan,
+    free_bytes: int,
+    *,
+    device: str = "cuda",
+    flags: dict[str, str] | None = None,
+    show: str | None = None,
+    override: str | None = None,
+) -> None:
     """MemoryPlanError (one line, with settings that fit) when the plan needs more than `free_bytes`.
 
     free_bytes: what torch reports free on the device, its CUDA context already taken. show: the command that
@@ -528,17 +695,27 @@ def check_fits(plan: Plan, free_bytes: int, *, device: str = "cuda", flags: dict
     else:
         four = plan.with_settings(load_in_4bit=True)
         weights = four.quantized_weights + four.other_weights
-        fix = (f"no setting fits: the 4-bit weights alone take {weights / GIB:.1f} GiB in training; use a GPU "
-               "with more memory (or several, with torchrun)")
-    extra = "".join(f"; {text}" for text in (f"`{show}` shows each part" if show else None,
-                                             f"{override} trains anyway" if override else None) if text)
+        fix = (
+            f"no setting fits: the 4-bit weights alone take {weights / GIB:.1f} GiB in training; use a GPU "
+            "with more memory (or several, with torchrun)"
+        )
+    extra = "".join(
+        f"; {text}"
+        for text in (
+            f"`{show}` shows each part" if show else None,
+            f"{override} trains anyway" if override else None,
+        )
+        if text
+    )
     raise MemoryPlanError(
         f"{device}: {plan.shape.name} at {describe(plan.settings)} needs about {need / GIB:.1f} GiB (estimate) but "
-        f"{free_bytes / GIB:.1f} GiB is free; {fix}{extra}")
+        f"{free_bytes / GIB:.1f} GiB is free; {fix}{extra}"
+    )
 
 
-def check_cuda(config, device: str, *, show: str | None = None, override: str | None = None,
-               **settings) -> Plan | None:
+def check_cuda(
+    config, device: str, *, show: str | None = None, override: str | None = None, **settings
+) -> Plan | None:
     """Before loading weights: estimate the run (`estimate`'s settings) and compare it with what
     `torch.cuda.mem_get_info` says is free on `device`; MemoryPlanError when it does not fit. None off CUDA."""
     import torch
@@ -558,26 +735,44 @@ def preset_config(model: str, model_path: str | None = None):
     """The config of a preset (or hub id / folder): --model_path, else a config shipped in model_configs/, else
     the preset's local weights (tiny models, minilm, mpnet) or the Hugging Face cache."""
     preset = get_preset(model)
-    if not model_path and preset.hf_id and (CONFIG_DIR / f"{preset.hf_id.replace('/', '--')}.json").is_file():
+    if (
+        not model_path
+        and preset.hf_id
+        and (CONFIG_DIR / f"{preset.hf_id.replace('/', '--')}.json").is_file()
+    ):
         return load_config(preset.hf_id)
     if not preset.traits.neural:
-        raise MemoryPlanError(f"--model {model}: {preset.description} trains on the CPU; it has no GPU memory plan")
+        raise MemoryPlanError(
+            f"--model {model}: {preset.description} trains on the CPU; it has no GPU memory plan"
+        )
     from mathreport import models
 
     try:
         weights = models.resolve_weights(preset, model_path)
     except ModelUnavailableError as exc:
-        raise MemoryPlanError(f"{exc}; for a memory plan the model's config.json is enough: --model_path a folder "
-                              "holding it") from exc
+        raise MemoryPlanError(
+            f"{exc}; for a memory plan the model's config.json is enough: --model_path a folder "
+            "holding it"
+        ) from exc
     config = load_config(weights)
-    if preset.hf_id and not model_path:  # the model's name rather than the folder its weights were found in
+    if (
+        preset.hf_id and not model_path
+    ):  # the model's name rather than the folder its weights were found in
         config._name_or_path = preset.hf_id
     return config
 
 
-def plan_preset(model: str, *, model_path: str | None = None, batch_size: int | None = None,
-                max_length: int | None = None, load_in_4bit: bool | None = None,
-                gradient_checkpointing: bool | None = None, lora_mlp: bool = False, **settings) -> Plan:
+def plan_preset(
+    model: str,
+    *,
+    model_path: str | None = None,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    load_in_4bit: bool | None = None,
+    gradient_checkpointing: bool | None = None,
+    lora_mlp: bool = False,
+    **settings,
+) -> Plan:
     """The plan of training preset `model` on CUDA with its defaults (4-bit and checkpointing for decoders, as
     train does there), any given setting replacing the preset's."""
     preset = get_preset(model)
@@ -586,10 +781,17 @@ def plan_preset(model: str, *, model_path: str | None = None, batch_size: int | 
     if lora_mlp:
         targets += [t for t in DECODER_MLP_TARGETS if t not in targets]
     settings.setdefault("trainable_top_k", None if load else preset.top_k_layers or None)
-    return estimate(preset_config(model, model_path), batch_size=batch_size or preset.batch_size,
-                    max_length=max_length or preset.max_length, load_in_4bit=load,
-                    gradient_checkpointing=load if gradient_checkpointing is None else gradient_checkpointing,
-                    lora_r=preset.lora_r, lora_targets=targets, lora_dropout=preset.lora_dropout, **settings)
+    return estimate(
+        preset_config(model, model_path),
+        batch_size=batch_size or preset.batch_size,
+        max_length=max_length or preset.max_length,
+        load_in_4bit=load,
+        gradient_checkpointing=load if gradient_checkpointing is None else gradient_checkpointing,
+        lora_r=preset.lora_r,
+        lora_targets=targets,
+        lora_dropout=preset.lora_dropout,
+        **settings,
+    )
 
 
 def gpu_table(plan: Plan, gpu_memory_gib: float | None = None) -> list[dict]:
@@ -597,8 +799,15 @@ def gpu_table(plan: Plan, gpu_memory_gib: float | None = None) -> list[dict]:
     rows = [(name, mib * 2**20) for name, mib in GPUS]
     if gpu_memory_gib:
         rows.append((f"--gpu_memory {gpu_memory_gib:g}", int(gpu_memory_gib * GIB)))
-    return [{"gpu": name, "memory_bytes": size, "fits": plan.total <= size, "left_bytes": size - plan.total}
-            for name, size in rows]
+    return [
+        {
+            "gpu": name,
+            "memory_bytes": size,
+            "fits": plan.total <= size,
+            "left_bytes": size - plan.total,
+        }
+        for name, size in rows
+    ]
 
 
 def format_plan(plan: Plan, gpu_memory_gib: float | None = None) -> str:
@@ -615,23 +824,44 @@ def format_plan(plan: Plan, gpu_memory_gib: float | None = None) -> str:
     ]
     rows = []
     if four:
-        rows.append((f"4-bit NF4 linear weights ({shape.quantizable_params / 1e9:.2f} B, with their constants)",
-                     plan.quantized_weights))
-        rows.append((f"embeddings, norms, biases, head in float32 (the upcast adds {plan.upcast / GIB:.2f})",
-                     plan.other_weights))
+        rows.append(
+            (
+                f"4-bit NF4 linear weights ({shape.quantizable_params / 1e9:.2f} B, with their constants)",
+                plan.quantized_weights,
+            )
+        )
+        rows.append(
+            (
+                f"embeddings, norms, biases, head in float32 (the upcast adds {plan.upcast / GIB:.2f})",
+                plan.other_weights,
+            )
+        )
     else:
-        rows.append((f"weights in {s.compute_dtype} ({shape.total_params / 1e9:.2f} B)", plan.other_weights))
-    other, other_bytes = (("off", plan.activations_no_checkpointing) if s.gradient_checkpointing
-                          else ("on", plan.activations_checkpointing))
-    rows += [(f"LoRA adapter, float32 ({lora_n / 1e6:.1f} M)", plan.lora),
-             (f"head's trained copy ({shape.head_params:,})", plan.head_copy),
-             (f"optimizer state ({s.optimizer})", plan.optimizer_states),
-             ("gradients", plan.gradients),
-             (f"activations, checkpointing {'on' if s.gradient_checkpointing else 'off'} ({other}: "
-              f"{other_bytes / GIB:.2f})", plan.activations),
-             (f"evaluation forward, batch {s.eval_batch} (in place of the two above)", plan.eval_forward),
-             (f"allocator margin ({ALLOCATOR_MARGIN:.0%}, assumed)", plan.allocator_margin),
-             ("CUDA context (assumed)", plan.cuda_context)]
+        rows.append(
+            (f"weights in {s.compute_dtype} ({shape.total_params / 1e9:.2f} B)", plan.other_weights)
+        )
+    other, other_bytes = (
+        ("off", plan.activations_no_checkpointing)
+        if s.gradient_checkpointing
+        else ("on", plan.activations_checkpointing)
+    )
+    rows += [
+        (f"LoRA adapter, float32 ({lora_n / 1e6:.1f} M)", plan.lora),
+        (f"head's trained copy ({shape.head_params:,})", plan.head_copy),
+        (f"optimizer state ({s.optimizer})", plan.optimizer_states),
+        ("gradients", plan.gradients),
+        (
+            f"activations, checkpointing {'on' if s.gradient_checkpointing else 'off'} ({other}: "
+            f"{other_bytes / GIB:.2f})",
+            plan.activations,
+        ),
+        (
+            f"evaluation forward, batch {s.eval_batch} (in place of the two above)",
+            plan.eval_forward,
+        ),
+        (f"allocator margin ({ALLOCATOR_MARGIN:.0%}, assumed)", plan.allocator_margin),
+        ("CUDA context (assumed)", plan.cuda_context),
+    ]
     width = max(len(label) for label, _ in rows)
     lines += [f"  {label:<{width}}  {value / GIB:6.2f}" for label, value in rows]
     phase = "training step" if plan.training_peak >= plan.eval_peak else "evaluation"
@@ -639,7 +869,10 @@ def format_plan(plan: Plan, gpu_memory_gib: float | None = None) -> str:
     lines.append("")
     lines.append(f"  {'GPU':<16}{'memory':>8}  fits")
     for row in gpu_table(plan, gpu_memory_gib):
-        verdict = (f"yes, {row['left_bytes'] / GIB:.1f} GiB left" if row["fits"]
-                   else f"no, {-row['left_bytes'] / GIB:.1f} GiB short")
+        verdict = (
+            f"yes, {row['left_bytes'] / GIB:.1f} GiB left"
+            if row["fits"]
+            else f"no, {-row['left_bytes'] / GIB:.1f} GiB short"
+        )
         lines.append(f"  {row['gpu']:<16}{row['memory_bytes'] / GIB:8.1f}  {verdict}")
     return "\n".join(lines)

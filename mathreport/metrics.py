@@ -38,26 +38,34 @@ def check_class_ids(values: ArrayLike, what: str = "y_true") -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{what} must be 1-D of shape (n_samples,); found shape {arr.shape}")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
-        raise ValueError(f"{what} must contain integer class ids 0..{labels.NUM_CLASSES - 1}; found dtype {arr.dtype}")
+        raise ValueError(
+            f"{what} must contain integer class ids 0..{labels.NUM_CLASSES - 1}; found dtype {arr.dtype}"
+        )
     if arr.dtype.kind == "f":
         # Label columns read back from CSV can arrive as float; accept them only if exactly integral.
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{what} must contain integer class ids; found {arr[row].item()!r} at row {row}")
+            raise ValueError(
+                f"{what} must contain integer class ids; found {arr[row].item()!r} at row {row}"
+            )
     arr = arr.astype(np.int64)
     outside = (arr < 0) | (arr >= labels.NUM_CLASSES)
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         found = sorted({int(v) for v in arr[outside]})
-        raise ValueError(f"{what} contains class ids outside 0..{labels.NUM_CLASSES - 1}: {found} (first at row {row})")
+        raise ValueError(
+            f"{what} contains class ids outside 0..{labels.NUM_CLASSES - 1}: {found} (first at row {row})"
+        )
     return arr
 
 
 def _check_same_length(**arrays: np.ndarray) -> None:
     lengths = [len(a) for a in arrays.values()]
     if len(set(lengths)) > 1:
-        raise ValueError(f"Found input variables with inconsistent numbers of samples: {lengths} ({', '.join(arrays)})")
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: {lengths} ({', '.join(arrays)})"
+        )
     if lengths[0] < 1:
         raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
 
@@ -73,7 +81,9 @@ def validate_predictions(
     y_true = check_class_ids(y_true, "y_true")
     p = np.asarray(probs)
     if p.ndim != 2 or p.shape[1] != labels.NUM_CLASSES:
-        raise ValueError(f"probs must have shape (n_samples, {labels.NUM_CLASSES}); found shape {p.shape}")
+        raise ValueError(
+            f"probs must have shape (n_samples, {labels.NUM_CLASSES}); found shape {p.shape}"
+        )
     if p.dtype.kind not in "iuf" or p.dtype.kind == "b":
         raise ValueError(f"probs must be numeric; found dtype {p.dtype}")
     p = p.astype(np.float64)
@@ -82,11 +92,15 @@ def validate_predictions(
     finite = np.isfinite(p)
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(f"probs contains NaN or infinity; found {p[row, col].item()} at row {row}, column {col}")
+        raise ValueError(
+            f"probs contains NaN or infinity; found {p[row, col].item()} at row {row}, column {col}"
+        )
     outside = (p < 0) | (p > 1)
     if outside.any():
         row, col = (int(i) for i in np.argwhere(outside)[0])
-        raise ValueError(f"probs must lie in [0, 1]; found {p[row, col].item()!r} at row {row}, column {col}")
+        raise ValueError(
+            f"probs must lie in [0, 1]; found {p[row, col].item()!r} at row {row}, column {col}"
+        )
     sums = p.sum(axis=1)
     off = np.abs(sums - 1.0) > atol
     if off.any():
@@ -115,7 +129,9 @@ def validate_predictions(
 
 
 # ------------------------------------------------------------------------------------------- components
-def roc_auc_per_class(y_true: ArrayLike, probs: ArrayLike) -> tuple[list[float | None], dict[int, str]]:
+def roc_auc_per_class(
+    y_true: ArrayLike, probs: ArrayLike
+) -> tuple[list[float | None], dict[int, str]]:
     """One-vs-rest ROC AUC of each class (None where undefined) and, by class id, why it is undefined."""
     y_true, probs, _ = validate_predictions(y_true, probs)
     present = np.unique(y_true)
@@ -123,11 +139,15 @@ def roc_auc_per_class(y_true: ArrayLike, probs: ArrayLike) -> tuple[list[float |
     reasons: dict[int, str] = {}
     for k in LABELS:
         if k not in present:
-            reasons[k] = (f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, so its one-vs-rest ROC "
-                          "curve has no positives")
+            reasons[k] = (
+                f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, so its one-vs-rest ROC "
+                "curve has no positives"
+            )
         elif len(present) == 1:
-            reasons[k] = (f"class {k} ({labels.name(k, 'en')}) is the only class in y_true, so its one-vs-rest "
-                          "ROC curve has no negatives")
+            reasons[k] = (
+                f"class {k} ({labels.name(k, 'en')}) is the only class in y_true, so its one-vs-rest "
+                "ROC curve has no negatives"
+            )
         aucs.append(None if k in reasons else float(roc_auc_score(y_true == k, probs[:, k])))
     return aucs, reasons
 
@@ -141,10 +161,14 @@ def roc_auc_micro(y_true: ArrayLike, probs: ArrayLike) -> float:
 def average_precision_micro(y_true: ArrayLike, probs: ArrayLike) -> float:
     """Micro-averaged one-vs-rest average precision over all 8 classes."""
     y_true, probs, _ = validate_predictions(y_true, probs)
-    return float(average_precision_score(label_binarize(y_true, classes=LABELS), probs, average="micro"))
+    return float(
+        average_precision_score(label_binarize(y_true, classes=LABELS), probs, average="micro")
+    )
 
 
-def average_precision_per_class(y_true: ArrayLike, probs: ArrayLike) -> tuple[list[float | None], dict[int, str]]:
+def average_precision_per_class(
+    y_true: ArrayLike, probs: ArrayLike
+) -> tuple[list[float | None], dict[int, str]]:
     """One-vs-rest average precision of each class (None where it has no positives) and why."""
     y_true, probs, _ = validate_predictions(y_true, probs)
     present = set(np.unique(y_true).tolist())
@@ -155,7 +179,9 @@ def average_precision_per_class(y_true: ArrayLike, probs: ArrayLike) -> tuple[li
             aps.append(float(average_precision_score(y_true == k, probs[:, k])))
         else:
             aps.append(None)
-            reasons[k] = f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, so recall is undefined"
+            reasons[k] = (
+                f"class {k} ({labels.name(k, 'en')}) has no samples in y_true, so recall is undefined"
+            )
     return aps, reasons
 
 
@@ -181,8 +207,14 @@ def calibration_bins(
     accuracy = acc_sum[keep] / count[keep]
     mean_conf = conf_sum[keep] / count[keep]
     ece = float(np.sum(count[keep] / len(y_true) * np.abs(accuracy - mean_conf)))
-    return {"lower": edges[:-1][keep], "upper": edges[1:][keep], "count": count[keep], "accuracy": accuracy,
-            "confidence": mean_conf, "ece": ece}
+    return {
+        "lower": edges[:-1][keep],
+        "upper": edges[1:][keep],
+        "count": count[keep],
+        "accuracy": accuracy,
+        "confidence": mean_conf,
+        "ece": ece,
+    }
 
 
 def expected_calibration_error(
@@ -204,7 +236,9 @@ def bootstrap_indices(n: int, n_bootstrap: int = 1000, seed: int = 0) -> np.ndar
     return np.concatenate(list(_bootstrap_batches(n, n_bootstrap, seed)), axis=0)
 
 
-def _count_metrics(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+def _count_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray
+) -> dict[str, np.ndarray]:
     # scikit-learn's zero_division=0 formulas without labels=: macro means over the classes a resample has in
     # y_true or y_pred. One bincount over ids offset by resample gives every resample's per-class counts.
     k = labels.NUM_CLASSES
@@ -245,18 +279,30 @@ def bootstrap_replicates(
     _check_same_length(y_true=y_true, y_pred=y_pred)
     if int(n_bootstrap) != n_bootstrap or n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be a positive integer; found {n_bootstrap!r}")
-    parts = [_count_metrics(y_true, y_pred, idx) for idx in _bootstrap_batches(len(y_true), n_bootstrap, seed)]
+    parts = [
+        _count_metrics(y_true, y_pred, idx)
+        for idx in _bootstrap_batches(len(y_true), n_bootstrap, seed)
+    ]
     return {name: np.concatenate([part[name] for part in parts]) for name in BOOTSTRAP_METRICS}
 
 
-def bootstrap_ci(y_true: ArrayLike, y_pred: ArrayLike, *, n_bootstrap: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> dict[str, list[float]]:
+def bootstrap_ci(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, list[float]]:
     """Percentile bootstrap intervals {metric: [low, high]} for each metric of BOOTSTRAP_METRICS."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); found {confidence!r}")
     reps = bootstrap_replicates(y_true, y_pred, n_bootstrap=n_bootstrap, seed=seed)
     tail = 100 * (1 - confidence) / 2
-    return {name: [float(v) for v in np.percentile(values, [tail, 100 - tail])] for name, values in reps.items()}
+    return {
+        name: [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+        for name, values in reps.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -272,8 +318,15 @@ def _check_finite(tree: Any, path: str = "metrics") -> None:
         raise RuntimeError(f"{path} is {tree}; undefined values must be None with a reason")
 
 
-def compute_metrics(y_true: ArrayLike, probs: ArrayLike, *, y_pred: ArrayLike | None = None, n_bootstrap: int = 1000,
-                    seed: int = 0, n_bins: int = 15) -> dict[str, Any]:
+def compute_metrics(
+    y_true: ArrayLike,
+    probs: ArrayLike,
+    *,
+    y_pred: ArrayLike | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    n_bins: int = 15,
+) -> dict[str, Any]:
     """Every headline metric of one run as JSON-ready values, with 95% bootstrap intervals.
 
     Macro means are over the classes in y_true or y_pred (scikit-learn's default), the others listed in
@@ -281,18 +334,25 @@ def compute_metrics(y_true: ArrayLike, probs: ArrayLike, *, y_pred: ArrayLike | 
     undefined value is None, explained in `undefined`.
     """
     y_true, probs, y_pred = validate_predictions(y_true, probs, y_pred)
-    prf = {"macro": precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0),
-           "weighted": precision_recall_fscore_support(y_true, y_pred, labels=LABELS, average="weighted",
-                                                       zero_division=0)}
+    prf = {
+        "macro": precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0),
+        "weighted": precision_recall_fscore_support(
+            y_true, y_pred, labels=LABELS, average="weighted", zero_division=0
+        ),
+    }
     occurring = set(np.unique(y_true)) | set(np.unique(y_pred))
-    macro_excluded = {f"class_{k}": "no test item and no prediction" for k in LABELS if k not in occurring}
+    macro_excluded = {
+        f"class_{k}": "no test item and no prediction" for k in LABELS if k not in occurring
+    }
     aucs, auc_reasons = roc_auc_per_class(y_true, probs)
     defined = [a for a in aucs if a is not None]
     undefined: dict[str, str] = {}
     if not defined:
-        undefined["AUC_macro"] = (f"y_true contains a single class ({int(y_true[0])}, "
-                                  f"{labels.name(int(y_true[0]), 'en')}), so no one-vs-rest ROC curve has both "
-                                  "positives and negatives")
+        undefined["AUC_macro"] = (
+            f"y_true contains a single class ({int(y_true[0])}, "
+            f"{labels.name(int(y_true[0]), 'en')}), so no one-vs-rest ROC curve has both "
+            "positives and negatives"
+        )
 
     out: dict[str, Any] = {
         "n_test": len(y_true),
@@ -301,9 +361,13 @@ def compute_metrics(y_true: ArrayLike, probs: ArrayLike, *, y_pred: ArrayLike | 
         "Recall_macro": float(prf["macro"][1]),
         "Precision_weighted": float(prf["weighted"][0]),
         "Recall_weighted": float(prf["weighted"][1]),
-        "F1_micro": float(f1_score(y_true, y_pred, labels=LABELS, average="micro", zero_division=0)),
+        "F1_micro": float(
+            f1_score(y_true, y_pred, labels=LABELS, average="micro", zero_division=0)
+        ),
         "F1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "F1_weighted": float(f1_score(y_true, y_pred, labels=LABELS, average="weighted", zero_division=0)),
+        "F1_weighted": float(
+            f1_score(y_true, y_pred, labels=LABELS, average="weighted", zero_division=0)
+        ),
         "AUC_macro": float(np.mean(defined)) if defined else None,
         "AUC_micro": roc_auc_micro(y_true, probs),
         "AUC_macro_excluded": {f"class_{k}": reason for k, reason in auc_reasons.items()},
@@ -320,7 +384,9 @@ def compute_metrics(y_true: ArrayLike, probs: ArrayLike, *, y_pred: ArrayLike | 
     return out
 
 
-def per_class_report(y_true: ArrayLike, probs: ArrayLike, y_pred: ArrayLike | None = None) -> dict[str, Any]:
+def per_class_report(
+    y_true: ArrayLike, probs: ArrayLike, y_pred: ArrayLike | None = None
+) -> dict[str, Any]:
     """{"per_class": {"class_k": {name_tr, name_en, precision, recall, f1_score, support, auc}}} for all 8."""
     y_true, probs, y_pred = validate_predictions(y_true, probs, y_pred)
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -329,9 +395,15 @@ def per_class_report(y_true: ArrayLike, probs: ArrayLike, y_pred: ArrayLike | No
     aucs, reasons = roc_auc_per_class(y_true, probs)
     per_class: dict[str, dict[str, Any]] = {}
     for k in LABELS:
-        entry: dict[str, Any] = {"name_tr": labels.name(k, "tr"), "name_en": labels.name(k, "en"),
-                                 "precision": float(precision[k]), "recall": float(recall[k]),
-                                 "f1_score": float(f1[k]), "support": int(support[k]), "auc": aucs[k]}
+        entry: dict[str, Any] = {
+            "name_tr": labels.name(k, "tr"),
+            "name_en": labels.name(k, "en"),
+            "precision": float(precision[k]),
+            "recall": float(recall[k]),
+            "f1_score": float(f1[k]),
+            "support": int(support[k]),
+            "auc": aucs[k],
+        }
         if k in reasons:
             entry["auc_undefined_reason"] = reasons[k]
         per_class[f"class_{k}"] = entry
@@ -344,15 +416,18 @@ def per_class_report(y_true: ArrayLike, probs: ArrayLike, y_pred: ArrayLike | No
 MCNEMAR_ALTERNATIVES = ("two-sided", "greater", "less")
 
 
-def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike,
-                 alternative: str = "two-sided") -> dict[str, Any]:
+def mcnemar_test(
+    y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, alternative: str = "two-sided"
+) -> dict[str, Any]:
     """Exact McNemar test: b = items A gets right and B wrong, c = the reverse, binomial p on the b + c pairs.
 
     alternative: "two-sided" (A and B differ); "greater": A is right more often than B (b > c), the test of B
     being worse than A; "less": the reverse. A one-sided result says which in its "alternative" key.
     """
     if alternative not in MCNEMAR_ALTERNATIVES:
-        raise ValueError(f"alternative must be one of {MCNEMAR_ALTERNATIVES}; found {alternative!r}")
+        raise ValueError(
+            f"alternative must be one of {MCNEMAR_ALTERNATIVES}; found {alternative!r}"
+        )
     y_true = check_class_ids(y_true, "y_true")
     pred_a = check_class_ids(pred_a, "pred_a")
     pred_b = check_class_ids(pred_b, "pred_b")
@@ -361,8 +436,17 @@ def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike,
     b = int(np.sum(right_a & ~right_b))
     c = int(np.sum(~right_a & right_b))
     # With no discordant pairs the exact test has a single possible outcome, observed with probability 1.
-    p_value = float(stats.binomtest(b, b + c, 0.5, alternative=alternative).pvalue) if b + c else 1.0
-    result = {"b": b, "c": c, "n_discordant": b + c, "p_value": p_value, "n": len(y_true), "method": "exact"}
+    p_value = (
+        float(stats.binomtest(b, b + c, 0.5, alternative=alternative).pvalue) if b + c else 1.0
+    )
+    result = {
+        "b": b,
+        "c": c,
+        "n_discordant": b + c,
+        "p_value": p_value,
+        "n": len(y_true),
+        "method": "exact",
+    }
     return result if alternative == "two-sided" else {**result, "alternative": alternative}
 
 
@@ -385,7 +469,10 @@ def compare_runs(
     if len(runs) < 2:
         raise ValueError(f"compare_runs needs at least 2 runs; found {len(runs)}: {list(runs)}")
     arrays = {
-        name: (check_class_ids(pair[0], f"y_true of run {name!r}"), check_class_ids(pair[1], f"y_pred of run {name!r}"))
+        name: (
+            check_class_ids(pair[0], f"y_true of run {name!r}"),
+            check_class_ids(pair[1], f"y_pred of run {name!r}"),
+        )
         for name, pair in runs.items()
     }
     first, (ref, _) = next(iter(arrays.items()))
@@ -411,24 +498,37 @@ def compare_runs(
             ci = cis[name].get("ci95", cis[name])
             missing = [m for m in compared if m not in ci]
             if missing:
-                raise ValueError(f"cis[{name!r}] lacks intervals for {missing}; found keys {list(ci)}")
+                raise ValueError(
+                    f"cis[{name!r}] lacks intervals for {missing}; found keys {list(ci)}"
+                )
             ci95[name] = ci
 
     rows = []
     for name_a, name_b in itertools.combinations(arrays, 2):
         y_true, pred_a = arrays[name_a]
         pred_b = arrays[name_b][1]
-        row: dict[str, Any] = {"run_a": name_a, "run_b": name_b, "accuracy_a": float(accuracy_score(y_true, pred_a)),
-                               "accuracy_b": float(accuracy_score(y_true, pred_b)),
-                               **mcnemar_test(y_true, pred_a, pred_b)}
+        row: dict[str, Any] = {
+            "run_a": name_a,
+            "run_b": name_b,
+            "accuracy_a": float(accuracy_score(y_true, pred_a)),
+            "accuracy_b": float(accuracy_score(y_true, pred_b)),
+            **mcnemar_test(y_true, pred_a, pred_b),
+        }
         if ci95:
-            row["ci_overlap"] = {m: intervals_overlap(ci95[name_a][m], ci95[name_b][m]) for m in compared}
+            row["ci_overlap"] = {
+                m: intervals_overlap(ci95[name_a][m], ci95[name_b][m]) for m in compared
+            }
         rows.append(row)
     return rows
 
 
-def top_confusions(y_true: ArrayLike, y_pred: ArrayLike, texts: Sequence[str] | None = None, k: int = 5,
-                   n_examples: int = 3) -> list[dict[str, Any]]:
+def top_confusions(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    texts: Sequence[str] | None = None,
+    k: int = 5,
+    n_examples: int = 3,
+) -> list[dict[str, Any]]:
     """The k most frequent (true -> predicted) mistakes with counts, class names and example questions."""
     y_true = check_class_ids(y_true, "y_true")
     y_pred = check_class_ids(y_pred, "y_pred")
@@ -436,8 +536,10 @@ def top_confusions(y_true: ArrayLike, y_pred: ArrayLike, texts: Sequence[str] | 
     if texts is not None:
         texts = list(texts)
         if len(texts) != len(y_true):
-            raise ValueError(f"Found input variables with inconsistent numbers of samples: [{len(y_true)}, "
-                             f"{len(texts)}] (y_true, texts)")
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: [{len(y_true)}, "
+                f"{len(texts)}] (y_true, texts)"
+            )
     cm = confusion_matrix(y_true, y_pred, labels=LABELS)
     pairs = [(int(cm[t, p]), t, p) for t in LABELS for p in LABELS if t != p and cm[t, p] > 0]
     # Most frequent first; ties in class-id order so the table is stable across runs.
@@ -446,9 +548,18 @@ def top_confusions(y_true: ArrayLike, y_pred: ArrayLike, texts: Sequence[str] | 
     out = []
     for count, t, p in pairs[:k]:
         rows = np.flatnonzero((y_true == t) & (y_pred == p))
-        out.append({"true_id": t, "pred_id": p, "true_name_tr": labels.name(t, "tr"),
-                    "true_name_en": labels.name(t, "en"), "pred_name_tr": labels.name(p, "tr"),
-                    "pred_name_en": labels.name(p, "en"), "count": count,
-                    "share_of_true": float(count / support[t]), "rows": [int(r) for r in rows[:n_examples]],
-                    "examples": [str(texts[r]) for r in rows[:n_examples]] if texts is not None else []})
+        out.append(
+            {
+                "true_id": t,
+                "pred_id": p,
+                "true_name_tr": labels.name(t, "tr"),
+                "true_name_en": labels.name(t, "en"),
+                "pred_name_tr": labels.name(p, "tr"),
+                "pred_name_en": labels.name(p, "en"),
+                "count": count,
+                "share_of_true": float(count / support[t]),
+                "rows": [int(r) for r in rows[:n_examples]],
+                "examples": [str(texts[r]) for r in rows[:n_examples]] if texts is not None else [],
+            }
+        )
     return out

@@ -46,8 +46,9 @@ def base_model(manifest: record.RunRecord) -> dict:
         source = json.loads(source_json.read_text(encoding="utf-8"))
         metadata = _gguf_metadata(Path(source.get("source", "")))
         out["gguf"] = {**source, "metadata": metadata}
-        out["hub_id"] = _hub_id_from_url(metadata.get("general.base_model.0.repo_url")
-                                         or metadata.get("general.source.repo_url"))
+        out["hub_id"] = _hub_id_from_url(
+            metadata.get("general.base_model.0.repo_url") or metadata.get("general.source.repo_url")
+        )
     return out
 
 
@@ -75,8 +76,12 @@ def _cell(value: object) -> str:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows), ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
 
 
 def _eval_results(metrics: dict, manifest: record.RunRecord):
@@ -88,12 +93,20 @@ def _eval_results(metrics: dict, manifest: record.RunRecord):
         value = metrics.get(key)
         if value is None:
             continue
-        results.append(EvalResult(
-            task_type=PIPELINE_TAG, task_name="Math question topic classification (8 classes)",
-            dataset_type="csv", dataset_name=f"math questions, test split ({file_name})", dataset_split="test",
-            dataset_args={"data_files": file_name}, metric_type=metric_type, metric_value=float(value),
-            metric_name=shown, metric_config=config,
-        ))
+        results.append(
+            EvalResult(
+                task_type=PIPELINE_TAG,
+                task_name="Math question topic classification (8 classes)",
+                dataset_type="csv",
+                dataset_name=f"math questions, test split ({file_name})",
+                dataset_split="test",
+                dataset_args={"data_files": file_name},
+                metric_type=metric_type,
+                metric_value=float(value),
+                metric_name=shown,
+                metric_config=config,
+            )
+        )
     return results
 
 
@@ -105,13 +118,19 @@ def model_card(run_dir: Path):
     manifest = artifacts.read_manifest(run_dir)
     metrics = artifacts.read_metrics(run_dir)
     base = base_model(manifest)
-    model_name = "mathreport-" + re.sub(r"[^\w.-]+", "-", str(manifest.model)).strip("-") + "-math-topics"
+    model_name = (
+        "mathreport-" + re.sub(r"[^\w.-]+", "-", str(manifest.model)).strip("-") + "-math-topics"
+    )
     four_bit = manifest.load_in_4bit
     tags = ["mathreport", "lora", "peft", "math", PIPELINE_TAG]
     tags += ["4-bit", "bitsandbytes", "qlora"] if four_bit else []
     data = ModelCardData(
-        base_model=base["hub_id"], library_name="peft", pipeline_tag=PIPELINE_TAG, tags=tags,
-        model_name=model_name, eval_results=_eval_results(metrics, manifest),
+        base_model=base["hub_id"],
+        library_name="peft",
+        pipeline_tag=PIPELINE_TAG,
+        tags=tags,
+        model_name=model_name,
+        eval_results=_eval_results(metrics, manifest),
     )
     body = _body(manifest, metrics, base, model_name)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
@@ -123,14 +142,24 @@ def write_model_card(run_dir: Path) -> Path:
 
 
 def _body(manifest: record.RunRecord, metrics: dict, base: dict, model_name: str) -> str:
-    lines = [f"# {model_name}", ""]  # letters, digits, '.', '-' and '_' only (model_card made it so)
-    described = f"`{base['hub_id']}`" if base["hub_id"] else "a base model that has no Hub id (below)"
-    lines += [f"A LoRA adapter (peft) with a trained classification head on {described}: it reads a math question "
-              f"and gives the probabilities of {labels.NUM_CLASSES} topics. Trained and evaluated by mathreport; "
-              "every figure below is copied from the run's "
-              f"`{artifacts.MANIFEST}` and `{artifacts.METRICS}`.", ""]
-    lines += _table(("id", "topic", "Turkish name (the report's)"),
-                    [(str(t.id), t.en, t.tr) for t in labels.TOPICS])
+    lines = [
+        f"# {model_name}",
+        "",
+    ]  # letters, digits, '.', '-' and '_' only (model_card made it so)
+    described = (
+        f"`{base['hub_id']}`" if base["hub_id"] else "a base model that has no Hub id (below)"
+    )
+    lines += [
+        f"A LoRA adapter (peft) with a trained classification head on {described}: it reads a math question "
+        f"and gives the probabilities of {labels.NUM_CLASSES} topics. Trained and evaluated by mathreport; "
+        "every figure below is copied from the run's "
+        f"`{artifacts.MANIFEST}` and `{artifacts.METRICS}`.",
+        "",
+    ]
+    lines += _table(
+        ("id", "topic", "Turkish name (the report's)"),
+        [(str(t.id), t.en, t.tr) for t in labels.TOPICS],
+    )
     lines += ["## Base model", ""] + _base_lines(manifest, base)
     lines += ["## LoRA", ""] + _lora_lines(manifest)
     lines += ["## Quantisation", ""] + _quantisation_lines(manifest)
@@ -138,55 +167,106 @@ def _body(manifest: record.RunRecord, metrics: dict, base: dict, model_name: str
     lines += ["## Data", ""] + _data_lines(manifest)
     lines += ["## Test metrics", ""] + _metric_lines(metrics)
     lines += ["## How to load it", ""] + _usage_lines(manifest, base)
-    lines += ["## Framework versions", "", *(f"- {md_code(k)} {md_code(v)}" for k, v in manifest.versions.items()), ""]
+    lines += [
+        "## Framework versions",
+        "",
+        *(f"- {md_code(k)} {md_code(v)}" for k, v in manifest.versions.items()),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _base_lines(manifest: record.RunRecord, base: dict) -> list[str]:
-    rows = [("Hub id", _cell(base["hub_id"]) if base["hub_id"] else "none recorded"),
-            ("preset", _cell(manifest.model)),
-            ("weights read from", _cell(base["weights"]))]
+    rows = [
+        ("Hub id", _cell(base["hub_id"]) if base["hub_id"] else "none recorded"),
+        ("preset", _cell(manifest.model)),
+        ("weights read from", _cell(base["weights"])),
+    ]
     gguf = base["gguf"]
     if gguf:
         name = gguf["metadata"].get("general.name")
-        rows += [("GGUF file", _cell(gguf.get("source"))), ("GGUF SHA-256", _cell(gguf.get("sha256"))),
-                 ("GGUF model name", _cell(name) if name else "not in the file")]
+        rows += [
+            ("GGUF file", _cell(gguf.get("source"))),
+            ("GGUF SHA-256", _cell(gguf.get("sha256"))),
+            ("GGUF model name", _cell(name) if name else "not in the file"),
+        ]
     lines = _table(("", ""), rows)
     if gguf:
-        lines += ["The weights are a GGUF file's, dequantised to float32 by mathreport (`weights.ensure_gguf_folder`): "
-                  "a quantised conversion, not the original checkpoint. Load the adapter on the same file's "
-                  "weights.", ""]
+        lines += [
+            "The weights are a GGUF file's, dequantised to float32 by mathreport (`weights.ensure_gguf_folder`): "
+            "a quantised conversion, not the original checkpoint. Load the adapter on the same file's "
+            "weights.",
+            "",
+        ]
     elif not base["hub_id"]:
-        lines += ["This base has no Hub id (a local folder or a test model), so the header names none; load the "
-                  "adapter on the same weights.", ""]
+        lines += [
+            "This base has no Hub id (a local folder or a test model), so the header names none; load the "
+            "adapter on the same weights.",
+            "",
+        ]
     return lines
 
 
 def _lora_lines(manifest: record.RunRecord) -> list[str]:
     lora = manifest.lora or {}
-    return _table(("r", "lora_alpha", "lora_dropout", "target modules", "trained in full and saved (head)",
-                   "task type"),
-                  [(str(lora.get("r")), str(lora.get("lora_alpha")), str(lora.get("lora_dropout")),
-                    ", ".join(_cell(m) for m in sorted(lora.get("target_modules") or [])),
-                    ", ".join(_cell(m) for m in lora.get("modules_to_save") or []), _cell(lora.get("task_type")))])
+    return _table(
+        (
+            "r",
+            "lora_alpha",
+            "lora_dropout",
+            "target modules",
+            "trained in full and saved (head)",
+            "task type",
+        ),
+        [
+            (
+                str(lora.get("r")),
+                str(lora.get("lora_alpha")),
+                str(lora.get("lora_dropout")),
+                ", ".join(_cell(m) for m in sorted(lora.get("target_modules") or [])),
+                ", ".join(_cell(m) for m in lora.get("modules_to_save") or []),
+                _cell(lora.get("task_type")),
+            )
+        ],
+    )
 
 
 def _quantisation_lines(manifest: record.RunRecord) -> list[str]:
     quant = manifest.quantization
     if not manifest.load_in_4bit or not quant:
         return [f"None: the base was loaded with {_cell(manifest.dtype)} weights.", ""]
-    return _table(("method", "bits", "quant type", "double quantisation", "compute dtype", "kept out of it",
-                   "bitsandbytes"),
-                  [(_cell(quant.get("method")), str(quant.get("bits")), _cell(quant.get("quant_type")),
-                    "yes" if quant.get("double_quant") else "no", _cell(quant.get("compute_dtype")),
-                    ", ".join(_cell(m) for m in quant.get("skip_modules") or []), _cell(quant.get("bitsandbytes")))])
+    return _table(
+        (
+            "method",
+            "bits",
+            "quant type",
+            "double quantisation",
+            "compute dtype",
+            "kept out of it",
+            "bitsandbytes",
+        ),
+        [
+            (
+                _cell(quant.get("method")),
+                str(quant.get("bits")),
+                _cell(quant.get("quant_type")),
+                "yes" if quant.get("double_quant") else "no",
+                _cell(quant.get("compute_dtype")),
+                ", ".join(_cell(m) for m in quant.get("skip_modules") or []),
+                _cell(quant.get("bitsandbytes")),
+            )
+        ],
+    )
 
 
 def _training_lines(manifest: record.RunRecord) -> list[str]:
     hyper = manifest.hyperparameters
     training = manifest.training or {}
     rows = [(_cell(k), _cell(v)) for k, v in hyper.items()]
-    rows += [("device", _cell(manifest.device)), ("training autocast", _cell(manifest.train_autocast))]
+    rows += [
+        ("device", _cell(manifest.device)),
+        ("training autocast", _cell(manifest.train_autocast)),
+    ]
     if training.get("train_seconds") is not None:
         rows.append(("training seconds (Trainer)", f"{training['train_seconds']:.1f}"))
     for key in ("trainable_parameters", "total_parameters"):
@@ -199,8 +279,10 @@ def _training_lines(manifest: record.RunRecord) -> list[str]:
 
 
 def _data_lines(manifest: record.RunRecord) -> list[str]:
-    rows = [(md(split), _cell(Path(info.path).name), str(info.rows), _cell(info.sha256))
-            for split, info in manifest.data.items()]
+    rows = [
+        (md(split), _cell(Path(info.path).name), str(info.rows), _cell(info.sha256))
+        for split, info in manifest.data.items()
+    ]
     return _table(("split", "file", "rows", "SHA-256"), rows)
 
 
@@ -214,12 +296,18 @@ def _metric_lines(metrics: dict) -> list[str]:
         low_high = ci.get(key)
         interval = f"{low_high[0]:.4f} – {low_high[1]:.4f}" if low_high else "not computed"
         rows.append((shown, f"{metrics[key]:.4f}", interval))
-    lines = [f"On the {metrics.get('n_test')} questions of the test split (never used for training or for choosing "
-             "the checkpoint).", ""]
+    lines = [
+        f"On the {metrics.get('n_test')} questions of the test split (never used for training or for choosing "
+        "the checkpoint).",
+        "",
+    ]
     lines += _table(("metric", "value", "95% CI"), rows)
     if boot:
-        lines += [f"Confidence intervals: {md(boot.get('method'))} bootstrap over test questions, "
-                  f"{boot.get('n_resamples')} resamples (seed {boot.get('seed')}).", ""]
+        lines += [
+            f"Confidence intervals: {md(boot.get('method'))} bootstrap over test questions, "
+            f"{boot.get('n_resamples')} resamples (seed {boot.get('seed')}).",
+            "",
+        ]
     return lines
 
 
@@ -227,38 +315,61 @@ def _usage_lines(manifest: record.RunRecord, base: dict) -> list[str]:
     base_ref = base["hub_id"] or base["weights"]
     four_bit = manifest.load_in_4bit
     quant = manifest.quantization or {}
-    code = ["import torch",
-            "from peft import PeftModel",
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer"
-            + (", BitsAndBytesConfig" if four_bit else ""),
-            "",
-            'adapter = "."  # this folder, or its Hub repository id once pushed',
-            "tokenizer = AutoTokenizer.from_pretrained(adapter)"]
+    code = [
+        "import torch",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer"
+        + (", BitsAndBytesConfig" if four_bit else ""),
+        "",
+        'adapter = "."  # this folder, or its Hub repository id once pushed',
+        "tokenizer = AutoTokenizer.from_pretrained(adapter)",
+    ]
     if four_bit:
-        code += ["quantization = BitsAndBytesConfig(",
-                 f"    load_in_4bit=True, bnb_4bit_quant_type={quant.get('quant_type')!r},",
-                 f"    bnb_4bit_use_double_quant={bool(quant.get('double_quant'))!r}, "
-                 f"bnb_4bit_compute_dtype=torch.{quant.get('compute_dtype')},",
-                 f"    llm_int8_skip_modules={list(quant.get('skip_modules') or [])!r})",
-                 "base = AutoModelForSequenceClassification.from_pretrained(",
-                 f"    {base_ref!r}, num_labels={labels.NUM_CLASSES}, quantization_config=quantization,",
-                 '    dtype=torch.bfloat16, device_map={"": "cuda:0" if torch.cuda.is_available() else "cpu"})']
+        code += [
+            "quantization = BitsAndBytesConfig(",
+            f"    load_in_4bit=True, bnb_4bit_quant_type={quant.get('quant_type')!r},",
+            f"    bnb_4bit_use_double_quant={bool(quant.get('double_quant'))!r}, "
+            f"bnb_4bit_compute_dtype=torch.{quant.get('compute_dtype')},",
+            f"    llm_int8_skip_modules={list(quant.get('skip_modules') or [])!r})",
+            "base = AutoModelForSequenceClassification.from_pretrained(",
+            f"    {base_ref!r}, num_labels={labels.NUM_CLASSES}, quantization_config=quantization,",
+            '    dtype=torch.bfloat16, device_map={"": "cuda:0" if torch.cuda.is_available() else "cpu"})',
+        ]
     else:
-        code += ["base = AutoModelForSequenceClassification.from_pretrained(",
-                 f"    {base_ref!r}, num_labels={labels.NUM_CLASSES})"]
-    code += ["base.config.pad_token_id = tokenizer.pad_token_id  # decoders pool the last non-padding token"]
+        code += [
+            "base = AutoModelForSequenceClassification.from_pretrained(",
+            f"    {base_ref!r}, num_labels={labels.NUM_CLASSES})",
+        ]
+    code += [
+        "base.config.pad_token_id = tokenizer.pad_token_id  # decoders pool the last non-padding token"
+    ]
     if four_bit:
-        code += ["# The dtypes of training (norms, embeddings and head in float32): the run's own predictions.",
-                 "from peft import prepare_model_for_kbit_training",
-                 "base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)"]
-    code += ["model = PeftModel.from_pretrained(base, adapter).eval()",
-             'batch = tokenizer(["Find all real roots of x^2 - 5x + 6."], return_tensors="pt").to(base.device)',
-             "with torch.inference_mode():",
-             "    probs = model(**batch).logits.float().softmax(-1)",
-             f"labels = {labels.names('en')!r}",
-             "print(labels[int(probs.argmax())])"]
+        code += [
+            "# The dtypes of training (norms, embeddings and head in float32): the run's own predictions.",
+            "from peft import prepare_model_for_kbit_training",
+            "base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)",
+        ]
+    code += [
+        "model = PeftModel.from_pretrained(base, adapter).eval()",
+        'batch = tokenizer(["Find all real roots of x^2 - 5x + 6."], return_tensors="pt").to(base.device)',
+        "with torch.inference_mode():",
+        "    probs = model(**batch).logits.float().softmax(-1)",
+        f"labels = {labels.names('en')!r}",
+        "print(labels[int(probs.argmax())])",
+    ]
     # The code holds data (a path); a fence longer than any backtick run in it keeps the block closed.
     fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", "\n".join(code))), default=0))
-    return ["With peft (the head is saved with the adapter, in `modules_to_save`):", "", f"{fence}python", *code, fence,
-            "", "With mathreport, from the run directory this folder belongs to:", "", "```bash",
-            'mathreport predict --run_dir RUN_DIR "Find all real roots of x^2 - 5x + 6."', "```", ""]
+    return [
+        "With peft (the head is saved with the adapter, in `modules_to_save`):",
+        "",
+        f"{fence}python",
+        *code,
+        fence,
+        "",
+        "With mathreport, from the run directory this folder belongs to:",
+        "",
+        "```bash",
+        'mathreport predict --run_dir RUN_DIR "Find all real roots of x^2 - 5x + 6."',
+        "```",
+        "",
+    ]

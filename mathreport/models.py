@@ -8,7 +8,12 @@ import os
 from pathlib import Path
 
 from mathreport.environment import versions
-from mathreport.errors import ConfigError, FourBitUnavailableError, ModelUnavailableError, NeedsCudaError  # noqa: F401
+from mathreport.errors import (  # noqa: F401 (NeedsCudaError re-exported)
+    ConfigError,
+    FourBitUnavailableError,
+    ModelUnavailableError,
+    NeedsCudaError,
+)
 from mathreport.labels import NUM_CLASSES, names
 from mathreport.presets import (  # noqa: F401  (the registry, re-exported where models are loaded)
     DECODER_MLP_TARGETS,
@@ -61,8 +66,10 @@ def pick_device(device: str | None = None) -> str:
     from mathreport import environment
 
     if device and device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: torch sees no CUDA device here (a CPU build of torch, or no GPU); "
-                          "pass --device cpu, or install a CUDA build of torch on a GPU machine")
+        raise ConfigError(
+            f"--device {device}: torch sees no CUDA device here (a CPU build of torch, or no GPU); "
+            "pass --device cpu, or install a CUDA build of torch on a GPU machine"
+        )
     chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if chosen == "cuda" and environment.world_size() > 1:
         return f"cuda:{environment.local_rank()}"
@@ -106,7 +113,9 @@ def _4bit_problem(kind: str) -> str | None:
         import bitsandbytes as bnb
     except ImportError:
         return "4-bit loading needs it"
-    except Exception as exc:  # a broken install (missing native library, failed backend) says so on import
+    except (
+        Exception
+    ) as exc:  # a broken install (missing native library, failed backend) says so on import
         return f"it fails to import ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     supported = getattr(bnb, "supported_torch_devices", None)
     if supported is not None and kind not in supported:
@@ -116,7 +125,9 @@ def _4bit_problem(kind: str) -> str | None:
     try:
         # As Linear4bit calls it: a (out, in) weight, quantized with double quantization, applied to bf16 inputs.
         weight = torch.randn(32, 64, dtype=torch.bfloat16, device=kind)
-        packed, state = bnb.functional.quantize_4bit(weight, quant_type="nf4", compress_statistics=True)
+        packed, state = bnb.functional.quantize_4bit(
+            weight, quant_type="nf4", compress_statistics=True
+        )
         x = torch.randn(2, 64, dtype=torch.bfloat16, device=kind, requires_grad=True)
         out = bnb.matmul_4bit(x, packed, quant_state=state)
         out.float().sum().backward()
@@ -135,8 +146,9 @@ def resolve_load_in_4bit(preset: Preset, device: str, requested: bool | None = N
     return bool(load)
 
 
-def quantization_config(load_in_4bit: bool, device: str, compute_dtype: str = "bfloat16",
-                        quant_storage: bool = False):
+def quantization_config(
+    load_in_4bit: bool, device: str, compute_dtype: str = "bfloat16", quant_storage: bool = False
+):
     """BitsAndBytes NF4 config for QLoRA, or None; refused at once where bitsandbytes cannot run it on `device`.
 
     compute_dtype: what the 4-bit matmuls compute in (the run's mixed precision: float16 on a T4).
@@ -151,9 +163,14 @@ def quantization_config(load_in_4bit: bool, device: str, compute_dtype: str = "b
 
     dtype = getattr(torch, compute_dtype)
     # The QLoRA recipe (Dettmers et al. 2023): NF4 weights, quantized quantization constants, 16-bit matmuls.
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=list(HEAD_MODULES),
-                              **({"bnb_4bit_quant_storage": dtype} if quant_storage else {}))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        llm_int8_skip_modules=list(HEAD_MODULES),
+        **({"bnb_4bit_quant_storage": dtype} if quant_storage else {}),
+    )
 
 
 def quantization_record(model) -> dict | None:
@@ -164,10 +181,15 @@ def quantization_record(model) -> dict | None:
     quant = quant if isinstance(quant, dict) else quant.to_dict()
     if not quant.get("load_in_4bit"):
         return None
-    return {"method": "bitsandbytes", "bits": 4, "quant_type": quant.get("bnb_4bit_quant_type"),
-            "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
-            "compute_dtype": str(quant.get("bnb_4bit_compute_dtype")).removeprefix("torch."),
-            "skip_modules": list(quant.get("llm_int8_skip_modules") or []), "bitsandbytes": _bitsandbytes_version()}
+    return {
+        "method": "bitsandbytes",
+        "bits": 4,
+        "quant_type": quant.get("bnb_4bit_quant_type"),
+        "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
+        "compute_dtype": str(quant.get("bnb_4bit_compute_dtype")).removeprefix("torch."),
+        "skip_modules": list(quant.get("llm_int8_skip_modules") or []),
+        "bitsandbytes": _bitsandbytes_version(),
+    }
 
 
 def _cuda_index(device: str) -> int:
@@ -177,8 +199,15 @@ def _cuda_index(device: str) -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
-def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool = False,
-                    compute_dtype: str = "bfloat16", quant_storage: bool = False):
+def load_base_model(
+    weights: str,
+    tokenizer,
+    *,
+    device: str,
+    load_in_4bit: bool = False,
+    compute_dtype: str = "bfloat16",
+    quant_storage: bool = False,
+):
     """A sequence-classification model with 8 labels on top of `weights` (4-bit NF4 on `device` if asked).
 
     compute_dtype: the dtype of a GPU model's weights (and of 4-bit matmuls); "float32" keeps full precision.
@@ -188,13 +217,21 @@ def load_base_model(weights: str, tokenizer, *, device: str, load_in_4bit: bool 
     from transformers import AutoModelForSequenceClassification
 
     quant = quantization_config(load_in_4bit, device, compute_dtype, quant_storage)
-    kwargs: dict = {"num_labels": NUM_CLASSES, "id2label": dict(enumerate(names("en"))),
-                    "label2id": {n: i for i, n in enumerate(names("en"))}}
+    kwargs: dict = {
+        "num_labels": NUM_CLASSES,
+        "id2label": dict(enumerate(names("en"))),
+        "label2id": {n: i for i, n in enumerate(names("en"))},
+    }
     if quant is not None:
         # bitsandbytes quantizes while the weights are placed, so the device goes into from_pretrained.
         place = _cuda_index(device) if device.startswith("cuda") else device
-        kwargs.update({"quantization_config": quant, "dtype": getattr(torch, compute_dtype),
-                       "device_map": {"": place}})
+        kwargs.update(
+            {
+                "quantization_config": quant,
+                "dtype": getattr(torch, compute_dtype),
+                "device_map": {"": place},
+            }
+        )
     elif device.startswith("cuda"):
         kwargs["dtype"] = getattr(torch, compute_dtype)
     model = AutoModelForSequenceClassification.from_pretrained(weights, **kwargs)
@@ -233,7 +270,12 @@ def set_dropout(model, p: float) -> int:
             module.p, count = p, count + 1
         elif isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout, count = p, count + 1
-    for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout", "classifier_dropout"):
+    for attr in (
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "attention_dropout",
+        "classifier_dropout",
+    ):
         if getattr(model.config, attr, None) is not None:
             setattr(model.config, attr, p)
     return count
@@ -262,7 +304,12 @@ def _guess_targets(model) -> list[str]:
     if model is None:
         return list(DECODER_TARGETS)
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    for group in (DECODER_TARGETS, ("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("c_attn",)):
+    for group in (
+        DECODER_TARGETS,
+        ("query", "key", "value"),
+        ("q_lin", "k_lin", "v_lin"),
+        ("c_attn",),
+    ):
         found = [n for n in group if n in present]
         if found:
             return found
@@ -277,7 +324,9 @@ def add_lora(model, preset: Preset, *, load_in_4bit: bool, mlp: bool = False):
         # Norms and the head go to float32, inputs require grad so checkpointed blocks can backprop through
         # frozen 4-bit weights; non-reentrant checkpointing is the variant that works under DDP.
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+            model,
+            use_gradient_checkpointing=True,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
         )
         set_cpu_inference_packing(model, False)
     lora = lora_config(preset, model, mlp=mlp)

@@ -47,9 +47,22 @@ REPORT_PARAMETERS = (
 # (mathreport/options.py). Every other option can be passed too (papermill -p seed 7); papermill
 # warns that it is not listed here, so every parameter `mathreport pipeline` passes is
 # (tests/test_pipeline.py checks it).
-TRAIN_PARAMETERS = ("model", "num_epochs", "learning_rate", "train_path", "val_path", "test_path",
-                    "output_dir", "resume", "force", "model_path", "batch_size", "device",
-                    "load_in_4bit", "training_args")
+TRAIN_PARAMETERS = (
+    "model",
+    "num_epochs",
+    "learning_rate",
+    "train_path",
+    "val_path",
+    "test_path",
+    "output_dir",
+    "resume",
+    "force",
+    "model_path",
+    "batch_size",
+    "device",
+    "load_in_4bit",
+    "training_args",
+)
 TRAIN_KEYS = ("train_notebook.intro", "train_notebook.training", "train_notebook.results")
 
 
@@ -76,10 +89,14 @@ def turkish(src: str) -> NotebookNode:
 def section_cells(spec: ReportSection) -> list[NotebookNode]:
     """A section's Turkish heading and introduction, then its call (which shows them otherwise)."""
     heading, intro = i18n.message(spec.heading_key, LANG), i18n.message(spec.intro_key, LANG)
-    return [turkish(f"## {heading}\n\n{intro}"),
-            new_code_cell(f'ctx.heading("{spec.key}")  '
-                          "# the heading in another language; Turkish: the cell above\n"
-                          f"ctx.{spec.method}()")]
+    return [
+        turkish(f"## {heading}\n\n{intro}"),
+        new_code_cell(
+            f'ctx.heading("{spec.key}")  '
+            "# the heading in another language; Turkish: the cell above\n"
+            f"ctx.{spec.method}()"
+        ),
+    ]
 
 
 def report_notebook() -> NotebookNode:
@@ -87,14 +104,18 @@ def report_notebook() -> NotebookNode:
     for spec in (TITLE, *sections.SECTIONS.values()):
         i18n.require(spec.catalog_keys, f"report section {spec.key!r} (mathreport/sections.py)")
     title, intro = i18n.message(TITLE.heading_key, LANG), i18n.message(TITLE.intro_key, LANG)
-    return notebook([
-        turkish(f"# {title}\n\n{intro}"),
-        params(REPORT_PARAMETERS),
-        new_code_cell("from mathreport.sections import ReportContext\n\n"
-                      "ctx = ReportContext.load(model, compare, results_dir, figures_dir, lang)\n"
-                      f"ctx.{TITLE.method}()"),
-        *[cell for spec in sections.SECTIONS.values() for cell in section_cells(spec)],
-    ])
+    return notebook(
+        [
+            turkish(f"# {title}\n\n{intro}"),
+            params(REPORT_PARAMETERS),
+            new_code_cell(
+                "from mathreport.sections import ReportContext\n\n"
+                "ctx = ReportContext.load(model, compare, results_dir, figures_dir, lang)\n"
+                f"ctx.{TITLE.method}()"
+            ),
+            *[cell for spec in sections.SECTIONS.values() for cell in section_cells(spec)],
+        ]
+    )
 
 
 def train_parameters(defaults: dict, notes: dict) -> str:
@@ -126,27 +147,39 @@ def train_notebook() -> NotebookNode:
     """train_model.ipynb: the parameters, one training call, the metrics it wrote."""
     i18n.require(TRAIN_KEYS, "the training notebook (mathreport/notebook_build.py)")
     intro, training, results = (i18n.message(key, LANG) for key in TRAIN_KEYS)
-    return notebook([
-        new_markdown_cell(intro),
-        params(train_parameters(defaults={"model": "minilm"}, notes={
-            "model": "a preset, HF id or local path",
-            "training_args": "transformers' TrainingArguments flags, "
-                             'e.g. ["--gradient_accumulation_steps", "4"]'})),
-        new_markdown_cell(training),
-        new_code_cell("from mathreport import artifacts, options\n"
-                      "from mathreport.sections import project_path\n"
-                      "from mathreport.train import TrainConfig, train\n\n"
-                      "# the options above (and any other given with papermill -p), "
-                      "read as `mathreport train` reads them\n"
-                      "cfg = options.from_values(TrainConfig, globals(), path=project_path)\n"
-                      "run_dir = train(cfg)"),
-        new_markdown_cell(results),
-        new_code_cell("import pandas as pd\n\n"
-                      "metrics = artifacts.read_metrics(run_dir)\n"
-                      "display(artifacts.read_history(run_dir))\n"
-                      "pd.Series({k: v for k, v in metrics.items() if isinstance(v, float)}, "
-                      "name=model).to_frame()"),
-    ])
+    return notebook(
+        [
+            new_markdown_cell(intro),
+            params(
+                train_parameters(
+                    defaults={"model": "minilm"},
+                    notes={
+                        "model": "a preset, HF id or local path",
+                        "training_args": "transformers' TrainingArguments flags, "
+                        'e.g. ["--gradient_accumulation_steps", "4"]',
+                    },
+                )
+            ),
+            new_markdown_cell(training),
+            new_code_cell(
+                "from mathreport import artifacts, options\n"
+                "from mathreport.sections import project_path\n"
+                "from mathreport.train import TrainConfig, train\n\n"
+                "# the options above (and any other given with papermill -p), "
+                "read as `mathreport train` reads them\n"
+                "cfg = options.from_values(TrainConfig, globals(), path=project_path)\n"
+                "run_dir = train(cfg)"
+            ),
+            new_markdown_cell(results),
+            new_code_cell(
+                "import pandas as pd\n\n"
+                "metrics = artifacts.read_metrics(run_dir)\n"
+                "display(artifacts.read_history(run_dir))\n"
+                "pd.Series({k: v for k, v in metrics.items() if isinstance(v, float)}, "
+                "name=model).to_frame()"
+            ),
+        ]
+    )
 
 
 def notebooks() -> dict[str, NotebookNode]:
@@ -180,15 +213,21 @@ def write(targets: tuple[Path, ...] = TARGETS) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mathreport.notebook_build",
-                                     description="Write both notebook copies from the package.")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 naming each stale notebook")
+    parser = argparse.ArgumentParser(
+        prog="python -m mathreport.notebook_build",
+        description="Write both notebook copies from the package.",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 naming each stale notebook"
+    )
     if parser.parse_args(argv).check:
         behind = stale()
         for path in behind:
-            print(f"{path} differs from what the package makes: "
-                  "run python -m mathreport.notebook_build", file=sys.stderr)
+            print(
+                f"{path} differs from what the package makes: "
+                "run python -m mathreport.notebook_build",
+                file=sys.stderr,
+            )
         return 1 if behind else 0
     for path in write():
         print("wrote", path)

@@ -34,20 +34,37 @@ from mathreport.presets import KINDS
 # `oversample` duplicates rows of the minority classes up to the median class count (data.oversample_minority).
 IMBALANCE_METHODS = ("none", "class_weights", "oversample")
 # Per model family, chosen on validation macro-F1 and accuracy on the real data (docs/REAL_DATA.md).
-DEFAULT_IMBALANCE = {name: kind.imbalance for name, kind in KINDS.items() if kind.imbalance}  # by kind (KINDS)
+DEFAULT_IMBALANCE = {
+    name: kind.imbalance for name, kind in KINDS.items() if kind.imbalance
+}  # by kind (KINDS)
 
 PROGRAM = "mathreport train"
 NOT_SET = object()  # Option.cli_default when the flag's default is the field's own
 # TrainingArguments that mathreport sets itself: refused in training_args, saying what to do instead. The epoch
 # cadence and the checkpoint choice are fixed because history.csv and run.json's best_checkpoint_metric describe them.
 _PER_EPOCH = f"fixed: {artifacts.HISTORY} and the kept checkpoint are per epoch, chosen on validation accuracy"
-OWN_TRAINER_FIELDS = {"output_dir": "give --output_dir", "num_train_epochs": "give --num_epochs",
-                      "learning_rate": "give --learning_rate", "per_device_train_batch_size": "give --batch_size",
-                      "seed": "give --seed", "bf16": "give --bf16/--no-bf16", "fp16": "give --fp16/--no-fp16",
-                      "use_cpu": "give --device",
-                      "resume_from_checkpoint": "give --resume", **dict.fromkeys(
-                          ("eval_strategy", "save_strategy", "logging_strategy", "load_best_model_at_end",
-                           "metric_for_best_model", "greater_is_better"), _PER_EPOCH)}
+OWN_TRAINER_FIELDS = {
+    "output_dir": "give --output_dir",
+    "num_train_epochs": "give --num_epochs",
+    "learning_rate": "give --learning_rate",
+    "per_device_train_batch_size": "give --batch_size",
+    "seed": "give --seed",
+    "bf16": "give --bf16/--no-bf16",
+    "fp16": "give --fp16/--no-fp16",
+    "use_cpu": "give --device",
+    "resume_from_checkpoint": "give --resume",
+    **dict.fromkeys(
+        (
+            "eval_strategy",
+            "save_strategy",
+            "logging_strategy",
+            "load_best_model_at_end",
+            "metric_for_best_model",
+            "greater_is_better",
+        ),
+        _PER_EPOCH,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -60,9 +77,15 @@ class Option:
     flag: str | None = ""  # "": --<field name>; None: not a flag of its own
     choices: tuple | None = None
     cli_default: Any = NOT_SET  # the flag's default where the field has none (the split paths)
-    fallback: Callable[[Mapping], str] | None = None  # a path computed from the other options when None is given
-    command: str = "changed"  # written into the run's command: "always", "changed" (from the default), "never"
-    hyperparameter: bool = False  # one of run.json's "hyperparameters"; None there means the preset's value
+    fallback: Callable[[Mapping], str] | None = (
+        None  # a path computed from the other options when None is given
+    )
+    command: str = (
+        "changed"  # written into the run's command: "always", "changed" (from the default), "never"
+    )
+    hyperparameter: bool = (
+        False  # one of run.json's "hyperparameters"; None there means the preset's value
+    )
     transformer_only: bool = False  # does nothing for tfidf: a warning when given
 
 
@@ -101,80 +124,152 @@ _PRESET_HELP = "default: the preset's"
 class TrainConfig:
     """One training run; the field names are the command-line flags (`mathreport train --help`)."""
 
-    model: str = option(help=f"preset ({', '.join(models.PRESETS)}) or HF id / local path", rule=_text,
-                        allowed="a preset name, HF id or local path", command="always")
+    model: str = option(
+        help=f"preset ({', '.join(models.PRESETS)}) or HF id / local path",
+        rule=_text,
+        allowed="a preset name, HF id or local path",
+        command="always",
+    )
     train_path: Path = option(cli_default=Path("data/augmented_train.csv"), command="always")
     val_path: Path = option(cli_default=Path("data/val_split.csv"), command="always")
     test_path: Path = option(cli_default=Path("data/test_split.csv"), command="always")
-    output_dir: Path = option(cli_default=None, fallback=lambda values: f"results/{Path(values['model']).name}",
-                              help="default: results/<model> (where the report looks)", command="always")
-    num_epochs: int | None = option(None, help=_PRESET_HELP, **_OPTIONAL_AT_LEAST_1, hyperparameter=True,
-                                    command="always")
-    learning_rate: float | None = option(None, help=_PRESET_HELP, rule=_optional(lambda v: _is_number(v) and v > 0),
-                                         allowed="a number > 0 (e.g. 2e-4)", hyperparameter=True,
-                                         transformer_only=True)
-    batch_size: int | None = option(None, help=_PRESET_HELP, **_OPTIONAL_AT_LEAST_1, hyperparameter=True)
-    max_length: int | None = option(None, help="tokens; default: the preset's",
-                                    rule=_optional(lambda v: _is_int(v) and v >= 2),
-                                    allowed="an integer >= 2 (tokens, special ones included)", hyperparameter=True,
-                                    transformer_only=True)
-    seed: int = option(42, rule=lambda v: _is_int(v) and 0 <= v < 2**32, allowed="an integer in [0, 2**32 - 1]",
-                       hyperparameter=True, command="always")
-    resume: bool = option(False, help="continue an interrupted run from its last checkpoint", command="never")
+    output_dir: Path = option(
+        cli_default=None,
+        fallback=lambda values: f"results/{Path(values['model']).name}",
+        help="default: results/<model> (where the report looks)",
+        command="always",
+    )
+    num_epochs: int | None = option(
+        None, help=_PRESET_HELP, **_OPTIONAL_AT_LEAST_1, hyperparameter=True, command="always"
+    )
+    learning_rate: float | None = option(
+        None,
+        help=_PRESET_HELP,
+        rule=_optional(lambda v: _is_number(v) and v > 0),
+        allowed="a number > 0 (e.g. 2e-4)",
+        hyperparameter=True,
+        transformer_only=True,
+    )
+    batch_size: int | None = option(
+        None, help=_PRESET_HELP, **_OPTIONAL_AT_LEAST_1, hyperparameter=True
+    )
+    max_length: int | None = option(
+        None,
+        help="tokens; default: the preset's",
+        rule=_optional(lambda v: _is_int(v) and v >= 2),
+        allowed="an integer >= 2 (tokens, special ones included)",
+        hyperparameter=True,
+        transformer_only=True,
+    )
+    seed: int = option(
+        42,
+        rule=lambda v: _is_int(v) and 0 <= v < 2**32,
+        allowed="an integer in [0, 2**32 - 1]",
+        hyperparameter=True,
+        command="always",
+    )
+    resume: bool = option(
+        False, help="continue an interrupted run from its last checkpoint", command="never"
+    )
     force: bool = option(False, help="replace existing results in --output_dir", command="never")
-    model_path: str | None = option(None, help="local folder (or .gguf file) with the model's weights",
-                                    transformer_only=True)
-    load_in_4bit: bool | None = option(None, help="4-bit NF4 QLoRA (bitsandbytes, on any device it runs on); "
-                                       "default: on for qwen/mistral on CUDA", transformer_only=True)
+    model_path: str | None = option(
+        None, help="local folder (or .gguf file) with the model's weights", transformer_only=True
+    )
+    load_in_4bit: bool | None = option(
+        None,
+        help="4-bit NF4 QLoRA (bitsandbytes, on any device it runs on); "
+        "default: on for qwen/mistral on CUDA",
+        transformer_only=True,
+    )
     lora_mlp: bool = option(False, help="LoRA on the MLP projections too (decoders)")
     top_k_layers: int | None = option(
-        None, rule=_optional(lambda v: _is_int(v) and v >= 0), allowed="an integer >= 0 (0: LoRA on every layer)",
-        hyperparameter=True, transformer_only=True,
+        None,
+        rule=_optional(lambda v: _is_int(v) and v >= 0),
+        allowed="an integer >= 0 (0: LoRA on every layer)",
+        hyperparameter=True,
+        transformer_only=True,
         help="LoRA and the head on the top K layers only, trained over cached outputs of the frozen layers below "
-             "(0: every layer; default: the preset's)")
+        "(0: every layer; default: the preset's)",
+    )
     allow_leakage: bool = option(False, help="train even if a question is in two splits")
     allow_missing_classes: bool = option(
-        False, help="train even if the train split lacks a class that val/test have (a warning, not an error)")
-    max_train_samples: int | None = option(None, help="train on a seeded, stratified sample of this size (every "
-                                           "class of the train split is kept)",
-                                           rule=_optional(lambda v: _is_int(v) and v >= NUM_CLASSES),
-                                           allowed=f"an integer >= {NUM_CLASSES} (one question per class)",
-                                           hyperparameter=True)
-    train_eval_samples: int = option(512, help="train questions scored after each epoch (history's train accuracy)",
-                                     **_AT_LEAST_1)
-    device: str | None = option(None, help="cpu or cuda (default: cuda when available)",
-                                rule=_optional(lambda v: isinstance(v, str)
-                                               and re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None),
-                                allowed="cpu, cuda, cuda:N or mps")
+        False,
+        help="train even if the train split lacks a class that val/test have (a warning, not an error)",
+    )
+    max_train_samples: int | None = option(
+        None,
+        help="train on a seeded, stratified sample of this size (every "
+        "class of the train split is kept)",
+        rule=_optional(lambda v: _is_int(v) and v >= NUM_CLASSES),
+        allowed=f"an integer >= {NUM_CLASSES} (one question per class)",
+        hyperparameter=True,
+    )
+    train_eval_samples: int = option(
+        512,
+        help="train questions scored after each epoch (history's train accuracy)",
+        **_AT_LEAST_1,
+    )
+    device: str | None = option(
+        None,
+        help="cpu or cuda (default: cuda when available)",
+        rule=_optional(
+            lambda v: isinstance(v, str) and re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None
+        ),
+        allowed="cpu, cuda, cuda:N or mps",
+    )
     bench: bool = option(True, flag="--no_bench", help="skip the latency benchmark")
-    bench_max_items: int = option(200, help="test questions the latency benchmark times", **_AT_LEAST_1)
+    bench_max_items: int = option(
+        200, help="test questions the latency benchmark times", **_AT_LEAST_1
+    )
     text_col: str = option("Question", rule=_text, allowed="a column name")
     label_col: str = option("label", rule=_text, allowed="a column name")
     # Left open (None), bf16 and lora_dropout are decided by train.resolve_defaults from the hardware; the
     # resolved values go into run.json and its command, so the command means the same on any machine.
     bf16: bool | None = option(
-        None, help="bfloat16 mixed precision in training (default: on where the device computes it natively: a "
-                   "CPU with AVX-512 BF16 or AMX, a GPU of compute capability >= 8.0)")
+        None,
+        help="bfloat16 mixed precision in training (default: on where the device computes it natively: a "
+        "CPU with AVX-512 BF16 or AMX, a GPU of compute capability >= 8.0)",
+    )
     fp16: bool | None = option(
-        None, help="float16 mixed precision with loss scaling, CUDA only (default: on for GPUs without native "
-                   "bfloat16, e.g. a T4)")
+        None,
+        help="float16 mixed precision with loss scaling, CUDA only (default: on for GPUs without native "
+        "bfloat16, e.g. a T4)",
+    )
     lora_dropout: float | None = option(
-        None, help="dropout on the LoRA input (default: 0 on CPU, where it is costly; the preset's on CUDA)",
-        rule=_optional(lambda v: _is_number(v) and 0 <= v < 1), allowed="a number in [0, 1)", transformer_only=True)
+        None,
+        help="dropout on the LoRA input (default: 0 on CPU, where it is costly; the preset's on CUDA)",
+        rule=_optional(lambda v: _is_number(v) and 0 <= v < 1),
+        allowed="a number in [0, 1)",
+        transformer_only=True,
+    )
     model_dropout: float | None = option(
-        None, help="dropout inside the model's own layers and head while training (default: the model's own, 0.1 "
-                   "for minilm and mpnet, except mpnet on the CPU: 0, which saves the random masks' cost)",
-        rule=_optional(lambda v: _is_number(v) and 0 <= v < 1), allowed="a number in [0, 1)", transformer_only=True)
+        None,
+        help="dropout inside the model's own layers and head while training (default: the model's own, 0.1 "
+        "for minilm and mpnet, except mpnet on the CPU: 0, which saves the random masks' cost)",
+        rule=_optional(lambda v: _is_number(v) and 0 <= v < 1),
+        allowed="a number in [0, 1)",
+        transformer_only=True,
+    )
     imbalance: str | None = option(
-        None, choices=IMBALANCE_METHODS, rule=_optional(lambda v: v in IMBALANCE_METHODS),
-        allowed=f"one of {', '.join(IMBALANCE_METHODS)}", hyperparameter=True,
+        None,
+        choices=IMBALANCE_METHODS,
+        rule=_optional(lambda v: v in IMBALANCE_METHODS),
+        allowed=f"one of {', '.join(IMBALANCE_METHODS)}",
+        hyperparameter=True,
         help="rare classes: weight the loss, oversample the train split, or neither "
-             "(default: class_weights for tfidf, oversample for transformers; measured in docs/REAL_DATA.md)")
+        "(default: class_weights for tfidf, oversample for transformers; measured in docs/REAL_DATA.md)",
+    )
     # Trainer's own flags as given (["--report_to", "tensorboard"]): the CLI's leftover arguments.
-    training_args: list[str] = option(factory=list, flag=None, transformer_only=True,
-                                      rule=lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
-                                      allowed="a list of strings (TrainingArguments flags and values)")
-    callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks (Python only, not a flag)
+    training_args: list[str] = option(
+        factory=list,
+        flag=None,
+        transformer_only=True,
+        rule=lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
+        allowed="a list of strings (TrainingArguments flags and values)",
+    )
+    callbacks: list = field(
+        default_factory=list
+    )  # extra transformers TrainerCallbacks (Python only, not a flag)
 
 
 # --- what the fields say -------------------------------------------------------------------------------------------
@@ -221,7 +316,11 @@ def flag_default(f: dataclasses.Field):
 
 def rules(cls=TrainConfig) -> dict[str, tuple[Callable, str]]:
     """{field name: (check, what the message says is allowed)} for every field of `cls` that has a rule."""
-    return {f.name: (_option(f).rule, _option(f).allowed) for f in option_fields(cls) if _option(f).rule is not None}
+    return {
+        f.name: (_option(f).rule, _option(f).allowed)
+        for f in option_fields(cls)
+        if _option(f).rule is not None
+    }
 
 
 def transformer_only(cls=TrainConfig) -> tuple[str, ...]:
@@ -232,8 +331,12 @@ def transformer_only(cls=TrainConfig) -> tuple[str, ...]:
 # --- argparse ------------------------------------------------------------------------------------------------------
 
 
-def add_flags(parser: argparse.ArgumentParser, cls=TrainConfig, names: tuple[str, ...] | None = None,
-              help_texts: Mapping[str, str] | None = None) -> None:
+def add_flags(
+    parser: argparse.ArgumentParser,
+    cls=TrainConfig,
+    names: tuple[str, ...] | None = None,
+    help_texts: Mapping[str, str] | None = None,
+) -> None:
     """Add the flags of `cls`'s option fields to `parser` (only `names`, in that order, when given).
 
     help_texts: a field's help where a command means it differently (search: "search even if ...").
@@ -241,8 +344,10 @@ def add_flags(parser: argparse.ArgumentParser, cls=TrainConfig, names: tuple[str
     by_name = {f.name: f for f in option_fields(cls)}
     names = list(by_name) if names is None else names
     if "training_args" in names:
-        parser.epilog = ("Any other flag is one of transformers' TrainingArguments (e.g. --report_to tensorboard "
-                         "--gradient_accumulation_steps 4), passed to Trainer and checked by it.")
+        parser.epilog = (
+            "Any other flag is one of transformers' TrainingArguments (e.g. --report_to tensorboard "
+            "--gradient_accumulation_steps 4), passed to Trainer and checked by it."
+        )
     for name in names:
         f = by_name[name]
         flag = flag_name(f)
@@ -252,13 +357,24 @@ def add_flags(parser: argparse.ArgumentParser, cls=TrainConfig, names: tuple[str
         default = flag_default(f)
         kind, nargs = value_type(cls, f)
         if kind is bool and _is_tristate(cls, f):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=text)
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=text
+            )
         elif kind is bool:
-            parser.add_argument(flag, dest=name, action="store_false" if default else "store_true", help=text)
+            parser.add_argument(
+                flag, dest=name, action="store_false" if default else "store_true", help=text
+            )
         else:
-            parser.add_argument(flag, dest=name, type=kind, nargs=nargs, choices=_option(f).choices,
-                                default=None if default is MISSING else default, required=default is MISSING,
-                                help=text)
+            parser.add_argument(
+                flag,
+                dest=name,
+                type=kind,
+                nargs=nargs,
+                choices=_option(f).choices,
+                default=None if default is MISSING else default,
+                required=default is MISSING,
+                help=text,
+            )
 
 
 def _default_path(path: str | None, default: str) -> Path:
@@ -319,8 +435,14 @@ def trainer_overrides(tokens: list[str]) -> dict[str, Any]:
         action.default = argparse.SUPPRESS  # so that only the fields given come back
     given, unknown = parser.parse_known_args(tokens)
     if unknown:
-        raise ConfigError(f"{' '.join(unknown)}: not an option of {PROGRAM} nor of transformers' TrainingArguments")
-    own = [f"--{name} ({OWN_TRAINER_FIELDS[name]})" for name in vars(given) if name in OWN_TRAINER_FIELDS]
+        raise ConfigError(
+            f"{' '.join(unknown)}: not an option of {PROGRAM} nor of transformers' TrainingArguments"
+        )
+    own = [
+        f"--{name} ({OWN_TRAINER_FIELDS[name]})"
+        for name in vars(given)
+        if name in OWN_TRAINER_FIELDS
+    ]
     if own:
         raise ConfigError(f"{', '.join(own)}: set by {PROGRAM}")
     return vars(given)
@@ -333,7 +455,11 @@ def hyperparameters(cfg, preset: models.Preset) -> dict:
         if _option(f).hyperparameter:
             value = getattr(cfg, f.name)
             if value is None:
-                value = preset.traits.imbalance if f.name == "imbalance" else getattr(preset, f.name, None)
+                value = (
+                    preset.traits.imbalance
+                    if f.name == "imbalance"
+                    else getattr(preset, f.name, None)
+                )
             out[f.name] = value
     return out
 

@@ -52,8 +52,10 @@ def _layer_owner(hf_model, base=None) -> tuple[Any, Any, str]:
         return base, base, "layers"
     if hasattr(getattr(base, "encoder", None), "layer"):  # BERT, MPNet, RoBERTa
         return base, base.encoder, "layer"
-    raise ConfigError(f"--top_k_layers: cannot find the transformer layers of {type(hf_model).__name__}; "
-                      "supported: BERT/MPNet-style encoders and Qwen2/Llama/Mistral-style decoders (or pass 0)")
+    raise ConfigError(
+        f"--top_k_layers: cannot find the transformer layers of {type(hf_model).__name__}; "
+        "supported: BERT/MPNet-style encoders and Qwen2/Llama/Mistral-style decoders (or pass 0)"
+    )
 
 
 def layer_list(model) -> list:
@@ -70,8 +72,10 @@ def num_layers(model) -> int:
 def check_k(k: int, n: int, where: str = "") -> None:
     """Refuse a k the model cannot take (ConfigError naming the flag)."""
     if not 1 <= k <= n:
-        raise ConfigError(f"--top_k_layers {k}: must be between 1 and the number of layers, {n}{where} "
-                          "(0 trains LoRA on every layer)")
+        raise ConfigError(
+            f"--top_k_layers {k}: must be between 1 and the number of layers, {n}{where} "
+            "(0 trains LoRA on every layer)"
+        )
 
 
 def unwrap(model):
@@ -92,9 +96,14 @@ def _shell(hf_model, n_layers: int, base_only: bool):
     config = copy.deepcopy(hf_model.config)
     total = config.num_hidden_layers
     config.num_hidden_layers = n_layers
-    if getattr(config, "layer_types", None) is not None:  # per-layer attention kinds (sliding or full)
-        config.layer_types = list(config.layer_types[total - n_layers:]) if not base_only \
+    if (
+        getattr(config, "layer_types", None) is not None
+    ):  # per-layer attention kinds (sliding or full)
+        config.layer_types = (
+            list(config.layer_types[total - n_layers :])
+            if not base_only
             else list(config.layer_types[:n_layers])
+        )
     base = getattr(hf_model, hf_model.base_model_prefix)
     with torch.device("meta"):
         return (type(base) if base_only else type(hf_model))(config)
@@ -109,7 +118,9 @@ def _share_children(src, dst, skip: set[str]) -> None:
 def _check_no_meta(module, what: str) -> None:
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if left:
-        raise RuntimeError(f"{what}: {left[:3]} were not shared from the whole model (unsupported architecture)")
+        raise RuntimeError(
+            f"{what}: {left[:3]} were not shared from the whole model (unsupported architecture)"
+        )
 
 
 def top_model(model, k: int):
@@ -119,8 +130,12 @@ def top_model(model, k: int):
     top = _shell(hf, k, base_only=False)
     _share_children(hf, top, skip={hf.base_model_prefix})  # the head (peft's trained copy of it)
     top_base, top_owner, _ = _layer_owner(top)
-    _share_children(base, top_base, skip={"embeddings", "embed_tokens", attr if owner is base else "encoder"})
-    if owner is not base:  # encoders: layers inside `encoder`, beside e.g. MPNet's relative position bias
+    _share_children(
+        base, top_base, skip={"embeddings", "embed_tokens", attr if owner is base else "encoder"}
+    )
+    if (
+        owner is not base
+    ):  # encoders: layers inside `encoder`, beside e.g. MPNet's relative position bias
         _share_children(owner, top_owner, skip={attr})
     setattr(top_owner, attr, torch.nn.ModuleList(list(getattr(owner, attr))[-k:]))
     for name in ("embeddings", "embed_tokens"):
@@ -142,7 +157,9 @@ def bottom_model(model, k: int):
     if owner is not base:
         _share_children(owner, bottom_owner, skip={attr})
     setattr(bottom_owner, attr, torch.nn.ModuleList(layers[: len(layers) - k]))
-    if hasattr(bottom, "norm"):  # decoders normalise after the last layer only; the top model applies it
+    if hasattr(
+        bottom, "norm"
+    ):  # decoders normalise after the last layer only; the top model applies it
         bottom.norm = torch.nn.Identity()
     if hasattr(bottom, "pooler"):
         bottom.pooler = None
@@ -157,22 +174,33 @@ class TopModel(torch.nn.Module):
 
     def __init__(self, top, decoder: bool, pad_token_id: int | None):
         super().__init__()
-        self.top, self.decoder, self.pad_token_id, self.config = top, decoder, pad_token_id, top.config
+        self.top, self.decoder, self.pad_token_id, self.config = (
+            top,
+            decoder,
+            pad_token_id,
+            top.config,
+        )
 
     def forward(self, input_ids, inputs_embeds, attention_mask, labels=None):
         if not self.decoder:
-            out = self.top(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels)
+            out = self.top(
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels
+            )
             return SequenceClassifierOutput(loss=out.loss, logits=out.logits)
         # transformers' decoder classifiers find the last token from input_ids, which a model fed inputs_embeds
         # does not get; the same rule (the rightmost token that is not padding) on the ids.
         base = getattr(self.top, self.top.base_model_prefix)
         hidden = base(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
         non_pad = (input_ids != self.pad_token_id).to(torch.int32)
-        last = (torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32) * non_pad).argmax(-1)
+        last = (
+            torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32) * non_pad
+        ).argmax(-1)
         logits = self.top.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
         loss = None
         if labels is not None:
-            loss = self.top.loss_function(logits=logits, labels=labels, pooled_logits=logits, config=self.config)
+            loss = self.top.loss_function(
+                logits=logits, labels=labels, pooled_logits=logits, config=self.config
+            )
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -193,7 +221,9 @@ def add_top_lora(model, preset: models.Preset, k: int, mlp: bool = False):
     base = getattr(model, model.base_model_prefix, None)
     if getattr(base, "pooler", None) is not None and getattr(model, "classifier", None) is not None:
         keep.append("pooler")  # BERT classifies the pooled [CLS]; without this it would be frozen
-    config = dataclasses.replace(config, layers_to_transform=list(range(n - k, n)), modules_to_save=keep or None)
+    config = dataclasses.replace(
+        config, layers_to_transform=list(range(n - k, n)), modules_to_save=keep or None
+    )
     return get_peft_model(model, config), config
 
 
@@ -235,12 +265,26 @@ def sequences_sha256(sequences: list[tuple[int, ...]]) -> str:
     return digest.hexdigest()
 
 
-def cache_key(*, weights_id: str, split_sha256: str, k: int, max_length: int, sequences_sha: str,
-              autocast: str | None) -> dict:
+def cache_key(
+    *,
+    weights_id: str,
+    split_sha256: str,
+    k: int,
+    max_length: int,
+    sequences_sha: str,
+    autocast: str | None,
+) -> dict:
     """Everything the cached states depend on; the file name is a hash of it and the file carries it."""
-    return {"format": CACHE_FORMAT, "weights_sha256": weights_id, "split_sha256": split_sha256, "top_k_layers": k,
-            "max_length": max_length, "token_ids_sha256": sequences_sha, "autocast": autocast,
-            "dtype": CACHE_DTYPE}
+    return {
+        "format": CACHE_FORMAT,
+        "weights_sha256": weights_id,
+        "split_sha256": split_sha256,
+        "top_k_layers": k,
+        "max_length": max_length,
+        "token_ids_sha256": sequences_sha,
+        "autocast": autocast,
+        "dtype": CACHE_DTYPE,
+    }
 
 
 def key_name(key: dict) -> str:
@@ -263,8 +307,16 @@ def autocast_for(device, dtype: str | None):
     return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))
 
 
-def frozen_states(bottom, sequences: list[tuple[int, ...]], *, pad_token_id: int, batch_size: int = 32,
-                  autocast: str | None = None, desc: str = "caching frozen layers", progress: bool = True) -> list:
+def frozen_states(
+    bottom,
+    sequences: list[tuple[int, ...]],
+    *,
+    pad_token_id: int,
+    batch_size: int = 32,
+    autocast: str | None = None,
+    desc: str = "caching frozen layers",
+    progress: bool = True,
+) -> list:
     """The bottom model's last hidden state for each token-id sequence (bfloat16, one (length, hidden) each).
 
     The ids go to the bottom model's device and run under that device's autocast; the states come back to the CPU
@@ -272,10 +324,14 @@ def frozen_states(bottom, sequences: list[tuple[int, ...]], *, pad_token_id: int
     """
     from tqdm.auto import tqdm
 
-    order = np.argsort([len(s) for s in sequences], kind="stable")  # batches of similar length pad little
+    order = np.argsort(
+        [len(s) for s in sequences], kind="stable"
+    )  # batches of similar length pad little
     out: list = [None] * len(sequences)
     device = module_device(bottom)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+    for start in tqdm(
+        range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress
+    ):
         idx = order[start : start + batch_size]
         longest = max(len(sequences[i]) for i in idx)
         ids = torch.full((len(idx), longest), pad_token_id, dtype=torch.long)
@@ -284,15 +340,24 @@ def frozen_states(bottom, sequences: list[tuple[int, ...]], *, pad_token_id: int
             ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
             mask[row, : len(sequences[i])] = 1
         with torch.inference_mode(), autocast_for(device, autocast):
-            hidden = bottom(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            hidden = bottom(
+                input_ids=ids.to(device), attention_mask=mask.to(device)
+            ).last_hidden_state
         hidden = hidden.to(torch.bfloat16).cpu()
         for row, i in enumerate(idx):
             out[i] = hidden[row, : len(sequences[i])].clone()
     return out
 
 
-def load_or_compute(bottom, sequences: list[tuple[int, ...]], key: dict, *, pad_token_id: int,
-                    directory: Path | None = None, desc: str = "caching frozen layers") -> tuple[dict, bool]:
+def load_or_compute(
+    bottom,
+    sequences: list[tuple[int, ...]],
+    key: dict,
+    *,
+    pad_token_id: int,
+    directory: Path | None = None,
+    desc: str = "caching frozen layers",
+) -> tuple[dict, bool]:
     """{token ids: state} from the disk cache when its recorded key is `key`, else computed and saved (atomically).
 
     Returns (states, loaded_from_disk).
@@ -302,14 +367,26 @@ def load_or_compute(bottom, sequences: list[tuple[int, ...]], key: dict, *, pad_
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged file is recomputed, with a word (never silently used)
-            print(f"warning: {path}: unreadable cache ({type(exc).__name__}); computing the states again")
+            print(
+                f"warning: {path}: unreadable cache ({type(exc).__name__}); computing the states again"
+            )
             stored = None
-        if stored is not None and stored.get("key") == key and stored.get("ids") == [list(s) for s in sequences]:
+        if (
+            stored is not None
+            and stored.get("key") == key
+            and stored.get("ids") == [list(s) for s in sequences]
+        ):
             states = torch.split(stored["states"], stored["lengths"].tolist())
             return dict(zip(sequences, states, strict=True)), True
-    states = frozen_states(bottom, sequences, pad_token_id=pad_token_id, autocast=key["autocast"], desc=desc)
-    record = {"key": key, "ids": [list(s) for s in sequences],
-              "lengths": torch.tensor([len(s) for s in sequences]), "states": torch.cat(states)}
+    states = frozen_states(
+        bottom, sequences, pad_token_id=pad_token_id, autocast=key["autocast"], desc=desc
+    )
+    record = {
+        "key": key,
+        "ids": [list(s) for s in sequences],
+        "lengths": torch.tensor([len(s) for s in sequences]),
+        "states": torch.cat(states),
+    }
     with files.atomic_path(path, suffix=".pt") as tmp:
         torch.save(record, tmp)
     return dict(zip(sequences, states, strict=True)), False
@@ -337,9 +414,13 @@ def collator(tokenizer):
     pad = DataCollatorWithPadding(tokenizer)
 
     def collate(features: list[dict]) -> dict:
-        batch = pad([{k: f[k] for k in ("input_ids", "attention_mask", "labels")} for f in features])
+        batch = pad(
+            [{k: f[k] for k in ("input_ids", "attention_mask", "labels")} for f in features]
+        )
         first = features[0]["inputs_embeds"]
-        embeds = torch.zeros((len(features), batch["input_ids"].shape[1], first.shape[-1]), dtype=torch.float32)
+        embeds = torch.zeros(
+            (len(features), batch["input_ids"].shape[1], first.shape[-1]), dtype=torch.float32
+        )
         for row, f in enumerate(features):
             embeds[row, : len(f["inputs_embeds"])] = f["inputs_embeds"].float()
         batch["inputs_embeds"] = embeds
@@ -359,8 +440,16 @@ class PartialSetup:
     record: dict  # for run.json: k, the cache keys and files, whether each was loaded
 
 
-def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, weights: str, max_length: int,
-            autocast: str | None) -> PartialSetup:
+def prepare(
+    model,
+    tokenizer,
+    k: int,
+    datasets: dict[str, tuple[Any, Path]],
+    *,
+    weights: str,
+    max_length: int,
+    autocast: str | None,
+) -> PartialSetup:
     """Cache the frozen layers' states for `datasets` ({name: (encoded rows, their split file)}); build the top model.
 
     Datasets from the same split file (train and its scored sample) share one cache.
@@ -368,7 +457,10 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
     n = num_layers(model)
     check_k(k, n)
     bottom = bottom_model(model, k)
-    per_layer, hidden = flops.layer_matmul_weights(layer_list(model)[0]), unwrap(model).config.hidden_size
+    per_layer, hidden = (
+        flops.layer_matmul_weights(layer_list(model)[0]),
+        unwrap(model).config.hidden_size,
+    )
     weights_id = weights_identity(weights)
     by_file: dict[Path, list] = {}
     for name, (_, path) in datasets.items():
@@ -378,19 +470,44 @@ def prepare(model, tokenizer, k: int, datasets: dict[str, tuple[Any, Path]], *, 
     for path, names in by_file.items():
         # Sorted, so the key and the file do not depend on the row order (oversampling's seed, the sample).
         sequences = sorted({tuple(row["input_ids"]) for name in names for row in datasets[name][0]})
-        key = cache_key(weights_id=weights_id, split_sha256=files.file_sha256(path), k=k, max_length=max_length,
-                        sequences_sha=sequences_sha256(sequences), autocast=autocast)
+        key = cache_key(
+            weights_id=weights_id,
+            split_sha256=files.file_sha256(path),
+            k=k,
+            max_length=max_length,
+            sequences_sha=sequences_sha256(sequences),
+            autocast=autocast,
+        )
         start = time.perf_counter()
-        states, loaded = load_or_compute(bottom, sequences, key, pad_token_id=tokenizer.pad_token_id,
-                                         desc=f"caching frozen layers ({'/'.join(names)}: {path.name})")
+        states, loaded = load_or_compute(
+            bottom,
+            sequences,
+            key,
+            pad_token_id=tokenizer.pad_token_id,
+            desc=f"caching frozen layers ({'/'.join(names)}: {path.name})",
+        )
         seconds = time.perf_counter() - start
         states_of[path] = states
-        work = flops.forward_flop([len(s) for s in sequences], weights_per_layer=per_layer, hidden=hidden,
-                                  layers=n - k)
+        work = flops.forward_flop(
+            [len(s) for s in sequences], weights_per_layer=per_layer, hidden=hidden, layers=n - k
+        )
         caches[path.name if path.name not in caches else str(path)] = {
-            "splits": names, "key": key, "file": str(states_dir() / key_name(key)), "loaded": loaded,
-            "questions": len(sequences), "seconds": seconds, "flop": None if loaded else work,
-            "flop_per_s": None if loaded or not seconds else work / seconds}
-    cached = {name: CachedDataset(rows, states_of[Path(path)]) for name, (rows, path) in datasets.items()}
-    record = {"top_k_layers": k, "layers": n, "trained_layers": list(range(n - k, n)), "caches": caches}
+            "splits": names,
+            "key": key,
+            "file": str(states_dir() / key_name(key)),
+            "loaded": loaded,
+            "questions": len(sequences),
+            "seconds": seconds,
+            "flop": None if loaded else work,
+            "flop_per_s": None if loaded or not seconds else work / seconds,
+        }
+    cached = {
+        name: CachedDataset(rows, states_of[Path(path)]) for name, (rows, path) in datasets.items()
+    }
+    record = {
+        "top_k_layers": k,
+        "layers": n,
+        "trained_layers": list(range(n - k, n)),
+        "caches": caches,
+    }
     return PartialSetup(top_model(model, k), cached, collator(tokenizer), record)

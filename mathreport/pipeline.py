@@ -35,7 +35,9 @@ def ensure_data(data_dir: Path) -> str:
         )
     from mathreport import demo
 
-    print(f"{data_dir}/ has no split files: writing the offline demo corpus there (not the real Kaggle data)")
+    print(
+        f"{data_dir}/ has no split files: writing the offline demo corpus there (not the real Kaggle data)"
+    )
     demo.write_demo_corpus(data_dir)
     return "demo"
 
@@ -53,22 +55,29 @@ def weights_of(models: list[str], model_path: list[str] | None) -> dict[str, str
     for value in model_path or []:
         name, sep, path = value.partition("=")
         if sep and name not in members and not Path(value).expanduser().exists():
-            raise ConfigError(f"--model_path {value}: {name} is not one of --models ({', '.join(members)})")
+            raise ConfigError(
+                f"--model_path {value}: {name} is not one of --models ({', '.join(members)})"
+            )
         if not sep or name not in members:  # a bare path (an existing one may itself hold "=")
             if len(loading) != 1 or len(model_path) != 1:
                 raise ConfigError(
                     f"--model_path {value}: {len(loading)} of --models load weights ({', '.join(loading) or 'none'}); "
                     "a bare path needs exactly one, otherwise name each model's weights: --model_path "
-                    + " ".join(f"{n}=DIR" for n in loading or ["NAME"]))
+                    + " ".join(f"{n}=DIR" for n in loading or ["NAME"])
+                )
             name, path = loading[0], value
         if name not in loading:
-            raise ConfigError(f"--model_path {value}: {name} loads no weights (TF-IDF is trained from the data)")
+            raise ConfigError(
+                f"--model_path {value}: {name} loads no weights (TF-IDF is trained from the data)"
+            )
         if name in out:
             raise ConfigError(f"--model_path {value}: {name} is given weights twice")
         full = Path(path).expanduser()
         if not full.exists():
-            raise ConfigError(f"--model_path {value}: {full} does not exist; download the weights there first "
-                              "(docs/GPU.md: hf download REPO --local-dir DIR)")
+            raise ConfigError(
+                f"--model_path {value}: {full} does not exist; download the weights there first "
+                "(docs/GPU.md: hf download REPO --local-dir DIR)"
+            )
         out[name] = str(full.resolve())
     return out
 
@@ -81,11 +90,22 @@ def _check_options(values: dict) -> None:
     options.trainer_overrides(values.get("training_args") or [])
 
 
-def run_pipeline(models: list[str], data_dir: Path = Path("data"), results_dir: Path = Path("results"),
-                 kernel: str | None = None, force: bool = False, num_epochs: int | None = None,
-                 report_model: str | None = None, pdf: bool = False, lang: str = "tr",
-                 model_path: list[str] | None = None, batch_size: int | None = None, device: str | None = None,
-                 load_in_4bit: bool | None = None, training_args: list[str] | None = None) -> dict[str, Path]:
+def run_pipeline(
+    models: list[str],
+    data_dir: Path = Path("data"),
+    results_dir: Path = Path("results"),
+    kernel: str | None = None,
+    force: bool = False,
+    num_epochs: int | None = None,
+    report_model: str | None = None,
+    pdf: bool = False,
+    lang: str = "tr",
+    model_path: list[str] | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    load_in_4bit: bool | None = None,
+    training_args: list[str] | None = None,
+) -> dict[str, Path]:
     """Train (through `train_model.ipynb`) each model whose results are missing or incomplete, then report.
 
     num_epochs: for every model; None: each preset's own. model_path: `DIR` for the one member that loads
@@ -94,8 +114,12 @@ def run_pipeline(models: list[str], data_dir: Path = Path("data"), results_dir: 
     kernel: the Jupyter kernel of every notebook, the training ones and the report.
     """
     weights = weights_of(models, model_path)
-    tuning = {"batch_size": batch_size, "device": device, "load_in_4bit": load_in_4bit,
-              "training_args": list(training_args or [])}
+    tuning = {
+        "batch_size": batch_size,
+        "device": device,
+        "load_in_4bit": load_in_4bit,
+        "training_args": list(training_args or []),
+    }
     _check_options({"num_epochs": num_epochs, **tuning})
     ensure_data(data_dir)
     results_dir = Path(results_dir)
@@ -108,17 +132,34 @@ def run_pipeline(models: list[str], data_dir: Path = Path("data"), results_dir: 
         resume = artifacts.has_checkpoints(run_dir)
         # An incomplete run directory is the pipeline's own unfinished output: continue or redo it.
         redo = force or (run_dir.is_dir() and not resume)
-        print(f"{run_dir}: training {name} via notebooks/train_model.ipynb" + (" (resuming)" if resume else ""))
+        print(
+            f"{run_dir}: training {name} via notebooks/train_model.ipynb"
+            + (" (resuming)" if resume else "")
+        )
         if run_dir.is_dir() and redo:
             shutil.rmtree(run_dir / artifacts.CHECKPOINTS, ignore_errors=True)
         train, val, test = (str(Path(data_dir) / file) for file in DATA_FILES)
         # TF-IDF refuses Trainer flags and warns about the others: it is given none of them.
         own = tuning if presets.get_preset(name).traits.neural else {}
-        execute(TRAIN_NOTEBOOK, run_dir / "train_model.ipynb",
-                {"model": name, "num_epochs": num_epochs, "learning_rate": None, "train_path": train, "val_path": val,
-                 "test_path": test, "output_dir": str(run_dir), "resume": resume, "force": redo,
-                 "model_path": weights.get(name), **own},
-                kernel=kernel, stream=True)
+        execute(
+            TRAIN_NOTEBOOK,
+            run_dir / "train_model.ipynb",
+            {
+                "model": name,
+                "num_epochs": num_epochs,
+                "learning_rate": None,
+                "train_path": train,
+                "val_path": val,
+                "test_path": test,
+                "output_dir": str(run_dir),
+                "resume": resume,
+                "force": redo,
+                "model_path": weights.get(name),
+                **own,
+            },
+            kernel=kernel,
+            stream=True,
+        )
     if "ensemble" in models:  # built after its members, from every other model named
         from mathreport import ensemble
 
@@ -126,11 +167,19 @@ def run_pipeline(models: list[str], data_dir: Path = Path("data"), results_dir: 
         if ensemble.is_current(run_dir) and not force:
             print(f"{run_dir}: an ensemble of the current member results exists, not refitting it")
         else:
-            print(f"{run_dir}: fitting the ensemble of {', '.join(members)} on the validation split")
+            print(
+                f"{run_dir}: fitting the ensemble of {', '.join(members)} on the validation split"
+            )
             ensemble.build_ensemble([results_dir / name for name in members], run_dir, force=True)
             print(ensemble.summary_line(run_dir))
-    paths = run_report(model=report_model or models[-1], results_dir=results_dir, output_dir=results_dir,
-                       lang=lang, pdf=pdf, kernel=kernel)
+    paths = run_report(
+        model=report_model or models[-1],
+        results_dir=results_dir,
+        output_dir=results_dir,
+        lang=lang,
+        pdf=pdf,
+        kernel=kernel,
+    )
     if len(models) > 1:
         paths["comparisons"] = write_comparisons(results_dir, models)
     return paths

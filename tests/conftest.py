@@ -25,7 +25,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # Fixtures that train a transformer for real (tens of seconds to minutes on 2 CPU cores).
 SLOW_FIXTURES = frozenset({"trained_results", "searched"})
 # A tool name in requires_tools(...) and the executables that provide it.
-TOOL_ALTERNATIVES = {"chromium": ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")}
+TOOL_ALTERNATIVES = {
+    "chromium": ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+}
 
 
 def in_ci() -> bool:
@@ -41,12 +43,20 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_runtest_setup(item):
     for marker in item.iter_markers("requires_tools"):
-        missing = [t for t in marker.args if not any(shutil.which(x) for x in TOOL_ALTERNATIVES.get(t, (t,)))]
+        missing = [
+            t
+            for t in marker.args
+            if not any(shutil.which(x) for x in TOOL_ALTERNATIVES.get(t, (t,)))
+        ]
         if not missing:
             continue
-        message = f"needs {', '.join(missing)} on PATH (make env installs chromium and poppler-utils)"
+        message = (
+            f"needs {', '.join(missing)} on PATH (make env installs chromium and poppler-utils)"
+        )
         if in_ci():
-            pytest.fail(f"CI=true: {message}; a missing tool fails in CI instead of skipping", pytrace=False)
+            pytest.fail(
+                f"CI=true: {message}; a missing tool fails in CI instead of skipping", pytrace=False
+            )
         pytest.skip(message)
 
 
@@ -68,11 +78,18 @@ def trained_results(tmp_path_factory, small_data) -> Path:
 
     results = tmp_path_factory.mktemp("results")
     for model, epochs in (("tfidf", 1), ("minilm", 2)):
-        train(TrainConfig(
-            model=model, train_path=small_data / "augmented_train.csv", val_path=small_data / "val_split.csv",
-            test_path=small_data / "test_split.csv", output_dir=results / model, num_epochs=epochs,
-            max_length=64, bench_max_items=40,
-        ))
+        train(
+            TrainConfig(
+                model=model,
+                train_path=small_data / "augmented_train.csv",
+                val_path=small_data / "val_split.csv",
+                test_path=small_data / "test_split.csv",
+                output_dir=results / model,
+                num_epochs=epochs,
+                max_length=64,
+                bench_max_items=40,
+            )
+        )
     return results
 
 
@@ -119,8 +136,13 @@ def hold_lock():
     @contextlib.contextmanager
     def held(run_dir):
         env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
-        proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(run_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             assert proc.stdout.readline().strip() == "locked"
             yield proc
@@ -132,7 +154,16 @@ def hold_lock():
 
 
 # Questions whose label is told by one keyword: a tiny model learns them in seconds (decoder and top-k tests).
-KEYWORDS = ["equation", "triangle", "derivative", "dice", "prime", "arrangements", "matrix", "group"]
+KEYWORDS = [
+    "equation",
+    "triangle",
+    "derivative",
+    "dice",
+    "prime",
+    "arrangements",
+    "matrix",
+    "group",
+]
 FILLER = "find the value of x in this short problem about numbers and their sum or product please".split()
 
 

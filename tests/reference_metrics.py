@@ -37,11 +37,18 @@ def label_metrics(y_true, y_pred) -> dict:
     f1 = _ratio(2 * precision * recall, precision + recall)  # the harmonic mean of P and R
     occurs = (true_n + pred_n) > 0
     return {
-        "precision": precision, "recall": recall, "f1": f1, "support": true_n, "occurs": occurs,
-        "Accuracy": tp.sum() / n, "F1_micro": tp.sum() / n,
-        "Precision_macro": precision[occurs].mean(), "Recall_macro": recall[occurs].mean(),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": true_n,
+        "occurs": occurs,
+        "Accuracy": tp.sum() / n,
+        "F1_micro": tp.sum() / n,
+        "Precision_macro": precision[occurs].mean(),
+        "Recall_macro": recall[occurs].mean(),
         "F1_macro": f1[occurs].mean(),
-        "Precision_weighted": (precision * true_n).sum() / n, "Recall_weighted": (recall * true_n).sum() / n,
+        "Precision_weighted": (precision * true_n).sum() / n,
+        "Recall_weighted": (recall * true_n).sum() / n,
         "F1_weighted": (f1 * true_n).sum() / n,
     }
 

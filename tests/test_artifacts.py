@@ -39,7 +39,9 @@ def test_missing_file_names_file_and_command(tmp_path):
 def test_probabilities_not_summing_to_one_are_refused(tmp_path):
     probs = _probs(5)
     probs[3] *= 0.5
-    files.write_csv(tmp_path / "preds_test.csv", artifacts.predictions_frame(np.zeros(5, int), probs))
+    files.write_csv(
+        tmp_path / "preds_test.csv", artifacts.predictions_frame(np.zeros(5, int), probs)
+    )
     with pytest.raises(artifacts.ArtifactError, match=r"line 5: probabilities must .* sum 0\.5"):
         artifacts.read_predictions(tmp_path)
 
@@ -133,8 +135,13 @@ def _probe(run_dir, *extra):
     import mathreport
 
     env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
-    return subprocess.run([sys.executable, "-c", _PROBE, str(run_dir), *extra], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", _PROBE, str(run_dir), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_second_writer_fails_at_once_naming_the_holder(tmp_path):
@@ -146,7 +153,10 @@ def test_second_writer_fails_at_once_naming_the_holder(tmp_path):
             pass
         other = _probe(run)
         assert other.returncode == 3, other.stderr
-        assert f"PID {os.getpid()}" in other.stdout and "mathreport train --model tfidf" in other.stdout
+        assert (
+            f"PID {os.getpid()}" in other.stdout
+            and "mathreport train --model tfidf" in other.stdout
+        )
         assert "started 20" in other.stdout
     assert not run.exists()  # created by the lock and nothing written: nothing left
     assert _probe(run).returncode == 0  # released: the next writer gets it
@@ -173,12 +183,30 @@ def _consistent_run(run, seed=0, n=40):
 
     rng = np.random.default_rng(seed)
     artifacts.write_predictions(run, rng.integers(0, 8, n), _probs(n, seed))
-    files.write_csv(run / artifacts.HISTORY, pd.DataFrame([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
-                                                                "train_accuracy": 0.5, "val_accuracy": 0.5}]))
+    files.write_csv(
+        run / artifacts.HISTORY,
+        pd.DataFrame(
+            [
+                {
+                    "epoch": 1,
+                    "train_loss": 1.0,
+                    "val_loss": 1.0,
+                    "train_accuracy": 0.5,
+                    "val_accuracy": 0.5,
+                }
+            ]
+        ),
+    )
     train.evaluate_run(run, n_bootstrap=10)
-    files.write_json(run / artifacts.MANIFEST, {
-        "command": "mathreport train --model tfidf --output_dir x", "status": "complete",
-        "data": {"test": {"rows": n}}, "outputs": artifacts.outputs_record(run)})
+    files.write_json(
+        run / artifacts.MANIFEST,
+        {
+            "command": "mathreport train --model tfidf --output_dir x",
+            "status": "complete",
+            "data": {"test": {"rows": n}},
+            "outputs": artifacts.outputs_record(run),
+        },
+    )
 
 
 def test_consistency_check_refuses_a_folder_mixing_two_runs(tmp_path):
@@ -196,11 +224,15 @@ def test_consistency_check_refuses_a_folder_mixing_two_runs(tmp_path):
     files.write_json(a / artifacts.MANIFEST, manifest)
     artifacts.check_consistency(a)
     (a / artifacts.METRICS).write_bytes((b / artifacts.METRICS).read_bytes())
-    with pytest.raises(artifacts.ArtifactError, match=r"metrics.json says Accuracy .* preds_test.csv gives"):
+    with pytest.raises(
+        artifacts.ArtifactError, match=r"metrics.json says Accuracy .* preds_test.csv gives"
+    ):
         artifacts.check_consistency(a)
     manifest["data"]["test"]["rows"] = 41
     files.write_json(b / artifacts.MANIFEST, manifest)
-    with pytest.raises(artifacts.ArtifactError, match="records 41 test rows but preds_test.csv has 40"):
+    with pytest.raises(
+        artifacts.ArtifactError, match="records 41 test rows but preds_test.csv has 40"
+    ):
         artifacts.check_consistency(b)
 
 
@@ -210,7 +242,9 @@ def test_consistency_check_refuses_unfinished_or_busy_runs(tmp_path, hold_lock):
     _consistent_run(run)
     manifest = json.loads((run / artifacts.MANIFEST).read_text())
     files.write_json(run / artifacts.MANIFEST, {**manifest, "status": "running"})
-    with pytest.raises(artifacts.ArtifactError, match="incomplete: the process that wrote it is gone"):
+    with pytest.raises(
+        artifacts.ArtifactError, match="incomplete: the process that wrote it is gone"
+    ):
         artifacts.check_consistency(run)
     files.write_json(run / artifacts.MANIFEST, manifest)
     with hold_lock(run) as holder:
@@ -226,8 +260,16 @@ def test_a_lock_file_no_process_holds_blocks_nobody(tmp_path, host):
 
     run = tmp_path / "run"
     _consistent_run(run)
-    (run / artifacts.LOCK).write_text(json.dumps({"pid": 1, "host": platform.node() if host == "this" else host,
-                                                  "command": "mathreport train", "started": "then"}))
+    (run / artifacts.LOCK).write_text(
+        json.dumps(
+            {
+                "pid": 1,
+                "host": platform.node() if host == "this" else host,
+                "command": "mathreport train",
+                "started": "then",
+            }
+        )
+    )
     assert artifacts.lock_holder(run) is None
     artifacts.check_consistency(run)
     with artifacts.run_lock(run, "mathreport evaluate"):  # and a writer takes it over
@@ -237,15 +279,25 @@ def test_a_lock_file_no_process_holds_blocks_nobody(tmp_path, host):
 def test_make_command_is_a_command_that_works(tmp_path):
     run = tmp_path / "RUN"
     run.mkdir()
-    assert "--model MODEL" in artifacts.make_command(run) and "--model RUN" not in artifacts.make_command(run)
-    files.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
-                                                    "status": "complete"})
+    assert "--model MODEL" in artifacts.make_command(
+        run
+    ) and "--model RUN" not in artifacts.make_command(run)
+    files.write_json(
+        run / artifacts.MANIFEST,
+        {"command": "mathreport train --model tfidf --output_dir RUN", "status": "complete"},
+    )
     # A finished run is only replaced with --force; an unfinished one is continued with --resume.
-    assert artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --force"
-    files.write_json(run / artifacts.MANIFEST, {"command": "mathreport train --model tfidf --output_dir RUN",
-                                                    "status": "running"})
+    assert (
+        artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --force"
+    )
+    files.write_json(
+        run / artifacts.MANIFEST,
+        {"command": "mathreport train --model tfidf --output_dir RUN", "status": "running"},
+    )
     (run / "checkpoints" / "checkpoint-3").mkdir(parents=True)
-    assert artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --resume"
+    assert (
+        artifacts.make_command(run) == f"mathreport train --model tfidf --output_dir {run} --resume"
+    )
 
 
 def test_a_holder_that_has_not_written_its_pid_yet_is_waited_for(tmp_path):
@@ -258,16 +310,24 @@ def test_a_holder_that_has_not_written_its_pid_yet_is_waited_for(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     fd = os.open(run / artifacts.LOCK, os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # another open file: conflicts with run_lock's flock even in this process
+    fcntl.flock(
+        fd, fcntl.LOCK_EX
+    )  # another open file: conflicts with run_lock's flock even in this process
     try:
         info = {"pid": 4242, "host": platform.node(), "command": "late writer", "started": "now"}
         timer = threading.Timer(0.2, lambda: os.pwrite(fd, json.dumps(info).encode("utf-8"), 0))
         timer.start()
-        with pytest.raises(artifacts.RunLockedError, match=r"PID 4242 \(late writer"), artifacts.run_lock(run):
+        with (
+            pytest.raises(artifacts.RunLockedError, match=r"PID 4242 \(late writer"),
+            artifacts.run_lock(run),
+        ):
             pass
         timer.join()
         os.ftruncate(fd, 0)  # a holder that never writes: the message says so after the wait
-        with pytest.raises(artifacts.RunLockedError, match="took the lock a moment ago"), artifacts.run_lock(run):
+        with (
+            pytest.raises(artifacts.RunLockedError, match="took the lock a moment ago"),
+            artifacts.run_lock(run),
+        ):
             pass
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -281,19 +341,32 @@ def _cut_in_quoted_field(text: str) -> bytes:
     return text.encode("utf-8")[: text.index('"a, quoted') + 5]
 
 
-@pytest.mark.parametrize(("case", "make", "expected"), [
-    ("empty", lambda text: b"", "the file is empty"),
-    ("not utf-8", lambda text: text.encode("utf-8").replace(b"q3", b"q\xff"), r"line 5: byte b'\\xff' is not UTF-8"),
-    ("cut", _cut_in_quoted_field, "line 4: unexpected end of data"),
-])
+@pytest.mark.parametrize(
+    ("case", "make", "expected"),
+    [
+        ("empty", lambda text: b"", "the file is empty"),
+        (
+            "not utf-8",
+            lambda text: text.encode("utf-8").replace(b"q3", b"q\xff"),
+            r"line 5: byte b'\\xff' is not UTF-8",
+        ),
+        ("cut", _cut_in_quoted_field, "line 4: unexpected end of data"),
+    ],
+)
 @pytest.mark.parametrize("filename", [artifacts.PREDICTIONS, artifacts.PREDS_VAL])
-def test_malformed_prediction_csv_is_a_one_line_error_naming_file_and_line(tmp_path, case, make, expected, filename):
+def test_malformed_prediction_csv_is_a_one_line_error_naming_file_and_line(
+    tmp_path, case, make, expected, filename
+):
     """Issue 20, 3: not EmptyDataError, UnicodeDecodeError or ParserError."""
     texts = ["q0", "q1", 'a, quoted "question"', "q3"]
     artifacts.write_predictions(tmp_path, np.arange(4), _probs(4), texts)
     text = (tmp_path / artifacts.PREDICTIONS).read_text(encoding="utf-8")
     (tmp_path / filename).write_bytes(make(text))
-    reader = artifacts.read_predictions if filename == artifacts.PREDICTIONS else artifacts.read_val_predictions
+    reader = (
+        artifacts.read_predictions
+        if filename == artifacts.PREDICTIONS
+        else artifacts.read_val_predictions
+    )
     with pytest.raises(artifacts.ArtifactError, match=expected) as err:
         reader(tmp_path)
     assert str(tmp_path / filename) in str(err.value) and "\n" not in str(err.value)
@@ -313,7 +386,9 @@ def test_hint_for_a_copied_folder_names_the_copy_not_the_original(tmp_path):
     with pytest.raises(artifacts.ArtifactError) as err:
         artifacts.read_metrics(copy)
     assert str(original) not in str(err.value)
-    assert f"mathreport evaluate --run_dir {copy}" in str(err.value)  # recomputes it, trains nothing
+    assert f"mathreport evaluate --run_dir {copy}" in str(
+        err.value
+    )  # recomputes it, trains nothing
     (copy / artifacts.PREDICTIONS).unlink()
     hint = artifacts.make_command(copy)
     assert hint == f"mathreport train --model tfidf --seed 2 --output_dir {copy} --force"
@@ -325,19 +400,30 @@ def test_a_damaged_model_file_is_one_line_naming_it(keyword_splits, tmp_path, ca
     from mathreport import cli, predict, record
     from mathreport.train import TrainConfig, train
 
-    run_dir = train(TrainConfig(model="tfidf", train_path=keyword_splits / "train.csv",
-                                val_path=keyword_splits / "val.csv", test_path=keyword_splits / "test.csv",
-                                output_dir=tmp_path / "tfidf", bench=False))
+    run_dir = train(
+        TrainConfig(
+            model="tfidf",
+            train_path=keyword_splits / "train.csv",
+            val_path=keyword_splits / "val.csv",
+            test_path=keyword_splits / "test.csv",
+            output_dir=tmp_path / "tfidf",
+            bench=False,
+        )
+    )
     model = run_dir / "model" / "pipeline.joblib"
-    assert record.read(run_dir).outputs["model/pipeline.joblib"]["sha256"] == files.file_sha256(model)
+    assert record.read(run_dir).outputs["model/pipeline.joblib"]["sha256"] == files.file_sha256(
+        model
+    )
     artifacts.check_consistency(run_dir)
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     assert cli.main(["predict", "--run_dir", str(run_dir), "Solve x^2 = 4."]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pipeline.joblib" in err and "SHA-256 differs" in err
     assert "Traceback" not in err
-    with pytest.raises(artifacts.ArtifactError,
-                       match=r"pipeline\.joblib cannot be loaded .*mathreport train --model tfidf"):
+    with pytest.raises(
+        artifacts.ArtifactError,
+        match=r"pipeline\.joblib cannot be loaded .*mathreport train --model tfidf",
+    ):
         predict.load_classifier(run_dir)
     model.unlink()
     with pytest.raises(artifacts.ArtifactError, match=r"pipeline\.joblib is missing"):
@@ -358,9 +444,14 @@ def _docstrings(tree) -> set[int]:
     import ast
 
     owners = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-    return {id(node.body[0].value) for node in ast.walk(tree)
-            if isinstance(node, owners) and node.body and isinstance(node.body[0], ast.Expr)
-            and isinstance(node.body[0].value, ast.Constant)}
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, owners)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
 
 
 def _run_folder_names_spelled(source: str) -> list[tuple[int, str]]:
@@ -377,29 +468,41 @@ def _run_folder_names_spelled(source: str) -> list[tuple[int, str]]:
     docstrings = _docstrings(tree)
     found = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                and id(node) not in docstrings):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ):
             found += [(node.lineno, match) for match in pattern.findall(node.value)]
         parts = []
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             parts = [node.right]
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             parts = [node.value]
-        found += [(part.lineno, part.value) for part in parts
-                  if isinstance(part, ast.Constant) and part.value in worded]
+        found += [
+            (part.lineno, part.value)
+            for part in parts
+            if isinstance(part, ast.Constant) and part.value in worded
+        ]
     return found
 
 
 def test_the_scan_finds_run_folder_names_spelled_by_hand():
-    source = ('"""Reads preds_test.csv."""\n'
-              'A = run_dir / "model" / "adapter_config.json"\n'
-              'CARD = "README.md"\n'
-              'B = f"{run_dir}/metrics.json was cut"\n'
-              'C = {"model": 1, "text": "see README.md"}\n'
-              'D = run_dir.glob(".lr_search-*")\n')
+    source = (
+        '"""Reads preds_test.csv."""\n'
+        'A = run_dir / "model" / "adapter_config.json"\n'
+        'CARD = "README.md"\n'
+        'B = f"{run_dir}/metrics.json was cut"\n'
+        'C = {"model": 1, "text": "see README.md"}\n'
+        'D = run_dir.glob(".lr_search-*")\n'
+    )
     assert sorted(_run_folder_names_spelled(source)) == [
-        (2, "adapter_config.json"), (2, "model"), (3, "README.md"), (4, "metrics.json"),
-        (6, ".lr_search-")]
+        (2, "adapter_config.json"),
+        (2, "model"),
+        (3, "README.md"),
+        (4, "metrics.json"),
+        (6, ".lr_search-"),
+    ]
 
 
 def test_no_module_but_artifacts_spells_a_run_folder_name():
@@ -417,9 +520,11 @@ def test_no_module_but_artifacts_spells_a_run_folder_name():
         for line, name in _run_folder_names_spelled(path.read_text(encoding="utf-8")):
             spelled.setdefault((module, name), []).append(line)
     allowed = _NOT_RUN_NAMES | set(_PENDING)
-    unexpected = sorted(f"mathreport/{module}:{lines}: {name!r}"
-                        for (module, name), lines in spelled.items()
-                        if (module, name) not in allowed)
+    unexpected = sorted(
+        f"mathreport/{module}:{lines}: {name!r}"
+        for (module, name), lines in spelled.items()
+        if (module, name) not in allowed
+    )
     assert not unexpected, f"use artifacts' constants for these run-folder names: {unexpected}"
     gone = [key for key in _PENDING if key not in spelled]
     assert not gone, f"no longer spelled by hand: remove them from _PENDING: {gone}"
@@ -450,14 +555,17 @@ def test_locked_refuses_a_second_writer_and_a_missing_folder(tmp_path, hold_lock
     def touch(run_dir):
         (run_dir / "touched").write_text("x")
 
-    with pytest.raises(artifacts.ArtifactError,
-                       match=r"nope does not exist\. Make it with: mathreport train"):
+    with pytest.raises(
+        artifacts.ArtifactError, match=r"nope does not exist\. Make it with: mathreport train"
+    ):
         touch(tmp_path / "nope")
     assert not (tmp_path / "nope").exists()  # refused before the lock, which would have made it
     run = tmp_path / "run"
     run.mkdir()
-    with (hold_lock(run),
-          pytest.raises(artifacts.RunLockedError, match="mathreport train --model tfidf")):
+    with (
+        hold_lock(run),
+        pytest.raises(artifacts.RunLockedError, match="mathreport train --model tfidf"),
+    ):
         touch(run_dir=run)
     assert not (run / "touched").exists()
 
@@ -496,8 +604,12 @@ def test_the_writing_commands_take_the_lock_themselves():
     """No private twin exists only to take the lock: the public function is `locked`."""
     from mathreport import bench, ensemble, onnx_backend, search
 
-    for module, name in ((ensemble, "build_ensemble"), (search, "search"),
-                         (onnx_backend, "export_run"), (bench, "bench_run")):
+    for module, name in (
+        (ensemble, "build_ensemble"),
+        (search, "search"),
+        (onnx_backend, "export_run"),
+        (bench, "bench_run"),
+    ):
         qualified = f"{module.__name__}.{name}"
         assert hasattr(getattr(module, name), "__wrapped__"), f"{qualified} is not artifacts.locked"
         assert not hasattr(module, f"_{name}"), f"{qualified} has a private twin"

@@ -23,25 +23,61 @@ def _check_entries(results: list[dict], n_items: int) -> None:
 
 def test_bench_tfidf_writes_valid_latency(runs, capsys):
     (runs / "tfidf" / artifacts.LATENCY).unlink(missing_ok=True)
-    code = cli.main(["bench", "--run_dir", str(runs / "tfidf"), "--batch_sizes", "1", "8", "--max_items", "16",
-                     "--repeats", "2"])
+    code = cli.main(
+        [
+            "bench",
+            "--run_dir",
+            str(runs / "tfidf"),
+            "--batch_sizes",
+            "1",
+            "8",
+            "--max_items",
+            "16",
+            "--repeats",
+            "2",
+        ]
+    )
     assert code == 0 and "wrote" in capsys.readouterr().out
     latency = artifacts.read_latency(runs / "tfidf")
     _check_entries(latency["results"], 16 * 2)
-    assert latency["repeats"] == 2 and latency["warmup_batches"] > 0 and latency["backend"] == "sklearn"
+    assert (
+        latency["repeats"] == 2
+        and latency["warmup_batches"] > 0
+        and latency["backend"] == "sklearn"
+    )
     assert "torch" in latency["versions"] and latency["device"].startswith("cpu")
 
 
 def test_bench_compares_every_backend_in_one_json(runs, capsys):
     run = runs / "minilm"
     (run / artifacts.LATENCY).unlink(missing_ok=True)
-    code = cli.main(["bench", "--run_dir", str(run), "--batch_sizes", "1", "8", "--max_items", "16",
-                     "--repeats", "2", "--threads", "1"])
+    code = cli.main(
+        [
+            "bench",
+            "--run_dir",
+            str(run),
+            "--batch_sizes",
+            "1",
+            "8",
+            "--max_items",
+            "16",
+            "--repeats",
+            "2",
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "wrote" in out
     latency = artifacts.read_latency(run)
     # The session's minilm run trained its top 2 layers: torch-topk (how it was trained) is one more backend.
-    assert set(latency["backends"]) == {"torch-float32", "torch-bfloat16", "onnx-float32", "onnx-int8", "torch-topk"}
+    assert set(latency["backends"]) == {
+        "torch-float32",
+        "torch-bfloat16",
+        "onnx-float32",
+        "onnx-int8",
+        "torch-topk",
+    }
     assert latency["skipped"] == {}
     manifest = artifacts.read_manifest(run)
     default = manifest.inference["default"]
@@ -64,7 +100,10 @@ def test_bench_compares_every_backend_in_one_json(runs, capsys):
     # batch size) was not timed here (--batch_sizes 1 8), so it is not compared.
     choices = manifest.inference["choices"]
     for purpose, c in latency["choice"].items():
-        assert c["chosen"] == choices[purpose]["backend"] and c["batch_size"] == choices[purpose]["batch_size"]
+        assert (
+            c["chosen"] == choices[purpose]["backend"]
+            and c["batch_size"] == choices[purpose]["batch_size"]
+        )
     assert latency["choice"]["latency"]["agrees"] in (True, False)
     assert latency["choice"]["throughput"]["agrees"] is None
     assert "no batch of 32" in latency["choice"]["throughput"]["not_compared"]
@@ -75,10 +114,24 @@ def test_bench_compares_every_backend_in_one_json(runs, capsys):
     config = AutoConfig.from_pretrained(manifest.weights)
     h, layers = config.hidden_size, config.num_hidden_layers
     tokenizer = AutoTokenizer.from_pretrained(artifacts.model_dir(run))
-    lengths = np.array([len(t) for t in tokenizer(bench.test_questions(run)[:16], truncation=True,
-                                                   max_length=manifest.hyperparameters["max_length"])["input_ids"]])
-    expected = layers * (2 * (4 * h * h + 2 * h * config.intermediate_size) * lengths.sum()
-                         + 4 * h * (lengths ** 2).sum()) / len(lengths)
+    lengths = np.array(
+        [
+            len(t)
+            for t in tokenizer(
+                bench.test_questions(run)[:16],
+                truncation=True,
+                max_length=manifest.hyperparameters["max_length"],
+            )["input_ids"]
+        ]
+    )
+    expected = (
+        layers
+        * (
+            2 * (4 * h * h + 2 * h * config.intermediate_size) * lengths.sum()
+            + 4 * h * (lengths**2).sum()
+        )
+        / len(lengths)
+    )
     assert latency["flop_per_item"] == pytest.approx(expected, rel=1e-9)
     for entry in latency["backends"].values():
         for r in entry["results"]:
@@ -89,8 +142,26 @@ def test_bench_one_backend_and_output_elsewhere(runs, tmp_path, capsys):
     run = runs / "minilm"
     before = (run / artifacts.LATENCY).read_bytes() if (run / artifacts.LATENCY).exists() else None
     out = tmp_path / "bench.json"
-    code = cli.main(["bench", "--run_dir", str(run), "--backend", "torch", "--dtype", "bf16", "--batch_sizes", "1",
-                     "8", "--max_items", "8", "--repeats", "1", "--output", str(out)])
+    code = cli.main(
+        [
+            "bench",
+            "--run_dir",
+            str(run),
+            "--backend",
+            "torch",
+            "--dtype",
+            "bf16",
+            "--batch_sizes",
+            "1",
+            "8",
+            "--max_items",
+            "8",
+            "--repeats",
+            "1",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     latency = json.loads(out.read_text())
     assert list(latency["backends"]) == ["torch-bfloat16"] and latency["dtype"] == "bfloat16"
@@ -136,7 +207,9 @@ def test_test_questions_fall_back_to_the_manifest_split(runs, small_data, tmp_pa
     shutil.copytree(runs / "tfidf", run)
     frame = pd.read_csv(run / artifacts.PREDICTIONS).drop(columns="text")
     frame.to_csv(run / artifacts.PREDICTIONS, index=False)
-    assert bench.test_questions(run) == pd.read_csv(small_data / "test_split.csv")["Question"].tolist()
+    assert (
+        bench.test_questions(run) == pd.read_csv(small_data / "test_split.csv")["Question"].tolist()
+    )
 
 
 def test_cpu_load_counts_this_process_apart_from_the_others():
@@ -156,7 +229,9 @@ def test_a_missing_run_folder_is_named_and_not_created_by_the_lock(tmp_path):
     from mathreport import onnx_backend
 
     for call in (bench.bench_run, onnx_backend.export_run):
-        with pytest.raises(artifacts.ArtifactError, match=r"nope does not exist\. Make it with: mathreport train"):
+        with pytest.raises(
+            artifacts.ArtifactError, match=r"nope does not exist\. Make it with: mathreport train"
+        ):
             call(tmp_path / "nope")
         assert not (tmp_path / "nope").exists()
 
@@ -180,8 +255,14 @@ def test_cpu_threads_are_swept_on_the_cpu_only(device):
     import torch
 
     clf, before = _TimedTorchClassifier(), torch.get_num_threads()
-    latency = bench.benchmark_latency(clf, [f"q{i}" for i in range(8)], batch_sizes=(1, 4), warmup=1,
-                                      device=device, threads=(1, 2))
+    latency = bench.benchmark_latency(
+        clf,
+        [f"q{i}" for i in range(8)],
+        batch_sizes=(1, 4),
+        warmup=1,
+        device=device,
+        threads=(1, 2),
+    )
     assert torch.get_num_threads() == before
     swept = [r for r in latency["results"] if "threads_p50_ms" in r]
     if device == "cpu":  # the fastest of 1 and 2 threads, per batch size
@@ -190,7 +271,9 @@ def test_cpu_threads_are_swept_on_the_cpu_only(device):
     else:  # the GPU computes: CPU threads are left as they were and the JSON says so
         assert swept == [] and set(clf.seen) == {before}
         assert "not swept" in latency["thread_choice"] and "cuda:0" in latency["thread_choice"]
-        assert latency["device"] == "cuda:0" and all(r["threads"] == before for r in latency["results"])
+        assert latency["device"] == "cuda:0" and all(
+            r["threads"] == before for r in latency["results"]
+        )
 
 
 def test_spread_is_taken_per_round_of_time_calls():
@@ -231,33 +314,57 @@ def test_benchmark_choices_times_each_batch_size_with_its_backend(tmp_path):
             calls.append((self.name, len(texts)))
             return np.full((len(texts), 8), 1 / 8)
 
-    latency = bench.benchmark_choices({8: ("torch-bfloat16", Fake("b")), 1: ("onnx-int8", Fake("a"))},
-                                      [f"q{i}" for i in range(16)], warmup=1, max_items=16)
-    assert [(r["batch_size"], r["backend"], r["dtype"]) for r in latency["results"]] == \
-        [(1, "onnx-int8", "int8"), (8, "torch-bfloat16", "bfloat16")]
-    assert {n for n, size in calls if size == 1} == {"a"} and {n for n, size in calls if size == 8} == {"b"}
-    assert latency["dtype"] == "int8" and latency["backends_by_batch_size"] == {"1": "onnx-int8",
-                                                                                 "8": "torch-bfloat16"}
+    latency = bench.benchmark_choices(
+        {8: ("torch-bfloat16", Fake("b")), 1: ("onnx-int8", Fake("a"))},
+        [f"q{i}" for i in range(16)],
+        warmup=1,
+        max_items=16,
+    )
+    assert [(r["batch_size"], r["backend"], r["dtype"]) for r in latency["results"]] == [
+        (1, "onnx-int8", "int8"),
+        (8, "torch-bfloat16", "bfloat16"),
+    ]
+    assert {n for n, size in calls if size == 1} == {"a"} and {
+        n for n, size in calls if size == 8
+    } == {"b"}
+    assert latency["dtype"] == "int8" and latency["backends_by_batch_size"] == {
+        "1": "onnx-int8",
+        "8": "torch-bfloat16",
+    }
     (tmp_path / artifacts.LATENCY).write_text(json.dumps(latency))
-    assert artifacts.read_latency(tmp_path)["results"][0]["backend"] == "onnx-int8"  # the report's reader
+    assert (
+        artifacts.read_latency(tmp_path)["results"][0]["backend"] == "onnx-int8"
+    )  # the report's reader
 
 
 def _row(size: int, *rounds: float) -> dict:
-    return {"batch_size": size, "p50_ms": sorted(rounds)[len(rounds) // 2], "round_p50_ms": list(rounds)}
+    return {
+        "batch_size": size,
+        "p50_ms": sorted(rounds)[len(rounds) // 2],
+        "round_p50_ms": list(rounds),
+    }
 
 
 def test_bench_says_whether_its_fastest_agrees_with_the_runs_choice_within_its_spread():
     from mathreport.record import RunRecord
 
-    choices = {"latency": {"backend": "onnx-int8", "batch_size": 1},
-               "throughput": {"backend": "torch-bfloat16", "batch_size": 16}}
-    manifest = RunRecord(kind="transformer", hyperparameters={"batch_size": 16},
-                         inference={"default": "onnx-int8", "choices": choices})
+    choices = {
+        "latency": {"backend": "onnx-int8", "batch_size": 1},
+        "throughput": {"backend": "torch-bfloat16", "batch_size": 16},
+    }
+    manifest = RunRecord(
+        kind="transformer",
+        hyperparameters={"batch_size": 16},
+        inference={"default": "onnx-int8", "choices": choices},
+    )
     entries = {
         "torch-float32": {"passes": True, "results": [_row(1, 20, 21, 22), _row(16, 9, 10, 11)]},
         "onnx-int8": {"passes": True, "results": [_row(1, 5, 6, 7), _row(16, 4, 4.5, 5)]},
         "torch-bfloat16": {"passes": True, "results": [_row(1, 6.5, 8, 9), _row(16, 3, 3.2, 3.5)]},
-        "onnx-float32": {"passes": False, "results": [_row(1, 1, 1, 1), _row(16, 1, 1, 1)]},  # fails: ignored
+        "onnx-float32": {
+            "passes": False,
+            "results": [_row(1, 1, 1, 1), _row(16, 1, 1, 1)],
+        },  # fails: ignored
     }
     got = bench.against_choice(manifest, entries)
     assert got["latency"]["fastest"] == "onnx-int8" and got["latency"]["agrees"] is True
@@ -270,7 +377,9 @@ def test_bench_says_whether_its_fastest_agrees_with_the_runs_choice_within_its_s
     entries["torch-bfloat16"]["results"][0] = _row(1, 2, 2.5, 3)
     assert bench.against_choice(manifest, entries)["latency"]["agrees"] is False
     # A run.json with only a default: that backend at batch 1 and at the run's batch size.
-    older = RunRecord(kind="transformer", hyperparameters={"batch_size": 16}, inference={"default": "onnx-int8"})
+    older = RunRecord(
+        kind="transformer", hyperparameters={"batch_size": 16}, inference={"default": "onnx-int8"}
+    )
     got = bench.against_choice(older, entries)
     assert (got["throughput"]["chosen"], got["throughput"]["batch_size"]) == ("onnx-int8", 16)
     assert got["throughput"]["agrees"] is False  # bf16 is faster beyond the spread at 16

@@ -52,12 +52,16 @@ def test_fixture_has_the_real_data_defects():
 def test_splits_have_no_normalised_overlap(prepared):
     out, report = prepared
     splits = _splits(out)
-    keys = {name: set(frame["Question"].str.casefold().str.split().str.join(" ")) for name, frame in splits.items()}
+    keys = {
+        name: set(frame["Question"].str.casefold().str.split().str.join(" "))
+        for name, frame in splits.items()
+    }
     assert not keys["train"] & keys["val"]
     assert not keys["train"] & keys["test"]
     assert not keys["val"] & keys["test"]
     assert all(
-        pair["overlap"] == 0 for pair in data.check_leakage({n: out / f for n, f in data.SPLIT_FILES.items()}).values()
+        pair["overlap"] == 0
+        for pair in data.check_leakage({n: out / f for n, f in data.SPLIT_FILES.items()}).values()
     )
     assert all(pair["overlap"] == 0 for pair in report["leakage"].values())
 
@@ -65,8 +69,12 @@ def test_splits_have_no_normalised_overlap(prepared):
 def test_val_and_test_class_proportions_within_3_points(prepared):
     out, _ = prepared
     splits = _splits(out)
-    val = splits["val"]["label"].value_counts(normalize=True).reindex(labels.CLASS_IDS, fill_value=0)
-    test = splits["test"]["label"].value_counts(normalize=True).reindex(labels.CLASS_IDS, fill_value=0)
+    val = (
+        splits["val"]["label"].value_counts(normalize=True).reindex(labels.CLASS_IDS, fill_value=0)
+    )
+    test = (
+        splits["test"]["label"].value_counts(normalize=True).reindex(labels.CLASS_IDS, fill_value=0)
+    )
     assert (val - test).abs().max() <= 0.03
     assert set(splits["val"]["label"]) == set(labels.CLASS_IDS)  # even the ~1% classes reach val
 
@@ -110,7 +118,9 @@ def test_split_files_are_clean(prepared):
         assert not frame["Question"].str.contains("\n").any()
     everything = pd.concat(_splits(out).values())
     # LaTeX kept byte for byte, and an unwrapped b"..." with an escaped newline and an apostrophe inside
-    assert any(q.startswith(r"Find $\lim_{x \to") and r"\frac{\sin(" in q for q in everything["Question"])
+    assert any(
+        q.startswith(r"Find $\lim_{x \to") and r"\frac{\sin(" in q for q in everything["Question"]
+    )
     assert "It's known that $x^2 = 49$ and $x > 0$. Find $x$." in set(everything["Question"])
 
 
@@ -120,7 +130,9 @@ def test_same_seed_same_files_other_seed_other_split(tmp_path):
     prepare.prepare(FIXTURE, tmp_path / "c", seed=4)
     for file in (data.TRAIN_FILE, data.VAL_FILE, data.TEST_FILE):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
-    assert (tmp_path / "a" / data.TEST_FILE).read_bytes() != (tmp_path / "c" / data.TEST_FILE).read_bytes()
+    assert (tmp_path / "a" / data.TEST_FILE).read_bytes() != (
+        tmp_path / "c" / data.TEST_FILE
+    ).read_bytes()
 
 
 def test_class_counts_table_has_turkish_class_rows(prepared):
@@ -129,7 +141,10 @@ def test_class_counts_table_has_turkish_class_rows(prepared):
     lines = table.splitlines()
     assert lines[0].split() == ["train", "val", "test"]
     assert [line.rsplit(maxsplit=3)[0] for line in lines[1:9]] == labels.names("tr")
-    assert lines[-1].split() == ["Toplam", *(str(report["rows_per_split"][s]) for s in ("train", "val", "test"))]
+    assert lines[-1].split() == [
+        "Toplam",
+        *(str(report["rows_per_split"][s]) for s in ("train", "val", "test")),
+    ]
 
 
 # -------------------------------------------------------------------------------------------------- cleaning
@@ -154,7 +169,9 @@ def test_clean_question(raw, expected):
 
 
 def test_normalize_question_ignores_case_whitespace_and_wrapper():
-    assert data.normalize_question("b'Find  X.\\n'") == data.normalize_question("find x.") == "find x."
+    assert (
+        data.normalize_question("b'Find  X.\\n'") == data.normalize_question("find x.") == "find x."
+    )
     assert data.normalize_question("Find x.") != data.normalize_question("Find y.")
 
 
@@ -203,10 +220,13 @@ def test_oversampling_touches_train_only(tmp_path, prepared):
     train = data.read_split(tmp_path / data.TRAIN_FILE)
     assert len(train) == plain["rows_per_split"]["train"] + report["augmentation"]["rows_added"]
     assert report["augmentation"]["rows_added"] > 0
-    assert report["rows_per_split"] == plain["rows_per_split"]  # augmented copies are not input rows
+    assert (
+        report["rows_per_split"] == plain["rows_per_split"]
+    )  # augmented copies are not input rows
     # copies are of train questions only: still no overlap with val/test
     assert all(
-        p["overlap"] == 0 for p in data.check_leakage({n: tmp_path / f for n, f in data.SPLIT_FILES.items()}).values()
+        p["overlap"] == 0
+        for p in data.check_leakage({n: tmp_path / f for n, f in data.SPLIT_FILES.items()}).values()
     )
     assert "train (orig.)" in data.class_counts_table(report)
 
@@ -225,12 +245,16 @@ def test_oversample_to_a_fraction_of_the_largest_class():
 
 def test_assert_no_leakage_names_splits_count_example_and_flag():
     train = _table([("Find x if 2x = 4.", 0), ("Area of a unit square?", 1), ("Integrate x.", 2)])
-    test = _table([("find  X if 2x = 4.", 0), ("AREA OF A UNIT SQUARE?", 1), ("Differentiate x.", 2)])
+    test = _table(
+        [("find  X if 2x = 4.", 0), ("AREA OF A UNIT SQUARE?", 1), ("Differentiate x.", 2)]
+    )
     val = _table([("Is 7 prime?", 4)])
     result = data.check_leakage({"train": train, "val": val, "test": test})
     assert result["train vs test"]["overlap"] == 2 and result["train vs val"]["overlap"] == 0
     with pytest.raises(data.LeakageError) as err:
-        data.assert_no_leakage({"data/augmented_train.csv": train, "val": val, "data/test_split.csv": test})
+        data.assert_no_leakage(
+            {"data/augmented_train.csv": train, "val": val, "data/test_split.csv": test}
+        )
     message = str(err.value)
     assert "2 question(s)" in message
     assert "data/augmented_train.csv" in message and "data/test_split.csv" in message
@@ -242,7 +266,9 @@ def test_assert_no_leakage_names_splits_count_example_and_flag():
 
 
 def test_check_leakage_reads_paths(tmp_path):
-    (tmp_path / "a.csv").write_text("Question,label\nWhat is 1+1?,0\nIs 5 prime?,4\n", encoding="utf-8")
+    (tmp_path / "a.csv").write_text(
+        "Question,label\nWhat is 1+1?,0\nIs 5 prime?,4\n", encoding="utf-8"
+    )
     (tmp_path / "b.csv").write_text('Question,label\n"what is  1+1?",0\n', encoding="utf-8")
     result = data.check_leakage({"a": tmp_path / "a.csv", "b": tmp_path / "b.csv"})
     assert result["a vs b"]["overlap"] == 1
@@ -255,7 +281,8 @@ def test_check_leakage_reads_paths(tmp_path):
 def test_read_split_columns_dtypes_and_label_names(tmp_path):
     path = tmp_path / "split.csv"
     path.write_text(
-        'id,label,Question\n1,Geometri,Area?\n2, 3 ,"Two\nlines"\n3,linear algebra,Rank?\n', encoding="utf-8"
+        'id,label,Question\n1,Geometri,Area?\n2, 3 ,"Two\nlines"\n3,linear algebra,Rank?\n',
+        encoding="utf-8",
     )
     frame = data.read_split(path)
     assert list(frame.columns) == ["Question", "label"]
@@ -309,7 +336,9 @@ def test_refuses_missing_column(tmp_path):
 
 
 def test_refuses_label_outside_range(tmp_path):
-    message = _refused(tmp_path, 'Question,label\nWhat is 2+2?,0\n"Multi\nline",1\nIs 9 prime?,9\nok?,2\n')
+    message = _refused(
+        tmp_path, 'Question,label\nWhat is 2+2?,0\n"Multi\nline",1\nIs 9 prime?,9\nok?,2\n'
+    )
     assert "line 5 (line 1 is the header)" in message  # the multi-line record shifts the file line
     assert "column 'label'" in message and "label 9 is outside 0..7" in message
 
@@ -342,8 +371,9 @@ def test_refuses_empty_or_nan_text(tmp_path, missing):
     assert "line 3 (line 1 is the header)" in message and "column 'Question' is empty" in message
 
 
-@pytest.mark.parametrize(("header", "sep", "name"), [("Soru;Etiket", ";", "semicolon"),
-                                                     ("Question\tlabel", "\t", "tab")])
+@pytest.mark.parametrize(
+    ("header", "sep", "name"), [("Soru;Etiket", ";", "semicolon"), ("Question\tlabel", "\t", "tab")]
+)
 def test_refuses_other_delimiter(tmp_path, header, sep, name):
     message = _refused(tmp_path, f"{header}\nWhat is 2+2?{sep}0\n")
     assert f"looks {name}-separated" in message and repr(sep) in message
@@ -353,7 +383,9 @@ def test_refuses_other_delimiter(tmp_path, header, sep, name):
 
 def test_refuses_ragged_row_and_counts_the_rest(tmp_path):
     message = _refused(tmp_path, "Question,label\nWhat is 2, or 3?,0\nIs 7 prime?,12\n")
-    assert "line 2" in message and "3 fields but the header has 2" in message and "1 more" in message
+    assert (
+        "line 2" in message and "3 fields but the header has 2" in message and "1 more" in message
+    )
 
 
 def test_bad_input_does_not_create_out_dir(tmp_path):
@@ -383,7 +415,9 @@ def test_class_too_small_to_stratify_goes_to_train_with_a_warning():
 
 
 def test_too_few_rows_to_stratify_is_a_data_error(tmp_path):
-    raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"q{i},{i % 8}\n" for i in range(24)))
+    raw = _write(
+        tmp_path / "raw.csv", "Question,label\n" + "".join(f"q{i},{i % 8}\n" for i in range(24))
+    )
     with pytest.raises(data.DataError, match="stratified"):
         prepare.prepare(raw, tmp_path / "out")
 
@@ -419,7 +453,11 @@ def test_download_kaggle_without_credentials(monkeypatch, tmp_path):
     with pytest.raises(data.DataError) as err:
         prepare.download_kaggle(dest=tmp_path / "kaggle")
     message = str(err.value)
-    assert "could not authenticate" in message and "~/.kaggle/kaggle.json" in message and "KAGGLE_KEY" in message
+    assert (
+        "could not authenticate" in message
+        and "~/.kaggle/kaggle.json" in message
+        and "KAGGLE_KEY" in message
+    )
 
 
 def test_download_kaggle_offline(monkeypatch, tmp_path):
@@ -431,7 +469,11 @@ def test_download_kaggle_offline(monkeypatch, tmp_path):
     with pytest.raises(data.DataError) as err:
         prepare.download_kaggle(dest=tmp_path / "kaggle")
     message = str(err.value)
-    assert data.KAGGLE_COMPETITION in message and "ConnectionError" in message and "internet" in message
+    assert (
+        data.KAGGLE_COMPETITION in message
+        and "ConnectionError" in message
+        and "internet" in message
+    )
 
 
 # ------------------------------------------------------------------- earlier splits, class coverage, file kinds
@@ -446,24 +488,34 @@ def test_prepare_refuses_an_out_dir_with_earlier_splits_and_force_keeps_them(tmp
     assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
     report = prepare.prepare(FIXTURE, out, seed=2, force=True)
     backup = Path(report["replaced"])
-    assert backup.parent == out and {name: (backup / name).read_bytes() for name in OUTPUTS} == before
-    assert (out / data.TRAIN_FILE).read_bytes() != before[data.TRAIN_FILE]  # seed 2 split differently
+    assert (
+        backup.parent == out and {name: (backup / name).read_bytes() for name in OUTPUTS} == before
+    )
+    assert (out / data.TRAIN_FILE).read_bytes() != before[
+        data.TRAIN_FILE
+    ]  # seed 2 split differently
 
 
 def test_prepare_refuses_one_class_input(tmp_path):
-    raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"question {i},3\n" for i in range(40)))
+    raw = _write(
+        tmp_path / "raw.csv", "Question,label\n" + "".join(f"question {i},3\n" for i in range(40))
+    )
     with pytest.raises(data.DataError, match=r"every question is of class 3 \(Olasılık\)"):
         prepare.prepare(raw, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_prepare_warns_about_classes_too_thin_in_a_split(tmp_path):
-    rows = [(f"question {c} number {i}", c) for c in range(7) for i in range(60)] + [(f"rare {i}", 7) for i in range(3)]
+    rows = [(f"question {c} number {i}", c) for c in range(7) for i in range(60)] + [
+        (f"rare {i}", 7) for i in range(3)
+    ]
     raw = _write(tmp_path / "raw.csv", "Question,label\n" + "".join(f"{q},{c}\n" for q, c in rows))
     report = prepare.prepare(raw, tmp_path / "out")
     thin = [w for w in report["warnings"] if "7 (Soyut Cebir)" in w]
     counts = {name: report["class_counts"][name]["7"] for name in ("train", "val", "test")}
-    assert len(thin) == 1 and f"val {counts['val']}" in thin[0] and f"test {counts['test']}" in thin[0]
+    assert (
+        len(thin) == 1 and f"val {counts['val']}" in thin[0] and f"test {counts['test']}" in thin[0]
+    )
     assert not any("(Cebir)" in w for w in report["warnings"])  # 60 rows: enough in every split
 
 
@@ -475,7 +527,9 @@ def test_class_coverage_names_missing_classes_by_turkish_name_and_id():
     message = str(err.value)
     assert "3 (Olasılık), 5 (Kombinatorik)" in message and "--allow_missing_classes" in message
     assert "np.int64" not in message
-    warnings = data.check_class_coverage({"train": train, "val": train, "test": test}, allow_missing=True)
+    warnings = data.check_class_coverage(
+        {"train": train, "val": train, "test": test}, allow_missing=True
+    )
     assert len(warnings) == 1 and "3 (Olasılık)" in warnings[0]
     with pytest.raises(data.DataError, match=r"only class 1 \(Geometri\)"):
         data.check_class_coverage({"train": train[train.label == 1], "val": train})
@@ -490,13 +544,19 @@ def _xlsx(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("make", "expected"), [
-    (lambda p: p.mkdir() or p, "is a directory, not a CSV file"),
-    (lambda p: _write(p, __import__("gzip").compress(b"Question,label\nWhat?,0\n")), "is gzip-compressed"),
-    (_xlsx, r"is an Excel workbook \(.xlsx\)"),
-    (lambda p: _write(p, "Question,label\nWhat?,0\n".encode("utf-16")), "is UTF-16 encoded"),
-    (lambda p: _write(p, "Question,label\nWhat?,0\n".encode("utf-16-le")), "is UTF-16 encoded"),
-])
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: p.mkdir() or p, "is a directory, not a CSV file"),
+        (
+            lambda p: _write(p, __import__("gzip").compress(b"Question,label\nWhat?,0\n")),
+            "is gzip-compressed",
+        ),
+        (_xlsx, r"is an Excel workbook \(.xlsx\)"),
+        (lambda p: _write(p, "Question,label\nWhat?,0\n".encode("utf-16")), "is UTF-16 encoded"),
+        (lambda p: _write(p, "Question,label\nWhat?,0\n".encode("utf-16-le")), "is UTF-16 encoded"),
+    ],
+)
 def test_input_that_is_not_a_csv_says_what_it_is(tmp_path, make, expected):
     path = make(tmp_path / "input.csv")
     for read in (lambda: prepare.prepare(path, tmp_path / "out"), lambda: data.read_split(path)):
@@ -521,7 +581,10 @@ def test_unreadable_input_says_permission_denied(tmp_path, monkeypatch):
 
 
 def _rare_class_frame() -> pd.DataFrame:
-    rows = [(f"common {c} {i}", c) for c in range(7) for i in range(140)] + [("rare 0", 7), ("rare 1", 7)]
+    rows = [(f"common {c} {i}", c) for c in range(7) for i in range(140)] + [
+        ("rare 0", 7),
+        ("rare 1", 7),
+    ]
     return pd.DataFrame(rows, columns=["Question", "label"])
 
 
@@ -548,15 +611,24 @@ def test_max_train_samples_does_not_make_search_refuse_a_rare_class(tmp_path):
 
     frame = _rare_class_frame()
     frame.to_csv(tmp_path / "train.csv", index=False)
-    pd.DataFrame({"Question": [f"val {c}" for c in range(8)], "label": range(8)}).to_csv(tmp_path / "val.csv",
-                                                                                         index=False)
-    cfg = search.SearchConfig(model="minilm", learning_rates=[1e-4], train_path=tmp_path / "train.csv",
-                              val_path=tmp_path / "val.csv", output_dir=tmp_path / "out", max_train_samples=300,
-                              seed=1)  # a seed whose plain random sample of 300 has neither class-7 row
+    pd.DataFrame({"Question": [f"val {c}" for c in range(8)], "label": range(8)}).to_csv(
+        tmp_path / "val.csv", index=False
+    )
+    cfg = search.SearchConfig(
+        model="minilm",
+        learning_rates=[1e-4],
+        train_path=tmp_path / "train.csv",
+        val_path=tmp_path / "val.csv",
+        output_dir=tmp_path / "out",
+        max_train_samples=300,
+        seed=1,
+    )  # a seed whose plain random sample of 300 has neither class-7 row
     splits = train.load_splits(cfg.train_config(test_path=None, bench=False))
     assert len(splits["train"]) == 300 and set(splits["train"]["label"]) == set(range(8))
     # The flag a refusal for a split that truly lacks a class names is one `search` accepts.
-    args = cli.build_parser().parse_args(["search", "--model", "minilm", "--lrs", "1e-4", "--allow_missing_classes"])
+    args = cli.build_parser().parse_args(
+        ["search", "--model", "minilm", "--lrs", "1e-4", "--allow_missing_classes"]
+    )
     assert args.allow_missing_classes is True
 
 
@@ -564,12 +636,17 @@ def test_max_train_samples_does_not_make_search_refuse_a_rare_class(tmp_path):
 
 # What Excel writes with a Turkish locale: a BOM, CRLF, ';' between fields and a decimal comma inside the text (so
 # quoted when it holds ';').
-SEMICOLON_CSV = ("\ufeffQuestion;label\r\n"
-                 '"Compute 2,5 + 1,5; then halve it.";0\r\n'
-                 "Find the area of a triangle with sides 3, 4 and 5.;1\r\n"
-                 "What is the derivative of x^2?;Kalkülüs\r\n")
-SEMICOLON_ROWS = [("Compute 2,5 + 1,5; then halve it.", 0), ("Find the area of a triangle with sides 3, 4 and 5.", 1),
-                  ("What is the derivative of x^2?", 2)]
+SEMICOLON_CSV = (
+    "\ufeffQuestion;label\r\n"
+    '"Compute 2,5 + 1,5; then halve it.";0\r\n'
+    "Find the area of a triangle with sides 3, 4 and 5.;1\r\n"
+    "What is the derivative of x^2?;Kalkülüs\r\n"
+)
+SEMICOLON_ROWS = [
+    ("Compute 2,5 + 1,5; then halve it.", 0),
+    ("Find the area of a triangle with sides 3, 4 and 5.", 1),
+    ("What is the derivative of x^2?", 2),
+]
 
 
 def test_a_semicolon_csv_whose_header_names_the_columns_is_read_and_said_once(tmp_path, caplog):
@@ -583,9 +660,13 @@ def test_a_semicolon_csv_whose_header_names_the_columns_is_read_and_said_once(tm
 
 
 def test_a_semicolon_header_in_another_order_or_with_more_columns_is_read(tmp_path):
-    raw = _write(tmp_path / "excel.csv", "id;label;Question\n1;3;Two dice are thrown, what is P(sum = 7)?\n")
+    raw = _write(
+        tmp_path / "excel.csv", "id;label;Question\n1;3;Two dice are thrown, what is P(sum = 7)?\n"
+    )
     table = data.read_split(raw)
-    assert table["Question"].tolist() == ["Two dice are thrown, what is P(sum = 7)?"] and table["label"].tolist() == [3]
+    assert table["Question"].tolist() == ["Two dice are thrown, what is P(sum = 7)?"] and table[
+        "label"
+    ].tolist() == [3]
 
 
 def test_a_comma_csv_with_semicolons_in_its_questions_stays_comma_separated(tmp_path, caplog):

@@ -30,8 +30,16 @@ def tiny_cache(tmp_path_factory):
 
 def _config(data, out, model: str, **kw) -> TrainConfig:
     kw = {"bench": False, **kw}
-    return TrainConfig(model=model, train_path=data / "train.csv", val_path=data / "val.csv",
-                       test_path=data / "test.csv", output_dir=out, device="cpu", train_eval_samples=32, **kw)
+    return TrainConfig(
+        model=model,
+        train_path=data / "train.csv",
+        val_path=data / "val.csv",
+        test_path=data / "test.csv",
+        output_dir=out,
+        device="cpu",
+        train_eval_samples=32,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -46,17 +54,31 @@ def test_batched_logits_equal_one_by_one_qwen2_mistral(arch, tmp_path):
         assert raw.pad_token is None
     assert tokenizer.pad_token_id == tokenizer.eos_token_id and tokenizer.padding_side == "right"
     model = models.load_base_model(str(path), tokenizer, device="cpu").eval()
-    assert type(model).__name__ == {"qwen2": "Qwen2ForSequenceClassification",
-                                    "mistral": "MistralForSequenceClassification"}[arch]
+    assert (
+        type(model).__name__
+        == {
+            "qwen2": "Qwen2ForSequenceClassification",
+            "mistral": "MistralForSequenceClassification",
+        }[arch]
+    )
     assert model.config.pad_token_id == tokenizer.pad_token_id
 
-    texts = ["x", "Solve 3x + 5 = 20 for x.", "Find the area of the triangle with sides 3, 4 and 5 in the plane.",
-             "prime?", "How many ways can 5 books be arranged on a shelf if two must stay together?"]
+    texts = [
+        "x",
+        "Solve 3x + 5 = 20 for x.",
+        "Find the area of the triangle with sides 3, 4 and 5 in the plane.",
+        "prime?",
+        "How many ways can 5 books be arranged on a shelf if two must stay together?",
+    ]
     batch = tokenizer(texts, padding=True, return_tensors="pt")
-    assert (batch["attention_mask"] == 0).any(), "the batch must contain padding for the test to mean anything"
+    assert (batch["attention_mask"] == 0).any(), (
+        "the batch must contain padding for the test to mean anything"
+    )
     with torch.inference_mode():
         batched = model(**batch).logits.numpy()
-        single = np.concatenate([model(**tokenizer([t], return_tensors="pt")).logits.numpy() for t in texts])
+        single = np.concatenate(
+            [model(**tokenizer([t], return_tensors="pt")).logits.numpy() for t in texts]
+        )
     np.testing.assert_allclose(batched, single, atol=1e-4)
     # Pooling the last position (a pad token for the short rows) would give other logits.
     with torch.inference_mode():
@@ -65,15 +87,27 @@ def test_batched_logits_equal_one_by_one_qwen2_mistral(arch, tmp_path):
     assert not np.allclose(last_position[0], single[0], atol=1e-3)
 
     classifier = predict.TransformerClassifier(model, tokenizer, max_length=64)
-    np.testing.assert_allclose(classifier.predict_proba(texts, batch_size=8), classifier.predict_proba(texts, 1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        classifier.predict_proba(texts, batch_size=8), classifier.predict_proba(texts, 1), atol=1e-5
+    )
 
 
 @pytest.mark.slow  # trains a model
 @pytest.mark.parametrize("arch", ARCHS)
-def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, keyword_splits, tmp_path):
-    run_dir = train(_config(keyword_splits, tmp_path / "run", f"tiny-{arch}", num_epochs=4, learning_rate=5e-3,
-                            batch_size=16, max_length=32))
+def test_lora_training_saves_head_and_reloads_qwen2_mistral(
+    arch, tiny_cache, keyword_splits, tmp_path
+):
+    run_dir = train(
+        _config(
+            keyword_splits,
+            tmp_path / "run",
+            f"tiny-{arch}",
+            num_epochs=4,
+            learning_rate=5e-3,
+            batch_size=16,
+            max_length=32,
+        )
+    )
 
     history = artifacts.read_history(run_dir)
     assert len(history) == 4
@@ -82,7 +116,8 @@ def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, ke
     manifest = artifacts.read_manifest(run_dir)
     assert manifest.load_in_4bit is False and manifest.dtype == "float32"
     assert manifest.lora["target_modules"] and set(manifest.lora["target_modules"]) == set(
-        models.DECODER_TARGETS)
+        models.DECODER_TARGETS
+    )
     adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
     assert "score" in adapter_config["modules_to_save"]
     from safetensors import safe_open
@@ -90,20 +125,28 @@ def test_lora_training_saves_head_and_reloads_qwen2_mistral(arch, tiny_cache, ke
     with safe_open(str(run_dir / "model" / "adapter_model.safetensors"), "pt") as fh:
         score = [k for k in fh.keys() if ".score." in k]
         assert score, "the trained classification head must be saved with the adapter"
-        assert any(tuple(fh.get_slice(k).get_shape()) == (8, tiny.TINY_SHAPE["hidden_size"]) for k in score)
+        assert any(
+            tuple(fh.get_slice(k).get_shape()) == (8, tiny.TINY_SHAPE["hidden_size"]) for k in score
+        )
 
     # The base is loaded afresh (a new random `score`): equal predictions mean the saved head was restored.
     preds = artifacts.read_predictions(run_dir)
-    classifier = predict.load_classifier(run_dir, device="cpu", backend="torch")  # the torch path restores the head
+    classifier = predict.load_classifier(
+        run_dir, device="cpu", backend="torch"
+    )  # the torch path restores the head
     test = pd.read_csv(keyword_splits / "test.csv")
-    np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist()),
-                               preds[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        classifier.predict_proba(test["Question"].tolist()),
+        preds[artifacts.PROB_COLUMNS].to_numpy(),
+        atol=1e-5,
+    )
 
 
 @pytest.mark.slow  # trains a model
 @pytest.mark.parametrize("load_in_4bit", [False, True], ids=["full", "nf4"])
-def test_a_stop_after_training_resumes_without_training_again(tiny_cache, keyword_splits, tmp_path, monkeypatch,
-                                                              load_in_4bit):
+def test_a_stop_after_training_resumes_without_training_again(
+    tiny_cache, keyword_splits, tmp_path, monkeypatch, load_in_4bit
+):
     """Issue 20, 10: checkpoints were deleted as soon as training returned, so a stop while predicting the test
     split lost the training: `--resume` trained from scratch. Now run.json records the finished training, the
     checkpoints stay until the run is complete, and `--resume` redoes only what is missing."""
@@ -112,10 +155,14 @@ def test_a_stop_after_training_resumes_without_training_again(tiny_cache, keywor
     from mathreport import train as train_module
 
     out = tmp_path / "run"
-    common = dict(num_epochs=2, learning_rate=5e-3, batch_size=16, max_length=32, load_in_4bit=load_in_4bit)
+    common = dict(
+        num_epochs=2, learning_rate=5e-3, batch_size=16, max_length=32, load_in_4bit=load_in_4bit
+    )
     write = artifacts.write_predictions
 
-    def stopped(*args, **kwargs):  # a stop (Ctrl-C, a time limit) once training is over, while predicting
+    def stopped(
+        *args, **kwargs
+    ):  # a stop (Ctrl-C, a time limit) once training is over, while predicting
         raise KeyboardInterrupt("simulated stop after training")
 
     monkeypatch.setattr(artifacts, "write_predictions", stopped)
@@ -143,8 +190,11 @@ def test_a_stop_after_training_resumes_without_training_again(tiny_cache, keywor
     four_bit = any(type(m).__name__ == "Linear4bit" for m in classifier.model.modules())
     assert manifest.load_in_4bit is load_in_4bit and four_bit is load_in_4bit
     test = pd.read_csv(keyword_splits / "test.csv")
-    np.testing.assert_allclose(classifier.predict_proba(test["Question"].tolist(), batch_size=16),
-                               artifacts.read_predictions(out)[artifacts.PROB_COLUMNS].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        classifier.predict_proba(test["Question"].tolist(), batch_size=16),
+        artifacts.read_predictions(out)[artifacts.PROB_COLUMNS].to_numpy(),
+        atol=1e-5,
+    )
 
 
 @pytest.fixture
@@ -155,7 +205,9 @@ def fresh_4bit_probe():
     models._4bit_problem.cache_clear()
 
 
-def test_4bit_runs_where_bitsandbytes_says_it_does_not_by_device_name(monkeypatch, fresh_4bit_probe):
+def test_4bit_runs_where_bitsandbytes_says_it_does_not_by_device_name(
+    monkeypatch, fresh_4bit_probe
+):
     import sys
 
     import bitsandbytes as bnb
@@ -171,8 +223,15 @@ def test_4bit_runs_where_bitsandbytes_says_it_does_not_by_device_name(monkeypatc
     with pytest.raises(models.FourBitUnavailableError) as err:
         models.check_4bit_possible("cpu")
     message = str(err.value)
-    assert f"bitsandbytes {bnb.__version__}" in message and "not cpu" in message and "\n" not in message
-    assert f"pip install 'bitsandbytes>={models.BITSANDBYTES_TESTED}'" in message and "--no-load_in_4bit" in message
+    assert (
+        f"bitsandbytes {bnb.__version__}" in message
+        and "not cpu" in message
+        and "\n" not in message
+    )
+    assert (
+        f"pip install 'bitsandbytes>={models.BITSANDBYTES_TESTED}'" in message
+        and "--no-load_in_4bit" in message
+    )
 
     # No bitsandbytes at all: said so, with the same fix.
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)
@@ -186,7 +245,11 @@ def test_qlora_recipe():
     import torch
 
     quant = models.quantization_config(True, "cpu")
-    assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+    assert (
+        quant.load_in_4bit
+        and quant.bnb_4bit_quant_type == "nf4"
+        and quant.bnb_4bit_use_double_quant
+    )
     assert quant.bnb_4bit_compute_dtype == torch.bfloat16
     assert "score" in quant.llm_int8_skip_modules  # the head stays in full precision and trainable
 
@@ -196,12 +259,18 @@ def test_decoders_default_to_full_precision_on_cpu_and_4bit_on_cuda(monkeypatch)
         assert models.resolve_load_in_4bit(models.PRESETS[key], "cpu") is False
     assert models.resolve_load_in_4bit(models.PRESETS["minilm"], "cuda") is False
     assert models.resolve_load_in_4bit(models.PRESETS["qwen"], "cpu", requested=True) is True
-    monkeypatch.setattr(models, "check_4bit_possible", lambda device: None)  # as if on a GPU with bitsandbytes
+    monkeypatch.setattr(
+        models, "check_4bit_possible", lambda device: None
+    )  # as if on a GPU with bitsandbytes
     assert models.resolve_load_in_4bit(models.PRESETS["qwen"], "cuda") is True
-    assert models.resolve_load_in_4bit(models.PRESETS["mistral"], "cuda:1", requested=False) is False
+    assert (
+        models.resolve_load_in_4bit(models.PRESETS["mistral"], "cuda:1", requested=False) is False
+    )
 
 
-def test_train_in_4bit_where_bitsandbytes_cannot_fails_before_writing(keyword_splits, tmp_path, monkeypatch):
+def test_train_in_4bit_where_bitsandbytes_cannot_fails_before_writing(
+    keyword_splits, tmp_path, monkeypatch
+):
     path = tiny.build_tiny_model("qwen2", tmp_path / "weights")
     out = tmp_path / "run"
     monkeypatch.setattr(models, "_4bit_problem", lambda kind: "it supports cuda, not cpu")
@@ -217,10 +286,14 @@ def test_lora_config_mlp_flag_and_head_in_modules_to_save_qwen2(tmp_path):
     tokenizer = models.load_tokenizer(str(path))
     lora = models.lora_config(models.PRESETS["qwen"], mlp=True)
     assert set(lora.target_modules) == {*models.DECODER_TARGETS, *models.DECODER_MLP_TARGETS}
-    assert set(models.lora_config(models.PRESETS["qwen"]).target_modules) == set(models.DECODER_TARGETS)
+    assert set(models.lora_config(models.PRESETS["qwen"]).target_modules) == set(
+        models.DECODER_TARGETS
+    )
     model = get_peft_model(models.load_base_model(str(path), tokenizer, device="cpu"), lora)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert any(".score." in n for n in trainable) and any("gate_proj.lora_A" in n for n in trainable)
+    assert any(".score." in n for n in trainable) and any(
+        "gate_proj.lora_A" in n for n in trainable
+    )
     assert not any("embed_tokens" in n for n in trainable)
 
 
@@ -229,7 +302,8 @@ def test_lora_config_mlp_flag_and_head_in_modules_to_save_qwen2(tmp_path):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_4bit_training_keeps_the_gradient_through_frozen_4bit_weights_after_an_evaluation_qwen2_mistral(
-        arch, tmp_path):
+    arch, tmp_path
+):
     """Trainer evaluates after each epoch; bitsandbytes then repacks 4-bit weights for its CPU inference kernel
     (on CPUs with AVX-512 BF16), which has no backward: the next training step fails where the layer has a bias
     (Qwen2's q/k/v) and silently loses the gradient where it has none (Mistral). Training must give the same LoRA
@@ -243,8 +317,11 @@ def test_4bit_training_keeps_the_gradient_through_frozen_4bit_weights_after_an_e
     preset = dataclasses.replace(models.PRESETS[f"tiny-{arch}"], lora_dropout=0.0)
     model = models.load_base_model(str(path), tokenizer, device="cpu", load_in_4bit=True)
     model, _ = models.add_lora(model, preset, load_in_4bit=True)
-    batch = tokenizer(["Solve 3x + 5 = 20 for x.", "How many ways can 5 books be arranged?"], padding=True,
-                      return_tensors="pt")
+    batch = tokenizer(
+        ["Solve 3x + 5 = 20 for x.", "How many ways can 5 books be arranged?"],
+        padding=True,
+        return_tensors="pt",
+    )
     labels = torch.tensor([0, 5])
 
     def lora_grads() -> dict:
@@ -263,7 +340,9 @@ def test_4bit_training_keeps_the_gradient_through_frozen_4bit_weights_after_an_e
     first_layer = [n for n in before if ".layers.0.self_attn." in n and "o_proj" not in n]
     assert first_layer and all(before[n].abs().sum() > 0 for n in first_layer)
     for name in before:
-        torch.testing.assert_close(after[name], before[name], msg=f"{name}: gradient changed after an evaluation")
+        torch.testing.assert_close(
+            after[name], before[name], msg=f"{name}: gradient changed after an evaluation"
+        )
 
 
 def _interrupt_after_first_checkpoint():
@@ -283,12 +362,21 @@ def qlora_runs(tiny_cache, keyword_splits, tmp_path_factory):
     results = tmp_path_factory.mktemp("qlora-results")
     for arch in ARCHS:
         out = results / f"tiny-{arch}-4bit"
-        common = dict(num_epochs=2, learning_rate=5e-3, batch_size=16, max_length=32, load_in_4bit=True,
-                      bench=arch == "qwen2", bench_max_items=8)
+        common = dict(
+            num_epochs=2,
+            learning_rate=5e-3,
+            batch_size=16,
+            max_length=32,
+            load_in_4bit=True,
+            bench=arch == "qwen2",
+            bench_max_items=8,
+        )
         interrupt = _interrupt_after_first_checkpoint()
         with pytest.raises(KeyboardInterrupt):
             train(_config(keyword_splits, out, f"tiny-{arch}", callbacks=[interrupt], **common))
-        assert list((out / "checkpoints").glob("checkpoint-*")) and not (out / "metrics.json").exists()
+        assert (
+            list((out / "checkpoints").glob("checkpoint-*")) and not (out / "metrics.json").exists()
+        )
         train(_config(keyword_splits, out, f"tiny-{arch}", resume=True, **common))
     return results
 
@@ -303,8 +391,14 @@ def test_qlora_trains_resumes_and_records_nf4_qwen2_mistral(arch, qlora_runs):
     assert manifest.status == "complete" and manifest.training["resumed"] is True
     assert manifest.load_in_4bit is True and manifest.dtype == "nf4+bf16"
     assert manifest.quantization == {
-        "method": "bitsandbytes", "bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16",
-        "skip_modules": list(models.HEAD_MODULES), "bitsandbytes": bitsandbytes.__version__}
+        "method": "bitsandbytes",
+        "bits": 4,
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": "bfloat16",
+        "skip_modules": list(models.HEAD_MODULES),
+        "bitsandbytes": bitsandbytes.__version__,
+    }
     history = artifacts.read_history(run_dir)
     assert list(history["epoch"]) == [1, 2] and np.isfinite(history["train_loss"]).all()
     adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
@@ -324,8 +418,13 @@ def test_qlora_run_reloads_in_4bit_and_predicts_what_training_wrote_qwen2_mistra
     run_dir = qlora_runs / f"tiny-{arch}-4bit"
     classifier = predict.load_classifier(run_dir, device="cpu")
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in classifier.model.modules())
-    if arch == "mistral":  # no pad token in the base tokenizer (like Mistral-7B-v0.3): EOS pads, in 4-bit too
-        assert AutoTokenizer.from_pretrained(artifacts.read_manifest(run_dir).weights).pad_token is None
+    if (
+        arch == "mistral"
+    ):  # no pad token in the base tokenizer (like Mistral-7B-v0.3): EOS pads, in 4-bit too
+        assert (
+            AutoTokenizer.from_pretrained(artifacts.read_manifest(run_dir).weights).pad_token
+            is None
+        )
         assert classifier.model.config.pad_token_id == classifier.tokenizer.eos_token_id
     preds = artifacts.read_predictions(run_dir)
     batch_size = artifacts.read_manifest(run_dir).hyperparameters["batch_size"]
@@ -337,20 +436,43 @@ def test_qlora_run_reloads_in_4bit_and_predicts_what_training_wrote_qwen2_mistra
 
 
 @pytest.mark.slow  # qlora_runs trains two models
-def test_qlora_run_predict_bench_evaluate_and_export_from_the_cli_qwen2(qlora_runs, tmp_path, capsys):
+def test_qlora_run_predict_bench_evaluate_and_export_from_the_cli_qwen2(
+    qlora_runs, tmp_path, capsys
+):
     import shutil
 
     from mathreport import cli
 
-    run_dir = shutil.copytree(qlora_runs / "tiny-qwen2-4bit", tmp_path / "run")  # the test rewrites its files
+    run_dir = shutil.copytree(
+        qlora_runs / "tiny-qwen2-4bit", tmp_path / "run"
+    )  # the test rewrites its files
     latency = artifacts.read_latency(run_dir)  # the one train measured: on the 4-bit model
     assert latency["backend"] == "torch" and latency["dtype"] == "nf4"
-    assert cli.main(["predict", "--run_dir", str(run_dir), "Find the derivative of x squared."]) == 0
-    assert cli.main(["bench", "--run_dir", str(run_dir), "--output", str(tmp_path / "latency.json"),
-                     "--max_items", "4", "--repeats", "1", "--batch_sizes", "1"]) == 0
+    assert (
+        cli.main(["predict", "--run_dir", str(run_dir), "Find the derivative of x squared."]) == 0
+    )
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--run_dir",
+                str(run_dir),
+                "--output",
+                str(tmp_path / "latency.json"),
+                "--max_items",
+                "4",
+                "--repeats",
+                "1",
+                "--batch_sizes",
+                "1",
+            ]
+        )
+        == 0
+    )
     benched = json.loads((tmp_path / "latency.json").read_text())
-    assert list(benched["backends"]) == ["torch-nf4"] and benched["backends"]["torch-nf4"]["accuracy"] == \
-        pytest.approx(artifacts.read_metrics(run_dir)["Accuracy"])
+    assert list(benched["backends"]) == ["torch-nf4"] and benched["backends"]["torch-nf4"][
+        "accuracy"
+    ] == pytest.approx(artifacts.read_metrics(run_dir)["Accuracy"])
     capsys.readouterr()
     assert cli.main(["export-onnx", "--run_dir", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
@@ -363,17 +485,28 @@ def test_qlora_run_predict_bench_evaluate_and_export_from_the_cli_qwen2(qlora_ru
     assert cli.main(["evaluate", "--run_dir", str(run_dir), "--write_val_preds"]) == 0
     after = artifacts.read_val_predictions(run_dir)
     assert (after["y_pred"] == before["y_pred"]).all()
-    np.testing.assert_allclose(after[artifacts.PROB_COLUMNS].to_numpy(), before[artifacts.PROB_COLUMNS].to_numpy(),
-                               atol=1e-5)  # other batches (64, not 16): bf16 matmuls of other shapes
-    artifacts.check_consistency(run_dir)  # run.json records the rewritten file: the run is still whole
+    np.testing.assert_allclose(
+        after[artifacts.PROB_COLUMNS].to_numpy(),
+        before[artifacts.PROB_COLUMNS].to_numpy(),
+        atol=1e-5,
+    )  # other batches (64, not 16): bf16 matmuls of other shapes
+    artifacts.check_consistency(
+        run_dir
+    )  # run.json records the rewritten file: the run is still whole
 
 
 @pytest.mark.slow  # qlora_runs trains two models; runs the report
 def test_qlora_report_renders_qwen2_mistral(qlora_runs, tmp_path):
     from mathreport import export
 
-    paths = export.run_report(model="tiny-qwen2-4bit", results_dir=qlora_runs, output_dir=tmp_path,
-                              figures_dir=tmp_path / "figures", lang="en", pdf=False)
+    paths = export.run_report(
+        model="tiny-qwen2-4bit",
+        results_dir=qlora_runs,
+        output_dir=tmp_path,
+        figures_dir=tmp_path / "figures",
+        lang="en",
+        pdf=False,
+    )
     html = paths["html"].read_text(encoding="utf-8")
     for arch in ARCHS:
         assert f"{artifacts.read_metrics(qlora_runs / f'tiny-{arch}-4bit')['Accuracy']:.3f}" in html
@@ -393,12 +526,16 @@ def test_qlora_adapter_card_is_the_runs_own_qwen2_mistral(arch, qlora_runs, tmp_
 
     from mathreport.train import evaluate_run
 
-    run_dir = shutil.copytree(qlora_runs / f"tiny-{arch}-4bit", tmp_path / "run")  # the test rewrites its card
+    run_dir = shutil.copytree(
+        qlora_runs / f"tiny-{arch}-4bit", tmp_path / "run"
+    )  # the test rewrites its card
     path = run_dir / "model" / "README.md"
     card = ModelCard.load(path)
     assert "[More Information Needed]" not in path.read_text(encoding="utf-8")
     assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-classification"
-    assert card.data.base_model is None  # a random test model has no Hub id; its weights folder is named instead
+    assert (
+        card.data.base_model is None
+    )  # a random test model has no Hub id; its weights folder is named instead
     assert f"| weights read from | `{artifacts.read_manifest(run_dir).weights}` |" in card.text
     saved = artifacts.read_metrics(run_dir)
     by_name = {r.metric_name: r.metric_value for r in card.data.eval_results}

@@ -25,11 +25,15 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_same_seed_gives_byte_identical_files(corpus, tmp_path):
     out, report = corpus
-    random.seed(12345)  # whatever the caller's global random state, the corpus must not depend on it
+    random.seed(
+        12345
+    )  # whatever the caller's global random state, the corpus must not depend on it
     again = demo.write_demo_corpus(tmp_path)
     for file in FILES:
         assert (out / file).read_bytes() == (tmp_path / file).read_bytes(), file
-    assert {k: v for k, v in again.items() if k != "input"} == {k: v for k, v in report.items() if k != "input"}
+    assert {k: v for k, v in again.items() if k != "input"} == {
+        k: v for k, v in report.items() if k != "input"
+    }
 
 
 def test_other_seed_gives_other_problems(tmp_path):
@@ -50,22 +54,31 @@ def test_global_random_state_is_left_alone():
 def test_corpus_size_classes_and_imbalance(corpus):
     out, report = corpus
     assert report["rows_kept"] >= 3000
-    total = {c: sum(report["class_counts"][s][str(c)] for s in ("train", "val", "test")) for c in labels.CLASS_IDS}
+    total = {
+        c: sum(report["class_counts"][s][str(c)] for s in ("train", "val", "test"))
+        for c in labels.CLASS_IDS
+    }
     assert all(total[c] > 0 for c in labels.CLASS_IDS)
     for split in ("val", "test"):
         assert all(n > 0 for n in report["class_counts"][split].values()), split
     share = {c: n / sum(total.values()) for c, n in total.items()}
     assert all(share[c] > 0.10 for c in (0, 1, 2, 4))  # four large classes
-    assert 0.02 <= share[6] <= 0.05 and 0.008 <= share[7] <= 0.025  # two small ones, like the real data
+    assert (
+        0.02 <= share[6] <= 0.05 and 0.008 <= share[7] <= 0.025
+    )  # two small ones, like the real data
     assert max(total.values()) / min(total.values()) > 10
     raw = data.read_split(out / demo.RAW_FILE)
-    assert raw["Question"].str.contains(r"\$", regex=True).mean() > 0.5  # LaTeX-styled, as the real data
+    assert (
+        raw["Question"].str.contains(r"\$", regex=True).mean() > 0.5
+    )  # LaTeX-styled, as the real data
 
 
 def test_report_says_demo_and_accounts_for_every_row(corpus):
     out, report = corpus
     assert report["source"] == "demo"
-    assert report["source_info"]["raw_file"] == demo.RAW_FILE and report["source_info"]["seed"] == 42
+    assert (
+        report["source_info"]["raw_file"] == demo.RAW_FILE and report["source_info"]["seed"] == 42
+    )
     raw_rows = len(data.read_split(out / demo.RAW_FILE))
     dropped = report["cleaning"]["rows_dropped"]
     assert report["rows_in"] == raw_rows == report["rows_kept"] + sum(dropped.values())
@@ -73,7 +86,10 @@ def test_report_says_demo_and_accounts_for_every_row(corpus):
     defects = report["source_info"]["injected_defects"]
     assert dropped["label_conflict_minority"] == defects["conflicting_labels_majority"]
     assert dropped["label_conflict_unresolved"] == 2 * defects["conflicting_labels_tie"]
-    assert dropped["duplicate_exact"] == defects["exact_duplicates"] + defects["conflicting_labels_majority"]
+    assert (
+        dropped["duplicate_exact"]
+        == defects["exact_duplicates"] + defects["conflicting_labels_majority"]
+    )
     assert dropped["duplicate_normalized"] == defects["case_or_whitespace_variants"]
     assert report["cleaning"]["rows_changed"]["unwrapped_bytes_literal"] > 50
     assert all(pair["overlap"] == 0 for pair in report["leakage"].values())

@@ -28,11 +28,17 @@ def gpu(monkeypatch):
     return set_gpu
 
 
-@pytest.mark.parametrize("capability, expected", [((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16")])
+@pytest.mark.parametrize(
+    "capability, expected", [((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16")]
+)
 def test_precision_by_compute_capability(gpu, capability, expected):
     gpu(capability)
     mixed, why = devices.choose_precision("cuda:0", None, None)
-    assert mixed == expected and f"{capability[0]}.{capability[1]}" in why and why.startswith("default")
+    assert (
+        mixed == expected
+        and f"{capability[0]}.{capability[1]}" in why
+        and why.startswith("default")
+    )
 
 
 def test_precision_flags_are_honoured_on_cuda(gpu):
@@ -41,9 +47,13 @@ def test_precision_flags_are_honoured_on_cuda(gpu):
     assert devices.choose_precision("cuda", None, True)[0] == "float16"  # --fp16 accepted
     assert devices.choose_precision("cuda", False, False)[0] is None
     gpu((7, 5))
-    assert devices.choose_precision("cuda", False, None)[0] == "float16"  # --no-bf16 on a T4: its fp16 default
+    assert (
+        devices.choose_precision("cuda", False, None)[0] == "float16"
+    )  # --no-bf16 on a T4: its fp16 default
     assert devices.choose_precision("cuda", False, False)[0] is None  # --no-bf16 --no-fp16: float32
-    mixed, why = devices.choose_precision("cuda", True, None)  # --bf16 on a T4 runs, and says it is emulated
+    mixed, why = devices.choose_precision(
+        "cuda", True, None
+    )  # --bf16 on a T4 runs, and says it is emulated
     assert mixed == "bfloat16" and "emulates" in why
     with pytest.raises(ConfigError, match="choose one"):
         devices.choose_precision("cuda", True, True)
@@ -56,8 +66,9 @@ def test_fp16_on_the_cpu_is_refused_rather_than_ignored():
 
 
 def test_resolved_config_and_trainer_flags_follow_the_capability(gpu, monkeypatch):
-    cfg = train.TrainConfig(model="minilm", train_path="t", val_path="v", test_path="s", output_dir="o",
-                            device="cuda:0")
+    cfg = train.TrainConfig(
+        model="minilm", train_path="t", val_path="v", test_path="s", output_dir="o", device="cuda:0"
+    )
     gpu((7, 5))
     t4 = train.resolve_defaults(cfg)
     assert (t4.bf16, t4.fp16) == (False, True)
@@ -77,16 +88,30 @@ class _Args(types.SimpleNamespace):
 
 def test_one_process_seeing_two_gpus_trains_on_one_and_says_how_to_use_both(gpu, capsys):
     calls = gpu((7, 5), count=2)
-    args = _Args(_n_gpu=2, world_size=1, per_device_train_batch_size=8, gradient_accumulation_steps=2,
-                 device=torch.device("cuda", 0))
-    assert devices.global_batch_size(args) == 32  # what Trainer would run: the batch times two GPUs (DataParallel)
+    args = _Args(
+        _n_gpu=2,
+        world_size=1,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        device=torch.device("cuda", 0),
+    )
+    assert (
+        devices.global_batch_size(args) == 32
+    )  # what Trainer would run: the batch times two GPUs (DataParallel)
     assert devices.one_device(args, "cuda") == "cuda:0"
-    assert args.n_gpu == 1 and devices.global_batch_size(args) == 16  # run.json's batch is the one that runs
+    assert (
+        args.n_gpu == 1 and devices.global_batch_size(args) == 16
+    )  # run.json's batch is the one that runs
     hint = capsys.readouterr().err.strip()
     assert hint.count("\n") == 0 and "torchrun --nproc_per_node 2" in hint
     # --device cuda:1: the process trains there (Trainer would have taken cuda:0), and predictions follow the model.
-    args = _Args(_n_gpu=2, world_size=1, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                 device=torch.device("cuda", 0))
+    args = _Args(
+        _n_gpu=2,
+        world_size=1,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        device=torch.device("cuda", 0),
+    )
     assert devices.one_device(args, "cuda:1") == "cuda:1"
     assert args.__dict__["_setup_devices"] == torch.device("cuda", 1) and calls[-1] == 1
 
@@ -96,8 +121,13 @@ def test_under_torchrun_each_process_keeps_its_own_gpu(gpu, monkeypatch, capsys)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert models.pick_device(None) == "cuda:3" and models.pick_device("cuda") == "cuda:3"
-    args = _Args(_n_gpu=1, world_size=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                 device=torch.device("cuda", 3))
+    args = _Args(
+        _n_gpu=1,
+        world_size=4,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        device=torch.device("cuda", 3),
+    )
     assert devices.one_device(args, "cuda:3") == "cuda:3" and devices.global_batch_size(args) == 32
     assert capsys.readouterr().err == ""
 
@@ -126,10 +156,14 @@ class _OnItsDevice(torch.nn.Module):
 
 def test_frozen_states_feed_the_bottom_model_on_its_own_device():
     bottom = _OnItsDevice()
-    states = partial.frozen_states(bottom, [(1, 2, 3), (4, 5)], pad_token_id=0, batch_size=2, progress=False)
+    states = partial.frozen_states(
+        bottom, [(1, 2, 3), (4, 5)], pad_token_id=0, batch_size=2, progress=False
+    )
     assert bottom.seen == [("meta", "meta")]  # the ids went to the model's device, not the CPU's
     assert [tuple(s.shape) for s in states] == [(3, 4), (2, 4)]
-    assert all(s.device.type == "cpu" and s.dtype == torch.bfloat16 for s in states)  # the cache lives on the CPU
+    assert all(
+        s.device.type == "cpu" and s.dtype == torch.bfloat16 for s in states
+    )  # the cache lives on the CPU
 
 
 def test_autocast_takes_its_device_type_from_the_device(monkeypatch):
@@ -150,7 +184,9 @@ def test_autocast_takes_its_device_type_from_the_device(monkeypatch):
         pass
     with partial.autocast_for(torch.device("cpu"), "bfloat16"):
         pass
-    with partial.autocast_for("meta", None):  # no mixed precision: no autocast at all, on any device
+    with partial.autocast_for(
+        "meta", None
+    ):  # no mixed precision: no autocast at all, on any device
         pass
     assert seen == [("cuda", torch.float16), ("cpu", torch.bfloat16)]
 
@@ -158,7 +194,10 @@ def test_autocast_takes_its_device_type_from_the_device(monkeypatch):
 def test_fsdp_stores_4bit_weights_in_the_compute_dtype(monkeypatch):
     monkeypatch.setattr(models, "check_4bit_possible", lambda device: None)
     plain = models.quantization_config(True, "cuda", "float16")
-    assert plain.bnb_4bit_compute_dtype == torch.float16 and plain.bnb_4bit_quant_storage == torch.uint8
+    assert (
+        plain.bnb_4bit_compute_dtype == torch.float16
+        and plain.bnb_4bit_quant_storage == torch.uint8
+    )
     sharded = models.quantization_config(True, "cuda", "bfloat16", quant_storage=True)
     assert sharded.bnb_4bit_quant_storage == torch.bfloat16 == sharded.bnb_4bit_compute_dtype
     assert devices.sharded({"fsdp": "full_shard auto_wrap"}) == "--fsdp"
@@ -178,9 +217,12 @@ def test_trainable_weights_are_float32_for_loss_scaling():
 
 
 @pytest.mark.slow  # trains a model twice
-@pytest.mark.parametrize("model, extra", [("tiny-qwen2", {"top_k_layers": 0}), ("minilm", {"top_k_layers": 2})])
-def test_frozen_weights_held_in_bf16_train_bit_for_bit_like_autocasts_copies(model, extra, keyword_splits, tmp_path,
-                                                                                monkeypatch):
+@pytest.mark.parametrize(
+    "model, extra", [("tiny-qwen2", {"top_k_layers": 0}), ("minilm", {"top_k_layers": 2})]
+)
+def test_frozen_weights_held_in_bf16_train_bit_for_bit_like_autocasts_copies(
+    model, extra, keyword_splits, tmp_path, monkeypatch
+):
     import contextlib
 
     import numpy as np
@@ -191,15 +233,29 @@ def test_frozen_weights_held_in_bf16_train_bit_for_bit_like_autocasts_copies(mod
     histories = {}
     for arm in ("copies", "held"):
         if arm == "copies":
-            monkeypatch.setattr(devices, "frozen_linears_in", lambda model, dtype: contextlib.nullcontext())
+            monkeypatch.setattr(
+                devices, "frozen_linears_in", lambda model, dtype: contextlib.nullcontext()
+            )
         else:
             monkeypatch.undo()
-            monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path / f"cache-{arm}"))  # the cache is computed again
+            monkeypatch.setenv(
+                "MATHREPORT_CACHE", str(tmp_path / f"cache-{arm}")
+            )  # the cache is computed again
         files.cache_dir().mkdir(parents=True, exist_ok=True)
-        cfg = train.TrainConfig(model=model, train_path=keyword_splits / "train.csv",
-                                val_path=keyword_splits / "val.csv", test_path=keyword_splits / "test.csv",
-                                output_dir=tmp_path / arm, device="cpu", bf16=True, num_epochs=2, batch_size=8,
-                                max_length=32, train_eval_samples=16, **extra)
+        cfg = train.TrainConfig(
+            model=model,
+            train_path=keyword_splits / "train.csv",
+            val_path=keyword_splits / "val.csv",
+            test_path=keyword_splits / "test.csv",
+            output_dir=tmp_path / arm,
+            device="cpu",
+            bf16=True,
+            num_epochs=2,
+            batch_size=8,
+            max_length=32,
+            train_eval_samples=16,
+            **extra,
+        )
         cfg = train.resolve_defaults(cfg)
         splits = train.load_splits(cfg)
         classifier, history, _ = train.fit_transformer(cfg, splits, tmp_path / arm)
@@ -219,7 +275,9 @@ def test_frozen_linears_in_holds_only_frozen_float32_weights_and_gives_them_back
     original = model[0].weight.data_ptr()
     with devices.frozen_linears_in(model, "bfloat16"):
         assert model[0].weight.dtype == torch.bfloat16 and model[0].bias.dtype == torch.bfloat16
-        assert model[2].weight.dtype == torch.float32  # trainable: the optimizer's float32 master weights
+        assert (
+            model[2].weight.dtype == torch.float32
+        )  # trainable: the optimizer's float32 master weights
         assert model[1].weight.dtype == torch.float32  # not a matmul weight
     assert model[0].weight.data_ptr() == original and model[0].weight.dtype == torch.float32
     with devices.frozen_linears_in(model, None):
@@ -235,18 +293,47 @@ def test_train_refuses_before_loading_a_run_the_gpu_cannot_hold(gpu, monkeypatch
     gpu((7, 5))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 2**20, 16 * 2**30))
     weights = str(tiny.build_tiny_model("qwen2", tmp_path / "tiny"))
-    cfg = train.TrainConfig(model="tiny-qwen2", train_path="t", val_path="v", test_path="s", output_dir="o")
+    cfg = train.TrainConfig(
+        model="tiny-qwen2", train_path="t", val_path="v", test_path="s", output_dir="o"
+    )
     preset = models.get_preset("tiny-qwen2")
-    args = types.SimpleNamespace(activation_checkpointing=False, gradient_checkpointing=False,
-                                 gradient_accumulation_steps=1, per_device_eval_batch_size=32, optim="adamw_torch")
+    args = types.SimpleNamespace(
+        activation_checkpointing=False,
+        gradient_checkpointing=False,
+        gradient_accumulation_steps=1,
+        per_device_eval_batch_size=32,
+        optim="adamw_torch",
+    )
     with pytest.raises(memplan.MemoryPlanError) as refused:
-        fitting.check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
-                            "float16", 0)
+        fitting.check_memory(
+            weights,
+            "cuda:0",
+            cfg,
+            preset,
+            {"batch_size": 16, "max_length": 64},
+            False,
+            args,
+            "float16",
+            0,
+        )
     message = str(refused.value)
-    assert "\n" not in message and "cuda:0" in message and "mathreport plan --model tiny-qwen2" in message
+    assert (
+        "\n" not in message
+        and "cuda:0" in message
+        and "mathreport plan --model tiny-qwen2" in message
+    )
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (15 * 2**30, 16 * 2**30))
-    fitting.check_memory(weights, "cuda:0", cfg, preset, {"batch_size": 16, "max_length": 64}, False, args,
-                        "float16", 0)  # a tiny model fits a T4: no error
+    fitting.check_memory(
+        weights,
+        "cuda:0",
+        cfg,
+        preset,
+        {"batch_size": 16, "max_length": 64},
+        False,
+        args,
+        "float16",
+        0,
+    )  # a tiny model fits a T4: no error
 
 
 def test_the_memory_check_plans_the_dtype_the_weights_load_in(monkeypatch):
@@ -254,11 +341,22 @@ def test_the_memory_check_plans_the_dtype_the_weights_load_in(monkeypatch):
     from mathreport import memplan
 
     seen = {}
-    monkeypatch.setattr(memplan, "check_cuda", lambda weights, device, **settings: seen.update(settings))
-    cfg = train.TrainConfig(model="tiny-qwen2", train_path="t", val_path="v", test_path="s", output_dir="o")
-    args = types.SimpleNamespace(activation_checkpointing=False, gradient_checkpointing=False,
-                                 gradient_accumulation_steps=1, per_device_eval_batch_size=32, optim="adamw_torch")
+    monkeypatch.setattr(
+        memplan, "check_cuda", lambda weights, device, **settings: seen.update(settings)
+    )
+    cfg = train.TrainConfig(
+        model="tiny-qwen2", train_path="t", val_path="v", test_path="s", output_dir="o"
+    )
+    args = types.SimpleNamespace(
+        activation_checkpointing=False,
+        gradient_checkpointing=False,
+        gradient_accumulation_steps=1,
+        per_device_eval_batch_size=32,
+        optim="adamw_torch",
+    )
     hyper = {"batch_size": 8, "max_length": 64}
     for mixed, planned in ((None, "float32"), ("float16", "float16"), ("bfloat16", "bfloat16")):
-        fitting.check_memory("w", "cuda:0", cfg, models.get_preset("tiny-qwen2"), hyper, False, args, mixed, 0)
+        fitting.check_memory(
+            "w", "cuda:0", cfg, models.get_preset("tiny-qwen2"), hyper, False, args, mixed, 0
+        )
         assert seen["compute_dtype"] == planned

@@ -29,9 +29,11 @@ def _probs(y: np.ndarray, signal: float, seed: int) -> np.ndarray:
 
 
 def _data(val: str = "v" * 64, test: str = "t" * 64) -> dict:
-    return {"train": {"path": "train.csv", "sha256": "0" * 64, "rows": 1000},
-            "val": {"path": "val.csv", "sha256": val, "rows": N},
-            "test": {"path": "test.csv", "sha256": test, "rows": N}}
+    return {
+        "train": {"path": "train.csv", "sha256": "0" * 64, "rows": 1000},
+        "val": {"path": "val.csv", "sha256": val, "rows": N},
+        "test": {"path": "test.csv", "sha256": test, "rows": N},
+    }
 
 
 def make_member(results, name, signal, seed, *, y_val=Y_VAL, y_test=Y_TEST, data=None, p50=1.0):
@@ -42,21 +44,50 @@ def make_member(results, name, signal, seed, *, y_val=Y_VAL, y_test=Y_TEST, data
     artifacts.write_val_predictions(run, y_val, _probs(y_val, signal, seed), texts_val)
     artifacts.write_predictions(run, y_test, _probs(y_test, signal, seed + 100), texts_test)
     train.evaluate_run(run, n_bootstrap=20)
-    files.write_csv(run / artifacts.HISTORY, pd.DataFrame([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6,
-                                                                 "train_accuracy": 0.9, "val_accuracy": 0.8}]))
-    files.write_json(run / artifacts.MANIFEST, {"model": name, "kind": "tfidf", "data": data or _data(),
-                                                     "command": f"mathreport train --model {name}",
-                                                     "training": {"train_seconds": 2.0}})
-    files.write_json(run / artifacts.LATENCY, {"device": "cpu", "results": [
-        {"batch_size": 1, "p50_ms": p50, "p95_ms": 2 * p50, "items_per_s": 1000 / p50},
-        {"batch_size": 32, "p50_ms": p50 / 4, "p95_ms": p50 / 2, "items_per_s": 4000 / p50}]})
+    files.write_csv(
+        run / artifacts.HISTORY,
+        pd.DataFrame(
+            [
+                {
+                    "epoch": 1,
+                    "train_loss": 0.5,
+                    "val_loss": 0.6,
+                    "train_accuracy": 0.9,
+                    "val_accuracy": 0.8,
+                }
+            ]
+        ),
+    )
+    files.write_json(
+        run / artifacts.MANIFEST,
+        {
+            "model": name,
+            "kind": "tfidf",
+            "data": data or _data(),
+            "command": f"mathreport train --model {name}",
+            "training": {"train_seconds": 2.0},
+        },
+    )
+    files.write_json(
+        run / artifacts.LATENCY,
+        {
+            "device": "cpu",
+            "results": [
+                {"batch_size": 1, "p50_ms": p50, "p95_ms": 2 * p50, "items_per_s": 1000 / p50},
+                {"batch_size": 32, "p50_ms": p50 / 4, "p95_ms": p50 / 2, "items_per_s": 4000 / p50},
+            ],
+        },
+    )
     return run
 
 
 @pytest.fixture()
 def members(tmp_path):
     results = tmp_path / "results"
-    return results, [make_member(results, "strong", 3.0, 1, p50=1.5), make_member(results, "weak", 1.5, 2, p50=4.0)]
+    return results, [
+        make_member(results, "strong", 3.0, 1, p50=1.5),
+        make_member(results, "weak", 1.5, 2, p50=4.0),
+    ]
 
 
 def _replace_probs(run, filename, probs):
@@ -64,7 +95,9 @@ def _replace_probs(run, filename, probs):
     frame[artifacts.PROB_COLUMNS] = probs
     frame["y_pred"] = probs.argmax(axis=1)
     files.write_csv(run / filename, frame)
-    if filename == artifacts.PREDICTIONS:  # as a retrained member would: its metrics are of its new predictions
+    if (
+        filename == artifacts.PREDICTIONS
+    ):  # as a retrained member would: its metrics are of its new predictions
         train.evaluate_run(run, n_bootstrap=20)
 
 
@@ -78,7 +111,9 @@ def test_weights_depend_on_validation_only(members, tmp_path):
     _replace_probs(runs[1], artifacts.PREDICTIONS, _probs(Y_TEST, 6.0, 77))
     second = ensemble.build_ensemble(runs, tmp_path / "e2")
     assert artifacts.read_manifest(second).member_weights == weights
-    assert not pd.read_csv(second / artifacts.PREDICTIONS).equals(pd.read_csv(first / artifacts.PREDICTIONS))
+    assert not pd.read_csv(second / artifacts.PREDICTIONS).equals(
+        pd.read_csv(first / artifacts.PREDICTIONS)
+    )
 
     # Make the weak member the better one on validation: the weights follow.
     _replace_probs(runs[1], artifacts.PREDS_VAL, _probs(Y_VAL, 8.0, 78))
@@ -94,11 +129,17 @@ def test_fitted_weights_minimise_validation_log_loss(method):
     # No point of a grid over the feasible weights does better than the optimum found.
     if method == "linear":
         assert w.sum() == pytest.approx(1)
-        grid = [np.array([a, b, 1 - a - b]) for a in np.linspace(0, 1, 21) for b in np.linspace(0, 1 - a, 21)]
+        grid = [
+            np.array([a, b, 1 - a - b])
+            for a in np.linspace(0, 1, 21)
+            for b in np.linspace(0, 1 - a, 21)
+        ]
     else:
         axis = np.linspace(0, 2, 6)
         grid = [np.array([a, b, c]) for a in axis for b in axis for c in axis]
-    assert best <= min(ensemble.log_loss(Y_VAL, ensemble.combine(p, g, method)) for g in grid) + 1e-6
+    assert (
+        best <= min(ensemble.log_loss(Y_VAL, ensemble.combine(p, g, method)) for g in grid) + 1e-6
+    )
     assert (w >= 0).all() and w[2] < min(w[0], w[1])  # the weakest member counts least
 
 
@@ -119,32 +160,46 @@ def test_ensemble_is_a_run_the_readers_and_compare_accept(members, tmp_path, cap
     assert manifest.kind == "ensemble"
     assert [m["name"] for m in manifest.members] == ["strong", "weak"]
     assert manifest.members[0]["data"]["val"]["sha256"] == "v" * 64
-    assert manifest.members[0]["preds_val_sha256"] == files.file_sha256(runs[0] / artifacts.PREDS_VAL)
+    assert manifest.members[0]["preds_val_sha256"] == files.file_sha256(
+        runs[0] / artifacts.PREDS_VAL
+    )
     # Accuracy and macro F1 are recomputed from the averaged probabilities it wrote.
     preds = artifacts.read_predictions(out)
-    assert artifacts.read_metrics(out)["Accuracy"] == pytest.approx((preds["y_pred"] == Y_TEST).mean())
-    mixed = ensemble.combine([artifacts.read_predictions(r)[artifacts.PROB_COLUMNS].to_numpy() for r in runs],
-                             np.array(list(manifest.member_weights.values())), manifest.method)
+    assert artifacts.read_metrics(out)["Accuracy"] == pytest.approx(
+        (preds["y_pred"] == Y_TEST).mean()
+    )
+    mixed = ensemble.combine(
+        [artifacts.read_predictions(r)[artifacts.PROB_COLUMNS].to_numpy() for r in runs],
+        np.array(list(manifest.member_weights.values())),
+        manifest.method,
+    )
     np.testing.assert_allclose(preds[artifacts.PROB_COLUMNS].to_numpy(), mixed, atol=1e-12)
     # Latency is the members' summed, per batch size.
     latency = artifacts.read_latency(out)
     assert [r["p50_ms"] for r in latency["results"]] == pytest.approx([1.5 + 4.0, (1.5 + 4.0) / 4])
     runs_loaded = summary.load_runs(results, "ensemble", ["strong", "weak"])
     assert set(runs_loaded) == {"ensemble", "strong", "weak"}
-    assert cli.main(["compare", "--results_dir", str(results), "--runs", "ensemble", "strong", "weak"]) == 0
+    assert (
+        cli.main(["compare", "--results_dir", str(results), "--runs", "ensemble", "strong", "weak"])
+        == 0
+    )
     assert "ensemble" in capsys.readouterr().out
     vs = manifest.vs_best_member
     assert vs["member"] == "strong" and 0 <= vs["p_value"] <= 1
 
 
-@pytest.mark.parametrize("split,filename,what", [("val", artifacts.PREDS_VAL, "validation"),
-                                                 ("test", artifacts.PREDICTIONS, "test")])
+@pytest.mark.parametrize(
+    "split,filename,what",
+    [("val", artifacts.PREDS_VAL, "validation"), ("test", artifacts.PREDICTIONS, "test")],
+)
 def test_members_with_different_rows_are_refused_by_name(tmp_path, split, filename, what):
     results = tmp_path / "results"
     a = make_member(results, "alpha", 3.0, 1)
     other = {"y_val": Y_VAL[::-1].copy()} if split == "val" else {"y_test": Y_TEST[::-1].copy()}
     b = make_member(results, "beta", 2.0, 2, **other)
-    with pytest.raises(ensemble.EnsembleError, match=rf"'alpha'.*'beta'.*different {what} rows in {filename}"):
+    with pytest.raises(
+        ensemble.EnsembleError, match=rf"'alpha'.*'beta'.*different {what} rows in {filename}"
+    ):
         ensemble.build_ensemble([a, b], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -153,15 +208,27 @@ def test_members_trained_on_different_split_files_are_refused(tmp_path):
     results = tmp_path / "results"
     a = make_member(results, "alpha", 3.0, 1)
     b = make_member(results, "beta", 2.0, 2, data=_data(test="x" * 64))
-    with pytest.raises(ensemble.EnsembleError, match=r"'alpha'.*'beta'.*test rows.*data.test.sha256"):
+    with pytest.raises(
+        ensemble.EnsembleError, match=r"'alpha'.*'beta'.*test rows.*data.test.sha256"
+    ):
         ensemble.build_ensemble([a, b], tmp_path / "out")
 
 
 def test_run_without_val_predictions_names_the_backfill_command(members, tmp_path, capsys):
     results, runs = members
     (runs[1] / artifacts.PREDS_VAL).unlink()
-    status = cli.main(["ensemble", "--runs", "strong", "weak", "--results_dir", str(results),
-                       "--output_dir", str(tmp_path / "out")])
+    status = cli.main(
+        [
+            "ensemble",
+            "--runs",
+            "strong",
+            "weak",
+            "--results_dir",
+            str(results),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1
     assert f"{runs[1] / artifacts.PREDS_VAL} is missing" in err
@@ -196,11 +263,15 @@ def test_pipeline_builds_the_ensemble_after_its_members(members, tmp_path, monke
     monkeypatch.setattr(pipeline, "execute", lambda *a, **k: trained.append(a))
     monkeypatch.setattr(pipeline, "run_report", lambda **k: {})
     pipeline.run_pipeline(["ensemble", "strong", "weak"], data_dir=data_dir, results_dir=results)
-    assert trained == []  # the members were complete; "ensemble" is never sent to the training notebook
+    assert (
+        trained == []
+    )  # the members were complete; "ensemble" is never sent to the training notebook
     assert ensemble.is_current(results / "ensemble")
     fitted = (results / "ensemble" / artifacts.MANIFEST).read_bytes()
     pipeline.run_pipeline(["strong", "weak", "ensemble"], data_dir=data_dir, results_dir=results)
-    assert (results / "ensemble" / artifacts.MANIFEST).read_bytes() == fitted  # current: not refitted
+    assert (
+        results / "ensemble" / artifacts.MANIFEST
+    ).read_bytes() == fitted  # current: not refitted
     _replace_probs(runs[1], artifacts.PREDS_VAL, _probs(Y_VAL, 8.0, 78))  # a member changed: refit
     assert not ensemble.is_current(results / "ensemble")
     pipeline.run_pipeline(["strong", "weak", "ensemble"], data_dir=data_dir, results_dir=results)
@@ -214,14 +285,25 @@ def test_saved_ensemble_predicts_the_weighted_average_of_its_members(small_data,
 
     from mathreport import predict
 
-    common = dict(train_path=small_data / "augmented_train.csv", val_path=small_data / "val_split.csv",
-                  test_path=small_data / "test_split.csv", bench=False, max_train_samples=200)
-    runs = [train.train(train.TrainConfig(model="tfidf", output_dir=tmp_path / name, imbalance=imb, **common))
-            for name, imb in (("a", "none"), ("b", "oversample"))]
+    common = dict(
+        train_path=small_data / "augmented_train.csv",
+        val_path=small_data / "val_split.csv",
+        test_path=small_data / "test_split.csv",
+        bench=False,
+        max_train_samples=200,
+    )
+    runs = [
+        train.train(
+            train.TrainConfig(model="tfidf", output_dir=tmp_path / name, imbalance=imb, **common)
+        )
+        for name, imb in (("a", "none"), ("b", "oversample"))
+    ]
     out = ensemble.build_ensemble(runs, tmp_path / "ens")
     weights = np.array(list(artifacts.read_manifest(out).member_weights.values()))
     text = "Find the eigenvalues of the matrix [[2, 1], [1, 2]]."
-    expected = ensemble.combine([predict.load_classifier(r).predict_proba([text]) for r in runs], weights, "loglinear")
+    expected = ensemble.combine(
+        [predict.load_classifier(r).predict_proba([text]) for r in runs], weights, "loglinear"
+    )
     assert cli.main(["predict", "--run_dir", str(out), "--json", "--lang", "en", text]) == 0
     probs = json.loads(capsys.readouterr().out)["probabilities"]
     np.testing.assert_allclose(list(probs.values()), expected[0], atol=1e-12)
@@ -239,12 +321,18 @@ def _finish(run):
     record.write(run, manifest)
 
 
-@pytest.mark.parametrize(("fault", "expected"), [
-    ("failed", "says the run is 'failed', not complete"),
-    ("running", "incomplete: the process that wrote it is gone"),  # e.g. killed right after metrics.json appeared
-    ("preds_val changed", "preds_val.csv is not the file that the run of .* wrote"),
-    ("locked", "is being written by PID"),
-])
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("failed", "says the run is 'failed', not complete"),
+        (
+            "running",
+            "incomplete: the process that wrote it is gone",
+        ),  # e.g. killed right after metrics.json appeared
+        ("preds_val changed", "preds_val.csv is not the file that the run of .* wrote"),
+        ("locked", "is being written by PID"),
+    ],
+)
 def test_a_member_that_is_not_a_whole_run_is_refused(members, tmp_path, hold_lock, fault, expected):
     """Issue 20, 1: `ensemble` exited 0 and wrote a complete ensemble of these."""
     import contextlib
@@ -272,7 +360,9 @@ def test_a_stale_ensemble_is_refused_by_every_reader(members, tmp_path, capsys):
     out = ensemble.build_ensemble(runs, results / "ensemble")
     artifacts.check_consistency(out)
     _replace_probs(runs[1], artifacts.PREDICTIONS, _probs(Y_TEST, 8.0, 79))
-    with pytest.raises(artifacts.ArtifactError, match=r"is stale: its member .*weak has a different preds_test.csv"):
+    with pytest.raises(
+        artifacts.ArtifactError, match=r"is stale: its member .*weak has a different preds_test.csv"
+    ):
         artifacts.check_consistency(out)
     with pytest.raises(artifacts.ArtifactError, match="--force"):
         ensemble.load_classifier(out)
@@ -289,7 +379,9 @@ def test_member_paths_work_from_any_directory_and_after_a_move(members, tmp_path
 
     results, runs = members
     monkeypatch.chdir(results)
-    ensemble.build_ensemble([ensemble.Path("strong"), ensemble.Path("weak")], ensemble.Path("ensemble"))
+    ensemble.build_ensemble(
+        [ensemble.Path("strong"), ensemble.Path("weak")], ensemble.Path("ensemble")
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -299,8 +391,10 @@ def test_member_paths_work_from_any_directory_and_after_a_move(members, tmp_path
     shutil.move(results, moved)  # the whole results folder, members and ensemble together
     artifacts.check_consistency(moved / "ensemble")
     manifest = artifacts.read_manifest(moved / "ensemble")
-    assert [artifacts.member_dir(moved / "ensemble", m) for m in manifest.members] == [moved / "strong",
-                                                                                          moved / "weak"]
+    assert [artifacts.member_dir(moved / "ensemble", m) for m in manifest.members] == [
+        moved / "strong",
+        moved / "weak",
+    ]
 
 
 def test_the_same_run_twice_is_refused_and_two_runs_of_one_name_are_not(members, tmp_path):
@@ -310,7 +404,9 @@ def test_the_same_run_twice_is_refused_and_two_runs_of_one_name_are_not(members,
     link.symlink_to(runs[0], target_is_directory=True)
     with pytest.raises(ensemble.EnsembleError, match="are the same run"):
         ensemble.build_ensemble([runs[0], link], tmp_path / "out")
-    other = make_member(tmp_path / "other", "strong", 2.0, 5)  # a different run, also named "strong"
+    other = make_member(
+        tmp_path / "other", "strong", 2.0, 5
+    )  # a different run, also named "strong"
     out = ensemble.build_ensemble([runs[0], other], tmp_path / "out")
     names = [m["name"] for m in artifacts.read_manifest(out).members]
     assert len(set(names)) == 2
@@ -336,7 +432,9 @@ def test_an_ensemble_of_a_member_that_is_no_longer_whole_is_refused(members, tmp
     out = ensemble.build_ensemble(runs, results / "ensemble")
     artifacts.check_consistency(out)
     with hold_lock(runs[0]):  # the member is being retrained: its files are about to change
-        with pytest.raises(artifacts.RunLockedError, match="not whole now: .*is being written by PID"):
+        with pytest.raises(
+            artifacts.RunLockedError, match="not whole now: .*is being written by PID"
+        ):
             artifacts.check_consistency(out)
     manifest = artifacts.read_manifest(runs[1])
     manifest.status = "failed"
@@ -348,9 +446,14 @@ def test_an_ensemble_of_a_member_that_is_no_longer_whole_is_refused(members, tmp
 
 def test_a_run_file_renamed_in_artifacts_is_renamed_for_the_ensemble(tmp_path, monkeypatch):
     """Issue 30: a run folder's names are artifacts' alone; the ensemble writes what they say."""
-    renamed = {"PREDICTIONS": "test_probs.csv", "PREDS_VAL": "val_probs.csv",
-               "HISTORY": "epochs.csv", "LATENCY": "timing.json", "METRICS": "scores.json",
-               "CLASS_REPORT": "per_class.json"}
+    renamed = {
+        "PREDICTIONS": "test_probs.csv",
+        "PREDS_VAL": "val_probs.csv",
+        "HISTORY": "epochs.csv",
+        "LATENCY": "timing.json",
+        "METRICS": "scores.json",
+        "CLASS_REPORT": "per_class.json",
+    }
     for name, new in renamed.items():
         monkeypatch.setattr(artifacts, name, new)
     required = (artifacts.METRICS, artifacts.CLASS_REPORT, artifacts.PREDICTIONS, artifacts.HISTORY)

@@ -33,7 +33,8 @@ def _refuse(code: int):
 
 @pytest.mark.parametrize("where", ["replace", "write"])
 def test_a_full_disk_names_the_file_the_free_space_and_the_bytes_needed_and_keeps_the_old_file(
-        tmp_path, monkeypatch, where):
+    tmp_path, monkeypatch, where
+):
     target = tmp_path / "metrics.json"
     files.write_json(target, {"Accuracy": 0.5})
     before = target.read_bytes()
@@ -42,28 +43,47 @@ def test_a_full_disk_names_the_file_the_free_space_and_the_bytes_needed_and_keep
     if where == "replace":
         monkeypatch.setattr(files.os, "replace", _refuse(errno.ENOSPC))
     else:
-        monkeypatch.setattr(files.os, "fsync", _refuse(errno.ENOSPC))  # the data did not fit while written
+        monkeypatch.setattr(
+            files.os, "fsync", _refuse(errno.ENOSPC)
+        )  # the data did not fit while written
     with pytest.raises(WriteError) as info:
         files.write_json(target, new)
     monkeypatch.undo()
     message = str(info.value)
     free = shutil.disk_usage(tmp_path).free
-    assert "\n" not in message and message.startswith(f"cannot write {target}: No space left on device")
+    assert "\n" not in message and message.startswith(
+        f"cannot write {target}: No space left on device"
+    )
     assert "free on its file system" in message and files._size(free).split()[1] in message
     assert f"{files._size(needed)} needed" in message and info.value.needed == needed
-    assert info.value.path == target and info.value.free is not None and "free some space" in message
+    assert (
+        info.value.path == target and info.value.free is not None and "free some space" in message
+    )
     assert target.read_bytes() == before and _leftovers(tmp_path) == []
     assert isinstance(info.value, MathreportError)  # the command line prints it as one line
 
 
-@pytest.mark.parametrize(("code", "words"), [(errno.EDQUOT, "quota"), (errno.EROFS, "read-only"),
-                                             (errno.EACCES, "permissions"), (errno.EFBIG, "free some space")])
-def test_each_refusal_of_the_disk_is_a_write_error_saying_what_to_do(tmp_path, monkeypatch, code, words):
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.EDQUOT, "quota"),
+        (errno.EROFS, "read-only"),
+        (errno.EACCES, "permissions"),
+        (errno.EFBIG, "free some space"),
+    ],
+)
+def test_each_refusal_of_the_disk_is_a_write_error_saying_what_to_do(
+    tmp_path, monkeypatch, code, words
+):
     target = tmp_path / "history.csv"
     monkeypatch.setattr(files.tempfile, "mkstemp", _refuse(code))
     with pytest.raises(WriteError) as info:
         files.write_csv(target, pd.DataFrame({"epoch": [1]}))
-    assert os.strerror(code) in str(info.value) and words in str(info.value) and str(target) in str(info.value)
+    assert (
+        os.strerror(code) in str(info.value)
+        and words in str(info.value)
+        and str(target) in str(info.value)
+    )
     assert not target.exists()
 
 
@@ -79,7 +99,9 @@ def test_a_full_disk_inside_a_callers_write_is_a_write_error_but_other_errors_st
     target.write_bytes(b"old")
     with pytest.raises(WriteError, match="figure.png"), files.atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
-        raise OSError(errno.ENOSPC, "No space left on device")  # what savefig or torch.save would raise
+        raise OSError(
+            errno.ENOSPC, "No space left on device"
+        )  # what savefig or torch.save would raise
     with pytest.raises(FileNotFoundError), files.atomic_path(target):
         raise FileNotFoundError(errno.ENOENT, "an input the caller reads", "missing.ipynb")
     assert target.read_bytes() == b"old" and _leftovers(tmp_path) == []
@@ -123,7 +145,9 @@ def test_a_cache_folder_that_cannot_be_built_names_it_and_mathreport_cache(tmp_p
 def test_written_files_get_the_mode_of_a_plainly_created_file(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
-    path = files.write_text(tmp_path / "x.txt", "x")  # through mkstemp, whose files are private (0600)
+    path = files.write_text(
+        tmp_path / "x.txt", "x"
+    )  # through mkstemp, whose files are private (0600)
     assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
     assert path.stat().st_mode & 0o777 == files.umask_mode()
 
@@ -133,13 +157,18 @@ def test_json_refuses_non_finite_numbers_and_writes_nothing(tmp_path):
         files.write_json(tmp_path / "m.json", {"loss": float("nan")})
     assert list(tmp_path.iterdir()) == []
     files.write_json(tmp_path / "m.json", {"path": tmp_path, "values": (1, 2)})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"path": str(tmp_path), "values": [1, 2]}
+    assert json.loads((tmp_path / "m.json").read_text()) == {
+        "path": str(tmp_path),
+        "values": [1, 2],
+    }
 
 
 def test_a_failed_write_can_keep_what_it_left_where_asked(tmp_path):
     failed = tmp_path / "out.failed.ipynb"
-    with pytest.raises(RuntimeError), files.atomic_path(tmp_path / "out.ipynb", suffix=".ipynb",
-                                                        failed=failed) as tmp:
+    with (
+        pytest.raises(RuntimeError),
+        files.atomic_path(tmp_path / "out.ipynb", suffix=".ipynb", failed=failed) as tmp,
+    ):
         tmp.write_text("the traceback")
         raise RuntimeError("a cell failed")
     assert failed.read_text() == "the traceback" and not (tmp_path / "out.ipynb").exists()
@@ -176,16 +205,26 @@ def test_the_cache_folder_follows_mathreport_cache(tmp_path, monkeypatch):
 
 
 def test_free_bytes_of_a_path_not_made_yet_is_its_nearest_folders(tmp_path):
-    assert files.free_bytes(tmp_path / "a" / "b" / "c.json") == pytest.approx(shutil.disk_usage(tmp_path).free,
-                                                                              rel=0.01)
+    assert files.free_bytes(tmp_path / "a" / "b" / "c.json") == pytest.approx(
+        shutil.disk_usage(tmp_path).free, rel=0.01
+    )
 
 
 def test_a_write_outside_atomic_path_names_the_file_the_disk_refused(tmp_path):
     model = tmp_path / "model" / "pipeline.joblib"
-    with pytest.raises(WriteError, match=f"cannot write {model}: No space left on device"), files.writing(tmp_path):
-        raise OSError(errno.ENOSPC, "No space left on device", str(model))  # as joblib.dump's open() would
-    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'model'}: Read-only file system"), \
-            files.writing(tmp_path / "model"):
+    with (
+        pytest.raises(WriteError, match=f"cannot write {model}: No space left on device"),
+        files.writing(tmp_path),
+    ):
+        raise OSError(
+            errno.ENOSPC, "No space left on device", str(model)
+        )  # as joblib.dump's open() would
+    with (
+        pytest.raises(
+            WriteError, match=f"cannot write {tmp_path / 'model'}: Read-only file system"
+        ),
+        files.writing(tmp_path / "model"),
+    ):
         raise OSError(errno.EROFS, "Read-only file system")
     with pytest.raises(FileNotFoundError), files.writing(tmp_path):
         raise FileNotFoundError(errno.ENOENT, "not a refusal of the disk")

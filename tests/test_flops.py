@@ -19,9 +19,14 @@ def test_forward_flop_matches_torchs_flop_counter(key, tmp_path, monkeypatch):
     weights = models.resolve_weights(models.PRESETS[key])
     tokenizer = models.load_tokenizer(weights)
     model = models.load_base_model(weights, tokenizer, device="cpu").eval()
-    model.set_attn_implementation("eager")  # the counter sees attention's two products as bmm; CPU sdpa it misses
+    model.set_attn_implementation(
+        "eager"
+    )  # the counter sees attention's two products as bmm; CPU sdpa it misses
     # one question at a time: no padding, so real tokens are all the tokens torch counts
-    texts = ["Solve 3x + 5 = 20 for x.", "Find the area of the triangle with sides 3, 4 and 5 in the plane."]
+    texts = [
+        "Solve 3x + 5 = 20 for x.",
+        "Find the area of the triangle with sides 3, 4 and 5 in the plane.",
+    ]
     layers = partial.layer_list(model)
     bottom = partial.bottom_model(model, 0)  # every layer, no head: what flops counts
     counted = 0
@@ -32,8 +37,12 @@ def test_forward_flop_matches_torchs_flop_counter(key, tmp_path, monkeypatch):
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             bottom(**batch)
         counted += counter.get_total_flops()
-    ours = flops.forward_flop(lengths, weights_per_layer=flops.layer_matmul_weights(layers[-1]),
-                              hidden=model.config.hidden_size, layers=len(layers))
+    ours = flops.forward_flop(
+        lengths,
+        weights_per_layer=flops.layer_matmul_weights(layers[-1]),
+        hidden=model.config.hidden_size,
+        layers=len(layers),
+    )
     assert ours == pytest.approx(counted, rel=1e-6)
 
 
@@ -42,14 +51,19 @@ def test_training_record_counts_two_forwards_per_step_and_evaluation():
 
     layer = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 4))
     assert flops.layer_matmul_weights(layer) == 64
-    rec = flops.training_record([layer, layer], 4, trained=1, train_lengths=[3], eval_lengths=[2], epochs=2,
-                                seconds=10.0)
+    rec = flops.training_record(
+        [layer, layer], 4, trained=1, train_lengths=[3], eval_lengths=[2], epochs=2, seconds=10.0
+    )
     forward_3 = 2 * 64 * 3 + 4 * 4 * 9
     forward_2 = 2 * 64 * 2 + 4 * 4 * 4
     assert rec["flop"] == 2 * (2 * forward_3 + forward_2)
     assert rec["flop_per_s"] == rec["flop"] / 10.0
-    assert flops.training_record([layer], 4, trained=1, train_lengths=[3], eval_lengths=[], epochs=1,
-                                 seconds=None)["flop_per_s"] is None
+    assert (
+        flops.training_record(
+            [layer], 4, trained=1, train_lengths=[3], eval_lengths=[], epochs=1, seconds=None
+        )["flop_per_s"]
+        is None
+    )
 
 
 def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
@@ -69,7 +83,9 @@ def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
     assert rate["ceiling_share"] == pytest.approx(5e9 / (rate["ceiling"]["gflop_per_s"] * 1e9))
     again = flops.training_rate({"flop_per_s": 1e9}, "float32")
     assert calls == ["float32"]  # measured once per machine, then read from the cache
-    assert again["ceiling"] == rate["ceiling"] and again["ceiling_share"] == pytest.approx(rate["ceiling_share"] / 5)
+    assert again["ceiling"] == rate["ceiling"] and again["ceiling_share"] == pytest.approx(
+        rate["ceiling_share"] / 5
+    )
     assert flops.training_rate({"flop_per_s": None}, "float32") == {}  # a resumed run has no rate
     flops.training_rate({"flop_per_s": 1e9}, "bfloat16")
     assert calls == ["float32", "bfloat16"]  # each precision has its own ceiling

@@ -55,16 +55,27 @@ def test_parse_reads_every_figure(tmp_path: Path) -> None:
     }
 
 
-def test_the_last_report_of_a_log_wins_and_a_failed_command_keeps_its_status(tmp_path: Path) -> None:
-    log = write_log(tmp_path, REPORT.format(user="1.00", wall="0:01.00", status=0),
-                    REPORT.format(user="2.00", wall="1:00:00", status=1))
+def test_the_last_report_of_a_log_wins_and_a_failed_command_keeps_its_status(
+    tmp_path: Path,
+) -> None:
+    log = write_log(
+        tmp_path,
+        REPORT.format(user="1.00", wall="0:01.00", status=0),
+        REPORT.format(user="2.00", wall="1:00:00", status=1),
+    )
     figures = gnu_time.parse(log)
-    assert (figures["user_seconds"], figures["wall_seconds"], figures["exit_status"]) == (2.0, 3600.0, 1)
+    assert (figures["user_seconds"], figures["wall_seconds"], figures["exit_status"]) == (
+        2.0,
+        3600.0,
+        1,
+    )
 
 
 def test_a_log_without_a_report_line_names_the_file_and_the_line(tmp_path: Path) -> None:
     report = REPORT.format(user="1.00", wall="0:01.00", status=0)
-    log = write_log(tmp_path, "\n".join(line for line in report.splitlines() if "Maximum resident" not in line))
+    log = write_log(
+        tmp_path, "\n".join(line for line in report.splitlines() if "Maximum resident" not in line)
+    )
     with pytest.raises(ValueError, match=r"run\.log: no GNU time line 'Maximum resident set size"):
         gnu_time.parse(log)
 
@@ -82,7 +93,9 @@ def test_main_writes_the_json_perf_doc_reads(tmp_path: Path, capsys: pytest.Capt
     assert "200.04 s wall" in capsys.readouterr().out
 
 
-def test_main_on_a_log_without_a_report_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_main_on_a_log_without_a_report_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     log = write_log(tmp_path, "", prefix="Traceback: the command never ran under time\n")
     out = tmp_path / "timed.json"
     assert gnu_time.main([str(log), str(out), "--what", "x"]) == 1

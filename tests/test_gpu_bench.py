@@ -30,19 +30,36 @@ def test_gpu_bench_fails_at_once_without_cuda(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.slow  # builds, trains and times tiny models
 def test_gpu_bench_tiny_dry_run_qwen2_mistral(small_data, tmp_path):
-    cfg = gpu_bench.BenchConfig(tiny=True, warmup_steps=1, train_steps=2, latency_batches={1: 3, 32: 2},
-                                latency_warmup=1, questions=small_data / "test_split.csv")
+    cfg = gpu_bench.BenchConfig(
+        tiny=True,
+        warmup_steps=1,
+        train_steps=2,
+        latency_batches={1: 3, 32: 2},
+        latency_warmup=1,
+        questions=small_data / "test_split.csv",
+    )
     results = gpu_bench.run_benchmark(cfg)
     assert {"device", "date", "versions", "lengths", "runs", "peak_bf16_tflops"} <= results.keys()
     assert results["lengths"].startswith(str(small_data / "test_split.csv"))
     measured = [r for r in results["runs"] if "skipped" not in r]
     # bitsandbytes (make env) runs NF4 on the CPU too: both precisions of both models go through the code.
     assert {(r["model"], r["precision"]) for r in measured} == {
-        ("qwen", "bf16"), ("mistral", "bf16"), ("qwen", "4bit"), ("mistral", "4bit")}
+        ("qwen", "bf16"),
+        ("mistral", "bf16"),
+        ("qwen", "4bit"),
+        ("mistral", "4bit"),
+    }
     for run in measured:
-        for key in ("train_tokens_per_s", "train_padded_tokens_per_s", "train_samples_per_s",
-                    "train_model_tflops_per_s", "train_peak_memory_gib", "inference_peak_memory_gib",
-                    "trainable_parameters", "matmul_parameters"):
+        for key in (
+            "train_tokens_per_s",
+            "train_padded_tokens_per_s",
+            "train_samples_per_s",
+            "train_model_tflops_per_s",
+            "train_peak_memory_gib",
+            "inference_peak_memory_gib",
+            "trainable_parameters",
+            "matmul_parameters",
+        ):
             assert run[key] > 0, key
         assert run["train_padded_tokens_per_s"] >= run["train_tokens_per_s"]
         assert "score" in run["modules_to_save"]
@@ -52,10 +69,16 @@ def test_gpu_bench_tiny_dry_run_qwen2_mistral(small_data, tmp_path):
             assert lat["n_batches"] == cfg.latency_batches[bs]
 
     out = tmp_path / "GPU.md"
-    out.write_text("# GPU\n\nprose kept\n\n<!-- gpu-bench:begin -->\nold\n<!-- gpu-bench:end -->\n\ntail kept\n")
+    out.write_text(
+        "# GPU\n\nprose kept\n\n<!-- gpu-bench:begin -->\nold\n<!-- gpu-bench:end -->\n\ntail kept\n"
+    )
     gpu_bench.write_results(results, out)
     text = out.read_text()
-    assert "prose kept" in text and "tail kept" in text and "old" not in text.split("prose kept")[1].split("tail")[0]
+    assert (
+        "prose kept" in text
+        and "tail kept" in text
+        and "old" not in text.split("prose kept")[1].split("tail")[0]
+    )
     assert text.count(gpu_bench.BEGIN) == 1 and "| qwen | bf16 (float32) |" in text
     assert json.loads((tmp_path / "gpu_bench.json").read_text())["runs"][0]["model"] == "qwen"
 
@@ -74,8 +97,12 @@ def test_matmul_params_match_the_published_7b_sizes():
     config = gpu_bench.model_config("mistral", tiny_shape=False)
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
-    linear = {n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    assert (sum(linear.values()) - linear["score"], linear["score"]) == gpu_bench.matmul_params(config)
+    linear = {
+        n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+    }
+    assert (sum(linear.values()) - linear["score"], linear["score"]) == gpu_bench.matmul_params(
+        config
+    )
     assert gpu_bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert gpu_bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu_bench.peak_tflops("Tesla T4") is None
@@ -91,15 +118,36 @@ def test_model_path_must_name_a_preset_and_a_folder(tmp_path, capsys):
 
 @pytest.mark.slow  # trains tiny-qwen2 with `mathreport train` in a subprocess
 def test_train_checks_run_the_command_and_record_each_outcome(tmp_path):
-    checks = (("tiny-qwen2 full precision", "tiny-qwen2", ["--no-load_in_4bit", "--max_train_samples", "64"]),
-              ("refused", "tiny-qwen2", ["--batch_size", "0"]))
-    ok, refused = gpu_bench.train_checks("cpu", tmp_path, checks=checks, pipeline=False, timeout=900)
+    checks = (
+        (
+            "tiny-qwen2 full precision",
+            "tiny-qwen2",
+            ["--no-load_in_4bit", "--max_train_samples", "64"],
+        ),
+        ("refused", "tiny-qwen2", ["--batch_size", "0"]),
+    )
+    ok, refused = gpu_bench.train_checks(
+        "cpu", tmp_path, checks=checks, pipeline=False, timeout=900
+    )
     assert ok["ok"] and ok["exit_status"] == 0 and ok["error"] is None
     assert (ok["status"], ok["device"], ok["load_in_4bit"]) == ("complete", "cpu", False)
-    assert 0 <= ok["test_accuracy"] <= 1 and ok["command"].startswith("mathreport train --model tiny-qwen2")
+    assert 0 <= ok["test_accuracy"] <= 1 and ok["command"].startswith(
+        "mathreport train --model tiny-qwen2"
+    )
     # A failure is recorded with its one-line error; the checks after it still run.
-    assert not refused["ok"] and refused["exit_status"] == 2 and "--batch_size 0" in refused["error"]
-    text = gpu_bench.results_markdown({"device": "cpu", "date": "d", "versions": {}, "tiny": True,
-                                       "peak_bf16_tflops": None, "config": {"train_steps": 0, "warmup_steps": 0},
-                                       "runs": [], "train_runs": [ok, refused]})
+    assert (
+        not refused["ok"] and refused["exit_status"] == 2 and "--batch_size 0" in refused["error"]
+    )
+    text = gpu_bench.results_markdown(
+        {
+            "device": "cpu",
+            "date": "d",
+            "versions": {},
+            "tiny": True,
+            "peak_bf16_tflops": None,
+            "config": {"train_steps": 0, "warmup_steps": 0},
+            "runs": [],
+            "train_runs": [ok, refused],
+        }
+    )
     assert "| tiny-qwen2 full precision | ok |" in text and "| refused | failed: " in text

@@ -23,8 +23,10 @@ def test_the_holder_is_recorded_in_the_file_and_named_to_others(tmp_path, hold_l
     with hold_lock(run):  # another process, through artifacts.run_lock
         info = lockfile.holder(run / artifacts.LOCK)
         assert info is not None and info["pid"] != os.getpid()
-        with (pytest.raises(RunLockedError, match=f"PID {info['pid']} .*mathreport train"),
-              lockfile.hold(run / artifacts.LOCK)):
+        with (
+            pytest.raises(RunLockedError, match=f"PID {info['pid']} .*mathreport train"),
+            lockfile.hold(run / artifacts.LOCK),
+        ):
             pass
 
 

@@ -69,7 +69,9 @@ def test_question_without_math_is_escaped_text(value):
 
 
 def test_question_latex_becomes_mathml_and_text_stays_text():
-    html = markup.question_html(r"If x<y, solve $x^2 - 5x + 6 = 0$ and find $\frac{1}{2}$ of $|G|$.")
+    html = markup.question_html(
+        r"If x<y, solve $x^2 - 5x + 6 = 0$ and find $\frac{1}{2}$ of $|G|$."
+    )
     parsed = parse(html)
     assert parsed.tags.count("math") == 3 and "mfrac" in parsed.tags and "msup" in parsed.tags
     assert "$" not in parsed.text and "x<y" in parsed.text
@@ -77,8 +79,10 @@ def test_question_latex_becomes_mathml_and_text_stays_text():
 
 
 def test_latex_cannot_smuggle_markup_or_links():
-    html = markup.question_html(r"$\text{<img src=x onerror=alert(1)>}$ and $\href{javascript:alert(1)}{x}$ "
-                                r"and $\style{color:red}{y}$")
+    html = markup.question_html(
+        r"$\text{<img src=x onerror=alert(1)>}$ and $\href{javascript:alert(1)}{x}$ "
+        r"and $\style{color:red}{y}$"
+    )
     parsed = parse(html)
     assert "img" not in parsed.tags
     assert not [a for a in parsed.attrs if a.startswith("on") or a in ("href", "style", "src")]
@@ -97,6 +101,9 @@ def test_matplotlib_escape():
 
 
 def test_bracket_delimiters_are_math_too():
-    assert markup.dollar_math(r"Find \[ |a+b| = 12 \] and \( x^2 \).") == "Find $$|a+b| = 12$$ and $x^2$."
+    assert (
+        markup.dollar_math(r"Find \[ |a+b| = 12 \] and \( x^2 \).")
+        == "Find $$|a+b| = 12$$ and $x^2$."
+    )
     parsed = parse(markup.question_html(r"Find \[ |a+b| = 12 \] and \( x^2 \)."))
     assert parsed.tags.count("math") == 2 and "\\[" not in parsed.text and "$" not in parsed.text

@@ -27,11 +27,16 @@ def _within(value: float, reference: float, tolerance: float) -> bool:
 # --- the shipped configs against published figures -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("hub_id", "published"), [
-    # The parameter counts on the models' Hugging Face pages ("Model size"), causal LMs as published:
-    # https://huggingface.co/Qwen/Qwen2.5-Math-7B (7.62B params), https://huggingface.co/mistralai/Mistral-7B-v0.3
-    # (7.25B params).
-    (QWEN, 7.62e9), (MISTRAL, 7.25e9)])
+@pytest.mark.parametrize(
+    ("hub_id", "published"),
+    [
+        # The parameter counts on the models' Hugging Face pages ("Model size"), causal LMs as published:
+        # https://huggingface.co/Qwen/Qwen2.5-Math-7B (7.62B params), https://huggingface.co/mistralai/Mistral-7B-v0.3
+        # (7.25B params).
+        (QWEN, 7.62e9),
+        (MISTRAL, 7.25e9),
+    ],
+)
 def test_the_meta_device_count_matches_the_published_parameter_count(hub_id, published):
     shape = memplan.shape_of(memplan.load_config(hub_id), task="causal_lm")
     assert _within(shape.total_params, published, 0.01), shape.total_params
@@ -53,7 +58,9 @@ def test_bf16_weights_match_measured_and_published_bytes():
     assert qwen.weights_as_loaded < 14.38 * GIB  # the measurement holds the weights and more
     # Mistral-7B-v0.3's published bfloat16 checkpoint: model-0000{1,2,3}-of-00003.safetensors, 4.95 + 5.00 + 4.55
     # GB (10^9 bytes) on https://huggingface.co/mistralai/Mistral-7B-v0.3/tree/main.
-    mistral = memplan.estimate(MISTRAL, task="causal_lm", batch_size=1, max_length=1, load_in_4bit=False)
+    mistral = memplan.estimate(
+        MISTRAL, task="causal_lm", batch_size=1, max_length=1, load_in_4bit=False
+    )
     assert _within(mistral.weights_as_loaded, (4.95 + 5.00 + 4.55) * 1e9, 0.15)
 
 
@@ -70,9 +77,20 @@ def test_nf4_bytes_per_weight_match_bitsandbytes_storage():
     packed codes and every constant of its quant state, per weight."""
     bnb = pytest.importorskip("bitsandbytes")
     weight = torch.randn(512, 2048, dtype=torch.bfloat16)
-    packed, state = bnb.functional.quantize_4bit(weight, blocksize=64, quant_type="nf4", compress_statistics=True)
-    stored = sum(t.numel() * t.element_size() for t in (packed, state.absmax, state.code, state.offset,
-                                                        state.state2.absmax, state.state2.code))
+    packed, state = bnb.functional.quantize_4bit(
+        weight, blocksize=64, quant_type="nf4", compress_statistics=True
+    )
+    stored = sum(
+        t.numel() * t.element_size()
+        for t in (
+            packed,
+            state.absmax,
+            state.code,
+            state.offset,
+            state.state2.absmax,
+            state.state2.code,
+        )
+    )
     assert _within(stored / weight.numel(), memplan.NF4_BYTES_PER_WEIGHT, 0.01)
 
 
@@ -85,7 +103,9 @@ def test_the_7b_qlora_plan_fits_a_t4_and_bf16_does_not(hub_id):
     bf16 = memplan.estimate(hub_id, batch_size=8, max_length=512, load_in_4bit=False)
     t4 = dict(memplan.GPUS)["T4 16 GB"] * 2**20
     assert qlora.total < t4 < bf16.total
-    assert qlora.settings.gradient_checkpointing and not bf16.settings.gradient_checkpointing  # as train does
+    assert (
+        qlora.settings.gradient_checkpointing and not bf16.settings.gradient_checkpointing
+    )  # as train does
     # The parts add up to the total.
     tensors = max(qlora.training_peak, qlora.eval_peak)
     assert qlora.total == tensors + qlora.allocator_margin + qlora.cuda_context
@@ -108,23 +128,46 @@ def test_more_memory_for_a_bigger_batch_longer_rows_more_lora_and_less_with_chec
     assert memplan.estimate(QWEN, **{**base, "max_length": 1024}).total > plan.total
     assert plan.activations_checkpointing < plan.activations_no_checkpointing
     assert memplan.estimate(QWEN, **base, gradient_checkpointing=False).total > plan.total
-    mlp = memplan.estimate(QWEN, **base, lora_targets=(*DECODER_TARGETS, "gate_proj", "up_proj", "down_proj"))
+    mlp = memplan.estimate(
+        QWEN, **base, lora_targets=(*DECODER_TARGETS, "gate_proj", "up_proj", "down_proj")
+    )
     assert mlp.lora > plan.lora and mlp.optimizer_states > plan.optimizer_states
-    assert memplan.estimate(QWEN, **{**base, "load_in_4bit": False}).other_weights > plan.weights_as_loaded
-    assert memplan.estimate(QWEN, **base, optimizer="adamw_8bit").optimizer_states < plan.optimizer_states
+    assert (
+        memplan.estimate(QWEN, **{**base, "load_in_4bit": False}).other_weights
+        > plan.weights_as_loaded
+    )
+    assert (
+        memplan.estimate(QWEN, **base, optimizer="adamw_8bit").optimizer_states
+        < plan.optimizer_states
+    )
 
 
 def test_other_architectures_are_counted_too():
     """Any config transformers knows: a BERT and an MPNet encoder (MPNet has no SDPA: eager attention keeps its
     length x length scores, so the plan grows with the square of max_length)."""
-    bert = memplan.estimate({"model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6,
-                             "num_attention_heads": 12, "intermediate_size": 1536},
-                            batch_size=32, max_length=128, load_in_4bit=False, lora_targets=("query", "key", "value"))
+    bert = memplan.estimate(
+        {
+            "model_type": "bert",
+            "hidden_size": 384,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 12,
+            "intermediate_size": 1536,
+        },
+        batch_size=32,
+        max_length=128,
+        load_in_4bit=False,
+        lora_targets=("query", "key", "value"),
+    )
     assert bert.shape.layers == 6 and not bert.shape.gated_mlp and bert.shape.hidden_dropout == 0.1
     assert bert.shape.head_params == 384 * 8 + 8  # the classifier, trained in full
     assert bert.lora == 4 * 6 * 3 * 16 * (384 + 384)
-    mpnet = {"model_type": "mpnet", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-             "intermediate_size": 3072}
+    mpnet = {
+        "model_type": "mpnet",
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    }
     short = memplan.estimate(mpnet, batch_size=8, max_length=128, load_in_4bit=False)
     long = memplan.estimate(mpnet, batch_size=8, max_length=512, load_in_4bit=False)
     assert short.shape.attention == "eager"
@@ -133,10 +176,16 @@ def test_other_architectures_are_counted_too():
 
 def test_an_unknown_model_type_is_one_line_and_an_unknown_optimizer_counts_as_adamw():
     with pytest.raises(memplan.MemoryPlanError, match="model_type 'no-such-model'"):
-        memplan.estimate({"model_type": "no-such-model"}, batch_size=1, max_length=8, load_in_4bit=False)
+        memplan.estimate(
+            {"model_type": "no-such-model"}, batch_size=1, max_length=8, load_in_4bit=False
+        )
     lion = memplan.estimate(QWEN, batch_size=1, max_length=8, load_in_4bit=True, optimizer="lion")
-    assert lion.optimizer_states == memplan.estimate(QWEN, batch_size=1, max_length=8, load_in_4bit=True,
-                                                     optimizer="adamw_torch").optimizer_states
+    assert (
+        lion.optimizer_states
+        == memplan.estimate(
+            QWEN, batch_size=1, max_length=8, load_in_4bit=True, optimizer="adamw_torch"
+        ).optimizer_states
+    )
 
 
 # --- the activation terms against PyTorch, on the tiny models of the same code path -------------------------------
@@ -162,18 +211,22 @@ def _tiny(arch: str, four_bit: bool):
     if four_bit:
         model = models.load_base_model(weights, tokenizer, device="cpu", load_in_4bit=True)
     else:  # as load_base_model loads on CUDA: bfloat16 weights
-        model = AutoModelForSequenceClassification.from_pretrained(weights, num_labels=8, dtype=torch.bfloat16)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            weights, num_labels=8, dtype=torch.bfloat16
+        )
         model.config.pad_token_id = tokenizer.pad_token_id
     model, _ = models.add_lora(model, PRESETS[f"tiny-{arch}"], load_in_4bit=four_bit)
     model.train()
-    plan = memplan.plan_preset(f"tiny-{arch}", batch_size=B, max_length=S, load_in_4bit=four_bit, device="cpu")
+    plan = memplan.plan_preset(
+        f"tiny-{arch}", batch_size=B, max_length=S, load_in_4bit=four_bit, device="cpu"
+    )
     return model, plan
 
 
 def _batch():
     ids = torch.randint(5, 500, (B, S), generator=torch.Generator().manual_seed(0))
     mask = torch.ones(B, S, dtype=torch.long)
-    mask[0, S // 2:] = 0  # padding, as DataCollatorWithPadding makes: SDPA gets a mask
+    mask[0, S // 2 :] = 0  # padding, as DataCollatorWithPadding makes: SDPA gets a mask
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.arange(B) % 8}
 
 
@@ -194,7 +247,10 @@ def _saved_bytes(model, layers: int) -> int:
         return tensor
 
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with (
+            torch.autocast("cpu", dtype=torch.bfloat16),
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        ):
             model(**_batch())
     finally:
         inner.layers = everything
@@ -208,8 +264,11 @@ def _peak_bytes(step) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     current = peak = 0
-    for _, change in sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events()
-                            if e.self_cpu_memory_usage):
+    for _, change in sorted(
+        (e.time_range.start, e.self_cpu_memory_usage)
+        for e in prof.events()
+        if e.self_cpu_memory_usage
+    ):
         current += change
         peak = max(peak, current)
     return peak
@@ -278,8 +337,12 @@ def test_the_weights_counted_are_the_weights_loaded():
 
 # --- refusing before loading -------------------------------------------------------------------------------------
 
-_TRAIN_FLAG_SETTINGS = {"--batch_size": "batch_size", "--gradient_accumulation_steps": "gradient_accumulation_steps",
-                        "--per_device_eval_batch_size": "eval_batch_size", "--max_length": "max_length"}
+_TRAIN_FLAG_SETTINGS = {
+    "--batch_size": "batch_size",
+    "--gradient_accumulation_steps": "gradient_accumulation_steps",
+    "--per_device_eval_batch_size": "eval_batch_size",
+    "--max_length": "max_length",
+}
 
 
 def _suggested(message: str) -> list[dict]:
@@ -306,16 +369,26 @@ def _mock_cuda(monkeypatch, free: int):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 16 * GIB))
 
 
-@pytest.mark.parametrize(("settings", "free_gib"), [
-    (dict(batch_size=8, max_length=512, load_in_4bit=True), 6.5),
-    (dict(batch_size=8, max_length=512, load_in_4bit=False, gradient_checkpointing=False), 30)])
-def test_too_little_free_memory_is_refused_naming_settings_that_fit(monkeypatch, settings, free_gib):
+@pytest.mark.parametrize(
+    ("settings", "free_gib"),
+    [
+        (dict(batch_size=8, max_length=512, load_in_4bit=True), 6.5),
+        (dict(batch_size=8, max_length=512, load_in_4bit=False, gradient_checkpointing=False), 30),
+    ],
+)
+def test_too_little_free_memory_is_refused_naming_settings_that_fit(
+    monkeypatch, settings, free_gib
+):
     free = int(free_gib * GIB)
     _mock_cuda(monkeypatch, free)
     with pytest.raises(memplan.MemoryPlanError) as caught:
         memplan.check_cuda(QWEN, "cuda:0", show="mathreport plan --model qwen", **settings)
     message = str(caught.value)
-    assert "\n" not in message and message.startswith("cuda:0: ") and "mathreport plan --model qwen" in message
+    assert (
+        "\n" not in message
+        and message.startswith("cuda:0: ")
+        and "mathreport plan --model qwen" in message
+    )
     suggestions = _suggested(message)
     assert suggestions
     assert any("batch_size" in s for s in suggestions)
@@ -325,7 +398,10 @@ def test_too_little_free_memory_is_refused_naming_settings_that_fit(monkeypatch,
     for changes in suggestions:  # each, estimated afresh, fits and keeps the global batch
         again = memplan.estimate(QWEN, **{**settings, **changes})
         assert again.needed_free <= free, changes
-        assert again.settings.batch_size * again.settings.gradient_accumulation_steps == settings["batch_size"]
+        assert (
+            again.settings.batch_size * again.settings.gradient_accumulation_steps
+            == settings["batch_size"]
+        )
 
 
 def test_enough_free_memory_passes_and_no_cuda_is_not_checked(monkeypatch):
@@ -337,7 +413,9 @@ def test_enough_free_memory_passes_and_no_cuda_is_not_checked(monkeypatch):
 
 def test_no_setting_fits_says_so(monkeypatch):
     _mock_cuda(monkeypatch, 2 * GIB)
-    with pytest.raises(memplan.MemoryPlanError, match="no setting fits: the 4-bit weights alone take") as caught:
+    with pytest.raises(
+        memplan.MemoryPlanError, match="no setting fits: the 4-bit weights alone take"
+    ) as caught:
         memplan.check_cuda(QWEN, "cuda:0", batch_size=8, max_length=512, load_in_4bit=True)
     plan = memplan.estimate(QWEN, batch_size=8, max_length=512, load_in_4bit=True)
     said = float(re.search(r"weights alone take ([0-9.]+) GiB", str(caught.value)).group(1))
@@ -348,12 +426,20 @@ def test_no_setting_fits_says_so(monkeypatch):
 
 
 def test_plan_prints_both_7b_models_within_10_seconds_without_weights(tmp_path):
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}  # an empty cache: no weights
-    code = ("from mathreport.cli import main\n"
-            "assert main(['plan', '--model', 'qwen']) == 0\n"
-            "assert main(['plan', '--model', 'mistral']) == 0\n")
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+    }  # an empty cache: no weights
+    code = (
+        "from mathreport.cli import main\n"
+        "assert main(['plan', '--model', 'qwen']) == 0\n"
+        "assert main(['plan', '--model', 'mistral']) == 0\n"
+    )
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
     assert seconds < 10, seconds

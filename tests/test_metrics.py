@@ -20,7 +20,9 @@ LABELS = list(range(K))
 SEEDS = range(5)
 
 
-def random_run(seed: int, n: int = 300, classes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def random_run(
+    seed: int, n: int = 300, classes: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels drawn from `classes` and Dirichlet probabilities that lean towards the true class."""
     rng = np.random.default_rng(seed)
     y = rng.choice(classes if classes is not None else LABELS, size=n)
@@ -50,7 +52,16 @@ def assert_json_clean(obj: object) -> None:
 # Eight questions of classes 0-2. Each row, in 64ths: the scores of classes 0, 1, 2 below and 2/64 on each of
 # classes 3-7 (exact binary fractions: equal scores stay exactly equal when validate_predictions rescales rows).
 HAND_Y = [0, 0, 0, 0, 1, 1, 2, 2]
-HAND_64THS = [(40, 8, 6), (34, 14, 6), (28, 20, 6), (18, 30, 6), (10, 38, 6), (24, 2, 28), (2, 8, 44), (22, 2, 30)]
+HAND_64THS = [
+    (40, 8, 6),
+    (34, 14, 6),
+    (28, 20, 6),
+    (18, 30, 6),
+    (10, 38, 6),
+    (24, 2, 28),
+    (2, 8, 44),
+    (22, 2, 30),
+]
 #   argmax:       0           0           0           1           1           2           2           2
 # Confusion matrix (rows true, columns predicted):
 #            pred 0  1  2   support
@@ -76,7 +87,8 @@ HAND_EXPECTED = {
     #   class 0: positives 40 34 28 18 vs negatives 10 24 2 22: 18 loses to 24 and 22 -> 14/16 = 7/8
     #   class 1: positives 38 2 vs negatives 8 14 20 30 8 2: 38 wins 6, 2 ties row 7's 2 -> 6.5/12 = 13/24
     #   class 2: positives 44 30 vs negatives 6 6 6 6 6 28: all 12 won -> 1
-    "AUC_macro": (F(7, 8) + F(13, 24) + 1) / 3,  # 29/36; classes 3-7 have no positives and are excluded
+    "AUC_macro": (F(7, 8) + F(13, 24) + 1)
+    / 3,  # 29/36; classes 3-7 have no positives and are excluded
     # Micro AUC pools the 8 true-class scores (40 34 28 18 38 2 44 30) against the other 56 scores
     # (42 of them 2/64, plus 8 6 14 6 20 6 30 6 10 6 24 28 8 22). Pairs won per positive:
     #   40, 34, 38, 44: 56 each; 28: 54 + 0.5 (tie 28); 18: 51; 2: 42 ties -> 21; 30: 55 + 0.5 (tie 30)
@@ -101,7 +113,9 @@ def test_hand_computed_case() -> None:
     for key, value in HAND_EXPECTED.items():
         assert m[key] == pytest.approx(float(value), rel=1e-12, abs=1e-12), key
     # LogLoss = -mean ln p(true class), the true-class scores in 64ths:
-    assert m["LogLoss"] == pytest.approx(-sum(math.log(s / 64) for s in (40, 34, 28, 18, 38, 2, 44, 30)) / 8)
+    assert m["LogLoss"] == pytest.approx(
+        -sum(math.log(s / 64) for s in (40, 34, 28, 18, 38, 2, 44, 30)) / 8
+    )
     assert m["n_test"] == 8
     assert sorted(m["AUC_macro_excluded"]) == [f"class_{k}" for k in range(3, 8)]
     assert sorted(m["macro_excluded"]) == [f"class_{k}" for k in range(3, 8)]
@@ -113,11 +127,18 @@ def test_hand_computed_per_class_report() -> None:
     for k, (precision, recall, f1, support, auc) in HAND_PER_CLASS.items():
         row = report[f"class_{k}"]
         assert (row["precision"], row["recall"], row["f1_score"], row["auc"]) == pytest.approx(
-            (float(precision), float(recall), float(f1), float(auc)), rel=1e-12), k
+            (float(precision), float(recall), float(f1), float(auc)), rel=1e-12
+        ), k
         assert row["support"] == support and "auc_undefined_reason" not in row
     for k in range(3, 8):  # no item of these classes: 0 by zero_division, AUC None with the reason
         row = report[f"class_{k}"]
-        assert (row["precision"], row["recall"], row["f1_score"], row["support"], row["auc"]) == (0, 0, 0, 0, None)
+        assert (row["precision"], row["recall"], row["f1_score"], row["support"], row["auc"]) == (
+            0,
+            0,
+            0,
+            0,
+            None,
+        )
         assert "has no samples in y_true" in row["auc_undefined_reason"]
 
 
@@ -129,11 +150,14 @@ def _two_level_probs(y: np.ndarray, true_score: float) -> np.ndarray:
     return p
 
 
-@pytest.mark.parametrize(("true_score", "auc"), [
-    (0.3, 1.0),  # every positive outscores every negative (0.3 > 0.1): perfectly separable
-    (0.02, 0.0),  # every positive scores below every negative (0.02 < 0.14): perfectly reversed
-    (1 / 8, 0.5),  # every score equal: every pair a tie
-])
+@pytest.mark.parametrize(
+    ("true_score", "auc"),
+    [
+        (0.3, 1.0),  # every positive outscores every negative (0.3 > 0.1): perfectly separable
+        (0.02, 0.0),  # every positive scores below every negative (0.02 < 0.14): perfectly reversed
+        (1 / 8, 0.5),  # every score equal: every pair a tie
+    ],
+)
 def test_auc_known_values(true_score: float, auc: float) -> None:
     y = np.repeat(LABELS, 2)
     m = metrics.compute_metrics(y, _two_level_probs(y, true_score), n_bootstrap=50)
@@ -145,8 +169,17 @@ def test_auc_known_values(true_score: float, auc: float) -> None:
 def test_perfect_predictions_score_one() -> None:
     y = np.repeat(LABELS, 3)
     m = metrics.compute_metrics(y, np.eye(K)[y], n_bootstrap=50)
-    for key in ("Accuracy", "F1_micro", "F1_macro", "F1_weighted", "Precision_macro", "Recall_macro",
-                "Top2_accuracy", "AUC_macro", "AUC_micro"):
+    for key in (
+        "Accuracy",
+        "F1_micro",
+        "F1_macro",
+        "F1_weighted",
+        "Precision_macro",
+        "Recall_macro",
+        "Top2_accuracy",
+        "AUC_macro",
+        "AUC_micro",
+    ):
         assert m[key] == 1.0, key
     assert m["ECE"] == 0.0
     assert m["ci95"]["Accuracy"] == [1.0, 1.0]
@@ -160,8 +193,19 @@ def test_compute_metrics_match_the_definitions(seed: int) -> None:
     m = metrics.compute_metrics(y, p, n_bootstrap=200, seed=seed)
     by_label = ref.label_metrics(y, pred)
     expected = {
-        **{key: by_label[key] for key in ("Accuracy", "Precision_macro", "Recall_macro", "Precision_weighted",
-                                          "Recall_weighted", "F1_micro", "F1_macro", "F1_weighted")},
+        **{
+            key: by_label[key]
+            for key in (
+                "Accuracy",
+                "Precision_macro",
+                "Recall_macro",
+                "Precision_weighted",
+                "Recall_weighted",
+                "F1_micro",
+                "F1_macro",
+                "F1_weighted",
+            )
+        },
         "AUC_macro": np.mean(ref.auc_per_class(y, p)),
         "AUC_micro": ref.auc_micro(y, p),
         "Top2_accuracy": ref.top_k_accuracy(y, p, 2),
@@ -209,10 +253,16 @@ def test_bootstrap_replicates_equal_sklearn_on_the_same_resamples(seed: int) -> 
         yt, yp = y[idx[b]], pred[idx[b]]
         assert reps["Accuracy"][b] == pytest.approx(accuracy_score(yt, yp))
         for avg in ("macro", "weighted"):
-            assert reps[f"F1_{avg}"][b] == pytest.approx(f1_score(yt, yp, average=avg, zero_division=0))
+            assert reps[f"F1_{avg}"][b] == pytest.approx(
+                f1_score(yt, yp, average=avg, zero_division=0)
+            )
         # scikit-learn's default (no labels=): macro means over the classes the resample has.
-        assert reps["Precision_macro"][b] == pytest.approx(precision_score(yt, yp, average="macro", zero_division=0))
-        assert reps["Recall_macro"][b] == pytest.approx(recall_score(yt, yp, average="macro", zero_division=0))
+        assert reps["Precision_macro"][b] == pytest.approx(
+            precision_score(yt, yp, average="macro", zero_division=0)
+        )
+        assert reps["Recall_macro"][b] == pytest.approx(
+            recall_score(yt, yp, average="macro", zero_division=0)
+        )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -230,7 +280,9 @@ def test_ci_brackets_point_estimate_and_is_deterministic(seed: int) -> None:
     assert other["ci95"] != m["ci95"]
     # The interval is the percentile interval of the replicates, computed here with numpy.
     reps = metrics.bootstrap_replicates(y, p.argmax(axis=1), n_bootstrap=1000, seed=seed)
-    assert m["ci95"]["F1_macro"] == pytest.approx(list(np.percentile(reps["F1_macro"], [2.5, 97.5])))
+    assert m["ci95"]["F1_macro"] == pytest.approx(
+        list(np.percentile(reps["F1_macro"], [2.5, 97.5]))
+    )
 
 
 # ----------------------------------------------------------------------------------------- edge cases
@@ -252,9 +304,12 @@ def test_class_absent_from_test_split() -> None:
     by_label = ref.label_metrics(y, p.argmax(axis=1))
     assert by_label["recall"][3] == 0
     predicted_3 = bool((p.argmax(axis=1) == 3).any())
-    assert m["Recall_macro"] == pytest.approx(sum(by_label["recall"][k] for k in present) / (8 if predicted_3 else 7),
-                                              rel=1e-12)
-    assert m["macro_excluded"] == ({} if predicted_3 else {"class_3": "no test item and no prediction"})
+    assert m["Recall_macro"] == pytest.approx(
+        sum(by_label["recall"][k] for k in present) / (8 if predicted_3 else 7), rel=1e-12
+    )
+    assert m["macro_excluded"] == (
+        {} if predicted_3 else {"class_3": "no test item and no prediction"}
+    )
     assert m["AUC_micro"] == pytest.approx(ref.auc_micro(y, p), rel=1e-12)
     report = metrics.per_class_report(y, p)["per_class"]
     assert report["class_3"]["auc"] is None
@@ -392,11 +447,13 @@ def test_mcnemar_one_sided_asks_whether_b_is_worse_than_a() -> None:
     pred_b[:7] = 1  # B wrong where A is right, 7 times; A never wrong where B is right
     worse = metrics.mcnemar_test(y, pred_a, pred_b, alternative="greater")
     assert (worse["b"], worse["c"], worse["alternative"]) == (7, 0, "greater")
-    assert worse["p_value"] == pytest.approx(0.5 ** 7)  # all 7 discordant pairs against B
+    assert worse["p_value"] == pytest.approx(0.5**7)  # all 7 discordant pairs against B
     # The same pairs say nothing for "B better" and half as much two-sided as one-sided.
-    assert metrics.mcnemar_test(y, pred_a, pred_b, alternative="less")["p_value"] == pytest.approx(1.0)
+    assert metrics.mcnemar_test(y, pred_a, pred_b, alternative="less")["p_value"] == pytest.approx(
+        1.0
+    )
     two_sided = metrics.mcnemar_test(y, pred_a, pred_b)
-    assert two_sided["p_value"] == pytest.approx(2 * 0.5 ** 7) and "alternative" not in two_sided
+    assert two_sided["p_value"] == pytest.approx(2 * 0.5**7) and "alternative" not in two_sided
     with pytest.raises(ValueError, match="alternative must be one of"):
         metrics.mcnemar_test(y, pred_a, pred_b, alternative="worse")
 
@@ -446,7 +503,9 @@ def test_top_confusions() -> None:
     top = metrics.top_confusions(y, pred, texts, k=5, n_examples=3)
     pairs = [(t, q) for t in LABELS for q in LABELS if t != q]
     counts = {pair: int(np.sum((y == pair[0]) & (pred == pair[1]))) for pair in pairs}
-    ranked = sorted((pair for pair in pairs if counts[pair]), key=lambda pair: (-counts[pair], pair))[:5]
+    ranked = sorted(
+        (pair for pair in pairs if counts[pair]), key=lambda pair: (-counts[pair], pair)
+    )[:5]
     assert [(r["true_id"], r["pred_id"]) for r in top] == ranked
     for r in top:
         assert r["count"] == counts[(r["true_id"], r["pred_id"])]

@@ -41,15 +41,21 @@ def _add_section(key: str = "extra"):
 def test_a_section_is_one_registered_function_and_its_catalog_keys(registry, tmp_path):
     _add_section()
     for lang in i18n.CATALOG:
-        i18n.CATALOG[lang].update({"report.extra": f"Extra {lang}", "sections.extra_note": "note",
-                                   "intro.extra": f"Why extra, {lang}."})
+        i18n.CATALOG[lang].update(
+            {
+                "report.extra": f"Extra {lang}",
+                "sections.extra_note": "note",
+                "intro.extra": f"Why extra, {lang}.",
+            }
+        )
     assert list(registry)[-1] == "extra" and "sections.extra_note" in sections.catalog_keys()
     cells = notebook_build.notebooks()["final_report.ipynb"].cells
     assert cells[-2].source == "## Extra tr\n\nWhy extra, tr."
     assert export.TURKISH_TAG in cells[-2].metadata.tags
     assert cells[-1].source.splitlines() == [
         'ctx.heading("extra")  # the heading in another language; Turkish: the cell above',
-        "ctx.extra_section()"]
+        "ctx.extra_section()",
+    ]
     # The committed notebooks lack it until they are regenerated; then they have it, in both copies.
     assert notebook_build.stale() != []
     targets = (tmp_path / "package", tmp_path / "checkout")
@@ -58,11 +64,14 @@ def test_a_section_is_one_registered_function_and_its_catalog_keys(registry, tmp
 
 def test_a_section_whose_words_one_catalog_lacks_names_that_file_and_the_keys(registry):
     _add_section()
-    i18n.CATALOG["tr"].update({"report.extra": "Ek", "intro.extra": "Neden.",
-                               "sections.extra_note": "not"})
-    expected = (r"^mathreport/locales/en\.toml has no 'report\.extra', 'intro\.extra', "
-                r"'sections\.extra_note', which report section 'extra' \(mathreport/sections\.py\) "
-                r"shows; add ")
+    i18n.CATALOG["tr"].update(
+        {"report.extra": "Ek", "intro.extra": "Neden.", "sections.extra_note": "not"}
+    )
+    expected = (
+        r"^mathreport/locales/en\.toml has no 'report\.extra', 'intro\.extra', "
+        r"'sections\.extra_note', which report section 'extra' \(mathreport/sections\.py\) "
+        r"shows; add "
+    )
     with pytest.raises(MissingMessageError, match=expected) as error:
         notebook_build.notebooks()
     assert "\n" not in str(error.value)

@@ -1,4 +1,5 @@
 """benchmarks/ort_fusion.py: it refuses a run without the files it times, naming the file and the command."""
+
 from benchmarks import ort_fusion
 
 

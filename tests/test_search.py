@@ -20,9 +20,16 @@ REAL_FIT = train.fit_transformer
 
 def _config(small_data, out, lrs=LRS, **kw) -> search.SearchConfig:
     return search.SearchConfig(
-        model="minilm", learning_rates=list(lrs), train_path=small_data / "augmented_train.csv",
-        val_path=small_data / "val_split.csv", output_dir=out, num_epochs=1, max_train_samples=64, max_length=32,
-        train_eval_samples=16, **kw,
+        model="minilm",
+        learning_rates=list(lrs),
+        train_path=small_data / "augmented_train.csv",
+        val_path=small_data / "val_split.csv",
+        output_dir=out,
+        num_epochs=1,
+        max_train_samples=64,
+        max_length=32,
+        train_eval_samples=16,
+        **kw,
     )
 
 
@@ -99,10 +106,27 @@ def test_second_call_does_no_training(searched, small_data, monkeypatch, capsys)
     before = (out / artifacts.LR_SEARCH).read_bytes()
     counter = FitCounter()
     monkeypatch.setattr(train, "fit_transformer", counter)
-    code = cli.main(["search", "--model", "minilm", "--lrs", *map(str, LRS), "--num_epochs", "1",
-                     "--max_train_samples", "64", "--max_length", "32",
-                     "--train_path", str(small_data / "augmented_train.csv"),
-                     "--val_path", str(small_data / "val_split.csv"), "--output_dir", str(out)])
+    code = cli.main(
+        [
+            "search",
+            "--model",
+            "minilm",
+            "--lrs",
+            *map(str, LRS),
+            "--num_epochs",
+            "1",
+            "--max_train_samples",
+            "64",
+            "--max_length",
+            "32",
+            "--train_path",
+            str(small_data / "augmented_train.csv"),
+            "--val_path",
+            str(small_data / "val_split.csv"),
+            "--output_dir",
+            str(out),
+        ]
+    )
     assert code == 0 and counter.rates == []
     assert (out / artifacts.LR_SEARCH).read_bytes() == before
     assert "best learning rate" in capsys.readouterr().out
@@ -112,8 +136,12 @@ def test_other_settings_are_refused_not_mixed_in(searched, small_data):
     out, _, _, _ = searched
     with pytest.raises(search.SearchError, match="num_epochs"):
         search.search(dataclasses.replace(_config(small_data, out), num_epochs=2))
-    with pytest.raises(search.SearchError, match="training_args"):  # Trainer's own flags change a row's meaning
-        search.search(dataclasses.replace(_config(small_data, out), training_args=["--weight_decay", "0"]))
+    with pytest.raises(
+        search.SearchError, match="training_args"
+    ):  # Trainer's own flags change a row's meaning
+        search.search(
+            dataclasses.replace(_config(small_data, out), training_args=["--weight_decay", "0"])
+        )
 
 
 def test_report_figure_reads_the_search(searched):
@@ -123,24 +151,44 @@ def test_report_figure_reads_the_search(searched):
 
 
 def test_tfidf_is_refused_with_a_reason(small_data, tmp_path, capsys):
-    code = cli.main(["search", "--model", "tfidf", "--lrs", "1e-3", "--train_path",
-                     str(small_data / "augmented_train.csv"), "--val_path", str(small_data / "val_split.csv"),
-                     "--output_dir", str(tmp_path / "t")])
+    code = cli.main(
+        [
+            "search",
+            "--model",
+            "tfidf",
+            "--lrs",
+            "1e-3",
+            "--train_path",
+            str(small_data / "augmented_train.csv"),
+            "--val_path",
+            str(small_data / "val_split.csv"),
+            "--output_dir",
+            str(tmp_path / "t"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "no learning rate" in err and "Traceback" not in err
     assert not (tmp_path / "t" / artifacts.LR_SEARCH).exists()
 
 
 def test_mark_best_prefers_macro_f1_then_accuracy():
-    frame = pd.DataFrame({"learning_rate": [3e-4, 1e-4, 2e-4], "val_accuracy": [0.9, 0.8, 0.85],
-                          "val_macro_f1": [0.7, 0.75, 0.75], "val_loss": [0.3, 0.4, 0.5]})
+    frame = pd.DataFrame(
+        {
+            "learning_rate": [3e-4, 1e-4, 2e-4],
+            "val_accuracy": [0.9, 0.8, 0.85],
+            "val_macro_f1": [0.7, 0.75, 0.75],
+            "val_loss": [0.3, 0.4, 0.5],
+        }
+    )
     marked = search.mark_best(frame)
     assert marked["learning_rate"].tolist() == [1e-4, 2e-4, 3e-4]
     assert marked.loc[marked["best"], "learning_rate"].tolist() == [2e-4]
 
 
 @pytest.mark.parametrize("fast_bf16", [True, False])
-def test_search_trains_with_the_precision_and_dropout_train_would_use(small_data, tmp_path, monkeypatch, fast_bf16):
+def test_search_trains_with_the_precision_and_dropout_train_would_use(
+    small_data, tmp_path, monkeypatch, fast_bf16
+):
     """bf16 and LoRA dropout left open are decided as `mathreport train` decides them (issue 13)."""
     from mathreport import environment
 
@@ -157,6 +205,14 @@ def test_search_trains_with_the_precision_and_dropout_train_would_use(small_data
     (cfg,) = seen
     assert cfg.bf16 is fast_bf16
     assert cfg.lora_dropout == train.CPU_LORA_DROPOUT
-    expected = train.resolve_defaults(train.TrainConfig(model="minilm", train_path=Path("t"), val_path=Path("v"),
-                                                        test_path=Path("x"), output_dir=Path("o"), device="cpu"))
+    expected = train.resolve_defaults(
+        train.TrainConfig(
+            model="minilm",
+            train_path=Path("t"),
+            val_path=Path("v"),
+            test_path=Path("x"),
+            output_dir=Path("o"),
+            device="cpu",
+        )
+    )
     assert (cfg.bf16, cfg.lora_dropout) == (expected.bf16, expected.lora_dropout)

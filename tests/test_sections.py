@@ -21,7 +21,9 @@ def test_project_root_is_found_from_a_subfolder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "proj" / "notebooks" / "deep")
     assert sections.project_root() == (tmp_path / "proj").resolve()
     assert sections.project_path(None, "results") == (tmp_path / "proj" / "results").resolve()
-    assert sections.project_path("mine", "results") == Path("mine")  # an explicit path wins, as given
+    assert sections.project_path("mine", "results") == Path(
+        "mine"
+    )  # an explicit path wins, as given
     monkeypatch.setenv(sections.ROOT_ENV, str(tmp_path))
     assert sections.project_root() == tmp_path.resolve()
 
@@ -41,9 +43,13 @@ def test_report_context_loads_default_results_from_notebooks_folder(tmp_path, mo
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
     ctx = sections.ReportContext.load("qwen_math")
-    assert [r.path for r in ctx.runs.values()] == [tmp_path.resolve() / "results" / n for n in ("qwen_math", "mistral")]
+    assert [r.path for r in ctx.runs.values()] == [
+        tmp_path.resolve() / "results" / n for n in ("qwen_math", "mistral")
+    ]
     assert ctx.figures_dir == tmp_path.resolve() / "figures"
-    with pytest.raises(summary.MissingResultsError, match=str(tmp_path.resolve() / "results" / "qwen")):
+    with pytest.raises(
+        summary.MissingResultsError, match=str(tmp_path.resolve() / "results" / "qwen")
+    ):
         sections.ReportContext.load("qwen")
 
 
@@ -56,22 +62,33 @@ def test_notebooks_are_the_generated_ones_in_both_places(name):
         assert on_disk.metadata.kernelspec.name == "mathreport"
         for cell in on_disk.cells:
             if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None  # committed without outputs
+                assert (
+                    cell.outputs == [] and cell.execution_count is None
+                )  # committed without outputs
                 assert len(cell.source.splitlines()) <= 15
 
 
 def test_every_report_section_has_a_turkish_markdown_cell_then_one_or_two_calls():
     nb = nbformat.read(str(export.REPORT_NOTEBOOK), as_version=4)
     cells = nb.cells
-    assert cells[0].cell_type == "markdown" and cells[0].source.startswith(f"# {summary.TEXT['tr']['title']}")
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith(
+        f"# {summary.TEXT['tr']['title']}"
+    )
     headings = [c for c in cells if c.cell_type == "markdown" and c.source.startswith("## ")]
     keys = [k for k in summary.INTRO["tr"] if k != "title"]
-    assert [h.source.splitlines()[0] for h in headings] == [f"## {summary.TEXT['tr'][k]}" for k in keys]
+    assert [h.source.splitlines()[0] for h in headings] == [
+        f"## {summary.TEXT['tr'][k]}" for k in keys
+    ]
     for heading in headings:
         assert export.TURKISH_TAG in heading.metadata.tags
         body = heading.source.split("\n", 2)[2]
-        assert len(body) > 40 and body == summary.INTRO["tr"][[k for k in keys if heading.source.startswith(
-            f"## {summary.TEXT['tr'][k]}\n")][0]]
+        assert (
+            len(body) > 40
+            and body
+            == summary.INTRO["tr"][
+                [k for k in keys if heading.source.startswith(f"## {summary.TEXT['tr'][k]}\n")][0]
+            ]
+        )
         following = cells[cells.index(heading) + 1]
         assert following.cell_type == "code"
         calls = [line for line in following.source.splitlines() if line.strip()]

