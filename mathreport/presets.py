@@ -185,8 +185,8 @@ PRESETS: dict[str, Preset] = {
         batch_size=16,
         max_length=128,
         target_modules=DECODER_TARGETS,
-        # LoRA on every layer, chosen on validation over the top 4 (0.813 vs 0.768 on the real dev split, one
-        # epoch; docs/REAL_DATA.md): about 5x the training time, within the hour on 2 CPU cores.
+        # LoRA on every layer: chosen on validation over the top 4, within the hour on 2 CPU cores
+        # (docs/REAL_DATA.md, "LoRA on every layer of smollm2").
         num_epochs=1,
         top_k_layers=0,
     ),

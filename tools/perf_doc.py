@@ -568,6 +568,7 @@ def gnu_time(doc):
     "qwen05b-cpu-models",
     "real-data-pipeline-mpnet-models",
     "real-data-decoders",
+    "real-data-smollm2-every-layer",
     header="run | test accuracy | test macro-F1 | val accuracy | "
     "val macro-F1 | F1 of the 2 rare classes (test) | epochs | training time (s) | p50 ms/item, batch 1",
 )
