@@ -23,7 +23,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mathreport import i18n, options, sections
+from mathreport import artifacts, i18n, options, sections
 from mathreport.export import NOTEBOOKS, PACKAGE_DIR, TURKISH_TAG
 from mathreport.options import TrainConfig
 from mathreport.sections import TITLE, ReportSection
@@ -146,7 +146,9 @@ def train_parameters(defaults: dict, notes: dict) -> str:
 def train_notebook() -> NotebookNode:
     """train_model.ipynb: the parameters, one training call, the metrics it wrote."""
     i18n.require(TRAIN_KEYS, "the training notebook (mathreport/notebook_build.py)")
-    intro, training, results = (i18n.message(key, LANG) for key in TRAIN_KEYS)
+    # File names come from artifacts, so renaming a run-folder file is an edit of artifacts only.
+    names = {"history": artifacts.HISTORY, "metrics": artifacts.METRICS}
+    intro, training, results = (i18n.message(key, LANG, **names) for key in TRAIN_KEYS)
     return notebook(
         [
             new_markdown_cell(intro),
