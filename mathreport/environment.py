@@ -7,6 +7,7 @@ import importlib.metadata as md
 import os
 import platform
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -127,3 +128,47 @@ def cuda_capability(device: str) -> tuple[int, int] | None:
     import torch
 
     return tuple(torch.cuda.get_device_capability(torch.device(device)))
+
+
+class CpuLoad:
+    """How busy the machine's CPUs were over a block, and how much of that was other processes (from psutil).
+
+    with CpuLoad() as load:
+        ...  # timed work
+    load.result  # {"cpu_busy": ..., "cpu_busy_other": ...} as fractions; None when no CPU time passed
+    """
+
+    def __enter__(self) -> CpuLoad:
+        import psutil
+
+        self._process = psutil.Process()
+        self._start = psutil.cpu_times()
+        self._own = self._own_seconds()
+        self._wall = time.perf_counter()
+        self.result: dict | None = None
+        return self
+
+    def _own_seconds(self) -> float:
+        return sum(self._process.cpu_times()[:2])  # user + system
+
+    def __exit__(self, *exc) -> None:
+        import psutil
+
+        end = psutil.cpu_times()
+        total = _cpu_total(end) - _cpu_total(self._start)
+        if total <= 0:
+            return
+        busy = min(max(1 - (_cpu_idle(end) - _cpu_idle(self._start)) / total, 0.0), 1.0)
+        ncpu = psutil.cpu_count() or 1
+        own = (self._own_seconds() - self._own) / max(time.perf_counter() - self._wall, 1e-9) / ncpu
+        # What other processes used is the machine's busy share minus this process's own CPU time.
+        self.result = {"cpu_busy": round(busy, 3), "cpu_busy_other": round(max(busy - own, 0.0), 3)}
+
+
+def _cpu_total(times) -> float:
+    # On Linux guest time is also counted in user time; psutil.cpu_percent leaves it out once, and so does this.
+    return sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+
+
+def _cpu_idle(times) -> float:
+    return times.idle + getattr(times, "iowait", 0.0)

@@ -78,6 +78,12 @@ def training_record(
 # --- the machine's ceiling -----------------------------------------------------------------------------------------
 
 CEILING_N = 2048  # a square matmul this size reaches the best rate on the CPUs measured (docs/perf/ceiling.json)
+# The median over this long: on a shared VM the matmul rate swings between calls (docs/perf/cpu-training.md,
+# "The ceiling on this machine"); half a second caught one fast stretch as the ceiling.
+CEILING_SECONDS = 3.0
+CEILING_MAX_OTHER_LOAD = (
+    0.1  # other processes' share of the CPUs above which a measured ceiling is not cached
+)
 
 
 def measure_ceiling(
@@ -130,6 +136,7 @@ def ceiling(dtype: str, device: str = "cpu") -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "n": CEILING_N,
+        "seconds": CEILING_SECONDS,
     }
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path = files.cache_dir() / "ceilings" / f"{name}.json"
@@ -139,11 +146,26 @@ def ceiling(dtype: str, device: str = "cpu") -> dict:
             return {
                 "flop_per_s": cached["flop_per_s"],
                 "measured": cached["measured"],
+                "cpu_busy_other": cached.get("cpu_busy_other", 0.0),
                 "cache": str(path),
             }
     except (OSError, ValueError):
         pass
-    measured = {"key": key, "flop_per_s": measure_ceiling(dtype, device), "measured": record.now()}
+    with environment.CpuLoad() as load:
+        flop_per_s = measure_ceiling(dtype, device, min_seconds=CEILING_SECONDS)
+    other = (load.result or {}).get("cpu_busy_other", 0.0)
+    measured = {
+        "key": key,
+        "flop_per_s": flop_per_s,
+        "measured": record.now(),
+        "cpu_busy_other": other,
+    }
+    if other > CEILING_MAX_OTHER_LOAD:
+        # Other processes took the cores: a low ceiling cached now would inflate every later share.
+        return {
+            **{k: measured[k] for k in ("flop_per_s", "measured", "cpu_busy_other")},
+            "cache": None,
+        }
     try:
         files.write_json(path, measured)
     except Exception:  # an unwritable cache: measured again next time, nothing lost
@@ -151,6 +173,7 @@ def ceiling(dtype: str, device: str = "cpu") -> dict:
     return {
         "flop_per_s": measured["flop_per_s"],
         "measured": measured["measured"],
+        "cpu_busy_other": other,
         "cache": str(path),
     }
 
@@ -170,5 +193,7 @@ def training_rate(flop_record: dict, dtype: str, device: str = "cpu") -> dict:
             "device": device,
             "gflop_per_s": top["flop_per_s"] / 1e9,
             "measured": top["measured"],
+            # Other processes' share of the CPUs while it was measured (absent: read from an older cache).
+            **({"cpu_busy_other": top["cpu_busy_other"]} if "cpu_busy_other" in top else {}),
         },
     }

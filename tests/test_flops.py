@@ -89,3 +89,33 @@ def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
     assert flops.training_rate({"flop_per_s": None}, "float32") == {}  # a resumed run has no rate
     flops.training_rate({"flop_per_s": 1e9}, "bfloat16")
     assert calls == ["float32", "bfloat16"]  # each precision has its own ceiling
+
+
+def test_a_ceiling_measured_under_load_is_not_cached(tmp_path, monkeypatch):
+    """Other processes on the cores make a low ceiling; cached, it would inflate every later run's share."""
+    from mathreport import environment, flops
+
+    monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path))
+    busy = {"cpu_busy": 1.0, "cpu_busy_other": 0.5}
+
+    class Loaded(environment.CpuLoad):
+        def __exit__(self, *exc):
+            self.result = dict(busy)
+
+    calls = []
+
+    def counted(dtype, device="cpu", n=flops.CEILING_N, min_seconds=0.5):
+        calls.append(min_seconds)
+        return 1e11
+
+    monkeypatch.setattr(flops, "measure_ceiling", counted)
+    monkeypatch.setattr(environment, "CpuLoad", Loaded)
+    first = flops.ceiling("float32")
+    assert first["cache"] is None and first["cpu_busy_other"] == 0.5
+    assert calls == [flops.CEILING_SECONDS]  # the long median, not half a second
+    busy["cpu_busy_other"] = 0.0
+    quiet = flops.ceiling("float32")
+    assert len(calls) == 2 and quiet["cache"] is not None  # measured again, now quiet, and cached
+    assert flops.ceiling("float32")["cache"] == quiet["cache"] and len(calls) == 2
+    rate = flops.training_rate({"flop_per_s": 1e10}, "float32")
+    assert rate["ceiling"]["cpu_busy_other"] == 0.0 and rate["ceiling_share"] == pytest.approx(0.1)

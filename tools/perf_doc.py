@@ -380,6 +380,7 @@ def ort_fusion(doc):
 
 @table(
     "ceiling",
+    "ceiling-2026-12-06",
     header="operation | dtype | n (n×n @ n×n) | calls timed | median GFLOP/s (int8: GOP/s) | "
     "other processes' CPU share",
 )
