@@ -66,8 +66,19 @@ def test_training_record_counts_two_forwards_per_step_and_evaluation():
     )
 
 
+class _Quiet:
+    """CpuLoad as it reads on a quiet machine."""
+
+    def __enter__(self):
+        self.result = {"cpu_busy": 1.0, "cpu_busy_other": 0.0}
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
 def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
-    from mathreport import flops
+    from mathreport import environment, flops
 
     monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path))
     calls = []
@@ -78,6 +89,7 @@ def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
         return real(dtype, device, n=256, min_seconds=0.05)
 
     monkeypatch.setattr(flops, "measure_ceiling", counted)
+    monkeypatch.setattr(environment, "CpuLoad", _Quiet)  # a parallel test run loads the CPUs
     rate = flops.training_rate({"flop_per_s": 5e9}, "float32")
     assert calls == ["float32"] and rate["gflop_per_s"] == 5.0
     assert rate["ceiling_share"] == pytest.approx(5e9 / (rate["ceiling"]["gflop_per_s"] * 1e9))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shlex
 from pathlib import Path
 
@@ -299,7 +300,7 @@ def test_trainer_flags_are_kept_parsed_by_transformers_and_written_into_the_comm
         ),
         (
             ["--save_strategy", "no"],
-            r"^--save_strategy \(fixed: history.csv and the kept checkpoint are per epoch",
+            rf"^--save_strategy \(fixed: {re.escape(artifacts.HISTORY)} and the kept checkpoint are per epoch",
         ),
     ],
 )
