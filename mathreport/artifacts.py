@@ -56,30 +56,6 @@ COMPARISONS = "comparisons.json"  # in the results folder, beside its runs (comp
 # What a trained run has that an ensemble has not: left in a folder an ensemble replaces
 # (--force), it would be taken for the ensemble's own (predict, bench, export-onnx read model/).
 TRAINED_ONLY = (MODEL_DIR, CHECKPOINTS, *ONNX_FILES.values(), ONNX_DATA, LR_SEARCH)
-# Every name above. No other module spells one (tests/test_artifacts.py checks the package), so
-# renaming a run folder's file is an edit of this block only; run.json's is record.FILE.
-RUN_FOLDER_NAMES = (
-    METRICS,
-    CLASS_REPORT,
-    PREDICTIONS,
-    PREDS_VAL,
-    HISTORY,
-    LATENCY,
-    MANIFEST,
-    LR_SEARCH,
-    LR_SEARCH_JSON,
-    LR_SCRATCH,
-    CHECKPOINTS,
-    LOCK,
-    MODEL_DIR,
-    MODEL_CARD,
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    SKLEARN_PIPELINE,
-    *ONNX_FILES.values(),
-    ONNX_DATA,
-    COMPARISONS,
-)
 # The files of a run's own folder that a user's output must never replace (predict --output).
 RUN_FILES = (
     METRICS,
@@ -94,6 +70,19 @@ RUN_FILES = (
     LOCK,
     *ONNX_FILES.values(),
     ONNX_DATA,
+)
+# Every name above. No other module spells one (tests/test_artifacts.py checks the package), so
+# renaming a run folder's file is an edit of this block only; run.json's is record.FILE.
+RUN_FOLDER_NAMES = (
+    *RUN_FILES,
+    LR_SCRATCH,
+    CHECKPOINTS,
+    MODEL_DIR,
+    MODEL_CARD,
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    SKLEARN_PIPELINE,
+    COMPARISONS,
 )
 
 # The files a run must have before a report can be made of it (latency and the manifest are
