@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_args import split_flags
 
 from mathreport import artifacts, cli
 
@@ -38,12 +39,7 @@ def test_train_qwen_without_weights_fails_at_once_saying_how(small_data, tmp_pat
             "train",
             "--model",
             "qwen",
-            "--train_path",
-            str(small_data / "augmented_train.csv"),
-            "--val_path",
-            str(small_data / "val_split.csv"),
-            "--test_path",
-            str(small_data / "test_split.csv"),
+            *split_flags(small_data),
             "--output_dir",
             str(tmp_path / "qwen"),
         ]
@@ -414,12 +410,7 @@ def test_trainer_flags_pass_on_train_only_and_a_refused_one_is_one_line(
     """train/search hand flags they do not know to transformers' TrainingArguments; other commands refuse them."""
     out = tmp_path / "run"
     splits = [
-        "--train_path",
-        str(small_data / "augmented_train.csv"),
-        "--val_path",
-        str(small_data / "val_split.csv"),
-        "--test_path",
-        str(small_data / "test_split.csv"),
+        *split_flags(small_data),
     ]
     assert (
         cli.main(

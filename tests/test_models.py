@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_args import split_flags
 
 from mathreport import artifacts, cli, models, predict, weights
 from mathreport.train import TrainConfig, train
@@ -176,12 +177,7 @@ def test_mpnet_without_its_parts_fails_at_once_with_the_command(small_data, tmp_
             "train",
             "--model",
             "mpnet",
-            "--train_path",
-            str(small_data / "augmented_train.csv"),
-            "--val_path",
-            str(small_data / "val_split.csv"),
-            "--test_path",
-            str(small_data / "test_split.csv"),
+            *split_flags(small_data),
             "--output_dir",
             str(out),
         ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from cli_args import split_flags
 
 from mathreport import artifacts, cli, models, options, search
 from mathreport.options import TrainConfig
@@ -213,12 +214,7 @@ def test_a_trained_runs_command_gives_back_its_config(small_data, tmp_path):
         "train",
         "--model",
         "tfidf",
-        "--train_path",
-        str(small_data / "augmented_train.csv"),
-        "--val_path",
-        str(small_data / "val_split.csv"),
-        "--test_path",
-        str(small_data / "test_split.csv"),
+        *split_flags(small_data),
         "--output_dir",
         str(tmp_path / "a run"),
         "--no_bench",
@@ -321,12 +317,7 @@ def test_a_refused_trainer_flag_stops_train_before_anything_is_written(
             "minilm",
             "--output_dir",
             str(out),
-            "--train_path",
-            str(small_data / "augmented_train.csv"),
-            "--val_path",
-            str(small_data / "val_split.csv"),
-            "--test_path",
-            str(small_data / "test_split.csv"),
+            *split_flags(small_data),
             "--logging_strategy",
             "sometimes",
         ]

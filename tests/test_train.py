@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import reference_metrics as ref
+from cli_args import split_flags
 
 from mathreport import artifacts, data, files, fitting, options, train
 from mathreport.labels import NUM_CLASSES
@@ -330,12 +331,7 @@ def _train_argv(small_data, out, *extra):
         "train",
         "--model",
         "tfidf",
-        "--train_path",
-        str(small_data / "augmented_train.csv"),
-        "--val_path",
-        str(small_data / "val_split.csv"),
-        "--test_path",
-        str(small_data / "test_split.csv"),
+        *split_flags(small_data),
         "--output_dir",
         str(out),
         "--no_bench",
@@ -544,12 +540,7 @@ def test_a_full_disk_while_training_is_one_line_and_the_run_says_failed(
             "train",
             "--model",
             "tfidf",
-            "--train_path",
-            str(small_data / "augmented_train.csv"),
-            "--val_path",
-            str(small_data / "val_split.csv"),
-            "--test_path",
-            str(small_data / "test_split.csv"),
+            *split_flags(small_data),
             "--output_dir",
             str(out),
             "--no_bench",
