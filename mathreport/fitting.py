@@ -6,6 +6,7 @@ calls `check`, `defaults`, `base` and `fit`; nothing else in the package branche
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -248,16 +249,58 @@ def _accuracy(eval_pred) -> dict:
     return {"accuracy": float((np.asarray(logits).argmax(-1) == labels).mean())}
 
 
+LOSS_LOGS_PER_EPOCH = 20
+
+
+def loss_logger(user_steps: bool = False):
+    """A TrainerCallback that logs the training loss about 20 times an epoch, and at each epoch's end.
+
+    Trainer logs every `logging_steps` (500 unless given), which in a one-epoch run of a few hundred steps is
+    never before the end. The epoch's last window is closed at its end, so each log covers steps of one
+    epoch, and history_from_log's step-weighted mean of them is the epoch's mean loss. With `user_steps`
+    (`--logging_steps N`, a Trainer flag), the user's N stays.
+    """
+    from transformers import TrainerCallback
+
+    class LossEveryTwentieth(TrainerCallback):
+        logged_at = -1
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not user_steps and state.max_steps > 0:
+                per_epoch = state.max_steps / max(args.num_train_epochs, 1)
+                state.logging_steps = max(1, int(per_epoch // LOSS_LOGS_PER_EPOCH))
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.logged_at = state.global_step
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            # Trainer divides a window's loss by its steps since the last log: never log an empty one.
+            if state.global_step > self.logged_at and state.global_step % state.logging_steps:
+                control.should_log = True
+
+    return LossEveryTwentieth()
+
+
 def history_from_log(log_history: list[dict]) -> pd.DataFrame:
-    """One row per epoch from Trainer's log: train loss, and loss/accuracy on val and a train sample."""
+    """One row per epoch from Trainer's log: train loss, and loss/accuracy on val and a train sample.
+
+    Each loss entry is the mean over the steps since the entry before (loss_logger closes an epoch's
+    last one at its end): an epoch's train loss is their mean weighted by those steps.
+    """
     rows: dict[int, dict] = {}
+    losses: dict[int, list[tuple[float, int]]] = {}
+    last_step = 0
     for entry in log_history:
         if "epoch" not in entry:
             continue
-        epoch = int(round(entry["epoch"]))
+        # An entry in the middle of epoch e has epoch in (e - 1, e); the epoch's end ones have exactly e.
+        epoch = max(1, math.ceil(entry["epoch"] - 1e-6)) if entry["epoch"] > 0 else 0
         row = rows.setdefault(epoch, {"epoch": epoch})
         if "loss" in entry:
-            row["train_loss"] = entry["loss"]
+            step = entry.get("step", last_step + 1)
+            losses.setdefault(epoch, []).append((entry["loss"], max(step - last_step, 1)))
+            last_step = step
         for src, dst in (
             ("eval_val_loss", "val_loss"),
             ("eval_val_accuracy", "val_accuracy"),
@@ -266,6 +309,10 @@ def history_from_log(log_history: list[dict]) -> pd.DataFrame:
         ):
             if src in entry:
                 row[dst] = entry[src]
+    for epoch, pairs in losses.items():
+        rows[epoch]["train_loss"] = float(
+            np.average([p[0] for p in pairs], weights=[p[1] for p in pairs])
+        )
     frame = pd.DataFrame([rows[e] for e in sorted(rows) if e > 0])
     columns = artifacts.HISTORY_COLUMNS
     return frame.reindex(columns=[*columns, *(c for c in frame if c not in columns)])
@@ -348,7 +395,9 @@ def train_transformer(
             "per_device_eval_batch_size": max(hyper["batch_size"], 32),
             "eval_strategy": "epoch",
             "save_strategy": "epoch",
-            "logging_strategy": "epoch",
+            # A loss line about every 5 % of an epoch (loss_logger), so a diverging run shows in
+            # minutes, not at the epoch's end; history.csv stays per epoch (history_from_log).
+            "logging_strategy": "steps",
             "save_total_limit": 1,
             "load_best_model_at_end": True,
             "metric_for_best_model": "val_accuracy",
@@ -446,7 +495,7 @@ def train_transformer(
             eval_dataset={"val": datasets["val"], "train": datasets["train_eval"]},
             processing_class=tokenizer,
             compute_metrics=_accuracy,
-            callbacks=list(cfg.callbacks),
+            callbacks=[loss_logger("logging_steps" in overrides), *cfg.callbacks],
         )
         if os.environ.get(TEXT_PROGRESS_ENV) == "1":
             # Run by `mathreport pipeline` through papermill: Trainer's HTML notebook bar would only land in the kept

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, models, predict, tiny
+from mathreport import artifacts, fitting, models, predict, tiny
 from mathreport.train import TrainConfig, train
 
 ARCHS = ["qwen2", "mistral"]
@@ -547,3 +547,81 @@ def test_qlora_adapter_card_is_the_runs_own_qwen2_mistral(arch, qlora_runs, tmp_
     path.unlink()
     evaluate_run(run_dir)
     assert f"{saved['Accuracy']:.4f}" in path.read_text(encoding="utf-8")
+
+
+def test_an_epochs_train_loss_is_the_step_weighted_mean_of_its_logs():
+    """Loss logs in the middle of an epoch and one closing it; each covers the steps since the log before."""
+    log = [
+        {"loss": 2.0, "epoch": 0.5, "step": 4},
+        {"loss": 1.0, "epoch": 1.0, "step": 8},
+        {"eval_val_loss": 0.9, "eval_val_accuracy": 0.5, "epoch": 1.0, "step": 8},
+        {"loss": 0.8, "epoch": 1.5, "step": 12},
+        {"loss": 0.5, "epoch": 2.0, "step": 15},  # a window of 3 steps
+        {"eval_val_loss": 0.7, "eval_val_accuracy": 0.75, "epoch": 2.0, "step": 15},
+        {"train_loss": 1.2, "epoch": 2.0, "step": 15},
+    ]
+    history = fitting.history_from_log(log)
+    assert list(history["epoch"]) == [1, 2]
+    assert history["train_loss"].tolist() == pytest.approx(
+        [(4 * 2 + 4 * 1) / 8, (4 * 0.8 + 3 * 0.5) / 7]
+    )
+    assert history["val_accuracy"].tolist() == [0.5, 0.75]
+
+
+@pytest.mark.slow  # three tiny trainings
+def test_loss_is_logged_within_each_epoch_and_history_keeps_the_epoch_mean(
+    tiny_cache, keyword_splits, tmp_path
+):
+    """About 20 loss logs an epoch, one at each epoch's end; history.csv's per-epoch loss does not depend on
+    where the logs fall (every step, every 5 across the epoch boundary, or our default)."""
+    from transformers import TrainerCallback
+
+    class Record(TrainerCallback):
+        def __init__(self):
+            self.logs, self.epoch_ends = [], []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if "loss" in (logs or {}):
+                self.logs.append(state.global_step)
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self.epoch_ends.append(state.global_step)
+
+    common = dict(num_epochs=2, batch_size=2, max_length=32, learning_rate=5e-3)
+    histories, records = {}, {}
+    for name, tokens in (
+        ("default", []),
+        ("every", ["--logging_steps", "1"]),
+        ("five", ["--logging_steps", "5"]),
+    ):
+        records[name] = Record()
+        run = train(
+            _config(
+                keyword_splits,
+                tmp_path / name,
+                "tiny-qwen2",
+                training_args=tokens,
+                callbacks=[records[name]],
+                **common,
+            )
+        )
+        histories[name] = artifacts.read_history(run)
+    ends = records["default"].epoch_ends
+    per_epoch = ends[0]
+    assert per_epoch >= 40 and per_epoch % 5  # windows of 5 cross the epoch's end
+    for name in histories:
+        assert set(ends) <= set(records[name].logs), (
+            name
+        )  # each epoch's last window closed at its end
+    first_epoch = [s for s in records["default"].logs if s <= per_epoch]
+    assert len(first_epoch) >= fitting.LOSS_LOGS_PER_EPOCH
+    assert len(records["every"].logs) == ends[-1]
+    for name in ("default", "five"):
+        np.testing.assert_allclose(
+            histories[name]["train_loss"], histories["every"]["train_loss"], rtol=1e-5, err_msg=name
+        )
+    run_json = artifacts.read_manifest(tmp_path / "every").training
+    assert np.mean(histories["every"]["train_loss"]) == pytest.approx(
+        run_json["train_loss"], rel=1e-5
+    )
+
