@@ -65,6 +65,7 @@ def scores(run_dir: Path) -> dict:
     out["cache_s"] = sum(computed) if computed else None
     out["cache_loaded"] = bool(caches) and not computed
     out["flop_per_s"] = (training.get("flop") or {}).get("flop_per_s")
+    out["ceiling_share"] = training.get("ceiling_share")  # of the ceiling measured where it ran
     out["model"] = manifest.model
     out["default_backend"] = (manifest.inference or {}).get("default")
     out["hyperparameters"] = manifest.hyperparameters

@@ -27,8 +27,10 @@ import numpy as np
 from mathreport import bench, devices, environment, files, search, train
 
 ARMS = ("autocast-copies", "held-bf16")
-# Further arms: the default plus Trainer's own options (torch.compile of the model Trainer trains, warm-up included).
+# Further arms: the default plus Trainer's own options (torch.compile of the model Trainer trains, warm-up included),
+# or plus TrainConfig fields (a larger batch: fewer, larger matmuls per sample).
 EXTRA_ARMS = {"held-bf16+compile": ["--torch_compile"]}
+CONFIG_ARMS = {"held-bf16+batch32": {"batch_size": 32}}
 
 
 def run_once(
@@ -60,6 +62,7 @@ def run_once(
                 max_train_samples=max_train_samples,
                 training_args=EXTRA_ARMS.get(arm, []),
                 top_k_layers=top_k_layers,
+                **CONFIG_ARMS.get(arm, {}),
             )
             cfg = train.resolve_defaults(cfg)
             splits = train.load_splits(cfg)
@@ -79,10 +82,13 @@ def run_once(
         "num_epochs": num_epochs,
         "n_train": len(splits["train"]),
         "top_k_layers": cfg.top_k_layers,
+        "batch_size": cfg.batch_size,
         "train_seconds": stats["train_seconds"],
         "train_samples_per_second": stats["train_samples_per_second"],
         "flop": stats["flop"]["flop"],
         "flop_per_s": stats["flop"]["flop_per_s"],
+        # the share of the ceiling measured on this machine by the run itself (mathreport.flops.ceiling)
+        "ceiling_share_this_machine": stats.get("ceiling_share"),
         "fit_seconds": wall,
         **scores,
     }
@@ -109,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         "--lock", type=Path, default=None, help="hold an exclusive flock on this file throughout"
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=[*ARMS, *EXTRA_ARMS])
+    parser.add_argument(
+        "--arms", nargs="+", default=list(ARMS), choices=[*ARMS, *EXTRA_ARMS, *CONFIG_ARMS]
+    )
     args = parser.parse_args(argv)
     ceiling = json.loads(args.ceiling.read_text())["ceilings"]["bfloat16"]["flop_per_s"]
     lock = open(args.lock, "w") if args.lock else None  # noqa: SIM115 (held for the whole run)
@@ -139,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             key: float(np.median([r[key] for r in mine]))
             for key in ("train_seconds", "train_samples_per_second", "flop_per_s", "ceiling_share")
         }
+        shares = [r["ceiling_share_this_machine"] for r in mine if r["ceiling_share_this_machine"]]
+        summary[arm]["ceiling_share_this_machine"] = float(np.median(shares)) if shares else None
     pairs = [[r for r in runs if r["round"] == k and r["arm"] in ARMS] for k in range(args.rounds)]
     same = all(len({(r["val_accuracy"], r["val_macro_f1"]) for r in pair}) == 1 for pair in pairs)
     result = {

@@ -234,3 +234,27 @@ def test_a_goal_table_without_its_run_names_the_file(tmp_path):
         perf_doc.PerfDocError, match=r"real-data-decoders.json: no run named smollm2"
     ):
         perf_doc.render("targets-21", tmp_path)
+
+
+def test_decoder_goals_judge_the_decoder_with_the_best_validation_accuracy_of_both_files(tmp_path):
+    """targets-29 reads both decoders' every-layer runs and picks on validation, never on test."""
+    for path in perf_doc.PERF_DIR.glob("*.json"):
+        shutil.copy(path, tmp_path)
+    name = "real-data-smollm2-every-layer.json"
+    smollm2 = json.loads((tmp_path / name).read_text(encoding="utf-8"))
+    row = smollm2["rows"][0]
+    row.update(run="x/best-on-val", val_acc=0.99, test_acc=0.5, wall_s=100.0, ceiling_share=0.31)
+    (tmp_path / name).write_text(json.dumps(smollm2), encoding="utf-8")
+    table = perf_doc.render("targets-29", tmp_path)
+    assert (
+        "`best-on-val` (best validation accuracy, 0.9900): test accuracy ≥ 0.85 | 0.5000 | not met"
+        in table
+    )
+    assert "the whole training command ≤ 3600 s | 100.00 s | met" in table
+    assert "bf16 ceiling | 31% | met" in table
+    for path in (tmp_path / name, tmp_path / "real-data-qwen05b-every-layer.json"):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc["rows"] = []
+        path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(perf_doc.PerfDocError, match="list no runs"):
+        perf_doc.render("targets-29", tmp_path)
