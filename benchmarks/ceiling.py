@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mathreport import bench, environment, files
+from mathreport import environment, files
 
 TORCH_SIZES = (1024, 2048, 4096)
 INT8_SIZES = (1024, 2048)
@@ -151,7 +151,7 @@ def measure(
         cases += [(ort_matmul_integer, n, "int8") for n in int8_sizes]
         for fn, n, dtype in cases:
             # Other processes' share of the CPUs during each case: a busy neighbour halves a 2-core ceiling.
-            with bench.CpuLoad() as load:
+            with environment.CpuLoad() as load:
                 result = (
                     fn(n, dtype, min_seconds=min_seconds)
                     if fn is torch_matmul

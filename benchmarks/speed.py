@@ -44,7 +44,7 @@ def _compare(
 ) -> dict:
     """Run each variant once per round, interleaved; the median over rounds and every round's value."""
     values: dict[str, list[float]] = {label: [] for label in variants}
-    with bench.CpuLoad() as load:
+    with environment.CpuLoad() as load:
         for _ in range(rounds):
             for label, run in variants.items():
                 values[label].append(float(run()))
@@ -543,7 +543,7 @@ def measure_trainer(
 ) -> list[dict]:
     """Trainer end to end (float32, --bf16, --bf16 --lora_dropout 0), interleaved rounds."""
     runs: dict[str, list[dict]] = {label: [] for label in TRAINER_VARIANTS}
-    with bench.CpuLoad() as load:
+    with environment.CpuLoad() as load:
         for _ in range(rounds):
             for label, options in TRAINER_VARIANTS.items():
                 run = trainer_run(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mathreport import bench, devices, environment, files, search, train
+from mathreport import devices, environment, files, search, train
 
 ARMS = ("autocast-copies", "held-bf16")
 # Further arms: the default plus Trainer's own options (torch.compile of the model Trainer trains, warm-up included),
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
     runs = []
-    with bench.CpuLoad() as load:
+    with environment.CpuLoad() as load:
         for round_ in range(args.rounds):
             for arm in args.arms:
                 run = run_once(

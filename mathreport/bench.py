@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mathreport import artifacts, data, environment, files, predict
-from mathreport.environment import CpuLoad  # noqa: F401 (bench.CpuLoad: where benchmarks and tests name it)
+from mathreport.environment import CpuLoad
 from mathreport.errors import ArtifactError, ConfigError, OnnxUnavailable
 from mathreport.predict import Backend, Classifier
 from mathreport.record import RunRecord

@@ -298,9 +298,8 @@ def history_from_log(log_history: list[dict]) -> pd.DataFrame:
         epoch = max(1, math.ceil(entry["epoch"] - 1e-6)) if entry["epoch"] > 0 else 0
         row = rows.setdefault(epoch, {"epoch": epoch})
         if "loss" in entry:
-            step = entry.get("step", last_step + 1)
-            losses.setdefault(epoch, []).append((entry["loss"], max(step - last_step, 1)))
-            last_step = step
+            losses.setdefault(epoch, []).append((entry["loss"], entry["step"] - last_step))
+            last_step = entry["step"]
         for src, dst in (
             ("eval_val_loss", "val_loss"),
             ("eval_val_accuracy", "val_accuracy"),

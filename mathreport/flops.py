@@ -116,8 +116,9 @@ def measure_ceiling(
 
 def ceiling(dtype: str, device: str = "cpu") -> dict:
     """This machine's matmul ceiling in `dtype` on `device`: measured once (`measure_ceiling`) and cached under the
-    cache folder, keyed by the CPU or GPU, its flags, torch's threads and version; {"flop_per_s", "measured",
-    "cache"}. Training and inference rates are stated as a share of it."""
+    cache folder, keyed by the CPU or GPU, its flags, torch's threads and version. Returns {"flop_per_s",
+    "measured", "cpu_busy_other", "cache"}; cache is None when other processes were busy during the measurement,
+    so it was not kept. Training and inference rates are stated as a share of it."""
     import hashlib
     import json
 
@@ -140,42 +141,42 @@ def ceiling(dtype: str, device: str = "cpu") -> dict:
     }
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path = files.cache_dir() / "ceilings" / f"{name}.json"
+    measured, cache = _cached_ceiling(path, key), str(path)
+    if measured is None:
+        with environment.CpuLoad() as load:
+            flop_per_s = measure_ceiling(dtype, device, min_seconds=CEILING_SECONDS)
+        measured = {
+            "key": key,
+            "flop_per_s": flop_per_s,
+            "measured": record.now(),
+            "cpu_busy_other": (load.result or {}).get("cpu_busy_other", 0.0),
+        }
+        if measured["cpu_busy_other"] > CEILING_MAX_OTHER_LOAD:
+            # Other processes took the cores: a low ceiling cached now would inflate every later share.
+            cache = None
+        else:
+            try:
+                files.write_json(path, measured)
+            except Exception:  # an unwritable cache: measured again next time, nothing lost
+                pass
+    return {
+        **{k: measured[k] for k in ("flop_per_s", "measured", "cpu_busy_other")},
+        "cache": cache,
+    }
+
+
+def _cached_ceiling(path, key: dict) -> dict | None:
+    """The ceiling cached at `path` for `key`, or None (absent, unreadable, or for another key)."""
+    import json
+
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
-        if cached.get("key") == key and cached.get("flop_per_s", 0) > 0:
-            return {
-                "flop_per_s": cached["flop_per_s"],
-                "measured": cached["measured"],
-                "cpu_busy_other": cached.get("cpu_busy_other", 0.0),
-                "cache": str(path),
-            }
     except (OSError, ValueError):
-        pass
-    with environment.CpuLoad() as load:
-        flop_per_s = measure_ceiling(dtype, device, min_seconds=CEILING_SECONDS)
-    other = (load.result or {}).get("cpu_busy_other", 0.0)
-    measured = {
-        "key": key,
-        "flop_per_s": flop_per_s,
-        "measured": record.now(),
-        "cpu_busy_other": other,
-    }
-    if other > CEILING_MAX_OTHER_LOAD:
-        # Other processes took the cores: a low ceiling cached now would inflate every later share.
-        return {
-            **{k: measured[k] for k in ("flop_per_s", "measured", "cpu_busy_other")},
-            "cache": None,
-        }
-    try:
-        files.write_json(path, measured)
-    except Exception:  # an unwritable cache: measured again next time, nothing lost
-        pass
-    return {
-        "flop_per_s": measured["flop_per_s"],
-        "measured": measured["measured"],
-        "cpu_busy_other": other,
-        "cache": str(path),
-    }
+        return None
+    whole = (
+        cached.get("key") == key and cached.get("flop_per_s", 0) > 0 and "cpu_busy_other" in cached
+    )
+    return cached if whole else None
 
 
 def training_rate(flop_record: dict, dtype: str, device: str = "cpu") -> dict:
@@ -193,7 +194,7 @@ def training_rate(flop_record: dict, dtype: str, device: str = "cpu") -> dict:
             "device": device,
             "gflop_per_s": top["flop_per_s"] / 1e9,
             "measured": top["measured"],
-            # Other processes' share of the CPUs while it was measured (absent: read from an older cache).
-            **({"cpu_busy_other": top["cpu_busy_other"]} if "cpu_busy_other" in top else {}),
+            # Other processes' share of the CPUs while it was measured.
+            "cpu_busy_other": top["cpu_busy_other"],
         },
     }

@@ -173,7 +173,7 @@ def time_backends(
     THROUGHPUT_ROUNDS rounds, after one untimed pass over the same batches (every shape seen once). A round
     during which other processes took more than MAX_OTHER_LOAD of the CPUs is timed again (at most `rounds`
     times). Returns {name: bench.spread(...)} (median, [fastest, slowest] round, each round) and the CPU load
-    of each kept round and of each round timed again (bench.CpuLoad).
+    of each kept round and of each round timed again (environment.CpuLoad).
     """
     rounds, take = timing_plan(batch_size)
     batches = bench.batches_of(list(texts)[:take], batch_size)

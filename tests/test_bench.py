@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathreport import artifacts, bench, cli, predict
+from mathreport import artifacts, bench, cli, environment, predict
 
 
 def _check_entries(results: list[dict], n_items: int) -> None:
@@ -214,7 +214,7 @@ def test_test_questions_fall_back_to_the_manifest_split(runs, small_data, tmp_pa
 
 def test_cpu_load_counts_this_process_apart_from_the_others():
     wall, cpu = time.perf_counter(), time.process_time()
-    with bench.CpuLoad() as load:
+    with environment.CpuLoad() as load:
         end = time.process_time() + 0.3
         while time.process_time() < end:  # one core busy for 0.3 s of this process's CPU time
             pass

@@ -624,4 +624,3 @@ def test_loss_is_logged_within_each_epoch_and_history_keeps_the_epoch_mean(
     assert np.mean(histories["every"]["train_loss"]) == pytest.approx(
         run_json["train_loss"], rel=1e-5
     )
-

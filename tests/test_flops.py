@@ -66,15 +66,16 @@ def test_training_record_counts_two_forwards_per_step_and_evaluation():
     )
 
 
-class _Quiet:
-    """CpuLoad as it reads on a quiet machine."""
+def _cpu_load(state: dict):
+    """environment.CpuLoad reading other processes' share from `state["other"]`, whatever the real CPUs do (a
+    parallel test run loads them)."""
+    from mathreport import environment
 
-    def __enter__(self):
-        self.result = {"cpu_busy": 1.0, "cpu_busy_other": 0.0}
-        return self
+    class Fixed(environment.CpuLoad):
+        def __exit__(self, *exc):
+            self.result = {"cpu_busy": 1.0, "cpu_busy_other": state["other"]}
 
-    def __exit__(self, *exc):
-        pass
+    return Fixed
 
 
 def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
@@ -89,7 +90,7 @@ def test_training_rate_is_a_share_of_the_cached_ceiling(tmp_path, monkeypatch):
         return real(dtype, device, n=256, min_seconds=0.05)
 
     monkeypatch.setattr(flops, "measure_ceiling", counted)
-    monkeypatch.setattr(environment, "CpuLoad", _Quiet)  # a parallel test run loads the CPUs
+    monkeypatch.setattr(environment, "CpuLoad", _cpu_load({"other": 0.0}))
     rate = flops.training_rate({"flop_per_s": 5e9}, "float32")
     assert calls == ["float32"] and rate["gflop_per_s"] == 5.0
     assert rate["ceiling_share"] == pytest.approx(5e9 / (rate["ceiling"]["gflop_per_s"] * 1e9))
@@ -108,12 +109,7 @@ def test_a_ceiling_measured_under_load_is_not_cached(tmp_path, monkeypatch):
     from mathreport import environment, flops
 
     monkeypatch.setenv("MATHREPORT_CACHE", str(tmp_path))
-    busy = {"cpu_busy": 1.0, "cpu_busy_other": 0.5}
-
-    class Loaded(environment.CpuLoad):
-        def __exit__(self, *exc):
-            self.result = dict(busy)
-
+    busy = {"other": 0.5}
     calls = []
 
     def counted(dtype, device="cpu", n=flops.CEILING_N, min_seconds=0.5):
@@ -121,11 +117,11 @@ def test_a_ceiling_measured_under_load_is_not_cached(tmp_path, monkeypatch):
         return 1e11
 
     monkeypatch.setattr(flops, "measure_ceiling", counted)
-    monkeypatch.setattr(environment, "CpuLoad", Loaded)
+    monkeypatch.setattr(environment, "CpuLoad", _cpu_load(busy))
     first = flops.ceiling("float32")
     assert first["cache"] is None and first["cpu_busy_other"] == 0.5
     assert calls == [flops.CEILING_SECONDS]  # the long median, not half a second
-    busy["cpu_busy_other"] = 0.0
+    busy["other"] = 0.0
     quiet = flops.ceiling("float32")
     assert len(calls) == 2 and quiet["cache"] is not None  # measured again, now quiet, and cached
     assert flops.ceiling("float32")["cache"] == quiet["cache"] and len(calls) == 2
