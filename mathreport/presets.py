@@ -160,7 +160,7 @@ PRESETS: dict[str, Preset] = {
         Hub("Qwen/Qwen2.5-0.5B"),
         "Qwen2.5-0.5B (or a local folder / GGUF file), LoRA",
         decoder=True,
-        # LoRA on every layer at 4e-4: chosen on validation over the top 4 layers and over 2e-4, one epoch
+        # LoRA on every layer at 4e-4: chosen on validation over the top 4 layers, 2e-4 and 6e-4, one epoch
         # of the whole split within the hour on 2 CPU cores; at 1e-3 every layer diverged
         # (docs/REAL_DATA.md, "LoRA on every layer of qwen-0.5b").
         learning_rate=4e-4,

@@ -477,6 +477,7 @@ def train_speed(doc):
 
 @table(
     "training-seeds",
+    "mpnet-batch-seeds",
     header="arm | seed | bf16 autocast | lora_dropout | val macro-F1 | val accuracy | "
     "test macro-F1 | test accuracy | samples/s (Trainer)",
 )
@@ -506,12 +507,6 @@ def training_seeds(doc):
         )
 
 
-@table(
-    "training-seeds-decision",
-    reads=("training-seeds.json",),
-    header="metric (mean ± sd over seeds) | "
-    "reference arm | candidate arm | candidate - reference | within one reference sd",
-)
 def training_seeds_decision(doc):
     """Per metric, the first arm (reference) against the second (candidate): is the candidate's mean at most one
     reference sd below the reference's (the rule in docs/perf/training-seeds.md)?"""
@@ -525,6 +520,16 @@ def training_seeds_decision(doc):
             f"{c['mean'] - r['mean']:+.4f}",
             "yes" if c["mean"] >= r["mean"] - r["sd"] else "no",
         ]
+
+
+# The decision of each seeds file (`benchmarks/speed.py --arm`): NAME-decision reads NAME.json.
+for _seeds in ("training-seeds", "mpnet-batch-seeds"):
+    table(
+        f"{_seeds}-decision",
+        reads=(f"{_seeds}.json",),
+        header="metric (mean ± sd over seeds) | "
+        "reference arm | candidate arm | candidate - reference | within one reference sd",
+    )(training_seeds_decision)
 
 
 @table(
@@ -576,6 +581,7 @@ def gnu_time(doc):
     "real-data-decoders",
     "real-data-smollm2-every-layer",
     "real-data-qwen05b-every-layer",
+    "real-data-ensembles-decoder",
     header="run | test accuracy | test macro-F1 | val accuracy | "
     "val macro-F1 | F1 of the 2 rare classes (test) | epochs | training time (s) | p50 ms/item, batch 1",
 )
@@ -597,12 +603,6 @@ def real_data_models(doc):
     ]
 
 
-@table(
-    "real-data-ensembles",
-    reads=("real-data-models.json",),
-    header="ensemble | best member | "
-    "member test accuracy | ensemble test accuracy | only the ensemble right | only the member right | McNemar p",
-)
 def real_data_ensembles(doc):
     """The ensembles among the runs, by McNemar's exact test against their best member (b: only the ensemble right)."""
     return [
@@ -618,6 +618,19 @@ def real_data_ensembles(doc):
         for r in doc["rows"]
         if (vs := r.get("vs_best_member"))
     ]
+
+
+# The ensembles of a models file against their best member: NAME reads MODELS.json.
+for _name, _models in (
+    ("real-data-ensembles", "real-data-models"),
+    ("real-data-ensembles-decoder-mcnemar", "real-data-ensembles-decoder"),
+):
+    table(
+        _name,
+        reads=(f"{_models}.json",),
+        header="ensemble | best member | member test accuracy | ensemble test accuracy | "
+        "only the ensemble right | only the member right | McNemar p",
+    )(real_data_ensembles)
 
 
 @table(
