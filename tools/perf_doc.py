@@ -133,6 +133,12 @@ def table(*names: str, header: str, reads: tuple[str, ...] = ()) -> Callable:
     return register
 
 
+def table_of_files(rows: Callable, header: str, files: dict[str, str]) -> None:
+    """Register `rows` once per table name, each reading its own JSON file: {table name: file stem}."""
+    for name, stem in files.items():
+        table(name, header=header, reads=(f"{stem}.json",))(rows)
+
+
 @table(
     "minilm-bench",
     "minilm-bench-1thread",
@@ -522,14 +528,13 @@ def training_seeds_decision(doc):
         ]
 
 
-# The decision of each seeds file (`benchmarks/speed.py --arm`): NAME-decision reads NAME.json.
-for _seeds in ("training-seeds", "mpnet-batch-seeds"):
-    table(
-        f"{_seeds}-decision",
-        reads=(f"{_seeds}.json",),
-        header="metric (mean ± sd over seeds) | "
-        "reference arm | candidate arm | candidate - reference | within one reference sd",
-    )(training_seeds_decision)
+# The decision of each seeds file (`benchmarks/speed.py --arm`).
+table_of_files(
+    training_seeds_decision,
+    "metric (mean ± sd over seeds) | "
+    "reference arm | candidate arm | candidate - reference | within one reference sd",
+    {f"{seeds}-decision": seeds for seeds in ("training-seeds", "mpnet-batch-seeds")},
+)
 
 
 @table(
@@ -620,17 +625,16 @@ def real_data_ensembles(doc):
     ]
 
 
-# The ensembles of a models file against their best member: NAME reads MODELS.json.
-for _name, _models in (
-    ("real-data-ensembles", "real-data-models"),
-    ("real-data-ensembles-decoder-mcnemar", "real-data-ensembles-decoder"),
-):
-    table(
-        _name,
-        reads=(f"{_models}.json",),
-        header="ensemble | best member | member test accuracy | ensemble test accuracy | "
-        "only the ensemble right | only the member right | McNemar p",
-    )(real_data_ensembles)
+# The ensembles of a models file against their best member.
+table_of_files(
+    real_data_ensembles,
+    "ensemble | best member | member test accuracy | ensemble test accuracy | "
+    "only the ensemble right | only the member right | McNemar p",
+    {
+        "real-data-ensembles": "real-data-models",
+        "real-data-ensembles-decoder-mcnemar": "real-data-ensembles-decoder",
+    },
+)
 
 
 @table(
